@@ -1,0 +1,348 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+
+#include "agent/domain_xml.h"
+#include "common/log.h"
+#include "config/service_spec.h"
+
+namespace regen {
+
+namespace {
+constexpr size_t kMaxChanges = 256;
+constexpr auto kMaxBackoff = std::chrono::seconds(60);
+}  // namespace
+
+Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner)
+    : config_(std::move(config)),
+      hypervisor_(hypervisor),
+      clock_(clock),
+      disks_(config_.state_dir, runner) {
+  hypervisor_.SetEventCallback([this](const DomainEvent& event) {
+    int64_t seen = clock_.WallMillis();  // stamp on the event thread: detection time
+    Post([this, event, seen] { OnDomainEvent(event, seen); });
+  });
+  hypervisor_.SetConnectionCallback([this](bool connected) {
+    if (!connected) {
+      Post([this] {
+        if (connected_) spdlog::warn("libvirt connection to {} lost; reconnecting", config_.libvirt_uri);
+        connected_ = false;
+      });
+    }
+  });
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Start() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Agent::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Agent::Post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(fn));
+  }
+  cv_.notify_one();
+}
+
+void Agent::SetDesired(std::vector<InstanceSpec> desired) {
+  Post([this, desired = std::move(desired)]() mutable {
+    desired_ = std::move(desired);
+    RequestReconcile("desired set changed");
+  });
+}
+
+void Agent::RequestReconcile(std::string why) {
+  Post([this, why = std::move(why)] {
+    reconcile_requested_ = true;
+    if (reconcile_trigger_.empty()) reconcile_trigger_ = why;
+  });
+}
+
+void Agent::Loop() {
+  next_poll_ = clock_.Now();
+  while (true) {
+    std::deque<std::function<void()>> tasks;
+    {
+      std::unique_lock lock(mu_);
+      // The loop sleeps on the real clock; Clock stamps what it records.
+      auto until = std::chrono::steady_clock::now() +
+                   std::max<Clock::Duration>(next_poll_ - clock_.Now(), Clock::Duration::zero());
+      cv_.wait_until(lock, until, [&] { return stop_ || !tasks_.empty(); });
+      if (stop_) return;
+      tasks.swap(tasks_);
+    }
+    for (auto& task : tasks) task();
+    if (clock_.Now() >= next_poll_) {
+      next_poll_ = clock_.Now() + config_.poll_interval;
+      Poll();
+    } else if (reconcile_requested_) {
+      std::string trigger = reconcile_trigger_;
+      Reconcile(trigger.empty() ? "request" : trigger);
+    }
+  }
+}
+
+void Agent::Poll() {
+  ReloadDesiredFile();
+  EnsureConnected();
+  Reconcile("poll");
+}
+
+void Agent::ReloadDesiredFile() {
+  if (config_.desired_file.empty()) return;
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(config_.desired_file, ec);
+  if (ec) {
+    std::string err = "cannot read desired file " + config_.desired_file + ": " + ec.message();
+    if (err != desired_error_) spdlog::error("{}; keeping the previous desired set", err);
+    desired_error_ = err;
+    return;
+  }
+  if (desired_ && mtime == desired_mtime_) return;
+  auto loaded = LoadDesiredInstances(config_.desired_file);
+  desired_mtime_ = mtime;
+  if (!loaded.ok()) {
+    desired_error_ = loaded.status().message();
+    spdlog::error("desired file rejected, keeping the previous desired set: {}", desired_error_);
+    return;
+  }
+  desired_error_.clear();
+  spdlog::info("desired set loaded from {}: {} instances", config_.desired_file, loaded->size());
+  desired_ = std::move(loaded).value();
+  reconcile_requested_ = true;
+}
+
+void Agent::EnsureConnected() {
+  if (connected_ && hypervisor_.Connected()) return;
+  Status s = hypervisor_.Connect();
+  if (!s.ok()) {
+    if (s.message() != last_connect_error_) {
+      spdlog::error("cannot connect to libvirt {}: {} (retrying every {} ms)", config_.libvirt_uri,
+                    s.message(), config_.poll_interval.count());
+    }
+    last_connect_error_ = s.message();
+    connected_ = false;
+    return;
+  }
+  spdlog::info("connected to libvirt {}{}; relisting domains", config_.libvirt_uri,
+               last_connect_error_.empty() ? "" : " again");
+  last_connect_error_.clear();
+  connected_ = true;
+}
+
+void Agent::OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms) {
+  spdlog::debug("libvirt event domain={} event={} detail={}", event.name, event.event, event.detail);
+  if (event.unexpected_stop) {
+    event_seen_ms_[event.name] = seen_unix_ms;
+    reconcile_requested_ = true;
+    reconcile_trigger_ = "event";
+  } else if (event.event == "stopped" || event.event == "undefined" || event.event == "crashed") {
+    reconcile_requested_ = true;
+    if (reconcile_trigger_.empty()) reconcile_trigger_ = "event";
+  }
+}
+
+void Agent::Reconcile(const std::string& trigger) {
+  reconcile_requested_ = false;
+  reconcile_trigger_.clear();
+  if (!connected_) EnsureConnected();
+  if (!connected_) return;
+  auto listed = hypervisor_.ListDomains();
+  if (!listed.ok()) {
+    spdlog::error("listing domains on {} failed: {}", config_.libvirt_uri, listed.status().message());
+    if (listed.status().code() == Code::kUnavailable) connected_ = false;
+    return;
+  }
+  last_domains_ = std::move(listed).value();
+  ++reconciles_;
+  last_reconcile_unix_ms_ = clock_.WallMillis();
+  if (!desired_) return;  // nothing is created or destroyed before the desired set is known
+
+  ReconcileOptions options;
+  options.restart_failed_locally = config_.controller_address.empty();
+  ReconcilePlan plan = PlanReconcile(*desired_, last_domains_, options);
+
+  for (const auto& f : plan.failures) {
+    if (open_failures_.count(f.instance)) continue;  // already known
+    FailureRecord rec;
+    rec.instance = f.instance;
+    rec.generation = f.generation;
+    rec.state = DomainStateName(f.state);
+    rec.reason = f.reason;
+    auto ev = event_seen_ms_.find(f.instance);
+    if (ev != event_seen_ms_.end()) {
+      rec.detected_by = "event";
+      rec.detected_unix_ms = ev->second;
+    } else {
+      rec.detected_by = trigger == "event" ? "event" : "poll";
+      rec.detected_unix_ms = clock_.WallMillis();
+    }
+    spdlog::warn("instance {} failed: domain {} ({}) generation={} detected_by={}", f.instance,
+                 rec.state, rec.reason, f.generation, rec.detected_by);
+    Record(f.instance, "failed", rec.state + " (" + rec.reason + ") detected by " + rec.detected_by);
+    open_failures_[f.instance] = failures_.size();
+    failures_.push_back(rec);
+  }
+  event_seen_ms_.clear();
+  for (const auto& c : plan.conflicts) {
+    if (!InBackoff(c.name)) {
+      spdlog::error("{}", c.message);
+      NoteFailure(c.name);
+    }
+  }
+  for (const auto& action : plan.actions) {
+    if (InBackoff(action.name)) continue;
+    Execute(action);
+  }
+}
+
+void Agent::Execute(const ReconcileAction& action) {
+  const char* kind = ActionKindName(action.kind);
+  if (action.kind != ReconcileAction::Kind::kCreate) {
+    Status s = hypervisor_.DestroyAndUndefine(action.name);
+    if (!s.ok() && s.code() != Code::kNotFound) {
+      spdlog::error("{} {}: destroy failed: {}", kind, action.name, s.message());
+      Record(action.name, std::string(kind) + "-failed", s.message());
+      NoteFailure(action.name);
+      return;
+    }
+    if (action.kind == ReconcileAction::Kind::kDestroy) {
+      disks_.Remove(action.name);
+      open_failures_.erase(action.name);
+      backoff_.erase(action.name);
+      spdlog::info("destroyed instance {}: {}", action.name, action.reason);
+      Record(action.name, "destroyed", action.reason);
+      return;
+    }
+  }
+  Status s = CreateDomain(action.spec);
+  if (!s.ok()) {
+    spdlog::error("{} {}: {}", kind, action.name, s.message());
+    Record(action.name, std::string(kind) + "-failed", s.message());
+    NoteFailure(action.name);
+    return;
+  }
+  backoff_.erase(action.name);
+  int64_t now = clock_.WallMillis();
+  auto open = open_failures_.find(action.name);
+  if (open != open_failures_.end()) {
+    FailureRecord& rec = failures_[open->second];
+    rec.recreated_unix_ms = now;
+    spdlog::info("instance {} re-created generation={} {} ms after detection", action.name,
+                 action.spec.generation, now - rec.detected_unix_ms);
+    open_failures_.erase(open);
+  }
+  std::string what = action.kind == ReconcileAction::Kind::kCreate ? "created" : "recreated";
+  spdlog::info("{} instance {} service={} ud={} version={} generation={}: {}", what, action.name,
+               action.spec.service, action.spec.update_domain, action.spec.version,
+               action.spec.generation, action.reason);
+  Record(action.name, what, action.reason);
+}
+
+Status Agent::CreateDomain(const InstanceSpec& spec) {
+  DomainXmlOptions opts;
+  opts.domain_type = config_.domain_type;
+  opts.bridge = config_.ovs_bridge;
+  ASSIGN_OR_RETURN(opts.disk_path, disks_.Prepare(spec));
+  ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(spec, opts));
+  return hypervisor_.DefineAndStart(spec.name, xml);
+}
+
+void Agent::Record(const std::string& instance, const std::string& what,
+                   const std::string& detail) {
+  changes_.push_back({clock_.WallMillis(), instance, what, detail});
+  if (changes_.size() > kMaxChanges) changes_.pop_front();
+}
+
+bool Agent::InBackoff(const std::string& name) {
+  auto it = backoff_.find(name);
+  return it != backoff_.end() && clock_.Now() < it->second.next;
+}
+
+void Agent::NoteFailure(const std::string& name) {
+  Backoff& b = backoff_[name];
+  ++b.attempts;
+  auto delay = std::min<Clock::Duration>(
+      std::chrono::duration_cast<Clock::Duration>(config_.poll_interval) * (1 << std::min(b.attempts - 1, 10)),
+      kMaxBackoff);
+  b.next = clock_.Now() + delay;
+}
+
+nlohmann::json Agent::StatusJson() {
+  return Call<nlohmann::json>([this] {
+    nlohmann::json j;
+    j["host"] = config_.host_name;
+    j["libvirt_uri"] = config_.libvirt_uri;
+    j["connected"] = connected_;
+    j["mode"] = config_.controller_address.empty() ? "standalone" : "controller";
+    j["desired_known"] = desired_.has_value();
+    j["desired_count"] = desired_ ? desired_->size() : 0;
+    if (!desired_error_.empty()) j["desired_error"] = desired_error_;
+    if (!last_connect_error_.empty()) j["connect_error"] = last_connect_error_;
+    j["reconciles"] = reconciles_;
+    j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
+    nlohmann::json domains = nlohmann::json::array();
+    for (const auto& d : last_domains_) {
+      nlohmann::json dj{{"name", d.name},
+                        {"state", DomainStateName(d.state)},
+                        {"reason", d.reason},
+                        {"managed", d.metadata.managed}};
+      if (d.metadata.managed) {
+        dj["service"] = d.metadata.service;
+        dj["update_domain"] = d.metadata.update_domain;
+        dj["version"] = d.metadata.version;
+        dj["generation"] = d.metadata.generation;
+      }
+      domains.push_back(dj);
+    }
+    j["domains"] = domains;
+    nlohmann::json failures = nlohmann::json::array();
+    for (const auto& f : failures_) {
+      failures.push_back({{"instance", f.instance},
+                          {"generation", f.generation},
+                          {"state", f.state},
+                          {"reason", f.reason},
+                          {"detected_by", f.detected_by},
+                          {"detected_unix_ms", f.detected_unix_ms},
+                          {"recreated_unix_ms", f.recreated_unix_ms}});
+    }
+    j["failures"] = failures;
+    nlohmann::json changes = nlohmann::json::array();
+    for (const auto& c : changes_) {
+      changes.push_back(
+          {{"unix_ms", c.unix_ms}, {"instance", c.instance}, {"what", c.what}, {"detail", c.detail}});
+    }
+    j["changes"] = changes;
+    return j;
+  });
+}
+
+std::vector<FailureRecord> Agent::Failures() {
+  return Call<std::vector<FailureRecord>>([this] { return failures_; });
+}
+
+std::vector<ChangeRecord> Agent::Changes() {
+  return Call<std::vector<ChangeRecord>>(
+      [this] { return std::vector<ChangeRecord>(changes_.begin(), changes_.end()); });
+}
+
+int64_t Agent::reconciles() {
+  return Call<int64_t>([this] { return reconciles_; });
+}
+
+}  // namespace regen

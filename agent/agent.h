@@ -1,0 +1,131 @@
+// The per-host agent: one main-loop thread owns all state (desired set, last listing, failure
+// records) and reconciles desired against actual domains on every event and every poll. Other
+// threads (libvirt's event thread, the control socket) only Post() work to it. Public methods are
+// thread-safe unless they say otherwise.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/disk_preparer.h"
+#include "agent/hypervisor.h"
+#include "agent/reconciler.h"
+#include "common/clock.h"
+#include "common/subprocess.h"
+#include "config/agent_config.h"
+
+namespace regen {
+
+// One detected failure of a desired instance, and what the agent did about it.
+struct FailureRecord {
+  std::string instance;
+  int64_t generation = 0;
+  std::string state;        // "crashed", "shutoff", ...
+  std::string reason;       // libvirt's reason
+  std::string detected_by;  // "event" | "poll"
+  int64_t detected_unix_ms = 0;
+  int64_t recreated_unix_ms = 0;  // 0 until re-created (standalone mode)
+};
+
+// One change the agent made or saw, for status and logs.
+struct ChangeRecord {
+  int64_t unix_ms = 0;
+  std::string instance;
+  std::string what;  // "created", "recreated", "destroyed", "failed", "create-failed", ...
+  std::string detail;
+};
+
+class Agent {
+ public:
+  Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Starts the main loop. The hypervisor connection is tried at once and retried every poll.
+  void Start();
+  // Stops the main loop and waits for it. Domains keep running.
+  void Stop();
+
+  // Runs `fn` on the main loop.
+  void Post(std::function<void()> fn);
+  // Runs `fn` on the main loop and returns its result (must not be called from the main loop).
+  template <typename T>
+  T Call(std::function<T()> fn) {
+    auto task = std::make_shared<std::packaged_task<T()>>(std::move(fn));
+    auto future = task->get_future();
+    Post([task] { (*task)(); });
+    return future.get();
+  }
+
+  // Replaces the desired set for this host and reconciles.
+  void SetDesired(std::vector<InstanceSpec> desired);
+  // Asks for a reconcile as soon as possible.
+  void RequestReconcile(std::string why);
+
+  nlohmann::json StatusJson();
+  std::vector<FailureRecord> Failures();
+  std::vector<ChangeRecord> Changes();
+  int64_t reconciles();
+
+ private:
+  void Loop();
+  void Poll();
+  void ReloadDesiredFile();
+  void EnsureConnected();
+  void Reconcile(const std::string& trigger);
+  void Execute(const ReconcileAction& action);
+  Status CreateDomain(const InstanceSpec& spec);
+  void OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms);
+  void Record(const std::string& instance, const std::string& what, const std::string& detail);
+  bool InBackoff(const std::string& name);
+  void NoteFailure(const std::string& name);
+
+  const AgentConfig config_;
+  Hypervisor& hypervisor_;
+  Clock& clock_;
+  DiskPreparer disks_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+  bool stop_ = false;                        // guarded by mu_
+  std::thread thread_;
+
+  // Owned by the main loop thread.
+  bool connected_ = false;
+  std::string last_connect_error_;
+  std::optional<std::vector<InstanceSpec>> desired_;  // unknown until loaded: destroy nothing
+  std::string desired_error_;
+  std::filesystem::file_time_type desired_mtime_{};
+  std::vector<DomainInfo> last_domains_;
+  bool reconcile_requested_ = false;
+  std::string reconcile_trigger_;
+  std::map<std::string, int64_t> event_seen_ms_;  // instance -> unexpected stop event time
+  std::map<std::string, size_t> open_failures_;   // instance -> index into failures_
+  std::vector<FailureRecord> failures_;
+  std::deque<ChangeRecord> changes_;
+  struct Backoff {
+    int attempts = 0;
+    Clock::TimePoint next;
+  };
+  std::map<std::string, Backoff> backoff_;
+  int64_t reconciles_ = 0;
+  int64_t last_reconcile_unix_ms_ = 0;
+  Clock::TimePoint next_poll_{};
+};
+
+}  // namespace regen

@@ -1,0 +1,161 @@
+#include "agent/cli.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "agent/agent.h"
+#include "agent/control_socket.h"
+#include "agent/libvirt_hypervisor.h"
+#include "agent/reaper.h"
+#include "common/log.h"
+#include "config/agent_config.h"
+
+namespace regen {
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/regen/agent.yaml";
+
+int RunDaemon(const std::string& config_path) {
+  auto config = LoadAgentConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "regen-agent: %s\n", config.status().message().c_str());
+    return 2;
+  }
+  InitLogging("regen-agent", config->log_level);
+  // Before any thread exists: SIGCHLD goes to the reaper, SIGTERM/SIGINT to sigwait below.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ChildReaper::BlockSigchld();
+  signal(SIGPIPE, SIG_IGN);
+
+  ChildReaper reaper;
+  if (Status s = reaper.Start(); !s.ok()) {
+    spdlog::warn("{}; a dead qemu will be noticed late", s.message());
+  }
+  RealClock clock;
+  RealCommandRunner runner;
+  LibvirtHypervisor hypervisor(config->libvirt_uri, config->libvirt_events);
+  Agent agent(*config, hypervisor, clock, runner);
+  ControlSocketServer control(config->control_socket, [&agent](const nlohmann::json& request) {
+    const std::string command = request["command"];
+    if (command == "status") {
+      nlohmann::json status = agent.StatusJson();
+      status["ok"] = true;
+      return status;
+    }
+    return nlohmann::json{{"ok", false},
+                          {"error", "unknown command \"" + command + "\" (known: status, ping)"}};
+  });
+  if (Status s = control.Start(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  spdlog::info("regen-agent started host={} libvirt={} mode={} poll_interval={}ms events={} "
+               "control_socket={}",
+               config->host_name, config->libvirt_uri,
+               config->controller_address.empty() ? "standalone" : "controller",
+               config->poll_interval.count(), config->libvirt_events, config->control_socket);
+  agent.Start();
+
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("regen-agent stopping on signal {}; domains keep running", strsignal(sig));
+  control.Stop();
+  agent.Stop();
+  reaper.Stop();
+  return 0;
+}
+
+std::string SocketPath(const std::string& config_path, const std::string& socket) {
+  if (!socket.empty()) return socket;
+  auto config = LoadAgentConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "regen-agent: %s (or pass --socket)\n", config.status().message().c_str());
+    return "";
+  }
+  return config->control_socket;
+}
+
+void PrintStatusText(const nlohmann::json& s) {
+  std::printf("host %s  libvirt %s  %s  mode %s  desired %s\n",
+              s.value("host", "").c_str(), s.value("libvirt_uri", "").c_str(),
+              s.value("connected", false) ? "connected" : "DISCONNECTED",
+              s.value("mode", "").c_str(),
+              s.value("desired_known", false)
+                  ? std::to_string(s.value("desired_count", 0)).c_str()
+                  : "unknown");
+  if (s.contains("connect_error")) std::printf("libvirt error: %s\n", s["connect_error"].get<std::string>().c_str());
+  if (s.contains("desired_error")) std::printf("desired set error: %s\n", s["desired_error"].get<std::string>().c_str());
+  std::printf("%-24s %-9s %-12s %-16s %3s %-10s %4s\n", "DOMAIN", "STATE", "REASON", "SERVICE", "UD",
+              "VERSION", "GEN");
+  for (const auto& d : s["domains"]) {
+    bool managed = d.value("managed", false);
+    std::printf("%-24s %-9s %-12s %-16s %3s %-10s %4s\n", d.value("name", "").c_str(),
+                d.value("state", "").c_str(), d.value("reason", "").c_str(),
+                managed ? d.value("service", "").c_str() : "(not regen)",
+                managed ? std::to_string(d.value("update_domain", 0)).c_str() : "-",
+                managed ? d.value("version", "").c_str() : "-",
+                managed ? std::to_string(d.value("generation", 0)).c_str() : "-");
+  }
+}
+
+int StatusCommand(const std::string& config_path, const std::string& socket, const std::string& output) {
+  std::string path = SocketPath(config_path, socket);
+  if (path.empty()) return 2;
+  auto r = ControlSocketCall(path, {{"command", "status"}}, std::chrono::seconds(10));
+  if (!r.ok()) {
+    std::fprintf(stderr, "regen-agent status: %s\n", r.status().message().c_str());
+    return 1;
+  }
+  if (!r->value("ok", false)) {
+    std::fprintf(stderr, "regen-agent status: %s\n", r->value("error", "unknown error").c_str());
+    return 1;
+  }
+  r->erase("ok");
+  if (output == "json") {
+    std::printf("%s\n", r->dump(2).c_str());
+  } else {
+    PrintStatusText(*r);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int AgentMain(int argc, char** argv) {
+  CLI::App app{"regen-agent: keeps this host's Regen instances running (see regen-agent run)"};
+  app.require_subcommand(1);
+  std::string config_path = kDefaultConfig;
+  std::string socket;
+  std::string output = "text";
+
+  auto* run = app.add_subcommand("run", "run the agent daemon");
+  run->add_option("--config,-c", config_path, "agent.yaml")->capture_default_str();
+
+  auto* status = app.add_subcommand("status", "show this host's domains, as the agent sees them");
+  status->add_option("--config,-c", config_path, "agent.yaml (for control_socket)")
+      ->capture_default_str();
+  status->add_option("--socket", socket, "control socket path (overrides the config)");
+  status->add_option("--output,-o", output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (run->parsed()) return RunDaemon(config_path);
+  if (status->parsed()) return StatusCommand(config_path, socket, output);
+  return 2;
+}
+
+}  // namespace regen

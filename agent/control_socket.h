@@ -1,0 +1,40 @@
+// The agent's host-local control socket (unix stream): one JSON request line in, one JSON
+// response line out. Used by `regen-agent status` and the other host subcommands. The server
+// runs its own accept thread; the handler is called on it.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace regen {
+
+class ControlSocketServer {
+ public:
+  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+  ControlSocketServer(std::string path, Handler handler);
+  ~ControlSocketServer();
+  // Binds (replacing a stale socket file; refusing if another agent answers on it) and starts.
+  Status Start();
+  void Stop();
+
+ private:
+  void Loop();
+  void Serve(int fd);
+  std::string path_;
+  Handler handler_;
+  int listen_fd_ = -1;
+  int wake_pipe_[2] = {-1, -1};
+  std::thread thread_;
+};
+
+// Client side: sends `request`, returns the response. Errors name the socket path.
+Result<nlohmann::json> ControlSocketCall(const std::string& path, const nlohmann::json& request,
+                                         std::chrono::milliseconds timeout);
+
+}  // namespace regen

@@ -1,0 +1,56 @@
+#include "agent/disk_preparer.h"
+
+#include <filesystem>
+#include <system_error>
+
+namespace regen {
+
+namespace fs = std::filesystem;
+
+std::string DiskPreparer::OverlayPath(const InstanceSpec& spec) const {
+  if (spec.image.empty()) return "";
+  return state_dir_ + "/disks/" + spec.name + "-g" + std::to_string(spec.generation) + ".qcow2";
+}
+
+Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec) {
+  std::string overlay = OverlayPath(spec);
+  if (overlay.empty()) return overlay;
+  std::error_code ec;
+  if (fs::exists(overlay, ec)) return overlay;
+  if (!fs::exists(spec.image, ec)) {
+    return NotFound("instance " + spec.name + ": image " + spec.image + " of version " +
+                    spec.version + " does not exist on this host");
+  }
+  fs::create_directories(fs::path(overlay).parent_path(), ec);
+  if (ec) return Internal("cannot create " + fs::path(overlay).parent_path().string() + ": " +
+                          ec.message());
+  std::string backing_format = spec.image.ends_with(".qcow2") ? "qcow2" : "raw";
+  std::string tmp = overlay + ".tmp";
+  auto out = CheckedRun(runner_,
+                        {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b",
+                         spec.image, tmp},
+                        std::chrono::seconds(30));
+  if (!out.ok()) {
+    fs::remove(tmp, ec);
+    return out.status().WithContext("instance " + spec.name + ": overlay on " + spec.image);
+  }
+  fs::rename(tmp, overlay, ec);  // atomic: a half-made overlay is never used
+  if (ec) return Internal("rename " + tmp + ": " + ec.message());
+  return overlay;
+}
+
+void DiskPreparer::Remove(const std::string& instance) {
+  std::error_code ec;
+  fs::path dir = state_dir_ + "/disks";
+  if (!fs::exists(dir, ec)) return;
+  std::string prefix = instance + "-g";
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string file = entry.path().filename().string();
+    if (file.rfind(prefix, 0) != 0 || !file.ends_with(".qcow2")) continue;
+    std::string gen = file.substr(prefix.size(), file.size() - prefix.size() - 6);
+    bool digits = !gen.empty() && gen.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) fs::remove(entry.path(), ec);  // not "web-1-g2-g1.qcow2" of instance web-1-g2
+  }
+}
+
+}  // namespace regen

@@ -1,0 +1,30 @@
+// Per-instance disks: a qcow2 overlay on the version's base image, made with qemu-img (argv, no
+// shell) under <state_dir>/disks. Called from the agent's main thread (or any one thread).
+#pragma once
+
+#include <string>
+
+#include "common/model.h"
+#include "common/status.h"
+#include "common/subprocess.h"
+
+namespace regen {
+
+class DiskPreparer {
+ public:
+  DiskPreparer(std::string state_dir, CommandRunner& runner)
+      : state_dir_(std::move(state_dir)), runner_(runner) {}
+
+  // The overlay path for this instance and generation ("" when the spec has no image).
+  std::string OverlayPath(const InstanceSpec& spec) const;
+  // Creates the overlay if missing. Errors name the image and carry qemu-img's stderr.
+  Result<std::string> Prepare(const InstanceSpec& spec);
+  // Removes every overlay of the instance (all generations). Missing files are fine.
+  void Remove(const std::string& instance);
+
+ private:
+  std::string state_dir_;
+  CommandRunner& runner_;
+};
+
+}  // namespace regen

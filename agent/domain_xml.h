@@ -1,0 +1,36 @@
+// Builds libvirt domain XML from an instance spec and its allocation. Pure; any thread.
+#pragma once
+
+#include <string>
+
+#include "agent/hypervisor.h"
+#include "common/model.h"
+#include "common/status.h"
+
+namespace regen {
+
+inline constexpr const char* kRegenMetadataUri = "https://regen.dev/xmlns/instance/1";
+
+struct DomainXmlOptions {
+  std::string domain_type = "kvm";  // kvm | qemu | test
+  std::string bridge = "br-int";    // OVS bridge; "" = no NIC
+  std::string disk_path;            // the instance's qcow2 overlay; "" = no disk
+  std::string events_socket;        // unix socket for the org.regen.events.0 channel; "" = none
+  std::string emulator;             // "" = libvirt's default
+};
+
+// Validates names, MAC, IP and resources (errors name the field and value) and returns the XML.
+// When spec.domain_template is set it is used instead of the built-in layout, with these
+// placeholders replaced: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} {{bridge}} {{disk}}
+// {{metadata}} (all values XML-escaped).
+Result<std::string> BuildDomainXml(const InstanceSpec& spec, const DomainXmlOptions& options);
+
+// Parses the <regen:instance> element Regen writes into <metadata>. managed=false if absent.
+DomainMetadata ParseDomainMetadata(const std::string& metadata_xml);
+
+// The <regen:instance> element alone (as stored with virDomainSetMetadata).
+std::string BuildMetadataElement(const InstanceSpec& spec);
+
+std::string XmlEscape(const std::string& text);
+
+}  // namespace regen

@@ -1,0 +1,55 @@
+// An in-memory Hypervisor for unit tests of the agent's logic. Thread-safe (one mutex); events
+// are delivered synchronously on the calling thread of Crash()/Stop().
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/hypervisor.h"
+
+namespace regen::testing {
+
+class FakeHypervisor : public Hypervisor {
+ public:
+  Status Connect() override;
+  bool Connected() const override;
+  Result<std::vector<DomainInfo>> ListDomains() override;
+  Status DefineAndStart(const std::string& name, const std::string& domain_xml) override;
+  Status DestroyAndUndefine(const std::string& name) override;
+  Result<HostCapacity> Capacity() override;
+  void SetEventCallback(EventCallback cb) override;
+  void SetConnectionCallback(ConnectionCallback cb) override;
+
+  // Test controls.
+  // Marks the domain crashed (state kCrashed, reason "crashed") and emits a "stopped/failed"
+  // event with unexpected_stop=true (unless events are off).
+  void Crash(const std::string& name, bool emit_event = true);
+  // Adds a domain Regen did not create.
+  void AddForeignDomain(const std::string& name);
+  // Makes every call fail with UNAVAILABLE until set back (a libvirtd restart).
+  void SetDown(bool down);
+  void FailNextDefine(Status status);
+  std::string XmlOf(const std::string& name) const;
+  int defines() const;
+  int destroys() const;
+  HostCapacity capacity;
+
+ private:
+  struct Domain {
+    DomainInfo info;
+    std::string xml;
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Domain> domains_;
+  EventCallback event_cb_;
+  ConnectionCallback conn_cb_;
+  bool down_ = false;
+  bool connected_ = false;
+  Status next_define_error_;
+  int defines_ = 0;
+  int destroys_ = 0;
+};
+
+}  // namespace regen::testing
