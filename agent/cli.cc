@@ -99,11 +99,26 @@ void PrintStatusText(const nlohmann::json& s) {
   for (const auto& d : s["domains"]) {
     bool managed = d.value("managed", false);
     std::printf("%-24s %-9s %-12s %-16s %3s %-10s %4s\n", d.value("name", "").c_str(),
-                d.value("state", "").c_str(), d.value("reason", "").c_str(),
+                d.value("state", "").c_str(),
+                d.value("reason", "").empty() ? "-" : d.value("reason", "").c_str(),
                 managed ? d.value("service", "").c_str() : "(not regen)",
                 managed ? std::to_string(d.value("update_domain", 0)).c_str() : "-",
                 managed ? d.value("version", "").c_str() : "-",
                 managed ? std::to_string(d.value("generation", 0)).c_str() : "-");
+  }
+  if (!s["failures"].empty()) {
+    std::printf("\n%-24s %-4s %-9s %-10s %-6s %-16s %s\n", "FAILED INSTANCE", "GEN", "STATE",
+                "REASON", "BY", "DETECTED_MS", "RECREATED_AFTER");
+    for (const auto& f : s["failures"]) {
+      int64_t detected = f.value("detected_unix_ms", int64_t{0});
+      int64_t recreated = f.value("recreated_unix_ms", int64_t{0});
+      std::printf("%-24s %-4lld %-9s %-10s %-6s %-16lld %s\n", f.value("instance", "").c_str(),
+                  static_cast<long long>(f.value("generation", int64_t{0})),
+                  f.value("state", "").c_str(),
+                  f.value("reason", "").empty() ? "-" : f.value("reason", "").c_str(),
+                  f.value("detected_by", "").c_str(), static_cast<long long>(detected),
+                  recreated ? (std::to_string(recreated - detected) + " ms").c_str() : "-");
+    }
   }
 }
 

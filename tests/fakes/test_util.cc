@@ -1,9 +1,15 @@
 #include "tests/fakes/test_util.h"
 
 #include <gtest/gtest.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -61,6 +67,96 @@ std::string SourceDir() {
 std::string BinaryDir() {
   const char* dir = std::getenv("REGEN_BINARY_DIR");
   return dir ? dir : REGEN_BINARY_DIR_DEFAULT;
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& log_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  extern char** environ;
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    ADD_FAILURE() << "cannot start " << argv[0] << ": " << strerror(rc);
+    return;
+  }
+  pid_ = pid;
+}
+
+ChildProcess::~ChildProcess() { Stop(); }
+
+bool ChildProcess::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  return waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+int ChildProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  int status = -1;
+  kill(pid_, SIGTERM);
+  bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
+                      std::chrono::milliseconds(5000));
+  if (!done) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  pid_ = -1;
+  return status;
+}
+
+void ChildProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+std::vector<int> FindProcesses(const std::string& needle) {
+  std::vector<int> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  int self = getpid();
+  while (dirent* e = readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    int pid = std::atoi(e->d_name);
+    if (pid == self) continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (char& ch : cmd)
+      if (ch == '\0') ch = ' ';
+    if (cmd.find(needle) != std::string::npos) pids.push_back(pid);
+  }
+  closedir(proc);
+  return pids;
+}
+
+void KillProcesses(const std::string& needle) {
+  for (int pid : FindProcesses(needle)) kill(pid, SIGKILL);
+  WaitFor(
+      [&] {
+        for (int pid : FindProcesses(needle)) {
+          // A zombie child of ours still matches: reap it.
+          int status;
+          waitpid(pid, &status, WNOHANG);
+        }
+        return FindProcesses(needle).empty();
+      },
+      std::chrono::milliseconds(10000), std::chrono::milliseconds(20));
+}
+
+int64_t WallMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 bool HaveProgram(const std::string& program) {

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <functional>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace regen::testing {
 
@@ -32,6 +34,34 @@ void WriteFileOrDie(const std::string& path, const std::string& content);
 // The source tree root (REGEN_SOURCE_DIR, set by CTest; else the compile-time path).
 std::string SourceDir();
 std::string BinaryDir();
+
+// A child process started by a test (argv, no shell), output to `log_path`; stopped by its own PID
+// (SIGTERM, then SIGKILL after 5 s) when Stop() is called or the object is destroyed.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  int pid() const { return pid_; }
+  bool Running();
+  // Returns the exit status (as from waitpid) or -1.
+  int Stop();
+  // Sends SIGKILL and reaps.
+  void Kill();
+
+ private:
+  int pid_ = -1;
+};
+
+// PIDs of processes whose command line contains `needle` (from /proc/*/cmdline, NULs as spaces).
+std::vector<int> FindProcesses(const std::string& needle);
+
+// Kills (SIGKILL) every process whose command line contains `needle`; waits until they are gone.
+void KillProcesses(const std::string& needle);
+
+// Milliseconds since the Unix epoch (to compare with timestamps the agent reports).
+int64_t WallMillis();
 
 // True when `program` is found in PATH.
 bool HaveProgram(const std::string& program);
