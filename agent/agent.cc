@@ -11,6 +11,12 @@ namespace regen {
 namespace {
 constexpr size_t kMaxChanges = 256;
 constexpr auto kMaxBackoff = std::chrono::seconds(60);
+
+std::vector<DomainInfo> SortedByName(std::vector<DomainInfo> domains) {
+  std::sort(domains.begin(), domains.end(),
+            [](const DomainInfo& a, const DomainInfo& b) { return a.name < b.name; });
+  return domains;
+}
 }  // namespace
 
 Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner)
@@ -25,7 +31,8 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
   hypervisor_.SetConnectionCallback([this](bool connected) {
     if (!connected) {
       Post([this] {
-        if (connected_) spdlog::warn("libvirt connection to {} lost; reconnecting", config_.libvirt_uri);
+        if (connected_)
+          spdlog::warn("libvirt connection to {} lost; reconnecting", config_.libvirt_uri);
         connected_ = false;
       });
     }
@@ -146,7 +153,8 @@ void Agent::EnsureConnected() {
 }
 
 void Agent::OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms) {
-  spdlog::debug("libvirt event domain={} event={} detail={}", event.name, event.event, event.detail);
+  spdlog::debug("libvirt event domain={} event={} detail={}", event.name, event.event,
+                event.detail);
   if (event.unexpected_stop) {
     event_seen_ms_[event.name] = seen_unix_ms;
     reconcile_requested_ = true;
@@ -164,11 +172,12 @@ void Agent::Reconcile(const std::string& trigger) {
   if (!connected_) return;
   auto listed = hypervisor_.ListDomains();
   if (!listed.ok()) {
-    spdlog::error("listing domains on {} failed: {}", config_.libvirt_uri, listed.status().message());
+    spdlog::error("listing domains on {} failed: {}", config_.libvirt_uri,
+                  listed.status().message());
     if (listed.status().code() == Code::kUnavailable) connected_ = false;
     return;
   }
-  last_domains_ = std::move(listed).value();
+  last_domains_ = SortedByName(std::move(listed).value());
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
   if (!desired_) return;  // nothing is created or destroyed before the desired set is known
@@ -194,7 +203,8 @@ void Agent::Reconcile(const std::string& trigger) {
     }
     spdlog::warn("instance {} failed: domain {} ({}) generation={} detected_by={}", f.instance,
                  rec.state, rec.reason, f.generation, rec.detected_by);
-    Record(f.instance, "failed", rec.state + " (" + rec.reason + ") detected by " + rec.detected_by);
+    Record(f.instance, "failed",
+           rec.state + " (" + rec.reason + ") detected by " + rec.detected_by);
     open_failures_[f.instance] = failures_.size();
     failures_.push_back(rec);
   }
@@ -205,9 +215,16 @@ void Agent::Reconcile(const std::string& trigger) {
       NoteFailure(c.name);
     }
   }
+  bool changed = false;
   for (const auto& action : plan.actions) {
     if (InBackoff(action.name)) continue;
     Execute(action);
+    changed = true;
+  }
+  if (changed) {
+    // Relist so status (and the next report) shows what the actions left, not what they found.
+    auto after = hypervisor_.ListDomains();
+    if (after.ok()) last_domains_ = SortedByName(std::move(after).value());
   }
 }
 
@@ -277,9 +294,10 @@ bool Agent::InBackoff(const std::string& name) {
 void Agent::NoteFailure(const std::string& name) {
   Backoff& b = backoff_[name];
   ++b.attempts;
-  auto delay = std::min<Clock::Duration>(
-      std::chrono::duration_cast<Clock::Duration>(config_.poll_interval) * (1 << std::min(b.attempts - 1, 10)),
-      kMaxBackoff);
+  auto delay =
+      std::min<Clock::Duration>(std::chrono::duration_cast<Clock::Duration>(config_.poll_interval) *
+                                    (1 << std::min(b.attempts - 1, 10)),
+                                kMaxBackoff);
   b.next = clock_.Now() + delay;
 }
 
@@ -324,8 +342,10 @@ nlohmann::json Agent::StatusJson() {
     j["failures"] = failures;
     nlohmann::json changes = nlohmann::json::array();
     for (const auto& c : changes_) {
-      changes.push_back(
-          {{"unix_ms", c.unix_ms}, {"instance", c.instance}, {"what", c.what}, {"detail", c.detail}});
+      changes.push_back({{"unix_ms", c.unix_ms},
+                         {"instance", c.instance},
+                         {"what", c.what},
+                         {"detail", c.detail}});
     }
     j["changes"] = changes;
     return j;

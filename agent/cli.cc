@@ -58,11 +58,12 @@ int RunDaemon(const std::string& config_path) {
     spdlog::error("{}", s.message());
     return 1;
   }
-  spdlog::info("regen-agent started host={} libvirt={} mode={} poll_interval={}ms events={} "
-               "control_socket={}",
-               config->host_name, config->libvirt_uri,
-               config->controller_address.empty() ? "standalone" : "controller",
-               config->poll_interval.count(), config->libvirt_events, config->control_socket);
+  spdlog::info(
+      "regen-agent started host={} libvirt={} mode={} poll_interval={}ms events={} "
+      "control_socket={}",
+      config->host_name, config->libvirt_uri,
+      config->controller_address.empty() ? "standalone" : "controller",
+      config->poll_interval.count(), config->libvirt_events, config->control_socket);
   agent.Start();
 
   int sig = 0;
@@ -85,17 +86,18 @@ std::string SocketPath(const std::string& config_path, const std::string& socket
 }
 
 void PrintStatusText(const nlohmann::json& s) {
-  std::printf("host %s  libvirt %s  %s  mode %s  desired %s\n",
-              s.value("host", "").c_str(), s.value("libvirt_uri", "").c_str(),
+  std::printf("host %s  libvirt %s  %s  mode %s  desired %s\n", s.value("host", "").c_str(),
+              s.value("libvirt_uri", "").c_str(),
               s.value("connected", false) ? "connected" : "DISCONNECTED",
               s.value("mode", "").c_str(),
-              s.value("desired_known", false)
-                  ? std::to_string(s.value("desired_count", 0)).c_str()
-                  : "unknown");
-  if (s.contains("connect_error")) std::printf("libvirt error: %s\n", s["connect_error"].get<std::string>().c_str());
-  if (s.contains("desired_error")) std::printf("desired set error: %s\n", s["desired_error"].get<std::string>().c_str());
-  std::printf("%-24s %-9s %-12s %-16s %3s %-10s %4s\n", "DOMAIN", "STATE", "REASON", "SERVICE", "UD",
-              "VERSION", "GEN");
+              s.value("desired_known", false) ? std::to_string(s.value("desired_count", 0)).c_str()
+                                              : "unknown");
+  if (s.contains("connect_error"))
+    std::printf("libvirt error: %s\n", s["connect_error"].get<std::string>().c_str());
+  if (s.contains("desired_error"))
+    std::printf("desired set error: %s\n", s["desired_error"].get<std::string>().c_str());
+  std::printf("%-24s %-9s %-12s %-16s %3s %-10s %4s\n", "DOMAIN", "STATE", "REASON", "SERVICE",
+              "UD", "VERSION", "GEN");
   for (const auto& d : s["domains"]) {
     bool managed = d.value("managed", false);
     std::printf("%-24s %-9s %-12s %-16s %3s %-10s %4s\n", d.value("name", "").c_str(),
@@ -122,7 +124,8 @@ void PrintStatusText(const nlohmann::json& s) {
   }
 }
 
-int StatusCommand(const std::string& config_path, const std::string& socket, const std::string& output) {
+int StatusCommand(const std::string& config_path, const std::string& socket,
+                  const std::string& output) {
   std::string path = SocketPath(config_path, socket);
   if (path.empty()) return 2;
   auto r = ControlSocketCall(path, {{"command", "status"}}, std::chrono::seconds(10));
@@ -163,6 +166,19 @@ int AgentMain(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
 
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sc : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known = known || sc->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sc->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "regen-agent: unknown command '%s' (commands: %s; see --help)\n",
+                   argv[1], names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -36,7 +36,8 @@ Result<std::string> ReadLine(int fd, std::chrono::milliseconds timeout, size_t m
   while (data.find('\n') == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return DeadlineExceeded("no answer within " + std::to_string(timeout.count()) + " ms");
+    if (left.count() <= 0)
+      return DeadlineExceeded("no answer within " + std::to_string(timeout.count()) + " ms");
     pollfd p{fd, POLLIN, 0};
     int r = poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;
@@ -45,7 +46,8 @@ Result<std::string> ReadLine(int fd, std::chrono::milliseconds timeout, size_t m
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     data.append(buf, static_cast<size_t>(n));
-    if (data.size() > max_bytes) return InvalidArgument("message longer than " + std::to_string(max_bytes) + " bytes");
+    if (data.size() > max_bytes)
+      return InvalidArgument("message longer than " + std::to_string(max_bytes) + " bytes");
   }
   auto nl = data.find('\n');
   if (nl != std::string::npos) data.resize(nl);
@@ -88,13 +90,16 @@ Status ControlSocketServer::Start() {
   if (listen_fd_ < 0) return Internal(std::string("socket: ") + std::strerror(errno));
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       listen(listen_fd_, 16) != 0) {
-    Status s = Unavailable("cannot listen on control socket " + path_ + ": " + std::strerror(errno));
+    Status s =
+        Unavailable("cannot listen on control socket " + path_ + ": " + std::strerror(errno));
     close(listen_fd_);
     listen_fd_ = -1;
     return s;
   }
+  owns_path_ = true;  // from here on the socket file is ours to remove
   chmod(path_.c_str(), 0660);
-  if (pipe2(wake_pipe_, O_CLOEXEC) != 0) return Internal(std::string("pipe2: ") + std::strerror(errno));
+  if (pipe2(wake_pipe_, O_CLOEXEC) != 0)
+    return Internal(std::string("pipe2: ") + std::strerror(errno));
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -109,8 +114,9 @@ void ControlSocketServer::Stop() {
     if (*fd >= 0) close(*fd);
     *fd = -1;
   }
-  if (!path_.empty()) unlink(path_.c_str());
-  path_.clear();
+  // Never remove a socket this server did not bind: it may be another agent's live one.
+  if (owns_path_) unlink(path_.c_str());
+  owns_path_ = false;
 }
 
 void ControlSocketServer::Loop() {

@@ -26,6 +26,7 @@ class ControlSocketServer {
  private:
   void Loop();
   void Serve(int fd);
+  bool owns_path_ = false;
   std::string path_;
   Handler handler_;
   int listen_fd_ = -1;

@@ -22,14 +22,15 @@ Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec) {
                     spec.version + " does not exist on this host");
   }
   fs::create_directories(fs::path(overlay).parent_path(), ec);
-  if (ec) return Internal("cannot create " + fs::path(overlay).parent_path().string() + ": " +
-                          ec.message());
+  if (ec)
+    return Internal("cannot create " + fs::path(overlay).parent_path().string() + ": " +
+                    ec.message());
   std::string backing_format = spec.image.ends_with(".qcow2") ? "qcow2" : "raw";
   std::string tmp = overlay + ".tmp";
-  auto out = CheckedRun(runner_,
-                        {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b",
-                         spec.image, tmp},
-                        std::chrono::seconds(30));
+  auto out = CheckedRun(
+      runner_,
+      {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", spec.image, tmp},
+      std::chrono::seconds(30));
   if (!out.ok()) {
     fs::remove(tmp, ec);
     return out.status().WithContext("instance " + spec.name + ": overlay on " + spec.image);

@@ -7,9 +7,12 @@ namespace regen {
 
 const char* ActionKindName(ReconcileAction::Kind kind) {
   switch (kind) {
-    case ReconcileAction::Kind::kCreate: return "create";
-    case ReconcileAction::Kind::kRecreate: return "recreate";
-    case ReconcileAction::Kind::kDestroy: return "destroy";
+    case ReconcileAction::Kind::kCreate:
+      return "create";
+    case ReconcileAction::Kind::kRecreate:
+      return "recreate";
+    case ReconcileAction::Kind::kDestroy:
+      return "destroy";
   }
   return "unknown";
 }
@@ -24,7 +27,8 @@ bool IsAlive(DomainState state) {
 }  // namespace
 
 ReconcilePlan PlanReconcile(const std::vector<InstanceSpec>& desired,
-                            const std::vector<DomainInfo>& actual, const ReconcileOptions& options) {
+                            const std::vector<DomainInfo>& actual,
+                            const ReconcileOptions& options) {
   std::map<std::string, const DomainInfo*> by_name;
   for (const auto& d : actual) by_name[d.name] = &d;
   std::map<std::string, const InstanceSpec*> wanted;

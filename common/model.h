@@ -30,10 +30,10 @@ struct Allocation {
 
 // Everything an agent needs to create one instance's domain.
 struct InstanceSpec {
-  std::string name;     // <service>-<index>
+  std::string name;  // <service>-<index>
   std::string service;
   int64_t update_domain = 0;
-  std::string version;  // version name from the service spec
+  std::string version;     // version name from the service spec
   int64_t generation = 0;  // bumped at every re-instantiation
   // Disk source: a base image (qcow2/raw) the agent overlays, or none (empty).
   std::string image;

@@ -12,19 +12,19 @@
 namespace regen {
 
 struct AgentConfig {
-  std::string host_name;                  // host_name (required): [a-z][a-z0-9-]{0,62}
-  std::string address = "127.0.0.1";      // address: tunnel endpoint / how the controller sees us
-  std::string controller_address;         // controller_address: "host:port"; empty = standalone
-  std::string libvirt_uri = "qemu:///system";  // libvirt_uri
+  std::string host_name;              // host_name (required): [a-z][a-z0-9-]{0,62}
+  std::string address = "127.0.0.1";  // address: tunnel endpoint / how the controller sees us
+  std::string controller_address;     // controller_address: "host:port"; empty = standalone
+  std::string libvirt_uri = "qemu:///system";     // libvirt_uri
   std::chrono::milliseconds poll_interval{1000};  // poll_interval, e.g. "1s", "250ms"
-  bool libvirt_events = true;             // libvirt_events: false disables lifecycle events
-  std::string ovs_bridge = "br-int";      // ovs.bridge; "" = domains get no NIC
+  bool libvirt_events = true;                     // libvirt_events: false disables lifecycle events
+  std::string ovs_bridge = "br-int";              // ovs.bridge; "" = domains get no NIC
   std::string ovs_db_socket = "unix:/var/run/openvswitch/db.sock";  // ovs.db_socket
-  std::optional<Resources> capacity;      // capacity: overrides what libvirt reports
-  std::chrono::milliseconds fencing_lease{2000};  // fencing_lease
-  std::string state_dir = "/var/lib/regen";       // state_dir
+  std::optional<Resources> capacity;                     // capacity: overrides what libvirt reports
+  std::chrono::milliseconds fencing_lease{2000};         // fencing_lease
+  std::string state_dir = "/var/lib/regen";              // state_dir
   std::string control_socket = "/run/regen/agent.sock";  // control_socket
-  std::string desired_file;  // desired_file: local desired instances (standalone mode)
+  std::string desired_file;         // desired_file: local desired instances (standalone mode)
   std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
   bool fault_injection = false;     // fault_injection: lab and tests only
   std::string log_level = "info";   // log_level

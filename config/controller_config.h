@@ -9,25 +9,25 @@
 namespace regen {
 
 struct DnsConfig {
-  std::string server;  // dns.server "127.0.0.1:5353"; "" = no DNS updates
-  std::string zone;    // dns.zone "lab.example."
-  std::string tsig_key_name;                 // dns.tsig.key_name
+  std::string server;                          // dns.server "127.0.0.1:5353"; "" = no DNS updates
+  std::string zone;                            // dns.zone "lab.example."
+  std::string tsig_key_name;                   // dns.tsig.key_name
   std::string tsig_algorithm = "hmac-sha256";  // dns.tsig.algorithm
-  std::string tsig_secret_file;              // dns.tsig.secret_file
-  int64_t ttl = 30;                          // dns.ttl (seconds)
+  std::string tsig_secret_file;                // dns.tsig.secret_file
+  int64_t ttl = 30;                            // dns.ttl (seconds)
 };
 
 struct ControllerConfig {
-  std::string listen_address = "127.0.0.1:7400";  // listen_address
+  std::string listen_address = "127.0.0.1:7400";          // listen_address
   std::string database = "/var/lib/regen/controller.db";  // database
-  std::chrono::milliseconds heartbeat_interval{500};  // heartbeat_interval
-  std::chrono::milliseconds host_down_after{3000};    // host_down_after
+  std::chrono::milliseconds heartbeat_interval{500};      // heartbeat_interval
+  std::chrono::milliseconds host_down_after{3000};        // host_down_after
   std::chrono::milliseconds fencing_lease{2000};  // fencing_lease: must be < host_down_after
-  DnsConfig dns;                                   // dns
-  std::string manual_upgrade_policy = "block";     // upgrade.manual_policy: block | allow
-  bool auto_rollback = false;                      // upgrade.auto_rollback
-  int64_t max_failed_health_checks = 3;            // upgrade.max_failed
-  std::string log_level = "info";                  // log_level
+  DnsConfig dns;                                  // dns
+  std::string manual_upgrade_policy = "block";    // upgrade.manual_policy: block | allow
+  bool auto_rollback = false;                     // upgrade.auto_rollback
+  int64_t max_failed_health_checks = 3;           // upgrade.max_failed
+  std::string log_level = "info";                 // log_level
 };
 
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,

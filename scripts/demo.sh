@@ -22,6 +22,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$STATE/root/etc"
+chmod 0755 "$STATE" "$STATE/root"  # qemu runs as libvirt-qemu and must reach its files
 echo 'stdio_handler = "file"' > "$STATE/root/etc/qemu.conf"
 cat > "$STATE/agent.yaml" <<YAML
 host_name: demo-host

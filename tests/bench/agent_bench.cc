@@ -40,8 +40,8 @@ void BM_BuildDomainXml1000(benchmark::State& state) {
       bytes += xml->size();
     }
   }
-  state.counters["domains/s"] =
-      benchmark::Counter(1000.0 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["domains/s"] = benchmark::Counter(1000.0 * static_cast<double>(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
   benchmark::DoNotOptimize(bytes);
 }
 BENCHMARK(BM_BuildDomainXml1000)->Unit(benchmark::kMillisecond);

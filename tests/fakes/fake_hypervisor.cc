@@ -39,12 +39,8 @@ Status FakeHypervisor::DefineAndStart(const std::string& name, const std::string
     d.info.name = name;
     d.info.state = DomainState::kRunning;
     d.info.reason = "booted";
-    auto start = domain_xml.find("<regen:instance");
-    auto end = domain_xml.find("</regen:instance>");
-    if (start != std::string::npos && end != std::string::npos) {
-      d.info.metadata =
-          ParseDomainMetadata(domain_xml.substr(start, end - start + sizeof("</regen:instance>") - 1));
-    }
+    // The parser finds the first element named <instance> (any prefix) wherever it is.
+    d.info.metadata = ParseDomainMetadata(domain_xml);
     d.xml = domain_xml;
     domains_[name] = d;
     ++defines_;

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -69,13 +69,13 @@ bool HaveProgram(const std::string& program);
 // In CI (CI set in the environment) a missing component is a failure, never a skip; outside CI
 // the test is skipped with a message saying what to install. Use as:
 //   if (!HaveProgram("qemu-system-x86_64")) REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "...");
-#define REGEN_REQUIRE_COMPONENT(what, hint)                                                 \
-  do {                                                                                      \
-    if (std::getenv("CI") != nullptr) {                                                     \
+#define REGEN_REQUIRE_COMPONENT(what, hint)                                                  \
+  do {                                                                                       \
+    if (std::getenv("CI") != nullptr) {                                                      \
       FAIL() << "component " << (what) << " cannot run here and CI requires it: " << (hint); \
-    } else {                                                                                \
+    } else {                                                                                 \
       GTEST_SKIP() << "component " << (what) << " cannot run here: " << (hint);              \
-    }                                                                                       \
+    }                                                                                        \
   } while (0)
 
 }  // namespace regen::testing

@@ -11,16 +11,13 @@ AgentHarness::AgentHarness(AgentSetup setup) : setup_(std::move(setup)), dir_("r
     WriteFileOrDie(dir_.File("host.xml"), "<node/>\n");
     setup_.libvirt_uri = "test://" + dir_.File("host.xml");
   }
-  std::string yaml = "host_name: " + setup_.host + "\n" +
-                     "libvirt_uri: \"" + setup_.libvirt_uri + "\"\n" +
-                     "domain_type: " + setup_.domain_type + "\n" +
-                     "poll_interval: " + setup_.poll_interval + "\n" +
-                     "libvirt_events: " + (setup_.events ? "true" : "false") + "\n" +
-                     "ovs:\n  bridge: \"" + setup_.bridge + "\"\n" +
-                     "state_dir: " + dir_.File("state") + "\n" +
-                     "control_socket: " + dir_.File("agent.sock") + "\n" +
-                     "desired_file: " + dir_.File("desired.yaml") + "\n" +
-                     "log_level: debug\n";
+  std::string yaml =
+      "host_name: " + setup_.host + "\n" + "libvirt_uri: \"" + setup_.libvirt_uri + "\"\n" +
+      "domain_type: " + setup_.domain_type + "\n" + "poll_interval: " + setup_.poll_interval +
+      "\n" + "libvirt_events: " + (setup_.events ? "true" : "false") + "\n" + "ovs:\n  bridge: \"" +
+      setup_.bridge + "\"\n" + "state_dir: " + dir_.File("state") + "\n" +
+      "control_socket: " + dir_.File("agent.sock") + "\n" +
+      "desired_file: " + dir_.File("desired.yaml") + "\n" + "log_level: debug\n";
   WriteFileOrDie(config_path(), yaml);
   if (!setup_.desired_yaml.empty()) WriteDesired(setup_.desired_yaml);
 }
@@ -41,8 +38,8 @@ void AgentHarness::Stop() {
 }
 
 nlohmann::json AgentHarness::Status() {
-  auto r = ControlSocketCall(dir_.File("agent.sock"), {{"command", "status"}},
-                             std::chrono::seconds(5));
+  auto r =
+      ControlSocketCall(dir_.File("agent.sock"), {{"command", "status"}}, std::chrono::seconds(5));
   if (!r.ok()) return nullptr;
   return *r;
 }
@@ -67,11 +64,15 @@ void AgentHarness::WriteDesired(const std::string& yaml) {
 
 std::string OneInstanceDesired(const std::string& name, int64_t generation) {
   return "instances:\n"
-         "  - name: " + name + "\n"
+         "  - name: " +
+         name +
+         "\n"
          "    service: web\n"
          "    update_domain: 0\n"
          "    version: v1\n"
-         "    generation: " + std::to_string(generation) + "\n"
+         "    generation: " +
+         std::to_string(generation) +
+         "\n"
          "    resources: {vcpus: 1, memory_mib: 64}\n"
          "    mac: \"52:54:00:00:00:20\"\n";
 }

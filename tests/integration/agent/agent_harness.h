@@ -13,12 +13,12 @@ namespace regen::testing {
 
 struct AgentSetup {
   std::string host = "host-a";
-  std::string libvirt_uri;      // filled in by the harness when empty (test driver)
+  std::string libvirt_uri = {};  // filled in by the harness when empty (test driver)
   std::string domain_type = "test";
   std::string bridge = "br-int";
   std::string poll_interval = "100ms";
   bool events = true;
-  std::string desired_yaml;     // content of the desired file
+  std::string desired_yaml = {};  // content of the desired file
 };
 
 class AgentHarness {

@@ -3,6 +3,7 @@
 // re-create the domain. Prints detection latency and re-creation time for both paths.
 // REGEN_CRASH_REPEAT=N repeats each kill N times (scripts/bench-crash.sh) and prints the median.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -14,9 +15,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-bool QemuUsable() {
-  return HaveProgram("qemu-system-x86_64") && access("/dev/null", R_OK) == 0;
-}
+bool QemuUsable() { return HaveProgram("qemu-system-x86_64") && access("/dev/null", R_OK) == 0; }
 
 struct Figures {
   std::vector<int64_t> detect_ms, recreate_ms;
@@ -31,9 +30,11 @@ int64_t Median(std::vector<int64_t> v) {
 class AgentQemuCrashTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(AgentQemuCrashTest, KilledQemuIsDetectedAndRecreated) {
-  if (!QemuUsable()) REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
+  if (!QemuUsable())
+    REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
   const bool events = GetParam();
   TempDir root("regen-embed");
+  chmod(root.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its files
   WriteFileOrDie(root.File("etc/qemu.conf"), "stdio_handler = \"file\"\n");
   AgentSetup setup;
   setup.libvirt_uri = "qemu:///embed?root=" + root.path();
@@ -98,14 +99,14 @@ TEST_P(AgentQemuCrashTest, KilledQemuIsDetectedAndRecreated) {
     fig.recreate_ms.push_back(failure["recreated_unix_ms"].get<int64_t>() -
                               failure["detected_unix_ms"].get<int64_t>());
   }
-  std::printf("FIGURE qemu crash (%s, %d kill%s): detection median %lld ms (max %lld), "
-              "re-creation median %lld ms (max %lld)\n",
-              events ? "lifecycle event" : "polling every 100ms", repeat, repeat > 1 ? "s" : "",
-              static_cast<long long>(Median(fig.detect_ms)),
-              static_cast<long long>(*std::max_element(fig.detect_ms.begin(), fig.detect_ms.end())),
-              static_cast<long long>(Median(fig.recreate_ms)),
-              static_cast<long long>(
-                  *std::max_element(fig.recreate_ms.begin(), fig.recreate_ms.end())));
+  std::printf(
+      "FIGURE qemu crash (%s, %d kill%s): detection median %lld ms (max %lld), "
+      "re-creation median %lld ms (max %lld)\n",
+      events ? "lifecycle event" : "polling every 100ms", repeat, repeat > 1 ? "s" : "",
+      static_cast<long long>(Median(fig.detect_ms)),
+      static_cast<long long>(*std::max_element(fig.detect_ms.begin(), fig.detect_ms.end())),
+      static_cast<long long>(Median(fig.recreate_ms)),
+      static_cast<long long>(*std::max_element(fig.recreate_ms.begin(), fig.recreate_ms.end())));
   agent.Stop();
 }
 

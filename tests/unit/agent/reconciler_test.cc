@@ -35,9 +35,9 @@ TEST(ReconcilerTest, NothingToDoWhenDesiredRuns) {
 }
 
 TEST(ReconcilerTest, CreatesMissingAndDestroysUndesired) {
-  auto plan = PlanReconcile({Spec("web-1"), Spec("web-0")},
-                            {Dom("web-0", DomainState::kRunning), Dom("old-3", DomainState::kRunning)},
-                            {});
+  auto plan =
+      PlanReconcile({Spec("web-1"), Spec("web-0")},
+                    {Dom("web-0", DomainState::kRunning), Dom("old-3", DomainState::kRunning)}, {});
   ASSERT_EQ(plan.actions.size(), 2u);
   EXPECT_EQ(plan.actions[0].kind, Kind::kDestroy);  // destroys come first
   EXPECT_EQ(plan.actions[0].name, "old-3");
@@ -74,10 +74,10 @@ TEST(ReconcilerTest, CrashedDomainIsAFailure) {
 }
 
 TEST(ReconcilerTest, ShutoffAndPausedStates) {
-  auto plan = PlanReconcile({Spec("a-0"), Spec("a-1")},
-                            {Dom("a-0", DomainState::kShutoff, 1, true, "shutdown"),
-                             Dom("a-1", DomainState::kPaused)},
-                            {.restart_failed_locally = true});
+  auto plan = PlanReconcile(
+      {Spec("a-0"), Spec("a-1")},
+      {Dom("a-0", DomainState::kShutoff, 1, true, "shutdown"), Dom("a-1", DomainState::kPaused)},
+      {.restart_failed_locally = true});
   ASSERT_EQ(plan.failures.size(), 1u);
   EXPECT_EQ(plan.failures[0].instance, "a-0");
   ASSERT_EQ(plan.actions.size(), 1u);
@@ -94,10 +94,11 @@ TEST(ReconcilerTest, GenerationChangeRecreates) {
 }
 
 TEST(ReconcilerTest, ActionOrderIsDestroyRecreateCreate) {
-  auto plan = PlanReconcile({Spec("c-0"), Spec("b-0", 2), Spec("a-0")},
-                            {Dom("z-0", DomainState::kRunning), Dom("b-0", DomainState::kRunning, 1),
-                             Dom("y-0", DomainState::kShutoff)},
-                            {});
+  auto plan =
+      PlanReconcile({Spec("c-0"), Spec("b-0", 2), Spec("a-0")},
+                    {Dom("z-0", DomainState::kRunning), Dom("b-0", DomainState::kRunning, 1),
+                     Dom("y-0", DomainState::kShutoff)},
+                    {});
   std::vector<std::pair<Kind, std::string>> got;
   for (const auto& a : plan.actions) got.emplace_back(a.kind, a.name);
   std::vector<std::pair<Kind, std::string>> want = {{Kind::kDestroy, "y-0"},

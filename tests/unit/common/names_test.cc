@@ -8,7 +8,8 @@ namespace regen {
 namespace {
 
 TEST(NamesTest, ValidNames) {
-  for (const char* n : {"a", "web", "web-0", "db-12-x", "a123456789012345678901234567890123456789012345678901234567890123"}) {
+  for (const char* n : {"a", "web", "web-0", "db-12-x",
+                        "a123456789012345678901234567890123456789012345678901234567890123"}) {
     std::string s(n);
     if (s.size() > 63) s.resize(63);
     EXPECT_TRUE(IsValidName(s)) << s;
@@ -16,8 +17,9 @@ TEST(NamesTest, ValidNames) {
 }
 
 TEST(NamesTest, InvalidNames) {
-  for (std::string n : std::vector<std::string>{"", "Web", "0web", "-web", "web_0", "web.0", "web 0", "wéb",
-                        std::string(64, 'a'), std::string("we\0b", 4), "web;rm"}) {
+  for (std::string n :
+       std::vector<std::string>{"", "Web", "0web", "-web", "web_0", "web.0", "web 0", "wéb",
+                                std::string(64, 'a'), std::string("we\0b", 4), "web;rm"}) {
     EXPECT_FALSE(IsValidName(n)) << n;
   }
 }

@@ -1,0 +1,108 @@
+#include "config/agent_config.h"
+
+#include "common/names.h"
+#include "config/fields.h"
+#include "config/yaml_tree.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+
+// sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+constexpr size_t kMaxSocketPath = 107;
+
+bool IsValidBridgeName(std::string_view name) {
+  if (name.empty() || name.size() > 15) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool StartsWith(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace
+
+Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
+  ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
+  ASSIGN_OR_RETURN(FieldMap top,
+                   FieldMap::Root(file_name, root, "agent configuration",
+                                  {"host_name", "address", "controller_address", "libvirt_uri",
+                                   "poll_interval", "libvirt_events", "ovs", "capacity",
+                                   "fencing_lease", "state_dir", "control_socket", "desired_file",
+                                   "domain_type", "fault_injection", "log_level"}));
+  AgentConfig c;
+  RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
+  RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
+  RETURN_IF_ERROR(top.GetHostPort("controller_address", &c.controller_address,
+                                  /*allow_empty=*/true));
+  RETURN_IF_ERROR(top.GetNonEmptyString("libvirt_uri", &c.libvirt_uri));
+  RETURN_IF_ERROR(
+      top.GetDuration("poll_interval", milliseconds(10), std::chrono::hours(1), &c.poll_interval));
+  RETURN_IF_ERROR(top.GetBool("libvirt_events", &c.libvirt_events));
+
+  std::optional<FieldMap> ovs;
+  RETURN_IF_ERROR(top.GetMap("ovs", {"bridge", "db_socket"}, &ovs));
+  if (ovs) {
+    RETURN_IF_ERROR(ovs->GetString("bridge", &c.ovs_bridge));
+    if (!c.ovs_bridge.empty() && !IsValidBridgeName(c.ovs_bridge)) {
+      return ovs->ErrorAt("bridge", "invalid OVS bridge name " + QuoteValue(c.ovs_bridge) +
+                                        " (1 to 15 characters of [A-Za-z0-9_-], or \"\" for "
+                                        "domains without a NIC)");
+    }
+    RETURN_IF_ERROR(ovs->GetNonEmptyString("db_socket", &c.ovs_db_socket));
+    if (!StartsWith(c.ovs_db_socket, "unix:/") && !StartsWith(c.ovs_db_socket, "tcp:") &&
+        !StartsWith(c.ovs_db_socket, "ssl:")) {
+      return ovs->ErrorAt("db_socket", "must be an OVSDB address, got " +
+                                           QuoteValue(c.ovs_db_socket) +
+                                           " (e.g. \"unix:/var/run/openvswitch/db.sock\" or "
+                                           "\"tcp:127.0.0.1:6640\")");
+    }
+  }
+
+  const ResourceRule positive{1, int64_t{1} << 40, Need::kRequired};
+  Resources capacity;
+  if (top.Has("capacity")) {
+    RETURN_IF_ERROR(
+        top.GetResources("capacity", {positive, positive, positive, positive}, &capacity));
+    c.capacity = capacity;
+  }
+
+  RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
+                                  &c.fencing_lease));
+  RETURN_IF_ERROR(top.GetAbsolutePath("state_dir", &c.state_dir));
+  RETURN_IF_ERROR(top.GetAbsolutePath("control_socket", &c.control_socket));
+  if (c.control_socket.size() > kMaxSocketPath) {
+    return top.ErrorAt("control_socket", "must be at most " + std::to_string(kMaxSocketPath) +
+                                             " bytes long (the limit of a unix socket path), got " +
+                                             QuoteValue(c.control_socket) + " (" +
+                                             std::to_string(c.control_socket.size()) +
+                                             " bytes; choose a shorter path)");
+  }
+  RETURN_IF_ERROR(top.GetAbsolutePath("desired_file", &c.desired_file, /*allow_empty=*/true));
+  RETURN_IF_ERROR(top.GetEnum("domain_type", {"kvm", "qemu", "test"}, &c.domain_type));
+  RETURN_IF_ERROR(top.GetBool("fault_injection", &c.fault_injection));
+  if (c.fault_injection && !StartsWith(c.libvirt_uri, "test:") &&
+      !StartsWith(c.libvirt_uri, "qemu:///embed")) {
+    return top.ErrorAt("fault_injection",
+                       "true is not allowed with libvirt_uri " + QuoteValue(c.libvirt_uri) +
+                           " (fault injection is for labs and tests only: it needs a \"test:\" "
+                           "or \"qemu:///embed\" libvirt_uri; set fault_injection: false on "
+                           "real hosts)");
+  }
+  RETURN_IF_ERROR(
+      top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+  return c;
+}
+
+Result<AgentConfig> LoadAgentConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
+  return ParseAgentConfig(text, path);
+}
+
+}  // namespace regen

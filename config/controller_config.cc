@@ -1,0 +1,114 @@
+#include "config/controller_config.h"
+
+#include "common/names.h"
+#include "config/fields.h"
+#include "config/yaml_tree.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+
+Status ReadDns(const FieldMap& top, DnsConfig* dns) {
+  std::optional<FieldMap> map;
+  RETURN_IF_ERROR(top.GetMap("dns", {"server", "zone", "tsig", "ttl"}, &map));
+  if (!map) return Status::Ok();
+  RETURN_IF_ERROR(map->GetHostPort("server", &dns->server, /*allow_empty=*/true,
+                                   /*ip_only=*/true));
+  RETURN_IF_ERROR(
+      map->GetString("zone", &dns->zone, dns->server.empty() ? Need::kOptional : Need::kRequired));
+  if (!dns->zone.empty()) {
+    std::string_view zone = dns->zone;
+    bool valid =
+        zone.size() >= 2 && zone.back() == '.' && IsValidDnsName(zone.substr(0, zone.size() - 1));
+    if (!valid) {
+      return map->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
+                                      QuoteValue(dns->zone) + " (e.g. \"lab.example.\")");
+    }
+  }
+  RETURN_IF_ERROR(map->GetInt("ttl", 1, 86400, &dns->ttl));
+
+  std::optional<FieldMap> tsig;
+  RETURN_IF_ERROR(map->GetMap("tsig", {"key_name", "algorithm", "secret_file"}, &tsig));
+  if (tsig) {
+    RETURN_IF_ERROR(tsig->GetNonEmptyString("key_name", &dns->tsig_key_name, Need::kRequired));
+    std::string_view key_name = dns->tsig_key_name;
+    if (key_name.back() == '.') key_name.remove_suffix(1);
+    if (!IsValidDnsName(key_name)) {
+      return tsig->ErrorAt("key_name", "must be a lower-case DNS name, got " +
+                                           QuoteValue(dns->tsig_key_name) +
+                                           " (the key's name as the DNS server knows it, e.g. "
+                                           "\"regen-key.\")");
+    }
+    RETURN_IF_ERROR(tsig->GetEnum("algorithm", {"hmac-sha256", "hmac-sha512", "hmac-sha1"},
+                                  &dns->tsig_algorithm));
+    RETURN_IF_ERROR(tsig->GetAbsolutePath("secret_file", &dns->tsig_secret_file,
+                                          /*allow_empty=*/false, 4095, Need::kRequired));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
+                                               const std::string& file_name) {
+  ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
+  ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "controller configuration",
+                                                {"listen_address", "database", "heartbeat_interval",
+                                                 "host_down_after", "fencing_lease", "dns",
+                                                 "upgrade", "log_level"}));
+  ControllerConfig c;
+  RETURN_IF_ERROR(top.GetHostPort("listen_address", &c.listen_address, /*allow_empty=*/false));
+  RETURN_IF_ERROR(top.GetString("database", &c.database));
+  if (top.Has("database") && c.database != ":memory:" && !IsAbsolutePath(c.database)) {
+    return top.ErrorAt("database", "must be an absolute path to the SQLite file, got " +
+                                       QuoteValue(c.database) +
+                                       " (e.g. \"/var/lib/regen/controller.db\"; \":memory:\" "
+                                       "keeps nothing across restarts, for tests)");
+  }
+  RETURN_IF_ERROR(top.GetDuration("heartbeat_interval", milliseconds(10), std::chrono::minutes(1),
+                                  &c.heartbeat_interval));
+  RETURN_IF_ERROR(top.GetDuration("host_down_after", milliseconds(100), std::chrono::hours(1),
+                                  &c.host_down_after));
+  RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
+                                  &c.fencing_lease));
+  if (c.host_down_after <= c.fencing_lease + c.heartbeat_interval) {
+    std::string sum = "fencing_lease + heartbeat_interval (" + FormatDuration(c.fencing_lease) +
+                      " + " + FormatDuration(c.heartbeat_interval) + " = " +
+                      FormatDuration(c.fencing_lease + c.heartbeat_interval) + ")";
+    std::string hint =
+        " (a host cut off from the controller destroys its own instances after fencing_lease; "
+        "the controller must wait longer than that, plus one heartbeat, before it runs them "
+        "elsewhere: raise host_down_after or lower fencing_lease)";
+    if (top.Has("host_down_after")) {
+      return top.ErrorAt("host_down_after", "must be longer than " + sum + ", got " +
+                                                DescribeValue(*top.Find("host_down_after")) + hint);
+    }
+    // host_down_after is the default: point at the setting that was written.
+    std::string_view at = top.Has("fencing_lease") ? "fencing_lease" : "heartbeat_interval";
+    return top.ErrorAt(at, "makes " + sum + " reach host_down_after (" +
+                               FormatDuration(c.host_down_after) + ", the default), got " +
+                               DescribeValue(*top.Find(at)) + hint);
+  }
+  RETURN_IF_ERROR(ReadDns(top, &c.dns));
+
+  std::optional<FieldMap> upgrade;
+  RETURN_IF_ERROR(
+      top.GetMap("upgrade", {"manual_policy", "auto_rollback", "max_failed"}, &upgrade));
+  if (upgrade) {
+    RETURN_IF_ERROR(
+        upgrade->GetEnum("manual_policy", {"block", "allow"}, &c.manual_upgrade_policy));
+    RETURN_IF_ERROR(upgrade->GetBool("auto_rollback", &c.auto_rollback));
+    RETURN_IF_ERROR(upgrade->GetInt("max_failed", 1, 100, &c.max_failed_health_checks));
+  }
+  RETURN_IF_ERROR(
+      top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+  return c;
+}
+
+Result<ControllerConfig> LoadControllerConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
+  return ParseControllerConfig(text, path);
+}
+
+}  // namespace regen

@@ -1,0 +1,278 @@
+// SqliteStore: the only file that includes sqlite3.h. Records are rows keyed by name with their
+// fields as JSON (plus the columns an operator greps for: state, host, service).
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/store.h"
+
+namespace regen {
+
+namespace {
+
+using nlohmann::json;
+
+json ToJson(const Resources& r) {
+  return {{"vcpus", r.vcpus}, {"memory_mib", r.memory_mib}, {"disk_gib", r.disk_gib},
+          {"bandwidth_mbps", r.bandwidth_mbps}};
+}
+Resources ResourcesFrom(const json& j) {
+  return {j.value("vcpus", int64_t{0}), j.value("memory_mib", int64_t{0}),
+          j.value("disk_gib", int64_t{0}), j.value("bandwidth_mbps", int64_t{0})};
+}
+
+json ToJson(const HostRecord& h) {
+  return {{"address", h.address}, {"capacity", ToJson(h.capacity)}, {"state", h.state},
+          {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
+          {"applied_topology_revision", h.applied_topology_revision}};
+}
+HostRecord HostFrom(const std::string& name, const json& j) {
+  HostRecord h;
+  h.name = name;
+  h.address = j.value("address", "");
+  h.capacity = ResourcesFrom(j.value("capacity", json::object()));
+  h.state = j.value("state", "up");
+  h.last_heartbeat_unix_ms = j.value("last_heartbeat_unix_ms", int64_t{0});
+  h.applied_topology_revision = j.value("applied_topology_revision", int64_t{0});
+  return h;
+}
+
+json ToJson(const InstanceRecord& i) {
+  return {{"service", i.service}, {"index", i.index}, {"update_domain", i.update_domain},
+          {"version", i.version}, {"generation", i.generation},
+          {"allocation", {{"host", i.allocation.host}, {"resources", ToJson(i.allocation.resources)},
+                          {"ip", i.allocation.ip}, {"mac", i.allocation.mac}}},
+          {"state", i.state}, {"reason", i.reason}};
+}
+InstanceRecord InstanceFrom(const std::string& name, const json& j) {
+  InstanceRecord i;
+  i.name = name;
+  i.service = j.value("service", "");
+  i.index = j.value("index", int64_t{0});
+  i.update_domain = j.value("update_domain", int64_t{0});
+  i.version = j.value("version", "");
+  i.generation = j.value("generation", int64_t{0});
+  json a = j.value("allocation", json::object());
+  i.allocation.host = a.value("host", "");
+  i.allocation.resources = ResourcesFrom(a.value("resources", json::object()));
+  i.allocation.ip = a.value("ip", "");
+  i.allocation.mac = a.value("mac", "");
+  i.state = j.value("state", "pending");
+  i.reason = j.value("reason", "");
+  return i;
+}
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int col) {
+    auto* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, version TEXT NOT NULL,
+  generation INTEGER NOT NULL, spec_yaml TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (name TEXT PRIMARY KEY, service TEXT NOT NULL,
+  host TEXT NOT NULL, state TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, kind TEXT NOT NULL,
+  subject TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL,
+  created_unix_ms INTEGER NOT NULL, updated_unix_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  unix_ms INTEGER NOT NULL, kind TEXT NOT NULL, service TEXT NOT NULL, instance TEXT NOT NULL,
+  host TEXT NOT NULL, message TEXT NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql";
+
+class SqliteStore;
+
+class SqliteTxn : public StoreTxn {
+ public:
+  explicit SqliteTxn(sqlite3* db) : db_(db) {}
+  Status PutHost(const HostRecord& h) override {
+    return Exec(Stmt(db_, "INSERT OR REPLACE INTO hosts VALUES (?1, ?2, ?3)")
+                    .Bind(1, h.name).Bind(2, h.state).Bind(3, ToJson(h).dump()), "host " + h.name);
+  }
+  Status PutService(const ServiceRecord& s) override {
+    return Exec(Stmt(db_, "INSERT OR REPLACE INTO services VALUES (?1, ?2, ?3, ?4)")
+                    .Bind(1, s.name).Bind(2, s.version).Bind(3, s.generation).Bind(4, s.spec_yaml),
+                "service " + s.name);
+  }
+  Status DeleteService(const std::string& name) override {
+    return Exec(Stmt(db_, "DELETE FROM services WHERE name = ?1").Bind(1, name), "service " + name);
+  }
+  Status PutInstance(const InstanceRecord& i) override {
+    return Exec(Stmt(db_, "INSERT OR REPLACE INTO instances VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .Bind(1, i.name).Bind(2, i.service).Bind(3, i.allocation.host)
+                    .Bind(4, i.state).Bind(5, ToJson(i).dump()),
+                "instance " + i.name);
+  }
+  Status DeleteInstance(const std::string& name) override {
+    return Exec(Stmt(db_, "DELETE FROM instances WHERE name = ?1").Bind(1, name),
+                "instance " + name);
+  }
+  Status PutOperation(const OperationRecord& o) override {
+    return Exec(Stmt(db_, "INSERT OR REPLACE INTO operations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                    .Bind(1, o.id).Bind(2, o.kind).Bind(3, o.subject).Bind(4, o.state)
+                    .Bind(5, o.payload_json).Bind(6, o.created_unix_ms).Bind(7, o.updated_unix_ms),
+                "operation " + o.id);
+  }
+  Status SetMeta(const std::string& key, const std::string& value) override {
+    return Exec(Stmt(db_, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)").Bind(1, key).Bind(2, value),
+                "meta " + key);
+  }
+  Result<int64_t> AppendEvent(EventRecord e) override {
+    RETURN_IF_ERROR(Exec(Stmt(db_, "INSERT INTO events (unix_ms, kind, service, instance, host, "
+                                   "message, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                             .Bind(1, e.unix_ms).Bind(2, e.kind).Bind(3, e.service)
+                             .Bind(4, e.instance).Bind(5, e.host).Bind(6, e.message).Bind(7, e.json),
+                         "event " + e.kind));
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+  }
+
+ private:
+  Status Exec(Stmt& stmt, const std::string& what) {
+    if (!stmt.ok() || stmt.Step() != SQLITE_DONE) {
+      return Internal("store: writing " + what + ": " + sqlite3_errmsg(db_));
+    }
+    return Status::Ok();
+  }
+  sqlite3* db_;
+};
+
+class SqliteStore : public Store {
+ public:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  ~SqliteStore() override { sqlite3_close(db_); }
+
+  Result<StoreSnapshot> LoadAll() override {
+    StoreSnapshot snap;
+    {
+      Stmt s(db_, "SELECT name, data FROM hosts");
+      while (s.Step() == SQLITE_ROW) {
+        auto j = json::parse(s.Text(1), nullptr, false);
+        if (j.is_discarded()) return Internal("store: host " + s.Text(0) + " row is corrupt");
+        snap.hosts[s.Text(0)] = HostFrom(s.Text(0), j);
+      }
+    }
+    {
+      Stmt s(db_, "SELECT name, version, generation, spec_yaml FROM services");
+      while (s.Step() == SQLITE_ROW) {
+        snap.services[s.Text(0)] = {s.Text(0), s.Text(3), s.Text(1), s.Int(2)};
+      }
+    }
+    {
+      Stmt s(db_, "SELECT name, data FROM instances");
+      while (s.Step() == SQLITE_ROW) {
+        auto j = json::parse(s.Text(1), nullptr, false);
+        if (j.is_discarded()) return Internal("store: instance " + s.Text(0) + " row is corrupt");
+        snap.instances[s.Text(0)] = InstanceFrom(s.Text(0), j);
+      }
+    }
+    {
+      Stmt s(db_, "SELECT id, kind, subject, state, payload, created_unix_ms, updated_unix_ms "
+                  "FROM operations WHERE state = 'running'");
+      while (s.Step() == SQLITE_ROW) {
+        snap.operations[s.Text(0)] = {s.Text(0), s.Text(1), s.Text(2), s.Text(4),
+                                      s.Text(3), s.Int(5),  s.Int(6)};
+      }
+    }
+    {
+      Stmt s(db_, "SELECT key, value FROM meta");
+      while (s.Step() == SQLITE_ROW) snap.meta[s.Text(0)] = s.Text(1);
+    }
+    {
+      Stmt s(db_, "SELECT COALESCE(MAX(sequence), 0) FROM events");
+      if (s.Step() == SQLITE_ROW) snap.last_event_sequence = s.Int(0);
+    }
+    return snap;
+  }
+
+  Status Transaction(const std::function<Status(StoreTxn&)>& body) override {
+    if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return Unavailable(std::string("store: BEGIN: ") + sqlite3_errmsg(db_));
+    }
+    SqliteTxn txn(db_);
+    Status s = body(txn);
+    if (!s.ok()) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return s;
+    }
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      Status err = Unavailable(std::string("store: COMMIT: ") + sqlite3_errmsg(db_));
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return err;
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) override {
+    std::vector<EventRecord> out;
+    Stmt s(db_, "SELECT sequence, unix_ms, kind, service, instance, host, message, json "
+                "FROM events WHERE sequence > ?1 ORDER BY sequence LIMIT ?2");
+    s.Bind(1, after).Bind(2, limit);
+    while (s.Step() == SQLITE_ROW) {
+      out.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6),
+                     s.Text(7)});
+    }
+    return out;
+  }
+
+  Result<std::optional<OperationRecord>> FindOperation(const std::string& id) override {
+    Stmt s(db_, "SELECT id, kind, subject, state, payload, created_unix_ms, updated_unix_ms "
+                "FROM operations WHERE id = ?1");
+    s.Bind(1, id);
+    if (s.Step() != SQLITE_ROW) return std::optional<OperationRecord>();
+    return std::optional<OperationRecord>(
+        OperationRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(4), s.Text(3), s.Int(5), s.Int(6)});
+  }
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    std::string err = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Unavailable("cannot open state database " + path + ": " + err);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                          "PRAGMA foreign_keys=ON", kSchema}) {
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      sqlite3_close(db);
+      return Unavailable("cannot initialise state database " + path + ": " + msg);
+    }
+  }
+  return std::unique_ptr<Store>(new SqliteStore(db));
+}
+
+}  // namespace regen

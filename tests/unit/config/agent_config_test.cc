@@ -1,0 +1,200 @@
+// agent.yaml: defaults, every setting, and a table of bad inputs whose errors must name the field
+// path, its line:column and the offending value.
+#include "config/agent_config.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/config/config_test_util.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::BadCase;
+
+const std::string kFile = "agent.yaml";
+
+TEST(AgentConfigTest, MinimalFileGivesDefaults) {
+  Result<AgentConfig> c = ParseAgentConfig("host_name: kvm-1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  AgentConfig d;
+  EXPECT_EQ(c->host_name, "kvm-1");
+  EXPECT_EQ(c->address, d.address);
+  EXPECT_EQ(c->controller_address, "");
+  EXPECT_EQ(c->libvirt_uri, d.libvirt_uri);
+  EXPECT_EQ(c->poll_interval, d.poll_interval);
+  EXPECT_EQ(c->libvirt_events, d.libvirt_events);
+  EXPECT_EQ(c->ovs_bridge, d.ovs_bridge);
+  EXPECT_EQ(c->ovs_db_socket, d.ovs_db_socket);
+  EXPECT_FALSE(c->capacity.has_value());
+  EXPECT_EQ(c->fencing_lease, d.fencing_lease);
+  EXPECT_EQ(c->state_dir, d.state_dir);
+  EXPECT_EQ(c->control_socket, d.control_socket);
+  EXPECT_EQ(c->desired_file, "");
+  EXPECT_EQ(c->domain_type, d.domain_type);
+  EXPECT_FALSE(c->fault_injection);
+  EXPECT_EQ(c->log_level, d.log_level);
+}
+
+TEST(AgentConfigTest, EverySetting) {
+  const char* text = R"(host_name: lab-1
+address: 10.0.0.7
+controller_address: ctl.lab:7400
+libvirt_uri: "qemu:///embed?root=/tmp/x"
+poll_interval: 250ms
+libvirt_events: false
+ovs: {bridge: br_lab-1, db_socket: "tcp:127.0.0.1:6640"}
+capacity: {vcpus: 4, memory_mib: 8192, disk_gib: 50, bandwidth_mbps: 1000}
+fencing_lease: 1m
+state_dir: /srv/regen
+control_socket: /run/regen/a.sock
+desired_file: /srv/regen/desired.yaml
+domain_type: qemu
+fault_injection: true
+log_level: trace
+)";
+  Result<AgentConfig> c = ParseAgentConfig(text, kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->address, "10.0.0.7");
+  EXPECT_EQ(c->controller_address, "ctl.lab:7400");
+  EXPECT_EQ(c->libvirt_uri, "qemu:///embed?root=/tmp/x");
+  EXPECT_EQ(c->poll_interval, milliseconds(250));
+  EXPECT_FALSE(c->libvirt_events);
+  EXPECT_EQ(c->ovs_bridge, "br_lab-1");
+  EXPECT_EQ(c->ovs_db_socket, "tcp:127.0.0.1:6640");
+  ASSERT_TRUE(c->capacity.has_value());
+  EXPECT_EQ(*c->capacity, (Resources{4, 8192, 50, 1000}));
+  EXPECT_EQ(c->fencing_lease, milliseconds(60000));
+  EXPECT_EQ(c->state_dir, "/srv/regen");
+  EXPECT_EQ(c->control_socket, "/run/regen/a.sock");
+  EXPECT_EQ(c->desired_file, "/srv/regen/desired.yaml");
+  EXPECT_EQ(c->domain_type, "qemu");
+  EXPECT_TRUE(c->fault_injection);
+  EXPECT_EQ(c->log_level, "trace");
+}
+
+TEST(AgentConfigTest, EmptyBridgeAndEmptyControllerAreAllowed) {
+  Result<AgentConfig> c =
+      ParseAgentConfig("host_name: a\ncontroller_address:\novs:\n  bridge: \"\"\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ovs_bridge, "");
+  EXPECT_EQ(c->controller_address, "");
+}
+
+TEST(AgentConfigTest, FaultInjectionOnTestDriver) {
+  Result<AgentConfig> c = ParseAgentConfig(
+      "host_name: a\nlibvirt_uri: test:///default\nfault_injection: true\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->fault_injection);
+}
+
+const BadCase kBadAgent[] = {
+    {"unknown key", "host_name: a\nhost_nmae: b\n", "2:1", "host_nmae",
+     "unknown key \"host_nmae\" (did you mean \"host_name\"? allowed keys at the top level: "
+     "host_name, address"},
+    {"bad name", "host_name: Web_1\n", "1:12", "host_name", "invalid name \"Web_1\""},
+    {"missing host_name", "# agent\naddress: 10.0.0.1\n", "2:1", "host_name",
+     "required field is missing"},
+    {"plain number duration", "host_name: a\npoll_interval: 5\n", "2:16", "poll_interval",
+     "got \"5\" (a plain number has no unit: write \"5s\" or \"5ms\""},
+    {"duration with bad unit", "host_name: a\npoll_interval: 5 sec\n", "2:16", "poll_interval",
+     "\"5 sec\""},
+    {"duration too long", "host_name: a\npoll_interval: 2h\n", "2:16", "poll_interval",
+     "must be a duration between 10ms and 1h, got \"2h\""},
+    {"lease too short", "host_name: a\nfencing_lease: 50ms\n", "2:16", "fencing_lease",
+     "between 100ms and 10m, got \"50ms\""},
+    {"list for a bool", "host_name: a\nlibvirt_events: [true]\n", "2:17", "libvirt_events",
+     "must be true or false, got a list"},
+    {"yes for a bool", "host_name: a\nlibvirt_events: yes\n", "2:17", "libvirt_events",
+     "must be true or false, got \"yes\""},
+    {"fault injection on qemu:///system",
+     "host_name: a\nlibvirt_uri: qemu:///system\nfault_injection: true\n", "3:18",
+     "fault_injection", "true is not allowed with libvirt_uri \"qemu:///system\""},
+    {"fault injection with default uri", "host_name: a\nfault_injection: true\n", "2:18",
+     "fault_injection", "\"qemu:///system\""},
+    {"bad address", "host_name: a\naddress: 10.0.0.300\n", "2:10", "address",
+     "must be an IPv4 address like \"10.0.0.5\", got \"10.0.0.300\""},
+    {"controller without port", "host_name: a\ncontroller_address: ctl.lab\n", "2:21",
+     "controller_address", "got \"ctl.lab\""},
+    {"controller port 0", "host_name: a\ncontroller_address: ctl.lab:0\n", "2:21",
+     "controller_address", "\"ctl.lab:0\""},
+    {"empty libvirt_uri", "host_name: a\nlibvirt_uri: \"\"\n", "2:14", "libvirt_uri",
+     "must not be empty, got \"\""},
+    {"bridge too long", "host_name: a\novs:\n  bridge: this-name-is-too-long\n", "3:11",
+     "ovs.bridge", "invalid OVS bridge name \"this-name-is-too-long\""},
+    {"bridge with a space", "host_name: a\novs: {bridge: 'br 0'}\n", "2:15", "ovs.bridge",
+     "\"br 0\""},
+    {"bad db socket", "host_name: a\novs: {db_socket: /run/db.sock}\n", "2:18", "ovs.db_socket",
+     "\"/run/db.sock\""},
+    {"ovs as a list", "host_name: a\novs: [br-int]\n", "2:6", "ovs",
+     "must be a map of \"key: value\" settings, got a list"},
+    {"unknown ovs key", "host_name: a\novs:\n  brige: br0\n", "3:3", "ovs.brige",
+     "unknown key \"brige\" (did you mean \"bridge\"? allowed keys in ovs: bridge, db_socket)"},
+    {"capacity field missing", "host_name: a\ncapacity: {vcpus: 1, memory_mib: 2, disk_gib: 3}\n",
+     "2:11", "capacity.bandwidth_mbps", "required field is missing"},
+    {"capacity zero",
+     "host_name: a\ncapacity:\n  vcpus: 0\n  memory_mib: 2\n  disk_gib: 3\n  bandwidth_mbps: 4\n",
+     "3:10", "capacity.vcpus", "got \"0\""},
+    {"capacity not a number",
+     "host_name: a\ncapacity:\n  vcpus: 1\n  memory_mib: lots\n  disk_gib: 3\n"
+     "  bandwidth_mbps: 4\n",
+     "4:15", "capacity.memory_mib", "must be an integer between 1 and 1099511627776, got \"lots\""},
+    {"relative state_dir", "host_name: a\nstate_dir: var/lib/regen\n", "2:12", "state_dir",
+     "must be an absolute path (starting with '/', no control characters), got "
+     "\"var/lib/regen\""},
+    {"socket path too long",
+     "host_name: a\ncontrol_socket: /run/regen/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaa.sock\n",
+     "2:17", "control_socket", "must be at most 107 bytes long"},
+    {"relative desired_file", "host_name: a\ndesired_file: desired.yaml\n", "2:15", "desired_file",
+     "\"desired.yaml\""},
+    {"domain type xen", "host_name: a\ndomain_type: xen\n", "2:14", "domain_type",
+     "must be one of kvm, qemu, test, got \"xen\""},
+    {"log level verbose", "host_name: a\nlog_level: verbose\n", "2:12", "log_level",
+     "must be one of trace, debug, info, warn, error, got \"verbose\""},
+    {"duplicate key", "host_name: a\naddress: 10.0.0.1\nhost_name: b\n", "3:1", "host_name",
+     "duplicate key \"host_name\" (first set at line 1, column 1"},
+    {"empty file", "", "1:1", "", "the file is empty"},
+    {"comments only", "# nothing here\n", "1:1", "", "the file is empty"},
+    {"a list document", "- host_name: a\n", "1:1", "",
+     "the file must hold the agent configuration as a map of \"key: value\" lines, got a list"},
+    {"a scalar document", "kvm-1\n", "1:1", "", "got \"kvm-1\""},
+    {"host_name as a map", "host_name: {a: 1}\n", "1:12", "host_name", "got a map"},
+    {"empty host_name", "host_name:\n", "1:1", "host_name", "invalid name \"\""},
+};
+
+class AgentConfigBadTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(AgentConfigBadTest, IsRefusedWithFieldPositionAndValue) {
+  const BadCase& c = GetParam();
+  testing::ExpectBad(ParseAgentConfig(c.yaml, kFile).status(), kFile, c);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, AgentConfigBadTest, ::testing::ValuesIn(kBadAgent));
+
+TEST(AgentConfigTest, LoadNamesThePathAndTheSystemError) {
+  testing::ConfigTempDir dir;
+  Result<AgentConfig> c = LoadAgentConfig(dir.File("missing.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "cannot read " + dir.File("missing.yaml") + ": No such file or directory");
+  c = LoadAgentConfig(dir.path());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "cannot read " + dir.path() + ": Is a directory");
+}
+
+TEST(AgentConfigTest, LoadUsesThePathInErrors) {
+  testing::ConfigTempDir dir;
+  testing::WriteWholeFile(dir.File("agent.yaml"), "host_name: Bad_Host\nlibvirt_uri: x\n");
+  Result<AgentConfig> c = LoadAgentConfig(dir.File("agent.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message().rfind(dir.File("agent.yaml") + ":1:12: host_name: ", 0), 0u)
+      << c.status().message();
+  testing::WriteWholeFile(dir.File("agent.yaml"), "host_name: good\n");
+  EXPECT_TRUE(LoadAgentConfig(dir.File("agent.yaml")).ok());
+}
+
+}  // namespace
+}  // namespace regen

@@ -1,0 +1,138 @@
+// controller.yaml: defaults, every setting, the fencing rule between host_down_after and the
+// lease, and a table of bad inputs.
+#include "config/controller_config.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/config/config_test_util.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::BadCase;
+
+const std::string kFile = "controller.yaml";
+
+TEST(ControllerConfigTest, EmptyMapGivesDefaults) {
+  Result<ControllerConfig> c = ParseControllerConfig("{}\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ControllerConfig d;
+  EXPECT_EQ(c->listen_address, d.listen_address);
+  EXPECT_EQ(c->database, d.database);
+  EXPECT_EQ(c->heartbeat_interval, d.heartbeat_interval);
+  EXPECT_EQ(c->host_down_after, d.host_down_after);
+  EXPECT_EQ(c->fencing_lease, d.fencing_lease);
+  EXPECT_EQ(c->dns.server, "");
+  EXPECT_EQ(c->dns.ttl, 30);
+  EXPECT_EQ(c->manual_upgrade_policy, "block");
+  EXPECT_FALSE(c->auto_rollback);
+  EXPECT_EQ(c->max_failed_health_checks, 3);
+  EXPECT_EQ(c->log_level, "info");
+}
+
+TEST(ControllerConfigTest, EverySetting) {
+  const char* text = R"(listen_address: "[::]:7401"
+database: ":memory:"
+heartbeat_interval: 100ms
+host_down_after: 1s
+fencing_lease: 500ms
+dns:
+  server: "[::1]:5353"
+  zone: lab.example.
+  tsig: {key_name: regen-key., algorithm: hmac-sha512, secret_file: /etc/regen/k}
+  ttl: 5
+upgrade: {manual_policy: allow, auto_rollback: true, max_failed: 7}
+log_level: warn
+)";
+  Result<ControllerConfig> c = ParseControllerConfig(text, kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->listen_address, "[::]:7401");
+  EXPECT_EQ(c->database, ":memory:");
+  EXPECT_EQ(c->heartbeat_interval, milliseconds(100));
+  EXPECT_EQ(c->host_down_after, milliseconds(1000));
+  EXPECT_EQ(c->fencing_lease, milliseconds(500));
+  EXPECT_EQ(c->dns.server, "[::1]:5353");
+  EXPECT_EQ(c->dns.zone, "lab.example.");
+  EXPECT_EQ(c->dns.tsig_key_name, "regen-key.");
+  EXPECT_EQ(c->dns.tsig_algorithm, "hmac-sha512");
+  EXPECT_EQ(c->dns.tsig_secret_file, "/etc/regen/k");
+  EXPECT_EQ(c->dns.ttl, 5);
+  EXPECT_EQ(c->manual_upgrade_policy, "allow");
+  EXPECT_TRUE(c->auto_rollback);
+  EXPECT_EQ(c->max_failed_health_checks, 7);
+  EXPECT_EQ(c->log_level, "warn");
+}
+
+const BadCase kBadController[] = {
+    {"host_down_after equal to lease + heartbeat", "host_down_after: 2500ms\n", "1:18",
+     "host_down_after",
+     "must be longer than fencing_lease + heartbeat_interval (2s + 500ms = 2500ms), got "
+     "\"2500ms\""},
+    {"host_down_after below lease", "fencing_lease: 2s\nhost_down_after: 1s\n", "2:18",
+     "host_down_after", "(2s + 500ms = 2500ms), got \"1s\""},
+    {"lease too long for the default host_down_after", "fencing_lease: 5s\n", "1:16",
+     "fencing_lease", "reach host_down_after (3s, the default), got \"5s\""},
+    {"heartbeat too long for the default host_down_after", "heartbeat_interval: 1s\n", "1:21",
+     "heartbeat_interval", "(2s + 1s = 3s)"},
+    {"plain number heartbeat", "heartbeat_interval: 500\n", "1:21", "heartbeat_interval",
+     "got \"500\" (a plain number has no unit"},
+    {"listen without port", "listen_address: \"7400\"\n", "1:17", "listen_address",
+     "must be \"host:port\" with a port from 1 to 65535, got \"7400\""},
+    {"empty listen", "listen_address: \"\"\n", "1:17", "listen_address", "got \"\""},
+    {"relative database", "database: regen.db\n", "1:11", "database",
+     "must be an absolute path to the SQLite file, got \"regen.db\""},
+    {"zone without final dot", "dns:\n  server: 127.0.0.1:53\n  zone: lab.example\n", "3:9",
+     "dns.zone", "must be a lower-case DNS zone ending with '.', got \"lab.example\""},
+    {"server set, zone missing", "dns:\n  server: 127.0.0.1:53\n", "2:3", "dns.zone",
+     "required field is missing"},
+    {"server is a host name", "dns: {server: \"ns.lab:53\", zone: lab.}\n", "1:15", "dns.server",
+     "must be \"ip:port\" with an IP address and a port from 1 to 65535, got \"ns.lab:53\""},
+    {"ttl zero", "dns: {ttl: 0}\n", "1:12", "dns.ttl",
+     "must be an integer between 1 and 86400, got \"0\""},
+    {"tsig algorithm md5",
+     "dns:\n  server: 127.0.0.1:53\n  zone: lab.\n  tsig:\n    key_name: k\n"
+     "    algorithm: hmac-md5\n    secret_file: /etc/k\n",
+     "6:16", "dns.tsig.algorithm",
+     "must be one of hmac-sha256, hmac-sha512, hmac-sha1, got \"hmac-md5\""},
+    {"tsig without secret_file", "dns:\n  tsig:\n    key_name: k\n", "3:5", "dns.tsig.secret_file",
+     "required field is missing"},
+    {"tsig key name with a space", "dns:\n  tsig: {key_name: 'a b', secret_file: /k}\n", "2:20",
+     "dns.tsig.key_name", "\"a b\""},
+    {"dns unknown key", "dns:\n  servers: 127.0.0.1:53\n", "2:3", "dns.servers",
+     "unknown key \"servers\" (did you mean \"server\"? allowed keys in dns: server, zone, tsig, "
+     "ttl)"},
+    {"manual policy maybe", "upgrade: {manual_policy: maybe}\n", "1:26", "upgrade.manual_policy",
+     "must be one of block, allow, got \"maybe\""},
+    {"max_failed too big", "upgrade:\n  max_failed: 101\n", "2:15", "upgrade.max_failed",
+     "must be an integer between 1 and 100, got \"101\""},
+    {"auto_rollback not bool", "upgrade:\n  auto_rollback: sometimes\n", "2:18",
+     "upgrade.auto_rollback", "\"sometimes\""},
+    {"upgrade as scalar", "upgrade: block\n", "1:10", "upgrade",
+     "must be a map of \"key: value\" settings, got \"block\""},
+    {"duplicate key in dns", "dns:\n  ttl: 5\n  ttl: 6\n", "3:3", "dns.ttl",
+     "duplicate key \"ttl\""},
+    {"log level", "log_level: INFO\n", "1:12", "log_level", "got \"INFO\""},
+    {"top-level typo", "listen_adress: 1.2.3.4:5\n", "1:1", "listen_adress",
+     "did you mean \"listen_address\"?"},
+};
+
+class ControllerConfigBadTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ControllerConfigBadTest, IsRefusedWithFieldPositionAndValue) {
+  const BadCase& c = GetParam();
+  testing::ExpectBad(ParseControllerConfig(c.yaml, kFile).status(), kFile, c);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ControllerConfigBadTest, ::testing::ValuesIn(kBadController));
+
+TEST(ControllerConfigTest, LoadNamesThePathAndTheSystemError) {
+  testing::ConfigTempDir dir;
+  Result<ControllerConfig> c = LoadControllerConfig(dir.File("nope.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(),
+            "cannot read " + dir.File("nope.yaml") + ": No such file or directory");
+}
+
+}  // namespace
+}  // namespace regen
