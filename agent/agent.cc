@@ -165,6 +165,17 @@ void Agent::OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms) {
   }
 }
 
+void Agent::NoteProcessExit(std::string name, int64_t domain_id, std::string detail) {
+  int64_t seen = clock_.WallMillis();
+  Post([this, name = std::move(name), domain_id, detail = std::move(detail), seen] {
+    spdlog::debug("qemu of domain {} (id {}) exited: {}", name, domain_id, detail);
+    exited_[name] = {domain_id, detail};
+    if (!event_seen_ms_.count(name)) event_seen_ms_[name] = seen;
+    reconcile_requested_ = true;
+    reconcile_trigger_ = "event";
+  });
+}
+
 void Agent::Reconcile(const std::string& trigger) {
   reconcile_requested_ = false;
   reconcile_trigger_.clear();
@@ -178,6 +189,7 @@ void Agent::Reconcile(const std::string& trigger) {
     return;
   }
   last_domains_ = SortedByName(std::move(listed).value());
+  ApplyProcessExits();
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
   if (!desired_) return;  // nothing is created or destroyed before the desired set is known
@@ -224,8 +236,27 @@ void Agent::Reconcile(const std::string& trigger) {
   if (changed) {
     // Relist so status (and the next report) shows what the actions left, not what they found.
     auto after = hypervisor_.ListDomains();
-    if (after.ok()) last_domains_ = SortedByName(std::move(after).value());
+    if (after.ok()) {
+      last_domains_ = SortedByName(std::move(after).value());
+      ApplyProcessExits();
+    }
   }
+}
+
+void Agent::ApplyProcessExits() {
+  if (exited_.empty()) return;
+  std::map<std::string, ProcessExit> still_lagging;
+  for (auto& d : last_domains_) {
+    auto it = exited_.find(d.name);
+    if (it == exited_.end()) continue;
+    // Only the very run whose qemu died: a re-created domain has a new id.
+    if (d.state == DomainState::kRunning && d.id >= 0 && d.id == it->second.domain_id) {
+      d.state = DomainState::kCrashed;
+      d.reason = "qemu exited: " + it->second.detail;
+      still_lagging.insert(*it);
+    }
+  }
+  exited_ = std::move(still_lagging);
 }
 
 void Agent::Execute(const ReconcileAction& action) {

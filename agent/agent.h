@@ -75,6 +75,10 @@ class Agent {
   void SetDesired(std::vector<InstanceSpec> desired);
   // Asks for a reconcile as soon as possible.
   void RequestReconcile(std::string why);
+  // The hypervisor process of domain `name` (libvirt id `domain_id`) exited; seen by the subreaper
+  // long before libvirt's own event. If that domain is still the running instance, it is failed
+  // now. Thread-safe.
+  void NoteProcessExit(std::string name, int64_t domain_id, std::string detail);
 
   nlohmann::json StatusJson();
   std::vector<FailureRecord> Failures();
@@ -88,6 +92,8 @@ class Agent {
   void EnsureConnected();
   void Reconcile(const std::string& trigger);
   void Execute(const ReconcileAction& action);
+  // Marks listed domains whose qemu is known dead as crashed, until libvirt catches up.
+  void ApplyProcessExits();
   Status CreateDomain(const InstanceSpec& spec);
   void OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms);
   void Record(const std::string& instance, const std::string& what, const std::string& detail);
@@ -115,7 +121,12 @@ class Agent {
   bool reconcile_requested_ = false;
   std::string reconcile_trigger_;
   std::map<std::string, int64_t> event_seen_ms_;  // instance -> unexpected stop event time
-  std::map<std::string, size_t> open_failures_;   // instance -> index into failures_
+  struct ProcessExit {
+    int64_t domain_id = -1;
+    std::string detail;
+  };
+  std::map<std::string, ProcessExit> exited_;    // domain -> its qemu exited (libvirt may lag)
+  std::map<std::string, size_t> open_failures_;  // instance -> index into failures_
   std::vector<FailureRecord> failures_;
   std::deque<ChangeRecord> changes_;
   struct Backoff {

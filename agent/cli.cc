@@ -1,6 +1,7 @@
 #include "agent/cli.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -36,14 +37,23 @@ int RunDaemon(const std::string& config_path) {
   ChildReaper::BlockSigchld();
   signal(SIGPIPE, SIG_IGN);
 
-  ChildReaper reaper;
-  if (Status s = reaper.Start(); !s.ok()) {
-    spdlog::warn("{}; a dead qemu will be noticed late", s.message());
-  }
   RealClock clock;
   RealCommandRunner runner;
   LibvirtHypervisor hypervisor(config->libvirt_uri, config->libvirt_events);
   Agent agent(*config, hypervisor, clock, runner);
+  ChildReaper reaper;
+  if (config->libvirt_events) {
+    // The subreaper's exit notice is the fastest lifecycle event there is (qemu:///embed).
+    reaper.SetExitCallback([&agent](const QemuIdentity& who, int wait_status) {
+      std::string detail = WIFSIGNALED(wait_status)
+                               ? "killed by signal " + std::to_string(WTERMSIG(wait_status))
+                               : "exit status " + std::to_string(WEXITSTATUS(wait_status));
+      agent.NoteProcessExit(who.name, who.domain_id, detail);
+    });
+  }
+  if (Status s = reaper.Start(); !s.ok()) {
+    spdlog::warn("{}; a dead qemu will be noticed late", s.message());
+  }
   ControlSocketServer control(config->control_socket, [&agent](const nlohmann::json& request) {
     const std::string command = request["command"];
     if (command == "status") {
@@ -70,8 +80,8 @@ int RunDaemon(const std::string& config_path) {
   sigwait(&set, &sig);
   spdlog::info("regen-agent stopping on signal {}; domains keep running", strsignal(sig));
   control.Stop();
+  reaper.Stop();  // first: its exit callback posts to the agent
   agent.Stop();
-  reaper.Stop();
   return 0;
 }
 

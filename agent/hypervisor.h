@@ -33,6 +33,8 @@ struct DomainInfo {
   std::string name;
   DomainState state = DomainState::kUnknown;
   std::string reason;  // libvirt's state reason, e.g. "crashed", "destroyed", "booted"
+  // libvirt's domain id while active (a new one at every start), -1 when inactive.
+  int64_t id = -1;
   DomainMetadata metadata;
 };
 

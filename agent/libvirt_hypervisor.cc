@@ -557,6 +557,8 @@ class LibvirtHypervisor::Impl {
     }
     info.state = MapState(state, reason);
     info.reason = StateReasonName(state, reason);
+    unsigned int id = virDomainGetID(dom);
+    info.id = id == static_cast<unsigned int>(-1) ? -1 : static_cast<int64_t>(id);
     char* metadata = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, kRegenMetadataUri,
                                           VIR_DOMAIN_AFFECT_CURRENT);
     if (metadata == nullptr) {

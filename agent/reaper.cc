@@ -10,11 +10,75 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 
 namespace regen {
+
+namespace {
+
+std::string ReadWhole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// qemu option values escape ',' as ",,".
+std::string UntilUnescapedComma(const std::string& text, size_t from) {
+  std::string out;
+  for (size_t i = from; i < text.size(); ++i) {
+    if (text[i] == ',') {
+      if (i + 1 < text.size() && text[i + 1] == ',') {
+        out += ',';
+        ++i;
+        continue;
+      }
+      break;
+    }
+    out += text[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<QemuIdentity> ParseQemuCmdline(const std::string& cmdline) {
+  std::vector<std::string> args;
+  size_t start = 0;
+  while (start < cmdline.size()) {
+    size_t nul = cmdline.find('\0', start);
+    if (nul == std::string::npos) nul = cmdline.size();
+    args.push_back(cmdline.substr(start, nul - start));
+    start = nul + 1;
+  }
+  QemuIdentity who;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "-name") {
+      const std::string& v = args[i + 1];
+      who.name = v.rfind("guest=", 0) == 0 ? UntilUnescapedComma(v, 6) : UntilUnescapedComma(v, 0);
+      break;
+    }
+  }
+  if (who.name.empty()) return std::nullopt;
+  // libvirt's per-domain directories are named domain-<id>-<short name>.
+  for (const auto& a : args) {
+    size_t p = a.find("/domain-");
+    while (p != std::string::npos) {
+      size_t digits = p + 8;
+      size_t end = digits;
+      while (end < a.size() && a[end] >= '0' && a[end] <= '9') ++end;
+      if (end > digits && end < a.size() && a[end] == '-') {
+        who.domain_id = std::strtoll(a.c_str() + digits, nullptr, 10);
+        return who;
+      }
+      p = a.find("/domain-", p + 1);
+    }
+  }
+  return who;
+}
 
 ChildReaper::~ChildReaper() { Stop(); }
 
@@ -39,9 +103,11 @@ void ChildReaper::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-int ChildReaper::ReapQemuZombies() {
+int ChildReaper::ScanOnce() {
+  std::lock_guard lock(mu_);
   int reaped = 0;
   pid_t self = getpid();
+  std::set<pid_t> seen;
   DIR* proc = opendir("/proc");
   if (proc == nullptr) return 0;
   while (dirent* e = readdir(proc)) {
@@ -58,15 +124,41 @@ int ChildReaper::ReapQemuZombies() {
     std::string comm = line.substr(open + 1, close - open - 1);
     char state = line[close + 2];
     long ppid = std::strtol(line.c_str() + close + 4, nullptr, 10);
-    if (state != 'Z' || ppid != self || comm.rfind("qemu", 0) != 0) continue;
+    if (ppid != self || comm.rfind("qemu", 0) != 0) continue;
     pid_t pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
+    seen.insert(pid);
+    if (state != 'Z') {
+      if (!known_.count(pid)) {
+        // A zombie's command line is empty: learn it while the process lives.
+        auto who = ParseQemuCmdline(ReadWhole(std::string("/proc/") + e->d_name + "/cmdline"));
+        if (who) {
+          spdlog::debug("qemu process pid={} runs domain {} (id {})", pid, who->name,
+                        who->domain_id);
+          known_[pid] = *who;
+        }
+      }
+      continue;
+    }
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
       ++reaped;
-      spdlog::debug("reaped qemu process pid={} status={}", pid, status);
+      auto it = known_.find(pid);
+      if (it != known_.end()) {
+        QemuIdentity who = it->second;
+        known_.erase(it);
+        spdlog::debug("reaped qemu process pid={} domain={} id={} status={}", pid, who.name,
+                      who.domain_id, status);
+        if (exit_cb_) exit_cb_(who, status);
+      } else {
+        spdlog::debug("reaped qemu process pid={} status={}", pid, status);
+      }
     }
   }
   closedir(proc);
+  // Forget processes that vanished without us reaping them.
+  for (auto it = known_.begin(); it != known_.end();) {
+    it = seen.count(it->first) ? std::next(it) : known_.erase(it);
+  }
   return reaped;
 }
 
@@ -74,11 +166,12 @@ void ChildReaper::Loop() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
-  timespec timeout{0, 200 * 1000 * 1000};  // a safety net if a SIGCHLD was consumed elsewhere
+  // A safety net if a SIGCHLD was consumed elsewhere, and how soon a new qemu is learnt at worst.
+  timespec timeout{0, 200 * 1000 * 1000};
   while (!stop_) {
     siginfo_t info;
     sigtimedwait(&set, &info, &timeout);
-    reaped_ += ReapQemuZombies();
+    reaped_ += ScanOnce();
   }
 }
 

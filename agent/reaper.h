@@ -1,19 +1,47 @@
-// Makes the agent a child subreaper and reaps the qemu processes re-parented to it, so libvirt
-// notices a dead qemu in milliseconds (LAB-NOTES.md). Only zombies named qemu* whose parent is
-// this process are reaped: libvirt waits for its own children itself and must not lose them.
+// Makes the agent a child subreaper and reaps the qemu processes re-parented to it, so a dead qemu
+// is noticed in milliseconds (LAB-NOTES.md). Only qemu* processes whose parent is this process are
+// reaped: libvirt waits for its own children itself and must not lose them.
+//
+// With qemu:///embed libvirt runs inside the agent, so every qemu it starts is re-parented to the
+// agent when libvirt's intermediate child exits. The reaper remembers each live qemu child's guest
+// name and libvirt domain id (from its command line: `-name guest=NAME` and the per-domain
+// directory `domain-ID-NAME`), and when it reaps one it reports (name, id, status) through the exit
+// callback: that is the agent's fastest failure event, well before libvirt's own lifecycle event.
+//
 // BlockSigchld() must be called on the main thread before any other thread starts; Start/Stop from
 // one thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "common/status.h"
 
 namespace regen {
 
+// What identifies a qemu process: the guest name and libvirt's domain id (-1 if not found).
+struct QemuIdentity {
+  std::string name;
+  int64_t domain_id = -1;
+};
+
+// Parses a qemu command line (NUL-separated, as in /proc/PID/cmdline). nullopt if it has no
+// `-name guest=...` (or `-name NAME`).
+std::optional<QemuIdentity> ParseQemuCmdline(const std::string& cmdline);
+
 class ChildReaper {
  public:
+  // name, libvirt domain id, and the wait status of the reaped qemu. Called on the reaper thread.
+  using ExitCallback = std::function<void(const QemuIdentity& who, int wait_status)>;
+
   ChildReaper() = default;
   ~ChildReaper();
   ChildReaper(const ChildReaper&) = delete;
@@ -21,17 +49,22 @@ class ChildReaper {
 
   // Blocks SIGCHLD in the calling thread (threads started later inherit the mask).
   static void BlockSigchld();
+  // Set before Start().
+  void SetExitCallback(ExitCallback cb) { exit_cb_ = std::move(cb); }
   // prctl(PR_SET_CHILD_SUBREAPER) and starts the reaping thread.
   Status Start();
   void Stop();
-  // Reaps every qemu zombie child now; returns how many. Thread-safe.
-  static int ReapQemuZombies();
+  // Learns new qemu children and reaps every qemu zombie child now; returns how many were reaped.
+  int ScanOnce();
   int reaped() const { return reaped_.load(); }
 
  private:
   void Loop();
   std::atomic<bool> stop_{false};
   std::atomic<int> reaped_{0};
+  ExitCallback exit_cb_;
+  std::mutex mu_;                        // serialises ScanOnce
+  std::map<pid_t, QemuIdentity> known_;  // live qemu children seen so far
   std::thread thread_;
 };
 

@@ -13,7 +13,9 @@ namespace {
 using nlohmann::json;
 
 json ToJson(const Resources& r) {
-  return {{"vcpus", r.vcpus}, {"memory_mib", r.memory_mib}, {"disk_gib", r.disk_gib},
+  return {{"vcpus", r.vcpus},
+          {"memory_mib", r.memory_mib},
+          {"disk_gib", r.disk_gib},
           {"bandwidth_mbps", r.bandwidth_mbps}};
 }
 Resources ResourcesFrom(const json& j) {
@@ -22,7 +24,9 @@ Resources ResourcesFrom(const json& j) {
 }
 
 json ToJson(const HostRecord& h) {
-  return {{"address", h.address}, {"capacity", ToJson(h.capacity)}, {"state", h.state},
+  return {{"address", h.address},
+          {"capacity", ToJson(h.capacity)},
+          {"state", h.state},
           {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
           {"applied_topology_revision", h.applied_topology_revision}};
 }
@@ -38,11 +42,18 @@ HostRecord HostFrom(const std::string& name, const json& j) {
 }
 
 json ToJson(const InstanceRecord& i) {
-  return {{"service", i.service}, {"index", i.index}, {"update_domain", i.update_domain},
-          {"version", i.version}, {"generation", i.generation},
-          {"allocation", {{"host", i.allocation.host}, {"resources", ToJson(i.allocation.resources)},
-                          {"ip", i.allocation.ip}, {"mac", i.allocation.mac}}},
-          {"state", i.state}, {"reason", i.reason}};
+  return {{"service", i.service},
+          {"index", i.index},
+          {"update_domain", i.update_domain},
+          {"version", i.version},
+          {"generation", i.generation},
+          {"allocation",
+           {{"host", i.allocation.host},
+            {"resources", ToJson(i.allocation.resources)},
+            {"ip", i.allocation.ip},
+            {"mac", i.allocation.mac}}},
+          {"state", i.state},
+          {"reason", i.reason}};
 }
 InstanceRecord InstanceFrom(const std::string& name, const json& j) {
   InstanceRecord i;
@@ -111,11 +122,17 @@ class SqliteTxn : public StoreTxn {
   explicit SqliteTxn(sqlite3* db) : db_(db) {}
   Status PutHost(const HostRecord& h) override {
     return Exec(Stmt(db_, "INSERT OR REPLACE INTO hosts VALUES (?1, ?2, ?3)")
-                    .Bind(1, h.name).Bind(2, h.state).Bind(3, ToJson(h).dump()), "host " + h.name);
+                    .Bind(1, h.name)
+                    .Bind(2, h.state)
+                    .Bind(3, ToJson(h).dump()),
+                "host " + h.name);
   }
   Status PutService(const ServiceRecord& s) override {
     return Exec(Stmt(db_, "INSERT OR REPLACE INTO services VALUES (?1, ?2, ?3, ?4)")
-                    .Bind(1, s.name).Bind(2, s.version).Bind(3, s.generation).Bind(4, s.spec_yaml),
+                    .Bind(1, s.name)
+                    .Bind(2, s.version)
+                    .Bind(3, s.generation)
+                    .Bind(4, s.spec_yaml),
                 "service " + s.name);
   }
   Status DeleteService(const std::string& name) override {
@@ -123,8 +140,11 @@ class SqliteTxn : public StoreTxn {
   }
   Status PutInstance(const InstanceRecord& i) override {
     return Exec(Stmt(db_, "INSERT OR REPLACE INTO instances VALUES (?1, ?2, ?3, ?4, ?5)")
-                    .Bind(1, i.name).Bind(2, i.service).Bind(3, i.allocation.host)
-                    .Bind(4, i.state).Bind(5, ToJson(i).dump()),
+                    .Bind(1, i.name)
+                    .Bind(2, i.service)
+                    .Bind(3, i.allocation.host)
+                    .Bind(4, i.state)
+                    .Bind(5, ToJson(i).dump()),
                 "instance " + i.name);
   }
   Status DeleteInstance(const std::string& name) override {
@@ -133,19 +153,31 @@ class SqliteTxn : public StoreTxn {
   }
   Status PutOperation(const OperationRecord& o) override {
     return Exec(Stmt(db_, "INSERT OR REPLACE INTO operations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                    .Bind(1, o.id).Bind(2, o.kind).Bind(3, o.subject).Bind(4, o.state)
-                    .Bind(5, o.payload_json).Bind(6, o.created_unix_ms).Bind(7, o.updated_unix_ms),
+                    .Bind(1, o.id)
+                    .Bind(2, o.kind)
+                    .Bind(3, o.subject)
+                    .Bind(4, o.state)
+                    .Bind(5, o.payload_json)
+                    .Bind(6, o.created_unix_ms)
+                    .Bind(7, o.updated_unix_ms),
                 "operation " + o.id);
   }
   Status SetMeta(const std::string& key, const std::string& value) override {
-    return Exec(Stmt(db_, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)").Bind(1, key).Bind(2, value),
-                "meta " + key);
+    return Exec(
+        Stmt(db_, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)").Bind(1, key).Bind(2, value),
+        "meta " + key);
   }
   Result<int64_t> AppendEvent(EventRecord e) override {
-    RETURN_IF_ERROR(Exec(Stmt(db_, "INSERT INTO events (unix_ms, kind, service, instance, host, "
-                                   "message, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                             .Bind(1, e.unix_ms).Bind(2, e.kind).Bind(3, e.service)
-                             .Bind(4, e.instance).Bind(5, e.host).Bind(6, e.message).Bind(7, e.json),
+    RETURN_IF_ERROR(Exec(Stmt(db_,
+                              "INSERT INTO events (unix_ms, kind, service, instance, host, "
+                              "message, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                             .Bind(1, e.unix_ms)
+                             .Bind(2, e.kind)
+                             .Bind(3, e.service)
+                             .Bind(4, e.instance)
+                             .Bind(5, e.host)
+                             .Bind(6, e.message)
+                             .Bind(7, e.json),
                          "event " + e.kind));
     return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
   }
@@ -190,8 +222,9 @@ class SqliteStore : public Store {
       }
     }
     {
-      Stmt s(db_, "SELECT id, kind, subject, state, payload, created_unix_ms, updated_unix_ms "
-                  "FROM operations WHERE state = 'running'");
+      Stmt s(db_,
+             "SELECT id, kind, subject, state, payload, created_unix_ms, updated_unix_ms "
+             "FROM operations WHERE state = 'running'");
       while (s.Step() == SQLITE_ROW) {
         snap.operations[s.Text(0)] = {s.Text(0), s.Text(1), s.Text(2), s.Text(4),
                                       s.Text(3), s.Int(5),  s.Int(6)};
@@ -228,19 +261,21 @@ class SqliteStore : public Store {
 
   Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) override {
     std::vector<EventRecord> out;
-    Stmt s(db_, "SELECT sequence, unix_ms, kind, service, instance, host, message, json "
-                "FROM events WHERE sequence > ?1 ORDER BY sequence LIMIT ?2");
+    Stmt s(db_,
+           "SELECT sequence, unix_ms, kind, service, instance, host, message, json "
+           "FROM events WHERE sequence > ?1 ORDER BY sequence LIMIT ?2");
     s.Bind(1, after).Bind(2, limit);
     while (s.Step() == SQLITE_ROW) {
-      out.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6),
-                     s.Text(7)});
+      out.push_back(
+          {s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
     }
     return out;
   }
 
   Result<std::optional<OperationRecord>> FindOperation(const std::string& id) override {
-    Stmt s(db_, "SELECT id, kind, subject, state, payload, created_unix_ms, updated_unix_ms "
-                "FROM operations WHERE id = ?1");
+    Stmt s(db_,
+           "SELECT id, kind, subject, state, payload, created_unix_ms, updated_unix_ms "
+           "FROM operations WHERE id = ?1");
     s.Bind(1, id);
     if (s.Step() != SQLITE_ROW) return std::optional<OperationRecord>();
     return std::optional<OperationRecord>(
@@ -263,8 +298,8 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   }
   sqlite3_busy_timeout(db, 5000);
   char* err = nullptr;
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                          "PRAGMA foreign_keys=ON", kSchema}) {
+  for (const char* sql :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", kSchema}) {
     if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
       std::string msg = err ? err : "unknown error";
       sqlite3_free(err);

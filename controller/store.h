@@ -29,8 +29,8 @@ struct HostRecord {
 
 struct ServiceRecord {
   std::string name;
-  std::string spec_yaml;  // as applied; re-parsed on load
-  std::string version;    // current version
+  std::string spec_yaml;   // as applied; re-parsed on load
+  std::string version;     // current version
   int64_t generation = 0;  // bumped at every apply
   bool operator==(const ServiceRecord&) const = default;
 };

@@ -39,6 +39,7 @@ Status FakeHypervisor::DefineAndStart(const std::string& name, const std::string
     d.info.name = name;
     d.info.state = DomainState::kRunning;
     d.info.reason = "booted";
+    d.info.id = ++next_id_;
     // The parser finds the first element named <instance> (any prefix) wherever it is.
     d.info.metadata = ParseDomainMetadata(domain_xml);
     d.xml = domain_xml;
@@ -92,6 +93,7 @@ void FakeHypervisor::Crash(const std::string& name, bool emit_event) {
     if (it == domains_.end()) return;
     it->second.info.state = DomainState::kCrashed;
     it->second.info.reason = "crashed";
+    it->second.info.id = -1;
     if (emit_event) cb = event_cb_;
   }
   if (cb) cb(DomainEvent{name, "stopped", "failed", true});

@@ -49,6 +49,7 @@ class FakeHypervisor : public Hypervisor {
   bool connected_ = false;
   Status next_define_error_;
   int defines_ = 0;
+  int64_t next_id_ = 0;
   int destroys_ = 0;
 };
 

@@ -29,17 +29,18 @@ TEST(SqliteStoreTest, RoundTripAcrossReopen) {
   {
     auto store = OpenSqliteStore(dir.File("c.db"));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    ASSERT_TRUE((*store)
-                    ->Transaction([&](StoreTxn& t) {
-                      RETURN_IF_ERROR(t.PutHost(host));
-                      RETURN_IF_ERROR(t.PutService({"web", "name: web\n", "v1", 1}));
-                      RETURN_IF_ERROR(t.PutInstance(Instance("web-1", "host-a")));
-                      RETURN_IF_ERROR(t.PutOperation({"op-1", "heal", "web-1", "{}", "running", 1, 2}));
-                      RETURN_IF_ERROR(t.SetMeta("topology_revision", "42"));
-                      return t.AppendEvent({0, 5, "failure", "web", "web-1", "host-a", "crashed", "{}"})
-                          .status();
-                    })
-                    .ok());
+    ASSERT_TRUE(
+        (*store)
+            ->Transaction([&](StoreTxn& t) {
+              RETURN_IF_ERROR(t.PutHost(host));
+              RETURN_IF_ERROR(t.PutService({"web", "name: web\n", "v1", 1}));
+              RETURN_IF_ERROR(t.PutInstance(Instance("web-1", "host-a")));
+              RETURN_IF_ERROR(t.PutOperation({"op-1", "heal", "web-1", "{}", "running", 1, 2}));
+              RETURN_IF_ERROR(t.SetMeta("topology_revision", "42"));
+              return t.AppendEvent({0, 5, "failure", "web", "web-1", "host-a", "crashed", "{}"})
+                  .status();
+            })
+            .ok());
   }
   auto store = OpenSqliteStore(dir.File("c.db"));
   ASSERT_TRUE(store.ok());
@@ -57,7 +58,10 @@ TEST(SqliteStoreTest, FailedTransactionChangesNothing) {
   TempDir dir;
   auto store = OpenSqliteStore(dir.File("c.db"));
   ASSERT_TRUE(store.ok());
-  ASSERT_TRUE((*store)->Transaction([&](StoreTxn& t) { return t.PutInstance(Instance("web-1", "host-a")); }).ok());
+  ASSERT_TRUE(
+      (*store)
+          ->Transaction([&](StoreTxn& t) { return t.PutInstance(Instance("web-1", "host-a")); })
+          .ok());
   Status s = (*store)->Transaction([&](StoreTxn& t) {
     RETURN_IF_ERROR(t.PutInstance(Instance("web-1", "host-b")));
     RETURN_IF_ERROR(t.DeleteInstance("web-1"));
@@ -89,9 +93,11 @@ TEST(SqliteStoreTest, EventsInOrderAndOperationsByIdempotencyKey) {
   ASSERT_EQ(events->size(), 3u);
   EXPECT_EQ((*events)[0].sequence, 3);
   EXPECT_EQ((*events)[2].kind, "k4");
-  ASSERT_TRUE((*store)->Transaction([](StoreTxn& t) {
-    return t.PutOperation({"op-9", "failover", "web-1", "{}", "done", 1, 2});
-  }).ok());
+  ASSERT_TRUE((*store)
+                  ->Transaction([](StoreTxn& t) {
+                    return t.PutOperation({"op-9", "failover", "web-1", "{}", "done", 1, 2});
+                  })
+                  .ok());
   auto op = (*store)->FindOperation("op-9");
   ASSERT_TRUE(op.ok());
   ASSERT_TRUE(op->has_value());

@@ -101,6 +101,48 @@ TEST_F(AgentTest, CrashDetectedByEventIsRecreated) {
   EXPECT_EQ(hv_.defines(), 3);
 }
 
+int64_t IdOf(FakeHypervisor& hv, const std::string& name) {
+  auto domains = hv.ListDomains();
+  for (const auto& d : *domains)
+    if (d.name == name) return d.id;
+  return -1;
+}
+
+TEST_F(AgentTest, QemuExitFailsTheDomainBeforeLibvirtNotices) {
+  WriteFileOrDie(dir_.File("desired.yaml"), kDesired);
+  Agent agent(Config(milliseconds(60000)), hv_, clock_, runner_);  // poll only at start
+  agent.Start();
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, milliseconds(5000)));
+  // The fake still says "running" (libvirt lags): the subreaper's notice alone fails it.
+  agent.NoteProcessExit("web-0", IdOf(hv_, "web-0"), "killed by signal 9");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto f = agent.Failures();
+        return f.size() == 1 && f[0].recreated_unix_ms > 0;
+      },
+      milliseconds(5000)));
+  auto f = agent.Failures()[0];
+  EXPECT_EQ(f.instance, "web-0");
+  EXPECT_EQ(f.detected_by, "event");
+  EXPECT_EQ(f.reason, "qemu exited: killed by signal 9");
+  EXPECT_EQ(hv_.defines(), 3);
+  EXPECT_TRUE(Running("web-0"));
+}
+
+TEST_F(AgentTest, StaleQemuExitOfAnEarlierRunIsIgnored) {
+  WriteFileOrDie(dir_.File("desired.yaml"), kDesired);
+  Agent agent(Config(milliseconds(20)), hv_, clock_, runner_);
+  agent.Start();
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, milliseconds(5000)));
+  // An exit notice for a run that is not the current one (e.g. the qemu Regen itself destroyed
+  // before re-creating the domain) must not fail the new run.
+  agent.NoteProcessExit("web-1", IdOf(hv_, "web-1") + 100, "killed by signal 15");
+  int64_t seen = agent.reconciles();
+  ASSERT_TRUE(WaitFor([&] { return agent.reconciles() > seen + 5; }, milliseconds(5000)));
+  EXPECT_TRUE(agent.Failures().empty());
+  EXPECT_EQ(hv_.defines(), 2);
+}
+
 TEST_F(AgentTest, CrashWithoutEventIsFoundByPolling) {
   WriteFileOrDie(dir_.File("desired.yaml"), kDesired);
   Agent agent(Config(milliseconds(50)), hv_, clock_, runner_);
