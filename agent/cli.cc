@@ -119,17 +119,18 @@ void PrintStatusText(const nlohmann::json& s) {
                 managed ? std::to_string(d.value("generation", 0)).c_str() : "-");
   }
   if (!s["failures"].empty()) {
-    std::printf("\n%-24s %-4s %-9s %-10s %-6s %-16s %s\n", "FAILED INSTANCE", "GEN", "STATE",
-                "REASON", "BY", "DETECTED_MS", "RECREATED_AFTER");
+    // REASON last: it may contain spaces ("qemu exited: killed by signal 9").
+    std::printf("\n%-24s %-4s %-9s %-6s %-16s %-15s %s\n", "FAILED INSTANCE", "GEN", "STATE", "BY",
+                "DETECTED_MS", "RECREATED_AFTER", "REASON");
     for (const auto& f : s["failures"]) {
       int64_t detected = f.value("detected_unix_ms", int64_t{0});
       int64_t recreated = f.value("recreated_unix_ms", int64_t{0});
-      std::printf("%-24s %-4lld %-9s %-10s %-6s %-16lld %s\n", f.value("instance", "").c_str(),
+      std::string after = recreated ? std::to_string(recreated - detected) : "-";
+      std::printf("%-24s %-4lld %-9s %-6s %-16lld %-15s %s\n", f.value("instance", "").c_str(),
                   static_cast<long long>(f.value("generation", int64_t{0})),
-                  f.value("state", "").c_str(),
-                  f.value("reason", "").empty() ? "-" : f.value("reason", "").c_str(),
-                  f.value("detected_by", "").c_str(), static_cast<long long>(detected),
-                  recreated ? (std::to_string(recreated - detected) + " ms").c_str() : "-");
+                  f.value("state", "").c_str(), f.value("detected_by", "").c_str(),
+                  static_cast<long long>(detected), after.c_str(),
+                  f.value("reason", "").empty() ? "-" : f.value("reason", "").c_str());
     }
   }
 }

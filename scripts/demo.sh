@@ -53,6 +53,7 @@ YAML
 
 status() { "$AGENT" status --socket "$STATE/agent.sock" "$@"; }
 running_count() { status 2>/dev/null | awk '$2 == "running"' | wc -l; }
+all_running() { [ "$(running_count)" = 3 ]; }  # evaluated at every try, not once
 wait_for() {  # wait_for SECONDS CMD...
   local deadline=$(( $(date +%s) + $1 )); shift
   until "$@"; do
@@ -64,7 +65,7 @@ wait_for() {  # wait_for SECONDS CMD...
 say "starting regen-agent (standalone, qemu:///embed root $STATE/root)"
 "$AGENT" run --config "$STATE/agent.yaml" > "$STATE/agent.log" 2>&1 &
 AGENT_PID=$!
-wait_for 120 test "$(running_count)" = 3
+wait_for 120 all_running
 say "3 VMs of service web running:"
 status
 
@@ -74,16 +75,18 @@ KILL_MS=$(now_ms)
 kill -9 "$VICTIM"
 say "kill -9 qemu of web-1 (pid $VICTIM)"
 failure_line() { status | awk '/^FAILED INSTANCE/ {f=1; next} f && $1 == "web-1"'; }
-recreated() { [ -n "$(failure_line)" ] && [ "$(failure_line | awk '{print $7}')" != "-" ]; }
+# FAILED INSTANCE GEN STATE BY DETECTED_MS RECREATED_AFTER REASON...
+recreated() { [ -n "$(failure_line)" ] && [ "$(failure_line | awk '{print $6}')" != "-" ]; }
 wait_for 60 recreated
-wait_for 60 test "$(running_count)" = 3
+wait_for 60 all_running
 LINE=$(failure_line)
-DETECTED_MS=$(echo "$LINE" | awk '{print $6}')
-BY=$(echo "$LINE" | awk '{print $5}')
-AFTER=$(echo "$LINE" | awk '{print $7}')
-say "web-1 healed: crash detected by $BY $(( DETECTED_MS - KILL_MS )) ms after the kill, re-created $AFTER ms later"
+DETECTED_MS=$(echo "$LINE" | awk '{print $5}')
+BY=$(echo "$LINE" | awk '{print $4}')
+AFTER=$(echo "$LINE" | awk '{print $6}')
+REASON=$(echo "$LINE" | awk '{for (i = 7; i <= NF; i++) printf "%s%s", $i, (i < NF ? " " : "")}')
+say "web-1 healed: crash ($REASON) detected by $BY $(( DETECTED_MS - KILL_MS )) ms after the kill, re-created $AFTER ms later"
 status
-NEW=$(pgrep -f -- "guest=web-1" | head -1)
+NEW=$(pgrep -f -- "guest=web-1" | while read -r p; do grep -qa -- "$STATE/root" /proc/$p/cmdline && echo "$p"; done | head -1)
 echo
 echo "timeline: kill -9 pid $VICTIM -> detected +$(( DETECTED_MS - KILL_MS )) ms ($BY) -> new qemu pid $NEW running +$(( DETECTED_MS - KILL_MS + AFTER )) ms"
 echo "agent log (last lines):"

@@ -42,7 +42,8 @@ TEST(ParseQemuCmdlineTest, NoNameIsNotAGuest) {
 }
 
 TEST(ParseQemuCmdlineTest, DomainDirectoryWithoutIdIsIgnored) {
-  auto who = ParseQemuCmdline(Cmdline({"qemu", "-name", "guest=x", "-chardev", "path=/a/domain-x/m"}));
+  auto who =
+      ParseQemuCmdline(Cmdline({"qemu", "-name", "guest=x", "-chardev", "path=/a/domain-x/m"}));
   ASSERT_TRUE(who.has_value());
   EXPECT_EQ(who->domain_id, -1);
 }
