@@ -46,6 +46,9 @@ void Agent::Start() {
     std::lock_guard lock(mu_);
     stop_ = false;
   }
+  // Controller mode: the controller must be reached within one lease of starting, or the
+  // domains found here are destroyed (the controller may already run them elsewhere).
+  lease_until_ = clock_.Now() + config_.fencing_lease;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -73,6 +76,80 @@ void Agent::SetDesired(std::vector<InstanceSpec> desired) {
   });
 }
 
+void Agent::SetReporters(DomainsReporter domains, FailureReporter failure) {
+  domains_reporter_ = std::move(domains);
+  failure_reporter_ = std::move(failure);
+}
+
+void Agent::SetControllerDesired(std::vector<InstanceSpec> desired) {
+  Post([this, desired = std::move(desired)]() mutable {
+    spdlog::info("desired set from the controller: {} instances", desired.size());
+    controller_desired_ = std::move(desired);
+    reconcile_requested_ = true;
+    if (reconcile_trigger_.empty()) reconcile_trigger_ = "desired set changed";
+  });
+}
+
+void Agent::RenewLease(Clock::TimePoint until) {
+  Post([this, until] {
+    if (until > lease_until_) lease_until_ = until;
+    if (fenced_ && clock_.Now() < lease_until_) {
+      reconcile_requested_ = true;  // un-fence now
+      if (reconcile_trigger_.empty()) reconcile_trigger_ = "lease renewed";
+    }
+  });
+}
+
+std::vector<DomainInfo> Agent::Domains() {
+  return Call<std::vector<DomainInfo>>([this] {
+    if (connected_) {
+      auto listed = hypervisor_.ListDomains();
+      if (listed.ok()) last_domains_ = SortedByName(std::move(listed).value());
+      ApplyProcessExits();
+    }
+    return last_domains_;
+  });
+}
+
+bool Agent::fenced() {
+  return Call<bool>([this] { return fenced_; });
+}
+
+void Agent::ApplyLease() {
+  bool expired = clock_.Now() >= lease_until_;
+  if (expired && !fenced_) {
+    fenced_ = true;
+    int managed = 0;
+    for (const auto& d : last_domains_) managed += d.metadata.managed ? 1 : 0;
+    spdlog::error(
+        "fencing: no word from the controller at {} within the fencing lease ({} ms); destroying "
+        "the {} managed domains of this host so none can run twice",
+        config_.controller_address, config_.fencing_lease.count(), managed);
+    Record("*", "fenced", "no contact with the controller within the fencing lease");
+  } else if (!expired && fenced_) {
+    fenced_ = false;
+    spdlog::warn("lease renewed by the controller: fencing lifted; following its desired set");
+    Record("*", "unfenced", "lease renewed");
+  }
+  if (fenced_) {
+    desired_ = std::vector<InstanceSpec>();
+  } else {
+    desired_ = controller_desired_;  // unknown until the controller sends one: destroy nothing
+  }
+}
+
+void Agent::ReportIfChanged() {
+  if (!domains_reporter_) return;
+  std::string digest;
+  for (const auto& d : last_domains_) {
+    digest += d.name + "/" + DomainStateName(d.state) + "/" + d.reason + "/" +
+              std::to_string(d.metadata.generation) + ";";
+  }
+  if (digest == reported_digest_) return;
+  reported_digest_ = digest;
+  domains_reporter_(last_domains_);
+}
+
 void Agent::RequestReconcile(std::string why) {
   Post([this, why = std::move(why)] {
     reconcile_requested_ = true;
@@ -87,14 +164,18 @@ void Agent::Loop() {
     {
       std::unique_lock lock(mu_);
       // The loop sleeps on the real clock; Clock stamps what it records.
+      auto wake = next_poll_;
+      if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
       auto until = std::chrono::steady_clock::now() +
-                   std::max<Clock::Duration>(next_poll_ - clock_.Now(), Clock::Duration::zero());
+                   std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
       cv_.wait_until(lock, until, [&] { return stop_ || !tasks_.empty(); });
       if (stop_) return;
       tasks.swap(tasks_);
     }
     for (auto& task : tasks) task();
-    if (clock_.Now() >= next_poll_) {
+    if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
+      Reconcile("lease expired");  // fence at once, not at the next poll
+    } else if (clock_.Now() >= next_poll_) {
       next_poll_ = clock_.Now() + config_.poll_interval;
       Poll();
     } else if (reconcile_requested_) {
@@ -111,7 +192,7 @@ void Agent::Poll() {
 }
 
 void Agent::ReloadDesiredFile() {
-  if (config_.desired_file.empty()) return;
+  if (config_.desired_file.empty() || controller_mode()) return;
   std::error_code ec;
   auto mtime = std::filesystem::last_write_time(config_.desired_file, ec);
   if (ec) {
@@ -192,7 +273,11 @@ void Agent::Reconcile(const std::string& trigger) {
   ApplyProcessExits();
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
-  if (!desired_) return;  // nothing is created or destroyed before the desired set is known
+  if (controller_mode()) ApplyLease();
+  if (!desired_) {
+    ReportIfChanged();
+    return;  // nothing is created or destroyed before the desired set is known
+  }
 
   ReconcileOptions options;
   options.restart_failed_locally = config_.controller_address.empty();
@@ -219,6 +304,7 @@ void Agent::Reconcile(const std::string& trigger) {
            rec.state + " (" + rec.reason + ") detected by " + rec.detected_by);
     open_failures_[f.instance] = failures_.size();
     failures_.push_back(rec);
+    if (failure_reporter_) failure_reporter_(rec);
   }
   event_seen_ms_.clear();
   for (const auto& c : plan.conflicts) {
@@ -241,6 +327,7 @@ void Agent::Reconcile(const std::string& trigger) {
       ApplyProcessExits();
     }
   }
+  ReportIfChanged();
 }
 
 void Agent::ApplyProcessExits() {
@@ -344,6 +431,13 @@ nlohmann::json Agent::StatusJson() {
     if (!desired_error_.empty()) j["desired_error"] = desired_error_;
     if (!last_connect_error_.empty()) j["connect_error"] = last_connect_error_;
     j["reconciles"] = reconciles_;
+    if (controller_mode()) {
+      j["controller"] = config_.controller_address;
+      j["fenced"] = fenced_;
+      j["lease_remaining_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(lease_until_ - clock_.Now())
+              .count();
+    }
     j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
     nlohmann::json domains = nlohmann::json::array();
     for (const auto& d : last_domains_) {

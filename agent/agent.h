@@ -80,6 +80,21 @@ class Agent {
   // now. Thread-safe.
   void NoteProcessExit(std::string name, int64_t domain_id, std::string detail);
 
+  // ---- controller mode (driven by ControllerLink; all thread-safe) ----
+  using DomainsReporter = std::function<void(const std::vector<DomainInfo>&)>;
+  using FailureReporter = std::function<void(const FailureRecord&)>;
+  // Set before Start(). Called on the main loop: the listing whenever it changed, and every newly
+  // detected failure (the controller heals it; the agent does not restart it).
+  void SetReporters(DomainsReporter domains, FailureReporter failure);
+  // The controller's desired set for this host (level-triggered: replaces the previous one).
+  void SetControllerDesired(std::vector<InstanceSpec> desired);
+  // The fencing lease now runs until `until`. When it runs out the agent fences: it destroys
+  // every managed domain and creates nothing until the lease is renewed.
+  void RenewLease(Clock::TimePoint until);
+  // The current listing (for Hello). Forces a relist when `relist`.
+  std::vector<DomainInfo> Domains();
+  bool fenced();
+
   nlohmann::json StatusJson();
   std::vector<FailureRecord> Failures();
   std::vector<ChangeRecord> Changes();
@@ -99,6 +114,10 @@ class Agent {
   void Record(const std::string& instance, const std::string& what, const std::string& detail);
   bool InBackoff(const std::string& name);
   void NoteFailure(const std::string& name);
+  bool controller_mode() const { return !config_.controller_address.empty(); }
+  // Controller mode: fences or un-fences by the lease, and sets desired_ accordingly.
+  void ApplyLease();
+  void ReportIfChanged();
 
   const AgentConfig config_;
   Hypervisor& hypervisor_;
@@ -127,6 +146,13 @@ class Agent {
   };
   std::map<std::string, ProcessExit> exited_;    // domain -> its qemu exited (libvirt may lag)
   std::map<std::string, size_t> open_failures_;  // instance -> index into failures_
+  // Controller mode.
+  DomainsReporter domains_reporter_;
+  FailureReporter failure_reporter_;
+  std::optional<std::vector<InstanceSpec>> controller_desired_;
+  Clock::TimePoint lease_until_{};
+  bool fenced_ = false;
+  std::string reported_digest_;
   std::vector<FailureRecord> failures_;
   std::deque<ChangeRecord> changes_;
   struct Backoff {

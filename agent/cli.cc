@@ -10,9 +10,11 @@
 
 #include "agent/agent.h"
 #include "agent/control_socket.h"
+#include "agent/controller_link.h"
 #include "agent/libvirt_hypervisor.h"
 #include "agent/reaper.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "config/agent_config.h"
 
 namespace regen {
@@ -54,15 +56,34 @@ int RunDaemon(const std::string& config_path) {
   if (Status s = reaper.Start(); !s.ok()) {
     spdlog::warn("{}; a dead qemu will be noticed late", s.message());
   }
-  ControlSocketServer control(config->control_socket, [&agent](const nlohmann::json& request) {
-    const std::string command = request["command"];
+  const bool fault_injection = config->fault_injection;
+  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, fault_injection](
+                                                          const nlohmann::json& request) {
+    const std::string command = request.value("command", "");
     if (command == "status") {
       nlohmann::json status = agent.StatusJson();
       status["ok"] = true;
       return status;
     }
-    return nlohmann::json{{"ok", false},
-                          {"error", "unknown command \"" + command + "\" (known: status, ping)"}};
+    if (command == "inject-crash") {
+      const std::string name = request.value("domain", "");
+      if (!fault_injection) {
+        return nlohmann::json{{"ok", false},
+                              {"error", "fault injection is off on this agent (set "
+                                        "fault_injection: true in agent.yaml; labs and tests only)"}};
+      }
+      if (!IsValidName(name)) {
+        return nlohmann::json{{"ok", false},
+                              {"error", "inject crash: DOMAIN \"" + name + "\" is not a valid name"}};
+      }
+      spdlog::warn("fault injection: crashing domain {}", name);
+      Status s = hypervisor.InjectCrash(name);
+      if (!s.ok()) return nlohmann::json{{"ok", false}, {"error", s.message()}};
+      return nlohmann::json{{"ok", true}};
+    }
+    return nlohmann::json{
+        {"ok", false},
+        {"error", "unknown command \"" + command + "\" (known: status, inject-crash, ping)"}};
   });
   if (Status s = control.Start(); !s.ok()) {
     spdlog::error("{}", s.message());
@@ -74,13 +95,19 @@ int RunDaemon(const std::string& config_path) {
       config->host_name, config->libvirt_uri,
       config->controller_address.empty() ? "standalone" : "controller",
       config->poll_interval.count(), config->libvirt_events, config->control_socket);
+  std::unique_ptr<ControllerLink> link;
+  if (!config->controller_address.empty()) {
+    link = std::make_unique<ControllerLink>(*config, agent, hypervisor, clock);
+    link->Start();  // registers the agent's reporters: before agent.Start()
+  }
   agent.Start();
 
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("regen-agent stopping on signal {}; domains keep running", strsignal(sig));
   control.Stop();
-  reaper.Stop();  // first: its exit callback posts to the agent
+  if (link) link->Stop();
+  reaper.Stop();  // before the agent: its exit callback posts to the agent
   agent.Stop();
   return 0;
 }
@@ -177,6 +204,16 @@ int AgentMain(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
 
+  auto* inject = app.add_subcommand("inject", "fault injection for labs and tests");
+  auto* inject_crash =
+      inject->add_subcommand("crash", "crash a domain (test driver; agent needs fault_injection)");
+  std::string crash_domain;
+  inject_crash->add_option("DOMAIN", crash_domain, "domain to crash")->required();
+  inject_crash->add_option("--config,-c", config_path, "agent.yaml (for control_socket)")
+      ->capture_default_str();
+  inject_crash->add_option("--socket", socket, "control socket path (overrides the config)");
+  inject->require_subcommand(1);
+
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;
@@ -197,6 +234,20 @@ int AgentMain(int argc, char** argv) {
   }
   if (run->parsed()) return RunDaemon(config_path);
   if (status->parsed()) return StatusCommand(config_path, socket, output);
+  if (inject_crash->parsed()) {
+    std::string path = SocketPath(config_path, socket);
+    if (path.empty()) return 2;
+    auto r = ControlSocketCall(path, {{"command", "inject-crash"}, {"domain", crash_domain}},
+                               std::chrono::seconds(10));
+    if (!r.ok() || !r->value("ok", false)) {
+      std::fprintf(stderr, "regen-agent inject crash: %s\n",
+                   r.ok() ? r->value("error", "unknown error").c_str()
+                          : r.status().message().c_str());
+      return 1;
+    }
+    std::printf("crashed %s\n", crash_domain.c_str());
+    return 0;
+  }
   return 2;
 }
 

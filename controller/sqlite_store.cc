@@ -70,6 +70,7 @@ InstanceRecord InstanceFrom(const std::string& name, const json& j) {
   i.allocation.mac = a.value("mac", "");
   i.state = j.value("state", "pending");
   i.reason = j.value("reason", "");
+  i.moving_from = j.value("moving_from", "");
   return i;
 }
 

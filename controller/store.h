@@ -43,9 +43,12 @@ struct InstanceRecord {
   std::string version;
   int64_t generation = 0;
   Allocation allocation;  // host empty while pending
-  // pending | creating | running | failed | healing | destroying
+  // pending | creating | running | failed | moving
   std::string state = "pending";
   std::string reason;
+  // A planned move (failover, drain): the host the instance leaves. The new host creates it only
+  // once this host no longer runs it (never two copies). Empty otherwise.
+  std::string moving_from;
   bool operator==(const InstanceRecord&) const = default;
 };
 

@@ -1,0 +1,287 @@
+#include "agent/controller_link.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/log.h"
+#include "common/proto/regen.grpc.pb.h"
+
+namespace regen {
+
+namespace {
+
+v1::DomainState StateToProto(DomainState s) {
+  switch (s) {
+    case DomainState::kRunning:
+      return v1::DOMAIN_STATE_RUNNING;
+    case DomainState::kPaused:
+      return v1::DOMAIN_STATE_PAUSED;
+    case DomainState::kShutoff:
+      return v1::DOMAIN_STATE_SHUTOFF;
+    case DomainState::kCrashed:
+      return v1::DOMAIN_STATE_CRASHED;
+    case DomainState::kStarting:
+      return v1::DOMAIN_STATE_STARTING;
+    case DomainState::kUnknown:
+      break;
+  }
+  return v1::DOMAIN_STATE_UNKNOWN;
+}
+
+v1::DomainState StateNameToProto(const std::string& name) {
+  for (auto s : {DomainState::kRunning, DomainState::kPaused, DomainState::kShutoff,
+                 DomainState::kCrashed, DomainState::kStarting}) {
+    if (name == DomainStateName(s)) return StateToProto(s);
+  }
+  return v1::DOMAIN_STATE_UNKNOWN;
+}
+
+}  // namespace
+
+InstanceSpec SpecFromProto(const v1::InstanceSpec& p) {
+  InstanceSpec s;
+  s.name = p.name();
+  s.service = p.service();
+  s.update_domain = p.update_domain();
+  s.version = p.version();
+  s.generation = p.generation();
+  s.image = p.image();
+  s.domain_template = p.domain_template();
+  for (const auto& [k, v] : p.metadata()) s.metadata[k] = v;
+  s.allocation.host = p.allocation().host();
+  const auto& r = p.allocation().resources();
+  s.allocation.resources = {r.vcpus(), r.memory_mib(), r.disk_gib(), r.bandwidth_mbps()};
+  s.allocation.ip = p.allocation().ip();
+  s.allocation.mac = p.allocation().mac();
+  return s;
+}
+
+v1::DomainStatus DomainToProto(const DomainInfo& d) {
+  v1::DomainStatus p;
+  p.set_name(d.name);
+  p.set_state(StateToProto(d.state));
+  p.set_reason(d.reason);
+  if (d.metadata.managed) {
+    p.set_service(d.metadata.service);
+    p.set_update_domain(d.metadata.update_domain);
+    p.set_version(d.metadata.version);
+    p.set_generation(d.metadata.generation);
+  }
+  return p;
+}
+
+ControllerLink::ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor,
+                               Clock& clock)
+    : config_(config), agent_(agent), hypervisor_(hypervisor), clock_(clock) {}
+
+ControllerLink::~ControllerLink() { Stop(); }
+
+void ControllerLink::Start() {
+  agent_.SetReporters(
+      [this](const std::vector<DomainInfo>& domains) {
+        v1::AgentMessage msg;
+        auto* r = msg.mutable_domains_report();
+        r->set_host(config_.host_name);
+        for (const auto& d : domains) *r->add_domains() = DomainToProto(d);
+        Enqueue(std::move(msg));
+      },
+      [this](const FailureRecord& f) {
+        v1::AgentMessage msg;
+        auto* e = msg.mutable_domain_event();
+        e->set_host(config_.host_name);
+        e->set_instance(f.instance);
+        e->set_generation(f.generation);
+        e->set_state(StateNameToProto(f.state));
+        e->set_reason(f.reason);
+        e->set_detected_by(f.detected_by == "event"  ? v1::DETECTED_BY_EVENT
+                           : f.detected_by == "poll" ? v1::DETECTED_BY_POLL
+                                                     : v1::DETECTED_BY_UNKNOWN);
+        e->set_detected_unix_ms(f.detected_unix_ms);
+        Enqueue(std::move(msg));
+      });
+  stop_ = false;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void ControllerLink::Stop() {
+  stop_ = true;
+  {
+    std::lock_guard lock(mu_);
+    if (context_ != nullptr) static_cast<grpc::ClientContext*>(context_)->TryCancel();
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string ControllerLink::refusal() {
+  std::lock_guard lock(mu_);
+  return refusal_;
+}
+
+void ControllerLink::Enqueue(v1::AgentMessage msg) {
+  if (!connected_) return;  // the next Hello carries the whole state
+  std::lock_guard lock(mu_);
+  outbox_.push_back(std::move(msg));
+  cv_.notify_all();
+}
+
+void ControllerLink::Run() {
+  auto backoff = std::chrono::milliseconds(100);
+  bool logged_down = false;
+  while (!stop_) {
+    bool got_going = Session();
+    if (stop_) break;
+    if (got_going) {
+      backoff = std::chrono::milliseconds(100);
+      logged_down = false;
+    } else if (!logged_down) {
+      spdlog::warn("cannot reach the controller at {}; retrying (fencing after {} ms without it)",
+                   config_.controller_address, config_.fencing_lease.count());
+      logged_down = true;
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, backoff, [&] { return stop_.load(); });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+bool ControllerLink::Session() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  auto channel = grpc::CreateCustomChannel(config_.controller_address,
+                                           grpc::InsecureChannelCredentials(), args);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() +
+                                 std::chrono::milliseconds(500))) {
+    return false;
+  }
+  auto stub = v1::AgentService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Connect(&ctx);
+
+  v1::AgentMessage hello_msg;
+  auto* hello = hello_msg.mutable_hello();
+  hello->set_host(config_.host_name);
+  hello->set_address(config_.address);
+  hello->set_agent_version("0.1");
+  Resources cap;
+  if (config_.capacity) {
+    cap = *config_.capacity;
+  } else if (auto c = hypervisor_.Capacity(); c.ok()) {
+    cap.vcpus = c->cpus;
+    cap.memory_mib = c->memory_mib;
+  }
+  auto* pc = hello->mutable_capacity();
+  pc->set_vcpus(cap.vcpus);
+  pc->set_memory_mib(cap.memory_mib);
+  pc->set_disk_gib(cap.disk_gib);
+  pc->set_bandwidth_mbps(cap.bandwidth_mbps);
+  for (const auto& d : agent_.Domains()) *hello->add_domains() = DomainToProto(d);
+  if (!stream->Write(hello_msg)) {
+    (void)stream->Finish();
+    return false;
+  }
+
+  std::map<uint64_t, Clock::TimePoint> sent;  // guarded by mu_
+  auto lease = config_.fencing_lease;
+  auto interval = std::max(lease / 4, std::chrono::milliseconds(50));
+  Clock::TimePoint last_ack = clock_.Now();
+  bool reader_done = false;  // guarded by mu_
+  {
+    std::lock_guard lock(mu_);
+    context_ = &ctx;
+    outbox_.clear();
+    refusal_.clear();
+  }
+  connected_ = true;
+  spdlog::info("connected to the controller at {} as host {}", config_.controller_address,
+               config_.host_name);
+
+  std::thread reader([&] {
+    v1::ControllerMessage msg;
+    while (stream->Read(&msg)) {
+      if (msg.has_action() && msg.action().has_desired()) {
+        std::vector<InstanceSpec> desired;
+        for (const auto& p : msg.action().desired().instances()) {
+          desired.push_back(SpecFromProto(p));
+        }
+        agent_.SetControllerDesired(std::move(desired));
+      } else if (msg.has_heartbeat_ack()) {
+        const auto& ack = msg.heartbeat_ack();
+        std::lock_guard lock(mu_);
+        auto it = sent.find(ack.sequence());
+        if (it == sent.end()) continue;
+        auto effective = lease;
+        if (ack.fencing_lease_ms() > 0) {
+          effective = std::min(effective, std::chrono::milliseconds(ack.fencing_lease_ms()));
+        }
+        if (ack.heartbeat_interval_ms() > 0) {
+          interval = std::chrono::milliseconds(ack.heartbeat_interval_ms());
+        }
+        // The lease counts from when the acknowledged heartbeat left, never from the ack.
+        agent_.RenewLease(it->second + effective);
+        last_ack = clock_.Now();
+        sent.erase(sent.begin(), std::next(it));
+      } else if (msg.has_refusal()) {
+        spdlog::error("the controller refused this agent: {}", msg.refusal().reason());
+        std::lock_guard lock(mu_);
+        refusal_ = msg.refusal().reason();
+      }
+    }
+    std::lock_guard lock(mu_);
+    reader_done = true;
+    cv_.notify_all();
+  });
+
+  uint64_t sequence = 0;
+  auto next_heartbeat = clock_.Now();
+  while (!stop_) {
+    std::deque<v1::AgentMessage> out;
+    bool send_heartbeat = false;
+    {
+      std::unique_lock lock(mu_);
+      auto wait = std::max<Clock::Duration>(next_heartbeat - clock_.Now(), Clock::Duration::zero());
+      cv_.wait_for(lock, wait, [&] { return stop_ || reader_done || !outbox_.empty(); });
+      if (reader_done) break;
+      out.swap(outbox_);
+      auto now = clock_.Now();
+      if (now >= next_heartbeat) {
+        send_heartbeat = true;
+        sent[++sequence] = now;
+        next_heartbeat = now + interval;
+      }
+      if (now - last_ack > 2 * lease + interval) {
+        spdlog::warn("no heartbeat ack from the controller for {} ms; reconnecting",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now - last_ack).count());
+        break;
+      }
+    }
+    bool ok = true;
+    for (auto& m : out) ok = ok && stream->Write(m);
+    if (send_heartbeat) {
+      v1::AgentMessage hb;
+      hb.mutable_heartbeat()->set_host(config_.host_name);
+      hb.mutable_heartbeat()->set_sequence(sequence);
+      hb.mutable_heartbeat()->set_sent_unix_ms(clock_.WallMillis());
+      ok = ok && stream->Write(hb);
+    }
+    if (!ok) break;
+  }
+  connected_ = false;
+  {
+    std::lock_guard lock(mu_);
+    context_ = nullptr;
+  }
+  ctx.TryCancel();
+  reader.join();
+  grpc::Status status = stream->Finish();
+  if (!stop_) {
+    spdlog::warn("controller stream ended: {}",
+                 status.ok() ? std::string("closed") : status.error_message());
+  }
+  return true;
+}
+
+}  // namespace regen

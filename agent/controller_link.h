@@ -1,0 +1,62 @@
+// The agent's connection to the controller: one AgentService.Connect stream (Hello with capacity
+// and domains, heartbeats, domain reports and failure events up; desired sets, heartbeat acks and
+// refusals down), re-established with backoff. Each acknowledged heartbeat renews the agent's
+// fencing lease from the moment that heartbeat was sent (never later), so the agent fences before
+// the controller can declare the host down. Start/Stop from one thread; Send* thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/agent.h"
+#include "agent/hypervisor.h"
+#include "common/clock.h"
+#include "common/proto/regen.pb.h"
+#include "config/agent_config.h"
+
+namespace regen {
+
+// Conversions between the agent's model and the wire (also used by tests).
+InstanceSpec SpecFromProto(const v1::InstanceSpec& p);
+v1::DomainStatus DomainToProto(const DomainInfo& d);
+
+class ControllerLink {
+ public:
+  ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor, Clock& clock);
+  ~ControllerLink();
+
+  // Registers the agent's reporters and starts the connection thread.
+  void Start();
+  void Stop();
+  bool connected() const { return connected_.load(); }
+  // The last refusal from the controller ("" if none).
+  std::string refusal();
+
+ private:
+  void Run();
+  bool Session();  // one connection; false if it never got going
+  void Enqueue(v1::AgentMessage msg);
+
+  const AgentConfig config_;
+  Agent& agent_;
+  Hypervisor& hypervisor_;
+  Clock& clock_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> connected_{false};
+  std::thread thread_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<v1::AgentMessage> outbox_;  // guarded by mu_
+  std::string refusal_;                   // guarded by mu_
+  void* context_ = nullptr;               // the live grpc::ClientContext, guarded by mu_
+};
+
+}  // namespace regen

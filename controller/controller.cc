@@ -1,0 +1,894 @@
+#include "controller/controller.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "common/names.h"
+
+namespace regen {
+
+namespace {
+
+using nlohmann::json;
+
+v1::Resources ToProto(const Resources& r) {
+  v1::Resources p;
+  p.set_vcpus(r.vcpus);
+  p.set_memory_mib(r.memory_mib);
+  p.set_disk_gib(r.disk_gib);
+  p.set_bandwidth_mbps(r.bandwidth_mbps);
+  return p;
+}
+
+Resources FromProto(const v1::Resources& p) {
+  return {p.vcpus(), p.memory_mib(), p.disk_gib(), p.bandwidth_mbps()};
+}
+
+json ResourcesJson(const Resources& r) {
+  return {{"vcpus", r.vcpus},
+          {"memory_mib", r.memory_mib},
+          {"disk_gib", r.disk_gib},
+          {"bandwidth_mbps", r.bandwidth_mbps}};
+}
+
+Resources Add(Resources a, const Resources& b) {
+  a.vcpus += b.vcpus;
+  a.memory_mib += b.memory_mib;
+  a.disk_gib += b.disk_gib;
+  a.bandwidth_mbps += b.bandwidth_mbps;
+  return a;
+}
+
+bool InDesiredState(const InstanceRecord& inst) {
+  return (inst.state == "creating" || inst.state == "running") && inst.moving_from.empty();
+}
+
+// States in which an instance occupies its host and can fail there.
+bool Active(const InstanceRecord& inst) {
+  return inst.state == "creating" || inst.state == "running";
+}
+
+int64_t IndexOf(const std::string& name) {
+  size_t dash = name.rfind('-');
+  if (dash == std::string::npos) return 0;
+  return std::strtoll(name.c_str() + dash + 1, nullptr, 10);
+}
+
+}  // namespace
+
+Controller::Controller(const ControllerConfig& config, Store& store, Clock& clock)
+    : config_(config), store_(store), clock_(clock) {}
+
+Result<ServiceModel> Controller::ModelOf(const ServiceSpec& spec) {
+  ServiceModel m;
+  m.name = spec.name;
+  m.instances = spec.instances;
+  m.update_domains = spec.update_domains;
+  m.flavor = spec.flavor;
+  m.subnet = spec.subnet;
+  ASSIGN_OR_RETURN(m.ip_policy, ParseIpPolicy(spec.ip_policy));
+  ASSIGN_OR_RETURN(m.placement, ParsePlacementPolicy(spec.placement));
+  return m;
+}
+
+Status Controller::Load() {
+  ASSIGN_OR_RETURN(StoreSnapshot snap, store_.LoadAll());
+  hosts_.clear();
+  services_.clear();
+  auto now = clock_.Now();
+  for (auto& [name, rec] : snap.hosts) {
+    HostRuntime h;
+    h.record = rec;
+    h.last_heartbeat = now;  // every host gets host_down_after from now to reconnect
+    hosts_[name] = std::move(h);
+  }
+  for (auto& [name, rec] : snap.services) {
+    auto spec = ParseServiceSpec(rec.spec_yaml, "<stored service " + name + ">");
+    if (!spec.ok()) return spec.status().WithContext("store: service " + name);
+    auto model = ModelOf(*spec);
+    if (!model.ok()) return model.status().WithContext("store: service " + name);
+    services_[name] = {rec, *spec, *model};
+  }
+  instances_ = std::move(snap.instances);
+  EnsureServiceInstances();
+  RETURN_IF_ERROR(RebuildAllocator());
+  int resumed = 0;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.state != "running") ++resumed;
+  }
+  spdlog::info("state loaded: {} hosts, {} services, {} instances ({} not yet running)",
+               hosts_.size(), services_.size(), instances_.size(), resumed);
+  return Status::Ok();
+}
+
+Status Controller::RebuildAllocator() {
+  std::vector<HostInfo> hosts;
+  for (const auto& [name, h] : hosts_) {
+    HostInfo info;
+    info.name = name;
+    auto state = ParseHostState(h.record.state);
+    info.state = state.ok() ? *state : HostState::kDown;
+    info.capacity = h.record.capacity;
+    hosts.push_back(info);
+  }
+  std::vector<ExistingAllocation> existing;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.allocation.host.empty() || !hosts_.count(inst.allocation.host)) continue;
+    existing.push_back({name, inst.service, inst.update_domain, inst.allocation});
+  }
+  auto state = AllocatorState::Build(hosts, {}, {});
+  if (!state.ok()) return state.status();
+  for (const auto& e : existing) {
+    Status s = state->Adopt(e);
+    if (!s.ok()) spdlog::error("allocation of {} not adopted: {}", e.instance, s.message());
+  }
+  alloc_ = std::move(state).value();
+  return Status::Ok();
+}
+
+void Controller::EnsureServiceInstances() {
+  for (const auto& [name, svc] : services_) {
+    for (int64_t i = 0; i < svc.spec.instances; ++i) {
+      std::string iname = name + "-" + std::to_string(i);
+      if (instances_.count(iname)) continue;
+      InstanceRecord inst;
+      inst.name = iname;
+      inst.service = name;
+      inst.index = i;
+      inst.update_domain = i % svc.spec.update_domains;
+      inst.version = svc.spec.version;
+      inst.state = "pending";
+      inst.reason = "not yet placed";
+      instances_[iname] = inst;
+    }
+  }
+}
+
+std::string Controller::HostState(const std::string& host) const {
+  auto it = hosts_.find(host);
+  return it == hosts_.end() ? "" : it->second.record.state;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+
+Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
+  RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
+  auto it = hosts_.find(hello.host());
+  if (it != hosts_.end() && it->second.sink != nullptr && it->second.sink != sink) {
+    return FailedPrecondition("host " + hello.host() +
+                              " already has a connected agent; a second agent for the same host "
+                              "is refused (stop the other one, or fix host_name in agent.yaml)");
+  }
+  HostRuntime& h = hosts_[hello.host()];
+  bool is_new = h.record.name.empty();
+  std::string old_state = h.record.state;
+  h.record.name = hello.host();
+  h.record.address = hello.address();
+  h.record.capacity = FromProto(hello.capacity());
+  h.record.last_heartbeat_unix_ms = clock_.WallMillis();
+  h.record.applied_topology_revision = hello.applied_topology_revision();
+  if (is_new || h.record.state == "down" || h.record.state == "suspect") h.record.state = "up";
+  h.sink = sink;
+  h.last_heartbeat = clock_.Now();
+  h.reported = false;
+  h.domains.clear();
+
+  HostInfo info;
+  info.name = h.record.name;
+  info.capacity = h.record.capacity;
+  info.state = *ParseHostState(h.record.state);
+  Status s = alloc().UpsertHost(info);
+  if (!s.ok()) spdlog::error("allocator: host {}: {}", info.name, s.message());
+
+  std::vector<EventRecord> events;
+  std::string msg = is_new ? "host joined" : "agent connected";
+  if (!is_new && old_state != h.record.state) msg += " (was " + old_state + ")";
+  msg += " capacity " + DescribeResources(h.record.capacity);
+  events.push_back(MakeEvent("host_state", nullptr, h.record.name, msg));
+  spdlog::info("host {} {}: {} domains reported", h.record.name, msg, hello.domains_size());
+  RETURN_IF_ERROR(Persist({}, {&h.record}, std::move(events)));
+  PushDesired(hello.host());
+  v1::DomainsReport report;
+  report.set_host(hello.host());
+  *report.mutable_domains() = hello.domains();
+  OnDomainsReport(hello.host(), report);
+  PlacePending();
+  return Status::Ok();
+}
+
+void Controller::OnHeartbeat(const std::string& host, const v1::Heartbeat& heartbeat,
+                             AgentSink* sink) {
+  auto it = hosts_.find(host);
+  if (it == hosts_.end() || it->second.sink != sink) return;
+  HostRuntime& h = it->second;
+  h.last_heartbeat = clock_.Now();
+  h.record.last_heartbeat_unix_ms = clock_.WallMillis();
+  if (h.record.state == "suspect" || h.record.state == "down") {
+    // A down host's instances were healed elsewhere; its desired set already says so.
+    SetHostState(h, "up", "heartbeats resumed");
+    PushDesired(host);
+  }
+  v1::ControllerMessage ack;
+  ack.mutable_heartbeat_ack()->set_sequence(heartbeat.sequence());
+  ack.mutable_heartbeat_ack()->set_heartbeat_interval_ms(config_.heartbeat_interval.count());
+  ack.mutable_heartbeat_ack()->set_fencing_lease_ms(config_.fencing_lease.count());
+  sink->Send(ack);
+}
+
+void Controller::OnDomainsReport(const std::string& host, const v1::DomainsReport& report) {
+  auto hit = hosts_.find(host);
+  if (hit == hosts_.end()) return;
+  HostRuntime& h = hit->second;
+  h.reported = true;
+  h.domains.clear();
+  for (const auto& d : report.domains()) h.domains[d.name()] = d;
+
+  std::vector<std::string> failed;
+  std::set<std::string> touched;
+  std::vector<const InstanceRecord*> changed;
+  std::vector<EventRecord> events;
+  for (auto& [name, inst] : instances_) {
+    if (inst.moving_from == host && !h.domains.count(name)) {
+      FinishMove(inst, touched);
+      changed.push_back(&inst);
+      events.push_back(MakeEvent("moved", &inst, inst.allocation.host,
+                                 "left " + host + "; creating on " + inst.allocation.host));
+      continue;
+    }
+    if (inst.allocation.host != host || !inst.moving_from.empty()) continue;
+    auto d = h.domains.find(name);
+    if (d == h.domains.end() || d->second.generation() != inst.generation) continue;
+    auto state = d->second.state();
+    if (inst.state == "creating" && state == v1::DOMAIN_STATE_RUNNING) {
+      inst.state = "running";
+      inst.reason.clear();
+      std::string msg = "running on " + host + " generation " + std::to_string(inst.generation);
+      auto f = failed_at_ms_.find(name);
+      if (f != failed_at_ms_.end()) {
+        msg += "; healed " + std::to_string(clock_.WallMillis() - f->second) +
+               " ms after the failure was detected";
+        failed_at_ms_.erase(f);
+      }
+      spdlog::info("instance {} {}", name, msg);
+      events.push_back(MakeEvent("running", &inst, host, msg));
+      changed.push_back(&inst);
+    } else if (Active(inst) &&
+               (state == v1::DOMAIN_STATE_CRASHED || state == v1::DOMAIN_STATE_SHUTOFF)) {
+      failed.push_back(name);
+    }
+  }
+  if (!changed.empty() || !events.empty()) {
+    if (Persist(changed, {}, std::move(events)).ok()) PushDesired(touched);
+  }
+  for (const auto& name : failed) {
+    const auto& d = h.domains[name];
+    Heal(name, "domain " + v1::DomainState_Name(d.state()) + " (" + d.reason() + ") on " + host,
+         host);
+  }
+}
+
+void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& event) {
+  auto it = instances_.find(event.instance());
+  if (it == instances_.end()) return;
+  const InstanceRecord& inst = it->second;
+  if (inst.allocation.host != host || inst.generation != event.generation() || !Active(inst)) {
+    spdlog::debug("stale failure of {} generation {} on {} ignored", event.instance(),
+                  event.generation(), host);
+    return;
+  }
+  std::string by = event.detected_by() == v1::DETECTED_BY_EVENT   ? "event"
+                   : event.detected_by() == v1::DETECTED_BY_POLL ? "poll"
+                                                                 : "health check";
+  if (event.detected_unix_ms() > 0) failed_at_ms_[event.instance()] = event.detected_unix_ms();
+  Heal(event.instance(),
+       "domain " + v1::DomainState_Name(event.state()) + " (" + event.reason() + ") on " + host +
+           ", detected by " + by,
+       host);
+}
+
+void Controller::OnDisconnect(const std::string& host, AgentSink* sink) {
+  auto it = hosts_.find(host);
+  if (it == hosts_.end() || it->second.sink != sink) return;
+  it->second.sink = nullptr;
+  spdlog::warn("agent of host {} disconnected; down after {} ms without heartbeats", host,
+               config_.host_down_after.count());
+}
+
+void Controller::SetHostState(HostRuntime& h, const std::string& state, const std::string& why) {
+  if (h.record.state == state) return;
+  std::string old = h.record.state;
+  h.record.state = state;
+  Status s = alloc().SetHostState(h.record.name, *ParseHostState(state));
+  if (!s.ok()) spdlog::error("allocator: host {}: {}", h.record.name, s.message());
+  spdlog::log(state == "up" ? spdlog::level::info : spdlog::level::warn, "host {} {} -> {}: {}",
+              h.record.name, old, state, why);
+  (void)Persist({}, {&h.record},
+                {MakeEvent("host_state", nullptr, h.record.name, old + " -> " + state + ": " + why)});
+}
+
+void Controller::Tick() {
+  auto now = clock_.Now();
+  for (auto& [name, h] : hosts_) {
+    if (h.record.state == "down") continue;
+    auto silent = now - h.last_heartbeat;
+    auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
+    if (silent > config_.host_down_after) {
+      SetHostState(h, "down", "no heartbeat for " + std::to_string(silent_ms) + " ms");
+      std::vector<std::string> lost;
+      std::set<std::string> touched;
+      std::vector<const InstanceRecord*> changed;
+      for (auto& [iname, inst] : instances_) {
+        if (inst.moving_from == name) {
+          // The old copy is gone: the host fenced itself before host_down_after.
+          FinishMove(inst, touched);
+          changed.push_back(&inst);
+        } else if (inst.allocation.host == name && Active(inst) && inst.moving_from.empty()) {
+          lost.push_back(iname);
+        }
+      }
+      if (!changed.empty() && Persist(changed, {}, {}).ok()) PushDesired(touched);
+      for (const auto& iname : lost) failed_at_ms_[iname] = clock_.WallMillis();
+      if (!lost.empty()) {
+        Heal(lost, "host " + name + " down (no heartbeat for " + std::to_string(silent_ms) + " ms)",
+             name);
+      }
+    } else if (h.record.state == "up" && silent > config_.heartbeat_interval * 3 / 2) {
+      SetHostState(h, "suspect", "missed a heartbeat (" + std::to_string(silent_ms) + " ms)");
+    }
+  }
+  PlacePending();
+}
+
+void Controller::FinishMove(InstanceRecord& inst, std::set<std::string>& touched) {
+  spdlog::info("instance {} left {}; creating it on {}", inst.name, inst.moving_from,
+               inst.allocation.host);
+  inst.moving_from.clear();
+  inst.state = "creating";
+  touched.insert(inst.allocation.host);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Healing
+
+void Controller::Heal(const std::string& instance, const std::string& why,
+                      const std::string& failed_host) {
+  Heal(std::vector<std::string>{instance}, why, failed_host);
+}
+
+void Controller::Heal(const std::vector<std::string>& names, const std::string& why,
+                      const std::string& failed_host) {
+  std::map<std::string, std::vector<InstanceRequest>> by_service;
+  std::vector<const InstanceRecord*> changed;
+  std::vector<EventRecord> events;
+  int64_t now_ms = clock_.WallMillis();
+  for (const auto& name : names) {
+    auto it = instances_.find(name);
+    if (it == instances_.end() || !Active(it->second)) continue;
+    InstanceRecord& inst = it->second;
+    inst.state = "failed";
+    inst.reason = why;
+    failed_at_ms_.try_emplace(name, now_ms);
+    spdlog::warn("instance {} generation {} failed: {}", name, inst.generation, why);
+    events.push_back(MakeEvent("failure", &inst, failed_host, why));
+    changed.push_back(&inst);
+    by_service[inst.service].push_back({name, inst.update_domain, ""});
+  }
+  if (changed.empty()) return;
+  if (!Persist(changed, {}, std::move(events)).ok()) return;
+  std::set<std::string> touched{failed_host};
+  for (const auto& [service, requests] : by_service) {
+    auto svc = services_.find(service);
+    if (svc == services_.end()) continue;
+    auto plan = alloc().PlaceInstances(svc->second.model, requests, {failed_host});
+    if (!plan.ok()) {
+      spdlog::error("healing {} instances of {}: {}", requests.size(), service,
+                    plan.status().message());
+      continue;
+    }
+    ApplyPlacement(svc->second, *plan, "healing: " + why, touched, false);
+  }
+  PushDesired(touched);
+}
+
+void Controller::PlacePending() {
+  std::map<std::string, std::vector<InstanceRequest>> by_service;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.state == "pending" || inst.state == "failed") {
+      by_service[inst.service].push_back({name, inst.update_domain, ""});
+    }
+  }
+  if (by_service.empty()) return;
+  std::set<std::string> touched;
+  for (const auto& [service, requests] : by_service) {
+    auto svc = services_.find(service);
+    if (svc == services_.end()) continue;
+    auto plan = alloc().PlaceInstances(svc->second.model, requests, {});
+    if (!plan.ok()) {
+      spdlog::error("placing pending instances of {}: {}", service, plan.status().message());
+      continue;
+    }
+    if (plan->placed.empty()) {
+      // Still nothing fits: record the reason only when it changed (no event storm).
+      std::vector<const InstanceRecord*> changed;
+      for (const auto& p : plan->pending) {
+        InstanceRecord& inst = instances_[p.name];
+        if (inst.state == "pending" && inst.reason == p.reason) continue;
+        inst.state = "pending";
+        inst.reason = p.reason;
+        changed.push_back(&inst);
+      }
+      if (!changed.empty()) (void)Persist(changed, {}, {});
+      continue;
+    }
+    ApplyPlacement(svc->second, *plan, "placed", touched, false);
+  }
+  PushDesired(touched);
+}
+
+void Controller::ApplyPlacement(const ServiceRuntime& svc, const PlacementPlan& plan,
+                                const std::string& why, std::set<std::string>& touched,
+                                bool planned_move) {
+  std::vector<const InstanceRecord*> changed;
+  std::vector<EventRecord> events;
+  for (const auto& p : plan.placed) {
+    InstanceRecord& inst = instances_[p.name];
+    std::string old_host = p.previous ? p.previous->host : inst.allocation.host;
+    bool had_run = inst.generation > 0;
+    inst.name = p.name;
+    inst.service = svc.record.name;
+    inst.index = IndexOf(p.name);
+    inst.update_domain = p.update_domain;
+    if (inst.version.empty()) inst.version = svc.record.version;
+    inst.allocation = p.allocation;
+    inst.generation = had_run ? inst.generation + 1 : 1;
+    inst.reason = why;
+    if (planned_move && !old_host.empty()) {
+      inst.state = "moving";
+      inst.moving_from = old_host;
+    } else {
+      inst.state = "creating";
+      inst.moving_from.clear();
+    }
+    touched.insert(p.allocation.host);
+    if (!old_host.empty()) touched.insert(old_host);
+    std::string msg = (old_host.empty() ? "placed on " : "from " + old_host + " to ") +
+                      p.allocation.host + ", generation " + std::to_string(inst.generation) +
+                      ", " + DescribeResources(p.allocation.resources) +
+                      (p.allocation.ip.empty() ? "" : ", ip " + p.allocation.ip) + ", mac " +
+                      p.allocation.mac + " (" + why + ")";
+    spdlog::info("instance {} {}", p.name, msg);
+    EventRecord e = MakeEvent(old_host.empty() ? "placement" : "reallocation", &inst,
+                              p.allocation.host, msg);
+    e.json = json{{"kind", e.kind},
+                  {"instance", inst.name},
+                  {"service", inst.service},
+                  {"old_host", old_host},
+                  {"new_host", p.allocation.host},
+                  {"generation", inst.generation},
+                  {"resources", ResourcesJson(p.allocation.resources)},
+                  {"ip", p.allocation.ip},
+                  {"mac", p.allocation.mac}}
+                 .dump();
+    events.push_back(std::move(e));
+    changed.push_back(&inst);
+  }
+  for (const auto& p : plan.pending) {
+    InstanceRecord& inst = instances_[p.name];
+    inst.name = p.name;
+    inst.service = svc.record.name;
+    inst.index = IndexOf(p.name);
+    inst.update_domain = p.update_domain;
+    if (inst.version.empty()) inst.version = svc.record.version;
+    inst.state = "pending";
+    inst.reason = p.reason;
+    spdlog::warn("instance {} pending: {}", p.name, p.reason);
+    events.push_back(MakeEvent("pending", &inst, "", p.reason));
+    changed.push_back(&inst);
+  }
+  (void)Persist(changed, {}, std::move(events));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence and delivery
+
+Status Controller::Persist(const std::vector<const InstanceRecord*>& instances,
+                           const std::vector<const HostRecord*>& hosts,
+                           std::vector<EventRecord> events, const ServiceRecord* service) {
+  std::vector<EventRecord> appended;
+  Status s = store_.Transaction([&](StoreTxn& txn) -> Status {
+    appended.clear();
+    if (service != nullptr) RETURN_IF_ERROR(txn.PutService(*service));
+    for (const auto* h : hosts) RETURN_IF_ERROR(txn.PutHost(*h));
+    for (const auto* i : instances) RETURN_IF_ERROR(txn.PutInstance(*i));
+    for (auto& e : events) {
+      ASSIGN_OR_RETURN(e.sequence, txn.AppendEvent(e));
+      appended.push_back(e);
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    // The store is the truth: drop what memory holds beyond it and recompute from it.
+    spdlog::critical("state store write failed: {}; reloading state from the store", s.message());
+    auto sinks = std::map<std::string, AgentSink*>();
+    for (auto& [name, h] : hosts_) sinks[name] = h.sink;
+    if (Status l = Load(); !l.ok()) spdlog::critical("reload failed: {}", l.message());
+    for (auto& [name, sink] : sinks) {
+      if (hosts_.count(name)) hosts_[name].sink = sink;
+    }
+    return s;
+  }
+  if (event_listener_) {
+    for (const auto& e : appended) event_listener_(e);
+  }
+  return Status::Ok();
+}
+
+std::vector<v1::InstanceSpec> Controller::DesiredFor(const std::string& host) const {
+  std::vector<v1::InstanceSpec> out;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.allocation.host == host && InDesiredState(inst)) out.push_back(SpecOf(inst));
+  }
+  return out;
+}
+
+void Controller::PushDesired(const std::string& host) {
+  auto it = hosts_.find(host);
+  if (it == hosts_.end() || it->second.sink == nullptr) return;
+  v1::ControllerMessage msg;
+  auto* action = msg.mutable_action();
+  action->set_operation_id("desired-" + host + "-" + std::to_string(++desired_sequence_));
+  auto* desired = action->mutable_desired();
+  for (auto& spec : DesiredFor(host)) *desired->add_instances() = std::move(spec);
+  spdlog::debug("desired set for {}: {} instances ({})", host, desired->instances_size(),
+                action->operation_id());
+  it->second.sink->Send(msg);
+}
+
+void Controller::PushDesired(const std::set<std::string>& hosts) {
+  for (const auto& h : hosts) {
+    if (!h.empty()) PushDesired(h);
+  }
+}
+
+v1::InstanceSpec Controller::SpecOf(const InstanceRecord& inst) const {
+  v1::InstanceSpec spec;
+  spec.set_name(inst.name);
+  spec.set_service(inst.service);
+  spec.set_update_domain(inst.update_domain);
+  spec.set_version(inst.version);
+  spec.set_generation(inst.generation);
+  auto svc = services_.find(inst.service);
+  if (svc != services_.end()) {
+    auto v = svc->second.spec.versions.find(inst.version);
+    if (v != svc->second.spec.versions.end()) {
+      spec.set_image(v->second.image);
+      spec.set_domain_template(v->second.domain_template);
+      for (const auto& [k, val] : v->second.metadata) (*spec.mutable_metadata())[k] = val;
+    }
+  }
+  auto* a = spec.mutable_allocation();
+  a->set_host(inst.allocation.host);
+  *a->mutable_resources() = ToProto(inst.allocation.resources);
+  a->set_ip(inst.allocation.ip);
+  a->set_mac(inst.allocation.mac);
+  return spec;
+}
+
+v1::InstanceInfo Controller::InfoOf(const InstanceRecord& inst) const {
+  v1::InstanceInfo info;
+  info.set_name(inst.name);
+  info.set_service(inst.service);
+  info.set_update_domain(inst.update_domain);
+  info.set_version(inst.version);
+  info.set_host(inst.allocation.host);
+  info.set_state(inst.state);
+  info.set_generation(inst.generation);
+  Resources r = inst.allocation.resources;
+  if (inst.allocation.host.empty()) {
+    auto svc = services_.find(inst.service);
+    if (svc != services_.end()) r = svc->second.spec.flavor;
+  }
+  *info.mutable_resources() = ToProto(r);
+  info.set_ip(inst.allocation.ip);
+  info.set_mac(inst.allocation.mac);
+  std::string reason = inst.reason;
+  if (!inst.moving_from.empty()) reason = "moving from " + inst.moving_from + ": " + reason;
+  info.set_reason(reason);
+  return info;
+}
+
+EventRecord Controller::MakeEvent(std::string kind, const InstanceRecord* inst, std::string host,
+                                  std::string message) const {
+  EventRecord e;
+  e.unix_ms = clock_.WallMillis();
+  e.kind = std::move(kind);
+  if (inst != nullptr) {
+    e.service = inst->service;
+    e.instance = inst->name;
+  }
+  e.host = std::move(host);
+  e.message = std::move(message);
+  e.json = json{{"kind", e.kind},
+                {"service", e.service},
+                {"instance", e.instance},
+                {"host", e.host},
+                {"message", e.message}}
+               .dump();
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// regenctl
+
+Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyServiceRequest& request) {
+  std::string file = request.file_name().empty() ? "<request>" : request.file_name();
+  ASSIGN_OR_RETURN(ServiceSpec spec, ParseServiceSpec(request.spec_yaml(), file));
+  ASSIGN_OR_RETURN(ServiceModel model, ModelOf(spec));
+  v1::ApplyServiceResponse resp;
+  resp.set_service(spec.name);
+  if (!request.operation_id().empty()) {
+    ASSIGN_OR_RETURN(auto done, store_.FindOperation(request.operation_id()));
+    if (done) {
+      for (const auto& [name, inst] : instances_) {
+        if (inst.service == spec.name && inst.state == "pending")
+          resp.add_pending(name + ": " + inst.reason);
+      }
+      return resp;  // applied before: nothing happens twice
+    }
+  }
+  auto existing = services_.find(spec.name);
+  std::set<std::string> touched;
+  std::vector<EventRecord> events;
+  std::vector<std::string> removed;
+  ServiceRuntime svc;
+  if (existing == services_.end()) {
+    svc.record = {spec.name, request.spec_yaml(), spec.version, 1};
+    svc.spec = spec;
+    svc.model = model;
+    AllocatorState trial = alloc();
+    ASSIGN_OR_RETURN(PlacementPlan plan, trial.PlaceService(model));
+    // Persist the service first so ApplyPlacement's records refer to a stored service.
+    events.push_back(MakeEvent("service", nullptr, "",
+                               "service " + spec.name + " created: " +
+                                   std::to_string(spec.instances) + " instances in " +
+                                   std::to_string(spec.update_domains) + " update domains, " +
+                                   DescribeResources(spec.flavor) + " each, version " +
+                                   spec.version));
+    events.back().service = spec.name;
+    RETURN_IF_ERROR(Persist({}, {}, std::move(events), &svc.record));
+    alloc_ = std::move(trial);
+    services_[spec.name] = svc;
+    ApplyPlacement(services_[spec.name], plan, "deployed", touched, false);
+    resp.set_created(true);
+  } else {
+    ServiceRuntime& cur = existing->second;
+    const ServiceSpec& old = cur.spec;
+    auto refuse = [&](const std::string& field, const std::string& from, const std::string& to) {
+      return FailedPrecondition(file + ": service " + spec.name + ": changing " + field +
+                                " of a deployed service is not supported (\"" + from +
+                                "\" -> \"" + to + "\"); only instances, versions, health_check " +
+                                "and placement may change; versions roll out with `regenctl "
+                                "upgrade start`");
+    };
+    if (!(old.flavor == spec.flavor))
+      return refuse("flavor", DescribeResources(old.flavor), DescribeResources(spec.flavor));
+    if (old.subnet != spec.subnet) return refuse("network.subnet", old.subnet, spec.subnet);
+    if (old.ip_policy != spec.ip_policy)
+      return refuse("network.ip_policy", old.ip_policy, spec.ip_policy);
+    if (old.update_domains != spec.update_domains)
+      return refuse("update_domains", std::to_string(old.update_domains),
+                    std::to_string(spec.update_domains));
+    if (old.version != spec.version) return refuse("version", old.version, spec.version);
+    if (cur.record.spec_yaml == request.spec_yaml()) return resp;  // unchanged
+    ServiceRecord record = cur.record;
+    record.spec_yaml = request.spec_yaml();
+    record.generation += 1;
+    std::vector<InstanceRequest> added;
+    for (int64_t i = old.instances; i < spec.instances; ++i) {
+      added.push_back({spec.name + "-" + std::to_string(i), i % spec.update_domains, ""});
+    }
+    for (int64_t i = spec.instances; i < old.instances; ++i) {
+      removed.push_back(spec.name + "-" + std::to_string(i));
+    }
+    events.push_back(MakeEvent("service", nullptr, "",
+                               "service " + spec.name + " updated: " +
+                                   std::to_string(old.instances) + " -> " +
+                                   std::to_string(spec.instances) + " instances"));
+    events.back().service = spec.name;
+    // Removals: the instance leaves its host's desired set and frees its allocation.
+    RETURN_IF_ERROR(store_.Transaction([&](StoreTxn& txn) -> Status {
+      RETURN_IF_ERROR(txn.PutService(record));
+      for (const auto& name : removed) RETURN_IF_ERROR(txn.DeleteInstance(name));
+      for (auto& e : events) {
+        ASSIGN_OR_RETURN(e.sequence, txn.AppendEvent(e));
+      }
+      return Status::Ok();
+    }));
+    for (const auto& e : events)
+      if (event_listener_) event_listener_(e);
+    for (const auto& name : removed) {
+      auto it = instances_.find(name);
+      if (it == instances_.end()) continue;
+      touched.insert(it->second.allocation.host);
+      if (it->second.moving_from.size()) touched.insert(it->second.moving_from);
+      (void)alloc().Release(name);
+      instances_.erase(it);
+    }
+    cur.record = record;
+    cur.spec = spec;
+    cur.model = model;
+    if (!added.empty()) {
+      ASSIGN_OR_RETURN(PlacementPlan plan, alloc().PlaceInstances(model, added));
+      ApplyPlacement(cur, plan, "scaled up", touched, false);
+    }
+  }
+  if (!request.operation_id().empty()) {
+    OperationRecord op{request.operation_id(), "deploy", spec.name, "{}", "done",
+                       clock_.WallMillis(), clock_.WallMillis()};
+    (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
+  }
+  PushDesired(touched);
+  for (const auto& [name, inst] : instances_) {
+    if (inst.service == spec.name && inst.state == "pending")
+      resp.add_pending(name + ": " + inst.reason);
+  }
+  return resp;
+}
+
+v1::ListServicesResponse Controller::ListServices() const {
+  v1::ListServicesResponse resp;
+  for (const auto& [name, svc] : services_) {
+    auto* s = resp.add_services();
+    s->set_name(name);
+    s->set_instances(svc.spec.instances);
+    s->set_update_domains(svc.spec.update_domains);
+    s->set_version(svc.spec.version);
+    *s->mutable_flavor() = ToProto(svc.spec.flavor);
+    s->set_subnet(svc.spec.subnet);
+    s->set_dns_name(svc.spec.dns_name);
+    int64_t running = 0;
+    for (const auto& [iname, inst] : instances_) {
+      if (inst.service == name && inst.state == "running") ++running;
+    }
+    s->set_running(running);
+  }
+  return resp;
+}
+
+Result<v1::GetServiceResponse> Controller::GetService(const std::string& name) const {
+  RETURN_IF_ERROR(ValidateName("service", name));
+  auto it = services_.find(name);
+  if (it == services_.end()) return NotFound("service \"" + name + "\" does not exist");
+  v1::GetServiceResponse resp;
+  const v1::ListServicesResponse all = ListServices();
+  for (const auto& s : all.services()) {
+    if (s.name() == name) *resp.mutable_service() = s;
+  }
+  resp.set_spec_yaml(it->second.record.spec_yaml);
+  for (const auto& [iname, inst] : instances_) {
+    if (inst.service == name) *resp.add_instances() = InfoOf(inst);
+  }
+  return resp;
+}
+
+Result<v1::ListInstancesResponse> Controller::ListInstances(const std::string& service) const {
+  if (!service.empty()) {
+    RETURN_IF_ERROR(ValidateName("service", service));
+    if (!services_.count(service)) return NotFound("service \"" + service + "\" does not exist");
+  }
+  v1::ListInstancesResponse resp;
+  std::vector<const InstanceRecord*> sorted;
+  for (const auto& [name, inst] : instances_) {
+    if (service.empty() || inst.service == service) sorted.push_back(&inst);
+  }
+  std::sort(sorted.begin(), sorted.end(), [](const InstanceRecord* a, const InstanceRecord* b) {
+    return a->service != b->service ? a->service < b->service : a->index < b->index;
+  });
+  for (const auto* inst : sorted) *resp.add_instances() = InfoOf(*inst);
+  return resp;
+}
+
+v1::ListHostsResponse Controller::ListHosts() const {
+  v1::ListHostsResponse resp;
+  std::map<std::string, Resources> allocated;
+  for (const auto& [name, inst] : instances_) {
+    if (!inst.allocation.host.empty())
+      allocated[inst.allocation.host] =
+          Add(allocated[inst.allocation.host], inst.allocation.resources);
+  }
+  for (const auto& [name, h] : hosts_) {
+    auto* info = resp.add_hosts();
+    info->set_name(name);
+    info->set_address(h.record.address);
+    info->set_state(h.record.state);
+    *info->mutable_capacity() = ToProto(h.record.capacity);
+    *info->mutable_allocated() = ToProto(allocated[name]);
+    info->set_last_heartbeat_unix_ms(h.record.last_heartbeat_unix_ms);
+    info->set_applied_topology_revision(h.record.applied_topology_revision);
+  }
+  return resp;
+}
+
+Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& request) {
+  RETURN_IF_ERROR(ValidateName("instance", request.instance()));
+  if (!request.to_host().empty()) RETURN_IF_ERROR(ValidateName("to_host", request.to_host()));
+  auto it = instances_.find(request.instance());
+  if (it == instances_.end())
+    return NotFound("instance \"" + request.instance() + "\" does not exist");
+  v1::FailoverResponse resp;
+  if (!request.operation_id().empty()) {
+    ASSIGN_OR_RETURN(auto done, store_.FindOperation(request.operation_id()));
+    if (done) {
+      *resp.mutable_instance() = InfoOf(it->second);
+      return resp;
+    }
+  }
+  InstanceRecord& inst = it->second;
+  if (inst.state != "running" && inst.state != "creating") {
+    return FailedPrecondition("instance " + inst.name + " is " + inst.state +
+                              (inst.reason.empty() ? "" : " (" + inst.reason + ")") +
+                              "; only a running instance can fail over");
+  }
+  if (!request.to_host().empty() && request.to_host() == inst.allocation.host) {
+    return InvalidArgument("failover " + inst.name + ": --to " + request.to_host() +
+                           " is the host it already runs on");
+  }
+  auto svc = services_.find(inst.service);
+  if (svc == services_.end()) return Internal("instance " + inst.name + " has no service");
+  AllocatorState trial = alloc();
+  ASSIGN_OR_RETURN(PlacementPlan plan,
+                   trial.PlaceInstances(svc->second.model,
+                                        {{inst.name, inst.update_domain, request.to_host()}}));
+  if (plan.placed.empty()) {
+    return FailedPrecondition("failover " + inst.name + ": no other host can take it: " +
+                              (plan.pending.empty() ? "" : plan.pending[0].reason));
+  }
+  alloc_ = std::move(trial);
+  std::set<std::string> touched;
+  ApplyPlacement(svc->second, plan, "failover requested by operator", touched, true);
+  if (!request.operation_id().empty()) {
+    OperationRecord op{request.operation_id(), "failover", inst.name, "{}", "done",
+                       clock_.WallMillis(), clock_.WallMillis()};
+    (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
+  }
+  PushDesired(touched);
+  *resp.mutable_instance() = InfoOf(inst);
+  return resp;
+}
+
+Result<v1::DrainResponse> Controller::Drain(const v1::DrainRequest& request) {
+  RETURN_IF_ERROR(ValidateName("host", request.host()));
+  auto hit = hosts_.find(request.host());
+  if (hit == hosts_.end()) return NotFound("host \"" + request.host() + "\" is not known");
+  if (hit->second.record.state == "down") {
+    return FailedPrecondition("host " + request.host() +
+                              " is down; its instances are healed already");
+  }
+  SetHostState(hit->second, "draining", "drain requested by operator");
+  v1::DrainResponse resp;
+  std::set<std::string> touched;
+  for (auto& [name, inst] : instances_) {
+    if (inst.allocation.host != request.host() || !Active(inst) || !inst.moving_from.empty())
+      continue;
+    auto svc = services_.find(inst.service);
+    if (svc == services_.end()) continue;
+    auto plan = alloc().PlaceInstances(svc->second.model, {{name, inst.update_domain, ""}});
+    if (!plan.ok() || plan->placed.empty()) {
+      std::string why = !plan.ok() ? plan.status().message() : plan->pending[0].reason;
+      spdlog::warn("drain {}: {} stays: {}", request.host(), name, why);
+      continue;
+    }
+    ApplyPlacement(svc->second, *plan, "host " + request.host() + " drained", touched, true);
+    *resp.add_moved() = InfoOf(inst);
+  }
+  PushDesired(touched);
+  return resp;
+}
+
+Result<std::vector<EventRecord>> Controller::EventsAfter(int64_t after, int64_t limit) {
+  return store_.EventsAfter(after, limit);
+}
+
+}  // namespace regen

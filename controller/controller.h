@@ -1,0 +1,135 @@
+// The controller's decisions and state: hosts and their heartbeats, services, instances and their
+// allocations, healing, planned moves (failover, drain). Transport-free: the gRPC server
+// (controller/server.h) feeds it agent messages and admin requests and gives each agent session an
+// AgentSink. Not thread-safe: owned by the controller's main loop thread.
+//
+// Healing (DESIGN.md, "Healing"): a failed instance (agent event or report, or its host down) is
+// placed by the allocator in instance mode on another host with the same resources, IP and MAC,
+// generation + 1; the new host's desired set gains it and the old host's loses it, in the same
+// step. Desired sets are level-triggered: every change sends the host its whole set.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/proto/regen.pb.h"
+#include "config/controller_config.h"
+#include "config/service_spec.h"
+#include "controller/allocator.h"
+#include "controller/store.h"
+
+namespace regen {
+
+namespace v1 = ::regen::v1;
+
+// Where the controller sends messages to one connected agent. Send must not block for long and
+// is called from the main loop thread only.
+class AgentSink {
+ public:
+  virtual ~AgentSink() = default;
+  virtual void Send(const v1::ControllerMessage& message) = 0;
+};
+
+class Controller {
+ public:
+  // Called after every appended event (on the main loop thread), e.g. to wake `events --follow`.
+  using EventListener = std::function<void(const EventRecord&)>;
+
+  Controller(const ControllerConfig& config, Store& store, Clock& clock);
+
+  // Loads the store and resumes what was in flight. Hosts get host_down_after from now to
+  // reconnect before they count as down.
+  Status Load();
+  void SetEventListener(EventListener listener) { event_listener_ = std::move(listener); }
+
+  // ---- agents ----
+  // A Hello on a new session. Refused (the session should be closed with the message) for a bad
+  // host name or when another live session already speaks for that host.
+  Status OnHello(const v1::Hello& hello, AgentSink* sink);
+  void OnHeartbeat(const std::string& host, const v1::Heartbeat& heartbeat, AgentSink* sink);
+  void OnDomainsReport(const std::string& host, const v1::DomainsReport& report);
+  void OnDomainEvent(const std::string& host, const v1::DomainEvent& event);
+  void OnDisconnect(const std::string& host, AgentSink* sink);
+  // Timers: suspect/down hosts, pending placements, moves whose old host went away.
+  void Tick();
+
+  // ---- regenctl ----
+  Result<v1::ApplyServiceResponse> ApplyService(const v1::ApplyServiceRequest& request);
+  v1::ListServicesResponse ListServices() const;
+  Result<v1::GetServiceResponse> GetService(const std::string& name) const;
+  Result<v1::ListInstancesResponse> ListInstances(const std::string& service) const;
+  v1::ListHostsResponse ListHosts() const;
+  Result<v1::FailoverResponse> Failover(const v1::FailoverRequest& request);
+  Result<v1::DrainResponse> Drain(const v1::DrainRequest& request);
+  Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit);
+
+  // For tests and status.
+  const std::map<std::string, InstanceRecord>& instances() const { return instances_; }
+  std::string HostState(const std::string& host) const;
+  // The desired set the controller would send `host` now.
+  std::vector<v1::InstanceSpec> DesiredFor(const std::string& host) const;
+
+ private:
+  struct HostRuntime {
+    HostRecord record;
+    AgentSink* sink = nullptr;
+    Clock::TimePoint last_heartbeat{};
+    bool reported = false;                     // a DomainsReport arrived on this session
+    std::map<std::string, v1::DomainStatus> domains;  // last report
+  };
+  struct ServiceRuntime {
+    ServiceRecord record;
+    ServiceSpec spec;
+    ServiceModel model;
+  };
+
+  static Result<ServiceModel> ModelOf(const ServiceSpec& spec);
+  Status RebuildAllocator();
+  AllocatorState& alloc() { return *alloc_; }
+
+  // Healing and placement.
+  void Heal(const std::string& instance, const std::string& why, const std::string& failed_host);
+  // Several instances of one failure (a host down): one placement call per service.
+  void Heal(const std::vector<std::string>& instances, const std::string& why,
+            const std::string& failed_host);
+  // Creates records (pending) for instances a service should have but the store lacks.
+  void EnsureServiceInstances();
+  void PlacePending();
+  // Records a plan the allocator already committed: instances, events; persisted together.
+  void ApplyPlacement(const ServiceRuntime& svc, const PlacementPlan& plan,
+                      const std::string& why, std::set<std::string>& touched_hosts,
+                      bool planned_move);
+  void SetHostState(HostRuntime& host, const std::string& state, const std::string& why);
+  void FinishMove(InstanceRecord& inst, std::set<std::string>& touched);
+
+  // Persistence and delivery.
+  Status Persist(const std::vector<const InstanceRecord*>& instances,
+                 const std::vector<const HostRecord*>& hosts, std::vector<EventRecord> events,
+                 const ServiceRecord* service = nullptr);
+  void PushDesired(const std::string& host);
+  void PushDesired(const std::set<std::string>& hosts);
+  v1::InstanceSpec SpecOf(const InstanceRecord& inst) const;
+  v1::InstanceInfo InfoOf(const InstanceRecord& inst) const;
+  EventRecord MakeEvent(std::string kind, const InstanceRecord* inst, std::string host,
+                        std::string message) const;
+
+  const ControllerConfig config_;
+  Store& store_;
+  Clock& clock_;
+  EventListener event_listener_;
+  std::map<std::string, HostRuntime> hosts_;
+  std::map<std::string, ServiceRuntime> services_;
+  std::map<std::string, InstanceRecord> instances_;
+  std::map<std::string, int64_t> failed_at_ms_;  // instance -> detection time (time to heal)
+  std::optional<AllocatorState> alloc_;
+  uint64_t desired_sequence_ = 0;
+};
+
+}  // namespace regen

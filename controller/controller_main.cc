@@ -1,0 +1,78 @@
+// regen-controller run --config FILE
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "config/controller_config.h"
+#include "controller/server.h"
+#include "controller/store.h"
+
+namespace regen {
+namespace {
+
+int Run(const std::string& config_path) {
+  auto config = LoadControllerConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "regen-controller: %s\n", config.status().message().c_str());
+    return 2;
+  }
+  InitLogging("regen-controller", config->log_level);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(config->database).parent_path(), ec);
+  auto store = OpenSqliteStore(config->database);
+  if (!store.ok()) {
+    spdlog::error("{}", store.status().message());
+    return 1;
+  }
+  RealClock clock;
+  ControllerServer server(*config, **store, clock);
+  if (Status s = server.Start(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  spdlog::info(
+      "regen-controller started: database={} heartbeat_interval={}ms host_down_after={}ms "
+      "fencing_lease={}ms",
+      config->database, config->heartbeat_interval.count(), config->host_down_after.count(),
+      config->fencing_lease.count());
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("regen-controller stopping on signal {}", strsignal(sig));
+  server.Shutdown();
+  return 0;
+}
+
+int ControllerMain(int argc, char** argv) {
+  CLI::App app{"regen-controller: the Regen cluster controller"};
+  app.require_subcommand(1);
+  std::string config_path = "/etc/regen/controller.yaml";
+  auto* run = app.add_subcommand("run", "run the controller daemon");
+  run->add_option("--config,-c", config_path, "controller.yaml")->capture_default_str();
+  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "run") {
+    std::fprintf(stderr, "regen-controller: unknown command '%s' (commands: run; see --help)\n",
+                 argv[1]);
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return Run(config_path);
+}
+
+}  // namespace
+}  // namespace regen
+
+int main(int argc, char** argv) { return regen::ControllerMain(argc, argv); }

@@ -1,0 +1,345 @@
+#include "controller/server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/log.h"
+#include "common/proto/regen.grpc.pb.h"
+
+namespace regen {
+
+namespace {
+
+grpc::Status ToGrpc(const Status& s) {
+  switch (s.code()) {
+    case Code::kOk:
+      return grpc::Status::OK;
+    case Code::kInvalidArgument:
+      return {grpc::StatusCode::INVALID_ARGUMENT, s.message()};
+    case Code::kNotFound:
+      return {grpc::StatusCode::NOT_FOUND, s.message()};
+    case Code::kAlreadyExists:
+      return {grpc::StatusCode::ALREADY_EXISTS, s.message()};
+    case Code::kFailedPrecondition:
+      return {grpc::StatusCode::FAILED_PRECONDITION, s.message()};
+    case Code::kUnavailable:
+      return {grpc::StatusCode::UNAVAILABLE, s.message()};
+    case Code::kDeadlineExceeded:
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, s.message()};
+    case Code::kInternal:
+      return {grpc::StatusCode::INTERNAL, s.message()};
+  }
+  return {grpc::StatusCode::UNKNOWN, s.message()};
+}
+
+using AgentStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>;
+
+// One agent's stream: the main loop Sends (never blocks), a writer thread writes in order.
+class AgentSession : public AgentSink {
+ public:
+  AgentSession(AgentStream* stream, std::string peer)
+      : stream_(stream), peer_(std::move(peer)), writer_([this] { WriteLoop(); }) {}
+  ~AgentSession() override { Close(); }
+
+  void Send(const v1::ControllerMessage& message) override {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    queue_.push_back(message);
+    cv_.notify_one();
+  }
+  // Writes what is queued, then stops the writer.
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      cv_.notify_one();
+    }
+    if (writer_.joinable()) writer_.join();
+  }
+  const std::string& peer() const { return peer_; }
+
+ private:
+  void WriteLoop() {
+    while (true) {
+      v1::ControllerMessage msg;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return closed_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        msg = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      if (!stream_->Write(msg)) {
+        std::lock_guard lock(mu_);
+        closed_ = true;
+        queue_.clear();
+        return;
+      }
+    }
+  }
+
+  AgentStream* stream_;
+  std::string peer_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<v1::ControllerMessage> queue_;
+  bool closed_ = false;
+  std::thread writer_;
+};
+
+class AgentServiceImpl final : public v1::AgentService::Service {
+ public:
+  explicit AgentServiceImpl(ControllerServer& server) : server_(server) {}
+
+  grpc::Status Connect(grpc::ServerContext* context, AgentStream* stream) override {
+    v1::AgentMessage first;
+    if (!stream->Read(&first)) return grpc::Status::OK;
+    if (!first.has_hello()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "the first message on AgentService.Connect must be hello"};
+    }
+    const std::string host = first.hello().host();
+    auto session = std::make_unique<AgentSession>(stream, context->peer());
+    AgentSink* sink = session.get();
+    Status hello = server_.Call<Status>(
+        [&] { return server_.controller().OnHello(first.hello(), sink); });
+    if (!hello.ok()) {
+      spdlog::warn("agent at {} refused: {}", context->peer(), hello.message());
+      v1::ControllerMessage refusal;
+      refusal.mutable_refusal()->set_reason(hello.message());
+      session->Send(refusal);
+      session->Close();
+      return ToGrpc(hello);
+    }
+    spdlog::info("agent session for host {} from {}", host, context->peer());
+    v1::AgentMessage msg;
+    while (stream->Read(&msg)) {
+      if (msg.has_heartbeat()) {
+        server_.Post([this, host, sink, hb = msg.heartbeat()] {
+          server_.controller().OnHeartbeat(host, hb, sink);
+        });
+      } else if (msg.has_domains_report()) {
+        server_.Post([this, host, r = msg.domains_report()] {
+          server_.controller().OnDomainsReport(host, r);
+        });
+      } else if (msg.has_domain_event()) {
+        server_.Post([this, host, e = msg.domain_event()] {
+          server_.controller().OnDomainEvent(host, e);
+        });
+      } else if (msg.has_action_result()) {
+        if (!msg.action_result().ok()) {
+          spdlog::warn("host {}: action {} failed: {}", host, msg.action_result().operation_id(),
+                       msg.action_result().error());
+        }
+      } else if (msg.has_hello()) {
+        spdlog::warn("host {}: a second hello on one session ignored", host);
+      }
+    }
+    // The loop must stop using the sink before the session goes away.
+    server_.Call<bool>([&] {
+      server_.controller().OnDisconnect(host, sink);
+      return true;
+    });
+    session->Close();
+    spdlog::info("agent session for host {} from {} ended", host, context->peer());
+    return grpc::Status::OK;
+  }
+
+ private:
+  ControllerServer& server_;
+};
+
+class AdminServiceImpl final : public v1::AdminService::Service {
+ public:
+  explicit AdminServiceImpl(ControllerServer& server) : server_(server) {}
+
+  template <typename Resp>
+  grpc::Status Reply(Result<Resp> r, Resp* out) {
+    if (!r.ok()) return ToGrpc(r.status());
+    *out = std::move(r).value();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ApplyService(grpc::ServerContext*, const v1::ApplyServiceRequest* req,
+                            v1::ApplyServiceResponse* resp) override {
+    return Reply(server_.Call<Result<v1::ApplyServiceResponse>>(
+                     [&] { return server_.controller().ApplyService(*req); }),
+                 resp);
+  }
+  grpc::Status ListServices(grpc::ServerContext*, const v1::ListServicesRequest*,
+                            v1::ListServicesResponse* resp) override {
+    *resp = server_.Call<v1::ListServicesResponse>(
+        [&] { return server_.controller().ListServices(); });
+    return grpc::Status::OK;
+  }
+  grpc::Status GetService(grpc::ServerContext*, const v1::GetServiceRequest* req,
+                          v1::GetServiceResponse* resp) override {
+    return Reply(server_.Call<Result<v1::GetServiceResponse>>(
+                     [&] { return server_.controller().GetService(req->name()); }),
+                 resp);
+  }
+  grpc::Status ListInstances(grpc::ServerContext*, const v1::ListInstancesRequest* req,
+                             v1::ListInstancesResponse* resp) override {
+    return Reply(server_.Call<Result<v1::ListInstancesResponse>>(
+                     [&] { return server_.controller().ListInstances(req->service()); }),
+                 resp);
+  }
+  grpc::Status ListHosts(grpc::ServerContext*, const v1::ListHostsRequest*,
+                         v1::ListHostsResponse* resp) override {
+    *resp = server_.Call<v1::ListHostsResponse>([&] { return server_.controller().ListHosts(); });
+    return grpc::Status::OK;
+  }
+  grpc::Status Failover(grpc::ServerContext*, const v1::FailoverRequest* req,
+                        v1::FailoverResponse* resp) override {
+    return Reply(server_.Call<Result<v1::FailoverResponse>>(
+                     [&] { return server_.controller().Failover(*req); }),
+                 resp);
+  }
+  grpc::Status Drain(grpc::ServerContext*, const v1::DrainRequest* req,
+                     v1::DrainResponse* resp) override {
+    return Reply(
+        server_.Call<Result<v1::DrainResponse>>([&] { return server_.controller().Drain(*req); }),
+        resp);
+  }
+  grpc::Status Events(grpc::ServerContext* context, const v1::EventsRequest* req,
+                      grpc::ServerWriter<v1::Event>* writer) override {
+    int64_t after = req->after_sequence();
+    while (!context->IsCancelled()) {
+      auto batch = server_.Call<Result<std::vector<EventRecord>>>(
+          [&] { return server_.controller().EventsAfter(after, 500); });
+      if (!batch.ok()) return ToGrpc(batch.status());
+      for (const auto& e : *batch) {
+        v1::Event ev;
+        ev.set_sequence(e.sequence);
+        ev.set_unix_ms(e.unix_ms);
+        ev.set_kind(e.kind);
+        ev.set_service(e.service);
+        ev.set_instance(e.instance);
+        ev.set_host(e.host);
+        ev.set_message(e.message);
+        ev.set_json(e.json);
+        if (!writer->Write(ev)) return grpc::Status::OK;
+        after = e.sequence;
+      }
+      if (batch->size() == 500) continue;
+      if (!req->follow()) return grpc::Status::OK;
+      server_.WaitForEvent(after, std::chrono::milliseconds(500));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Unimplemented(const std::string& what) {
+    return {grpc::StatusCode::UNIMPLEMENTED,
+            what + " is not implemented yet (rolling upgrades arrive with the upgrade issue)"};
+  }
+  grpc::Status UpgradeStart(grpc::ServerContext*, const v1::UpgradeStartRequest*,
+                            v1::UpgradeStatus*) override {
+    return Unimplemented("upgrade start");
+  }
+  grpc::Status UpgradeStatusGet(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
+                                v1::UpgradeStatus*) override {
+    return Unimplemented("upgrade status");
+  }
+  grpc::Status UpgradePause(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
+                            v1::UpgradeStatus*) override {
+    return Unimplemented("upgrade pause");
+  }
+  grpc::Status UpgradeResume(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
+                             v1::UpgradeStatus*) override {
+    return Unimplemented("upgrade resume");
+  }
+  grpc::Status UpgradeNextUd(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
+                             v1::UpgradeStatus*) override {
+    return Unimplemented("upgrade next-ud");
+  }
+  grpc::Status UpgradeRollback(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
+                               v1::UpgradeStatus*) override {
+    return Unimplemented("upgrade rollback");
+  }
+
+ private:
+  ControllerServer& server_;
+};
+
+}  // namespace
+
+ControllerServer::ControllerServer(const ControllerConfig& config, Store& store, Clock& clock)
+    : config_(config), clock_(clock), controller_(config, store, clock) {
+  controller_.SetEventListener([this](const EventRecord& e) {
+    std::lock_guard lock(events_mu_);
+    last_event_ = std::max(last_event_, e.sequence);
+    events_cv_.notify_all();
+  });
+}
+
+ControllerServer::~ControllerServer() { Shutdown(); }
+
+Status ControllerServer::Start() {
+  RETURN_IF_ERROR(controller_.Load());
+  thread_ = std::thread([this] { Loop(); });
+  agent_service_ = std::make_unique<AgentServiceImpl>(*this);
+  admin_service_ = std::make_unique<AdminServiceImpl>(*this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.listen_address, grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(agent_service_.get());
+  builder.RegisterService(admin_service_.get());
+  // Agents hold a stream each; do not let gRPC's default thread cap starve admin calls.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 4);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    server_.reset();
+    Shutdown();
+    return Unavailable("cannot listen on " + config_.listen_address +
+                       " (address in use, or not an address of this machine?); set "
+                       "listen_address in controller.yaml");
+  }
+  spdlog::info("controller listening on {} (port {})", config_.listen_address, port_);
+  return Status::Ok();
+}
+
+void ControllerServer::Shutdown() {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    server_.reset();
+  }
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ControllerServer::Post(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  tasks_.push_back(std::move(fn));
+  cv_.notify_one();
+}
+
+bool ControllerServer::WaitForEvent(int64_t after, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(events_mu_);
+  return events_cv_.wait_for(lock, timeout, [&] { return last_event_ > after; });
+}
+
+void ControllerServer::Loop() {
+  // Timers run at a fifth of the heartbeat interval: a host is noticed down within that much of
+  // host_down_after.
+  auto tick = std::max<std::chrono::milliseconds>(config_.heartbeat_interval / 5,
+                                                  std::chrono::milliseconds(10));
+  auto next_tick = std::chrono::steady_clock::now() + tick;
+  while (true) {
+    std::deque<std::function<void()>> tasks;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_tick, [&] { return stop_ || !tasks_.empty(); });
+      if (stop_ && tasks_.empty()) return;
+      tasks.swap(tasks_);
+    }
+    for (auto& t : tasks) t();
+    if (std::chrono::steady_clock::now() >= next_tick) {
+      next_tick = std::chrono::steady_clock::now() + tick;
+      controller_.Tick();
+    }
+  }
+}
+
+}  // namespace regen

@@ -1,0 +1,75 @@
+// The controller daemon: one main loop thread owns the Controller (controller.h); gRPC threads
+// serve AgentService (one bidirectional stream per agent, with a writer thread per session) and
+// AdminService (regenctl), and post their work to the loop. Start/Shutdown from one thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "config/controller_config.h"
+#include "controller/controller.h"
+#include "controller/store.h"
+
+namespace grpc {
+class Server;
+class Service;
+}  // namespace grpc
+
+namespace regen {
+
+class ControllerServer {
+ public:
+  ControllerServer(const ControllerConfig& config, Store& store, Clock& clock);
+  ~ControllerServer();
+
+  // Loads the state, starts the loop and listens on config.listen_address. Fails (and starts
+  // nothing) when the state cannot be loaded or the address cannot be bound.
+  Status Start();
+  void Shutdown();
+  // The port actually bound (useful with "127.0.0.1:0").
+  int port() const { return port_; }
+
+  // Runs `fn` on the main loop.
+  void Post(std::function<void()> fn);
+  template <typename T>
+  T Call(std::function<T()> fn) {
+    auto task = std::make_shared<std::packaged_task<T()>>(std::move(fn));
+    auto future = task->get_future();
+    Post([task] { (*task)(); });
+    return future.get();
+  }
+  // Waits (up to `timeout`) for an event after `after`; true if one may be there.
+  bool WaitForEvent(int64_t after, std::chrono::milliseconds timeout);
+
+  Controller& controller() { return controller_; }  // main loop thread only
+
+ private:
+  void Loop();
+
+  const ControllerConfig config_;
+  Clock& clock_;
+  Controller controller_;
+  std::unique_ptr<grpc::Service> agent_service_;
+  std::unique_ptr<grpc::Service> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+  bool stop_ = false;                        // guarded by mu_
+  std::thread thread_;
+
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  int64_t last_event_ = 0;  // guarded by events_mu_
+};
+
+}  // namespace regen
