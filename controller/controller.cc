@@ -49,6 +49,14 @@ bool Active(const InstanceRecord& inst) {
   return inst.state == "creating" || inst.state == "running";
 }
 
+// "crashed" for DOMAIN_STATE_CRASHED.
+std::string StateWord(v1::DomainState state) {
+  std::string name = v1::DomainState_Name(state);
+  if (name.rfind("DOMAIN_STATE_", 0) == 0) name = name.substr(13);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
 int64_t IndexOf(const std::string& name) {
   size_t dash = name.rfind('-');
   if (dash == std::string::npos) return 0;
@@ -264,7 +272,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   }
   for (const auto& name : failed) {
     const auto& d = h.domains[name];
-    Heal(name, "domain " + v1::DomainState_Name(d.state()) + " (" + d.reason() + ") on " + host,
+    Heal(name, "domain " + StateWord(d.state()) + " (" + d.reason() + ") on " + host,
          host);
   }
 }
@@ -283,7 +291,7 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& e
                                                                  : "health check";
   if (event.detected_unix_ms() > 0) failed_at_ms_[event.instance()] = event.detected_unix_ms();
   Heal(event.instance(),
-       "domain " + v1::DomainState_Name(event.state()) + " (" + event.reason() + ") on " + host +
+       "domain " + StateWord(event.state()) + " (" + event.reason() + ") on " + host +
            ", detected by " + by,
        host);
 }
