@@ -13,6 +13,7 @@
 #include "agent/controller_link.h"
 #include "agent/libvirt_hypervisor.h"
 #include "agent/reaper.h"
+#include "common/admin_client.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "config/agent_config.h"
@@ -184,6 +185,77 @@ int StatusCommand(const std::string& config_path, const std::string& socket,
   return 0;
 }
 
+// The controller address and host name from agent.yaml, or an error printed for `what`.
+std::optional<AgentConfig> ControllerConfigFor(const char* what, const std::string& config_path) {
+  auto config = LoadAgentConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "regen-agent %s: %s\n", what, config.status().message().c_str());
+    return std::nullopt;
+  }
+  if (config->controller_address.empty()) {
+    std::fprintf(stderr,
+                 "regen-agent %s: %s has no controller_address: %s goes through the controller "
+                 "(this agent runs standalone)\n",
+                 what, config_path.c_str(), what);
+    return std::nullopt;
+  }
+  return *config;
+}
+
+AdminClientOptions AgentClientOptions() {
+  AdminClientOptions o;
+  o.deadline = std::chrono::seconds(30);
+  o.unreachable_hint = "is regen-controller running? check controller_address in agent.yaml";
+  return o;
+}
+
+int FailoverCommand(const std::string& config_path, const std::string& instance,
+                    const std::string& to) {
+  if (!IsValidName(instance)) {
+    std::fprintf(stderr, "regen-agent failover: INSTANCE \"%s\" is not a valid name\n",
+                 instance.c_str());
+    return 2;
+  }
+  if (!to.empty() && !IsValidName(to)) {
+    std::fprintf(stderr, "regen-agent failover: --to \"%s\" is not a valid host name\n", to.c_str());
+    return 2;
+  }
+  auto config = ControllerConfigFor("failover", config_path);
+  if (!config) return 2;
+  AdminClient client(config->controller_address, AgentClientOptions());
+  v1::FailoverRequest req;
+  req.set_instance(instance);
+  req.set_to_host(to);
+  auto r = client.Failover(req);
+  if (!r.ok()) {
+    std::fprintf(stderr, "regen-agent failover: %s\n", r.status().message().c_str());
+    return 1;
+  }
+  std::printf("instance %s moving to %s (generation %lld)\n", instance.c_str(),
+              r->instance().host().c_str(), static_cast<long long>(r->instance().generation()));
+  return 0;
+}
+
+int DrainCommand(const std::string& config_path) {
+  auto config = ControllerConfigFor("drain", config_path);
+  if (!config) return 2;
+  AdminClient client(config->controller_address, AgentClientOptions());
+  v1::DrainRequest req;
+  req.set_host(config->host_name);
+  auto r = client.Drain(req);
+  if (!r.ok()) {
+    std::fprintf(stderr, "regen-agent drain: %s\n", r.status().message().c_str());
+    return 1;
+  }
+  std::printf("host %s draining: %d instances moving\n", config->host_name.c_str(),
+              r->moved_size());
+  for (const auto& i : r->moved()) {
+    std::printf("  %s -> %s (generation %lld)\n", i.name().c_str(),
+                i.host().empty() ? "-" : i.host().c_str(), static_cast<long long>(i.generation()));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int AgentMain(int argc, char** argv) {
@@ -202,6 +274,19 @@ int AgentMain(int argc, char** argv) {
   status->add_option("--socket", socket, "control socket path (overrides the config)");
   status->add_option("--output,-o", output, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+
+  auto* failover = app.add_subcommand(
+      "failover", "move one instance to another host, through the controller (destroy first)");
+  std::string failover_instance;
+  std::string failover_to;
+  failover->add_option("INSTANCE", failover_instance, "instance to move")->required();
+  failover->add_option("--to", failover_to, "target host (default: the controller chooses)");
+  failover->add_option("--config,-c", config_path, "agent.yaml (for controller_address)")
+      ->capture_default_str();
+  auto* drain = app.add_subcommand(
+      "drain", "move every instance off this host, through the controller (one re-creation each)");
+  drain->add_option("--config,-c", config_path, "agent.yaml (for host_name, controller_address)")
       ->capture_default_str();
 
   auto* inject = app.add_subcommand("inject", "fault injection for labs and tests");
@@ -234,6 +319,8 @@ int AgentMain(int argc, char** argv) {
   }
   if (run->parsed()) return RunDaemon(config_path);
   if (status->parsed()) return StatusCommand(config_path, socket, output);
+  if (failover->parsed()) return FailoverCommand(config_path, failover_instance, failover_to);
+  if (drain->parsed()) return DrainCommand(config_path);
   if (inject_crash->parsed()) {
     std::string path = SocketPath(config_path, socket);
     if (path.empty()) return 2;

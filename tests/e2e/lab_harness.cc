@@ -1,0 +1,250 @@
+#include "tests/e2e/lab_harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <sstream>
+
+#include "agent/control_socket.h"
+
+namespace regen::testing {
+
+namespace {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+std::string Tail(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  std::string line;
+  while (std::getline(in, line)) all.push_back(line);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
+    out += all[i] + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string AgentBin() { return REGEN_AGENT_BIN; }
+std::string ControllerBin() { return REGEN_CONTROLLER_BIN; }
+
+Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
+  chmod(dir_.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its files
+  controller_port_ = FreePort();
+  controller_address_ = "127.0.0.1:" + std::to_string(controller_port_);
+  WriteFileOrDie(dir_.File("controller.yaml"),
+                 "listen_address: \"" + controller_address_ + "\"\n" +
+                     "database: " + dir_.File("controller.db") + "\n" +
+                     "heartbeat_interval: " + options_.heartbeat_interval + "\n" +
+                     "host_down_after: " + options_.host_down_after + "\n" +
+                     "fencing_lease: " + options_.fencing_lease + "\nlog_level: debug\n");
+  for (int k = 1; k <= options_.hosts; ++k) {
+    std::string h = dir_.File(HostName(k));
+    std::filesystem::create_directories(h + "/state");
+    chmod(h.c_str(), 0755);
+    std::string uri;
+    std::string type;
+    if (options_.driver == "qemu") {
+      std::filesystem::create_directories(h + "/root/etc");
+      chmod((h + "/root").c_str(), 0755);
+      WriteFileOrDie(h + "/root/etc/qemu.conf", "stdio_handler = \"file\"\n");
+      uri = "qemu:///embed?root=" + h + "/root";
+      type = "qemu";
+    } else {
+      WriteFileOrDie(h + "/node.xml", "<node/>\n");
+      uri = "test://" + h + "/node.xml";
+      type = "test";
+    }
+    std::string address = controller_address_;
+    if (options_.proxied_hosts.count(k)) {
+      proxies_[k] = std::make_unique<TcpProxy>(controller_port_);
+      address = "127.0.0.1:" + std::to_string(proxies_[k]->port());
+    }
+    WriteFileOrDie(
+        AgentConfigPath(k),
+        "host_name: " + HostName(k) + "\naddress: 127.0.0.1\ncontroller_address: \"" + address +
+            "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
+            "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
+            "\nfencing_lease: " + options_.fencing_lease + "\novs:\n  bridge: \"\"\nstate_dir: " +
+            h + "/state\ncontrol_socket: " + h + "/agent.sock\ncapacity: {vcpus: " +
+            std::to_string(options_.vcpus) + ", memory_mib: " +
+            std::to_string(options_.memory_mib) +
+            ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n");
+  }
+  AdminClientOptions o;
+  o.deadline = std::chrono::seconds(10);
+  client_ = std::make_unique<AdminClient>(controller_address_, o);
+}
+
+Lab::~Lab() {
+  for (auto& [k, a] : agents_) {
+    if (a) a->Stop();
+  }
+  if (controller_) controller_->Stop();
+  KillProcesses(dir_.path() + "/");  // any qemu of this lab
+}
+
+std::string Lab::AgentConfigPath(int host) const {
+  return dir_.File(HostName(host) + "/agent.yaml");
+}
+
+void Lab::StartController() {
+  controller_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{ControllerBin(), "run", "--config", dir_.File("controller.yaml")},
+      dir_.File("controller.log"));
+  bool up = WaitFor(
+      [&] {
+        auto r = client_->ListHosts();
+        return r.ok();
+      },
+      std::chrono::milliseconds(10000), std::chrono::milliseconds(20));
+  ASSERT_TRUE(up) << "controller did not start\n" << Logs();
+}
+
+void Lab::KillController() {
+  if (controller_) controller_->Kill();
+  controller_.reset();
+}
+
+void Lab::StartAgent(int host) {
+  agents_[host] = std::make_unique<ChildProcess>(
+      std::vector<std::string>{AgentBin(), "run", "--config", AgentConfigPath(host)},
+      dir_.File(HostName(host) + "/agent.log"));
+}
+
+void Lab::KillAgent(int host) {
+  auto it = agents_.find(host);
+  if (it != agents_.end() && it->second) it->second->Kill();
+  agents_.erase(host);
+}
+
+void Lab::StartAll() {
+  StartController();
+  for (int k = 1; k <= options_.hosts; ++k) StartAgent(k);
+  bool all_up = WaitFor(
+      [&] {
+        auto r = client_->ListHosts();
+        if (!r.ok() || r->hosts_size() != options_.hosts) return false;
+        for (const auto& h : r->hosts()) {
+          if (h.state() != "up") return false;
+        }
+        return true;
+      },
+      std::chrono::milliseconds(20000), std::chrono::milliseconds(20));
+  ASSERT_TRUE(all_up) << "not every host came up\n" << Logs();
+}
+
+nlohmann::json Lab::AgentStatus(int host) {
+  auto r = ControlSocketCall(dir_.File(HostName(host) + "/agent.sock"), {{"command", "status"}},
+                             std::chrono::milliseconds(2000));
+  if (!r.ok()) return nullptr;
+  return *r;
+}
+
+std::map<std::string, std::vector<std::string>> Lab::RunningDomains() {
+  std::map<std::string, std::vector<std::string>> out;
+  for (int k = 1; k <= options_.hosts; ++k) {
+    auto s = AgentStatus(k);
+    if (s.is_null()) continue;
+    for (const auto& d : s["domains"]) {
+      if (d.value("state", "") == "running") out[d.value("name", "")].push_back(HostName(k));
+    }
+  }
+  return out;
+}
+
+std::vector<v1::InstanceInfo> Lab::Instances() {
+  auto r = client_->ListInstances();
+  if (!r.ok()) return {};
+  return {r->instances().begin(), r->instances().end()};
+}
+
+std::optional<v1::InstanceInfo> Lab::Instance(const std::string& name) {
+  for (auto& i : Instances()) {
+    if (i.name() == name) return i;
+  }
+  return std::nullopt;
+}
+
+std::string Lab::HostState(const std::string& host) {
+  auto r = client_->ListHosts();
+  if (!r.ok()) return "";
+  for (const auto& h : r->hosts()) {
+    if (h.name() == host) return h.state();
+  }
+  return "";
+}
+
+void Lab::Apply(const std::string& spec_yaml) {
+  v1::ApplyServiceRequest req;
+  req.set_spec_yaml(spec_yaml);
+  req.set_file_name("test.yaml");
+  auto r = client_->ApplyService(req);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+}
+
+bool Lab::WaitAllRunning(size_t count, std::chrono::milliseconds timeout) {
+  return WaitFor(
+      [&] {
+        auto all = Instances();
+        size_t running = 0;
+        for (const auto& i : all) running += i.state() == "running" ? 1 : 0;
+        if (running != count) return false;
+        auto domains = RunningDomains();
+        for (const auto& i : all) {
+          auto d = domains.find(i.name());
+          if (d == domains.end() || d->second.size() != 1 || d->second[0] != i.host()) return false;
+        }
+        return true;
+      },
+      timeout, std::chrono::milliseconds(20));
+}
+
+std::vector<v1::Event> Lab::Events() {
+  std::vector<v1::Event> out;
+  (void)client_->Events(0, false, [&](const v1::Event& e) {
+    out.push_back(e);
+    return true;
+  });
+  return out;
+}
+
+std::string Lab::Logs() {
+  std::string out = "--- controller.log\n" + Tail(dir_.File("controller.log"), 30);
+  for (int k = 1; k <= options_.hosts; ++k) {
+    out += "--- " + HostName(k) + "/agent.log\n" +
+           Tail(dir_.File(HostName(k) + "/agent.log"), 15);
+  }
+  return out;
+}
+
+std::string Lab::ServiceYaml(const std::string& name, int instances, int uds, int memory_mib) {
+  std::ostringstream y;
+  y << "name: " << name << "\ninstances: " << instances << "\nupdate_domains: " << uds
+    << "\nflavor: {vcpus: 1, memory_mib: " << memory_mib
+    << ", disk_gib: 0, bandwidth_mbps: 10}\nnetwork:\n  subnet: 10.20.0.0/24\n  dns_name: " << name
+    << ".lab.example\n  ip_policy: keep\nversions:\n  v1:\n    metadata: {release: \"1\"}\n"
+    << "version: v1\nhealth_check:\n  type: none\nplacement: spread\n";
+  return y.str();
+}
+
+}  // namespace regen::testing

@@ -1,0 +1,89 @@
+// A Regen cluster on one machine for end-to-end tests: a real regen-controller and N real
+// regen-agent processes on loopback (test driver, or qemu:///embed with TCG), each agent
+// optionally behind a TcpProxy so a test can partition it. Everything lives in one TempDir;
+// processes are stopped by their own PIDs and qemus of the dir are killed on destruction, even
+// when the test failed. One test thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/admin_client.h"
+#include "common/proto/regen.pb.h"
+#include "tests/fakes/tcp_proxy.h"
+#include "tests/fakes/test_util.h"
+
+namespace regen::testing {
+
+struct LabOptions {
+  int hosts = 3;
+  std::string driver = "test";  // test | qemu
+  std::string heartbeat_interval = "200ms";
+  std::string host_down_after = "1500ms";
+  std::string fencing_lease = "1s";
+  std::string poll_interval = "200ms";
+  std::set<int> proxied_hosts;  // 1-based host numbers that reach the controller via a TcpProxy
+  int vcpus = 8;
+  int memory_mib = 8192;
+};
+
+class Lab {
+ public:
+  explicit Lab(LabOptions options);
+  ~Lab();
+
+  void StartController();
+  void KillController();  // SIGKILL, no cleanup: a crash
+  void StartAgent(int host);
+  void KillAgent(int host);  // SIGKILL (test driver: its VMs die with it)
+  void StartAll();
+  std::string HostName(int host) const { return "host-" + std::to_string(host); }
+  std::string AgentConfigPath(int host) const;
+  std::string dir() const { return dir_.path(); }
+  TcpProxy& proxy(int host) { return *proxies_.at(host); }
+  AdminClient& client() { return *client_; }
+  const std::string& controller_address() const { return controller_address_; }
+
+  // The agent's status (control socket), or null when it does not answer.
+  nlohmann::json AgentStatus(int host);
+  // instance -> hosts where the agent lists it running (as seen now, host by host).
+  std::map<std::string, std::vector<std::string>> RunningDomains();
+
+  std::vector<v1::InstanceInfo> Instances();
+  std::optional<v1::InstanceInfo> Instance(const std::string& name);
+  std::string HostState(const std::string& host);
+  // Applies scripts/lab/web.yaml-like spec text; fails the test on error.
+  void Apply(const std::string& spec_yaml);
+  // Waits until `count` instances are running (controller view) and every agent agrees.
+  bool WaitAllRunning(size_t count, std::chrono::milliseconds timeout);
+  std::vector<v1::Event> Events();
+  // Log tails for failure messages.
+  std::string Logs();
+
+  // A service spec (no disk image) with `instances` in `uds` update domains.
+  static std::string ServiceYaml(const std::string& name, int instances, int uds,
+                                 int memory_mib = 64);
+
+ private:
+  LabOptions options_;
+  TempDir dir_;
+  int controller_port_ = 0;
+  std::string controller_address_;
+  std::unique_ptr<ChildProcess> controller_;
+  std::map<int, std::unique_ptr<ChildProcess>> agents_;
+  std::map<int, std::unique_ptr<TcpProxy>> proxies_;
+  std::unique_ptr<AdminClient> client_;
+};
+
+// The regen binaries (from CMake).
+std::string AgentBin();
+std::string ControllerBin();
+
+}  // namespace regen::testing

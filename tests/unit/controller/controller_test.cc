@@ -1,0 +1,904 @@
+// The controller's decisions over a real SQLite store and a fake clock, with agents replaced by
+// recording sinks: deploy and spread, healing of failed domains and down hosts, pending
+// placements, failover and drain (destroy first), refused specs, restart and scaling.
+#include "controller/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/test_util.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::FakeClock;
+using testing::TempDir;
+
+// Keeps every message the controller sends to one agent session.
+class RecordingSink : public AgentSink {
+ public:
+  void Send(const v1::ControllerMessage& message) override { messages.push_back(message); }
+
+  // The last desired set sent, or nullopt if none was sent.
+  std::optional<std::vector<v1::InstanceSpec>> LastDesired() const {
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+      if (it->has_action() && it->action().has_desired()) {
+        const auto& d = it->action().desired().instances();
+        return std::vector<v1::InstanceSpec>(d.begin(), d.end());
+      }
+    }
+    return std::nullopt;
+  }
+  // Names in the last desired set ({"<none sent>"} when none was sent, so it never matches).
+  std::set<std::string> LastDesiredNames() const {
+    auto d = LastDesired();
+    if (!d) return {"<none sent>"};
+    std::set<std::string> names;
+    for (const auto& s : *d) names.insert(s.name());
+    return names;
+  }
+  std::optional<v1::InstanceSpec> LastDesiredSpec(const std::string& name) const {
+    auto d = LastDesired();
+    if (!d) return std::nullopt;
+    for (const auto& s : *d)
+      if (s.name() == name) return s;
+    return std::nullopt;
+  }
+  int HeartbeatAcks() const {
+    int n = 0;
+    for (const auto& m : messages) n += m.has_heartbeat_ack() ? 1 : 0;
+    return n;
+  }
+
+  std::vector<v1::ControllerMessage> messages;
+};
+
+constexpr char kWeb6[] = R"(name: web
+instances: 6
+update_domains: 3
+flavor:
+  vcpus: 2
+  memory_mib: 2048
+network:
+  subnet: 10.10.0.0/24
+versions:
+  v1: {}
+version: v1
+)";
+
+std::string WebSpec(int instances, int update_domains = 3, int vcpus = 2, int memory = 2048) {
+  return "name: web\ninstances: " + std::to_string(instances) +
+         "\nupdate_domains: " + std::to_string(update_domains) +
+         "\nflavor:\n  vcpus: " + std::to_string(vcpus) + "\n  memory_mib: " +
+         std::to_string(memory) +
+         "\nnetwork:\n  subnet: 10.10.0.0/24\nversions:\n  v1: {}\nversion: v1\n";
+}
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.heartbeat_interval = milliseconds(500);
+    config_.fencing_lease = milliseconds(2000);
+    config_.host_down_after = milliseconds(3000);
+    OpenStoreAndController();
+  }
+
+  void OpenStoreAndController() {
+    auto store = OpenSqliteStore(dir_.File("controller.db"));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    controller_ = std::make_unique<Controller>(config_, *store_, clock_);
+    Status s = controller_->Load();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  // A controller restart: the old one is gone, a new one loads the same database file.
+  void Restart() {
+    controller_.reset();
+    store_.reset();
+    for (auto& [host, sink] : sinks_) {
+      retired_sinks_.push_back(std::move(sink));  // the old sessions died with the controller
+    }
+    sinks_.clear();
+    OpenStoreAndController();
+  }
+
+  RecordingSink& Sink(const std::string& host) {
+    auto& s = sinks_[host];
+    if (!s) s = std::make_unique<RecordingSink>();
+    return *s;
+  }
+
+  Status Hello(const std::string& host, int64_t vcpus = 8, int64_t memory_mib = 8192,
+               const std::vector<v1::DomainStatus>& domains = {}) {
+    v1::Hello hello;
+    hello.set_host(host);
+    hello.set_address("192.0.2." + std::to_string(host.size()));
+    hello.mutable_capacity()->set_vcpus(vcpus);
+    hello.mutable_capacity()->set_memory_mib(memory_mib);
+    hello.mutable_capacity()->set_disk_gib(100);
+    hello.mutable_capacity()->set_bandwidth_mbps(10000);
+    for (const auto& d : domains) *hello.add_domains() = d;
+    return controller_->OnHello(hello, &Sink(host));
+  }
+
+  void ThreeHosts() {
+    for (const char* h : {"host-a", "host-b", "host-c"}) {
+      Status s = Hello(h);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
+
+  Result<v1::ApplyServiceResponse> Apply(const std::string& yaml, const std::string& op = "") {
+    v1::ApplyServiceRequest req;
+    req.set_spec_yaml(yaml);
+    req.set_file_name("service.yaml");
+    req.set_operation_id(op);
+    return controller_->ApplyService(req);
+  }
+
+  void Heartbeat(const std::string& host) {
+    v1::Heartbeat hb;
+    hb.set_host(host);
+    hb.set_sequence(++heartbeat_sequence_);
+    controller_->OnHeartbeat(host, hb, &Sink(host));
+  }
+
+  const InstanceRecord& Inst(const std::string& name) {
+    static const InstanceRecord kMissing{.name = "<missing>"};
+    auto it = controller_->instances().find(name);
+    return it == controller_->instances().end() ? kMissing : it->second;
+  }
+
+  static v1::DomainStatus Domain(const std::string& name, int64_t generation,
+                                 v1::DomainState state = v1::DOMAIN_STATE_RUNNING) {
+    v1::DomainStatus d;
+    d.set_name(name);
+    d.set_state(state);
+    d.set_generation(generation);
+    d.set_service("web");
+    d.set_reason(state == v1::DOMAIN_STATE_CRASHED ? "crashed" : "booted");
+    return d;
+  }
+
+  void Report(const std::string& host, const std::vector<v1::DomainStatus>& domains) {
+    v1::DomainsReport report;
+    report.set_host(host);
+    for (const auto& d : domains) *report.add_domains() = d;
+    controller_->OnDomainsReport(host, report);
+  }
+
+  // The host's agent created what it was told last: every instance of its last desired set runs.
+  void ReportDesiredRunning(const std::string& host) {
+    std::vector<v1::DomainStatus> domains;
+    auto desired = Sink(host).LastDesired();
+    if (desired) {
+      for (const auto& s : *desired) domains.push_back(Domain(s.name(), s.generation()));
+    }
+    Report(host, domains);
+  }
+
+  void AllRunning() {
+    for (auto& [host, sink] : sinks_) ReportDesiredRunning(host);
+  }
+
+  std::vector<std::string> HostsWithSinks() {
+    std::vector<std::string> out;
+    for (auto& [host, sink] : sinks_) out.push_back(host);
+    return out;
+  }
+
+  // Instances the controller places on `host` (by their records).
+  std::set<std::string> InstancesOn(const std::string& host) {
+    std::set<std::string> out;
+    for (const auto& [name, inst] : controller_->instances())
+      if (inst.allocation.host == host) out.insert(name);
+    return out;
+  }
+
+  std::vector<EventRecord> Events(int64_t after = 0) {
+    auto events = controller_->EventsAfter(after, 100000);
+    EXPECT_TRUE(events.ok()) << events.status().ToString();
+    return events.ok() ? *events : std::vector<EventRecord>{};
+  }
+  int64_t LastEventSequence() {
+    auto e = Events();
+    return e.empty() ? 0 : e.back().sequence;
+  }
+  bool HasEvent(const std::string& kind, const std::string& instance, int64_t after = 0) {
+    for (const auto& e : Events(after))
+      if (e.kind == kind && e.instance == instance) return true;
+    return false;
+  }
+  size_t MessagesSent() {
+    size_t n = 0;
+    for (auto& [host, sink] : sinks_) n += sink->messages.size();
+    return n;
+  }
+
+  void ExpectDistinctAddresses() {
+    std::set<std::string> ips, macs;
+    for (const auto& [name, inst] : controller_->instances()) {
+      if (inst.allocation.mac.empty()) continue;
+      EXPECT_TRUE(ips.insert(inst.allocation.ip).second) << "IP held twice: " << name;
+      EXPECT_TRUE(macs.insert(inst.allocation.mac).second) << "MAC held twice: " << name;
+    }
+  }
+
+  // Deploys kWeb6 on three hosts and reports every instance running.
+  void DeployRunning() {
+    ThreeHosts();
+    auto resp = Apply(kWeb6);
+    ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+    AllRunning();
+    for (const auto& [name, inst] : controller_->instances()) {
+      ASSERT_EQ(inst.state, "running") << name;
+    }
+  }
+
+  TempDir dir_{"regen-controller-test"};
+  ControllerConfig config_;
+  FakeClock clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Controller> controller_;
+  std::map<std::string, std::unique_ptr<RecordingSink>> sinks_;
+  std::vector<std::unique_ptr<RecordingSink>> retired_sinks_;
+  uint64_t heartbeat_sequence_ = 0;
+};
+
+TEST_F(ControllerTest, DeploySpreadsInstancesAndSendsEachHostItsSet) {
+  ThreeHosts();
+  auto resp = Apply(kWeb6, "op-deploy");
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_TRUE(resp->created());
+  EXPECT_EQ(resp->pending_size(), 0);
+  ASSERT_EQ(controller_->instances().size(), 6u);
+
+  std::map<std::string, std::set<int64_t>> uds_on_host;
+  for (const auto& [name, inst] : controller_->instances()) {
+    EXPECT_FALSE(inst.allocation.host.empty()) << name;
+    EXPECT_EQ(inst.state, "creating") << name;
+    EXPECT_EQ(inst.generation, 1) << name;
+    EXPECT_EQ(inst.update_domain, inst.index % 3) << name;
+    EXPECT_EQ(inst.allocation.resources.vcpus, 2) << name;
+    EXPECT_EQ(inst.allocation.resources.memory_mib, 2048) << name;
+    EXPECT_EQ(inst.allocation.ip.rfind("10.10.0.", 0), 0u) << name << " " << inst.allocation.ip;
+    EXPECT_TRUE(uds_on_host[inst.allocation.host].insert(inst.update_domain).second)
+        << "two instances of update domain " << inst.update_domain << " on "
+        << inst.allocation.host;
+  }
+  ExpectDistinctAddresses();
+  for (const char* h : {"host-a", "host-b", "host-c"}) {
+    EXPECT_EQ(InstancesOn(h).size(), 2u) << h;
+    EXPECT_EQ(Sink(h).LastDesiredNames(), InstancesOn(h)) << h;
+    // The desired set carries the allocation.
+    for (const auto& spec : *Sink(h).LastDesired()) {
+      const InstanceRecord& inst = Inst(spec.name());
+      EXPECT_EQ(spec.allocation().host(), h);
+      EXPECT_EQ(spec.allocation().ip(), inst.allocation.ip);
+      EXPECT_EQ(spec.allocation().mac(), inst.allocation.mac);
+      EXPECT_EQ(spec.generation(), 1);
+      EXPECT_EQ(spec.version(), "v1");
+    }
+  }
+
+  // A report with the wrong generation, or a domain not yet running, does not make it running.
+  std::string host = Inst("web-0").allocation.host;
+  Report(host, {Domain("web-0", 7)});
+  EXPECT_EQ(Inst("web-0").state, "creating");
+  Report(host, {Domain("web-0", 1, v1::DOMAIN_STATE_STARTING)});
+  EXPECT_EQ(Inst("web-0").state, "creating");
+  // Another host reporting it does not count either.
+  std::string other = host == "host-a" ? "host-b" : "host-a";
+  Report(other, {Domain("web-0", 1)});
+  EXPECT_EQ(Inst("web-0").state, "creating");
+
+  Report(host, {Domain("web-0", 1)});
+  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_TRUE(HasEvent("running", "web-0"));
+  EXPECT_EQ(Inst("web-3").state, "creating");
+  AllRunning();
+  for (const auto& [name, inst] : controller_->instances()) EXPECT_EQ(inst.state, "running");
+  auto services = controller_->ListServices();
+  ASSERT_EQ(services.services_size(), 1);
+  EXPECT_EQ(services.services(0).running(), 6);
+
+  // The same operation id again does nothing twice.
+  auto before = controller_->instances();
+  int64_t seq = LastEventSequence();
+  auto again = Apply(kWeb6, "op-deploy");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_TRUE(Events(seq).empty());
+}
+
+TEST_F(ControllerTest, CrashedDomainEventHealsOnAnotherHost) {
+  DeployRunning();
+  const InstanceRecord old = Inst("web-1");
+  const std::string old_host = old.allocation.host;
+
+  v1::DomainEvent ev;
+  ev.set_host(old_host);
+  ev.set_instance("web-1");
+  ev.set_generation(1);
+  ev.set_state(v1::DOMAIN_STATE_CRASHED);
+  ev.set_reason("crashed");
+  ev.set_detected_by(v1::DETECTED_BY_EVENT);
+  ev.set_detected_unix_ms(clock_.WallMillis());
+  int64_t seq = LastEventSequence();
+  controller_->OnDomainEvent(old_host, ev);
+
+  const InstanceRecord& now = Inst("web-1");
+  EXPECT_NE(now.allocation.host, old_host);
+  EXPECT_FALSE(now.allocation.host.empty());
+  EXPECT_EQ(now.generation, 2);
+  EXPECT_EQ(now.state, "creating");
+  EXPECT_EQ(now.allocation.ip, old.allocation.ip);
+  EXPECT_EQ(now.allocation.mac, old.allocation.mac);
+  EXPECT_EQ(now.allocation.resources, old.allocation.resources);
+  EXPECT_EQ(Sink(old_host).LastDesiredNames().count("web-1"), 0u);
+  auto spec = Sink(now.allocation.host).LastDesiredSpec("web-1");
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(spec->generation(), 2);
+  EXPECT_EQ(spec->allocation().host(), now.allocation.host);
+  EXPECT_EQ(spec->allocation().ip(), old.allocation.ip);
+  EXPECT_EQ(spec->allocation().mac(), old.allocation.mac);
+  EXPECT_TRUE(HasEvent("failure", "web-1", seq));
+  EXPECT_TRUE(HasEvent("reallocation", "web-1", seq));
+  ExpectDistinctAddresses();
+  // The other instances did not move.
+  for (const auto& [name, inst] : controller_->instances()) {
+    if (name != "web-1") EXPECT_EQ(inst.generation, 1) << name;
+  }
+
+  // Stale failures change nothing: the old generation on the old host, the current generation
+  // on a host it does not run on, the old generation on its new host.
+  auto before = controller_->instances();
+  size_t sent = MessagesSent();
+  seq = LastEventSequence();
+  controller_->OnDomainEvent(old_host, ev);
+  ev.set_generation(2);
+  controller_->OnDomainEvent(old_host, ev);
+  ev.set_host(now.allocation.host);
+  ev.set_generation(1);
+  controller_->OnDomainEvent(now.allocation.host, ev);
+  ev.set_instance("web-99");
+  controller_->OnDomainEvent(now.allocation.host, ev);
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_EQ(MessagesSent(), sent);
+  EXPECT_TRUE(Events(seq).empty());
+
+  // The healed instance comes up at generation 2.
+  ReportDesiredRunning(Inst("web-1").allocation.host);
+  EXPECT_EQ(Inst("web-1").state, "running");
+}
+
+TEST_F(ControllerTest, CrashedDomainInReportHeals) {
+  DeployRunning();
+  const InstanceRecord old = Inst("web-2");
+  const std::string host = old.allocation.host;
+  std::vector<v1::DomainStatus> domains;
+  for (const auto& name : InstancesOn(host)) {
+    domains.push_back(Domain(name, 1, name == "web-2" ? v1::DOMAIN_STATE_CRASHED
+                                                      : v1::DOMAIN_STATE_RUNNING));
+  }
+  int64_t seq = LastEventSequence();
+  Report(host, domains);
+  EXPECT_NE(Inst("web-2").allocation.host, host);
+  EXPECT_EQ(Inst("web-2").generation, 2);
+  EXPECT_EQ(Inst("web-2").allocation.ip, old.allocation.ip);
+  EXPECT_EQ(Inst("web-2").allocation.mac, old.allocation.mac);
+  EXPECT_TRUE(HasEvent("failure", "web-2", seq));
+  EXPECT_TRUE(HasEvent("reallocation", "web-2", seq));
+  EXPECT_EQ(Sink(host).LastDesiredNames().count("web-2"), 0u);
+  EXPECT_EQ(Sink(Inst("web-2").allocation.host).LastDesiredNames().count("web-2"), 1u);
+
+  // The same report again (the crashed generation-1 domain is still listed) heals nothing more.
+  auto before = controller_->instances();
+  Report(host, domains);
+  EXPECT_EQ(controller_->instances(), before);
+}
+
+TEST_F(ControllerTest, SilentHostTurnsSuspectThenDownAndItsInstancesAreHealed) {
+  DeployRunning();
+  const std::set<std::string> lost = InstancesOn("host-a");
+  ASSERT_EQ(lost.size(), 2u);
+  std::map<std::string, InstanceRecord> before_down(controller_->instances());
+
+  // host-a's heartbeats come on a sink that is not its session: they do not count.
+  RecordingSink impostor;
+  auto step = [&](milliseconds d) {
+    clock_.Advance(d);
+    Heartbeat("host-b");
+    Heartbeat("host-c");
+    v1::Heartbeat hb;
+    hb.set_host("host-a");
+    controller_->OnHeartbeat("host-a", hb, &impostor);
+    controller_->Tick();
+  };
+  for (int i = 0; i < 7; ++i) step(milliseconds(100));  // 700 ms < 1.5 x 500 ms
+  EXPECT_EQ(controller_->HostState("host-a"), "up");
+  step(milliseconds(100));  // 800 ms
+  EXPECT_EQ(controller_->HostState("host-a"), "suspect");
+  EXPECT_EQ(controller_->HostState("host-b"), "up");
+  EXPECT_EQ(controller_->HostState("host-c"), "up");
+  EXPECT_TRUE(impostor.messages.empty());
+  EXPECT_GT(Sink("host-b").HeartbeatAcks(), 0);
+  // The ack tells the agent its lease.
+  EXPECT_EQ(Sink("host-b").messages.back().heartbeat_ack().fencing_lease_ms(), 2000);
+  // Suspect is not down: nothing moved yet.
+  for (const auto& name : lost) EXPECT_EQ(Inst(name).allocation.host, "host-a") << name;
+
+  for (int elapsed_ms = 800; elapsed_ms < 3000; elapsed_ms += 100) {
+    step(milliseconds(100));  // up to 3000 ms: not yet down (needs more than host_down_after)
+  }
+  EXPECT_EQ(controller_->HostState("host-a"), "suspect");
+  step(milliseconds(100));
+  EXPECT_EQ(controller_->HostState("host-a"), "down");
+  for (const auto& name : lost) {
+    const InstanceRecord& inst = Inst(name);
+    EXPECT_NE(inst.allocation.host, "host-a") << name;
+    EXPECT_FALSE(inst.allocation.host.empty()) << name;
+    EXPECT_EQ(inst.generation, 2) << name;
+    EXPECT_EQ(inst.state, "creating") << name;
+    EXPECT_EQ(inst.allocation.ip, before_down[name].allocation.ip) << name;
+    EXPECT_EQ(inst.allocation.mac, before_down[name].allocation.mac) << name;
+    EXPECT_EQ(Sink(inst.allocation.host).LastDesiredNames().count(name), 1u) << name;
+    EXPECT_TRUE(HasEvent("failure", name)) << name;
+    EXPECT_TRUE(HasEvent("reallocation", name)) << name;
+  }
+  EXPECT_TRUE(InstancesOn("host-a").empty());
+  EXPECT_TRUE(controller_->DesiredFor("host-a").empty());
+  ExpectDistinctAddresses();
+  EXPECT_EQ(InstancesOn("host-b").size(), 3u);
+  EXPECT_EQ(InstancesOn("host-c").size(), 3u);
+
+  // Later placements never land on the down host (scale up by one).
+  ASSERT_TRUE(Apply(WebSpec(7)).ok());
+  EXPECT_NE(Inst("web-6").allocation.host, "host-a");
+  EXPECT_FALSE(Inst("web-6").allocation.host.empty());
+
+  // Its agent comes back (after fencing itself) and says Hello: the host is up, its set empty.
+  ASSERT_TRUE(Hello("host-a").ok());
+  EXPECT_EQ(controller_->HostState("host-a"), "up");
+  EXPECT_EQ(Sink("host-a").LastDesiredNames(), std::set<std::string>{});
+}
+
+TEST_F(ControllerTest, HeartbeatsKeepAHostUp) {
+  ThreeHosts();
+  for (int i = 0; i < 100; ++i) {
+    clock_.Advance(milliseconds(400));
+    for (const char* h : {"host-a", "host-b", "host-c"}) Heartbeat(h);
+    controller_->Tick();
+  }
+  for (const char* h : {"host-a", "host-b", "host-c"}) {
+    EXPECT_EQ(controller_->HostState(h), "up") << h;
+    EXPECT_EQ(Sink(h).HeartbeatAcks(), 100) << h;
+  }
+  // A suspect host whose heartbeats resume is up again.
+  clock_.Advance(milliseconds(1000));
+  controller_->Tick();
+  EXPECT_EQ(controller_->HostState("host-a"), "suspect");
+  Heartbeat("host-a");
+  EXPECT_EQ(controller_->HostState("host-a"), "up");
+}
+
+TEST_F(ControllerTest, NothingFitsStaysPendingUntilAHostCanTakeIt) {
+  ASSERT_TRUE(Hello("host-a", 1, 8192).ok());
+  ASSERT_TRUE(Hello("host-b", 1, 8192).ok());
+  auto resp = Apply(WebSpec(2, 1));
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->pending_size(), 2);
+  for (const char* name : {"web-0", "web-1"}) {
+    const InstanceRecord& inst = Inst(name);
+    EXPECT_EQ(inst.state, "pending") << name;
+    EXPECT_TRUE(inst.allocation.host.empty()) << name;
+    EXPECT_NE(inst.reason.find("vCPU"), std::string::npos) << inst.reason;
+    EXPECT_TRUE(HasEvent("pending", name));
+  }
+  EXPECT_NE(resp->pending(0).find("vCPU"), std::string::npos) << resp->pending(0);
+  EXPECT_EQ(Sink("host-a").LastDesiredNames(), std::set<std::string>{});
+  // Ticks do not place them and do not repeat the pending event.
+  int64_t seq = LastEventSequence();
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(milliseconds(100));
+    Heartbeat("host-a");
+    Heartbeat("host-b");
+    controller_->Tick();
+  }
+  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_TRUE(Events(seq).empty());
+
+  // Memory is the missing resource on this one.
+  ASSERT_TRUE(Hello("host-m", 8, 1024).ok());
+  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_NE(Inst("web-0").reason.find("memory"), std::string::npos) << Inst("web-0").reason;
+
+  ASSERT_TRUE(Hello("host-big", 8, 8192).ok());
+  for (const char* name : {"web-0", "web-1"}) {
+    EXPECT_EQ(Inst(name).state, "creating") << name;
+    EXPECT_EQ(Inst(name).allocation.host, "host-big") << name;
+  }
+  EXPECT_EQ(Sink("host-big").LastDesiredNames(), (std::set<std::string>{"web-0", "web-1"}));
+  ExpectDistinctAddresses();
+}
+
+TEST_F(ControllerTest, SecondAgentForAHostAndBadHostNamesAreRefused) {
+  ASSERT_TRUE(Hello("host-a").ok());
+  RecordingSink second;
+  v1::Hello hello;
+  hello.set_host("host-a");
+  hello.mutable_capacity()->set_vcpus(64);
+  hello.mutable_capacity()->set_memory_mib(65536);
+  Status s = controller_->OnHello(hello, &second);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("host-a"), std::string::npos) << s.message();
+  EXPECT_TRUE(second.messages.empty());
+  // The refused Hello changed nothing: capacity is the first agent's.
+  auto hosts = controller_->ListHosts();
+  ASSERT_EQ(hosts.hosts_size(), 1);
+  EXPECT_EQ(hosts.hosts(0).capacity().vcpus(), 8);
+
+  // The same session saying Hello again is fine; after a disconnect another session may speak.
+  EXPECT_TRUE(Hello("host-a").ok());
+  controller_->OnDisconnect("host-a", &second);  // not its session: ignored
+  EXPECT_EQ(controller_->OnHello(hello, &second).code(), Code::kFailedPrecondition);
+  controller_->OnDisconnect("host-a", &Sink("host-a"));
+  EXPECT_TRUE(controller_->OnHello(hello, &second).ok());
+
+  for (const char* bad : {"", "Host_A", "host a", "-host", "../etc"}) {
+    v1::Hello h;
+    h.set_host(bad);
+    h.mutable_capacity()->set_vcpus(8);
+    h.mutable_capacity()->set_memory_mib(8192);
+    RecordingSink sink;
+    Status r = controller_->OnHello(h, &sink);
+    EXPECT_EQ(r.code(), Code::kInvalidArgument) << "\"" << bad << "\": " << r.ToString();
+    EXPECT_TRUE(sink.messages.empty());
+  }
+  EXPECT_EQ(controller_->ListHosts().hosts_size(), 1);
+}
+
+TEST_F(ControllerTest, FailoverDestroysFirstThenCreates) {
+  DeployRunning();
+  const InstanceRecord old = Inst("web-0");
+  const std::string from = old.allocation.host;
+  std::string to;
+  for (const char* h : {"host-a", "host-b", "host-c"})
+    if (h != from && to.empty()) to = h;
+
+  v1::FailoverRequest req;
+  req.set_instance("web-0");
+  req.set_to_host(to);
+  req.set_operation_id("op-failover-1");
+  auto resp = controller_->Failover(req);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->instance().host(), to);
+  EXPECT_EQ(resp->instance().state(), "moving");
+
+  const InstanceRecord& inst = Inst("web-0");
+  EXPECT_EQ(inst.state, "moving");
+  EXPECT_EQ(inst.allocation.host, to);
+  EXPECT_EQ(inst.moving_from, from);
+  EXPECT_EQ(inst.allocation.ip, old.allocation.ip);
+  EXPECT_EQ(inst.allocation.mac, old.allocation.mac);
+  // The old host is told to destroy it; the new host is not yet told to create it.
+  EXPECT_EQ(Sink(from).LastDesiredNames().count("web-0"), 0u);
+  EXPECT_EQ(Sink(to).LastDesiredNames().count("web-0"), 0u);
+  for (const auto& s : controller_->DesiredFor(to)) EXPECT_NE(s.name(), "web-0");
+
+  // The new host's reports and an old-host report still listing it change nothing.
+  ReportDesiredRunning(to);
+  std::vector<v1::DomainStatus> from_domains;
+  for (const auto& name : InstancesOn(from)) from_domains.push_back(Domain(name, 1));
+  from_domains.push_back(Domain("web-0", 1));
+  Report(from, from_domains);
+  EXPECT_EQ(Inst("web-0").state, "moving");
+  EXPECT_EQ(Sink(to).LastDesiredNames().count("web-0"), 0u);
+  // Ticks do not finish the move either while the old host is alive.
+  clock_.Advance(milliseconds(100));
+  controller_->Tick();
+  EXPECT_EQ(Inst("web-0").state, "moving");
+
+  // The old host reports it gone: now the new host creates it.
+  from_domains.pop_back();
+  Report(from, from_domains);
+  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_TRUE(Inst("web-0").moving_from.empty());
+  auto spec = Sink(to).LastDesiredSpec("web-0");
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(spec->generation(), 2);
+  EXPECT_EQ(spec->allocation().mac(), old.allocation.mac);
+  EXPECT_TRUE(HasEvent("moved", "web-0"));
+  EXPECT_TRUE(HasEvent("reallocation", "web-0"));
+  ReportDesiredRunning(to);
+  EXPECT_EQ(Inst("web-0").state, "running");
+
+  // The same operation id again does nothing.
+  auto before = controller_->instances();
+  int64_t seq = LastEventSequence();
+  size_t sent = MessagesSent();
+  req.set_to_host(from);
+  auto replay = controller_->Failover(req);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  EXPECT_EQ(replay->instance().host(), to);
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_TRUE(Events(seq).empty());
+  EXPECT_EQ(MessagesSent(), sent);
+}
+
+TEST_F(ControllerTest, FailoverRefusals) {
+  DeployRunning();
+  auto before = controller_->instances();
+  int64_t seq = LastEventSequence();
+  v1::FailoverRequest req;
+  req.set_instance("web-0");
+  req.set_to_host(Inst("web-0").allocation.host);
+  auto same = controller_->Failover(req);
+  ASSERT_FALSE(same.ok());
+  EXPECT_EQ(same.status().code(), Code::kInvalidArgument) << same.status().ToString();
+  EXPECT_NE(same.status().message().find(req.to_host()), std::string::npos);
+
+  req.set_instance("web-42");
+  req.set_to_host("");
+  auto unknown = controller_->Failover(req);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), Code::kNotFound) << unknown.status().ToString();
+  EXPECT_NE(unknown.status().message().find("web-42"), std::string::npos);
+
+  req.set_instance("Web 0!");
+  auto invalid = controller_->Failover(req);
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_EQ(invalid.status().code(), Code::kInvalidArgument) << invalid.status().ToString();
+
+  req.set_instance("web-0");
+  req.set_to_host("no-such-host");
+  auto nowhere = controller_->Failover(req);
+  EXPECT_FALSE(nowhere.ok());
+
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_TRUE(Events(seq).empty());
+
+  // Without a target the allocator chooses another host.
+  req.set_to_host("");
+  std::string from = Inst("web-0").allocation.host;
+  auto any = controller_->Failover(req);
+  ASSERT_TRUE(any.ok()) << any.status().ToString();
+  EXPECT_NE(Inst("web-0").allocation.host, from);
+  EXPECT_EQ(Inst("web-0").state, "moving");
+  // A moving instance cannot fail over again.
+  auto twice = controller_->Failover(req);
+  EXPECT_EQ(twice.status().code(), Code::kFailedPrecondition);
+}
+
+TEST_F(ControllerTest, DrainEmptiesTheHostAndNothingNewLandsThere) {
+  DeployRunning();
+  const std::set<std::string> on_a = InstancesOn("host-a");
+  ASSERT_EQ(on_a.size(), 2u);
+  v1::DrainRequest req;
+  req.set_host("host-a");
+  auto resp = controller_->Drain(req);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->moved_size(), 2);
+  EXPECT_EQ(controller_->HostState("host-a"), "draining");
+  EXPECT_TRUE(InstancesOn("host-a").empty());
+  EXPECT_EQ(Sink("host-a").LastDesiredNames(), std::set<std::string>{});
+  for (const auto& name : on_a) {
+    EXPECT_EQ(Inst(name).state, "moving") << name;
+    EXPECT_EQ(Inst(name).moving_from, "host-a") << name;
+    EXPECT_EQ(Sink(Inst(name).allocation.host).LastDesiredNames().count(name), 0u) << name;
+  }
+  // host-a's agent destroyed them: they are created on their new hosts.
+  Report("host-a", {});
+  for (const auto& name : on_a) {
+    EXPECT_EQ(Inst(name).state, "creating") << name;
+    EXPECT_EQ(Sink(Inst(name).allocation.host).LastDesiredNames().count(name), 1u) << name;
+  }
+  AllRunning();
+  // Scale up: new instances avoid the draining host; heartbeats keep it draining.
+  ASSERT_TRUE(Apply(WebSpec(8)).ok());
+  for (const char* name : {"web-6", "web-7"}) {
+    EXPECT_FALSE(Inst(name).allocation.host.empty()) << name;
+    EXPECT_NE(Inst(name).allocation.host, "host-a") << name;
+  }
+  Heartbeat("host-a");
+  controller_->Tick();
+  EXPECT_EQ(controller_->HostState("host-a"), "draining");
+  EXPECT_TRUE(InstancesOn("host-a").empty());
+  ExpectDistinctAddresses();
+
+  req.set_host("no-such-host");
+  EXPECT_EQ(controller_->Drain(req).status().code(), Code::kNotFound);
+}
+
+TEST_F(ControllerTest, BadServiceSpecsAreRefusedAndChangeNothing) {
+  DeployRunning();
+  auto before = controller_->instances();
+  int64_t seq = LastEventSequence();
+  size_t sent = MessagesSent();
+
+  struct Case {
+    std::string yaml;
+    std::string expected_in_message;
+  };
+  std::string unknown_key = std::string(kWeb6) + "colour: red\n";
+  std::string bad_count = WebSpec(6);
+  bad_count.replace(bad_count.find("instances: 6"), 12, "instances: -3");
+  std::vector<Case> cases = {
+      {"name: web\ninstances: [6\n", "service.yaml"},
+      {unknown_key, "colour"},
+      {bad_count, "instances"},
+      {WebSpec(6, 3, 4, 2048), "flavor"},
+      {WebSpec(6, 2), "update_domains"},
+  };
+  for (const auto& c : cases) {
+    auto r = Apply(c.yaml);
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    EXPECT_NE(r.status().message().find(c.expected_in_message), std::string::npos)
+        << r.status().ToString();
+  }
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_TRUE(Events(seq).empty());
+  EXPECT_EQ(MessagesSent(), sent);
+  auto svc = controller_->GetService("web");
+  ASSERT_TRUE(svc.ok());
+  EXPECT_EQ(svc->spec_yaml(), kWeb6);
+}
+
+TEST_F(ControllerTest, RestartResumesFromTheStore) {
+  // Two hosts with room for exactly two instances each: a failure cannot be healed yet.
+  ASSERT_TRUE(Hello("host-a", 4, 8192).ok());
+  ASSERT_TRUE(Hello("host-b", 4, 8192).ok());
+  ASSERT_TRUE(Apply(WebSpec(4, 2)).ok());
+  AllRunning();
+  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, "running");
+  const InstanceRecord crashed = Inst("web-0");
+  v1::DomainEvent ev;
+  ev.set_instance("web-0");
+  ev.set_generation(1);
+  ev.set_state(v1::DOMAIN_STATE_CRASHED);
+  controller_->OnDomainEvent(crashed.allocation.host, ev);
+  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_FALSE(Inst("web-0").reason.empty());
+  EXPECT_TRUE(HasEvent("failure", "web-0"));
+  auto before = controller_->instances();
+  auto hosts_before = controller_->ListHosts();
+  int64_t seq = LastEventSequence();
+
+  Restart();
+  EXPECT_EQ(controller_->instances(), before);
+  auto hosts_after = controller_->ListHosts();
+  ASSERT_EQ(hosts_after.hosts_size(), 2);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(hosts_after.hosts(i).name(), hosts_before.hosts(i).name());
+    EXPECT_EQ(hosts_after.hosts(i).capacity().vcpus(), hosts_before.hosts(i).capacity().vcpus());
+  }
+  EXPECT_EQ(LastEventSequence(), seq);
+
+  // The hosts come back with what runs there; web-0 still fits nowhere but on a new host.
+  for (const char* h : {"host-a", "host-b"}) {
+    std::vector<v1::DomainStatus> domains;
+    for (const auto& name : InstancesOn(h))
+      if (name != "web-0") domains.push_back(Domain(name, 1));
+    ASSERT_TRUE(Hello(h, 4, 8192, domains).ok());
+  }
+  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_EQ(Inst("web-1").state, "running");
+  ASSERT_TRUE(Hello("host-c", 4, 8192).ok());
+  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").allocation.host, "host-c");
+  EXPECT_EQ(Inst("web-0").generation, 2);
+  EXPECT_EQ(Inst("web-0").allocation.ip, crashed.allocation.ip);
+  EXPECT_EQ(Inst("web-0").allocation.mac, crashed.allocation.mac);
+  EXPECT_EQ(Sink("host-c").LastDesiredNames(), std::set<std::string>{"web-0"});
+  for (const char* h : {"host-a", "host-b"})
+    EXPECT_EQ(Sink(h).LastDesiredNames(), InstancesOn(h)) << h;
+
+  // New instances after the restart get fresh addresses.
+  ASSERT_TRUE(Hello("host-d", 16, 16384).ok());
+  ASSERT_TRUE(Apply(WebSpec(6, 2)).ok());
+  EXPECT_EQ(Inst("web-5").state, "creating");
+  ExpectDistinctAddresses();
+  EXPECT_EQ(controller_->instances().size(), 6u);
+}
+
+TEST_F(ControllerTest, RestartPlacesInstancesLeftPending) {
+  // Deployed while no host could take it, then the controller restarts.
+  ASSERT_TRUE(Hello("host-a", 1, 1024).ok());
+  ASSERT_TRUE(Apply(WebSpec(3, 3)).ok());
+  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, "pending");
+  auto before = controller_->instances();
+  Restart();
+  EXPECT_EQ(controller_->instances(), before);
+  // host_down_after from the restart, host-a never comes back: down, nothing placed there.
+  clock_.Advance(milliseconds(3100));
+  controller_->Tick();
+  EXPECT_EQ(controller_->HostState("host-a"), "down");
+  ASSERT_TRUE(Hello("host-b").ok());
+  ASSERT_TRUE(Hello("host-c").ok());
+  for (const auto& [name, inst] : controller_->instances()) {
+    EXPECT_EQ(inst.state, "creating") << name;
+    EXPECT_TRUE(inst.allocation.host == "host-b" || inst.allocation.host == "host-c") << name;
+  }
+  ExpectDistinctAddresses();
+}
+
+// A planned move in flight when the controller restarts must still complete destroy-first.
+TEST_F(ControllerTest, RestartDuringAMoveKeepsTheMove) {
+  DeployRunning();
+  const std::string from = Inst("web-0").allocation.host;
+  v1::FailoverRequest req;
+  req.set_instance("web-0");
+  ASSERT_TRUE(controller_->Failover(req).ok());
+  const std::string to = Inst("web-0").allocation.host;
+  ASSERT_EQ(Inst("web-0").moving_from, from);
+  auto before = controller_->instances();
+
+  Restart();
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_EQ(Inst("web-0").moving_from, from);
+  ThreeHosts();
+  // After the Hellos: web-0 is still in no host's set; the old host reporting it gone
+  // finishes the move.
+  EXPECT_EQ(Sink(to).LastDesiredNames().count("web-0"), 0u);
+  EXPECT_EQ(Sink(from).LastDesiredNames().count("web-0"), 0u);
+  std::vector<v1::DomainStatus> domains;
+  for (const auto& name : InstancesOn(from)) domains.push_back(Domain(name, 1));
+  Report(from, domains);
+  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Sink(to).LastDesiredNames().count("web-0"), 1u);
+}
+
+TEST_F(ControllerTest, ScaleUpAndDownByReapplying) {
+  DeployRunning();
+  int64_t seq = LastEventSequence();
+  auto down = Apply(WebSpec(4));
+  ASSERT_TRUE(down.ok()) << down.status().ToString();
+  EXPECT_FALSE(down->created());
+  EXPECT_EQ(controller_->instances().size(), 4u);
+  EXPECT_EQ(controller_->instances().count("web-4"), 0u);
+  EXPECT_EQ(controller_->instances().count("web-5"), 0u);
+  for (auto& [host, sink] : sinks_) {
+    EXPECT_EQ(sink->LastDesiredNames().count("web-4"), 0u) << host;
+    EXPECT_EQ(sink->LastDesiredNames().count("web-5"), 0u) << host;
+    EXPECT_EQ(sink->LastDesiredNames(), InstancesOn(host)) << host;
+  }
+  bool updated = false;
+  for (const auto& e : Events(seq)) updated |= e.kind == "service";
+  EXPECT_TRUE(updated);
+  auto svc = controller_->ListServices();
+  ASSERT_EQ(svc.services_size(), 1);
+  EXPECT_EQ(svc.services(0).instances(), 4);
+
+  auto up = Apply(WebSpec(9));
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  EXPECT_EQ(up->pending_size(), 0);
+  EXPECT_EQ(controller_->instances().size(), 9u);
+  for (int i = 4; i < 9; ++i) {
+    const InstanceRecord& inst = Inst("web-" + std::to_string(i));
+    EXPECT_EQ(inst.state, "creating") << inst.name;
+    EXPECT_EQ(inst.update_domain, i % 3) << inst.name;
+    EXPECT_FALSE(inst.allocation.host.empty()) << inst.name;
+    EXPECT_EQ(Sink(inst.allocation.host).LastDesiredNames().count(inst.name), 1u) << inst.name;
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Inst("web-" + std::to_string(i)).state, "running");
+  for (const char* h : {"host-a", "host-b", "host-c"}) EXPECT_EQ(InstancesOn(h).size(), 3u) << h;
+  ExpectDistinctAddresses();
+
+  // Persisted: a restart sees 9 instances and the new spec.
+  auto before = controller_->instances();
+  Restart();
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_EQ(controller_->ListServices().services(0).instances(), 9);
+}
+
+}  // namespace
+}  // namespace regen
