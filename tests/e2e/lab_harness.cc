@@ -42,6 +42,17 @@ std::string Tail(const std::string& path, size_t lines) {
   return out;
 }
 
+bool PortOpen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
 }  // namespace
 
 std::string AgentBin() { return REGEN_AGENT_BIN; }
@@ -90,9 +101,6 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
             std::to_string(options_.memory_mib) +
             ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n");
   }
-  AdminClientOptions o;
-  o.deadline = std::chrono::seconds(10);
-  client_ = std::make_unique<AdminClient>(controller_address_, o);
 }
 
 Lab::~Lab() {
@@ -111,13 +119,14 @@ void Lab::StartController() {
   controller_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{ControllerBin(), "run", "--config", dir_.File("controller.yaml")},
       dir_.File("controller.log"));
-  bool up = WaitFor(
-      [&] {
-        auto r = client_->ListHosts();
-        return r.ok();
-      },
-      std::chrono::milliseconds(10000), std::chrono::milliseconds(20));
-  ASSERT_TRUE(up) << "controller did not start\n" << Logs();
+  // Wait for the port itself: a gRPC channel that failed once backs off for seconds.
+  bool listening = WaitFor([&] { return PortOpen(controller_port_); },
+                           std::chrono::milliseconds(10000), std::chrono::milliseconds(10));
+  ASSERT_TRUE(listening) << "controller did not start\n" << Logs();
+  AdminClientOptions o;
+  o.deadline = std::chrono::seconds(10);
+  client_ = std::make_unique<AdminClient>(controller_address_, o);
+  ASSERT_TRUE(client_->ListHosts().ok()) << Logs();
 }
 
 void Lab::KillController() {

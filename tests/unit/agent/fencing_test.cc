@@ -1,0 +1,223 @@
+// The agent's fencing lease in controller mode, on a fake clock and the fake hypervisor: when the
+// controller's word stops for a lease, every managed domain is destroyed and nothing is created
+// until the lease is renewed. No ControllerLink runs: the test plays the link's part.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "agent/agent.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_hypervisor.h"
+#include "tests/fakes/test_util.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::FakeClock;
+using testing::FakeHypervisor;
+using testing::TempDir;
+using testing::WaitFor;
+
+constexpr milliseconds kLease(2000);
+constexpr milliseconds kWait(5000);
+
+InstanceSpec Spec(const std::string& name, int64_t generation = 1) {
+  InstanceSpec s;
+  s.name = name;
+  s.service = "web";
+  s.update_domain = name.back() - '0';
+  s.version = "v1";
+  s.generation = generation;
+  s.allocation.host = "host-a";
+  s.allocation.resources = {1, 64, 0, 0};
+  s.allocation.mac = "52:54:00:00:00:1" + std::string(1, name.back());
+  return s;
+}
+
+class FencingTest : public ::testing::Test {
+ protected:
+  AgentConfig Config() {
+    AgentConfig c;
+    c.host_name = "host-a";
+    c.controller_address = "127.0.0.1:1";  // never dialled: no ControllerLink runs here
+    c.libvirt_uri = "fake:///";
+    // Polls follow the fake clock; the tests drive reconciles with RequestReconcile.
+    c.poll_interval = milliseconds(50);
+    c.fencing_lease = kLease;
+    c.domain_type = "test";
+    c.state_dir = dir_.path();
+    c.control_socket = dir_.File("agent.sock");
+    return c;
+  }
+
+  bool Running(const std::string& name) {
+    auto domains = hv_.ListDomains();
+    if (!domains.ok()) return false;
+    for (const auto& d : *domains)
+      if (d.name == name && d.state == DomainState::kRunning) return true;
+    return false;
+  }
+  bool Exists(const std::string& name) {
+    auto domains = hv_.ListDomains();
+    if (!domains.ok()) return false;
+    for (const auto& d : *domains)
+      if (d.name == name) return true;
+    return false;
+  }
+
+  // Returns once everything posted to the agent before the call has been handled and a whole
+  // reconcile has run after it.
+  void Settle(Agent& agent) {
+    int64_t seen = agent.reconciles();
+    agent.RequestReconcile("test");
+    ASSERT_TRUE(WaitFor([&] { return agent.reconciles() > seen; }, kWait));
+  }
+
+  // Starts `agent` with web-0 and web-1 desired and a lease renewed to now + kLease; returns once
+  // both run.
+  void StartRunning(Agent& agent) {
+    agent.Start();
+    agent.SetControllerDesired({Spec("web-0"), Spec("web-1")});
+    agent.RenewLease(clock_.Now() + kLease);
+    ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, kWait));
+    ASSERT_FALSE(agent.fenced());
+  }
+
+  TempDir dir_{"regen-fencing-test"};
+  FakeHypervisor hv_;
+  FakeClock clock_;
+  RealCommandRunner runner_;
+};
+
+TEST_F(FencingTest, LeaseRunningOutDestroysManagedDomainsAndBlocksCreation) {
+  hv_.AddForeignDomain("somebodys-vm");
+  Agent agent(Config(), hv_, clock_, runner_);
+  StartRunning(agent);
+  EXPECT_EQ(hv_.defines(), 2);
+
+  // Just inside the lease: nothing happens.
+  clock_.Advance(kLease - milliseconds(1));
+  Settle(agent);
+  EXPECT_FALSE(agent.fenced());
+  EXPECT_TRUE(Running("web-0"));
+  EXPECT_TRUE(Running("web-1"));
+
+  clock_.Advance(milliseconds(2));
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0") && !Exists("web-1"); }, kWait));
+  EXPECT_TRUE(Running("somebodys-vm")) << "a domain Regen did not create is never fenced";
+  auto status = agent.StatusJson();
+  EXPECT_EQ(status["mode"], "controller");
+  EXPECT_TRUE(status["fenced"].get<bool>());
+  EXPECT_LE(status["lease_remaining_ms"].get<int64_t>(), 0);
+  bool recorded = false;
+  for (const auto& c : agent.Changes()) recorded |= c.what == "fenced";
+  EXPECT_TRUE(recorded);
+
+  // A desired set arriving while fenced creates nothing, however long we wait.
+  int defines = hv_.defines();
+  agent.SetControllerDesired({Spec("web-0", 2), Spec("web-2")});
+  Settle(agent);
+  clock_.Advance(milliseconds(500));  // past the next poll too
+  Settle(agent);
+  EXPECT_TRUE(agent.fenced());
+  EXPECT_EQ(hv_.defines(), defines);
+  EXPECT_FALSE(Exists("web-0"));
+  EXPECT_FALSE(Exists("web-2"));
+  EXPECT_EQ(agent.StatusJson()["desired_count"], 0);
+
+  // A renewal that is already over does not lift fencing.
+  agent.RenewLease(clock_.Now() - milliseconds(1));
+  Settle(agent);
+  EXPECT_TRUE(agent.fenced());
+  EXPECT_EQ(hv_.defines(), defines);
+}
+
+TEST_F(FencingTest, InitialLeaseFencesWhenTheControllerNeverAnswers) {
+  // Domains left from before the agent started; no desired set ever arrives.
+  ASSERT_TRUE(hv_.DefineAndStart("web-0", "<domain><metadata><regen:instance "
+                                          "xmlns:regen=\"https://regen.dev/xmlns/instance/1\">"
+                                          "<service>web</service><instance>web-0</instance>"
+                                          "<update-domain>0</update-domain><version>v1</version>"
+                                          "<generation>1</generation></regen:instance>"
+                                          "</metadata></domain>")
+                  .ok());
+  Agent agent(Config(), hv_, clock_, runner_);
+  agent.Start();
+  // The desired set is unknown: nothing is destroyed while the first lease runs.
+  Settle(agent);
+  clock_.Advance(kLease / 2);
+  Settle(agent);
+  EXPECT_FALSE(agent.fenced());
+  EXPECT_TRUE(Running("web-0"));
+
+  clock_.Advance(kLease / 2 + milliseconds(1));
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0"); }, kWait));
+  EXPECT_EQ(hv_.destroys(), 1);
+}
+
+TEST_F(FencingTest, RenewalLiftsFencingAndTheDesiredSetIsCreatedAgain) {
+  Agent agent(Config(), hv_, clock_, runner_);
+  StartRunning(agent);
+  clock_.Advance(kLease + milliseconds(1));
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); },
+                      kWait));
+  int destroys = hv_.destroys();
+  EXPECT_EQ(destroys, 2);
+
+  // The controller answers again: the lease runs into the future and the set comes back.
+  agent.RenewLease(clock_.Now() + kLease);
+  ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, kWait));
+  EXPECT_EQ(hv_.defines(), 4);
+  EXPECT_EQ(hv_.XmlOf("web-0").find("generation>1</") != std::string::npos, true);
+  auto status = agent.StatusJson();
+  EXPECT_FALSE(status["fenced"].get<bool>());
+  EXPECT_EQ(status["desired_count"], 2);
+  EXPECT_GT(status["lease_remaining_ms"].get<int64_t>(), 0);
+  bool unfenced = false;
+  for (const auto& c : agent.Changes()) unfenced |= c.what == "unfenced";
+  EXPECT_TRUE(unfenced);
+
+  // A newer desired set after un-fencing is followed as usual.
+  agent.SetControllerDesired({Spec("web-1")});
+  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0"); }, kWait));
+  EXPECT_TRUE(Running("web-1"));
+  EXPECT_EQ(hv_.destroys(), destroys + 1);
+}
+
+TEST_F(FencingTest, ContinuouslyRenewedLeaseKeepsDomainsRunning) {
+  Agent agent(Config(), hv_, clock_, runner_);
+  StartRunning(agent);
+  // Ten leases' worth of time, renewed every quarter lease as heartbeat acks would.
+  for (int i = 0; i < 40; ++i) {
+    clock_.Advance(kLease / 4);
+    agent.RenewLease(clock_.Now() + kLease);
+    Settle(agent);
+    ASSERT_FALSE(agent.fenced()) << "step " << i;
+  }
+  EXPECT_TRUE(Running("web-0"));
+  EXPECT_TRUE(Running("web-1"));
+  EXPECT_EQ(hv_.defines(), 2);
+  EXPECT_EQ(hv_.destroys(), 0);
+  // A renewal never shortens the lease: an older, shorter one arriving late is ignored.
+  agent.RenewLease(clock_.Now() + milliseconds(1));
+  clock_.Advance(milliseconds(10));
+  Settle(agent);
+  EXPECT_FALSE(agent.fenced());
+  EXPECT_TRUE(Running("web-0"));
+
+  // And when renewals stop, the same agent fences (the test above is not vacuous).
+  clock_.Advance(kLease);
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced() && !Exists("web-0"); }, kWait));
+}
+
+}  // namespace
+}  // namespace regen
