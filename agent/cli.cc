@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -130,6 +131,11 @@ void PrintStatusText(const nlohmann::json& s) {
               s.value("mode", "").c_str(),
               s.value("desired_known", false) ? std::to_string(s.value("desired_count", 0)).c_str()
                                               : "unknown");
+  if (s.contains("controller")) {
+    std::printf("controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
+                s.value("fenced", false) ? "FENCED (managed domains destroyed)" : "in contact",
+                static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
+  }
   if (s.contains("connect_error"))
     std::printf("libvirt error: %s\n", s["connect_error"].get<std::string>().c_str());
   if (s.contains("desired_error"))

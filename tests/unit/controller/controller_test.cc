@@ -153,7 +153,11 @@ class ControllerTest : public ::testing::Test {
   }
 
   const InstanceRecord& Inst(const std::string& name) {
-    static const InstanceRecord kMissing{.name = "<missing>"};
+    static const InstanceRecord kMissing = [] {
+      InstanceRecord r;
+      r.name = "<missing>";
+      return r;
+    }();
     auto it = controller_->instances().find(name);
     return it == controller_->instances().end() ? kMissing : it->second;
   }
@@ -356,7 +360,9 @@ TEST_F(ControllerTest, CrashedDomainEventHealsOnAnotherHost) {
   ExpectDistinctAddresses();
   // The other instances did not move.
   for (const auto& [name, inst] : controller_->instances()) {
-    if (name != "web-1") EXPECT_EQ(inst.generation, 1) << name;
+    if (name != "web-1") {
+      EXPECT_EQ(inst.generation, 1) << name;
+    }
   }
 
   // Stale failures change nothing: the old generation on the old host, the current generation
