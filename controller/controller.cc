@@ -165,9 +165,16 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
   auto it = hosts_.find(hello.host());
   if (it != hosts_.end() && it->second.sink != nullptr && it->second.sink != sink) {
-    return FailedPrecondition("host " + hello.host() +
-                              " already has a connected agent; a second agent for the same host "
-                              "is refused (stop the other one, or fix host_name in agent.yaml)");
+    // A session that still heartbeats belongs to a live agent: a second one is refused. A silent
+    // one is a dead connection nobody closed (host rebooted, link cut): the newcomer replaces it.
+    if (clock_.Now() - it->second.last_heartbeat < config_.heartbeat_interval * 3 / 2) {
+      return FailedPrecondition("host " + hello.host() +
+                                " already has a connected agent; a second agent for the same host "
+                                "is refused (stop the other one, or fix host_name in agent.yaml)");
+    }
+    spdlog::warn("host {}: a new agent session replaces a silent one", hello.host());
+    it->second.sink->Close();
+    it->second.sink = nullptr;
   }
   HostRuntime& h = hosts_[hello.host()];
   bool is_new = h.record.name.empty();
@@ -234,6 +241,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   for (const auto& d : report.domains()) h.domains[d.name()] = d;
 
   std::vector<std::string> failed;
+  std::vector<std::string> target_down;  // moves whose new host went down meanwhile
   std::set<std::string> touched;
   std::vector<const InstanceRecord*> changed;
   std::vector<EventRecord> events;
@@ -243,6 +251,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
       changed.push_back(&inst);
       events.push_back(MakeEvent("moved", &inst, inst.allocation.host,
                                  "left " + host + "; creating on " + inst.allocation.host));
+      if (HostState(inst.allocation.host) == "down") target_down.push_back(name);
       continue;
     }
     if (inst.allocation.host != host || !inst.moving_from.empty()) continue;
@@ -274,6 +283,12 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
     const auto& d = h.domains[name];
     Heal(name, "domain " + StateWord(d.state()) + " (" + d.reason() + ") on " + host,
          host);
+  }
+  // The old copy is gone but the new host is down: heal it elsewhere (its down host's instances
+  // were healed before this one was Active, so nobody else will).
+  for (const auto& name : target_down) {
+    const std::string target = instances_[name].allocation.host;
+    Heal(name, "host " + target + " went down while " + name + " was moving there", target);
   }
 }
 
@@ -325,6 +340,7 @@ void Controller::Tick() {
     if (silent > config_.host_down_after) {
       SetHostState(h, "down", "no heartbeat for " + std::to_string(silent_ms) + " ms");
       std::vector<std::string> lost;
+      std::vector<std::string> target_down;  // moves whose new host is down too
       std::set<std::string> touched;
       std::vector<const InstanceRecord*> changed;
       for (auto& [iname, inst] : instances_) {
@@ -332,6 +348,7 @@ void Controller::Tick() {
           // The old copy is gone: the host fenced itself before host_down_after.
           FinishMove(inst, touched);
           changed.push_back(&inst);
+          if (HostState(inst.allocation.host) == "down") target_down.push_back(iname);
         } else if (inst.allocation.host == name && Active(inst) && inst.moving_from.empty()) {
           lost.push_back(iname);
         }
@@ -341,6 +358,10 @@ void Controller::Tick() {
       if (!lost.empty()) {
         Heal(lost, "host " + name + " down (no heartbeat for " + std::to_string(silent_ms) + " ms)",
              name);
+      }
+      for (const auto& iname : target_down) {
+        const std::string target = instances_[iname].allocation.host;
+        Heal(iname, "host " + target + " went down while " + iname + " was moving there", target);
       }
     } else if (h.record.state == "up" && silent > config_.heartbeat_interval * 3 / 2) {
       SetHostState(h, "suspect", "missed a heartbeat (" + std::to_string(silent_ms) + " ms)");

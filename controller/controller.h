@@ -35,6 +35,8 @@ class AgentSink {
  public:
   virtual ~AgentSink() = default;
   virtual void Send(const v1::ControllerMessage& message) = 0;
+  // Ends the session (the agent reconnects). Called when a newer session replaces a silent one.
+  virtual void Close() {}
 };
 
 class Controller {

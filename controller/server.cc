@@ -36,9 +36,12 @@ using AgentStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMes
 // One agent's stream: the main loop Sends (never blocks), a writer thread writes in order.
 class AgentSession : public AgentSink {
  public:
-  AgentSession(AgentStream* stream, std::string peer)
-      : stream_(stream), peer_(std::move(peer)), writer_([this] { WriteLoop(); }) {}
-  ~AgentSession() override { Close(); }
+  AgentSession(grpc::ServerContext* context, AgentStream* stream, std::string peer)
+      : context_(context),
+        stream_(stream),
+        peer_(std::move(peer)),
+        writer_([this] { WriteLoop(); }) {}
+  ~AgentSession() override { Finish(); }
 
   void Send(const v1::ControllerMessage& message) override {
     std::lock_guard lock(mu_);
@@ -47,7 +50,7 @@ class AgentSession : public AgentSink {
     cv_.notify_one();
   }
   // Writes what is queued, then stops the writer.
-  void Close() {
+  void Finish() {
     {
       std::lock_guard lock(mu_);
       closed_ = true;
@@ -56,6 +59,8 @@ class AgentSession : public AgentSink {
     if (writer_.joinable()) writer_.join();
   }
   const std::string& peer() const { return peer_; }
+  // Cancels the stream: the handler's Read fails and the session ends.
+  void Close() override { context_->TryCancel(); }
 
  private:
   void WriteLoop() {
@@ -77,6 +82,7 @@ class AgentSession : public AgentSink {
     }
   }
 
+  grpc::ServerContext* context_;
   AgentStream* stream_;
   std::string peer_;
   std::mutex mu_;
@@ -98,7 +104,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
               "the first message on AgentService.Connect must be hello"};
     }
     const std::string host = first.hello().host();
-    auto session = std::make_unique<AgentSession>(stream, context->peer());
+    auto session = std::make_unique<AgentSession>(context, stream, context->peer());
     AgentSink* sink = session.get();
     Status hello = server_.Call<Status>(
         [&] { return server_.controller().OnHello(first.hello(), sink); });
@@ -107,7 +113,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       v1::ControllerMessage refusal;
       refusal.mutable_refusal()->set_reason(hello.message());
       session->Send(refusal);
-      session->Close();
+      session->Finish();
       return ToGrpc(hello);
     }
     spdlog::info("agent session for host {} from {}", host, context->peer());
@@ -139,7 +145,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       server_.controller().OnDisconnect(host, sink);
       return true;
     });
-    session->Close();
+    session->Finish();
     spdlog::info("agent session for host {} from {} ended", host, context->peer());
     return grpc::Status::OK;
   }
@@ -284,6 +290,12 @@ Status ControllerServer::Start() {
   builder.RegisterService(admin_service_.get());
   // Agents hold a stream each; do not let gRPC's default thread cap starve admin calls.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 4);
+  // Agents ping every second (keepalive); accept that, and ping them to find dead connections.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();
