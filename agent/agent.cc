@@ -260,6 +260,9 @@ void Agent::NoteProcessExit(std::string name, int64_t domain_id, std::string det
 void Agent::Reconcile(const std::string& trigger) {
   reconcile_requested_ = false;
   reconcile_trigger_.clear();
+  // Before the connection check: a lease that ran out fences even while libvirt is unreachable
+  // (else the main loop, woken by the expired lease, would spin retrying the connection).
+  if (controller_mode()) ApplyLease();
   if (!connected_) EnsureConnected();
   if (!connected_) return;
   auto listed = hypervisor_.ListDomains();
@@ -273,7 +276,6 @@ void Agent::Reconcile(const std::string& trigger) {
   ApplyProcessExits();
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
-  if (controller_mode()) ApplyLease();
   if (!desired_) {
     ReportIfChanged();
     return;  // nothing is created or destroyed before the desired set is known

@@ -53,7 +53,8 @@ json ToJson(const InstanceRecord& i) {
             {"ip", i.allocation.ip},
             {"mac", i.allocation.mac}}},
           {"state", i.state},
-          {"reason", i.reason}};
+          {"reason", i.reason},
+          {"moving_from", i.moving_from}};
 }
 InstanceRecord InstanceFrom(const std::string& name, const json& j) {
   InstanceRecord i;

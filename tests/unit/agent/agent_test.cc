@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "config/service_spec.h"
 #include "tests/fakes/fake_hypervisor.h"
 #include "tests/fakes/test_util.h"
 
@@ -160,11 +161,16 @@ TEST_F(AgentTest, CrashWithoutEventIsFoundByPolling) {
 }
 
 TEST_F(AgentTest, WithAControllerAFailedDomainIsReportedNotRestarted) {
-  WriteFileOrDie(dir_.File("desired.yaml"), kDesired);
   AgentConfig config = Config();
-  config.controller_address = "127.0.0.1:7400";
+  config.controller_address = "127.0.0.1:7400";  // never dialled: no ControllerLink here
+  config.desired_file.clear();
   Agent agent(config, hv_, clock_, runner_);
   agent.Start();
+  // What the controller link does: the desired set, and a lease that does not run out.
+  auto desired = ParseDesiredInstances(kDesired, "desired.yaml");
+  ASSERT_TRUE(desired.ok());
+  agent.SetControllerDesired(*desired);
+  agent.RenewLease(clock_.Now() + std::chrono::hours(1));
   ASSERT_TRUE(WaitFor([&] { return Running("web-0"); }, milliseconds(5000)));
   hv_.Crash("web-0");
   ASSERT_TRUE(WaitFor([&] { return agent.Failures().size() == 1; }, milliseconds(5000)));

@@ -138,12 +138,13 @@ TEST_F(FencingTest, LeaseRunningOutDestroysManagedDomainsAndBlocksCreation) {
 
 TEST_F(FencingTest, InitialLeaseFencesWhenTheControllerNeverAnswers) {
   // Domains left from before the agent started; no desired set ever arrives.
-  ASSERT_TRUE(hv_.DefineAndStart("web-0", "<domain><metadata><regen:instance "
-                                          "xmlns:regen=\"https://regen.dev/xmlns/instance/1\">"
-                                          "<service>web</service><instance>web-0</instance>"
-                                          "<update-domain>0</update-domain><version>v1</version>"
-                                          "<generation>1</generation></regen:instance>"
-                                          "</metadata></domain>")
+  ASSERT_TRUE(hv_.DefineAndStart("web-0",
+                                 "<domain><metadata><regen:instance "
+                                 "xmlns:regen=\"https://regen.dev/xmlns/instance/1\">"
+                                 "<service>web</service><instance>web-0</instance>"
+                                 "<update-domain>0</update-domain><version>v1</version>"
+                                 "<generation>1</generation></regen:instance>"
+                                 "</metadata></domain>")
                   .ok());
   Agent agent(Config(), hv_, clock_, runner_);
   agent.Start();
@@ -166,8 +167,8 @@ TEST_F(FencingTest, RenewalLiftsFencingAndTheDesiredSetIsCreatedAgain) {
   StartRunning(agent);
   clock_.Advance(kLease + milliseconds(1));
   agent.RequestReconcile("test");
-  ASSERT_TRUE(WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); },
-                      kWait));
+  ASSERT_TRUE(
+      WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); }, kWait));
   int destroys = hv_.destroys();
   EXPECT_EQ(destroys, 2);
 
@@ -190,6 +191,26 @@ TEST_F(FencingTest, RenewalLiftsFencingAndTheDesiredSetIsCreatedAgain) {
   ASSERT_TRUE(WaitFor([&] { return !Exists("web-0"); }, kWait));
   EXPECT_TRUE(Running("web-1"));
   EXPECT_EQ(hv_.destroys(), destroys + 1);
+}
+
+// libvirt is unreachable when the lease runs out: the agent counts as fenced at once (it
+// creates nothing) and destroys the domains as soon as libvirt is back.
+TEST_F(FencingTest, LeaseRunningOutWhileLibvirtIsDownFencesWhenItReturns) {
+  Agent agent(Config(), hv_, clock_, runner_);
+  StartRunning(agent);
+  hv_.SetDown(true);
+  clock_.Advance(kLease + milliseconds(1));
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  EXPECT_EQ(hv_.destroys(), 0);  // nothing can be done yet
+
+  // libvirt comes back: the fenced agent destroys what still runs.
+  hv_.SetDown(false);
+  clock_.Advance(milliseconds(100));  // past the next poll: the agent reconnects
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0") && !Exists("web-1"); }, kWait));
+  EXPECT_TRUE(agent.fenced());
+  EXPECT_EQ(hv_.defines(), 2);
 }
 
 TEST_F(FencingTest, ContinuouslyRenewedLeaseKeepsDomainsRunning) {
