@@ -100,15 +100,17 @@ void Agent::RenewLease(Clock::TimePoint until) {
   });
 }
 
-std::vector<DomainInfo> Agent::Domains() {
-  return Call<std::vector<DomainInfo>>([this] {
-    if (connected_) {
-      auto listed = hypervisor_.ListDomains();
-      if (listed.ok()) last_domains_ = SortedByName(std::move(listed).value());
-      ApplyProcessExits();
-    }
-    return last_domains_;
-  });
+std::optional<std::vector<DomainInfo>> Agent::Domains() {
+  return Call<std::optional<std::vector<DomainInfo>>>(
+      [this]() -> std::optional<std::vector<DomainInfo>> {
+        if (!connected_) EnsureConnected();
+        if (!connected_) return std::nullopt;
+        auto listed = hypervisor_.ListDomains();
+        if (!listed.ok()) return std::nullopt;
+        last_domains_ = SortedByName(std::move(listed).value());
+        ApplyProcessExits();
+        return last_domains_;
+      });
 }
 
 bool Agent::fenced() {

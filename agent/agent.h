@@ -91,8 +91,9 @@ class Agent {
   // The fencing lease now runs until `until`. When it runs out the agent fences: it destroys
   // every managed domain and creates nothing until the lease is renewed.
   void RenewLease(Clock::TimePoint until);
-  // The current listing (for Hello). Forces a relist when `relist`.
-  std::vector<DomainInfo> Domains();
+  // A fresh listing (for Hello), or nullopt while the hypervisor cannot be listed: the controller
+  // must never take "I could not look" for "there is nothing here".
+  std::optional<std::vector<DomainInfo>> Domains();
   bool fenced();
 
   nlohmann::json StatusJson();

@@ -157,6 +157,12 @@ bool ControllerLink::Session() {
                                  std::chrono::milliseconds(500))) {
     return false;
   }
+  // Hello carries the host's domains: say it only with a real listing in hand.
+  auto domains = agent_.Domains();
+  if (!domains) {
+    spdlog::warn("not saying hello to the controller yet: the hypervisor cannot be listed");
+    return false;
+  }
   auto stub = v1::AgentService::NewStub(channel);
   grpc::ClientContext ctx;
   auto stream = stub->Connect(&ctx);
@@ -178,7 +184,7 @@ bool ControllerLink::Session() {
   pc->set_memory_mib(cap.memory_mib);
   pc->set_disk_gib(cap.disk_gib);
   pc->set_bandwidth_mbps(cap.bandwidth_mbps);
-  for (const auto& d : agent_.Domains()) *hello->add_domains() = DomainToProto(d);
+  for (const auto& d : *domains) *hello->add_domains() = DomainToProto(d);
   if (!stream->Write(hello_msg)) {
     (void)stream->Finish();
     return false;
