@@ -254,6 +254,20 @@ void Agent::NoteProcessExit(std::string name, int64_t domain_id, std::string det
     spdlog::debug("qemu of domain {} (id {}) exited: {}", name, domain_id, detail);
     exited_[name] = {domain_id, detail};
     if (!event_seen_ms_.count(name)) event_seen_ms_[name] = seen;
+    // Report at once (controller mode): relisting now would wait ~200 ms for libvirt, which holds
+    // the domain while it handles the qemu's end itself.
+    if (controller_mode() && desired_ && !open_failures_.count(name)) {
+      for (const auto& d : last_domains_) {
+        if (d.name != name || d.id != domain_id || d.state != DomainState::kRunning) continue;
+        bool wanted = std::any_of(desired_->begin(), desired_->end(), [&](const InstanceSpec& s) {
+          return s.name == name && s.generation == d.metadata.generation;
+        });
+        if (wanted) {
+          RecordFailure(name, d.metadata.generation, "crashed", "qemu exited: " + detail, "event",
+                        seen);
+        }
+      }
+    }
     reconcile_requested_ = true;
     reconcile_trigger_ = "event";
   });
@@ -289,26 +303,14 @@ void Agent::Reconcile(const std::string& trigger) {
 
   for (const auto& f : plan.failures) {
     if (open_failures_.count(f.instance)) continue;  // already known
-    FailureRecord rec;
-    rec.instance = f.instance;
-    rec.generation = f.generation;
-    rec.state = DomainStateName(f.state);
-    rec.reason = f.reason;
     auto ev = event_seen_ms_.find(f.instance);
     if (ev != event_seen_ms_.end()) {
-      rec.detected_by = "event";
-      rec.detected_unix_ms = ev->second;
+      RecordFailure(f.instance, f.generation, DomainStateName(f.state), f.reason, "event",
+                    ev->second);
     } else {
-      rec.detected_by = trigger == "event" ? "event" : "poll";
-      rec.detected_unix_ms = clock_.WallMillis();
+      RecordFailure(f.instance, f.generation, DomainStateName(f.state), f.reason,
+                    trigger == "event" ? "event" : "poll", clock_.WallMillis());
     }
-    spdlog::warn("instance {} failed: domain {} ({}) generation={} detected_by={}", f.instance,
-                 rec.state, rec.reason, f.generation, rec.detected_by);
-    Record(f.instance, "failed",
-           rec.state + " (" + rec.reason + ") detected by " + rec.detected_by);
-    open_failures_[f.instance] = failures_.size();
-    failures_.push_back(rec);
-    if (failure_reporter_) failure_reporter_(rec);
   }
   event_seen_ms_.clear();
   for (const auto& c : plan.conflicts) {
@@ -317,21 +319,52 @@ void Agent::Reconcile(const std::string& trigger) {
       NoteFailure(c.name);
     }
   }
-  bool changed = false;
-  for (const auto& action : plan.actions) {
-    if (InBackoff(action.name)) continue;
-    Execute(action);
-    changed = true;
-  }
-  if (changed) {
-    // Relist so status (and the next report) shows what the actions left, not what they found.
+  auto relist = [this] {
+    // So status and the report show what the actions left, not what they found.
     auto after = hypervisor_.ListDomains();
     if (after.ok()) {
       last_domains_ = SortedByName(std::move(after).value());
       ApplyProcessExits();
     }
+  };
+  bool changed = false;
+  for (const auto& action : plan.actions) {
+    if (Stopping()) break;  // SIGTERM: do not start another (slow) create
+    if (InBackoff(action.name)) continue;
+    Execute(action);
+    changed = true;
+    if (controller_mode() && action.kind != ReconcileAction::Kind::kDestroy) {
+      // Each new domain is reported as it runs, not after the whole batch of creates.
+      relist();
+      ReportIfChanged();
+      changed = false;
+    }
   }
+  if (changed) relist();
   ReportIfChanged();
+}
+
+bool Agent::Stopping() {
+  std::lock_guard lock(mu_);
+  return stop_;
+}
+
+void Agent::RecordFailure(const std::string& instance, int64_t generation, const std::string& state,
+                          const std::string& reason, const std::string& detected_by,
+                          int64_t detected_unix_ms) {
+  FailureRecord rec;
+  rec.instance = instance;
+  rec.generation = generation;
+  rec.state = state;
+  rec.reason = reason;
+  rec.detected_by = detected_by;
+  rec.detected_unix_ms = detected_unix_ms;
+  spdlog::warn("instance {} failed: domain {} ({}) generation={} detected_by={}", instance, state,
+               reason, generation, detected_by);
+  Record(instance, "failed", state + " (" + reason + ") detected by " + detected_by);
+  open_failures_[instance] = failures_.size();
+  failures_.push_back(rec);
+  if (failure_reporter_) failure_reporter_(rec);
 }
 
 void Agent::ApplyProcessExits() {

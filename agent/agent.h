@@ -110,6 +110,11 @@ class Agent {
   void Execute(const ReconcileAction& action);
   // Marks listed domains whose qemu is known dead as crashed, until libvirt catches up.
   void ApplyProcessExits();
+  bool Stopping();  // Stop() was called
+  // Records (and reports, in controller mode) one detected failure of a desired instance.
+  void RecordFailure(const std::string& instance, int64_t generation, const std::string& state,
+                     const std::string& reason, const std::string& detected_by,
+                     int64_t detected_unix_ms);
   Status CreateDomain(const InstanceSpec& spec);
   void OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms);
   void Record(const std::string& instance, const std::string& what, const std::string& detail);

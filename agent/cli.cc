@@ -71,12 +71,13 @@ int RunDaemon(const std::string& config_path) {
       const std::string name = request.value("domain", "");
       if (!fault_injection) {
         return nlohmann::json{{"ok", false},
-                              {"error", "fault injection is off on this agent (set "
-                                        "fault_injection: true in agent.yaml; labs and tests only)"}};
+                              {"error",
+                               "fault injection is off on this agent (set "
+                               "fault_injection: true in agent.yaml; labs and tests only)"}};
       }
       if (!IsValidName(name)) {
-        return nlohmann::json{{"ok", false},
-                              {"error", "inject crash: DOMAIN \"" + name + "\" is not a valid name"}};
+        return nlohmann::json{
+            {"ok", false}, {"error", "inject crash: DOMAIN \"" + name + "\" is not a valid name"}};
       }
       spdlog::warn("fault injection: crashing domain {}", name);
       Status s = hypervisor.InjectCrash(name);
@@ -132,9 +133,10 @@ void PrintStatusText(const nlohmann::json& s) {
               s.value("desired_known", false) ? std::to_string(s.value("desired_count", 0)).c_str()
                                               : "unknown");
   if (s.contains("controller")) {
-    std::printf("controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
-                s.value("fenced", false) ? "FENCED (managed domains destroyed)" : "in contact",
-                static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
+    std::printf(
+        "controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
+        s.value("fenced", false) ? "FENCED (managed domains destroyed)" : "in contact",
+        static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
   }
   if (s.contains("connect_error"))
     std::printf("libvirt error: %s\n", s["connect_error"].get<std::string>().c_str());
@@ -223,7 +225,8 @@ int FailoverCommand(const std::string& config_path, const std::string& instance,
     return 2;
   }
   if (!to.empty() && !IsValidName(to)) {
-    std::fprintf(stderr, "regen-agent failover: --to \"%s\" is not a valid host name\n", to.c_str());
+    std::fprintf(stderr, "regen-agent failover: --to \"%s\" is not a valid host name\n",
+                 to.c_str());
     return 2;
   }
   auto config = ControllerConfigFor("failover", config_path);
@@ -333,9 +336,9 @@ int AgentMain(int argc, char** argv) {
     auto r = ControlSocketCall(path, {{"command", "inject-crash"}, {"domain", crash_domain}},
                                std::chrono::seconds(10));
     if (!r.ok() || !r->value("ok", false)) {
-      std::fprintf(stderr, "regen-agent inject crash: %s\n",
-                   r.ok() ? r->value("error", "unknown error").c_str()
-                          : r.status().message().c_str());
+      std::fprintf(
+          stderr, "regen-agent inject crash: %s\n",
+          r.ok() ? r->value("error", "unknown error").c_str() : r.status().message().c_str());
       return 1;
     }
     std::printf("crashed %s\n", crash_domain.c_str());

@@ -55,8 +55,8 @@ class ControllerLink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<v1::AgentMessage> outbox_;  // guarded by mu_
-  std::string refusal_;                   // guarded by mu_
-  void* context_ = nullptr;               // the live grpc::ClientContext, guarded by mu_
+  std::string refusal_;                  // guarded by mu_
+  void* context_ = nullptr;              // the live grpc::ClientContext, guarded by mu_
 };
 
 }  // namespace regen

@@ -269,7 +269,19 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
         failed_at_ms_.erase(f);
       }
       spdlog::info("instance {} {}", name, msg);
-      events.push_back(MakeEvent("running", &inst, host, msg));
+      EventRecord e = MakeEvent("running", &inst, host, msg);
+      e.json = json{
+          {"kind", e.kind},
+          {"service", inst.service},
+          {"instance", name},
+          {"host", host},
+          {"generation", inst.generation},
+          {"version", inst.version},
+          {"ip", inst.allocation.ip},
+          {"mac", inst.allocation.mac},
+          {"message",
+           msg}}.dump();
+      events.push_back(std::move(e));
       changed.push_back(&inst);
     } else if (Active(inst) &&
                (state == v1::DOMAIN_STATE_CRASHED || state == v1::DOMAIN_STATE_SHUTOFF)) {
@@ -281,8 +293,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   }
   for (const auto& name : failed) {
     const auto& d = h.domains[name];
-    Heal(name, "domain " + StateWord(d.state()) + " (" + d.reason() + ") on " + host,
-         host);
+    Heal(name, "domain " + StateWord(d.state()) + " (" + d.reason() + ") on " + host, host);
   }
   // The old copy is gone but the new host is down: heal it elsewhere (its down host's instances
   // were healed before this one was Active, so nobody else will).
@@ -301,7 +312,7 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& e
                   event.generation(), host);
     return;
   }
-  std::string by = event.detected_by() == v1::DETECTED_BY_EVENT   ? "event"
+  std::string by = event.detected_by() == v1::DETECTED_BY_EVENT  ? "event"
                    : event.detected_by() == v1::DETECTED_BY_POLL ? "poll"
                                                                  : "health check";
   if (event.detected_unix_ms() > 0) failed_at_ms_[event.instance()] = event.detected_unix_ms();
@@ -327,8 +338,9 @@ void Controller::SetHostState(HostRuntime& h, const std::string& state, const st
   if (!s.ok()) spdlog::error("allocator: host {}: {}", h.record.name, s.message());
   spdlog::log(state == "up" ? spdlog::level::info : spdlog::level::warn, "host {} {} -> {}: {}",
               h.record.name, old, state, why);
-  (void)Persist({}, {&h.record},
-                {MakeEvent("host_state", nullptr, h.record.name, old + " -> " + state + ": " + why)});
+  (void)Persist(
+      {}, {&h.record},
+      {MakeEvent("host_state", nullptr, h.record.name, old + " -> " + state + ": " + why)});
 }
 
 void Controller::Tick() {
@@ -483,13 +495,13 @@ void Controller::ApplyPlacement(const ServiceRuntime& svc, const PlacementPlan& 
     touched.insert(p.allocation.host);
     if (!old_host.empty()) touched.insert(old_host);
     std::string msg = (old_host.empty() ? "placed on " : "from " + old_host + " to ") +
-                      p.allocation.host + ", generation " + std::to_string(inst.generation) +
-                      ", " + DescribeResources(p.allocation.resources) +
+                      p.allocation.host + ", generation " + std::to_string(inst.generation) + ", " +
+                      DescribeResources(p.allocation.resources) +
                       (p.allocation.ip.empty() ? "" : ", ip " + p.allocation.ip) + ", mac " +
                       p.allocation.mac + " (" + why + ")";
     spdlog::info("instance {} {}", p.name, msg);
-    EventRecord e = MakeEvent(old_host.empty() ? "placement" : "reallocation", &inst,
-                              p.allocation.host, msg);
+    EventRecord e =
+        MakeEvent(old_host.empty() ? "placement" : "reallocation", &inst, p.allocation.host, msg);
     e.json = json{{"kind", e.kind},
                   {"instance", inst.name},
                   {"service", inst.service},
@@ -679,12 +691,11 @@ Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyService
     AllocatorState trial = alloc();
     ASSIGN_OR_RETURN(PlacementPlan plan, trial.PlaceService(model));
     // Persist the service first so ApplyPlacement's records refer to a stored service.
-    events.push_back(MakeEvent("service", nullptr, "",
-                               "service " + spec.name + " created: " +
-                                   std::to_string(spec.instances) + " instances in " +
-                                   std::to_string(spec.update_domains) + " update domains, " +
-                                   DescribeResources(spec.flavor) + " each, version " +
-                                   spec.version));
+    events.push_back(
+        MakeEvent("service", nullptr, "",
+                  "service " + spec.name + " created: " + std::to_string(spec.instances) +
+                      " instances in " + std::to_string(spec.update_domains) + " update domains, " +
+                      DescribeResources(spec.flavor) + " each, version " + spec.version));
     events.back().service = spec.name;
     RETURN_IF_ERROR(Persist({}, {}, std::move(events), &svc.record));
     alloc_ = std::move(trial);
@@ -696,8 +707,8 @@ Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyService
     const ServiceSpec& old = cur.spec;
     auto refuse = [&](const std::string& field, const std::string& from, const std::string& to) {
       return FailedPrecondition(file + ": service " + spec.name + ": changing " + field +
-                                " of a deployed service is not supported (\"" + from +
-                                "\" -> \"" + to + "\"); only instances, versions, health_check " +
+                                " of a deployed service is not supported (\"" + from + "\" -> \"" +
+                                to + "\"); only instances, versions, health_check " +
                                 "and placement may change; versions roll out with `regenctl "
                                 "upgrade start`");
     };
@@ -722,8 +733,8 @@ Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyService
       removed.push_back(spec.name + "-" + std::to_string(i));
     }
     events.push_back(MakeEvent("service", nullptr, "",
-                               "service " + spec.name + " updated: " +
-                                   std::to_string(old.instances) + " -> " +
+                               "service " + spec.name +
+                                   " updated: " + std::to_string(old.instances) + " -> " +
                                    std::to_string(spec.instances) + " instances"));
     events.back().service = spec.name;
     // Removals: the instance leaves its host's desired set and frees its allocation.
@@ -754,8 +765,8 @@ Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyService
     }
   }
   if (!request.operation_id().empty()) {
-    OperationRecord op{request.operation_id(), "deploy", spec.name, "{}", "done",
-                       clock_.WallMillis(), clock_.WallMillis()};
+    OperationRecord op{request.operation_id(), "deploy",           spec.name, "{}", "done",
+                       clock_.WallMillis(),    clock_.WallMillis()};
     (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
   }
   PushDesired(touched);
@@ -878,8 +889,8 @@ Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& req
   std::set<std::string> touched;
   ApplyPlacement(svc->second, plan, "failover requested by operator", touched, true);
   if (!request.operation_id().empty()) {
-    OperationRecord op{request.operation_id(), "failover", inst.name, "{}", "done",
-                       clock_.WallMillis(), clock_.WallMillis()};
+    OperationRecord op{request.operation_id(), "failover",         inst.name, "{}", "done",
+                       clock_.WallMillis(),    clock_.WallMillis()};
     (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
   }
   PushDesired(touched);

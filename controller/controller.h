@@ -83,7 +83,7 @@ class Controller {
     HostRecord record;
     AgentSink* sink = nullptr;
     Clock::TimePoint last_heartbeat{};
-    bool reported = false;                     // a DomainsReport arrived on this session
+    bool reported = false;                            // a DomainsReport arrived on this session
     std::map<std::string, v1::DomainStatus> domains;  // last report
   };
   struct ServiceRuntime {
@@ -105,9 +105,8 @@ class Controller {
   void EnsureServiceInstances();
   void PlacePending();
   // Records a plan the allocator already committed: instances, events; persisted together.
-  void ApplyPlacement(const ServiceRuntime& svc, const PlacementPlan& plan,
-                      const std::string& why, std::set<std::string>& touched_hosts,
-                      bool planned_move);
+  void ApplyPlacement(const ServiceRuntime& svc, const PlacementPlan& plan, const std::string& why,
+                      std::set<std::string>& touched_hosts, bool planned_move);
   void SetHostState(HostRuntime& host, const std::string& state, const std::string& why);
   void FinishMove(InstanceRecord& inst, std::set<std::string>& touched);
 

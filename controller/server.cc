@@ -106,8 +106,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     const std::string host = first.hello().host();
     auto session = std::make_unique<AgentSession>(context, stream, context->peer());
     AgentSink* sink = session.get();
-    Status hello = server_.Call<Status>(
-        [&] { return server_.controller().OnHello(first.hello(), sink); });
+    Status hello =
+        server_.Call<Status>([&] { return server_.controller().OnHello(first.hello(), sink); });
     if (!hello.ok()) {
       spdlog::warn("agent at {} refused: {}", context->peer(), hello.message());
       v1::ControllerMessage refusal;
@@ -128,9 +128,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
           server_.controller().OnDomainsReport(host, r);
         });
       } else if (msg.has_domain_event()) {
-        server_.Post([this, host, e = msg.domain_event()] {
-          server_.controller().OnDomainEvent(host, e);
-        });
+        server_.Post(
+            [this, host, e = msg.domain_event()] { server_.controller().OnDomainEvent(host, e); });
       } else if (msg.has_action_result()) {
         if (!msg.action_result().ok()) {
           spdlog::warn("host {}: action {} failed: {}", host, msg.action_result().operation_id(),
@@ -173,8 +172,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
   grpc::Status ListServices(grpc::ServerContext*, const v1::ListServicesRequest*,
                             v1::ListServicesResponse* resp) override {
-    *resp = server_.Call<v1::ListServicesResponse>(
-        [&] { return server_.controller().ListServices(); });
+    *resp =
+        server_.Call<v1::ListServicesResponse>([&] { return server_.controller().ListServices(); });
     return grpc::Status::OK;
   }
   grpc::Status GetService(grpc::ServerContext*, const v1::GetServiceRequest* req,

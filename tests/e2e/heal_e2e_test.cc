@@ -265,7 +265,8 @@ TEST(HealE2eTest, FailoverAndDrainFromTheAgentCli) {
   EXPECT_TRUE(lab.AgentStatus(1)["domains"].empty());
 
   // Through the controller only: a standalone agent config is refused with a clear message.
-  WriteFileOrDie(lab.dir() + "/standalone.yaml", "host_name: solo\nlibvirt_uri: \"test:///default\"\n");
+  WriteFileOrDie(lab.dir() + "/standalone.yaml",
+                 "host_name: solo\nlibvirt_uri: \"test:///default\"\n");
   out = runner.Run({AgentBin(), "drain", "--config", lab.dir() + "/standalone.yaml"},
                    std::chrono::seconds(20));
   ASSERT_TRUE(out.ok());

@@ -27,7 +27,8 @@ int QemuPid(Lab& lab, const std::string& host, const std::string& instance) {
 }
 
 TEST(HealQemuE2eTest, KilledQemuAndLostHostAreHealedElsewhere) {
-  if (!QemuUsable()) REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
+  if (!QemuUsable())
+    REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
   LabOptions options;
   options.driver = "qemu";
   options.hosts = 3;
@@ -81,9 +82,10 @@ TEST(HealQemuE2eTest, KilledQemuAndLostHostAreHealedElsewhere) {
       milliseconds(60000)))
       << lab.Logs();
   healed = WallMillis();
-  std::printf("FIGURE qemu host loss (%zu instances) -> all running elsewhere: %lld ms "
-              "(host_down_after 1500 ms)\n",
-              lost.size(), static_cast<long long>(healed - killed));
+  std::printf(
+      "FIGURE qemu host loss (%zu instances) -> all running elsewhere: %lld ms "
+      "(host_down_after 1500 ms)\n",
+      lost.size(), static_cast<long long>(healed - killed));
   ASSERT_TRUE(lab.WaitAllRunning(3, milliseconds(30000))) << lab.Logs();
 }
 

@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <sstream>
 
 #include "agent/control_socket.h"
@@ -90,16 +90,15 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
       proxies_[k] = std::make_unique<TcpProxy>(controller_port_);
       address = "127.0.0.1:" + std::to_string(proxies_[k]->port());
     }
-    WriteFileOrDie(
-        AgentConfigPath(k),
-        "host_name: " + HostName(k) + "\naddress: 127.0.0.1\ncontroller_address: \"" + address +
-            "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
-            "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
-            "\nfencing_lease: " + options_.fencing_lease + "\novs:\n  bridge: \"\"\nstate_dir: " +
-            h + "/state\ncontrol_socket: " + h + "/agent.sock\ncapacity: {vcpus: " +
-            std::to_string(options_.vcpus) + ", memory_mib: " +
-            std::to_string(options_.memory_mib) +
-            ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n");
+    WriteFileOrDie(AgentConfigPath(k),
+                   "host_name: " + HostName(k) + "\naddress: 127.0.0.1\ncontroller_address: \"" +
+                       address + "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
+                       "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
+                       "\nfencing_lease: " + options_.fencing_lease +
+                       "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\ncontrol_socket: " + h +
+                       "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
+                       ", memory_mib: " + std::to_string(options_.memory_mib) +
+                       ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n");
   }
 }
 
@@ -240,8 +239,7 @@ std::vector<v1::Event> Lab::Events() {
 std::string Lab::Logs() {
   std::string out = "--- controller.log\n" + Tail(dir_.File("controller.log"), 30);
   for (int k = 1; k <= options_.hosts; ++k) {
-    out += "--- " + HostName(k) + "/agent.log\n" +
-           Tail(dir_.File(HostName(k) + "/agent.log"), 15);
+    out += "--- " + HostName(k) + "/agent.log\n" + Tail(dir_.File(HostName(k) + "/agent.log"), 15);
   }
   return out;
 }

@@ -12,8 +12,8 @@ class FakeClock : public Clock {
  public:
   TimePoint Now() const override { return TimePoint(Duration(now_.load())); }
   int64_t WallMillis() const override {
-    return kEpochMs + std::chrono::duration_cast<std::chrono::milliseconds>(Duration(now_.load()))
-                          .count();
+    return kEpochMs +
+           std::chrono::duration_cast<std::chrono::milliseconds>(Duration(now_.load())).count();
   }
   void Advance(Duration d) { now_ += d.count(); }
 
