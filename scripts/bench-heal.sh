@@ -22,6 +22,8 @@ set -euo pipefail
 PROG=bench-heal.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
+# shellcheck source=scripts/lab/lib.sh
+. "$REPO/scripts/lab/lib.sh"
 
 usage() {
   cat <<EOF
@@ -109,7 +111,6 @@ say() {
   local ms=$(($(now_ms) - T0))
   printf '[%3d.%d s] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"
 }
-cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 
 # ---------------------------------------------------------------------------------------------
 # One driver's lab (runs in a subshell with its own DIR and cleanup)
@@ -122,22 +123,6 @@ EV_FD=""        # read end of its output file
 EV_BUF=""       # a partial line read at the end of that file
 EV_ACC=""       # the events read since the last drain, one JSON object a line
 
-# lab_qemu_pids [SUBDIR]: the live qemu processes whose command line names DIR/ (or DIR/SUBDIR/).
-lab_qemu_pids() {
-  local want=$DIR/${1:+$1/} p comm stat
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    comm=""
-    read -r comm 2>/dev/null <"/proc/$p/comm" || continue
-    [[ $comm == qemu-system* ]] || continue
-    stat=""
-    read -r stat 2>/dev/null <"/proc/$p/stat" || continue
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z && ${stat:0:1} != X ]] || continue
-    [[ " $(cmdline_of "$p")" == *"$want"* ]] && echo "$p"
-  done
-  return 0
-}
 
 lab_cleanup() {
   local rc=$? left
