@@ -58,8 +58,12 @@ int RunDaemon(const std::string& config_path) {
   if (Status s = reaper.Start(); !s.ok()) {
     spdlog::warn("{}; a dead qemu will be noticed late", s.message());
   }
+  std::unique_ptr<ControllerLink> link;
+  if (!config->controller_address.empty()) {
+    link = std::make_unique<ControllerLink>(*config, agent, hypervisor, clock);
+  }
   const bool fault_injection = config->fault_injection;
-  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, fault_injection](
+  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, &link, fault_injection](
                                                           const nlohmann::json& request) {
     const std::string command = request.value("command", "");
     if (command == "status") {
@@ -67,14 +71,25 @@ int RunDaemon(const std::string& config_path) {
       status["ok"] = true;
       return status;
     }
+    if (command.rfind("inject-", 0) == 0 && !fault_injection) {
+      return nlohmann::json{{"ok", false},
+                            {"error",
+                             "fault injection is off on this agent (set "
+                             "fault_injection: true in agent.yaml; labs and tests only)"}};
+    }
+    if (command == "inject-hang" || command == "inject-resume") {
+      if (!link) {
+        return nlohmann::json{{"ok", false},
+                              {"error", "inject hang: this agent runs standalone (no controller)"}};
+      }
+      bool hang = command == "inject-hang";
+      spdlog::warn("fault injection: {}",
+                   hang ? "hang: heartbeats and reports stop" : "resume: heartbeats start again");
+      link->SetHung(hang);
+      return nlohmann::json{{"ok", true}};
+    }
     if (command == "inject-crash") {
       const std::string name = request.value("domain", "");
-      if (!fault_injection) {
-        return nlohmann::json{{"ok", false},
-                              {"error",
-                               "fault injection is off on this agent (set "
-                               "fault_injection: true in agent.yaml; labs and tests only)"}};
-      }
       if (!IsValidName(name)) {
         return nlohmann::json{
             {"ok", false}, {"error", "inject crash: DOMAIN \"" + name + "\" is not a valid name"}};
@@ -86,7 +101,8 @@ int RunDaemon(const std::string& config_path) {
     }
     return nlohmann::json{
         {"ok", false},
-        {"error", "unknown command \"" + command + "\" (known: status, inject-crash, ping)"}};
+        {"error", "unknown command \"" + command +
+                      "\" (known: status, inject-crash, inject-hang, inject-resume, ping)"}};
   });
   if (Status s = control.Start(); !s.ok()) {
     spdlog::error("{}", s.message());
@@ -98,11 +114,7 @@ int RunDaemon(const std::string& config_path) {
       config->host_name, config->libvirt_uri,
       config->controller_address.empty() ? "standalone" : "controller",
       config->poll_interval.count(), config->libvirt_events, config->control_socket);
-  std::unique_ptr<ControllerLink> link;
-  if (!config->controller_address.empty()) {
-    link = std::make_unique<ControllerLink>(*config, agent, hypervisor, clock);
-    link->Start();  // registers the agent's reporters: before agent.Start()
-  }
+  if (link) link->Start();  // registers the agent's reporters: before agent.Start()
   agent.Start();
 
   int sig = 0;
@@ -306,6 +318,15 @@ int AgentMain(int argc, char** argv) {
   inject_crash->add_option("--config,-c", config_path, "agent.yaml (for control_socket)")
       ->capture_default_str();
   inject_crash->add_option("--socket", socket, "control socket path (overrides the config)");
+  auto* inject_hang = inject->add_subcommand(
+      "hang",
+      "stop heartbeats and reports without exiting (a partition, as the controller sees it)");
+  auto* inject_resume = inject->add_subcommand("resume", "end an injected hang");
+  for (auto* sc : {inject_hang, inject_resume}) {
+    sc->add_option("--config,-c", config_path, "agent.yaml (for control_socket)")
+        ->capture_default_str();
+    sc->add_option("--socket", socket, "control socket path (overrides the config)");
+  }
   inject->require_subcommand(1);
 
   if (argc > 1 && argv[1][0] != '-') {
@@ -330,6 +351,22 @@ int AgentMain(int argc, char** argv) {
   if (status->parsed()) return StatusCommand(config_path, socket, output);
   if (failover->parsed()) return FailoverCommand(config_path, failover_instance, failover_to);
   if (drain->parsed()) return DrainCommand(config_path);
+  if (inject_hang->parsed() || inject_resume->parsed()) {
+    std::string path = SocketPath(config_path, socket);
+    if (path.empty()) return 2;
+    const char* what = inject_hang->parsed() ? "hang" : "resume";
+    auto r = ControlSocketCall(path, {{"command", std::string("inject-") + what}},
+                               std::chrono::seconds(10));
+    if (!r.ok() || !r->value("ok", false)) {
+      std::fprintf(
+          stderr, "regen-agent inject %s: %s\n", what,
+          r.ok() ? r->value("error", "unknown error").c_str() : r.status().message().c_str());
+      return 1;
+    }
+    std::printf("%s\n",
+                inject_hang->parsed() ? "hung: no heartbeats until `inject resume`" : "resumed");
+    return 0;
+  }
   if (inject_crash->parsed()) {
     std::string path = SocketPath(config_path, socket);
     if (path.empty()) return 2;

@@ -112,6 +112,12 @@ void ControllerLink::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void ControllerLink::SetHung(bool hung) {
+  hung_ = hung;
+  std::lock_guard lock(mu_);
+  cv_.notify_all();
+}
+
 std::string ControllerLink::refusal() {
   std::lock_guard lock(mu_);
   return refusal_;
@@ -253,6 +259,12 @@ bool ControllerLink::Session() {
       if (reader_done) break;
       out.swap(outbox_);
       auto now = clock_.Now();
+      if (hung_) {
+        out.clear();  // silent, but the stream stays open
+        next_heartbeat = now + interval;
+        last_ack = now;
+        continue;
+      }
       if (now >= next_heartbeat) {
         send_heartbeat = true;
         sent[++sequence] = now;

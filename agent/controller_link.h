@@ -36,6 +36,9 @@ class ControllerLink {
   void Start();
   void Stop();
   bool connected() const { return connected_.load(); }
+  // Fault injection: while hung the link sends nothing (no heartbeats, no reports) but keeps the
+  // stream open, so the controller sees a silent host and this agent's lease runs out.
+  void SetHung(bool hung);
   // The last refusal from the controller ("" if none).
   std::string refusal();
 
@@ -50,6 +53,7 @@ class ControllerLink {
   Clock& clock_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
+  std::atomic<bool> hung_{false};
   std::thread thread_;
 
   std::mutex mu_;

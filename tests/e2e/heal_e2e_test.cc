@@ -198,6 +198,37 @@ TEST(HealE2eTest, PartitionedHostFencesItselfAndNothingRunsTwice) {
   EXPECT_TRUE(watcher.duplicates().empty()) << watcher.duplicates()[0];
 }
 
+TEST(HealE2eTest, HungAgentFencesAndIsHealedAroundThenResumesEmpty) {
+  Lab lab({});
+  lab.StartAll();
+  lab.Apply(Lab::ServiceYaml("web", 6, 3));
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
+  DuplicateWatcher watcher(lab);
+  RealCommandRunner runner;
+  auto out = runner.Run({AgentBin(), "inject", "hang", "--config", lab.AgentConfigPath(1)},
+                        std::chrono::seconds(10));
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(out->exit_code, 0) << out->stderr_text;
+  ASSERT_TRUE(WaitFor([&] { return lab.HostState("host-1") == "down"; }, milliseconds(10000)));
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(15000))) << lab.Logs();
+  auto s = lab.AgentStatus(1);
+  EXPECT_TRUE(s.value("fenced", false)) << s.dump();
+  EXPECT_TRUE(s["domains"].empty()) << s.dump();
+  for (const auto& i : lab.Instances()) EXPECT_NE(i.host(), "host-1") << i.name();
+
+  out = runner.Run({AgentBin(), "inject", "resume", "--config", lab.AgentConfigPath(1)},
+                   std::chrono::seconds(10));
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(out->exit_code, 0) << out->stderr_text;
+  ASSERT_TRUE(WaitFor([&] { return lab.HostState("host-1") == "up"; }, milliseconds(10000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return !lab.AgentStatus(1).value("fenced", true); }, milliseconds(10000)));
+  EXPECT_TRUE(lab.AgentStatus(1)["domains"].empty());
+  EXPECT_TRUE(lab.WaitAllRunning(6, milliseconds(5000)));
+  watcher.Stop();
+  EXPECT_TRUE(watcher.duplicates().empty()) << watcher.duplicates()[0];
+}
+
 TEST(HealE2eTest, ControllerKilledMidHealingFinishesAfterRestart) {
   Lab lab({});
   lab.StartAll();
