@@ -13,7 +13,7 @@
 # start); the healed instance's IP, MAC, state and generation are then checked in
 # `regenctl instance list`.
 # After a host loss the killed host's agent is restarted the way lab.sh starts it (pid recorded in
-# DIR/pids/host-K.pid, so `lab.sh down` stops it) and the next run starts from 3 live hosts.
+# DIR/host-K/agent.pid, so `lab.sh down` stops it) and the next run starts from 3 live hosts.
 # Each driver gets a fresh lab in a temp dir, always stopped and removed at the end.
 #
 #   scripts/bench-heal.sh [--runs N] [--host-runs M] [--driver qemu|test|both]
@@ -156,7 +156,7 @@ lab_cleanup() {
 ctl() { timeout 10 "$REGENCTL" --controller "$ADDR" "$@"; }
 instances() { ctl instance list --service "$SERVICE" -o json 2>/dev/null; }
 last_seq() { ctl events -o json 2>/dev/null | tail -n 1 | jq -r '.sequence // 0' 2>/dev/null || echo 0; }
-pid_of() { local p; p=$(cat "$DIR/pids/$1.pid" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
+pid_of() { local p; p=$(cat "$(pidfile_of "$1")" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
 
 show_logs() {
   local f
@@ -284,10 +284,11 @@ event_ms() {
                   and ($re == "" or (.message | test($re))))] | first | .unix_ms // empty'
 }
 
-# restart_agent HOST: starts HOST's agent as lab.sh does (own session, pid in DIR/pids/HOST.pid,
+# restart_agent HOST: starts HOST's agent as lab.sh does (own session, pid in DIR/HOST/agent.pid,
 # output appended to its log).
 restart_agent() {
-  local name=$1 pidfile=$DIR/pids/$1.pid log=$DIR/$1/agent.log i pid=""
+  local name=$1 pidfile log=$DIR/$1/agent.log i pid=""
+  pidfile=$(pidfile_of "$name")
   rm -f "$pidfile" "$pidfile.tmp"
   echo "---- restarted by $PROG at $(date -u +%FT%T.%3N) ----" >>"$log"
   # shellcheck disable=SC2016

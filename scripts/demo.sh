@@ -151,7 +151,7 @@ trap 'exit 143' TERM
 ctl() { timeout 10 "$REGENCTL" --controller "$ADDR" "$@"; }
 instances() { ctl instance list --service "$SERVICE" -o json 2>/dev/null; }
 last_seq() { ctl events -o json 2>/dev/null | tail -n 1 | jq -r '.sequence // 0' 2>/dev/null || echo 0; }
-pid_of() { local p; p=$(cat "$DIR/pids/$1.pid" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
+pid_of() { local p; p=$(cat "$(pidfile_of "$1")" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
 
 show_logs() {  # the last lines of every log of the lab, on stderr
   local f

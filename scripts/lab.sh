@@ -15,6 +15,8 @@ set -euo pipefail
 
 PROG=lab.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lab/lib.sh
+. "$REPO/scripts/lab/lib.sh"   # pidfile_of, cmdline_of (they use $DIR, set below)
 DEFAULT_DIR=/tmp/regen-lab
 MAX_HOSTS=64
 FIRST_PORT=7400
@@ -146,8 +148,7 @@ while [[ $dir == */ && $dir != / ]]; do dir=${dir%/}; done
 sock=$dir/host-$hosts/agent.sock
 ((${#sock} <= 107)) ||
   usage_error "--dir: invalid value \"$dir\" (too long: the agents' control socket $sock would pass the kernel's limit of 107 bytes)"
-DIR=$dir
-PIDS=$DIR/pids
+DIR=$dir                 # pidfiles: DIR/controller.pid, DIR/host-K/agent.pid (pidfile_of)
 MARKER=$DIR/.regen-lab   # written by `up`: this directory is a lab (and --purge may remove it)
 LABCONF=$DIR/lab.conf    # what `up` started: hosts=N driver=D controller=ADDR
 
@@ -161,7 +162,6 @@ REGENCTL=$BUILD/controller/regenctl
 # Processes
 
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo "${t:0:-3}"; }
-cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 
 # proc_state PID: "alive" (runs a command naming the lab directory), "dead" (gone or a zombie),
 # or "other" (the PID was reused by an unrelated process: never signal it).
@@ -177,22 +177,31 @@ proc_state() {
 
 read_pid() { local p; p=$(cat "$1" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
 
-# The recorded process names, controller first, then the hosts in numeric order.
+# The recorded process names (those with a pidfile, see pidfile_of), controller first, then the
+# hosts in numeric order.
 recorded_names() {
-  local f names=()
-  [ -d "$PIDS" ] || return 0
-  for f in "$PIDS"/*.pid; do
+  local f name names=()
+  if [ -e "$(pidfile_of controller)" ]; then echo controller; fi
+  for f in "$DIR"/host-*/agent.pid; do
     [ -e "$f" ] || continue
-    f=${f##*/}
-    names+=("${f%.pid}")
+    name=${f%/agent.pid}
+    name=${name##*/}
+    [[ $name =~ ^host-[0-9]+$ ]] && names+=("$name")
   done
   ((${#names[@]})) || return 0
-  printf '%s\n' "${names[@]}" | sort -t- -k1,1 -k2,2n | awk '$0 == "controller" {print; next} {rest[n++] = $0} END {for (i = 0; i < n; i++) print rest[i]}'
+  printf '%s\n' "${names[@]}" | sort -t- -k2,2n
+}
+
+# remove_pidfiles: removes every pidfile of the lab (and any half-written one).
+remove_pidfiles() {
+  rm -f "$DIR"/controller.pid{,.tmp} "$DIR"/host-*/agent.pid{,.tmp}
 }
 
 # The qemu processes of this lab: a qemu-system-* executable with the lab directory on its
 # command line (qemu:///embed puts its root, under DIR, into every qemu's arguments).
-lab_qemu_pids() {
+# Not lib.sh's lab_qemu_pids, on purpose: this one also recognises a qemu by argv[0] and counts
+# zombies (so `down` reports a qemu nobody reaped), and has no SUBDIR argument.
+all_lab_qemu_pids() {
   local p comm argv0
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
@@ -206,10 +215,12 @@ lab_qemu_pids() {
 }
 
 # start_process NAME LOG COMMAND...: runs COMMAND in its own session, detached from this script
-# (stdin /dev/null, stdout and stderr to LOG), and records its PID in $PIDS/NAME.pid.
+# (stdin /dev/null, stdout and stderr to LOG), and records its PID in $(pidfile_of NAME).
 start_process() {
-  local name=$1 log=$2 pidfile=$PIDS/$1.pid pid i
+  local name=$1 log=$2 pidfile pid i
+  pidfile=$(pidfile_of "$1")
   shift 2
+  mkdir -p "${pidfile%/*}"
   rm -f "$pidfile" "$pidfile.tmp"
   # The shell records its own PID and then becomes COMMAND (exec keeps the PID).
   # shellcheck disable=SC2016
@@ -232,7 +243,7 @@ stopped_qemu=0
 stop_all() {
   local name pid st i left=() victims=() qemus
   for name in $(recorded_names); do
-    pid=$(read_pid "$PIDS/$name.pid")
+    pid=$(read_pid "$(pidfile_of "$name")")
     st=$(proc_state "$pid")
     case $st in
       alive)
@@ -246,7 +257,7 @@ stop_all() {
   ((${#victims[@]} == 0)) || kill_and_wait "${victims[@]}"
   # The agents leave their domains running on SIGTERM; with qemu:///embed those are real
   # processes.
-  qemus=$(lab_qemu_pids)
+  qemus=$(all_lab_qemu_pids)
   if [ -n "$qemus" ]; then
     # shellcheck disable=SC2086
     stopped_qemu=$(echo $qemus | wc -w)
@@ -257,10 +268,10 @@ stop_all() {
   fi
   # Nothing may be left.
   for name in $(recorded_names); do
-    pid=$(read_pid "$PIDS/$name.pid")
+    pid=$(read_pid "$(pidfile_of "$name")")
     [ "$(proc_state "$pid")" != alive ] || left+=("$name (pid $pid)")
   done
-  for pid in $(lab_qemu_pids); do left+=("qemu (pid $pid)"); done
+  for pid in $(all_lab_qemu_pids); do left+=("qemu (pid $pid)"); done
   for i in "${left[@]}"; do echo "$PROG: still running after SIGKILL: $i" >&2; done
   ((${#left[@]} == 0))
 }
@@ -334,7 +345,7 @@ log_of() {
   if [ "$1" = controller ]; then echo "$DIR/controller.log"; else echo "$DIR/$1/agent.log"; fi
 }
 
-labconf_get() { sed -n "s/^$1=//p" "$LABCONF" 2>/dev/null | head -n 1; }
+labconf_get() { [ -f "$LABCONF" ] || return 0; sed -n "s/^$1=//p" "$LABCONF" | head -n 1; }
 
 # ---------------------------------------------------------------------------------------------
 # up
@@ -437,7 +448,7 @@ on_up_exit() {
   if ((up_started && !up_ok)); then
     echo "$PROG: up failed; stopping what it started (logs kept in $DIR)" >&2
     stop_all >&2 || true
-    rm -rf "$PIDS"
+    remove_pidfiles
   fi
 }
 
@@ -466,7 +477,7 @@ cmd_up() {
 
   # A lab already recorded in DIR?
   for name in $(recorded_names); do
-    pid=$(read_pid "$PIDS/$name.pid")
+    pid=$(read_pid "$(pidfile_of "$name")")
     st=$(proc_state "$pid")
     case $st in
       alive) alive+=("$name") ;;
@@ -489,7 +500,7 @@ cmd_up() {
   fi
   if ((${#dead[@]} + ${#other[@]})); then
     say "removing the pidfiles of a previous lab in $DIR (none of its processes runs)"
-    rm -rf "$PIDS"
+    remove_pidfiles
   fi
 
   # Never write into a directory that is not a lab.
@@ -498,7 +509,7 @@ cmd_up() {
     [ -z "$(ls -A "$DIR")" ] ||
       die "$DIR is not empty and not a lab directory (no $MARKER); choose another --dir"
   fi
-  mkdir -p "$DIR" "$PIDS"
+  mkdir -p "$DIR"
   chmod 0755 "$DIR"   # qemu runs as libvirt-qemu and must reach its files
   echo "Regen lab directory written by scripts/lab.sh; 'scripts/lab.sh down --purge' removes it." >"$MARKER"
 
@@ -526,7 +537,7 @@ cmd_up() {
 
   start_process controller "$DIR/controller.log" "$CONTROLLER" run --config "$DIR/controller.yaml"
   until port_open "$port"; do
-    [ "$(proc_state "$(read_pid "$PIDS/controller.pid")")" = alive ] || {
+    [ "$(proc_state "$(read_pid "$(pidfile_of controller)")")" = alive ] || {
       print_logs
       die "regen-controller exited before listening on $addr"
     }
@@ -546,7 +557,7 @@ cmd_up() {
   n=-1
   while :; do
     for name in $(recorded_names); do
-      [ "$(proc_state "$(read_pid "$PIDS/$name.pid")")" = alive ] || {
+      [ "$(proc_state "$(read_pid "$(pidfile_of "$name")")")" = alive ] || {
         print_logs
         die "$name exited during startup (log $(log_of "$name"))"
       }
@@ -589,8 +600,8 @@ cmd_down() {
     die "--purge: $DIR is not a lab directory (no $MARKER); not removing it"
   fi
   names=$(recorded_names)
-  stop_all || die "could not stop everything (see above); pidfiles kept in $PIDS"
-  rm -rf "$PIDS"
+  stop_all || die "could not stop everything (see above); pidfiles kept ($DIR/controller.pid, $DIR/host-K/agent.pid)"
+  remove_pidfiles
   if ((stopped + stopped_qemu == 0)); then
     say "nothing was running in $DIR${names:+ (stale pidfiles removed)}"
   else
@@ -620,7 +631,7 @@ cmd_status() {
   echo "lab $DIR: $(labconf_get hosts) hosts, driver $(labconf_get driver), controller ${addr:-?}"
   printf '%-12s %-8s %s\n' NAME PID STATE
   for name in $names; do
-    pid=$(read_pid "$PIDS/$name.pid")
+    pid=$(read_pid "$(pidfile_of "$name")")
     st=$(proc_state "$pid")
     case $st in
       alive) [ "$name" != controller ] || ctl_alive=1 ;;
@@ -629,7 +640,7 @@ cmd_status() {
     esac
     printf '%-12s %-8s %s\n' "$name" "${pid:--}" "$st"
   done
-  qemus=$(lab_qemu_pids)
+  qemus=$(all_lab_qemu_pids)
   # shellcheck disable=SC2086
   [ -z "$qemus" ] || echo "qemu processes of the lab: $(echo $qemus | wc -w)"
   if ((ctl_alive)) && [ -n "$addr" ]; then

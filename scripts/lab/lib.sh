@@ -1,6 +1,12 @@
 # shellcheck shell=bash
-# Shell helpers shared by scripts/demo.sh and scripts/bench-heal.sh (sourced; needs $DIR, the lab
-# directory).
+# Shell helpers shared by scripts/lab.sh, scripts/demo.sh and scripts/bench-heal.sh (sourced;
+# needs $DIR, the lab directory).
+
+# pidfile_of NAME: the pidfile of the lab process NAME (controller or host-K), as DESIGN.md lays
+# out the lab directory: DIR/controller.pid, DIR/host-K/agent.pid (next to each process's log).
+pidfile_of() {
+  if [ "$1" = controller ]; then echo "$DIR/controller.pid"; else echo "$DIR/$1/agent.pid"; fi
+}
 
 cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 
