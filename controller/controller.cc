@@ -66,7 +66,12 @@ int64_t IndexOf(const std::string& name) {
 }  // namespace
 
 Controller::Controller(const ControllerConfig& config, Store& store, Clock& clock)
-    : config_(config), store_(store), clock_(clock) {}
+    : config_(config), store_(store), clock_(clock) {
+  auto policy = ParseManualStepPolicy(config.manual_upgrade_policy);
+  upgrade_policy_.manual_policy = policy.ok() ? *policy : ManualStepPolicy::kBlock;
+  upgrade_policy_.auto_rollback = config.auto_rollback;
+  upgrade_policy_.max_failed_health_checks = config.max_failed_health_checks;
+}
 
 Result<ServiceModel> Controller::ModelOf(const ServiceSpec& spec) {
   ServiceModel m;
@@ -96,7 +101,16 @@ Status Controller::Load() {
     if (!spec.ok()) return spec.status().WithContext("store: service " + name);
     auto model = ModelOf(*spec);
     if (!model.ok()) return model.status().WithContext("store: service " + name);
+    // The current version is the record's: an upgrade changes it, not the applied YAML.
+    if (!rec.version.empty() && spec->versions.count(rec.version)) spec->version = rec.version;
     services_[name] = {rec, *spec, *model};
+  }
+  upgrades_.clear();
+  for (const auto& [key, value] : snap.meta) {
+    if (key.rfind("upgrade/", 0) != 0) continue;
+    auto state = ParseUpgradeStateJson(value);
+    if (!state.ok()) return state.status().WithContext("store: " + key);
+    upgrades_[state->service] = *state;
   }
   instances_ = std::move(snap.instances);
   EnsureServiceInstances();
@@ -241,6 +255,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   for (const auto& d : report.domains()) h.domains[d.name()] = d;
 
   std::vector<std::string> failed;
+  std::vector<std::string> healed;  // became running
   std::vector<std::string> target_down;  // moves whose new host went down meanwhile
   std::set<std::string> touched;
   std::vector<const InstanceRecord*> changed;
@@ -268,6 +283,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
                " ms after the failure was detected";
         failed_at_ms_.erase(f);
       }
+      healed.push_back(name);
       spdlog::info("instance {} {}", name, msg);
       EventRecord e = MakeEvent("running", &inst, host, msg);
       e.json = json{
@@ -291,6 +307,16 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   if (!changed.empty() || !events.empty()) {
     if (Persist(changed, {}, std::move(events)).ok()) PushDesired(touched);
   }
+  std::set<std::string> services;
+  for (const auto& name : healed) {
+    const std::string service = instances_[name].service;
+    auto up = upgrades_.find(service);
+    if (up != upgrades_.end() && up->second.healing_in_progress.count(name)) {
+      FeedUpgrade(service, upgrade_event::HealingDone{name});
+    }
+    services.insert(service);
+  }
+  for (const auto& service : services) DriveUpgrade(service);
   for (const auto& name : failed) {
     const auto& d = h.domains[name];
     Heal(name, "domain " + StateWord(d.state()) + " (" + d.reason() + ") on " + host, host);
@@ -380,6 +406,7 @@ void Controller::Tick() {
     }
   }
   PlacePending();
+  DriveUpgrades();
 }
 
 void Controller::FinishMove(InstanceRecord& inst, std::set<std::string>& touched) {
@@ -417,6 +444,21 @@ void Controller::Heal(const std::vector<std::string>& names, const std::string& 
     by_service[inst.service].push_back({name, inst.update_domain, ""});
   }
   if (changed.empty()) return;
+  // During an upgrade: pre-empt it, and heal with the version the DESIGN table gives.
+  for (const InstanceRecord* inst : changed) {
+    FeedUpgrade(inst->service, upgrade_event::InstanceFailed{inst->name, inst->update_domain});
+    auto svc = services_.find(inst->service);
+    if (svc == services_.end()) continue;
+    auto up = upgrades_.find(inst->service);
+    const UpgradeState* active =
+        up != upgrades_.end() && IsActive(up->second) ? &up->second : nullptr;
+    auto version = VersionForHealing(inst->update_domain, active, svc->second.spec.version);
+    if (version.ok() && version->version != inst->version) {
+      spdlog::info("instance {} is healed with version {} (was {}): {}", inst->name,
+                   version->version, inst->version, version->reason);
+      instances_[inst->name].version = version->version;
+    }
+  }
   if (!Persist(changed, {}, std::move(events)).ok()) return;
   std::set<std::string> touched{failed_host};
   for (const auto& [service, requests] : by_service) {
@@ -929,6 +971,223 @@ Result<v1::DrainResponse> Controller::Drain(const v1::DrainRequest& request) {
 
 Result<std::vector<EventRecord>> Controller::EventsAfter(int64_t after, int64_t limit) {
   return store_.EventsAfter(after, limit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rolling upgrades
+
+std::set<std::string> Controller::HealingOf(const std::string& service) const {
+  std::set<std::string> out;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.service != service) continue;
+    if (inst.state == "failed" || (inst.state == "pending" && inst.generation > 0) ||
+        (inst.state == "creating" && failed_at_ms_.count(name))) {
+      out.insert(name);
+    }
+  }
+  return out;
+}
+
+v1::UpgradeStatus Controller::StatusOf(const UpgradeState& u) const {
+  v1::UpgradeStatus st;
+  st.set_service(u.service);
+  st.set_from_version(u.from_version);
+  st.set_to_version(u.to_version);
+  st.set_mode(UpgradeModeName(u.mode));
+  st.set_state(UpgradePhaseName(u.state));
+  st.set_current_ud(u.current_ud);
+  for (int64_t ud : u.upgraded_uds) st.add_upgraded_uds(ud);
+  for (const auto& name : u.healing_in_progress) st.add_healing_in_progress(name);
+  st.set_started_at_unix_ms(u.started_at_unix_ms);
+  st.set_updated_at_unix_ms(u.updated_at_unix_ms);
+  st.set_message(u.message);
+  return st;
+}
+
+Status Controller::SaveUpgrade(const UpgradeState& u) {
+  EventRecord e =
+      MakeEvent("upgrade", nullptr, "", u.message.empty() ? DescribeUpgrade(u) : u.message);
+  e.service = u.service;
+  e.json = UpgradeStateToJson(u).dump();
+  RETURN_IF_ERROR(store_.Transaction([&](StoreTxn& txn) -> Status {
+    RETURN_IF_ERROR(txn.SetMeta("upgrade/" + u.service, UpgradeStateToJson(u).dump()));
+    ASSIGN_OR_RETURN(e.sequence, txn.AppendEvent(e));
+    return Status::Ok();
+  }));
+  upgrades_[u.service] = u;
+  spdlog::info("upgrade: {}", e.message);
+  if (event_listener_) event_listener_(e);
+  return Status::Ok();
+}
+
+void Controller::FeedUpgrade(const std::string& service, UpgradeEventKind event) {
+  auto it = upgrades_.find(service);
+  if (it == upgrades_.end() || !IsActive(it->second)) return;
+  auto next = Apply(it->second, {std::move(event), clock_.WallMillis()}, upgrade_policy_);
+  if (!next.ok()) {
+    spdlog::warn("upgrade of {}: {}", service, next.status().message());
+    return;
+  }
+  if (*next == it->second) return;
+  (void)SaveUpgrade(*next);
+}
+
+Result<v1::UpgradeStatus> Controller::ApplyUpgradeEvent(const std::string& service,
+                                                        UpgradeEventKind event) {
+  RETURN_IF_ERROR(ValidateName("service", service));
+  if (!services_.count(service)) return NotFound("service \"" + service + "\" does not exist");
+  auto it = upgrades_.find(service);
+  if (it == upgrades_.end()) {
+    return FailedPrecondition("service " + service +
+                              " has no upgrade (start one with `regenctl upgrade start " + service +
+                              " --to-version V`)");
+  }
+  ASSIGN_OR_RETURN(UpgradeState next,
+                   Apply(it->second, {std::move(event), clock_.WallMillis()}, upgrade_policy_));
+  if (!(next == it->second)) RETURN_IF_ERROR(SaveUpgrade(next));
+  DriveUpgrade(service);
+  return StatusOf(upgrades_[service]);
+}
+
+Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest& request) {
+  RETURN_IF_ERROR(ValidateName("service", request.service()));
+  auto svc = services_.find(request.service());
+  if (svc == services_.end()) {
+    return NotFound("service \"" + request.service() + "\" does not exist");
+  }
+  const ServiceSpec& spec = svc->second.spec;
+  if (!spec.versions.count(request.to_version())) {
+    std::string known;
+    for (const auto& [v, unused] : spec.versions) known += (known.empty() ? "" : ", ") + v;
+    return InvalidArgument("upgrade start: to_version \"" + request.to_version() +
+                           "\" is not a version of service " + request.service() + " (known: " +
+                           known + "; add it to the spec and apply it first)");
+  }
+  if (request.to_version() == spec.version) {
+    return FailedPrecondition("service " + request.service() + " already runs version " +
+                              spec.version);
+  }
+  ASSIGN_OR_RETURN(UpgradeMode mode,
+                   ParseUpgradeMode(request.mode().empty() ? "auto" : request.mode()));
+  if (!request.operation_id().empty()) {
+    ASSIGN_OR_RETURN(auto done, store_.FindOperation(request.operation_id()));
+    if (done && upgrades_.count(request.service())) return StatusOf(upgrades_[request.service()]);
+  }
+  upgrade_event::Start start;
+  start.service = request.service();
+  start.from_version = spec.version;
+  start.to_version = request.to_version();
+  start.mode = mode;
+  start.update_domains = spec.update_domains;
+  start.healing_in_progress = HealingOf(request.service());
+  UpgradeState current;
+  auto it = upgrades_.find(request.service());
+  if (it != upgrades_.end()) current = it->second;
+  ASSIGN_OR_RETURN(UpgradeState next,
+                   Apply(current, {start, clock_.WallMillis()}, upgrade_policy_));
+  RETURN_IF_ERROR(SaveUpgrade(next));
+  if (!request.operation_id().empty()) {
+    OperationRecord op{request.operation_id(), "upgrade", request.service(), "{}", "done",
+                       clock_.WallMillis(), clock_.WallMillis()};
+    (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
+  }
+  DriveUpgrade(request.service());
+  return StatusOf(upgrades_[request.service()]);
+}
+
+Result<v1::UpgradeStatus> Controller::UpgradeGet(const std::string& service) const {
+  RETURN_IF_ERROR(ValidateName("service", service));
+  if (!services_.count(service)) return NotFound("service \"" + service + "\" does not exist");
+  auto it = upgrades_.find(service);
+  if (it == upgrades_.end()) return NotFound("service " + service + " has never been upgraded");
+  return StatusOf(it->second);
+}
+
+Result<v1::UpgradeStatus> Controller::UpgradePause(const v1::UpgradeServiceRequest& r) {
+  return ApplyUpgradeEvent(r.service(), upgrade_event::Pause{});
+}
+Result<v1::UpgradeStatus> Controller::UpgradeResume(const v1::UpgradeServiceRequest& r) {
+  return ApplyUpgradeEvent(r.service(), upgrade_event::Resume{});
+}
+Result<v1::UpgradeStatus> Controller::UpgradeNextUd(const v1::UpgradeServiceRequest& r) {
+  return ApplyUpgradeEvent(r.service(), upgrade_event::NextUd{r.force()});
+}
+Result<v1::UpgradeStatus> Controller::UpgradeRollback(const v1::UpgradeServiceRequest& r) {
+  return ApplyUpgradeEvent(r.service(), upgrade_event::Rollback{});
+}
+
+void Controller::DriveUpgrades() {
+  std::vector<std::string> active;
+  for (const auto& [service, u] : upgrades_) {
+    if (IsActive(u)) active.push_back(service);
+  }
+  for (const auto& service : active) DriveUpgrade(service);
+}
+
+void Controller::DriveUpgrade(const std::string& service) {
+  for (int step = 0; step < 64; ++step) {
+    auto it = upgrades_.find(service);
+    auto svc = services_.find(service);
+    if (it == upgrades_.end() || svc == services_.end()) return;
+    const UpgradeState u = it->second;
+    UpgradeAction action = NextAction(u);
+    if (action.kind == UpgradeActionKind::kDone) {
+      if (u.state == UpgradePhase::kCompleted && svc->second.spec.version != u.to_version) {
+        svc->second.spec.version = u.to_version;
+        svc->second.record.version = u.to_version;
+        (void)Persist({}, {}, {}, &svc->second.record);
+        spdlog::info("service {} now runs version {}", service, u.to_version);
+      }
+      return;
+    }
+    if (action.kind != UpgradeActionKind::kUpgradeUd &&
+        action.kind != UpgradeActionKind::kRollBackUd) {
+      return;
+    }
+    const bool up = action.kind == UpgradeActionKind::kUpgradeUd;
+    const std::string& target = up ? u.to_version : u.from_version;
+    bool ud_done = true;
+    std::vector<const InstanceRecord*> changed;
+    std::vector<EventRecord> events;
+    std::set<std::string> touched;
+    for (auto& [name, inst] : instances_) {
+      if (inst.service != service || inst.update_domain != action.ud) continue;
+      if (u.healing_in_progress.count(name)) {
+        ud_done = false;  // healed with the version the table gives; counted when it runs
+        continue;
+      }
+      if (inst.version != target) {
+        ud_done = false;
+        if (inst.state != "running" || !inst.moving_from.empty()) continue;
+        // Re-created in place with the new version: same host, resources, IP, MAC.
+        inst.version = target;
+        inst.generation += 1;
+        inst.state = "creating";
+        inst.reason = (up ? "upgrading to " : "rolling back to ") + target + " (UD " +
+                      std::to_string(action.ud) + ")";
+        events.push_back(MakeEvent(up ? "upgrade_instance" : "rollback_instance", &inst,
+                                   inst.allocation.host,
+                                   inst.reason + ", generation " + std::to_string(inst.generation)));
+        changed.push_back(&inst);
+        touched.insert(inst.allocation.host);
+      } else if (inst.state != "running") {
+        ud_done = false;
+      }
+    }
+    if (!changed.empty()) {
+      if (!Persist(changed, {}, std::move(events)).ok()) return;
+      PushDesired(touched);
+    }
+    if (!ud_done) return;
+    UpgradeEventKind done = up ? UpgradeEventKind(upgrade_event::UdInstancesUpgraded{action.ud})
+                               : UpgradeEventKind(upgrade_event::RolledBackUd{action.ud});
+    auto next = Apply(u, {done, clock_.WallMillis()}, upgrade_policy_);
+    if (!next.ok()) {
+      spdlog::error("upgrade of {}: {}", service, next.status().message());
+      return;
+    }
+    if (*next == u || !SaveUpgrade(*next).ok()) return;
+  }
 }
 
 }  // namespace regen

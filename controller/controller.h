@@ -24,6 +24,7 @@
 #include "config/service_spec.h"
 #include "controller/allocator.h"
 #include "controller/store.h"
+#include "controller/upgrade.h"
 
 namespace regen {
 
@@ -72,6 +73,14 @@ class Controller {
   Result<v1::DrainResponse> Drain(const v1::DrainRequest& request);
   Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit);
 
+  // ---- rolling upgrades (controller/upgrade.h holds the rules) ----
+  Result<v1::UpgradeStatus> UpgradeStart(const v1::UpgradeStartRequest& request);
+  Result<v1::UpgradeStatus> UpgradeGet(const std::string& service) const;
+  Result<v1::UpgradeStatus> UpgradePause(const v1::UpgradeServiceRequest& request);
+  Result<v1::UpgradeStatus> UpgradeResume(const v1::UpgradeServiceRequest& request);
+  Result<v1::UpgradeStatus> UpgradeNextUd(const v1::UpgradeServiceRequest& request);
+  Result<v1::UpgradeStatus> UpgradeRollback(const v1::UpgradeServiceRequest& request);
+
   // For tests and status.
   const std::map<std::string, InstanceRecord>& instances() const { return instances_; }
   std::string HostState(const std::string& host) const;
@@ -110,6 +119,17 @@ class Controller {
   void SetHostState(HostRuntime& host, const std::string& state, const std::string& why);
   void FinishMove(InstanceRecord& inst, std::set<std::string>& touched);
 
+  // Upgrades.
+  Result<v1::UpgradeStatus> ApplyUpgradeEvent(const std::string& service, UpgradeEventKind event);
+  Status SaveUpgrade(const UpgradeState& state);
+  // Applies `event` to the service's active upgrade (if any) and saves it; errors are logged.
+  void FeedUpgrade(const std::string& service, UpgradeEventKind event);
+  // Carries the upgrade of `service` forward as far as it can go now.
+  void DriveUpgrade(const std::string& service);
+  void DriveUpgrades();
+  std::set<std::string> HealingOf(const std::string& service) const;
+  v1::UpgradeStatus StatusOf(const UpgradeState& state) const;
+
   // Persistence and delivery.
   Status Persist(const std::vector<const InstanceRecord*>& instances,
                  const std::vector<const HostRecord*>& hosts, std::vector<EventRecord> events,
@@ -130,6 +150,8 @@ class Controller {
   std::map<std::string, InstanceRecord> instances_;
   std::map<std::string, int64_t> failed_at_ms_;  // instance -> detection time (time to heal)
   std::optional<AllocatorState> alloc_;
+  std::map<std::string, UpgradeState> upgrades_;  // service -> its (last) upgrade
+  UpgradePolicy upgrade_policy_;
   uint64_t desired_sequence_ = 0;
 };
 

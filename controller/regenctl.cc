@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/admin_client.h"
@@ -32,12 +33,15 @@ struct Args {
   std::string controller = kDefaultController;
   double timeout_seconds = 10;
   std::string output = "text";
-  std::string file;     // service apply
-  std::string name;     // service show, host drain, failover (the instance)
-  std::string service;  // instance list --service
-  std::string to_host;  // failover --to
-  int64_t after = 0;    // events --after
-  bool follow = false;  // events --follow
+  std::string file;           // service apply
+  std::string name;           // service show, host drain, failover (the instance), upgrade
+  std::string service;        // instance list --service
+  std::string to_host;        // failover --to
+  int64_t after = 0;          // events --after
+  bool follow = false;        // events --follow
+  std::string to_version;     // upgrade start --to-version
+  std::string mode = "auto";  // upgrade start --mode
+  bool force = false;         // upgrade next-ud --force
 };
 
 // One leaf command: local checks (nothing is sent when they fail), then the RPCs.
@@ -203,12 +207,78 @@ std::string EventLine(const v1::Event& e) {
          pad(OrDash(e.instance()), 14) + " " + pad(OrDash(e.host()), 12) + " " + e.message();
 }
 
+// The upgrade's status: the fields of `regenctl upgrade status -o json` (issue 6), and "message"
+// when the controller sent one. `service` stands in when the reply does not name the service.
+Json UpgradeStatusJson(const v1::UpgradeStatus& u, const std::string& service) {
+  Json upgraded = Json::array();
+  for (int64_t ud : u.upgraded_uds()) upgraded.push_back(ud);
+  Json healing = Json::array();
+  for (const auto& i : u.healing_in_progress()) healing.push_back(i);
+  Json j{{"service", u.service().empty() ? service : u.service()},
+         {"from_version", u.from_version()},
+         {"to_version", u.to_version()},
+         {"mode", u.mode()},
+         {"state", u.state()},
+         {"current_ud", u.current_ud()},
+         {"upgraded_uds", std::move(upgraded)},
+         {"healing_in_progress", std::move(healing)},
+         {"started_at", u.started_at_unix_ms()},
+         {"updated_at", u.updated_at_unix_ms()}};
+  if (!u.message().empty()) j["message"] = u.message();
+  return j;
+}
+
+// "a, b, c"; "none" when there is nothing.
+template <typename Items>
+std::string JoinOrNone(const Items& items) {
+  std::string text;
+  for (const auto& item : items) {
+    if (!text.empty()) text += ", ";
+    if constexpr (std::is_same_v<std::decay_t<decltype(item)>, std::string>) {
+      text += item;
+    } else {
+      text += std::to_string(item);
+    }
+  }
+  return text.empty() ? "none" : text;
+}
+
+void PrintUpgradeStatus(const v1::UpgradeStatus& u, const std::string& service, std::ostream& out) {
+  out << "service " << (u.service().empty() ? service : u.service()) << ": upgrade "
+      << OrDash(u.from_version()) << " -> " << OrDash(u.to_version()) << " (" << OrDash(u.mode())
+      << ") " << OrDash(u.state()) << " at UD " << u.current_ud() << "\n"
+      << "upgraded UDs: " << JoinOrNone(u.upgraded_uds()) << "\n"
+      << "healing:      " << JoinOrNone(u.healing_in_progress()) << "\n"
+      << "started:      " << FormatUnixMillis(u.started_at_unix_ms()) << "\n"
+      << "updated:      " << FormatUnixMillis(u.updated_at_unix_ms()) << "\n";
+  if (!u.message().empty()) out << "message:      " << u.message() << "\n";
+}
+
 // ---- checks ----
 
 Status CheckName(const std::string& what, const std::string& value) {
   if (IsValidName(value)) return Status::Ok();
   return InvalidArgument(what + " " + QuoteValue(value) +
                          " is not a valid name ([a-z][a-z0-9-]{0,62})");
+}
+
+// Version names as the service spec loader takes them (config/service_spec.cc, which does not
+// export its check): [a-z0-9][a-z0-9._-]{0,62}.
+bool IsValidVersionName(const std::string& v) {
+  if (v.empty() || v.size() > 63) return false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              (i > 0 && (c == '.' || c == '_' || c == '-'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Status CheckVersion(const std::string& what, const std::string& value) {
+  if (IsValidVersionName(value)) return Status::Ok();
+  return InvalidArgument(what + " " + QuoteValue(value) +
+                         " is not a valid version name ([a-z0-9][a-z0-9._-]{0,62})");
 }
 
 bool IsUnreachable(const Status& s) {
@@ -301,8 +371,9 @@ int RegenctlMain(int argc, char** argv, std::ostream& out, std::ostream& err) {
   if (const char* env = std::getenv("REGEN_CONTROLLER"); env != nullptr && *env != '\0') {
     a.controller = env;
   }
-  CLI::App app{"regenctl: the Regen cluster CLI (services, instances, hosts, failover, events)",
-               "regenctl"};
+  CLI::App app{
+      "regenctl: the Regen cluster CLI (services, instances, hosts, failover, events, upgrades)",
+      "regenctl"};
   app.fallthrough();  // global options are accepted after the command too
   app.require_subcommand(1);
   app.add_option("--controller", a.controller,
@@ -564,6 +635,81 @@ int RegenctlMain(int argc, char** argv, std::ostream& out, std::ostream& err) {
                             out << (json ? EventJson(e).dump() : EventLine(e)) << std::endl;
                             return static_cast<bool>(out);  // stop when nobody reads
                           });
+                        }});
+  }
+
+  auto* upgrade = app.add_subcommand(
+      "upgrade",
+      "rolling upgrades by update domain: start, status, pause, resume, next-ud, "
+      "rollback");
+  upgrade->require_subcommand(1);
+  auto print_upgrade = [&](const v1::UpgradeStatus& u) {
+    if (a.output == "json") {
+      out << UpgradeStatusJson(u, a.name).dump(2) << "\n";
+    } else {
+      PrintUpgradeStatus(u, a.name, out);
+    }
+  };
+  {
+    auto* c = upgrade->add_subcommand("start", "start upgrading a service, UD by UD");
+    c->add_option("SERVICE", a.name, "the service")->required();
+    c->add_option("--to-version", a.to_version, "the version to upgrade to (one of the spec's)")
+        ->required();
+    c->add_option("--mode", a.mode,
+                  "auto: UD after UD by itself; manual: each next UD on `upgrade next-ud`")
+        ->capture_default_str();
+    commands.push_back({c, "upgrade start",
+                        [&]() -> Status {
+                          RETURN_IF_ERROR(CheckName("SERVICE", a.name));
+                          RETURN_IF_ERROR(CheckVersion("--to-version", a.to_version));
+                          if (a.mode != "auto" && a.mode != "manual") {
+                            return InvalidArgument("--mode " + QuoteValue(a.mode) +
+                                                   " is not an upgrade mode (use auto or manual)");
+                          }
+                          return Status::Ok();
+                        },
+                        [&](AdminClient& client) -> Status {
+                          v1::UpgradeStartRequest request;
+                          request.set_operation_id(NewOperationId());
+                          request.set_service(a.name);
+                          request.set_to_version(a.to_version);
+                          request.set_mode(a.mode);
+                          ASSIGN_OR_RETURN(auto r, client.UpgradeStart(request));
+                          print_upgrade(r);
+                          return Status::Ok();
+                        }});
+  }
+  // The commands on a running upgrade: one UpgradeServiceRequest each.
+  using UpgradeCall = Result<v1::UpgradeStatus> (AdminClient::*)(v1::UpgradeServiceRequest);
+  struct UpgradeVerb {
+    const char* name;
+    const char* help;
+    UpgradeCall call;
+  };
+  const UpgradeVerb verbs[] = {
+      {"status", "show a service's upgrade", &AdminClient::UpgradeStatusGet},
+      {"pause", "pause a service's upgrade (work under way finishes)", &AdminClient::UpgradePause},
+      {"resume", "resume a paused upgrade", &AdminClient::UpgradeResume},
+      {"next-ud", "manual mode: upgrade the next update domain", &AdminClient::UpgradeNextUd},
+      {"rollback", "bring the upgraded UDs back to the old version, in reverse",
+       &AdminClient::UpgradeRollback},
+  };
+  for (const UpgradeVerb& verb : verbs) {
+    auto* c = upgrade->add_subcommand(verb.name, verb.help);
+    c->add_option("SERVICE", a.name, "the service")->required();
+    if (std::string(verb.name) == "next-ud") {
+      c->add_flag("--force", a.force, "go on even while instances are being healed");
+    }
+    commands.push_back({c, std::string("upgrade ") + verb.name,
+                        [&] { return CheckName("SERVICE", a.name); },
+                        [&, call = verb.call](AdminClient& client) -> Status {
+                          v1::UpgradeServiceRequest request;
+                          request.set_operation_id(NewOperationId());
+                          request.set_service(a.name);
+                          request.set_force(a.force);
+                          ASSIGN_OR_RETURN(auto r, (client.*call)(request));
+                          print_upgrade(r);
+                          return Status::Ok();
                         }});
   }
 

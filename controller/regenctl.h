@@ -1,6 +1,6 @@
 // regenctl, the operator's CLI for the controller's AdminService: services, instances, hosts,
-// failover, drain and events. Called from main() (and tests) on one thread; it writes only to the
-// streams it is given.
+// failover, drain, events and rolling upgrades. Called from main() (and tests) on one thread; it
+// writes only to the streams it is given.
 #pragma once
 
 #include <ostream>

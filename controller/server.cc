@@ -232,33 +232,41 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Unimplemented(const std::string& what) {
-    return {grpc::StatusCode::UNIMPLEMENTED,
-            what + " is not implemented yet (rolling upgrades arrive with the upgrade issue)"};
+  grpc::Status UpgradeStart(grpc::ServerContext*, const v1::UpgradeStartRequest* req,
+                            v1::UpgradeStatus* resp) override {
+    return Reply(server_.Call<Result<v1::UpgradeStatus>>(
+                     [&] { return server_.controller().UpgradeStart(*req); }),
+                 resp);
   }
-  grpc::Status UpgradeStart(grpc::ServerContext*, const v1::UpgradeStartRequest*,
-                            v1::UpgradeStatus*) override {
-    return Unimplemented("upgrade start");
+  grpc::Status UpgradeStatusGet(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+                                v1::UpgradeStatus* resp) override {
+    return Reply(server_.Call<Result<v1::UpgradeStatus>>(
+                     [&] { return server_.controller().UpgradeGet(req->service()); }),
+                 resp);
   }
-  grpc::Status UpgradeStatusGet(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
-                                v1::UpgradeStatus*) override {
-    return Unimplemented("upgrade status");
+  grpc::Status UpgradePause(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+                            v1::UpgradeStatus* resp) override {
+    return Reply(server_.Call<Result<v1::UpgradeStatus>>(
+                     [&] { return server_.controller().UpgradePause(*req); }),
+                 resp);
   }
-  grpc::Status UpgradePause(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
-                            v1::UpgradeStatus*) override {
-    return Unimplemented("upgrade pause");
+  grpc::Status UpgradeResume(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+                             v1::UpgradeStatus* resp) override {
+    return Reply(server_.Call<Result<v1::UpgradeStatus>>(
+                     [&] { return server_.controller().UpgradeResume(*req); }),
+                 resp);
   }
-  grpc::Status UpgradeResume(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
-                             v1::UpgradeStatus*) override {
-    return Unimplemented("upgrade resume");
+  grpc::Status UpgradeNextUd(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+                             v1::UpgradeStatus* resp) override {
+    return Reply(server_.Call<Result<v1::UpgradeStatus>>(
+                     [&] { return server_.controller().UpgradeNextUd(*req); }),
+                 resp);
   }
-  grpc::Status UpgradeNextUd(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
-                             v1::UpgradeStatus*) override {
-    return Unimplemented("upgrade next-ud");
-  }
-  grpc::Status UpgradeRollback(grpc::ServerContext*, const v1::UpgradeServiceRequest*,
-                               v1::UpgradeStatus*) override {
-    return Unimplemented("upgrade rollback");
+  grpc::Status UpgradeRollback(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+                               v1::UpgradeStatus* resp) override {
+    return Reply(server_.Call<Result<v1::UpgradeStatus>>(
+                     [&] { return server_.controller().UpgradeRollback(*req); }),
+                 resp);
   }
 
  private:
