@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "agent/agent.h"
 #include "agent/control_socket.h"
@@ -17,6 +18,7 @@
 #include "common/admin_client.h"
 #include "common/log.h"
 #include "common/names.h"
+#include "common/notify.h"
 #include "config/agent_config.h"
 
 namespace regen {
@@ -99,10 +101,29 @@ int RunDaemon(const std::string& config_path) {
       if (!s.ok()) return nlohmann::json{{"ok", false}, {"error", s.message()}};
       return nlohmann::json{{"ok", true}};
     }
+    if (command == "inject-stall") {
+      // Blocks the main loop itself (not a worker): its systemd watchdog pings stop meanwhile.
+      const nlohmann::json seconds = request.value("seconds", nlohmann::json());
+      if (!seconds.is_number() || seconds.get<double>() <= 0 || seconds.get<double>() > 3600) {
+        return nlohmann::json{{"ok", false},
+                              {"error",
+                               "inject stall: \"seconds\" must be a number of seconds above 0 and "
+                               "at most 3600, got " +
+                                   seconds.dump()}};
+      }
+      auto stall = std::chrono::duration<double>(seconds.get<double>());
+      spdlog::warn("fault injection: stalling the main loop for {} s", stall.count());
+      agent.Post([stall] {
+        std::this_thread::sleep_for(stall);
+        spdlog::warn("fault injection: main loop stall of {} s over", stall.count());
+      });
+      return nlohmann::json{{"ok", true}};
+    }
     return nlohmann::json{
         {"ok", false},
         {"error", "unknown command \"" + command +
-                      "\" (known: status, inject-crash, inject-hang, inject-resume, ping)"}};
+                      "\" (known: status, inject-crash, inject-hang, inject-resume, inject-stall, "
+                      "ping)"}};
   });
   if (Status s = control.Start(); !s.ok()) {
     spdlog::error("{}", s.message());
@@ -116,10 +137,25 @@ int RunDaemon(const std::string& config_path) {
       config->poll_interval.count(), config->libvirt_events, config->control_socket);
   if (link) link->Start();  // registers the agent's reporters: before agent.Start()
   agent.Start();
+  // systemd (Type=notify): READY=1 now, WATCHDOG=1 from the main loop, STATUS= now and then.
+  SystemdNotifier notifier;
+  LoopWatchdog watchdog(
+      notifier, [&agent](std::function<void()> fn) { agent.Post(std::move(fn)); },
+      [&agent, &link, host = config->host_name] {
+        nlohmann::json s = agent.StatusJson();
+        std::string mode = !link                      ? "standalone"
+                           : s.value("fenced", false) ? "FENCED"
+                           : link->connected()        ? "controller connected"
+                                                      : "controller unreachable";
+        return "host " + host + ": " + std::to_string(s["domains"].size()) + " domains, " + mode +
+               (s.value("connected", false) ? "" : ", libvirt not connected");
+      });
+  watchdog.Start();
 
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("regen-agent stopping on signal {}; domains keep running", strsignal(sig));
+  watchdog.Stop();
   control.Stop();
   if (link) link->Stop();
   reaper.Stop();  // before the agent: its exit callback posts to the agent

@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "config/controller_config.h"
 #include "controller/server.h"
 #include "controller/store.h"
@@ -46,9 +47,27 @@ int Run(const std::string& config_path) {
       "fencing_lease={}ms",
       config->database, config->heartbeat_interval.count(), config->host_down_after.count(),
       config->fencing_lease.count());
+  // systemd (Type=notify): READY=1 now, WATCHDOG=1 from the main loop, STATUS= now and then.
+  SystemdNotifier notifier;
+  LoopWatchdog watchdog(
+      notifier, [&server](std::function<void()> fn) { server.Post(std::move(fn)); },
+      [&server] {
+        return server.Call<std::string>([&server] {
+          int up = 0;
+          const v1::ListHostsResponse hosts = server.controller().ListHosts();
+          for (const auto& h : hosts.hosts()) up += h.state() == "up";
+          int running = 0;
+          for (const auto& [name, inst] : server.controller().instances())
+            running += inst.state == "running";
+          return std::to_string(up) + " hosts up, " + std::to_string(running) +
+                 " instances running";
+        });
+      });
+  watchdog.Start();
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("regen-controller stopping on signal {}", strsignal(sig));
+  watchdog.Stop();
   server.Shutdown();
   return 0;
 }

@@ -13,7 +13,9 @@ if [ "${1:-}" = "--asan" ]; then
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-if [ ! -f "$dir/CMakeCache.txt" ]; then
+# Configure when there is no finished configuration (a failed configure leaves
+# a CMakeCache.txt but no build file behind).
+if [ ! -f "$dir/CMakeCache.txt" ] || { [ ! -f "$dir/build.ninja" ] && [ ! -f "$dir/Makefile" ]; }; then
   cmake -S . -B "$dir" "${generator[@]}" "${args[@]}" "$@"
 fi
 cmake --build "$dir" -j "$(nproc)"

@@ -1,0 +1,216 @@
+// The real regen-agent and regen-controller under a stand-in for systemd: NOTIFY_SOCKET is a unix
+// datagram socket the test owns and WATCHDOG_USEC=400000 (a ping every 200 ms). Both send READY=1
+// with a STATUS= line and WATCHDOG=1 pings; a stall injected into the agent's main loop stops the
+// pings for as long as it lasts, and they resume after it.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <regex>
+
+#include "agent/control_socket.h"
+#include "tests/fakes/notify_listener.h"
+#include "tests/fakes/test_util.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+using Steady = std::chrono::steady_clock;
+using testing::ChildProcess;
+using testing::NotifyListener;
+using testing::ReadFileOrDie;
+using testing::TempDir;
+using testing::WaitFor;
+using testing::WriteFileOrDie;
+
+constexpr const char* kWatchdogUsec = "400000";
+
+// Starts `argv` with NOTIFY_SOCKET and WATCHDOG_USEC set for it alone.
+std::unique_ptr<ChildProcess> StartNotifyDaemon(const std::vector<std::string>& argv,
+                                                const std::string& notify_socket,
+                                                const std::string& log) {
+  setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
+  setenv("WATCHDOG_USEC", kWatchdogUsec, 1);
+  unsetenv("WATCHDOG_PID");  // posix_spawn: the child's PID is not known before; unset = any
+  auto child = std::make_unique<ChildProcess>(argv, log);
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  return child;
+}
+
+// The STATUS= line of a message, or "".
+std::string StatusOf(const std::string& state) {
+  std::smatch m;
+  static const std::regex re("(^|\n)STATUS=([^\n]*)");
+  return std::regex_search(state, m, re) ? m[2].str() : "";
+}
+
+bool HasReady(NotifyListener& listener) { return !listener.Times("READY=1").empty(); }
+
+size_t PingsAfter(NotifyListener& listener, Steady::time_point t) {
+  auto times = listener.Times("WATCHDOG=1");
+  return std::count_if(times.begin(), times.end(), [&](auto at) { return at > t; });
+}
+
+double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+bool PortOpen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+TEST(SystemdWatchdogTest, AgentPingsFromItsMainLoopAndStopsWhileItStalls) {
+  TempDir dir("regen-sd-agent");
+  NotifyListener listener(dir.File("notify.sock"));
+  WriteFileOrDie(dir.File("host.xml"), "<node/>\n");
+  WriteFileOrDie(dir.File("desired.yaml"),
+                 "instances:\n"
+                 "  - name: web-0\n"
+                 "    service: web\n"
+                 "    update_domain: 0\n"
+                 "    version: v1\n"
+                 "    generation: 1\n"
+                 "    resources: {vcpus: 1, memory_mib: 64}\n"
+                 "    mac: \"52:54:00:00:00:20\"\n");
+  WriteFileOrDie(dir.File("agent.yaml"),
+                 "host_name: host-a\n"
+                 "libvirt_uri: \"test://" +
+                     dir.File("host.xml") +
+                     "\"\n"
+                     "domain_type: test\n"
+                     "poll_interval: 100ms\n"
+                     "ovs:\n  bridge: \"br-int\"\n"
+                     "state_dir: " +
+                     dir.File("state") + "\ncontrol_socket: " + dir.File("agent.sock") +
+                     "\ndesired_file: " + dir.File("desired.yaml") +
+                     "\nfault_injection: true\nlog_level: debug\n");
+  auto agent = StartNotifyDaemon({REGEN_AGENT_BIN, "run", "--config", dir.File("agent.yaml")},
+                                 listener.path(), dir.File("agent.log"));
+  auto log = [&] { return ReadFileOrDie(dir.File("agent.log")); };
+
+  ASSERT_TRUE(WaitFor([&] { return HasReady(listener); }, milliseconds(10000))) << log();
+  std::string ready;
+  for (const auto& m : listener.messages()) {
+    if (NotifyListener::HasLine(m.state, "READY=1")) ready = m.state;
+  }
+  EXPECT_TRUE(std::regex_match(
+      StatusOf(ready),
+      std::regex("host host-a: [0-9]+ domains, standalone(, libvirt not connected)?")))
+      << ready;
+  // The summary follows the host: the desired instance runs, and STATUS= says so (within the
+  // 5 s status interval).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& m : listener.messages()) {
+          if (StatusOf(m.state) == "host host-a: 1 domains, standalone") return true;
+        }
+        return false;
+      },
+      milliseconds(15000)))
+      << log();
+
+  // Pings every ~200 ms.
+  Steady::time_point ready_at = listener.Times("READY=1").front();
+  ASSERT_TRUE(WaitFor([&] { return PingsAfter(listener, ready_at) >= 5; }, milliseconds(5000)));
+
+  // A bad stall request is refused.
+  auto bad =
+      ControlSocketCall(dir.File("agent.sock"), {{"command", "inject-stall"}, {"seconds", "two"}},
+                        milliseconds(5000));
+  ASSERT_TRUE(bad.ok()) << bad.status().message();
+  EXPECT_FALSE(bad->value("ok", true)) << bad->dump();
+
+  // Stall the main loop for 2 s.
+  auto r = ControlSocketCall(dir.File("agent.sock"), {{"command", "inject-stall"}, {"seconds", 2}},
+                             milliseconds(5000));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_TRUE(r->value("ok", false)) << r->dump();
+  Steady::time_point stalled_at = Steady::now();
+  ASSERT_TRUE(WaitFor([&] { return PingsAfter(listener, stalled_at + milliseconds(2000)) >= 3; },
+                      milliseconds(10000)))
+      << log();
+  EXPECT_TRUE(agent->Running());
+
+  auto pings = listener.Times("WATCHDOG=1");
+  // None while the loop is stalled.
+  size_t during = std::count_if(pings.begin(), pings.end(), [&](auto at) {
+    return at > stalled_at + milliseconds(300) && at < stalled_at + milliseconds(1700);
+  });
+  EXPECT_EQ(during, 0u);
+  // The longest gap is the stall (2 s, less at most one ping interval); the others are short.
+  Steady::duration longest{0};
+  Steady::duration longest_other{0};
+  for (size_t i = 1; i < pings.size(); ++i) {
+    Steady::duration gap = pings[i] - pings[i - 1];
+    bool is_stall = pings[i - 1] <= stalled_at + milliseconds(300) &&
+                    pings[i] >= stalled_at + milliseconds(1700);
+    if (is_stall) {
+      longest = std::max(longest, gap);
+    } else {
+      longest_other = std::max(longest_other, gap);
+    }
+  }
+  EXPECT_GE(Seconds(longest), 1.7);
+  EXPECT_LE(Seconds(longest), 3.0);
+  // Well under WATCHDOG_USEC apart outside the stall (lenient for loaded CI machines).
+  EXPECT_LT(Seconds(longest_other), 0.4) << "pings more than WatchdogSec apart outside the stall";
+
+  agent->Stop();
+  EXPECT_TRUE(WaitFor([&] { return !listener.Times("STOPPING=1").empty(); }, milliseconds(5000)));
+}
+
+TEST(SystemdWatchdogTest, ControllerIsReadyOnceItListensAndPings) {
+  TempDir dir("regen-sd-ctl");
+  NotifyListener listener(dir.File("notify.sock"));
+  int port = FreePort();
+  WriteFileOrDie(dir.File("controller.yaml"),
+                 "listen_address: \"127.0.0.1:" + std::to_string(port) +
+                     "\"\ndatabase: " + dir.File("controller.db") + "\nlog_level: debug\n");
+  auto controller =
+      StartNotifyDaemon({REGEN_CONTROLLER_BIN, "run", "--config", dir.File("controller.yaml")},
+                        listener.path(), dir.File("controller.log"));
+  auto log = [&] { return ReadFileOrDie(dir.File("controller.log")); };
+
+  ASSERT_TRUE(WaitFor([&] { return HasReady(listener); }, milliseconds(10000))) << log();
+  EXPECT_TRUE(PortOpen(port)) << "READY=1 before the controller listens";
+  auto messages = listener.messages();
+  EXPECT_EQ(messages.front().state, "READY=1\nSTATUS=0 hosts up, 0 instances running");
+  Steady::time_point ready_at = listener.Times("READY=1").front();
+  ASSERT_TRUE(WaitFor([&] { return PingsAfter(listener, ready_at) >= 5; }, milliseconds(5000)))
+      << log();
+  auto pings = listener.Times("WATCHDOG=1");
+  for (size_t i = 1; i < pings.size(); ++i) {
+    EXPECT_LT(Seconds(pings[i] - pings[i - 1]), 0.4) << "ping " << i;
+  }
+  EXPECT_TRUE(controller->Running());
+  controller->Stop();
+  EXPECT_TRUE(WaitFor([&] { return !listener.Times("STOPPING=1").empty(); }, milliseconds(5000)));
+}
+
+}  // namespace
+}  // namespace regen
