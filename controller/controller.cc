@@ -550,6 +550,7 @@ void Controller::ApplyPlacement(const ServiceRuntime& svc, const PlacementPlan& 
                   {"old_host", old_host},
                   {"new_host", p.allocation.host},
                   {"generation", inst.generation},
+                  {"version", inst.version},
                   {"resources", ResourcesJson(p.allocation.resources)},
                   {"ip", p.allocation.ip},
                   {"mac", p.allocation.mac}}

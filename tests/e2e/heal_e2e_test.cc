@@ -16,42 +16,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Samples every agent's domains in the background; records any instance running on two hosts.
-class DuplicateWatcher {
- public:
-  explicit DuplicateWatcher(Lab& lab) : lab_(lab), thread_([this] { Loop(); }) {}
-  ~DuplicateWatcher() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  std::vector<std::string> duplicates() {
-    std::lock_guard lock(mu_);
-    return duplicates_;
-  }
-  int samples() const { return samples_; }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      for (const auto& [name, hosts] : lab_.RunningDomains()) {
-        if (hosts.size() > 1) {
-          std::lock_guard lock(mu_);
-          duplicates_.push_back(name + " on " + hosts[0] + " and " + hosts[1]);
-        }
-      }
-      ++samples_;
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-  }
-  Lab& lab_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> samples_{0};
-  std::mutex mu_;
-  std::vector<std::string> duplicates_;
-  std::thread thread_;
-};
-
 std::map<std::string, v1::InstanceInfo> ByName(const std::vector<v1::InstanceInfo>& all) {
   std::map<std::string, v1::InstanceInfo> out;
   for (const auto& i : all) out[i.name()] = i;

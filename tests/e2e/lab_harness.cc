@@ -66,8 +66,8 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                  "listen_address: \"" + controller_address_ + "\"\n" +
                      "database: " + dir_.File("controller.db") + "\n" +
                      "heartbeat_interval: " + options_.heartbeat_interval + "\n" +
-                     "host_down_after: " + options_.host_down_after + "\n" +
-                     "fencing_lease: " + options_.fencing_lease + "\nlog_level: debug\n");
+                     "host_down_after: " + options_.host_down_after + "\n" + "fencing_lease: " +
+                     options_.fencing_lease + "\nlog_level: debug\n" + options_.controller_extra);
   for (int k = 1; k <= options_.hosts; ++k) {
     std::string h = dir_.File(HostName(k));
     std::filesystem::create_directories(h + "/state");
@@ -252,6 +252,19 @@ std::string Lab::ServiceYaml(const std::string& name, int instances, int uds, in
     << ".lab.example\n  ip_policy: keep\nversions:\n  v1:\n    metadata: {release: \"1\"}\n"
     << "version: v1\nhealth_check:\n  type: none\nplacement: spread\n";
   return y.str();
+}
+
+void DuplicateWatcher::Loop() {
+  while (!stop_) {
+    for (const auto& [name, hosts] : lab_.RunningDomains()) {
+      if (hosts.size() > 1) {
+        std::lock_guard lock(mu_);
+        duplicates_.push_back(name + " on " + hosts[0] + " and " + hosts[1]);
+      }
+    }
+    ++samples_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 }  // namespace regen::testing

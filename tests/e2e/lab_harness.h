@@ -5,6 +5,12 @@
 // when the test failed. One test thread.
 #pragma once
 
+#include <thread>
+
+#include <mutex>
+
+#include <atomic>
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -32,6 +38,7 @@ struct LabOptions {
   std::set<int> proxied_hosts;  // 1-based host numbers that reach the controller via a TcpProxy
   int vcpus = 8;
   int memory_mib = 8192;
+  std::string controller_extra;  // appended to controller.yaml (e.g. "upgrade: {...}\n")
 };
 
 class Lab {
@@ -80,6 +87,32 @@ class Lab {
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
   std::map<int, std::unique_ptr<TcpProxy>> proxies_;
   std::unique_ptr<AdminClient> client_;
+};
+
+// Samples every agent's domains in the background (every 20 ms, through their control sockets);
+// records any instance running on two hosts at once. Stop() (or the destructor) ends it.
+class DuplicateWatcher {
+ public:
+  explicit DuplicateWatcher(Lab& lab) : lab_(lab), thread_([this] { Loop(); }) {}
+  ~DuplicateWatcher() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::vector<std::string> duplicates() {
+    std::lock_guard lock(mu_);
+    return duplicates_;
+  }
+  int samples() const { return samples_; }
+
+ private:
+  void Loop();
+  Lab& lab_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> samples_{0};
+  std::mutex mu_;
+  std::vector<std::string> duplicates_;
+  std::thread thread_;
 };
 
 // The regen binaries (from CMake).
