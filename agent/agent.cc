@@ -19,11 +19,17 @@ std::vector<DomainInfo> SortedByName(std::vector<DomainInfo> domains) {
 }
 }  // namespace
 
-Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner)
+Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner,
+             Prober* prober)
     : config_(std::move(config)),
       hypervisor_(hypervisor),
       clock_(clock),
-      disks_(config_.state_dir, runner) {
+      disks_(config_.state_dir, runner),
+      prober_(prober) {
+  if (prober_ == nullptr) {
+    owned_prober_ = std::make_unique<SocketProber>();
+    prober_ = owned_prober_.get();
+  }
   hypervisor_.SetEventCallback([this](const DomainEvent& event) {
     int64_t seen = clock_.WallMillis();  // stamp on the event thread: detection time
     Post([this, event, seen] { OnDomainEvent(event, seen); });
@@ -81,10 +87,13 @@ void Agent::SetReporters(DomainsReporter domains, FailureReporter failure) {
   failure_reporter_ = std::move(failure);
 }
 
-void Agent::SetControllerDesired(std::vector<InstanceSpec> desired) {
-  Post([this, desired = std::move(desired)]() mutable {
-    spdlog::info("desired set from the controller: {} instances", desired.size());
+void Agent::SetControllerDesired(std::vector<InstanceSpec> desired,
+                                 std::map<std::string, HealthCheck> health_checks) {
+  Post([this, desired = std::move(desired), checks = std::move(health_checks)]() mutable {
+    spdlog::info("desired set from the controller: {} instances ({} health-checked)",
+                 desired.size(), checks.size());
     controller_desired_ = std::move(desired);
+    health_checks_ = std::move(checks);
     reconcile_requested_ = true;
     if (reconcile_trigger_.empty()) reconcile_trigger_ = "desired set changed";
   });
@@ -111,6 +120,10 @@ std::optional<std::vector<DomainInfo>> Agent::Domains() {
         ApplyProcessExits();
         return last_domains_;
       });
+}
+
+HealthReport Agent::Health() {
+  return Call<HealthReport>([this] { return health_.Report(); });
 }
 
 bool Agent::fenced() {
@@ -147,9 +160,16 @@ void Agent::ReportIfChanged() {
     digest += d.name + "/" + DomainStateName(d.state) + "/" + d.reason + "/" +
               std::to_string(d.metadata.generation) + ";";
   }
+  HealthReport health = health_.Report();
+  for (const auto& [name, h] : health) {
+    // Not the error text: a report per changed message would be noise.
+    digest += "health:" + name + "/" + std::to_string(h.generation) + "/" +
+              HealthStateName(h.state) + "/" + (h.passed_once ? "passed" : "-") + "/" +
+              std::to_string(h.consecutive_failures) + ";";
+  }
   if (digest == reported_digest_) return;
   reported_digest_ = digest;
-  domains_reporter_(last_domains_);
+  domains_reporter_(last_domains_, health);
 }
 
 void Agent::RequestReconcile(std::string why) {
@@ -168,6 +188,7 @@ void Agent::Loop() {
       // The loop sleeps on the real clock; Clock stamps what it records.
       auto wake = next_poll_;
       if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
+      if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
       auto until = std::chrono::steady_clock::now() +
                    std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
       cv_.wait_until(lock, until, [&] { return stop_ || !tasks_.empty(); });
@@ -175,6 +196,7 @@ void Agent::Loop() {
       tasks.swap(tasks_);
     }
     for (auto& task : tasks) task();
+    DispatchProbes();
     if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
       Reconcile("lease expired");  // fence at once, not at the next poll
     } else if (clock_.Now() >= next_poll_) {
@@ -293,6 +315,7 @@ void Agent::Reconcile(const std::string& trigger) {
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
   if (!desired_) {
+    SyncHealth();
     ReportIfChanged();
     return;  // nothing is created or destroyed before the desired set is known
   }
@@ -341,6 +364,54 @@ void Agent::Reconcile(const std::string& trigger) {
     }
   }
   if (changed) relist();
+  SyncHealth();
+  ReportIfChanged();
+}
+
+void Agent::SyncHealth() {
+  std::vector<HealthTarget> targets;
+  if (desired_ && !fenced_) {
+    for (const auto& spec : *desired_) {
+      auto check = health_checks_.find(spec.name);
+      if (check == health_checks_.end() || !HealthCheckApplies(check->second, spec.allocation.ip))
+        continue;
+      bool running =
+          std::any_of(last_domains_.begin(), last_domains_.end(), [&](const DomainInfo& d) {
+            return d.name == spec.name && d.metadata.managed &&
+                   d.metadata.generation == spec.generation && d.state == DomainState::kRunning;
+          });
+      if (running)
+        targets.push_back({spec.name, spec.generation, spec.allocation.ip, check->second});
+    }
+  }
+  health_.Sync(targets, clock_.Now());
+}
+
+void Agent::DispatchProbes() {
+  for (const auto& t : health_.TakeDue(clock_.Now())) {
+    spdlog::debug("health probe of {} generation {}: {} {}:{}{}", t.instance, t.generation,
+                  t.check.type, t.ip, t.check.port, t.check.type == "http" ? t.check.path : "");
+    prober_->Probe(t.ip, t.check,
+                   [this, instance = t.instance, generation = t.generation](Status result) {
+                     Post([this, instance, generation, result] {
+                       OnProbeResult(instance, generation, result);
+                     });
+                   });
+  }
+}
+
+void Agent::OnProbeResult(const std::string& instance, int64_t generation, const Status& result) {
+  if (!result.ok()) {
+    spdlog::debug("health probe of {} generation {} failed: {}", instance, generation,
+                  result.message());
+  }
+  auto verdict = health_.OnResult(instance, generation, result.ok(), result.message());
+  if (verdict && !open_failures_.count(instance)) {
+    RecordFailure(instance, generation, "running",
+                  "health check failed " + std::to_string(verdict->failures) +
+                      " times in a row: " + verdict->last_error,
+                  "health_check", clock_.WallMillis());
+  }
   ReportIfChanged();
 }
 
@@ -491,6 +562,17 @@ nlohmann::json Agent::StatusJson() {
       domains.push_back(dj);
     }
     j["domains"] = domains;
+    nlohmann::json health = nlohmann::json::array();
+    for (const auto& [name, h] : health_.Report()) {
+      health.push_back({{"instance", name},
+                        {"generation", h.generation},
+                        {"state", HealthStateName(h.state)},
+                        {"passed", h.passed_once},
+                        {"consecutive_failures", h.consecutive_failures},
+                        {"failed", h.failed},
+                        {"last_error", h.last_error}});
+    }
+    j["health"] = health;
     nlohmann::json failures = nlohmann::json::array();
     for (const auto& f : failures_) {
       failures.push_back({{"instance", f.instance},

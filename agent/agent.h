@@ -11,6 +11,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -21,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/disk_preparer.h"
+#include "agent/health_probe.h"
+#include "agent/health_tracker.h"
 #include "agent/hypervisor.h"
 #include "agent/reconciler.h"
 #include "common/clock.h"
@@ -35,7 +38,7 @@ struct FailureRecord {
   int64_t generation = 0;
   std::string state;        // "crashed", "shutoff", ...
   std::string reason;       // libvirt's reason
-  std::string detected_by;  // "event" | "poll"
+  std::string detected_by;  // "event" | "poll" | "health_check"
   int64_t detected_unix_ms = 0;
   int64_t recreated_unix_ms = 0;  // 0 until re-created (standalone mode)
 };
@@ -50,7 +53,10 @@ struct ChangeRecord {
 
 class Agent {
  public:
-  Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner);
+  // `prober` runs the health probes (tests pass their own; it must outlive the agent); null: the
+  // agent owns a SocketProber.
+  Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRunner& runner,
+        Prober* prober = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -81,19 +87,27 @@ class Agent {
   void NoteProcessExit(std::string name, int64_t domain_id, std::string detail);
 
   // ---- controller mode (driven by ControllerLink; all thread-safe) ----
-  using DomainsReporter = std::function<void(const std::vector<DomainInfo>&)>;
+  using DomainsReporter =
+      std::function<void(const std::vector<DomainInfo>&, const HealthReport& health)>;
   using FailureReporter = std::function<void(const FailureRecord&)>;
   // Set before Start(). Called on the main loop: the listing whenever it changed, and every newly
   // detected failure (the controller heals it; the agent does not restart it).
   void SetReporters(DomainsReporter domains, FailureReporter failure);
-  // The controller's desired set for this host (level-triggered: replaces the previous one).
-  void SetControllerDesired(std::vector<InstanceSpec> desired);
+  // The controller's desired set for this host (level-triggered: replaces the previous one), and
+  // the health check of each instance that has one (instance -> check). While such an instance's
+  // domain runs at its desired generation it is probed at its IP every check.interval (first one
+  // interval after it is seen running); max_failed failures in a row report it failed (detected
+  // by "health_check"), like a crash. Probes run on the prober, never on the main loop.
+  void SetControllerDesired(std::vector<InstanceSpec> desired,
+                            std::map<std::string, HealthCheck> health_checks = {});
   // The fencing lease now runs until `until`. When it runs out the agent fences: it destroys
   // every managed domain and creates nothing until the lease is renewed.
   void RenewLease(Clock::TimePoint until);
   // A fresh listing (for Hello), or nullopt while the hypervisor cannot be listed: the controller
   // must never take "I could not look" for "there is nothing here".
   std::optional<std::vector<DomainInfo>> Domains();
+  // The health of every probed instance (for Hello; reports carry it too).
+  HealthReport Health();
   bool fenced();
 
   nlohmann::json StatusJson();
@@ -124,6 +138,10 @@ class Agent {
   // Controller mode: fences or un-fences by the lease, and sets desired_ accordingly.
   void ApplyLease();
   void ReportIfChanged();
+  // Health checks: which instances to probe (after every listing), probes due now, one result.
+  void SyncHealth();
+  void DispatchProbes();
+  void OnProbeResult(const std::string& instance, int64_t generation, const Status& result);
 
   const AgentConfig config_;
   Hypervisor& hypervisor_;
@@ -156,6 +174,8 @@ class Agent {
   DomainsReporter domains_reporter_;
   FailureReporter failure_reporter_;
   std::optional<std::vector<InstanceSpec>> controller_desired_;
+  std::map<std::string, HealthCheck> health_checks_;  // instance -> its check (controller's word)
+  HealthMonitor health_;
   Clock::TimePoint lease_until_{};
   bool fenced_ = false;
   std::string reported_digest_;
@@ -169,6 +189,10 @@ class Agent {
   int64_t reconciles_ = 0;
   int64_t last_reconcile_unix_ms_ = 0;
   Clock::TimePoint next_poll_{};
+
+  Prober* prober_ = nullptr;
+  // Declared last so it is destroyed first: its workers may still Post() results.
+  std::unique_ptr<SocketProber> owned_prober_;
 };
 
 }  // namespace regen

@@ -55,7 +55,21 @@ InstanceSpec SpecFromProto(const v1::InstanceSpec& p) {
   return s;
 }
 
-v1::DomainStatus DomainToProto(const DomainInfo& d) {
+std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p) {
+  if (p.type() != "tcp" && p.type() != "http") return std::nullopt;
+  HealthCheck c;
+  c.type = p.type();
+  c.port = p.port();
+  c.path = p.path().empty() ? "/" : p.path();
+  if (p.interval_ms() >= 10) c.interval = std::chrono::milliseconds(p.interval_ms());
+  if (p.timeout_ms() >= 1) c.timeout = std::chrono::milliseconds(p.timeout_ms());
+  if (c.timeout >= c.interval) c.timeout = c.interval / 2;
+  if (p.max_failed() >= 1) c.max_failed = p.max_failed();
+  if (c.port < 1 || c.port > 65535) return std::nullopt;
+  return c;
+}
+
+v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health) {
   v1::DomainStatus p;
   p.set_name(d.name);
   p.set_state(StateToProto(d.state));
@@ -66,8 +80,23 @@ v1::DomainStatus DomainToProto(const DomainInfo& d) {
     p.set_version(d.metadata.version);
     p.set_generation(d.metadata.generation);
   }
+  if (health != nullptr && health->generation == d.metadata.generation) {
+    p.set_health(health->state == HealthState::kPassing   ? v1::HEALTH_STATE_PASSING
+                 : health->state == HealthState::kFailing ? v1::HEALTH_STATE_FAILING
+                                                          : v1::HEALTH_STATE_UNKNOWN);
+    p.set_health_passed(health->passed_once);
+    p.set_health_failures(health->consecutive_failures);
+    p.set_health_detail(health->last_error);
+  }
   return p;
 }
+
+namespace {
+const InstanceHealth* HealthOf(const HealthReport& health, const std::string& name) {
+  auto it = health.find(name);
+  return it == health.end() ? nullptr : &it->second;
+}
+}  // namespace
 
 ControllerLink::ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor,
                                Clock& clock)
@@ -77,11 +106,12 @@ ControllerLink::~ControllerLink() { Stop(); }
 
 void ControllerLink::Start() {
   agent_.SetReporters(
-      [this](const std::vector<DomainInfo>& domains) {
+      [this](const std::vector<DomainInfo>& domains, const HealthReport& health) {
         v1::AgentMessage msg;
         auto* r = msg.mutable_domains_report();
         r->set_host(config_.host_name);
-        for (const auto& d : domains) *r->add_domains() = DomainToProto(d);
+        for (const auto& d : domains)
+          *r->add_domains() = DomainToProto(d, HealthOf(health, d.name));
         Enqueue(std::move(msg));
       },
       [this](const FailureRecord& f) {
@@ -92,9 +122,10 @@ void ControllerLink::Start() {
         e->set_generation(f.generation);
         e->set_state(StateNameToProto(f.state));
         e->set_reason(f.reason);
-        e->set_detected_by(f.detected_by == "event"  ? v1::DETECTED_BY_EVENT
-                           : f.detected_by == "poll" ? v1::DETECTED_BY_POLL
-                                                     : v1::DETECTED_BY_UNKNOWN);
+        e->set_detected_by(f.detected_by == "event"          ? v1::DETECTED_BY_EVENT
+                           : f.detected_by == "poll"         ? v1::DETECTED_BY_POLL
+                           : f.detected_by == "health_check" ? v1::DETECTED_BY_HEALTH_CHECK
+                                                             : v1::DETECTED_BY_UNKNOWN);
         e->set_detected_unix_ms(f.detected_unix_ms);
         Enqueue(std::move(msg));
       });
@@ -190,7 +221,8 @@ bool ControllerLink::Session() {
   pc->set_memory_mib(cap.memory_mib);
   pc->set_disk_gib(cap.disk_gib);
   pc->set_bandwidth_mbps(cap.bandwidth_mbps);
-  for (const auto& d : *domains) *hello->add_domains() = DomainToProto(d);
+  HealthReport health = agent_.Health();
+  for (const auto& d : *domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
   if (!stream->Write(hello_msg)) {
     (void)stream->Finish();
     return false;
@@ -216,10 +248,12 @@ bool ControllerLink::Session() {
     while (stream->Read(&msg)) {
       if (msg.has_action() && msg.action().has_desired()) {
         std::vector<InstanceSpec> desired;
+        std::map<std::string, HealthCheck> checks;
         for (const auto& p : msg.action().desired().instances()) {
           desired.push_back(SpecFromProto(p));
+          if (auto check = HealthCheckFromProto(p.health_check())) checks[p.name()] = *check;
         }
-        agent_.SetControllerDesired(std::move(desired));
+        agent_.SetControllerDesired(std::move(desired), std::move(checks));
       } else if (msg.has_heartbeat_ack()) {
         const auto& ack = msg.heartbeat_ack();
         std::lock_guard lock(mu_);

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -25,7 +26,11 @@ namespace regen {
 
 // Conversions between the agent's model and the wire (also used by tests).
 InstanceSpec SpecFromProto(const v1::InstanceSpec& p);
-v1::DomainStatus DomainToProto(const DomainInfo& d);
+// The instance's health check, or nullopt when it has none (unset, type "" or none). Missing or
+// out-of-range settings take service.yaml's defaults, so a bad message cannot make probes spin.
+std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p);
+// `health`: the instance's health when the agent probes it (null: not probed).
+v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health = nullptr);
 
 class ControllerLink {
  public:

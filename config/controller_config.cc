@@ -56,9 +56,10 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
   ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "controller configuration",
                                                 {"listen_address", "database", "heartbeat_interval",
                                                  "host_down_after", "fencing_lease", "dns",
-                                                 "upgrade", "log_level"}));
+                                                 "upgrade", "log_level", "metrics_address"}));
   ControllerConfig c;
   RETURN_IF_ERROR(top.GetHostPort("listen_address", &c.listen_address, /*allow_empty=*/false));
+  RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
   RETURN_IF_ERROR(top.GetString("database", &c.database));
   if (top.Has("database") && c.database != ":memory:" && !IsAbsolutePath(c.database)) {
     return top.ErrorAt("database", "must be an absolute path to the SQLite file, got " +

@@ -28,6 +28,7 @@ struct ControllerConfig {
   bool auto_rollback = false;                     // upgrade.auto_rollback
   int64_t max_failed_health_checks = 3;           // upgrade.max_failed
   std::string log_level = "info";                 // log_level
+  std::string metrics_address;  // metrics_address: Prometheus /metrics "host:port"; "" = off
 };
 
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,

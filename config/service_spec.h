@@ -24,6 +24,7 @@ struct HealthCheck {
   std::chrono::milliseconds interval{2000};
   std::chrono::milliseconds timeout{1000};
   int64_t max_failed = 3;
+  bool operator==(const HealthCheck&) const = default;
 };
 
 struct ServiceSpec {

@@ -40,6 +40,12 @@ Resources Add(Resources a, const Resources& b) {
   return a;
 }
 
+// Whether the agent probes instances of a service with `check` at `ip` (agent/health_tracker.h
+// decides the same way).
+bool Probed(const HealthCheck& check, const std::string& ip) {
+  return (check.type == "tcp" || check.type == "http") && check.port > 0 && !ip.empty();
+}
+
 bool InDesiredState(const InstanceRecord& inst) {
   return (inst.state == "creating" || inst.state == "running") && inst.moving_from.empty();
 }
@@ -251,11 +257,25 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   if (hit == hosts_.end()) return;
   HostRuntime& h = hit->second;
   h.reported = true;
-  h.domains.clear();
+  std::map<std::string, v1::DomainStatus> before;
+  before.swap(h.domains);
   for (const auto& d : report.domains()) h.domains[d.name()] = d;
+  // Services whose upgrade may now move on: a probe of an instance passed for the first time.
+  std::set<std::string> newly_passed;
+  for (const auto& [name, d] : h.domains) {
+    if (!d.health_passed()) continue;
+    auto old = before.find(name);
+    if (old != before.end() && old->second.health_passed() &&
+        old->second.generation() == d.generation())
+      continue;
+    auto inst = instances_.find(name);
+    if (inst != instances_.end() && inst->second.allocation.host == host) {
+      newly_passed.insert(inst->second.service);
+    }
+  }
 
   std::vector<std::string> failed;
-  std::vector<std::string> healed;  // became running
+  std::vector<std::string> healed;       // became running
   std::vector<std::string> target_down;  // moves whose new host went down meanwhile
   std::set<std::string> touched;
   std::vector<const InstanceRecord*> changed;
@@ -307,7 +327,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   if (!changed.empty() || !events.empty()) {
     if (Persist(changed, {}, std::move(events)).ok()) PushDesired(touched);
   }
-  std::set<std::string> services;
+  std::set<std::string> services = std::move(newly_passed);
   for (const auto& name : healed) {
     const std::string service = instances_[name].service;
     auto up = upgrades_.find(service);
@@ -342,10 +362,19 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& e
                    : event.detected_by() == v1::DETECTED_BY_POLL ? "poll"
                                                                  : "health check";
   if (event.detected_unix_ms() > 0) failed_at_ms_[event.instance()] = event.detected_unix_ms();
+  if (event.detected_by() == v1::DETECTED_BY_HEALTH_CHECK) {
+    // An upgraded instance failing its health check counts against the upgrade (which may fail
+    // or roll back); then it is healed like any failure.
+    auto up = upgrades_.find(inst.service);
+    if (up != upgrades_.end() && IsActive(up->second) && inst.version == up->second.to_version &&
+        up->second.to_version != up->second.from_version) {
+      FeedUpgrade(inst.service, upgrade_event::HealthCheckFailed{inst.name});
+    }
+  }
   Heal(event.instance(),
        "domain " + StateWord(event.state()) + " (" + event.reason() + ") on " + host +
            ", detected by " + by,
-       host);
+       host, event.detected_by() == v1::DETECTED_BY_HEALTH_CHECK);
 }
 
 void Controller::OnDisconnect(const std::string& host, AgentSink* sink) {
@@ -421,12 +450,12 @@ void Controller::FinishMove(InstanceRecord& inst, std::set<std::string>& touched
 // Healing
 
 void Controller::Heal(const std::string& instance, const std::string& why,
-                      const std::string& failed_host) {
-  Heal(std::vector<std::string>{instance}, why, failed_host);
+                      const std::string& failed_host, bool still_running) {
+  Heal(std::vector<std::string>{instance}, why, failed_host, still_running);
 }
 
 void Controller::Heal(const std::vector<std::string>& names, const std::string& why,
-                      const std::string& failed_host) {
+                      const std::string& failed_host, bool still_running) {
   std::map<std::string, std::vector<InstanceRequest>> by_service;
   std::vector<const InstanceRecord*> changed;
   std::vector<EventRecord> events;
@@ -470,7 +499,9 @@ void Controller::Heal(const std::vector<std::string>& names, const std::string& 
                     plan.status().message());
       continue;
     }
-    ApplyPlacement(svc->second, *plan, "healing: " + why, touched, false);
+    // A domain that still runs (failed its health check) is destroyed before its replacement
+    // starts: no instance may ever run twice.
+    ApplyPlacement(svc->second, *plan, "healing: " + why, touched, still_running);
   }
   PushDesired(touched);
 }
@@ -652,6 +683,16 @@ v1::InstanceSpec Controller::SpecOf(const InstanceRecord& inst) const {
       for (const auto& [k, val] : v->second.metadata) (*spec.mutable_metadata())[k] = val;
     }
   }
+  if (svc != services_.end() && Probed(svc->second.spec.health_check, inst.allocation.ip)) {
+    const HealthCheck& c = svc->second.spec.health_check;
+    auto* h = spec.mutable_health_check();
+    h->set_type(c.type);
+    h->set_port(c.port);
+    h->set_path(c.path);
+    h->set_interval_ms(c.interval.count());
+    h->set_timeout_ms(c.timeout.count());
+    h->set_max_failed(c.max_failed);
+  }
   auto* a = spec.mutable_allocation();
   a->set_host(inst.allocation.host);
   *a->mutable_resources() = ToProto(inst.allocation.resources);
@@ -680,7 +721,39 @@ v1::InstanceInfo Controller::InfoOf(const InstanceRecord& inst) const {
   std::string reason = inst.reason;
   if (!inst.moving_from.empty()) reason = "moving from " + inst.moving_from + ": " + reason;
   info.set_reason(reason);
+  info.set_health(HealthWord(inst));
   return info;
+}
+
+bool Controller::HealthPassed(const InstanceRecord& inst) const {
+  auto svc = services_.find(inst.service);
+  if (svc == services_.end() || !Probed(svc->second.spec.health_check, inst.allocation.ip)) {
+    return true;
+  }
+  auto h = hosts_.find(inst.allocation.host);
+  if (h == hosts_.end()) return false;
+  auto d = h->second.domains.find(inst.name);
+  return d != h->second.domains.end() && d->second.generation() == inst.generation &&
+         d->second.health_passed();
+}
+
+std::string Controller::HealthWord(const InstanceRecord& inst) const {
+  auto svc = services_.find(inst.service);
+  if (svc == services_.end() || !Probed(svc->second.spec.health_check, inst.allocation.ip)) {
+    return "none";
+  }
+  auto h = hosts_.find(inst.allocation.host);
+  if (h == hosts_.end()) return "unknown";
+  auto d = h->second.domains.find(inst.name);
+  if (d == h->second.domains.end() || d->second.generation() != inst.generation) return "unknown";
+  switch (d->second.health()) {
+    case v1::HEALTH_STATE_PASSING:
+      return "passing";
+    case v1::HEALTH_STATE_FAILING:
+      return "failing";
+    default:
+      return "unknown";
+  }
 }
 
 EventRecord Controller::MakeEvent(std::string kind, const InstanceRecord* inst, std::string host,
@@ -982,7 +1055,7 @@ std::set<std::string> Controller::HealingOf(const std::string& service) const {
   for (const auto& [name, inst] : instances_) {
     if (inst.service != service) continue;
     if (inst.state == "failed" || (inst.state == "pending" && inst.generation > 0) ||
-        (inst.state == "creating" && failed_at_ms_.count(name))) {
+        ((inst.state == "creating" || inst.state == "moving") && failed_at_ms_.count(name))) {
       out.insert(name);
     }
   }
@@ -1061,8 +1134,8 @@ Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest
     std::string known;
     for (const auto& [v, unused] : spec.versions) known += (known.empty() ? "" : ", ") + v;
     return InvalidArgument("upgrade start: to_version \"" + request.to_version() +
-                           "\" is not a version of service " + request.service() + " (known: " +
-                           known + "; add it to the spec and apply it first)");
+                           "\" is not a version of service " + request.service() +
+                           " (known: " + known + "; add it to the spec and apply it first)");
   }
   if (request.to_version() == spec.version) {
     return FailedPrecondition("service " + request.service() + " already runs version " +
@@ -1088,8 +1161,8 @@ Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest
                    Apply(current, {start, clock_.WallMillis()}, upgrade_policy_));
   RETURN_IF_ERROR(SaveUpgrade(next));
   if (!request.operation_id().empty()) {
-    OperationRecord op{request.operation_id(), "upgrade", request.service(), "{}", "done",
-                       clock_.WallMillis(), clock_.WallMillis()};
+    OperationRecord op{request.operation_id(), "upgrade",          request.service(), "{}", "done",
+                       clock_.WallMillis(),    clock_.WallMillis()};
     (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
   }
   DriveUpgrade(request.service());
@@ -1166,13 +1239,13 @@ void Controller::DriveUpgrade(const std::string& service) {
         inst.state = "creating";
         inst.reason = (up ? "upgrading to " : "rolling back to ") + target + " (UD " +
                       std::to_string(action.ud) + ")";
-        events.push_back(MakeEvent(up ? "upgrade_instance" : "rollback_instance", &inst,
-                                   inst.allocation.host,
-                                   inst.reason + ", generation " + std::to_string(inst.generation)));
+        events.push_back(
+            MakeEvent(up ? "upgrade_instance" : "rollback_instance", &inst, inst.allocation.host,
+                      inst.reason + ", generation " + std::to_string(inst.generation)));
         changed.push_back(&inst);
         touched.insert(inst.allocation.host);
-      } else if (inst.state != "running") {
-        ud_done = false;
+      } else if (inst.state != "running" || (up && !HealthPassed(inst))) {
+        ud_done = false;  // upgrading: running is not enough, its first probe must pass
       }
     }
     if (!changed.empty()) {

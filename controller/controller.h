@@ -7,6 +7,13 @@
 // placed by the allocator in instance mode on another host with the same resources, IP and MAC,
 // generation + 1; the new host's desired set gains it and the old host's loses it, in the same
 // step. Desired sets are level-triggered: every change sends the host its whole set.
+//
+// Health checks: a service's health_check travels in each instance's spec; the agent probes and
+// reports each instance's health with its domains, and reports max_failed failed probes in a row
+// as a failure detected by health check, healed like a crash. While an upgrade runs, an instance
+// of the UD being upgraded counts as upgraded only once it runs the new version and (when it is
+// health-checked) a probe of its current generation has passed; a health-check failure of an
+// instance running the upgrade's new version counts as HealthCheckFailed for the upgrade.
 #pragma once
 
 #include <chrono>
@@ -106,10 +113,13 @@ class Controller {
   AllocatorState& alloc() { return *alloc_; }
 
   // Healing and placement.
-  void Heal(const std::string& instance, const std::string& why, const std::string& failed_host);
+  // `still_running`: the failed domain still runs on failed_host (a failed health check), so the
+  // heal is a move: the new host creates it only once failed_host has destroyed it.
+  void Heal(const std::string& instance, const std::string& why, const std::string& failed_host,
+            bool still_running = false);
   // Several instances of one failure (a host down): one placement call per service.
   void Heal(const std::vector<std::string>& instances, const std::string& why,
-            const std::string& failed_host);
+            const std::string& failed_host, bool still_running = false);
   // Creates records (pending) for instances a service should have but the store lacks.
   void EnsureServiceInstances();
   void PlacePending();
@@ -124,6 +134,11 @@ class Controller {
   Status SaveUpgrade(const UpgradeState& state);
   // Applies `event` to the service's active upgrade (if any) and saves it; errors are logged.
   void FeedUpgrade(const std::string& service, UpgradeEventKind event);
+  // True when `inst` needs no probe (no health check, or no IP to probe) or its host reported a
+  // passed probe of its current generation.
+  bool HealthPassed(const InstanceRecord& inst) const;
+  // "none", or the health its host last reported: "unknown", "passing", "failing".
+  std::string HealthWord(const InstanceRecord& inst) const;
   // Carries the upgrade of `service` forward as far as it can go now.
   void DriveUpgrade(const std::string& service);
   void DriveUpgrades();

@@ -2,13 +2,18 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "config/controller_config.h"
+#include "controller/metrics.h"
 #include "controller/server.h"
 #include "controller/store.h"
 
@@ -64,9 +69,46 @@ int Run(const std::string& config_path) {
         });
       });
   watchdog.Start();
+  // Prometheus metrics: refreshed on the main loop every second, served by their own thread.
+  std::unique_ptr<ControllerMetrics> metrics;
+  std::thread metrics_refresher;
+  std::mutex metrics_mu;
+  std::condition_variable metrics_cv;
+  bool stopping = false;
+  if (!config->metrics_address.empty()) {
+    auto m = ControllerMetrics::Start(config->metrics_address, clock.WallMillis());
+    if (!m.ok()) {
+      spdlog::error("{}", m.status().message());
+      watchdog.Stop();
+      server.Shutdown();
+      return 1;
+    }
+    metrics = std::move(*m);
+    spdlog::info("metrics at http://{}/metrics (port {})", config->metrics_address,
+                 metrics->port());
+    metrics_refresher = std::thread([&] {
+      std::unique_lock lock(metrics_mu);
+      while (!metrics_cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
+        lock.unlock();
+        server.Call<bool>([&] {
+          metrics->Refresh(server.controller());
+          return true;
+        });
+        lock.lock();
+      }
+    });
+  }
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("regen-controller stopping on signal {}", strsignal(sig));
+  if (metrics_refresher.joinable()) {
+    {
+      std::lock_guard lock(metrics_mu);
+      stopping = true;
+    }
+    metrics_cv.notify_all();
+    metrics_refresher.join();
+  }
   watchdog.Stop();
   server.Shutdown();
   return 0;

@@ -128,6 +128,7 @@ Json InstanceJson(const v1::InstanceInfo& i) {
          {"ip", i.ip()},
          {"mac", i.mac()}};
   if (!i.reason().empty()) j["reason"] = i.reason();
+  if (!i.health().empty()) j["health"] = i.health();  // none | unknown | passing | failing
   return j;
 }
 

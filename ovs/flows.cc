@@ -214,6 +214,7 @@ class Builder {
         local_services_.insert(c.instance.service);
       }
       current_by_name_[c.instance.name] = &c;
+      current_services_.insert(c.instance.service);
     }
     return Status::Ok();
   }
@@ -269,9 +270,7 @@ class Builder {
     }
     // ARP answers and ACL entries towards `in` for every service that may reach it and either
     // has a local instance (local senders) or reaches a local instance (tunnel senders, ACL only).
-    std::set<std::string> services;
-    for (const auto& other : current_) services.insert(other.instance.service);
-    for (const auto& s : services) {
+    for (const auto& s : current_services_) {
       if (!MayTalk(s, in.service)) continue;
       const bool sender_here = local_services_.count(s) > 0;
       if (!sender_here && !local) continue;
@@ -314,6 +313,7 @@ class Builder {
   std::map<std::string, const Located*> current_by_name_;
   std::set<int64_t> local_ports_;
   std::set<std::string> local_services_;
+  std::set<std::string> current_services_;  // services with a current instance anywhere
   std::vector<Flow> flows_;
 };
 

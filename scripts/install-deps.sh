@@ -12,6 +12,7 @@ PACKAGES=(
   libc-ares-dev libldns-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev
   openvswitch-switch knot knot-dnsutils tini iproute2 ethtool procps jq
+  prometheus-cpp-dev vagrant vagrant-libvirt
 )
 
 missing=()

@@ -62,6 +62,11 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
   chmod(dir_.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its files
   controller_port_ = FreePort();
   controller_address_ = "127.0.0.1:" + std::to_string(controller_port_);
+  if (options_.metrics) {
+    metrics_port_ = FreePort();
+    options_.controller_extra +=
+        "metrics_address: \"127.0.0.1:" + std::to_string(metrics_port_) + "\"\n";
+  }
   WriteFileOrDie(dir_.File("controller.yaml"),
                  "listen_address: \"" + controller_address_ + "\"\n" +
                      "database: " + dir_.File("controller.db") + "\n" +
@@ -252,6 +257,43 @@ std::string Lab::ServiceYaml(const std::string& name, int instances, int uds, in
     << ".lab.example\n  ip_policy: keep\nversions:\n  v1:\n    metadata: {release: \"1\"}\n"
     << "version: v1\nhealth_check:\n  type: none\nplacement: spread\n";
   return y.str();
+}
+
+std::string Lab::ScrapeControllerMetrics() { return HttpGet(metrics_port_, "/metrics"); }
+
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  size_t body = out.find("\r\n\r\n");
+  if (out.rfind("HTTP/1.", 0) != 0 || out.find(" 200 ") > 12 || body == std::string::npos) {
+    return "";
+  }
+  return out.substr(body + 4);
+}
+
+double MetricValue(const std::string& text, const std::string& name_and_labels) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name_and_labels + " ", 0) == 0) {
+      return std::stod(line.substr(name_and_labels.size() + 1));
+    }
+  }
+  return -1;
 }
 
 void DuplicateWatcher::Loop() {

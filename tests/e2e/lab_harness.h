@@ -38,6 +38,7 @@ struct LabOptions {
   std::set<int> proxied_hosts;  // 1-based host numbers that reach the controller via a TcpProxy
   int vcpus = 8;
   int memory_mib = 8192;
+  bool metrics = false;          // the controller serves Prometheus metrics on a free port
   std::string controller_extra;  // appended to controller.yaml (e.g. "upgrade: {...}\n")
 };
 
@@ -57,6 +58,8 @@ class Lab {
   TcpProxy& proxy(int host) { return *proxies_.at(host); }
   AdminClient& client() { return *client_; }
   const std::string& controller_address() const { return controller_address_; }
+  // The controller's /metrics text (options.metrics), or "" when it does not answer.
+  std::string ScrapeControllerMetrics();
 
   // The agent's status (control socket), or null when it does not answer.
   nlohmann::json AgentStatus(int host);
@@ -82,6 +85,7 @@ class Lab {
   LabOptions options_;
   TempDir dir_;
   int controller_port_ = 0;
+  int metrics_port_ = 0;
   std::string controller_address_;
   std::unique_ptr<ChildProcess> controller_;
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
@@ -114,6 +118,12 @@ class DuplicateWatcher {
   std::vector<std::string> duplicates_;
   std::thread thread_;
 };
+
+// GET http://127.0.0.1:port/path; the body, or "" on any failure.
+std::string HttpGet(int port, const std::string& path);
+// The value of the sample `name_and_labels` (e.g. `regen_hosts{state="up"}`) in Prometheus text,
+// or -1 when it is absent.
+double MetricValue(const std::string& text, const std::string& name_and_labels);
 
 // The regen binaries (from CMake).
 std::string AgentBin();

@@ -94,13 +94,20 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
 ChildProcess::~ChildProcess() { Stop(); }
 
 bool ChildProcess::Running() {
-  if (pid_ <= 0) return false;
+  if (pid_ <= 0 || reaped_) return false;
   int status = 0;
-  return waitpid(pid_, &status, WNOHANG) == 0;
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  reaped_ = true;
+  status_ = status;
+  return false;
 }
 
 int ChildProcess::Stop() {
   if (pid_ <= 0) return -1;
+  if (reaped_) {
+    pid_ = -1;
+    return status_;
+  }
   int status = -1;
   kill(pid_, SIGTERM);
   bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
@@ -115,6 +122,10 @@ int ChildProcess::Stop() {
 
 void ChildProcess::Kill() {
   if (pid_ <= 0) return;
+  if (reaped_) {
+    pid_ = -1;
+    return;
+  }
   kill(pid_, SIGKILL);
   int status = 0;
   waitpid(pid_, &status, 0);

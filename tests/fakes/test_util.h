@@ -44,14 +44,18 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
   int pid() const { return pid_; }
+  // False once the process has exited (it is then reaped, and its status kept for Stop).
   bool Running();
-  // Returns the exit status (as from waitpid) or -1.
+  // SIGTERM (SIGKILL after 5 s) unless it already exited; returns the exit status (as from
+  // waitpid) or -1. A reaped process is never signalled: its PID may belong to another by now.
   int Stop();
-  // Sends SIGKILL and reaps.
+  // Sends SIGKILL (unless it already exited) and reaps.
   void Kill();
 
  private:
   int pid_ = -1;
+  bool reaped_ = false;
+  int status_ = -1;
 };
 
 // PIDs of processes whose command line contains `needle` (from /proc/*/cmdline, NULs as spaces).

@@ -29,6 +29,7 @@ TEST(ControllerConfigTest, EmptyMapGivesDefaults) {
   EXPECT_FALSE(c->auto_rollback);
   EXPECT_EQ(c->max_failed_health_checks, 3);
   EXPECT_EQ(c->log_level, "info");
+  EXPECT_EQ(c->metrics_address, "") << "metrics are off unless configured";
 }
 
 TEST(ControllerConfigTest, EverySetting) {
@@ -44,6 +45,7 @@ dns:
   ttl: 5
 upgrade: {manual_policy: allow, auto_rollback: true, max_failed: 7}
 log_level: warn
+metrics_address: "127.0.0.1:9464"
 )";
   Result<ControllerConfig> c = ParseControllerConfig(text, kFile);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -58,6 +60,7 @@ log_level: warn
   EXPECT_EQ(c->dns.tsig_algorithm, "hmac-sha512");
   EXPECT_EQ(c->dns.tsig_secret_file, "/etc/regen/k");
   EXPECT_EQ(c->dns.ttl, 5);
+  EXPECT_EQ(c->metrics_address, "127.0.0.1:9464");
   EXPECT_EQ(c->manual_upgrade_policy, "allow");
   EXPECT_TRUE(c->auto_rollback);
   EXPECT_EQ(c->max_failed_health_checks, 7);
@@ -80,6 +83,8 @@ const BadCase kBadController[] = {
     {"listen without port", "listen_address: \"7400\"\n", "1:17", "listen_address",
      "must be \"host:port\" with a port from 1 to 65535, got \"7400\""},
     {"empty listen", "listen_address: \"\"\n", "1:17", "listen_address", "got \"\""},
+    {"metrics without port", "metrics_address: \"localhost\"\n", "1:18", "metrics_address",
+     "got \"localhost\""},
     {"relative database", "database: regen.db\n", "1:11", "database",
      "must be an absolute path to the SQLite file, got \"regen.db\""},
     {"zone without final dot", "dns:\n  server: 127.0.0.1:53\n  zone: lab.example\n", "3:9",

@@ -1,6 +1,7 @@
 // The controller's decisions over a real SQLite store and a fake clock, with agents replaced by
 // recording sinks: deploy and spread, healing of failed domains and down hosts, pending
-// placements, failover and drain (destroy first), refused specs, restart and scaling.
+// placements, failover and drain (destroy first), refused specs, restart and scaling; health
+// checks (ControllerHealthTest): carried to agents, shown, healed, and gating upgrades.
 #include "controller/controller.h"
 
 #include <gtest/gtest.h>
@@ -996,6 +997,335 @@ TEST_F(ControllerTest, ScaleUpAndDownByReapplying) {
   Restart();
   EXPECT_EQ(controller_->instances(), before);
   EXPECT_EQ(controller_->ListServices().services(0).instances(), 9);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health checks: the check travels to the agents, health shows in the instance list, a failed
+// probe verdict heals like a crash, and an upgrade counts an upgraded instance only once a probe
+// of its new generation passed; health-check failures of upgraded instances fail the upgrade (or
+// roll it back with auto_rollback).
+
+constexpr char kWebChecked[] = R"(name: web
+instances: 2
+update_domains: 2
+flavor:
+  vcpus: 2
+  memory_mib: 2048
+network:
+  subnet: 10.10.0.0/24
+versions:
+  v1: {}
+  v2: {}
+version: v1
+health_check: {type: http, port: 8080, path: /healthz, interval: 1s, timeout: 500ms, max_failed: 3}
+)";
+
+constexpr char kWebUnchecked[] = R"(name: web
+instances: 2
+update_domains: 2
+flavor:
+  vcpus: 2
+  memory_mib: 2048
+network:
+  subnet: 10.10.0.0/24
+versions:
+  v1: {}
+  v2: {}
+version: v1
+)";
+
+class ControllerHealthTest : public ControllerTest {
+ protected:
+  struct Health {
+    v1::HealthState state = v1::HEALTH_STATE_PASSING;
+    bool passed = true;
+  };
+  static constexpr Health kUnknown{v1::HEALTH_STATE_UNKNOWN, false};
+  static constexpr Health kPassing{v1::HEALTH_STATE_PASSING, true};
+  static constexpr Health kFailingNeverPassed{v1::HEALTH_STATE_FAILING, false};
+
+  // `host` reports every instance of its last desired set running, with `health` for the named
+  // ones and passing for the others.
+  void ReportHealth(const std::string& host, const std::map<std::string, Health>& health = {}) {
+    std::vector<v1::DomainStatus> domains;
+    auto desired = Sink(host).LastDesired();
+    if (desired) {
+      for (const auto& s : *desired) {
+        v1::DomainStatus d = Domain(s.name(), s.generation());
+        auto h = health.find(s.name());
+        Health value = h == health.end() ? kPassing : h->second;
+        d.set_health(value.state);
+        d.set_health_passed(value.passed);
+        d.set_health_failures(value.state == v1::HEALTH_STATE_FAILING ? 1 : 0);
+        domains.push_back(d);
+      }
+    }
+    Report(host, domains);
+  }
+  void ReportAllHealthy() {
+    for (const auto& host : HostsWithSinks()) ReportHealth(host);
+  }
+
+  void DeployChecked(const std::string& yaml = kWebChecked) {
+    ThreeHosts();
+    auto resp = Apply(yaml);
+    ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+    ReportAllHealthy();
+    for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, "running");
+  }
+
+  v1::UpgradeStatus StartUpgrade() {
+    v1::UpgradeStartRequest r;
+    r.set_service("web");
+    r.set_to_version("v2");
+    r.set_mode("auto");
+    auto st = controller_->UpgradeStart(r);
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() ? *st : v1::UpgradeStatus();
+  }
+  v1::UpgradeStatus UpgradeStatus() {
+    auto st = controller_->UpgradeGet("web");
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() ? *st : v1::UpgradeStatus();
+  }
+
+  // The agent of `instance`'s host reports max_failed failed probes in a row. The domain still
+  // runs there: unless `stop_there`, that host then destroys it (its desired set no longer has
+  // it) and reports, which lets the new host create it.
+  void HealthCheckFails(const std::string& instance, bool stop_there = false) {
+    const InstanceRecord inst = Inst(instance);
+    v1::DomainEvent ev;
+    ev.set_host(inst.allocation.host);
+    ev.set_instance(instance);
+    ev.set_generation(inst.generation);
+    ev.set_state(v1::DOMAIN_STATE_RUNNING);
+    ev.set_reason("health check failed 3 times in a row: http GET " + inst.allocation.ip +
+                  ":8080/healthz: Connection refused");
+    ev.set_detected_by(v1::DETECTED_BY_HEALTH_CHECK);
+    ev.set_detected_unix_ms(clock_.WallMillis());
+    controller_->OnDomainEvent(inst.allocation.host, ev);
+    if (!stop_there) ReportHealth(inst.allocation.host);
+  }
+
+  // The messages of the upgrade's events after `after`, one a line.
+  std::string UpgradeMessages(int64_t after) {
+    std::string out;
+    for (const auto& e : Events(after))
+      if (e.kind == "upgrade") out += e.message + "\n";
+    return out;
+  }
+
+  std::string InfoHealth(const std::string& instance) {
+    auto list = controller_->ListInstances("web");
+    EXPECT_TRUE(list.ok());
+    if (!list.ok()) return "<error>";
+    for (const auto& i : list->instances())
+      if (i.name() == instance) return i.health();
+    return "<missing>";
+  }
+};
+
+TEST_F(ControllerHealthTest, TheCheckTravelsToTheAgentAndHealthShowsInTheInstanceList) {
+  ThreeHosts();
+  auto resp = Apply(kWebChecked);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  const std::string host = Inst("web-0").allocation.host;
+  auto spec = Sink(host).LastDesiredSpec("web-0");
+  ASSERT_TRUE(spec.has_value());
+  ASSERT_TRUE(spec->has_health_check());
+  EXPECT_EQ(spec->health_check().type(), "http");
+  EXPECT_EQ(spec->health_check().port(), 8080);
+  EXPECT_EQ(spec->health_check().path(), "/healthz");
+  EXPECT_EQ(spec->health_check().interval_ms(), 1000);
+  EXPECT_EQ(spec->health_check().timeout_ms(), 500);
+  EXPECT_EQ(spec->health_check().max_failed(), 3);
+
+  EXPECT_EQ(InfoHealth("web-0"), "unknown");  // nothing reported yet
+  ReportHealth(host, {{"web-0", kUnknown}});
+  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_EQ(InfoHealth("web-0"), "unknown");
+  ReportHealth(host, {{"web-0", kPassing}});
+  EXPECT_EQ(InfoHealth("web-0"), "passing");
+  ReportHealth(host, {{"web-0", {v1::HEALTH_STATE_FAILING, true}}});
+  EXPECT_EQ(InfoHealth("web-0"), "failing");
+  EXPECT_EQ(Inst("web-0").state, "running") << "a failing probe alone is not a failure";
+}
+
+TEST_F(ControllerHealthTest, AServiceWithoutACheckShowsNoneAndSendsNoCheck) {
+  DeployRunning();
+  EXPECT_EQ(InfoHealth("web-0"), "none");
+  auto spec = Sink(Inst("web-0").allocation.host).LastDesiredSpec("web-0");
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_FALSE(spec->has_health_check());
+}
+
+TEST_F(ControllerHealthTest, AHealthCheckFailureHealsLikeACrashButDestroysFirst) {
+  DeployChecked();
+  const InstanceRecord old = Inst("web-1");
+  int64_t seq = LastEventSequence();
+  HealthCheckFails("web-1", /*stop_there=*/true);
+  const InstanceRecord& now = Inst("web-1");
+  EXPECT_NE(now.allocation.host, old.allocation.host);
+  EXPECT_EQ(now.generation, old.generation + 1);
+  EXPECT_EQ(now.allocation.ip, old.allocation.ip);
+  // Its domain still runs on the old host: the new host creates it only once that one is gone.
+  EXPECT_EQ(now.state, "moving");
+  EXPECT_EQ(now.moving_from, old.allocation.host);
+  EXPECT_EQ(Sink(old.allocation.host).LastDesiredNames().count("web-1"), 0u);
+  EXPECT_EQ(Sink(now.allocation.host).LastDesiredNames().count("web-1"), 0u);
+  ReportHealth(old.allocation.host, {});  // destroyed there
+  EXPECT_EQ(now.state, "creating");
+  EXPECT_EQ(Sink(now.allocation.host).LastDesiredNames().count("web-1"), 1u);
+  ReportHealth(now.allocation.host, {{"web-1", kUnknown}});
+  EXPECT_EQ(now.state, "running");
+  bool found = false;
+  for (const auto& e : Events(seq)) {
+    if (e.kind == "failure" && e.instance == "web-1") {
+      found = true;
+      EXPECT_NE(e.message.find("detected by health check"), std::string::npos) << e.message;
+      EXPECT_NE(e.message.find("health check failed 3 times"), std::string::npos) << e.message;
+    }
+  }
+  EXPECT_TRUE(found);
+  // The old generation's verdict arriving again is stale.
+  auto before = controller_->instances();
+  v1::DomainEvent ev;
+  ev.set_host(old.allocation.host);
+  ev.set_instance("web-1");
+  ev.set_generation(old.generation);
+  ev.set_detected_by(v1::DETECTED_BY_HEALTH_CHECK);
+  controller_->OnDomainEvent(old.allocation.host, ev);
+  EXPECT_EQ(controller_->instances(), before);
+}
+
+TEST_F(ControllerHealthTest, AnUpgradedInstanceCountsForItsUdOnlyAfterAProbePassed) {
+  DeployChecked();
+  auto st = StartUpgrade();
+  EXPECT_EQ(st.state(), "running");
+  EXPECT_EQ(st.current_ud(), 0);
+  const std::string host0 = Inst("web-0").allocation.host;
+  EXPECT_EQ(Inst("web-0").version, "v2");
+  EXPECT_EQ(Inst("web-0").generation, 2);
+  EXPECT_EQ(Inst("web-1").version, "v1");
+
+  // The old generation's pass (the domain not yet re-created) does not count.
+  Report(host0, [&] {
+    v1::DomainStatus d = Domain("web-0", 1);
+    d.set_health(v1::HEALTH_STATE_PASSING);
+    d.set_health_passed(true);
+    return std::vector<v1::DomainStatus>{d};
+  }());
+  EXPECT_EQ(UpgradeStatus().current_ud(), 0);
+  // Running at generation 2, not probed yet: running, but UD 0 is not done.
+  ReportHealth(host0, {{"web-0", kUnknown}});
+  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_EQ(UpgradeStatus().current_ud(), 0);
+  EXPECT_EQ(UpgradeStatus().upgraded_uds_size(), 0);
+  EXPECT_EQ(Inst("web-1").version, "v1") << "UD 1 must wait for UD 0's probe";
+  EXPECT_EQ(InfoHealth("web-0"), "unknown");
+  // A failed probe (fewer than max_failed): still waiting.
+  ReportHealth(host0, {{"web-0", kFailingNeverPassed}});
+  EXPECT_EQ(UpgradeStatus().current_ud(), 0);
+  EXPECT_EQ(Inst("web-1").version, "v1");
+  // The first pass: UD 0 is done and UD 1 starts.
+  ReportHealth(host0, {{"web-0", kPassing}});
+  st = UpgradeStatus();
+  EXPECT_EQ(st.current_ud(), 1);
+  ASSERT_EQ(st.upgraded_uds_size(), 1);
+  EXPECT_EQ(st.upgraded_uds(0), 0);
+  EXPECT_EQ(Inst("web-1").version, "v2");
+  EXPECT_EQ(Inst("web-1").generation, 2);
+
+  const std::string host1 = Inst("web-1").allocation.host;
+  ReportHealth(host1, {{"web-1", kUnknown}});
+  EXPECT_EQ(UpgradeStatus().state(), "running");
+  ReportHealth(host1, {{"web-1", kPassing}});
+  EXPECT_EQ(UpgradeStatus().state(), "completed");
+  EXPECT_EQ(controller_->ListServices().services(0).version(), "v2");
+}
+
+TEST_F(ControllerHealthTest, WithoutACheckRunningIsEnoughForTheUpgrade) {
+  DeployChecked(kWebUnchecked);
+  StartUpgrade();
+  Report(Inst("web-0").allocation.host, {Domain("web-0", 2)});
+  EXPECT_EQ(UpgradeStatus().current_ud(), 1);
+  Report(Inst("web-1").allocation.host, {Domain("web-1", 2)});
+  EXPECT_EQ(UpgradeStatus().state(), "completed");
+}
+
+TEST_F(ControllerHealthTest, UpgradedInstanceFailingItsHealthChecksFailsTheUpgradeThenRollsBack) {
+  config_.max_failed_health_checks = 2;
+  Restart();
+  DeployChecked();
+  StartUpgrade();
+  // An instance not upgraded (UD 1, v1) failing its check is healed but does not count.
+  int64_t seq = LastEventSequence();
+  HealthCheckFails("web-1");
+  EXPECT_EQ(Inst("web-1").version, "v1");
+  EXPECT_EQ(Inst("web-1").generation, 2);
+  EXPECT_EQ(UpgradeMessages(seq).find("failed its health check"), std::string::npos)
+      << UpgradeMessages(seq);
+  ReportHealth(Inst("web-1").allocation.host, {{"web-1", kPassing}});
+  EXPECT_EQ(Inst("web-1").state, "running");
+  EXPECT_EQ(UpgradeStatus().state(), "running");
+
+  // web-0 runs v2 but its probe never passes: 1 of 2.
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kFailingNeverPassed}});
+  seq = LastEventSequence();
+  HealthCheckFails("web-0");
+  auto st = UpgradeStatus();
+  EXPECT_NE(UpgradeMessages(seq).find("web-0 failed its health check (1 of max_failed 2)"),
+            std::string::npos)
+      << UpgradeMessages(seq);
+  EXPECT_EQ(st.state(), "preempted") << "healing web-0 pre-empts the upgrade";
+  // Healed (UD being upgraded: with v2) elsewhere; runs, never passes: 2 of 2 -> failed.
+  EXPECT_EQ(Inst("web-0").version, "v2");
+  EXPECT_EQ(Inst("web-0").generation, 3);
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kFailingNeverPassed}});
+  EXPECT_EQ(UpgradeStatus().state(), "running");
+  EXPECT_EQ(UpgradeStatus().current_ud(), 0) << "not passed: UD 0 is not done";
+  seq = LastEventSequence();
+  HealthCheckFails("web-0");
+  st = UpgradeStatus();
+  EXPECT_EQ(st.state(), "failed") << st.DebugString();
+  EXPECT_NE(UpgradeMessages(seq).find("upgrade failed at UD 0"), std::string::npos)
+      << UpgradeMessages(seq);
+  EXPECT_EQ(Inst("web-1").version, "v1") << "UD 1 was never upgraded";
+  EXPECT_EQ(Inst("web-1").generation, 2);
+
+  // Healed again (still v2, the upgrade stopped where it was); the operator rolls back.
+  EXPECT_EQ(Inst("web-0").version, "v2");
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kUnknown}});
+  v1::UpgradeServiceRequest rb;
+  rb.set_service("web");
+  auto rolled = controller_->UpgradeRollback(rb);
+  ASSERT_TRUE(rolled.ok()) << rolled.status().ToString();
+  EXPECT_EQ(Inst("web-0").version, "v1");
+  EXPECT_EQ(Inst("web-0").state, "creating");
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kUnknown}});
+  EXPECT_EQ(UpgradeStatus().state(), "rolled_back")
+      << "a rollback does not wait for probes: the old version ran before";
+  EXPECT_EQ(controller_->ListServices().services(0).version(), "v1");
+}
+
+TEST_F(ControllerHealthTest, AutoRollbackOnAHealthCheckFailure) {
+  config_.max_failed_health_checks = 1;
+  config_.auto_rollback = true;
+  Restart();
+  DeployChecked();
+  StartUpgrade();
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kFailingNeverPassed}});
+  int64_t seq = LastEventSequence();
+  HealthCheckFails("web-0");
+  auto st = UpgradeStatus();
+  EXPECT_EQ(st.state(), "preempted") << st.DebugString();  // rolling back once web-0 is healed
+  EXPECT_NE(UpgradeMessages(seq).find("auto_rollback"), std::string::npos) << UpgradeMessages(seq);
+  // Healed with the version the rollback goes to (UD 0 is being rolled back: v1).
+  EXPECT_EQ(Inst("web-0").version, "v1");
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kUnknown}});
+  EXPECT_EQ(UpgradeStatus().state(), "rolled_back") << UpgradeStatus().DebugString();
+  EXPECT_EQ(Inst("web-1").version, "v1");
+  EXPECT_EQ(Inst("web-1").generation, 1);
 }
 
 }  // namespace

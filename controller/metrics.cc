@@ -1,0 +1,168 @@
+#include "controller/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+
+#include "controller/controller.h"
+#include "controller/store.h"
+
+namespace regen {
+
+namespace {
+const std::vector<std::string> kHostStates = {"up", "suspect", "down", "draining", "joining"};
+const std::vector<std::string> kUpgradeStates = {
+    "running",   "preempted",    "paused",      "waiting_for_operator",
+    "completed", "rolling_back", "rolled_back", "failed"};
+}  // namespace
+
+struct ControllerMetrics::Families {
+  explicit Families(prometheus::Registry& r)
+      : hosts(prometheus::BuildGauge().Name("regen_hosts").Help("Hosts by state").Register(r)),
+        instances(prometheus::BuildGauge()
+                      .Name("regen_instances")
+                      .Help("Instances by service and state")
+                      .Register(r)),
+        upgrade_state(prometheus::BuildGauge()
+                          .Name("regen_upgrade_state")
+                          .Help("1 for the state of each service's last upgrade")
+                          .Register(r)),
+        upgrade_ud(prometheus::BuildGauge()
+                       .Name("regen_upgrade_current_ud")
+                       .Help("The update domain being upgraded, or the next one")
+                       .Register(r)),
+        healings(prometheus::BuildCounter()
+                     .Name("regen_healings_total")
+                     .Help("Healings by outcome: started (a failure), completed (running again), "
+                           "failed (left pending: nothing fits)")
+                     .Register(r)),
+        heal_seconds(prometheus::BuildHistogram()
+                         .Name("regen_heal_seconds")
+                         .Help("Time from an instance's failure to it running again")
+                         .Register(r)),
+        events(prometheus::BuildCounter()
+                   .Name("regen_events_total")
+                   .Help("Controller events by kind")
+                   .Register(r)),
+        preemptions(prometheus::BuildCounter()
+                        .Name("regen_upgrade_preemptions_total")
+                        .Help("Upgrades pre-empted by healing")
+                        .Register(r)),
+        started(healings.Add({{"outcome", "started"}})),
+        completed(healings.Add({{"outcome", "completed"}})),
+        failed(healings.Add({{"outcome", "failed"}})),
+        heal(heal_seconds.Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1,
+                                                                          2, 5, 10, 30, 60, 300})),
+        preempted(preemptions.Add({})) {}
+
+  prometheus::Family<prometheus::Gauge>& hosts;
+  prometheus::Family<prometheus::Gauge>& instances;
+  prometheus::Family<prometheus::Gauge>& upgrade_state;
+  prometheus::Family<prometheus::Gauge>& upgrade_ud;
+  prometheus::Family<prometheus::Counter>& healings;
+  prometheus::Family<prometheus::Histogram>& heal_seconds;
+  prometheus::Family<prometheus::Counter>& events;
+  prometheus::Family<prometheus::Counter>& preemptions;
+  prometheus::Counter& started;
+  prometheus::Counter& completed;
+  prometheus::Counter& failed;
+  prometheus::Histogram& heal;
+  prometheus::Counter& preempted;
+  // Every instance gauge set so far, zeroed before each refresh (a state nobody is in reads 0).
+  std::map<std::pair<std::string, std::string>, prometheus::Gauge*> instance_gauges;
+};
+
+Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::Start(const std::string& address,
+                                                                    int64_t started_unix_ms) {
+  std::unique_ptr<ControllerMetrics> m(new ControllerMetrics());
+  m->started_unix_ms_ = started_unix_ms;
+  m->registry_ = std::make_shared<prometheus::Registry>();
+  m->f_ = std::make_unique<Families>(*m->registry_);
+  for (const auto& s : kHostStates) m->f_->hosts.Add({{"state", s}});
+  try {
+    m->exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+  } catch (const std::exception& e) {
+    return Unavailable("metrics_address " + address + ": cannot listen: " + e.what());
+  }
+  m->exposer_->RegisterCollectable(m->registry_);
+  auto ports = m->exposer_->GetListeningPorts();
+  m->port_ = ports.empty() ? 0 : ports.front();
+  return m;
+}
+
+ControllerMetrics::~ControllerMetrics() = default;
+
+void ControllerMetrics::Refresh(Controller& controller) {
+  // Hosts by state.
+  std::map<std::string, int> hosts;
+  for (const auto& s : kHostStates) hosts[s] = 0;
+  const v1::ListHostsResponse host_list = controller.ListHosts();
+  for (const auto& h : host_list.hosts()) ++hosts[h.state()];
+  for (const auto& [state, n] : hosts) f_->hosts.Add({{"state", state}}).Set(n);
+
+  // Instances by service and state.
+  for (auto& [key, gauge] : f_->instance_gauges) gauge->Set(0);
+  for (const auto& [name, inst] : controller.instances()) {
+    auto key = std::make_pair(inst.service, inst.state);
+    auto it = f_->instance_gauges.find(key);
+    if (it == f_->instance_gauges.end()) {
+      it = f_->instance_gauges
+               .emplace(key, &f_->instances.Add({{"service", key.first}, {"state", key.second}}))
+               .first;
+    }
+    it->second->Increment();
+  }
+
+  // Upgrades.
+  const v1::ListServicesResponse services = controller.ListServices();
+  for (const auto& svc : services.services()) {
+    auto u = controller.UpgradeGet(svc.name());
+    if (!u.ok() || u->service().empty()) continue;
+    for (const auto& s : kUpgradeStates) {
+      f_->upgrade_state.Add({{"service", svc.name()}, {"state", s}}).Set(u->state() == s ? 1 : 0);
+    }
+    f_->upgrade_ud.Add({{"service", svc.name()}}).Set(static_cast<double>(u->current_ud()));
+  }
+
+  // Events since the last refresh (the first refresh reads the history once and counts only what
+  // happened since this process started).
+  for (int batch = 0; batch < 10; ++batch) {
+    auto events = controller.EventsAfter(last_sequence_, 5000);
+    if (!events.ok()) {
+      spdlog::warn("metrics: reading events after {}: {}", last_sequence_,
+                   events.status().message());
+      return;
+    }
+    for (const auto& e : *events) {
+      last_sequence_ = e.sequence;
+      if (e.unix_ms >= started_unix_ms_) OnEvent(e);
+    }
+    if (events->size() < 5000) return;
+  }
+}
+
+void ControllerMetrics::OnEvent(const EventRecord& e) {
+  f_->events.Add({{"kind", e.kind}}).Increment();
+  if (e.kind == "failure" && !e.instance.empty()) {
+    if (failed_at_.emplace(e.instance, e.unix_ms).second) f_->started.Increment();
+  } else if (e.kind == "running") {
+    auto it = failed_at_.find(e.instance);
+    if (it != failed_at_.end()) {
+      f_->completed.Increment();
+      f_->heal.Observe(static_cast<double>(e.unix_ms - it->second) / 1000.0);
+      failed_at_.erase(it);
+    }
+  } else if (e.kind == "pending" && failed_at_.count(e.instance)) {
+    f_->failed.Increment();
+  } else if (e.kind == "upgrade" &&
+             (e.message.rfind("preempted at UD", 0) == 0 ||
+              e.message.find(" preempted: healing of") != std::string::npos)) {
+    f_->preempted.Increment();
+  }
+}
+
+}  // namespace regen

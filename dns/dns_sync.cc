@@ -1,0 +1,172 @@
+#include "dns/dns_sync.h"
+
+#include <algorithm>
+
+namespace regen::dns {
+
+std::chrono::milliseconds DnsBackoff(const DnsSyncOptions& options, int64_t consecutive_failures) {
+  std::chrono::milliseconds wait = options.initial_backoff;
+  for (int64_t i = 1; i < consecutive_failures && wait < options.max_backoff; ++i) wait *= 2;
+  return std::min(wait, options.max_backoff);
+}
+
+DnsSync::DnsSync(DnsUpdater& updater, const Clock& clock, DnsSyncOptions options,
+                 std::optional<ZoneRecords> applied, AttemptCallback on_attempt)
+    : updater_(updater),
+      clock_(clock),
+      options_(std::move(options)),
+      on_attempt_(std::move(on_attempt)),
+      applied_(std::move(applied)) {
+  if (applied_) std::erase_if(*applied_, [](const auto& entry) { return entry.second.empty(); });
+}
+
+DnsSync::~DnsSync() { Stop(); }
+
+Status DnsSync::SetDesired(ZoneRecords desired) {
+  // An empty set means "absent": drop such names so they compare equal.
+  std::erase_if(desired, [](const auto& entry) { return entry.second.empty(); });
+  // Validate now (pure, cheap) so a bad record is the caller's error, not a retry loop.
+  RETURN_IF_ERROR(BuildZoneUpdate(options_.zone, options_.ttl, std::nullopt, desired).status());
+  {
+    std::lock_guard lock(mu_);
+    desired_ = std::move(desired);
+    desired_set_ = true;
+  }
+  wake_.notify_all();
+  return Status::Ok();
+}
+
+bool DnsSync::DiffersLocked() const {
+  if (!desired_set_) return false;
+  return !applied_ || *applied_ != desired_;
+}
+
+bool DnsSync::FullRewriteDueLocked() const {
+  if (!applied_ || resync_requested_) return true;
+  if (options_.resync_interval.count() <= 0) return false;
+  return !last_full_ || clock_.Now() >= *last_full_ + options_.resync_interval;
+}
+
+std::optional<Clock::Duration> DnsSync::TimeUntilDueLocked() const {
+  if (!desired_set_) return std::nullopt;
+  Clock::TimePoint now = clock_.Now();
+  std::optional<Clock::TimePoint> due;
+  if (DiffersLocked() || resync_requested_) {
+    due = now;
+  } else if (options_.resync_interval.count() > 0) {
+    due = last_full_ ? *last_full_ + options_.resync_interval : now;
+  }
+  if (!due) return std::nullopt;
+  if (not_before_ && *not_before_ > *due) due = *not_before_;
+  return std::max(Clock::Duration::zero(), *due - now);
+}
+
+void DnsSync::RequestResync() {
+  {
+    std::lock_guard lock(mu_);
+    resync_requested_ = true;
+  }
+  wake_.notify_all();
+}
+
+Status DnsSync::Flush() {
+  std::lock_guard flush_lock(flush_mu_);
+  ZoneRecords sending;
+  bool full = false;
+  Result<ZoneUpdate> update = InvalidArgument("unset");
+  {
+    std::lock_guard lock(mu_);
+    std::optional<Clock::Duration> wait = TimeUntilDueLocked();
+    if (!wait || *wait > Clock::Duration::zero()) return Status::Ok();
+    sending = desired_;
+    full = FullRewriteDueLocked();
+    update = BuildZoneUpdate(options_.zone, options_.ttl, applied_, sending);
+    if (update.ok() && full) {
+      // Deletions from what we know was applied; every desired name rewritten.
+      Result<ZoneUpdate> everything =
+          BuildZoneUpdate(options_.zone, options_.ttl, std::nullopt, sending);
+      if (everything.ok())
+        update->replaces = std::move(everything->replaces);
+      else
+        update = everything.status();
+    }
+  }
+  if (!update.ok()) return update.status();  // validated by SetDesired: not expected
+
+  Status result = update->empty() ? Status::Ok() : updater_.Apply(*update);
+  DnsSyncReport report;
+  {
+    std::lock_guard lock(mu_);
+    ++report_.attempts;
+    if (result.ok()) {
+      applied_ = std::move(sending);
+      report_.consecutive_failures = 0;
+      report_.last_error = Status::Ok();
+      report_.last_success = clock_.Now();
+      not_before_.reset();
+      if (full) {
+        last_full_ = clock_.Now();
+        resync_requested_ = false;
+      }
+    } else {
+      ++report_.failures;
+      ++report_.consecutive_failures;
+      report_.last_error = result;
+      not_before_ = clock_.Now() + DnsBackoff(options_, report_.consecutive_failures);
+    }
+    report = report_;
+    report.in_sync = !DiffersLocked();
+    if (!report.in_sync) report.next_attempt = not_before_.value_or(clock_.Now());
+  }
+  if (on_attempt_) on_attempt_(*update, result, report);
+  return result;
+}
+
+DnsSyncReport DnsSync::Report() const {
+  std::lock_guard lock(mu_);
+  DnsSyncReport report = report_;
+  report.in_sync = !DiffersLocked();
+  if (!report.in_sync) report.next_attempt = not_before_.value_or(clock_.Now());
+  return report;
+}
+
+std::optional<ZoneRecords> DnsSync::Applied() const {
+  std::lock_guard lock(mu_);
+  return applied_;
+}
+
+void DnsSync::Start() {
+  std::lock_guard lock(mu_);
+  if (worker_.joinable()) return;
+  stopping_ = false;
+  worker_ = std::thread([this] { RunWorker(); });
+}
+
+void DnsSync::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void DnsSync::RunWorker() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    std::optional<Clock::Duration> wait = TimeUntilDueLocked();
+    if (!wait) {
+      wake_.wait(lock);  // SetDesired, RequestResync or Stop
+      continue;
+    }
+    if (*wait > Clock::Duration::zero()) {
+      wake_.wait_for(lock, *wait);  // then recompute: woken early, or due now
+      continue;
+    }
+    lock.unlock();
+    (void)Flush();  // the result reaches the callback and Report()
+    lock.lock();
+  }
+}
+
+}  // namespace regen::dns

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Prepares a KVM host for regen-agent: the Open vSwitch integration bridge, the directories
+# /etc/regen and /var/lib/regen, and a sample /etc/regen/agent.yaml (written only when absent,
+# never overwritten). Safe to run again: what is already there is left as it is.
+# Installed by the regen-agent package as /usr/sbin/regen-install-host.
+#
+#   scripts/install-host.sh [--host-name NAME] [--address IP] [--controller HOST:PORT]
+#                           [--datapath system|netdev] [--bridge NAME] [--ovs-db SOCKET]
+#                           [--libvirt-uri URI] [--domain-type kvm|qemu] [--no-bridge]
+#                           [--root DIR] [--dry-run]
+#
+# Exit status: 0 done (or nothing to do), 1 a step failed, 2 bad arguments.
+set -euo pipefail
+
+PROG=install-host.sh
+NAME_RE='^[a-z][a-z0-9-]{0,62}$'
+BRIDGE_RE='^[A-Za-z0-9_-]{1,15}$'
+
+usage() {
+  cat <<EOF
+Usage: $PROG [OPTIONS]
+
+Sets up this machine as a Regen host (run as root, before starting regen-agent):
+  1. Open vSwitch bridge (default br-int) with the chosen datapath; left alone if it exists
+     with that datapath, an error if it exists with another one.
+  2. Directories /etc/regen (0755), /var/lib/regen and /var/lib/regen/images (0755).
+  3. /etc/regen/agent.yaml (0640) from the options below, only if it does not exist.
+Prints each step and what it did. Start the agent afterwards:
+  systemctl enable --now regen-agent
+
+Options:
+  --host-name NAME       host name in agent.yaml (default: hostname -s); [a-z][a-z0-9-]{0,62}
+  --address IP           this host's tunnel/contact address (default: the source address of
+                         the default route)
+  --controller HOST:PORT regen-controller's address (default: none, a standalone agent)
+  --datapath system|netdev
+                         OVS datapath of the bridge (default system, the kernel module; netdev
+                         is the userspace datapath for machines without it)
+  --bridge NAME          bridge name (default br-int), 1-15 of A-Z a-z 0-9 _ -
+  --ovs-db SOCKET        ovsdb-server to use, e.g. unix:/run/openvswitch/db.sock (default: OVS's
+                         own default); also written as ovs.db_socket in agent.yaml
+  --libvirt-uri URI      libvirt_uri in agent.yaml (default qemu:///system)
+  --domain-type kvm|qemu domain_type in agent.yaml (default kvm; qemu = TCG, no /dev/kvm)
+  --no-bridge            skip the Open vSwitch step
+  --root DIR             create the files under DIR instead of / (for images and tests; the
+                         bridge step is not affected: combine with --no-bridge)
+  --dry-run              print the steps without doing anything
+  -h, --help             this help
+EOF
+}
+
+die() {  # a step failed: exit 1
+  echo "$PROG: error: $*" >&2
+  exit 1
+}
+usage_error() {  # bad command line: exit 2
+  echo "$PROG: $*" >&2
+  echo "Try '$PROG --help'." >&2
+  exit 2
+}
+say() { echo "$PROG: $*"; }
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+host_name=""
+address=""
+controller=""
+datapath="system"
+bridge="br-int"
+ovs_db=""
+libvirt_uri="qemu:///system"
+domain_type="kvm"
+do_bridge=1
+root=""
+dry_run=0
+
+need_value() {  # OPTION REMAINING_ARGS...
+  (($# >= 2)) || usage_error "$1 needs a value"
+}
+
+while (($# > 0)); do
+  case "$1" in
+    --host-name) need_value "$@"; host_name=$2; shift 2 ;;
+    --address) need_value "$@"; address=$2; shift 2 ;;
+    --controller) need_value "$@"; controller=$2; shift 2 ;;
+    --datapath) need_value "$@"; datapath=$2; shift 2 ;;
+    --bridge) need_value "$@"; bridge=$2; shift 2 ;;
+    --ovs-db) need_value "$@"; ovs_db=$2; shift 2 ;;
+    --libvirt-uri) need_value "$@"; libvirt_uri=$2; shift 2 ;;
+    --domain-type) need_value "$@"; domain_type=$2; shift 2 ;;
+    --no-bridge) do_bridge=0; shift ;;
+    --root) need_value "$@"; root=$2; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage_error "unknown argument '$1'" ;;
+  esac
+done
+
+case "$datapath" in
+  system | netdev) ;;
+  *) usage_error "--datapath '$datapath': use system (kernel module) or netdev (userspace)" ;;
+esac
+case "$domain_type" in
+  kvm | qemu) ;;
+  *) usage_error "--domain-type '$domain_type': use kvm or qemu" ;;
+esac
+[[ $bridge =~ $BRIDGE_RE ]] ||
+  usage_error "--bridge '$bridge': 1-15 characters of A-Z a-z 0-9 _ -"
+if [ -n "$controller" ] && ! [[ $controller =~ ^[^:[:space:]]+:[0-9]{1,5}$ || $controller =~ ^\[[0-9a-fA-F:.]+\]:[0-9]{1,5}$ ]]; then
+  usage_error "--controller '$controller': give HOST:PORT, e.g. regen-ctl.example:7400"
+fi
+if [ -n "$ovs_db" ] && ! [[ $ovs_db =~ ^(unix:/|tcp:|ssl:) ]]; then
+  usage_error "--ovs-db '$ovs_db': give unix:/path, tcp:ip:port or ssl:ip:port"
+fi
+if [ -n "$root" ]; then
+  [[ $root == /* ]] || usage_error "--root '$root': give an absolute path"
+  [ -d "$root" ] || usage_error "--root '$root': no such directory (create it first)"
+  root=${root%/}
+fi
+
+if [ -z "$host_name" ]; then
+  host_name=$(hostname -s 2>/dev/null || true)
+  [[ $host_name =~ $NAME_RE ]] ||
+    usage_error "this machine's name '$host_name' is not a Regen host name ([a-z][a-z0-9-]{0,62}): pass --host-name NAME"
+fi
+[[ $host_name =~ $NAME_RE ]] ||
+  usage_error "--host-name '$host_name': use [a-z][a-z0-9-]{0,62} (lower case, digits, '-')"
+
+if [ -z "$address" ]; then
+  # The source address of the default route: what other hosts most likely reach us at.
+  address=$(ip -4 route get 192.0.2.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n1)
+  [ -n "$address" ] || usage_error "cannot find this host's address (no IPv4 default route): pass --address IP"
+fi
+[[ $address =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] ||
+  usage_error "--address '$address': give this host's IPv4 address, e.g. 192.0.2.17"
+
+if ((dry_run == 0)) && [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
+  die "run as root (or with sudo), or use --dry-run to see the steps"
+fi
+
+etc_dir="$root/etc/regen"
+state_dir="$root/var/lib/regen"
+config="$etc_dir/agent.yaml"
+
+if ((dry_run)); then
+  say "dry run: nothing is changed"
+  run() { say "would run: $*"; }
+else
+  run() {
+    say "run: $*"
+    "$@" || die "'$*' failed (exit $?)"
+  }
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 1. Open vSwitch bridge
+
+vsctl=(ovs-vsctl --timeout=10)
+[ -z "$ovs_db" ] || vsctl+=("--db=$ovs_db")
+
+if ((do_bridge == 0)); then
+  say "bridge: skipped (--no-bridge)"
+elif ((dry_run)) && ! command -v ovs-vsctl >/dev/null; then
+  say "bridge: would create $bridge (datapath_type=$datapath); ovs-vsctl is not installed yet (apt-get install openvswitch-switch)"
+elif ((dry_run)) && ! "${vsctl[@]}" show >/dev/null 2>&1; then
+  say "bridge: would create $bridge (datapath_type=$datapath); ovsdb-server${ovs_db:+ at $ovs_db} is not reachable now (start openvswitch-switch first)"
+else
+  command -v ovs-vsctl >/dev/null ||
+    die "ovs-vsctl not found: install Open vSwitch (apt-get install openvswitch-switch), or pass --no-bridge"
+  "${vsctl[@]}" show >/dev/null 2>&1 ||
+    die "cannot reach ovsdb-server${ovs_db:+ at $ovs_db} with ovs-vsctl: is openvswitch-switch running? (systemctl start openvswitch-switch)"
+  if "${vsctl[@]}" br-exists "$bridge"; then
+    have=$("${vsctl[@]}" get bridge "$bridge" datapath_type | tr -d '"')
+    [ -n "$have" ] || have=system   # empty means the default, the kernel datapath
+    [ "$have" = "$datapath" ] ||
+      die "bridge $bridge exists with datapath_type=$have, not $datapath: pass --datapath $have to keep it, or change it by hand (ovs-vsctl set bridge $bridge datapath_type=$datapath; its ports are re-created)"
+    say "bridge: $bridge exists (datapath_type=$have): left as it is"
+  else
+    run "${vsctl[@]}" add-br "$bridge" -- set bridge "$bridge" "datapath_type=$datapath"
+    ((dry_run)) || say "bridge: created $bridge (datapath_type=$datapath)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Directories
+
+for d in "$etc_dir" "$state_dir" "$state_dir/images"; do
+  if [ -d "$d" ]; then
+    say "directory: $d exists: left as it is"
+  elif [ -e "$d" ]; then
+    die "$d exists and is not a directory: move it away first"
+  else
+    run install -d -m 0755 "$d"
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# 3. agent.yaml
+
+write_config() {  # FILE
+  cat >"$1" <<EOF
+# $config_path: regen-agent's configuration on $host_name, written by $PROG on $(date -u +%Y-%m-%d).
+# It is never overwritten by $PROG. Every setting is explained in
+# /usr/share/doc/regen-agent/examples/agent.yaml. Check it: regen-agent status --config FILE
+# prints the first error with file:line:column.
+
+host_name: $host_name
+address: $address
+
+# "" = standalone (the agent keeps desired_file's instances running, no controller).
+controller_address: "$controller"
+
+libvirt_uri: "$libvirt_uri"
+domain_type: $domain_type
+poll_interval: 1s
+libvirt_events: true
+
+ovs:
+  bridge: $( ((do_bridge)) && echo "$bridge" || echo '""  # --no-bridge: instances get no NIC')
+EOF
+  if [ -n "$ovs_db" ]; then
+    echo "  db_socket: $ovs_db" >>"$1"
+  fi
+  cat >>"$1" <<EOF
+
+# Must be shorter than the controller's host_down_after minus its heartbeat_interval.
+fencing_lease: 2s
+
+state_dir: /var/lib/regen
+control_socket: /run/regen/agent.sock
+fault_injection: false
+log_level: info
+EOF
+}
+
+config_path=/etc/regen/agent.yaml
+if [ -e "$config" ]; then
+  say "config: $config exists: not overwritten"
+elif ((dry_run)); then
+  say "would write: $config (0640; host_name $host_name, address $address, controller ${controller:-none (standalone)})"
+else
+  tmp="$config.tmp.$$"
+  write_config "$tmp" || die "cannot write $tmp"
+  chmod 0640 "$tmp"
+  mv -f "$tmp" "$config" || die "cannot move $tmp to $config"
+  say "config: wrote $config (host_name $host_name, address $address, controller ${controller:-none (standalone)})"
+fi
+
+if ((dry_run)); then
+  say "dry run done: run again without --dry-run to do these steps"
+else
+  say "done. Next: check $config, then: systemctl enable --now regen-agent"
+fi

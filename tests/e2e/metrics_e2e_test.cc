@@ -1,0 +1,95 @@
+// End to end on a lab (test driver): the controller's Prometheus endpoint, scraped over HTTP,
+// follows the cluster: hosts and instances by state, a crash healed (healings started and
+// completed, the time-to-heal histogram, events by kind), a host going down. A controller whose
+// metrics_address cannot be bound refuses to start and says why.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/control_socket.h"
+
+#include "tests/e2e/lab_harness.h"
+
+namespace regen::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
+  LabOptions o;
+  o.metrics = true;
+  Lab lab(o);
+  lab.StartAll();
+  lab.Apply(Lab::ServiceYaml("web", 3, 3));
+  ASSERT_TRUE(lab.WaitAllRunning(3, milliseconds(20000))) << lab.Logs();
+  std::string text;
+  auto until = [&](const std::string& metric, double want) {
+    return WaitFor(
+        [&] {
+          text = lab.ScrapeControllerMetrics();
+          return MetricValue(text, metric) == want;
+        },
+        milliseconds(10000), milliseconds(100));
+  };
+  ASSERT_TRUE(until("regen_hosts{state=\"up\"}", 3)) << text;
+  ASSERT_TRUE(until("regen_instances{service=\"web\",state=\"running\"}", 3)) << text;
+  EXPECT_EQ(MetricValue(text, "regen_hosts{state=\"down\"}"), 0);
+  EXPECT_EQ(MetricValue(text, "regen_healings_total{outcome=\"started\"}"), 0);
+
+  // A crash, healed elsewhere.
+  auto victim = *lab.Instance("web-0");
+  auto r =
+      ControlSocketCall(lab.dir() + "/" + victim.host() + "/agent.sock",
+                        {{"command", "inject-crash"}, {"domain", "web-0"}}, milliseconds(2000));
+  ASSERT_TRUE(r.ok() && r->value("ok", false)) << (r.ok() ? r->dump() : r.status().message());
+  ASSERT_TRUE(until("regen_healings_total{outcome=\"completed\"}", 1)) << text;
+  EXPECT_EQ(MetricValue(text, "regen_healings_total{outcome=\"started\"}"), 1);
+  EXPECT_EQ(MetricValue(text, "regen_heal_seconds_count"), 1);
+  EXPECT_GT(MetricValue(text, "regen_heal_seconds_sum"), 0);
+  EXPECT_GE(MetricValue(text, "regen_events_total{kind=\"failure\"}"), 1);
+
+  // A host lost.
+  lab.KillAgent(3);
+  ASSERT_TRUE(until("regen_hosts{state=\"down\"}", 1)) << text;
+  ASSERT_TRUE(until("regen_hosts{state=\"up\"}", 2)) << text;
+}
+
+// A listening socket on a free loopback port; its port.
+int Listen(int& fd) {
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+TEST(MetricsE2eTest, ControllerRefusesToStartWhenTheMetricsPortIsTaken) {
+  int taken_fd = -1;
+  int free_fd = -1;
+  std::string taken = "127.0.0.1:" + std::to_string(Listen(taken_fd));
+  std::string listen = "127.0.0.1:" + std::to_string(Listen(free_fd));
+  close(free_fd);  // free again: the controller's own gRPC port
+  TempDir dir("regen-metrics");
+  WriteFileOrDie(dir.File("controller.yaml"), "listen_address: \"" + listen +
+                                                  "\"\ndatabase: " + dir.File("c.db") +
+                                                  "\nmetrics_address: \"" + taken + "\"\n");
+  ChildProcess controller({ControllerBin(), "run", "--config", dir.File("controller.yaml")},
+                          dir.File("controller.log"));
+  ASSERT_TRUE(WaitFor([&] { return !controller.Running(); }, milliseconds(10000)))
+      << "the controller kept running with its metrics port taken";
+  int status = controller.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  std::string log = ReadFileOrDie(dir.File("controller.log"));
+  EXPECT_NE(log.find("metrics_address " + taken), std::string::npos) << log;
+  close(taken_fd);
+}
+
+}  // namespace
+}  // namespace regen::testing

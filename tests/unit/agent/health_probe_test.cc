@@ -1,0 +1,176 @@
+// The socket probes (agent/health_probe.h) against tiny servers on 127.0.0.1: TCP accepted or
+// refused, HTTP 2xx / non-2xx / not HTTP / silent (bounded by the timeout), bad input, and the
+// SocketProber running probes on its workers.
+#include "agent/health_probe.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Listens on 127.0.0.1 (an ephemeral port); every accepted connection is handed to `handler` on
+// the server thread, then closed.
+class TinyServer {
+ public:
+  explicit TinyServer(std::function<void(int fd)> handler) : handler_(std::move(handler)) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~TinyServer() { Close(); }
+  void Close() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int port() const { return port_; }
+  int accepted() const { return accepted_; }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) continue;
+      ++accepted_;
+      handler_(c);
+      close(c);
+    }
+  }
+  std::function<void(int)> handler_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+// Reads the request head, then answers `response`.
+std::function<void(int)> Answer(std::string response) {
+  return [response](int fd) {
+    std::string got;
+    char buf[512];
+    while (got.find("\r\n\r\n") == std::string::npos) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 1000) <= 0) return;
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    if (got.rfind("GET /healthz HTTP/1.0\r\n", 0) != 0) return;  // wrong request: no answer
+    (void)send(fd, response.data(), response.size(), MSG_NOSIGNAL);
+  };
+}
+
+HealthCheck Check(const std::string& type, int port, milliseconds timeout = milliseconds(300)) {
+  HealthCheck c;
+  c.type = type;
+  c.port = port;
+  c.path = "/healthz";
+  c.interval = milliseconds(1000);
+  c.timeout = timeout;
+  c.max_failed = 3;
+  return c;
+}
+
+TEST(HealthProbeTest, TcpPassesWhileSomethingListensAndFailsWhenNothingDoes) {
+  TinyServer server([](int) {});
+  int port = server.port();
+  Status s = ProbeOnce("127.0.0.1", Check("tcp", port));
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  server.Close();
+  s = ProbeOnce("127.0.0.1", Check("tcp", port));
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("tcp connect 127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("refused"), std::string::npos) << s.message();
+}
+
+TEST(HealthProbeTest, HttpPassesOn2xxOnly) {
+  TinyServer ok(Answer("HTTP/1.1 204 No Content\r\n\r\n"));
+  Status s = ProbeOnce("127.0.0.1", Check("http", ok.port()));
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ok.accepted(), 1);
+
+  TinyServer down(Answer("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"));
+  s = ProbeOnce("127.0.0.1", Check("http", down.port()));
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_NE(s.message().find("HTTP status 503"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("/healthz"), std::string::npos) << s.message();
+
+  TinyServer garbage(Answer("SSH-2.0-OpenSSH\r\n"));
+  s = ProbeOnce("127.0.0.1", Check("http", garbage.port()));
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_NE(s.message().find("not an HTTP answer"), std::string::npos) << s.message();
+}
+
+TEST(HealthProbeTest, ASilentServerFailsWithinTheTimeout) {
+  std::atomic<bool> release{false};
+  TinyServer silent([&](int) {
+    while (!release) std::this_thread::sleep_for(milliseconds(5));
+  });
+  auto start = std::chrono::steady_clock::now();
+  Status s = ProbeOnce("127.0.0.1", Check("http", silent.port(), milliseconds(150)));
+  auto took = std::chrono::steady_clock::now() - start;
+  release = true;
+  EXPECT_EQ(s.code(), Code::kDeadlineExceeded) << s.ToString();
+  EXPECT_GE(took, milliseconds(140));
+  EXPECT_LT(took, milliseconds(1000));
+}
+
+TEST(HealthProbeTest, BadInputIsRefused) {
+  EXPECT_EQ(ProbeOnce("not-an-ip", Check("tcp", 80)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(ProbeOnce("127.0.0.1", Check("tcp", 0)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(ProbeOnce("127.0.0.1", Check("none", 80)).code(), Code::kInvalidArgument);
+}
+
+TEST(SocketProberTest, RunsProbesOnWorkersAndCallsBack) {
+  TinyServer server([](int) {});
+  SocketProber prober(2);
+  std::promise<std::pair<Status, std::thread::id>> a;
+  std::promise<std::pair<Status, std::thread::id>> b;
+  prober.Probe("127.0.0.1", Check("tcp", server.port()), [&](Status s) {
+    a.set_value({s, std::this_thread::get_id()});
+  });
+  prober.Probe("127.0.0.1", Check("tcp", 1),  // nothing listens on port 1 here
+               [&](Status s) {
+                 b.set_value({s, std::this_thread::get_id()});
+               });
+  auto fa = a.get_future();
+  auto fb = b.get_future();
+  ASSERT_EQ(fa.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(fb.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  auto ra = fa.get();
+  auto rb = fb.get();
+  EXPECT_TRUE(ra.first.ok()) << ra.first.ToString();
+  EXPECT_FALSE(rb.first.ok());
+  EXPECT_NE(ra.second, std::this_thread::get_id());
+  EXPECT_NE(rb.second, std::this_thread::get_id());
+}
+
+}  // namespace
+}  // namespace regen
