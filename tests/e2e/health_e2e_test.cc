@@ -34,20 +34,6 @@ using std::chrono::milliseconds;
 
 constexpr char kSubnetPrefix[] = "127.77.10.";
 
-// A port free on loopback now (the listeners bind it on the instances' addresses).
-int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
 // Keeps a TCP listener open on IP:port of every instance for which `serve` says yes, and none on
 // the others, following the controller's instance list every 20 ms; accepted connections are
 // closed at once (a TCP probe only connects). Refuses any address outside kSubnetPrefix.
@@ -204,7 +190,7 @@ TEST(HealthE2eTest, FailingProbeHealsTheInstanceOnAnotherHostWhereItPassesAgain)
   o.hosts = 2;
   Lab lab(o);
   lab.StartAll();
-  const int port = FreeLoopbackPort();
+  const int port = FreePort();  // the listeners bind it on the instances' addresses
   std::atomic<bool> serve{true};
   HealthyWhile listener(lab, port, [&](const v1::InstanceInfo&) { return serve.load(); });
   lab.Apply(Spec(1, 1, port));
@@ -261,7 +247,7 @@ TEST(HealthE2eTest, UpgradeWaitsForPassingProbesAndCompletes) {
   o.hosts = 2;
   Lab lab(o);
   lab.StartAll();
-  const int port = FreeLoopbackPort();
+  const int port = FreePort();  // the listeners bind it on the instances' addresses
   HealthyWhile listener(lab, port, [](const v1::InstanceInfo&) { return true; });
   lab.Apply(Spec(2, 2, port));
   ASSERT_TRUE(WaitFor([&] { return AllPassing(lab, 2); }, milliseconds(20000))) << lab.Logs();
@@ -294,7 +280,7 @@ TEST(HealthE2eTest, UpgradeWhoseProbeNeverPassesFailsAndRollbackBringsItBack) {
   o.controller_extra = "upgrade: {max_failed: 2}\n";
   Lab lab(o);
   lab.StartAll();
-  const int port = FreeLoopbackPort();
+  const int port = FreePort();  // the listeners bind it on the instances' addresses
   // v1 answers its probes; v2 never does.
   HealthyWhile listener(lab, port, [](const v1::InstanceInfo& i) { return i.version() == "v1"; });
   lab.Apply(Spec(2, 2, port));

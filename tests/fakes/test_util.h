@@ -37,6 +37,11 @@ std::string BinaryDir();
 
 // A child process started by a test (argv, no shell), output to `log_path`; stopped by its own PID
 // (SIGTERM, then SIGKILL after 5 s) when Stop() is called or the object is destroyed.
+// A TCP port free on loopback now (bound and released: another process may take it before use).
+int FreePort();
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool PortOpen(int port);
+
 class ChildProcess {
  public:
   ChildProcess(const std::vector<std::string>& argv, const std::string& log_path);

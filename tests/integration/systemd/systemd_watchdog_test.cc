@@ -23,7 +23,9 @@ namespace {
 using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 using testing::ChildProcess;
+using testing::FreePort;
 using testing::NotifyListener;
+using testing::PortOpen;
 using testing::ReadFileOrDie;
 using testing::TempDir;
 using testing::WaitFor;
@@ -59,30 +61,6 @@ size_t PingsAfter(NotifyListener& listener, Steady::time_point t) {
 }
 
 double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-bool PortOpen(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
 
 TEST(SystemdWatchdogTest, AgentPingsFromItsMainLoopAndStopsWhileItStalls) {
   TempDir dir("regen-sd-agent");
