@@ -25,7 +25,9 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
       hypervisor_(hypervisor),
       clock_(clock),
       disks_(config_.state_dir, runner),
-      prober_(prober) {
+      prober_(prober),
+      stager_(config_.state_dir) {
+  stager_.SetOnChange([this] { Post([this] { ReportIfChanged(); }); });
   if (prober_ == nullptr) {
     owned_prober_ = std::make_unique<SocketProber>();
     prober_ = owned_prober_.get();
@@ -88,12 +90,16 @@ void Agent::SetReporters(DomainsReporter domains, FailureReporter failure) {
 }
 
 void Agent::SetControllerDesired(std::vector<InstanceSpec> desired,
-                                 std::map<std::string, HealthCheck> health_checks) {
-  Post([this, desired = std::move(desired), checks = std::move(health_checks)]() mutable {
+                                 std::map<std::string, HealthCheck> health_checks,
+                                 std::optional<std::vector<StageRequest>> stage) {
+  Post([this, desired = std::move(desired), checks = std::move(health_checks),
+        stage = std::move(stage)]() mutable {
     spdlog::info("desired set from the controller: {} instances ({} health-checked)",
                  desired.size(), checks.size());
     controller_desired_ = std::move(desired);
     health_checks_ = std::move(checks);
+    if (stage) stage_wanted_ = std::move(stage);
+    ApplyStaging();
     reconcile_requested_ = true;
     if (reconcile_trigger_.empty()) reconcile_trigger_ = "desired set changed";
   });
@@ -153,9 +159,21 @@ void Agent::ApplyLease() {
   }
 }
 
+void Agent::ApplyStaging() {
+  if (!controller_desired_ || !stage_wanted_) return;  // never remove what may be in use
+  std::set<ImageStager::Key> in_use;
+  for (const auto& spec : *controller_desired_) {
+    if (!spec.image.empty()) in_use.insert({spec.service, spec.version});
+  }
+  stager_.SetWanted(*stage_wanted_, in_use);
+}
+
 void Agent::ReportIfChanged() {
   if (!domains_reporter_) return;
   std::string digest;
+  for (const auto& s : stager_.Report()) {
+    digest += "staged:" + s.service + "/" + s.version + "/" + s.source + "/" + s.error + ";";
+  }
   for (const auto& d : last_domains_) {
     digest += d.name + "/" + DomainStateName(d.state) + "/" + d.reason + "/" +
               std::to_string(d.metadata.generation) + ";";
@@ -501,7 +519,9 @@ Status Agent::CreateDomain(const InstanceSpec& spec) {
   DomainXmlOptions opts;
   opts.domain_type = config_.domain_type;
   opts.bridge = config_.ovs_bridge;
-  ASSIGN_OR_RETURN(opts.disk_path, disks_.Prepare(spec));
+  // An image staged here for this version (upgrades) backs the overlay; else the source itself.
+  ASSIGN_OR_RETURN(opts.disk_path,
+                   disks_.Prepare(spec, stager_.StagedPath(spec.service, spec.version, spec.image)));
   ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(spec, opts));
   return hypervisor_.DefineAndStart(spec.name, xml);
 }

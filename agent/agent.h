@@ -24,6 +24,7 @@
 #include "agent/disk_preparer.h"
 #include "agent/health_probe.h"
 #include "agent/health_tracker.h"
+#include "agent/image_stager.h"
 #include "agent/hypervisor.h"
 #include "agent/reconciler.h"
 #include "common/clock.h"
@@ -98,8 +99,13 @@ class Agent {
   // domain runs at its desired generation it is probed at its IP every check.interval (first one
   // interval after it is seen running); max_failed failures in a row report it failed (detected
   // by "health_check"), like a crash. Probes run on the prober, never on the main loop.
+  // `stage`: the images the controller wants staged on this host (upgrades), nullopt = unchanged.
+  // Staged images neither wanted nor used by a desired instance are removed.
   void SetControllerDesired(std::vector<InstanceSpec> desired,
-                            std::map<std::string, HealthCheck> health_checks = {});
+                            std::map<std::string, HealthCheck> health_checks = {},
+                            std::optional<std::vector<StageRequest>> stage = std::nullopt);
+  // The images staged here, or that could not be staged (reports carry them).
+  std::vector<StagedImage> Staged() const { return stager_.Report(); }
   // The fencing lease now runs until `until`. When it runs out the agent fences: it destroys
   // every managed domain and creates nothing until the lease is renewed.
   void RenewLease(Clock::TimePoint until);
@@ -138,6 +144,8 @@ class Agent {
   // Controller mode: fences or un-fences by the lease, and sets desired_ accordingly.
   void ApplyLease();
   void ReportIfChanged();
+  // Staging: hands the wanted set and the images in use to the stager (controller mode).
+  void ApplyStaging();
   // Health checks: which instances to probe (after every listing), probes due now, one result.
   void SyncHealth();
   void DispatchProbes();
@@ -190,7 +198,11 @@ class Agent {
   int64_t last_reconcile_unix_ms_ = 0;
   Clock::TimePoint next_poll_{};
 
+  std::optional<std::vector<StageRequest>> stage_wanted_;  // unknown until the controller says
+
   Prober* prober_ = nullptr;
+  // Its worker Post()s to this agent: destroyed before the queue it posts to.
+  ImageStager stager_;
   // Declared last so it is destroyed first: its workers may still Post() results.
   std::unique_ptr<SocketProber> owned_prober_;
 };

@@ -92,6 +92,17 @@ v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health
 }
 
 namespace {
+void AddStaged(const std::vector<StagedImage>& staged,
+               google::protobuf::RepeatedPtrField<v1::StagedImage>* out) {
+  for (const auto& s : staged) {
+    auto* p = out->Add();
+    p->set_service(s.service);
+    p->set_version(s.version);
+    p->set_image(s.source);
+    p->set_error(s.error);
+  }
+}
+
 const InstanceHealth* HealthOf(const HealthReport& health, const std::string& name) {
   auto it = health.find(name);
   return it == health.end() ? nullptr : &it->second;
@@ -112,6 +123,7 @@ void ControllerLink::Start() {
         r->set_host(config_.host_name);
         for (const auto& d : domains)
           *r->add_domains() = DomainToProto(d, HealthOf(health, d.name));
+        AddStaged(agent_.Staged(), r->mutable_staged());
         Enqueue(std::move(msg));
       },
       [this](const FailureRecord& f) {
@@ -223,6 +235,7 @@ bool ControllerLink::Session() {
   pc->set_bandwidth_mbps(cap.bandwidth_mbps);
   HealthReport health = agent_.Health();
   for (const auto& d : *domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
+  AddStaged(agent_.Staged(), hello->mutable_staged());
   if (!stream->Write(hello_msg)) {
     (void)stream->Finish();
     return false;
@@ -253,7 +266,11 @@ bool ControllerLink::Session() {
           desired.push_back(SpecFromProto(p));
           if (auto check = HealthCheckFromProto(p.health_check())) checks[p.name()] = *check;
         }
-        agent_.SetControllerDesired(std::move(desired), std::move(checks));
+        std::vector<StageRequest> stage;
+        for (const auto& p : msg.action().desired().stage()) {
+          stage.push_back({p.service(), p.version(), p.image()});
+        }
+        agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
       } else if (msg.has_heartbeat_ack()) {
         const auto& ack = msg.heartbeat_ack();
         std::lock_guard lock(mu_);

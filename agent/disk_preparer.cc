@@ -12,28 +12,29 @@ std::string DiskPreparer::OverlayPath(const InstanceSpec& spec) const {
   return state_dir_ + "/disks/" + spec.name + "-g" + std::to_string(spec.generation) + ".qcow2";
 }
 
-Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec) {
+Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec, const std::string& backing) {
   std::string overlay = OverlayPath(spec);
   if (overlay.empty()) return overlay;
   std::error_code ec;
   if (fs::exists(overlay, ec)) return overlay;
-  if (!fs::exists(spec.image, ec)) {
-    return NotFound("instance " + spec.name + ": image " + spec.image + " of version " +
+  const std::string& base = backing.empty() ? spec.image : backing;
+  if (!fs::exists(base, ec)) {
+    return NotFound("instance " + spec.name + ": image " + base + " of version " +
                     spec.version + " does not exist on this host");
   }
   fs::create_directories(fs::path(overlay).parent_path(), ec);
   if (ec)
     return Internal("cannot create " + fs::path(overlay).parent_path().string() + ": " +
                     ec.message());
-  std::string backing_format = spec.image.ends_with(".qcow2") ? "qcow2" : "raw";
+  std::string backing_format = base.ends_with(".qcow2") ? "qcow2" : "raw";
   std::string tmp = overlay + ".tmp";
   auto out = CheckedRun(
       runner_,
-      {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", spec.image, tmp},
+      {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", base, tmp},
       std::chrono::seconds(30));
   if (!out.ok()) {
     fs::remove(tmp, ec);
-    return out.status().WithContext("instance " + spec.name + ": overlay on " + spec.image);
+    return out.status().WithContext("instance " + spec.name + ": overlay on " + base);
   }
   fs::rename(tmp, overlay, ec);  // atomic: a half-made overlay is never used
   if (ec) return Internal("rename " + tmp + ": " + ec.message());

@@ -17,8 +17,9 @@ class DiskPreparer {
 
   // The overlay path for this instance and generation ("" when the spec has no image).
   std::string OverlayPath(const InstanceSpec& spec) const;
-  // Creates the overlay if missing. Errors name the image and carry qemu-img's stderr.
-  Result<std::string> Prepare(const InstanceSpec& spec);
+  // Creates the overlay if missing, on `backing` (a staged copy of spec.image) or, when that is
+  // empty, on spec.image. Errors name the image and carry qemu-img's stderr.
+  Result<std::string> Prepare(const InstanceSpec& spec, const std::string& backing = "");
   // Removes every overlay of the instance (all generations). Missing files are fine.
   void Remove(const std::string& instance);
 

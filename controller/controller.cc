@@ -228,6 +228,7 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   v1::DomainsReport report;
   report.set_host(hello.host());
   *report.mutable_domains() = hello.domains();
+  *report.mutable_staged() = hello.staged();
   OnDomainsReport(hello.host(), report);
   PlacePending();
   return Status::Ok();
@@ -260,6 +261,35 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   std::map<std::string, v1::DomainStatus> before;
   before.swap(h.domains);
   for (const auto& d : report.domains()) h.domains[d.name()] = d;
+  // Staged images: an upgrade waiting for one may now re-create instances on this host.
+  std::set<std::string> staging_changed;
+  {
+    std::map<std::pair<std::string, std::string>, v1::StagedImage> staged;
+    for (const auto& s : report.staged()) staged[{s.service(), s.version()}] = s;
+    for (const auto& [key, s] : staged) {
+      auto old = h.staged.find(key);
+      if (old == h.staged.end() || old->second.error() != s.error() ||
+          old->second.image() != s.image()) {
+        staging_changed.insert(key.first);
+        if (s.error().empty()) {
+          spdlog::info("host {}: {} version {} staged ({})", host, key.first, key.second,
+                       s.image());
+        }
+      }
+      std::string id = host + "/" + key.first + "/" + key.second + ": " + s.error();
+      if (!s.error().empty() && staging_errors_.insert(id).second) {
+        spdlog::error("host {}: staging {} version {} failed: {}", host, key.first, key.second,
+                      s.error());
+        EventRecord e = MakeEvent("staging_failed", nullptr, host, s.error());
+        e.service = key.first;
+        e.json = json{{"kind", e.kind},       {"service", e.service}, {"host", host},
+                      {"version", key.second}, {"image", s.image()},  {"message", s.error()}}
+                     .dump();
+        (void)Persist({}, {}, {e});
+      }
+    }
+    h.staged = std::move(staged);
+  }
   // Services whose upgrade may now move on: a probe of an instance passed for the first time.
   std::set<std::string> newly_passed;
   for (const auto& [name, d] : h.domains) {
@@ -328,6 +358,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
     if (Persist(changed, {}, std::move(events)).ok()) PushDesired(touched);
   }
   std::set<std::string> services = std::move(newly_passed);
+  services.insert(staging_changed.begin(), staging_changed.end());
   for (const auto& name : healed) {
     const std::string service = instances_[name].service;
     auto up = upgrades_.find(service);
@@ -486,6 +517,12 @@ void Controller::Heal(const std::vector<std::string>& names, const std::string& 
       spdlog::info("instance {} is healed with version {} (was {}): {}", inst->name,
                    version->version, inst->version, version->reason);
       instances_[inst->name].version = version->version;
+    }
+    if (version.ok() && version->carry_staging()) {
+      // Its new host is sent the same stage list as the failed one (StageFor): the image of
+      // the upgrade's version is staged there before the upgrade reaches this UD.
+      spdlog::info("instance {}: what was staged for version {} on {} is staged on its new host",
+                   inst->name, version->carry_staged_version, failed_host);
     }
   }
   if (!Persist(changed, {}, std::move(events)).ok()) return;
@@ -648,6 +685,51 @@ std::vector<v1::InstanceSpec> Controller::DesiredFor(const std::string& host) co
   return out;
 }
 
+std::string Controller::StagingTarget(const std::string& service) const {
+  auto up = upgrades_.find(service);
+  if (up == upgrades_.end() || !IsActive(up->second)) return "";
+  const UpgradeState& u = up->second;
+  if (u.state == UpgradePhase::kRollingBack || u.state == UpgradePhase::kFailed ||
+      u.resume_to == UpgradePhase::kRollingBack) {
+    return "";  // going back to what ran there before
+  }
+  auto svc = services_.find(service);
+  if (svc == services_.end()) return "";
+  auto v = svc->second.spec.versions.find(u.to_version);
+  if (v == svc->second.spec.versions.end() || v->second.image.empty()) return "";
+  return u.to_version;
+}
+
+std::vector<v1::StagedImage> Controller::StageFor(const std::string& host) const {
+  std::set<std::string> services;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.allocation.host == host && InDesiredState(inst)) services.insert(inst.service);
+  }
+  std::vector<v1::StagedImage> out;
+  for (const auto& service : services) {
+    std::string target = StagingTarget(service);
+    if (target.empty()) continue;
+    v1::StagedImage s;
+    s.set_service(service);
+    s.set_version(target);
+    s.set_image(services_.at(service).spec.versions.at(target).image);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+bool Controller::StagedOn(const std::string& host, const std::string& service,
+                          const std::string& version) const {
+  auto h = hosts_.find(host);
+  if (h == hosts_.end()) return false;
+  auto s = h->second.staged.find({service, version});
+  if (s == h->second.staged.end() || !s->second.error().empty()) return false;
+  auto svc = services_.find(service);
+  if (svc == services_.end()) return false;
+  auto v = svc->second.spec.versions.find(version);
+  return v != svc->second.spec.versions.end() && s->second.image() == v->second.image;
+}
+
 void Controller::PushDesired(const std::string& host) {
   auto it = hosts_.find(host);
   if (it == hosts_.end() || it->second.sink == nullptr) return;
@@ -656,6 +738,7 @@ void Controller::PushDesired(const std::string& host) {
   action->set_operation_id("desired-" + host + "-" + std::to_string(++desired_sequence_));
   auto* desired = action->mutable_desired();
   for (auto& spec : DesiredFor(host)) *desired->add_instances() = std::move(spec);
+  for (auto& stage : StageFor(host)) *desired->add_stage() = std::move(stage);
   spdlog::debug("desired set for {}: {} instances ({})", host, desired->instances_size(),
                 action->operation_id());
   it->second.sink->Send(msg);
@@ -1199,6 +1282,19 @@ void Controller::DriveUpgrades() {
 }
 
 void Controller::DriveUpgrade(const std::string& service) {
+  // The stage list changes when an upgrade starts, turns back or ends: every host of the service
+  // hears it at once (images are staged ahead of the UD that needs them, and removed after).
+  if (std::string target = StagingTarget(service); stage_pushed_[service] != target) {
+    stage_pushed_[service] = target;
+    std::set<std::string> hosts;
+    for (const auto& [name, inst] : instances_) {
+      if (inst.service == service) hosts.insert(inst.allocation.host);
+    }
+    if (!target.empty()) {
+      spdlog::info("upgrade of {}: staging version {} on {} hosts", service, target, hosts.size());
+    }
+    PushDesired(hosts);
+  }
   for (int step = 0; step < 64; ++step) {
     auto it = upgrades_.find(service);
     auto svc = services_.find(service);
@@ -1233,6 +1329,11 @@ void Controller::DriveUpgrade(const std::string& service) {
       if (inst.version != target) {
         ud_done = false;
         if (inst.state != "running" || !inst.moving_from.empty()) continue;
+        // Staged first: the new version's image must be on the instance's host.
+        if (up && !StagingTarget(service).empty() &&
+            !StagedOn(inst.allocation.host, service, target)) {
+          continue;
+        }
         // Re-created in place with the new version: same host, resources, IP, MAC.
         inst.version = target;
         inst.generation += 1;

@@ -93,6 +93,16 @@ class Controller {
   std::string HostState(const std::string& host) const;
   // The desired set the controller would send `host` now.
   std::vector<v1::InstanceSpec> DesiredFor(const std::string& host) const;
+  // The images to stage on `host`: for every service with an instance there whose upgrade goes
+  // forward (not rolling back or failed), the target version's image, if it has one. A host that
+  // receives a healed instance of such a service gets it too (the DESIGN table's "staged on the
+  // new host").
+  std::vector<v1::StagedImage> StageFor(const std::string& host) const;
+  // The service's upgrade target when it must be staged before instances are re-created ("" if
+  // none), and whether `host` reports it staged.
+  std::string StagingTarget(const std::string& service) const;
+  bool StagedOn(const std::string& host, const std::string& service,
+                const std::string& version) const;
 
  private:
   struct HostRuntime {
@@ -101,6 +111,8 @@ class Controller {
     Clock::TimePoint last_heartbeat{};
     bool reported = false;                            // a DomainsReport arrived on this session
     std::map<std::string, v1::DomainStatus> domains;  // last report
+    // Images staged on the host (service, version) -> the agent's word (error empty: staged).
+    std::map<std::pair<std::string, std::string>, v1::StagedImage> staged;
   };
   struct ServiceRuntime {
     ServiceRecord record;
@@ -163,6 +175,8 @@ class Controller {
   std::map<std::string, HostRuntime> hosts_;
   std::map<std::string, ServiceRuntime> services_;
   std::map<std::string, InstanceRecord> instances_;
+  std::map<std::string, std::string> stage_pushed_;  // service -> staging target last pushed
+  std::set<std::string> staging_errors_;              // "host/service/version: error" evented
   std::map<std::string, int64_t> failed_at_ms_;  // instance -> detection time (time to heal)
   std::optional<AllocatorState> alloc_;
   std::map<std::string, UpgradeState> upgrades_;  // service -> its (last) upgrade

@@ -1,0 +1,86 @@
+// Image staging for upgrades: before the controller re-creates an instance with a new version, the
+// version's base image is copied onto this host, into <state_dir>/images/<service>/<version>/.
+// Copies run on one worker thread (never on the agent's main loop); a copy is written to a
+// temporary name and renamed, with a sidecar file naming its source, so a half-copied image is
+// never used and a restarted agent finds what it had staged. Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace regen {
+
+struct StageRequest {
+  std::string service;
+  std::string version;
+  std::string source;  // the version's image path (readable from this host)
+  bool operator==(const StageRequest&) const = default;
+};
+
+struct StagedImage {
+  std::string service;
+  std::string version;
+  std::string source;
+  std::string path;   // the staged copy ("" unless ready)
+  std::string error;  // why it could not be staged ("" when ready or still copying)
+  bool ready = false;
+  bool operator==(const StagedImage&) const = default;
+};
+
+class ImageStager {
+ public:
+  using Key = std::pair<std::string, std::string>;  // service, version
+
+  // Finds the images staged by an earlier run under <state_dir>/images.
+  explicit ImageStager(std::string state_dir);
+  ~ImageStager();
+  ImageStager(const ImageStager&) = delete;
+  ImageStager& operator=(const ImageStager&) = delete;
+
+  // Called (from the worker thread) whenever a copy finished or failed.
+  void SetOnChange(std::function<void()> on_change);
+
+  // What the controller wants staged here now. Missing images are queued for copying; staged
+  // images neither wanted nor `in_use` (the (service, version) of an instance on this host, whose
+  // disk may be an overlay on it) are removed. A failed copy is retried when asked again.
+  void SetWanted(const std::vector<StageRequest>& wanted, const std::set<Key>& in_use);
+
+  // The staged copy of `source` for (service, version), or "" if it is not (yet) staged.
+  std::string StagedPath(const std::string& service, const std::string& version,
+                         const std::string& source) const;
+
+  // Ready and failed images (not the ones still copying), sorted by service and version.
+  std::vector<StagedImage> Report() const;
+
+  // Waits until the queue is empty and no copy runs (tests).
+  void WaitIdle();
+
+  std::string DirOf(const std::string& service, const std::string& version) const;
+
+ private:
+  void Rescan();
+  void Worker();
+  // Copies one image; returns "" or the error.
+  std::string Copy(const StageRequest& request);
+
+  const std::string root_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<Key, StagedImage> images_;  // guarded by mu_
+  std::deque<StageRequest> queue_;     // guarded by mu_
+  bool busy_ = false;                  // guarded by mu_
+  Key busy_key_;                       // guarded by mu_: the copy under way
+  bool stop_ = false;                  // guarded by mu_
+  std::function<void()> on_change_;    // guarded by mu_
+  std::thread worker_;
+};
+
+}  // namespace regen
