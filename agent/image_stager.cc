@@ -163,7 +163,6 @@ void ImageStager::Worker() {
     lock.unlock();
     std::string error = Copy(request);
     lock.lock();
-    busy_ = false;
     StagedImage& s = images_[{request.service, request.version}];
     s.service = request.service;
     s.version = request.version;
@@ -173,10 +172,11 @@ void ImageStager::Worker() {
     s.path = s.ready ? DirOf(request.service, request.version) + "/" + ImageName(request.source)
                      : "";
     auto on_change = on_change_;
-    cv_.notify_all();  // WaitIdle
     lock.unlock();
     if (on_change) on_change();
     lock.lock();
+    busy_ = false;     // only now: WaitIdle returns after the change was announced
+    cv_.notify_all();  // WaitIdle
   }
 }
 

@@ -1282,19 +1282,30 @@ void Controller::DriveUpgrades() {
 }
 
 void Controller::DriveUpgrade(const std::string& service) {
+  PushStagingIfChanged(service);
+  DriveUpgradeSteps(service);
+  PushStagingIfChanged(service);  // the upgrade may have ended or turned back
+}
+
+void Controller::PushStagingIfChanged(const std::string& service) {
   // The stage list changes when an upgrade starts, turns back or ends: every host of the service
   // hears it at once (images are staged ahead of the UD that needs them, and removed after).
-  if (std::string target = StagingTarget(service); stage_pushed_[service] != target) {
-    stage_pushed_[service] = target;
-    std::set<std::string> hosts;
-    for (const auto& [name, inst] : instances_) {
-      if (inst.service == service) hosts.insert(inst.allocation.host);
-    }
-    if (!target.empty()) {
-      spdlog::info("upgrade of {}: staging version {} on {} hosts", service, target, hosts.size());
-    }
-    PushDesired(hosts);
+  std::string target = StagingTarget(service);
+  if (stage_pushed_[service] == target) return;
+  stage_pushed_[service] = target;
+  std::set<std::string> hosts;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.service == service) hosts.insert(inst.allocation.host);
   }
+  if (!target.empty()) {
+    spdlog::info("upgrade of {}: staging version {} on {} hosts", service, target, hosts.size());
+  } else {
+    spdlog::info("upgrade of {}: nothing to stage any more on {} hosts", service, hosts.size());
+  }
+  PushDesired(hosts);
+}
+
+void Controller::DriveUpgradeSteps(const std::string& service) {
   for (int step = 0; step < 64; ++step) {
     auto it = upgrades_.find(service);
     auto svc = services_.find(service);

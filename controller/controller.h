@@ -152,6 +152,8 @@ class Controller {
   // "none", or the health its host last reported: "unknown", "passing", "failing".
   std::string HealthWord(const InstanceRecord& inst) const;
   // Carries the upgrade of `service` forward as far as it can go now.
+  void PushStagingIfChanged(const std::string& service);
+  void DriveUpgradeSteps(const std::string& service);
   void DriveUpgrade(const std::string& service);
   void DriveUpgrades();
   std::set<std::string> HealingOf(const std::string& service) const;

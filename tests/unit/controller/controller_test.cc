@@ -1328,5 +1328,132 @@ TEST_F(ControllerHealthTest, AutoRollbackOnAHealthCheckFailure) {
   EXPECT_EQ(Inst("web-1").generation, 1);
 }
 
+// Image staging (issue 6): the upgrade's version image is staged on a host before any instance
+// there is re-created with it; a healed instance's new host gets the same stage list.
+constexpr char kWebImages[] = R"(name: web
+instances: 2
+update_domains: 2
+flavor:
+  vcpus: 2
+  memory_mib: 2048
+network:
+  subnet: 10.10.0.0/24
+versions:
+  v1: {image: /images/web-v1.qcow2}
+  v2: {image: /images/web-v2.qcow2}
+version: v1
+)";
+
+class ControllerStagingTest : public ControllerHealthTest {
+ protected:
+  // The stage list of the last desired set sent to `host` ("<none sent>" when none was sent).
+  std::vector<std::string> LastStage(const std::string& host) {
+    const auto& messages = Sink(host).messages;
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+      if (!it->has_action() || !it->action().has_desired()) continue;
+      std::vector<std::string> out;
+      for (const auto& s : it->action().desired().stage())
+        out.push_back(s.service() + "/" + s.version() + "=" + s.image());
+      return out;
+    }
+    return {"<none sent>"};
+  }
+  // `host` reports its desired domains running and `staged` (version -> error, "" = staged).
+  void ReportStaged(const std::string& host, const std::map<std::string, std::string>& staged) {
+    v1::DomainsReport report;
+    report.set_host(host);
+    auto desired = Sink(host).LastDesired();
+    if (desired) {
+      for (const auto& s : *desired) *report.add_domains() = Domain(s.name(), s.generation());
+    }
+    for (const auto& [version, error] : staged) {
+      auto* s = report.add_staged();
+      s->set_service("web");
+      s->set_version(version);
+      s->set_image("/images/web-" + version + ".qcow2");
+      s->set_error(error);
+    }
+    controller_->OnDomainsReport(host, report);
+  }
+};
+
+TEST_F(ControllerStagingTest, NoInstanceIsRecreatedBeforeItsHostHasTheImageStaged) {
+  DeployChecked(kWebImages);
+  const std::string host0 = Inst("web-0").allocation.host;
+  const std::string host1 = Inst("web-1").allocation.host;
+  ASSERT_NE(host0, host1);
+  EXPECT_TRUE(LastStage(host0).empty()) << "nothing staged before an upgrade";
+
+  StartUpgrade();
+  const std::vector<std::string> v2{"web/v2=/images/web-v2.qcow2"};
+  EXPECT_EQ(LastStage(host0), v2);
+  EXPECT_EQ(LastStage(host1), v2) << "every host of the service stages at once, UD 1 included";
+  EXPECT_EQ(Inst("web-0").version, "v1") << "re-created before its image was staged";
+  EXPECT_EQ(Inst("web-0").generation, 1);
+
+  // Staging fails: reported once as an event naming the error; the upgrade waits.
+  int64_t seq = LastEventSequence();
+  ReportStaged(host0, {{"v2", "image /images/web-v2.qcow2 does not exist on this host"}});
+  ReportStaged(host0, {{"v2", "image /images/web-v2.qcow2 does not exist on this host"}});
+  int failed_events = 0;
+  for (const auto& e : Events(seq)) {
+    if (e.kind != "staging_failed") continue;
+    ++failed_events;
+    EXPECT_EQ(e.host, host0);
+    EXPECT_NE(e.message.find("/images/web-v2.qcow2 does not exist"), std::string::npos)
+        << e.message;
+  }
+  EXPECT_EQ(failed_events, 1);
+  EXPECT_EQ(Inst("web-0").version, "v1");
+
+  // Another host's staging does not count for host0.
+  ReportStaged(host1, {{"v2", ""}});
+  EXPECT_EQ(Inst("web-0").version, "v1");
+  EXPECT_EQ(Inst("web-1").version, "v1") << "UD 1 waits for UD 0 even when staged";
+
+  // Staged: web-0 is re-created with v2, then UD 1 (already staged) follows.
+  ReportStaged(host0, {{"v2", ""}});
+  EXPECT_EQ(Inst("web-0").version, "v2");
+  EXPECT_EQ(Inst("web-0").generation, 2);
+  ReportStaged(host0, {{"v2", ""}});  // running at generation 2
+  EXPECT_EQ(UpgradeStatus().current_ud(), 1);
+  EXPECT_EQ(Inst("web-1").version, "v2");
+  ReportStaged(host1, {{"v2", ""}});
+  EXPECT_EQ(UpgradeStatus().state(), "completed");
+  EXPECT_TRUE(LastStage(host0).empty()) << "the staged copy is released when the upgrade ends";
+  EXPECT_TRUE(LastStage(host1).empty());
+}
+
+TEST_F(ControllerStagingTest, AHealedInstanceOfAPendingUdHasTheStagingOnItsNewHost) {
+  DeployChecked(kWebImages);
+  const std::string host1 = Inst("web-1").allocation.host;
+  StartUpgrade();
+  ReportStaged(host1, {{"v2", ""}});
+  // web-1 (UD 1, not yet reached) crashes: healed with v1 on another host, which stages v2.
+  Report(host1, {Domain("web-1", 1, v1::DOMAIN_STATE_CRASHED)});
+  const std::string now = Inst("web-1").allocation.host;
+  ASSERT_NE(now, host1);
+  EXPECT_EQ(Inst("web-1").version, "v1");
+  const std::vector<std::string> v2{"web/v2=/images/web-v2.qcow2"};
+  EXPECT_EQ(LastStage(now), v2);
+  // The upgrade reaches UD 1 only once the new host has staged it.
+  const std::string host0 = Inst("web-0").allocation.host;
+  ReportStaged(now, {});  // web-1 runs there: healing is over and the upgrade resumes
+  EXPECT_EQ(UpgradeStatus().state(), "running");
+  ReportStaged(host0, {{"v2", ""}});
+  ReportStaged(host0, {{"v2", ""}});
+  EXPECT_EQ(UpgradeStatus().current_ud(), 1) << UpgradeStatus().DebugString();
+  EXPECT_EQ(Inst("web-1").version, "v1");
+  ReportStaged(now, {{"v2", ""}});
+  EXPECT_EQ(Inst("web-1").version, "v2");
+}
+
+TEST_F(ControllerStagingTest, VersionsWithoutAnImageNeedNoStaging) {
+  DeployChecked(kWebUnchecked);
+  StartUpgrade();
+  EXPECT_TRUE(LastStage(Inst("web-0").allocation.host).empty());
+  EXPECT_EQ(Inst("web-0").version, "v2");
+}
+
 }  // namespace
 }  // namespace regen
