@@ -168,6 +168,20 @@ void Agent::ApplyStaging() {
   stager_.SetWanted(*stage_wanted_, in_use);
 }
 
+void Agent::RetryFailedStaging() {
+  // An image that could not be staged (missing, disk full) is tried again every kStagingRetry:
+  // an operator who fixes it sees the upgrade go on without touching the agent.
+  constexpr auto kStagingRetry = std::chrono::seconds(5);
+  if (clock_.Now() < next_staging_retry_) return;
+  next_staging_retry_ = clock_.Now() + kStagingRetry;
+  for (const auto& s : stager_.Report()) {
+    if (s.error.empty()) continue;
+    spdlog::info("image staging: trying {} version {} again", s.service, s.version);
+    ApplyStaging();
+    return;
+  }
+}
+
 void Agent::ReportIfChanged() {
   if (!domains_reporter_) return;
   std::string digest;
@@ -230,6 +244,7 @@ void Agent::Loop() {
 void Agent::Poll() {
   ReloadDesiredFile();
   EnsureConnected();
+  RetryFailedStaging();
   Reconcile("poll");
 }
 

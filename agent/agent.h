@@ -145,6 +145,7 @@ class Agent {
   void ApplyLease();
   void ReportIfChanged();
   // Staging: hands the wanted set and the images in use to the stager (controller mode).
+  void RetryFailedStaging();
   void ApplyStaging();
   // Health checks: which instances to probe (after every listing), probes due now, one result.
   void SyncHealth();
@@ -197,6 +198,7 @@ class Agent {
   int64_t reconciles_ = 0;
   int64_t last_reconcile_unix_ms_ = 0;
   Clock::TimePoint next_poll_{};
+  Clock::TimePoint next_staging_retry_{};
 
   std::optional<std::vector<StageRequest>> stage_wanted_;  // unknown until the controller says
 

@@ -9,10 +9,12 @@
 // runs (policy block, naming the instances) unless forced; with policy allow it proceeds.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
 
+#include "common/subprocess.h"
 #include "tests/e2e/lab_harness.h"
 
 namespace regen::testing {
@@ -118,13 +120,17 @@ std::map<std::string, int> UpgradeSteps(Lab& lab) {
   return out;
 }
 
-void ExpectCompletedOnV2(Lab& lab, DuplicateWatcher& watcher) {
+// `lost_host` ("" for none) is a host that died during the test: nothing may run there.
+void ExpectCompletedOnV2(Lab& lab, DuplicateWatcher& watcher,
+                         const std::string& lost_host = "host-3") {
   ASSERT_TRUE(WaitFor([&] { return Status(lab).state() == "completed"; }, milliseconds(30000)))
       << Status(lab).DebugString() << lab.Logs();
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
   for (const auto& i : lab.Instances()) {
     EXPECT_EQ(i.version(), "v2") << i.name();
-    EXPECT_NE(i.host(), "host-3") << i.name();
+    if (!lost_host.empty()) {
+      EXPECT_NE(i.host(), lost_host) << i.name();
+    }
   }
   auto services = lab.client().ListServices();
   ASSERT_TRUE(services.ok());
@@ -271,6 +277,81 @@ TEST(UpgradeE2eTest, ManualPolicyAllowProceedsWhileHealing) {
       milliseconds(30000), milliseconds(50)))
       << Status(lab).DebugString() << lab.Logs();
   ExpectCompletedOnV2(lab, watcher);
+}
+
+// Staging (issue 6): versions with disk images. Each host copies v2's image into its state dir
+// before any of its instances is re-created with v2, and the new overlays are backed by that
+// copy. While v2's image is missing, staging fails with an event naming the path and nothing is
+// re-created; once the operator puts the image there, the agents retry and the upgrade completes.
+std::string ImageSpec(const std::string& dir) {
+  return "name: web\ninstances: 6\nupdate_domains: 3\n"
+         "flavor: {vcpus: 1, memory_mib: 64, disk_gib: 1, bandwidth_mbps: 10}\n"
+         "network: {subnet: 10.20.0.0/24, dns_name: web.lab.example, ip_policy: keep}\n"
+         "versions:\n  v1: {image: " + dir + "/images/web-v1.qcow2}\n"
+         "  v2: {image: " + dir + "/images/web-v2.qcow2}\n"
+         "version: v1\nhealth_check: {type: none}\nplacement: spread\n";
+}
+
+void MakeImage(const std::string& path) {
+  RealCommandRunner runner;
+  auto out = CheckedRun(runner, {"qemu-img", "create", "-q", "-f", "qcow2", path, "16M"},
+                        std::chrono::seconds(30));
+  ASSERT_TRUE(out.ok()) << out.status().message();
+}
+
+// The backing file of a qcow2 overlay, or "" when it cannot be read.
+std::string BackingOf(const std::string& overlay) {
+  RealCommandRunner runner;
+  auto out = CheckedRun(runner, {"qemu-img", "info", "-U", "--output=json", overlay},
+                        std::chrono::seconds(30));
+  if (!out.ok()) return "";
+  auto j = nlohmann::json::parse(out->stdout_text, nullptr, false);
+  return j.is_discarded() ? "" : j.value("backing-filename", "");
+}
+
+TEST(UpgradeE2eTest, TheNewImageIsStagedOnEachHostFirstAndBacksTheUpgradedDisks) {
+  LabOptions o;
+  o.hosts = 3;
+  Lab lab(o);
+  std::filesystem::create_directories(lab.dir() + "/images");
+  MakeImage(lab.dir() + "/images/web-v1.qcow2");
+  lab.StartAll();
+  lab.Apply(ImageSpec(lab.dir()));
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
+  DuplicateWatcher watcher(lab);
+
+  // v2's image does not exist yet: every host reports the failure, nothing is re-created.
+  auto started = Start(lab, "auto");
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  const std::string v2_image = lab.dir() + "/images/web-v2.qcow2";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::set<std::string> hosts;
+        for (const auto& e : lab.Events()) {
+          if (e.kind() == "staging_failed" && e.message().find(v2_image) != std::string::npos)
+            hosts.insert(e.host());
+        }
+        return hosts.size() == 3;
+      },
+      milliseconds(10000)))
+      << lab.Logs();
+  EXPECT_EQ(Status(lab).state(), "running");
+  for (const auto& i : lab.Instances()) {
+    EXPECT_EQ(i.version(), "v1") << i.name() << " re-created before v2 was staged";
+    EXPECT_EQ(i.generation(), 1) << i.name();
+  }
+
+  // The operator provides the image: the agents retry, stage it, and the upgrade completes.
+  MakeImage(v2_image);
+  ExpectCompletedOnV2(lab, watcher, /*lost_host=*/"");
+  for (const auto& i : lab.Instances()) {
+    const std::string state = lab.dir() + "/" + i.host() + "/state";
+    const std::string staged = state + "/images/web/v2/web-v2.qcow2";
+    EXPECT_TRUE(std::filesystem::exists(staged)) << i.name() << " on " << i.host();
+    const std::string overlay =
+        state + "/disks/" + i.name() + "-g" + std::to_string(i.generation()) + ".qcow2";
+    EXPECT_EQ(BackingOf(overlay), staged) << i.name() << ": " << overlay;
+  }
 }
 
 }  // namespace
