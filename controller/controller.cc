@@ -393,6 +393,11 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& e
                    : event.detected_by() == v1::DETECTED_BY_POLL ? "poll"
                                                                  : "health check";
   if (event.detected_unix_ms() > 0) failed_at_ms_[event.instance()] = event.detected_unix_ms();
+  detection_[event.instance()] = {
+      event.detected_by() == v1::DETECTED_BY_HEALTH_CHECK ? "health_check" : by,
+      event.detected_unix_ms() > 0 ? std::max<int64_t>(0, clock_.WallMillis() -
+                                                              event.detected_unix_ms())
+                                   : 0};
   if (event.detected_by() == v1::DETECTED_BY_HEALTH_CHECK) {
     // An upgraded instance failing its health check counts against the upgrade (which may fail
     // or roll back); then it is healed like any failure.
@@ -452,7 +457,10 @@ void Controller::Tick() {
         }
       }
       if (!changed.empty() && Persist(changed, {}, {}).ok()) PushDesired(touched);
-      for (const auto& iname : lost) failed_at_ms_[iname] = clock_.WallMillis();
+      for (const auto& iname : lost) {
+        failed_at_ms_[iname] = clock_.WallMillis();
+        detection_[iname] = {"host_down", silent_ms};  // from its last heartbeat
+      }
       if (!lost.empty()) {
         Heal(lost, "host " + name + " down (no heartbeat for " + std::to_string(silent_ms) + " ms)",
              name);
@@ -499,7 +507,16 @@ void Controller::Heal(const std::vector<std::string>& names, const std::string& 
     inst.reason = why;
     failed_at_ms_.try_emplace(name, now_ms);
     spdlog::warn("instance {} generation {} failed: {}", name, inst.generation, why);
-    events.push_back(MakeEvent("failure", &inst, failed_host, why));
+    EventRecord failure = MakeEvent("failure", &inst, failed_host, why);
+    if (auto d = detection_.find(name); d != detection_.end()) {
+      // How the failure was found and how long that took until this decision (metrics).
+      json j = json::parse(failure.json);
+      j["detected_by"] = d->second.first;
+      j["detection_ms"] = d->second.second;
+      failure.json = j.dump();
+      detection_.erase(d);
+    }
+    events.push_back(std::move(failure));
     changed.push_back(&inst);
     by_service[inst.service].push_back({name, inst.update_domain, ""});
   }

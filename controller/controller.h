@@ -180,6 +180,9 @@ class Controller {
   std::map<std::string, std::string> stage_pushed_;  // service -> staging target last pushed
   std::set<std::string> staging_errors_;              // "host/service/version: error" evented
   std::map<std::string, int64_t> failed_at_ms_;  // instance -> detection time (time to heal)
+  // instance -> (detected by: event | poll | health_check | host_down, ms from the first evidence
+  // (the agent's detection; the host's last heartbeat) to the controller's decision).
+  std::map<std::string, std::pair<std::string, int64_t>> detection_;
   std::optional<AllocatorState> alloc_;
   std::map<std::string, UpgradeState> upgrades_;  // service -> its (last) upgrade
   UpgradePolicy upgrade_policy_;

@@ -8,7 +8,10 @@
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include "controller/controller.h"
+#include "controller/rpc_stats.h"
 #include "controller/store.h"
 
 namespace regen {
@@ -52,12 +55,32 @@ struct ControllerMetrics::Families {
                         .Name("regen_upgrade_preemptions_total")
                         .Help("Upgrades pre-empted by healing")
                         .Register(r)),
+        detection_seconds(
+            prometheus::BuildHistogram()
+                .Name("regen_detection_seconds")
+                .Help("Failure detection: from the first evidence (the agent's detection, or a "
+                      "down host's last heartbeat) to the controller's healing decision, by how "
+                      "it was detected (event, poll, health_check, host_down)")
+                .Register(r)),
+        dns_failures(prometheus::BuildCounter()
+                         .Name("regen_dns_update_failures_total")
+                         .Help("DNS updates that failed (each is retried)")
+                         .Register(r)),
+        topology_applied(prometheus::BuildGauge()
+                             .Name("regen_topology_revision_applied")
+                             .Help("The topology revision each host's agent last applied")
+                             .Register(r)),
+        rpc_errors(prometheus::BuildCounter()
+                       .Name("regen_rpc_errors_total")
+                       .Help("RPCs answered with an error, by method and gRPC code")
+                       .Register(r)),
         started(healings.Add({{"outcome", "started"}})),
         completed(healings.Add({{"outcome", "completed"}})),
         failed(healings.Add({{"outcome", "failed"}})),
         heal(heal_seconds.Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1,
                                                                           2, 5, 10, 30, 60, 300})),
-        preempted(preemptions.Add({})) {}
+        preempted(preemptions.Add({})),
+        dns_failed(dns_failures.Add({})) {}
 
   prometheus::Family<prometheus::Gauge>& hosts;
   prometheus::Family<prometheus::Gauge>& instances;
@@ -67,11 +90,18 @@ struct ControllerMetrics::Families {
   prometheus::Family<prometheus::Histogram>& heal_seconds;
   prometheus::Family<prometheus::Counter>& events;
   prometheus::Family<prometheus::Counter>& preemptions;
+  prometheus::Family<prometheus::Histogram>& detection_seconds;
+  prometheus::Family<prometheus::Counter>& dns_failures;
+  prometheus::Family<prometheus::Gauge>& topology_applied;
+  prometheus::Family<prometheus::Counter>& rpc_errors;
   prometheus::Counter& started;
   prometheus::Counter& completed;
   prometheus::Counter& failed;
   prometheus::Histogram& heal;
   prometheus::Counter& preempted;
+  prometheus::Counter& dns_failed;
+  std::map<std::string, prometheus::Histogram*> detection;  // by
+  std::map<RpcErrorCounts::Key, int64_t> rpc_errors_seen;
   // Every instance gauge set so far, zeroed before each refresh (a state nobody is in reads 0).
   std::map<std::pair<std::string, std::string>, prometheus::Gauge*> instance_gauges;
 };
@@ -103,6 +133,20 @@ void ControllerMetrics::Refresh(Controller& controller) {
   const v1::ListHostsResponse host_list = controller.ListHosts();
   for (const auto& h : host_list.hosts()) ++hosts[h.state()];
   for (const auto& [state, n] : hosts) f_->hosts.Add({{"state", state}}).Set(n);
+  for (const auto& h : host_list.hosts()) {
+    f_->topology_applied.Add({{"host", h.name()}})
+        .Set(static_cast<double>(h.applied_topology_revision()));
+  }
+
+  // RPC errors counted by the server's interceptor since the last refresh.
+  for (const auto& [key, n] : GlobalRpcErrors().Snapshot()) {
+    int64_t& seen = f_->rpc_errors_seen[key];
+    if (n > seen) {
+      f_->rpc_errors.Add({{"method", key.first}, {"code", key.second}})
+          .Increment(static_cast<double>(n - seen));
+      seen = n;
+    }
+  }
 
   // Instances by service and state.
   for (auto& [key, gauge] : f_->instance_gauges) gauge->Set(0);
@@ -149,6 +193,22 @@ void ControllerMetrics::OnEvent(const EventRecord& e) {
   f_->events.Add({{"kind", e.kind}}).Increment();
   if (e.kind == "failure" && !e.instance.empty()) {
     if (failed_at_.emplace(e.instance, e.unix_ms).second) f_->started.Increment();
+    auto j = nlohmann::json::parse(e.json, nullptr, false);
+    if (!j.is_discarded() && j.contains("detected_by") && j.contains("detection_ms")) {
+      const std::string by = j.value("detected_by", "");
+      auto it = f_->detection.find(by);
+      if (it == f_->detection.end()) {
+        it = f_->detection
+                 .emplace(by, &f_->detection_seconds.Add(
+                                  {{"by", by}}, prometheus::Histogram::BucketBoundaries{
+                                                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5,
+                                                    10, 30}))
+                 .first;
+      }
+      it->second->Observe(static_cast<double>(j.value("detection_ms", int64_t{0})) / 1000.0);
+    }
+  } else if (e.kind == "dns_update_failed") {
+    f_->dns_failed.Increment();
   } else if (e.kind == "running") {
     auto it = failed_at_.find(e.instance);
     if (it != failed_at_.end()) {

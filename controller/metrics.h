@@ -12,6 +12,13 @@
 //   regen_heal_seconds                       histogram: failure event -> running again
 //   regen_events_total{kind}                 controller events by kind
 //   regen_upgrade_preemptions_total          upgrades pre-empted by healing
+//   regen_detection_seconds{by}              histogram: first evidence of a failure (the agent's
+//                                            detection; a down host's last heartbeat) -> the
+//                                            healing decision; by = event | poll | health_check |
+//                                            host_down
+//   regen_dns_update_failures_total          dns_update_failed events (each update is retried)
+//   regen_topology_revision_applied{host}    the topology revision each agent last applied
+//   regen_rpc_errors_total{method,code}      RPCs answered with an error (refusals included)
 // Counters count events appended since this process started.
 #pragma once
 

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
+#include "controller/rpc_stats.h"
 
 namespace regen {
 
@@ -295,6 +296,7 @@ Status ControllerServer::Start() {
   builder.AddListeningPort(config_.listen_address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(admin_service_.get());
+  builder.experimental().SetInterceptorCreators(RpcErrorInterceptors());  // regen_rpc_errors_total
   // Agents hold a stream each; do not let gRPC's default thread cap starve admin calls.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 4);
   // Agents ping every second (keepalive); accept that, and ping them to find dead connections.

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "agent/control_socket.h"
 
 #include "tests/e2e/lab_harness.h"
@@ -50,11 +52,42 @@ TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
   EXPECT_EQ(MetricValue(text, "regen_heal_seconds_count"), 1);
   EXPECT_GT(MetricValue(text, "regen_heal_seconds_sum"), 0);
   EXPECT_GE(MetricValue(text, "regen_events_total{kind=\"failure\"}"), 1);
+  auto count = [&](const std::string& metric) { return std::max(0.0, MetricValue(text, metric)); };
+  EXPECT_EQ(count("regen_detection_seconds_count{by=\"event\"}") +
+                count("regen_detection_seconds_count{by=\"poll\"}"),
+            1)
+      << text;
+  for (int k = 1; k <= 3; ++k) {
+    EXPECT_GE(MetricValue(text, "regen_topology_revision_applied{host=\"host-" +
+                                    std::to_string(k) + "\"}"),
+              0)
+        << text;
+  }
+
+  // An RPC answered with an error is counted by method and code.
+  v1::GetServiceRequest missing;
+  missing.set_name("no-such-service");
+  ASSERT_FALSE(lab.client().GetService(missing).ok());
+  ASSERT_TRUE(until(
+      "regen_rpc_errors_total{code=\"NOT_FOUND\",method=\"/regen.v1.AdminService/GetService\"}",
+      1))
+      << text;
 
   // A host lost.
   lab.KillAgent(3);
   ASSERT_TRUE(until("regen_hosts{state=\"down\"}", 1)) << text;
   ASSERT_TRUE(until("regen_hosts{state=\"up\"}", 2)) << text;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        text = lab.ScrapeControllerMetrics();
+        return MetricValue(text, "regen_detection_seconds_count{by=\"host_down\"}") >= 1;
+      },
+      milliseconds(10000), milliseconds(100)))
+      << text;
+  // From the last heartbeat to the decision: at least host_down_after (1.5 s) per instance.
+  EXPECT_GE(MetricValue(text, "regen_detection_seconds_sum{by=\"host_down\"}"),
+            1.5 * MetricValue(text, "regen_detection_seconds_count{by=\"host_down\"}"))
+      << text;
 }
 
 // A listening socket on a free loopback port; its port.
