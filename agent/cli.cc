@@ -20,6 +20,7 @@
 #include "common/names.h"
 #include "common/notify.h"
 #include "config/agent_config.h"
+#include "config/fields.h"
 
 namespace regen {
 
@@ -34,6 +35,13 @@ int RunDaemon(const std::string& config_path) {
     return 2;
   }
   InitLogging("regen-agent", config->log_level);
+  if (!config->controller_address.empty() && config->insecure) {
+    spdlog::warn(
+        "insecure: true: talking to the controller at {} over plaintext gRPC without a "
+        "certificate; anyone on the path can read and forge this host's traffic. Use tls: {{ca, "
+        "cert, key}} outside labs and tests",
+        config->controller_address);
+  }
   // Before any thread exists: SIGCHLD goes to the reaper, SIGTERM/SIGINT to sigwait below.
   sigset_t set;
   sigemptyset(&set);
@@ -165,7 +173,11 @@ int RunDaemon(const std::string& config_path) {
 
 std::string SocketPath(const std::string& config_path, const std::string& socket) {
   if (!socket.empty()) return socket;
-  auto config = LoadAgentConfig(config_path);
+  // Parsed only: the status command needs no certificate (its key may be unreadable to the
+  // operator running it).
+  auto text = ReadConfigFile(config_path);
+  auto config =
+      text.ok() ? ParseAgentConfig(*text, config_path) : Result<AgentConfig>(text.status());
   if (!config.ok()) {
     std::fprintf(stderr, "regen-agent: %s (or pass --socket)\n", config.status().message().c_str());
     return "";
@@ -258,10 +270,16 @@ std::optional<AgentConfig> ControllerConfigFor(const char* what, const std::stri
   return *config;
 }
 
-AdminClientOptions AgentClientOptions() {
+// The agent's own credentials (tls: of agent.yaml). Over TLS the controller accepts them for
+// failover and drain only when auth.certs lists this host's certificate name as admin.
+AdminClientOptions AgentClientOptions(const AgentConfig& config) {
   AdminClientOptions o;
   o.deadline = std::chrono::seconds(30);
   o.unreachable_hint = "is regen-controller running? check controller_address in agent.yaml";
+  if (config.tls.enabled()) {
+    o.tls = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
+    o.unreachable_hint += " and its tls: block";
+  }
   return o;
 }
 
@@ -279,7 +297,7 @@ int FailoverCommand(const std::string& config_path, const std::string& instance,
   }
   auto config = ControllerConfigFor("failover", config_path);
   if (!config) return 2;
-  AdminClient client(config->controller_address, AgentClientOptions());
+  AdminClient client(config->controller_address, AgentClientOptions(*config));
   v1::FailoverRequest req;
   req.set_instance(instance);
   req.set_to_host(to);
@@ -296,7 +314,7 @@ int FailoverCommand(const std::string& config_path, const std::string& instance,
 int DrainCommand(const std::string& config_path) {
   auto config = ControllerConfigFor("drain", config_path);
   if (!config) return 2;
-  AdminClient client(config->controller_address, AgentClientOptions());
+  AdminClient client(config->controller_address, AgentClientOptions(*config));
   v1::DrainRequest req;
   req.set_host(config->host_name);
   auto r = client.Drain(req);

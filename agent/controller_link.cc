@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
 
@@ -183,8 +184,18 @@ void ControllerLink::Run() {
       backoff = std::chrono::milliseconds(100);
       logged_down = false;
     } else if (!logged_down) {
-      spdlog::warn("cannot reach the controller at {}; retrying (fencing after {} ms without it)",
-                   config_.controller_address, config_.fencing_lease.count());
+      spdlog::warn(
+          "cannot reach the controller at {}{}; retrying (fencing after {} ms without it)",
+          config_.controller_address,
+          config_.tls.enabled()
+              ? " over TLS (or the TLS handshake failed: check tls.ca, tls.cert and tls.key of "
+                "agent.yaml, that the controller's CA signed this host's certificate and that "
+                "the controller's certificate names " +
+                    (config_.tls.server_name.empty() ? std::string("the host of controller_address")
+                                                     : config_.tls.server_name) +
+                    ")"
+              : std::string(" (plaintext, insecure: true)"),
+          config_.fencing_lease.count());
       logged_down = true;
     }
     std::unique_lock lock(mu_);
@@ -200,8 +211,18 @@ bool ControllerLink::Session() {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  auto channel = grpc::CreateCustomChannel(config_.controller_address,
-                                           grpc::InsecureChannelCredentials(), args);
+  // Read at each connection: renewed certificates are used without a restart.
+  TlsFiles files;
+  if (config_.tls.enabled()) {
+    files = {config_.tls.ca, config_.tls.cert, config_.tls.key, config_.tls.server_name};
+  }
+  auto credentials = MakeChannelCredentials(files);
+  if (!credentials.ok()) {
+    spdlog::error("cannot connect to the controller: {}", credentials.status().message());
+    return false;
+  }
+  ApplyServerName(files, &args);
+  auto channel = grpc::CreateCustomChannel(config_.controller_address, *credentials, args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  std::chrono::milliseconds(500))) {
     return false;

@@ -55,15 +55,39 @@ std::string NewOperationId() {
   return hex;
 }
 
+namespace {
+
+// The channel for `options.tls`; a channel that never connects when the credentials cannot be
+// built (*error says why, and the client returns it before any call).
+std::shared_ptr<grpc::ChannelInterface> MakeChannel(const std::string& address,
+                                                    const AdminClientOptions& options,
+                                                    Status* error) {
+  auto credentials = MakeChannelCredentials(options.tls);
+  if (!credentials.ok()) {
+    *error = credentials.status();
+    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  }
+  grpc::ChannelArguments args;
+  ApplyServerName(options.tls, &args);
+  return grpc::CreateCustomChannel(address, *credentials, args);
+}
+
+}  // namespace
+
 AdminClient::AdminClient(std::string address, AdminClientOptions options)
-    : AdminClient(address, grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),
-                  std::move(options)) {}
+    : address_(std::move(address)), options_(std::move(options)) {
+  stub_ = v1::AdminService::NewStub(MakeChannel(address_, options_, &init_error_));
+}
 
 AdminClient::AdminClient(std::string address, std::shared_ptr<grpc::ChannelInterface> channel,
                          AdminClientOptions options)
     : address_(std::move(address)),
       options_(std::move(options)),
       stub_(v1::AdminService::NewStub(std::move(channel))) {}
+
+void AdminClient::Authorize(grpc::ClientContext* context) const {
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+}
 
 Status AdminClient::FromGrpc(const char* rpc, const grpc::Status& status) const {
   std::string message = status.error_message();
@@ -87,6 +111,10 @@ Status AdminClient::FromGrpc(const char* rpc, const grpc::Status& status) const 
       return NotFound(message);
     case grpc::StatusCode::ALREADY_EXISTS:
       return AlreadyExists(message);
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Unauthenticated(message);
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return PermissionDenied(message);
     case grpc::StatusCode::FAILED_PRECONDITION:
     case grpc::StatusCode::ABORTED:
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
@@ -98,7 +126,9 @@ Status AdminClient::FromGrpc(const char* rpc, const grpc::Status& status) const 
 
 template <typename Response, typename Request, typename Call>
 Result<Response> AdminClient::Unary(const char* rpc, const Request& request, Call call) {
+  if (!init_error_.ok()) return init_error_;
   grpc::ClientContext context;
+  Authorize(&context);
   context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
   Response response;
   grpc::Status status = call(&context, request, &response);
@@ -178,7 +208,9 @@ Result<v1::UpgradeStatus> AdminClient::UpgradeRollback(v1::UpgradeServiceRequest
 
 Status AdminClient::Events(int64_t after_sequence, bool follow,
                            const std::function<bool(const v1::Event&)>& on_event) {
+  if (!init_error_.ok()) return init_error_;
   grpc::ClientContext context;
+  Authorize(&context);
   if (!follow) context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
   v1::EventsRequest request;
   request.set_after_sequence(after_sequence);

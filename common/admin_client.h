@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "common/grpc_tls.h"
 #include "common/proto/regen.grpc.pb.h"
 #include "common/status.h"
 
@@ -21,12 +22,17 @@ struct AdminClientOptions {
   // Put in parentheses after "cannot reach the controller at ADDRESS: ..." when the controller
   // cannot be reached (UNAVAILABLE or DEADLINE_EXCEEDED); a CLI names its own flags here.
   std::string unreachable_hint = "is regen-controller running?";
+  // Channel credentials: mutual TLS with these PEM files, or plaintext when tls.ca is empty.
+  TlsFiles tls;
+  // Sent as "authorization: Bearer TOKEN" metadata on every call; "" sends none.
+  std::string token;
 };
 
 class AdminClient {
  public:
-  // `address` is "host:port". Insecure channel credentials for now (TLS comes later). Connecting
-  // is lazy: an unreachable controller shows up as the first call's error.
+  // `address` is "host:port"; credentials from options.tls. Connecting is lazy: an unreachable
+  // controller shows up as the first call's error, and so does a PEM file that cannot be read
+  // (INVALID_ARGUMENT naming it; nothing is sent).
   explicit AdminClient(std::string address, AdminClientOptions options = {});
   // Over an existing channel (tests, or other credentials).
   AdminClient(std::string address, std::shared_ptr<grpc::ChannelInterface> channel,
@@ -35,7 +41,8 @@ class AdminClient {
   const std::string& address() const { return address_; }
 
   // One method per RPC. Errors keep the controller's message and map the gRPC code
-  // (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION; UNAVAILABLE and
+  // (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, UNAUTHENTICATED,
+  // PERMISSION_DENIED; UNAVAILABLE and
   // DEADLINE_EXCEEDED read "cannot reach the controller at ADDRESS: ... (hint)"; others INTERNAL).
   // Requests that carry an operation id get a fresh one (NewOperationId) when it is empty; pass
   // the same id again to retry an operation safely.
@@ -65,8 +72,12 @@ class AdminClient {
   Result<Response> Unary(const char* rpc, const Request& request, Call call);
   Status FromGrpc(const char* rpc, const grpc::Status& status) const;
 
+  // Adds the token metadata, if any.
+  void Authorize(grpc::ClientContext* context) const;
+
   std::string address_;
   AdminClientOptions options_;
+  Status init_error_;  // credentials that could not be built: every call returns it
   std::unique_ptr<v1::AdminService::Stub> stub_;
 };
 

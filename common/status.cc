@@ -20,6 +20,10 @@ const char* CodeName(Code code) {
       return "DEADLINE_EXCEEDED";
     case Code::kInternal:
       return "INTERNAL";
+    case Code::kUnauthenticated:
+      return "UNAUTHENTICATED";
+    case Code::kPermissionDenied:
+      return "PERMISSION_DENIED";
   }
   return "UNKNOWN";
 }

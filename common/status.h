@@ -18,6 +18,8 @@ enum class Code {
   kUnavailable,  // a dependency (libvirt, OVS, controller) cannot be reached right now
   kDeadlineExceeded,
   kInternal,
+  kUnauthenticated,   // no credentials, or credentials not accepted (regenctl, agents)
+  kPermissionDenied,  // known caller, not allowed to do this (a read-only role, a wrong host)
 };
 
 const char* CodeName(Code code);
@@ -50,6 +52,8 @@ inline Status FailedPrecondition(std::string m) {
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status DeadlineExceeded(std::string m) { return {Code::kDeadlineExceeded, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+inline Status Unauthenticated(std::string m) { return {Code::kUnauthenticated, std::move(m)}; }
+inline Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>

@@ -30,12 +30,13 @@ bool StartsWith(std::string_view text, std::string_view prefix) {
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(FieldMap top,
-                   FieldMap::Root(file_name, root, "agent configuration",
-                                  {"host_name", "address", "controller_address", "libvirt_uri",
-                                   "poll_interval", "libvirt_events", "ovs", "capacity",
-                                   "fencing_lease", "state_dir", "control_socket", "desired_file",
-                                   "domain_type", "fault_injection", "log_level"}));
+  ASSIGN_OR_RETURN(
+      FieldMap top,
+      FieldMap::Root(
+          file_name, root, "agent configuration",
+          {"host_name", "address", "controller_address", "libvirt_uri", "poll_interval",
+           "libvirt_events", "ovs", "capacity", "fencing_lease", "state_dir", "control_socket",
+           "desired_file", "domain_type", "fault_injection", "log_level", "tls", "insecure"}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
@@ -97,12 +98,17 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
   }
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+  // A standalone agent talks to no controller: it needs neither.
+  RETURN_IF_ERROR(ReadTlsSettings(top, /*allow_server_name=*/true,
+                                  /*required=*/!c.controller_address.empty(), &c.tls, &c.insecure));
   return c;
 }
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
-  return ParseAgentConfig(text, path);
+  ASSIGN_OR_RETURN(AgentConfig c, ParseAgentConfig(text, path));
+  RETURN_IF_ERROR(CheckTlsFilesReadable(c.tls, path));
+  return c;
 }
 
 }  // namespace regen

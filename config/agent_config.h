@@ -8,6 +8,7 @@
 
 #include "common/model.h"
 #include "common/status.h"
+#include "config/tls_config.h"
 
 namespace regen {
 
@@ -28,10 +29,16 @@ struct AgentConfig {
   std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
   bool fault_injection = false;     // fault_injection: lab and tests only
   std::string log_level = "info";   // log_level
+  // tls: {ca, cert, key, server_name}: mutual TLS to the controller. With a controller_address
+  // exactly one of tls and insecure is required.
+  TlsConfig tls;
+  bool insecure = false;  // insecure: true = plaintext gRPC to the controller (labs, tests)
 };
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").
+// Pure: the tls files are not looked at.
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name);
+// Reads and parses `path`, then checks that the tls files can be read.
 Result<AgentConfig> LoadAgentConfig(const std::string& path);
 
 }  // namespace regen

@@ -48,15 +48,65 @@ Status ReadDns(const FieldMap& top, DnsConfig* dns) {
   return Status::Ok();
 }
 
+Status ReadAuth(const FieldMap& top, AuthConfig* auth) {
+  std::optional<FieldMap> map;
+  RETURN_IF_ERROR(top.GetMap("auth", {"certs", "tokens"}, &map));
+  if (!map) return Status::Ok();
+  auth->configured = true;
+  const std::vector<std::string_view> roles = {"admin", "read-only"};
+  const YamlNode* certs = nullptr;
+  RETURN_IF_ERROR(map->GetList("certs", &certs));
+  if (certs != nullptr) {
+    for (size_t i = 0; i < certs->items.size(); ++i) {
+      ASSIGN_OR_RETURN(FieldMap m, FieldMap::Open(map->file(), certs->items[i],
+                                                  IndexPath("auth.certs", i), {"name", "role"}));
+      AuthCert cert;
+      RETURN_IF_ERROR(m.GetNonEmptyString("name", &cert.name, Need::kRequired));
+      for (char ch : cert.name) {
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+          return m.ErrorAt("name", "must not hold control characters, got " +
+                                       QuoteValue(cert.name) +
+                                       " (the certificate's common name, e.g. "
+                                       "\"admin@regenctl\")");
+        }
+      }
+      RETURN_IF_ERROR(m.GetEnum("role", roles, &cert.role));
+      if (m.Find("role") == nullptr) return m.Missing("role");
+      for (const AuthCert& other : auth->certs) {
+        if (other.name == cert.name) {
+          return m.ErrorAt("name", "names a certificate listed before, got " +
+                                       QuoteValue(cert.name) + " (list each name once)");
+        }
+      }
+      auth->certs.push_back(std::move(cert));
+    }
+  }
+  const YamlNode* tokens = nullptr;
+  RETURN_IF_ERROR(map->GetList("tokens", &tokens));
+  if (tokens != nullptr) {
+    for (size_t i = 0; i < tokens->items.size(); ++i) {
+      ASSIGN_OR_RETURN(FieldMap m, FieldMap::Open(map->file(), tokens->items[i],
+                                                  IndexPath("auth.tokens", i), {"file", "role"}));
+      AuthToken token;
+      RETURN_IF_ERROR(m.GetAbsolutePath("file", &token.file, false, 4095, Need::kRequired));
+      RETURN_IF_ERROR(m.GetEnum("role", roles, &token.role));
+      if (m.Find("role") == nullptr) return m.Missing("role");
+      auth->tokens.push_back(std::move(token));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                                const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "controller configuration",
-                                                {"listen_address", "database", "heartbeat_interval",
-                                                 "host_down_after", "fencing_lease", "dns",
-                                                 "upgrade", "log_level", "metrics_address"}));
+  ASSIGN_OR_RETURN(FieldMap top,
+                   FieldMap::Root(file_name, root, "controller configuration",
+                                  {"listen_address", "database", "heartbeat_interval",
+                                   "host_down_after", "fencing_lease", "dns", "upgrade",
+                                   "log_level", "metrics_address", "tls", "insecure", "auth"}));
   ControllerConfig c;
   RETURN_IF_ERROR(top.GetHostPort("listen_address", &c.listen_address, /*allow_empty=*/false));
   RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
@@ -104,12 +154,21 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
   }
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+  RETURN_IF_ERROR(ReadAuth(top, &c.auth));
+  RETURN_IF_ERROR(
+      ReadTlsSettings(top, /*allow_server_name=*/false, /*required=*/true, &c.tls, &c.insecure));
   return c;
 }
 
 Result<ControllerConfig> LoadControllerConfig(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
-  return ParseControllerConfig(text, path);
+  ASSIGN_OR_RETURN(ControllerConfig c, ParseControllerConfig(text, path));
+  RETURN_IF_ERROR(CheckTlsFilesReadable(c.tls, path));
+  for (size_t i = 0; i < c.auth.tokens.size(); ++i) {
+    RETURN_IF_ERROR(
+        CheckFileReadable(c.auth.tokens[i].file, IndexPath("auth.tokens", i) + ".file", path));
+  }
+  return c;
 }
 
 }  // namespace regen

@@ -3,8 +3,10 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
+#include "config/tls_config.h"
 
 namespace regen {
 
@@ -15,6 +17,22 @@ struct DnsConfig {
   std::string tsig_algorithm = "hmac-sha256";  // dns.tsig.algorithm
   std::string tsig_secret_file;                // dns.tsig.secret_file
   int64_t ttl = 30;                            // dns.ttl (seconds)
+};
+
+// Who may use AdminService (regenctl). Roles: "admin" (every RPC) or "read-only" (list, show,
+// status, events).
+struct AuthCert {
+  std::string name;  // auth.certs[i].name: a client certificate's CN or DNS SAN
+  std::string role;  // auth.certs[i].role
+};
+struct AuthToken {
+  std::string file;  // auth.tokens[i].file: holds the bearer token (read when the server starts)
+  std::string role;  // auth.tokens[i].role
+};
+struct AuthConfig {
+  bool configured = false;  // an auth: block was given
+  std::vector<AuthCert> certs;
+  std::vector<AuthToken> tokens;
 };
 
 struct ControllerConfig {
@@ -29,10 +47,17 @@ struct ControllerConfig {
   int64_t max_failed_health_checks = 3;           // upgrade.max_failed
   std::string log_level = "info";                 // log_level
   std::string metrics_address;  // metrics_address: Prometheus /metrics "host:port"; "" = off
+  // tls: {ca, cert, key}: agents and regenctl must present certificates signed by tls.ca.
+  // Exactly one of tls and insecure is required.
+  TlsConfig tls;
+  bool insecure = false;  // insecure: true = plaintext gRPC, no certificates (labs, tests)
+  AuthConfig auth;        // auth: {certs, tokens}
 };
 
+// Parses controller.yaml text. Pure: the tls and token files are not looked at.
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                                const std::string& file_name);
+// Reads and parses `path`, then checks that the tls and token files can be read.
 Result<ControllerConfig> LoadControllerConfig(const std::string& path);
 
 }  // namespace regen

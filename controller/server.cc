@@ -1,7 +1,11 @@
 #include "controller/server.h"
 
+#include <grpc/grpc_security_constants.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
 #include "controller/rpc_stats.h"
@@ -28,11 +32,37 @@ grpc::Status ToGrpc(const Status& s) {
       return {grpc::StatusCode::DEADLINE_EXCEEDED, s.message()};
     case Code::kInternal:
       return {grpc::StatusCode::INTERNAL, s.message()};
+    case Code::kUnauthenticated:
+      return {grpc::StatusCode::UNAUTHENTICATED, s.message()};
+    case Code::kPermissionDenied:
+      return {grpc::StatusCode::PERMISSION_DENIED, s.message()};
   }
   return {grpc::StatusCode::UNKNOWN, s.message()};
 }
 
 using AgentStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>;
+
+// What the call presented: the verified client certificate's names, the authorization metadata.
+Caller CallerOf(const grpc::ServerContext* context) {
+  Caller caller;
+  caller.peer = context->peer();
+  if (std::shared_ptr<const grpc::AuthContext> auth = context->auth_context()) {
+    for (const char* property : {GRPC_X509_CN_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME}) {
+      for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+        std::string name(value.data(), value.size());
+        if (std::find(caller.cert_names.begin(), caller.cert_names.end(), name) ==
+            caller.cert_names.end()) {
+          caller.cert_names.push_back(std::move(name));
+        }
+      }
+    }
+  }
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    caller.authorization = std::string(it->second.data(), it->second.size());
+  }
+  return caller;
+}
 
 // One agent's stream: the main loop Sends (never blocks), a writer thread writes in order.
 class AgentSession : public AgentSink {
@@ -105,6 +135,15 @@ class AgentServiceImpl final : public v1::AgentService::Service {
               "the first message on AgentService.Connect must be hello"};
     }
     const std::string host = first.hello().host();
+    Caller caller = CallerOf(context);
+    if (Status identity = CheckAgentIdentity(server_.tls(), caller.cert_names, host);
+        !identity.ok()) {
+      spdlog::warn("agent at {} refused: {}", context->peer(), identity.message());
+      v1::ControllerMessage refusal;
+      refusal.mutable_refusal()->set_reason(identity.message());
+      stream->Write(refusal);
+      return ToGrpc(identity);
+    }
     auto session = std::make_unique<AgentSession>(context, stream, context->peer());
     AgentSink* sink = session.get();
     Status hello =
@@ -158,6 +197,15 @@ class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   explicit AdminServiceImpl(ControllerServer& server) : server_(server) {}
 
+  // OK when the caller may use `rpc` (see Authorizer); the refusal is logged.
+  grpc::Status Allowed(grpc::ServerContext* context, const char* rpc, bool needs_admin) {
+    Caller caller = CallerOf(context);
+    Status s = server_.authorizer().AuthorizeAdmin(caller, rpc, needs_admin);
+    if (s.ok()) return grpc::Status::OK;
+    spdlog::warn("regenctl call from {} refused: {}", caller.peer, s.message());
+    return ToGrpc(s);
+  }
+
   template <typename Resp>
   grpc::Status Reply(Result<Resp> r, Resp* out) {
     if (!r.ok()) return ToGrpc(r.status());
@@ -165,49 +213,57 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ApplyService(grpc::ServerContext*, const v1::ApplyServiceRequest* req,
+  grpc::Status ApplyService(grpc::ServerContext* context, const v1::ApplyServiceRequest* req,
                             v1::ApplyServiceResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "ApplyService", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::ApplyServiceResponse>>(
                      [&] { return server_.controller().ApplyService(*req); }),
                  resp);
   }
-  grpc::Status ListServices(grpc::ServerContext*, const v1::ListServicesRequest*,
+  grpc::Status ListServices(grpc::ServerContext* context, const v1::ListServicesRequest*,
                             v1::ListServicesResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "ListServices", false); !a.ok()) return a;
     *resp =
         server_.Call<v1::ListServicesResponse>([&] { return server_.controller().ListServices(); });
     return grpc::Status::OK;
   }
-  grpc::Status GetService(grpc::ServerContext*, const v1::GetServiceRequest* req,
+  grpc::Status GetService(grpc::ServerContext* context, const v1::GetServiceRequest* req,
                           v1::GetServiceResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "GetService", false); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::GetServiceResponse>>(
                      [&] { return server_.controller().GetService(req->name()); }),
                  resp);
   }
-  grpc::Status ListInstances(grpc::ServerContext*, const v1::ListInstancesRequest* req,
+  grpc::Status ListInstances(grpc::ServerContext* context, const v1::ListInstancesRequest* req,
                              v1::ListInstancesResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "ListInstances", false); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::ListInstancesResponse>>(
                      [&] { return server_.controller().ListInstances(req->service()); }),
                  resp);
   }
-  grpc::Status ListHosts(grpc::ServerContext*, const v1::ListHostsRequest*,
+  grpc::Status ListHosts(grpc::ServerContext* context, const v1::ListHostsRequest*,
                          v1::ListHostsResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "ListHosts", false); !a.ok()) return a;
     *resp = server_.Call<v1::ListHostsResponse>([&] { return server_.controller().ListHosts(); });
     return grpc::Status::OK;
   }
-  grpc::Status Failover(grpc::ServerContext*, const v1::FailoverRequest* req,
+  grpc::Status Failover(grpc::ServerContext* context, const v1::FailoverRequest* req,
                         v1::FailoverResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "Failover", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::FailoverResponse>>(
                      [&] { return server_.controller().Failover(*req); }),
                  resp);
   }
-  grpc::Status Drain(grpc::ServerContext*, const v1::DrainRequest* req,
+  grpc::Status Drain(grpc::ServerContext* context, const v1::DrainRequest* req,
                      v1::DrainResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "Drain", true); !a.ok()) return a;
     return Reply(
         server_.Call<Result<v1::DrainResponse>>([&] { return server_.controller().Drain(*req); }),
         resp);
   }
   grpc::Status Events(grpc::ServerContext* context, const v1::EventsRequest* req,
                       grpc::ServerWriter<v1::Event>* writer) override {
+    if (grpc::Status a = Allowed(context, "Events", false); !a.ok()) return a;
     int64_t after = req->after_sequence();
     while (!context->IsCancelled()) {
       auto batch = server_.Call<Result<std::vector<EventRecord>>>(
@@ -233,38 +289,44 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status UpgradeStart(grpc::ServerContext*, const v1::UpgradeStartRequest* req,
+  grpc::Status UpgradeStart(grpc::ServerContext* context, const v1::UpgradeStartRequest* req,
                             v1::UpgradeStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "UpgradeStart", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradeStart(*req); }),
                  resp);
   }
-  grpc::Status UpgradeStatusGet(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+  grpc::Status UpgradeStatusGet(grpc::ServerContext* context, const v1::UpgradeServiceRequest* req,
                                 v1::UpgradeStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "UpgradeStatusGet", false); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradeGet(req->service()); }),
                  resp);
   }
-  grpc::Status UpgradePause(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+  grpc::Status UpgradePause(grpc::ServerContext* context, const v1::UpgradeServiceRequest* req,
                             v1::UpgradeStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "UpgradePause", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradePause(*req); }),
                  resp);
   }
-  grpc::Status UpgradeResume(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+  grpc::Status UpgradeResume(grpc::ServerContext* context, const v1::UpgradeServiceRequest* req,
                              v1::UpgradeStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "UpgradeResume", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradeResume(*req); }),
                  resp);
   }
-  grpc::Status UpgradeNextUd(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+  grpc::Status UpgradeNextUd(grpc::ServerContext* context, const v1::UpgradeServiceRequest* req,
                              v1::UpgradeStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "UpgradeNextUd", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradeNextUd(*req); }),
                  resp);
   }
-  grpc::Status UpgradeRollback(grpc::ServerContext*, const v1::UpgradeServiceRequest* req,
+  grpc::Status UpgradeRollback(grpc::ServerContext* context, const v1::UpgradeServiceRequest* req,
                                v1::UpgradeStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "UpgradeRollback", true); !a.ok()) return a;
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradeRollback(*req); }),
                  resp);
@@ -288,12 +350,26 @@ ControllerServer::ControllerServer(const ControllerConfig& config, Store& store,
 ControllerServer::~ControllerServer() { Shutdown(); }
 
 Status ControllerServer::Start() {
+  ASSIGN_OR_RETURN(Authorizer authorizer, Authorizer::Create(config_));
+  authorizer_ = std::make_unique<Authorizer>(std::move(authorizer));
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (config_.tls.enabled()) {
+    // Without tokens every caller must present a certificate at the handshake; with tokens a
+    // token-only regenctl may connect without one (a certificate, when presented, is still
+    // verified), and the RPCs themselves refuse callers with neither.
+    bool require_client_cert = config_.auth.tokens.empty();
+    auto tls = MakeServerCredentials({config_.tls.ca, config_.tls.cert, config_.tls.key, ""},
+                                     require_client_cert);
+    if (!tls.ok()) return tls.status();
+    credentials = *tls;
+  }
+  for (const std::string& warning : authorizer_->StartupWarnings()) spdlog::warn("{}", warning);
   RETURN_IF_ERROR(controller_.Load());
   thread_ = std::thread([this] { Loop(); });
   agent_service_ = std::make_unique<AgentServiceImpl>(*this);
   admin_service_ = std::make_unique<AdminServiceImpl>(*this);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.listen_address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(config_.listen_address, credentials, &port_);
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(admin_service_.get());
   builder.experimental().SetInterceptorCreators(RpcErrorInterceptors());  // regen_rpc_errors_total
@@ -313,7 +389,8 @@ Status ControllerServer::Start() {
                        " (address in use, or not an address of this machine?); set "
                        "listen_address in controller.yaml");
   }
-  spdlog::info("controller listening on {} (port {})", config_.listen_address, port_);
+  spdlog::info("controller listening on {} (port {}, {})", config_.listen_address, port_,
+               config_.tls.enabled() ? "mutual TLS" : "INSECURE plaintext");
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "config/controller_config.h"
+#include "controller/auth.h"
 #include "controller/controller.h"
 #include "controller/store.h"
 
@@ -29,8 +30,11 @@ class ControllerServer {
   ControllerServer(const ControllerConfig& config, Store& store, Clock& clock);
   ~ControllerServer();
 
-  // Loads the state, starts the loop and listens on config.listen_address. Fails (and starts
-  // nothing) when the state cannot be loaded or the address cannot be bound.
+  // Loads the state, starts the loop and listens on config.listen_address: mutual TLS with
+  // config.tls (agents must present a certificate naming their host, regenctl a certificate or
+  // token of config.auth), or plaintext with config.insecure (warned about). Fails (and starts
+  // nothing) when the state cannot be loaded, the certificates or tokens cannot be read or the
+  // address cannot be bound.
   Status Start();
   void Shutdown();
   // The port actually bound (useful with "127.0.0.1:0").
@@ -48,7 +52,9 @@ class ControllerServer {
   // Waits (up to `timeout`) for an event after `after`; true if one may be there.
   bool WaitForEvent(int64_t after, std::chrono::milliseconds timeout);
 
-  Controller& controller() { return controller_; }  // main loop thread only
+  Controller& controller() { return controller_; }               // main loop thread only
+  const Authorizer& authorizer() const { return *authorizer_; }  // set by Start; any thread
+  bool tls() const { return config_.tls.enabled(); }
 
  private:
   void Loop();
@@ -56,6 +62,7 @@ class ControllerServer {
   const ControllerConfig config_;
   Clock& clock_;
   Controller controller_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<grpc::Service> agent_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;

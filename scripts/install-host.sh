@@ -33,6 +33,9 @@ Options:
   --address IP           this host's tunnel/contact address (default: the source address of
                          the default route)
   --controller HOST:PORT regen-controller's address (default: none, a standalone agent)
+  --tls-dir DIR          mutual TLS to the controller with DIR/ca.crt, DIR/HOST.crt and
+                         DIR/HOST.key (HOST = the host name; scripts/gen-certs.sh makes them).
+                         Without it agent.yaml gets insecure: true (plaintext; labs only)
   --datapath system|netdev
                          OVS datapath of the bridge (default system, the kernel module; netdev
                          is the userspace datapath for machines without it)
@@ -66,6 +69,7 @@ say() { echo "$PROG: $*"; }
 host_name=""
 address=""
 controller=""
+tls_dir=""
 datapath="system"
 bridge="br-int"
 ovs_db=""
@@ -84,6 +88,7 @@ while (($# > 0)); do
     --host-name) need_value "$@"; host_name=$2; shift 2 ;;
     --address) need_value "$@"; address=$2; shift 2 ;;
     --controller) need_value "$@"; controller=$2; shift 2 ;;
+    --tls-dir) need_value "$@"; tls_dir=$2; shift 2 ;;
     --datapath) need_value "$@"; datapath=$2; shift 2 ;;
     --bridge) need_value "$@"; bridge=$2; shift 2 ;;
     --ovs-db) need_value "$@"; ovs_db=$2; shift 2 ;;
@@ -96,6 +101,10 @@ while (($# > 0)); do
     *) usage_error "unknown argument '$1'" ;;
   esac
 done
+
+if [ -n "$tls_dir" ]; then
+  [[ $tls_dir == /* ]] || usage_error "--tls-dir '$tls_dir': give an absolute path"
+fi
 
 case "$datapath" in
   system | netdev) ;;
@@ -232,6 +241,26 @@ control_socket: /run/regen/agent.sock
 fault_injection: false
 log_level: info
 EOF
+  [ -n "$controller" ] || return 0
+  if [ -n "$tls_dir" ]; then
+    cat >>"$1" <<EOF
+
+# Mutual TLS to the controller: the controller refuses a certificate its CA did not sign or
+# whose name (CN) is not this host_name.
+tls:
+  ca: $tls_dir/ca.crt
+  cert: $tls_dir/$host_name.crt
+  key: $tls_dir/$host_name.key
+EOF
+  else
+    cat >>"$1" <<EOF
+
+# Plaintext gRPC to the controller, no certificates (labs only; the agent warns at start).
+# For a real cluster replace this line with tls: {ca, cert, key} (README.md, "Real deployment";
+# $PROG --tls-dir writes it).
+insecure: true
+EOF
+  fi
 }
 
 config_path=/etc/regen/agent.yaml

@@ -359,6 +359,7 @@ heartbeat_interval: 200ms
 host_down_after: 1500ms   # > fencing_lease + heartbeat_interval
 fencing_lease: 1s         # as the agents' fencing_lease
 log_level: debug
+insecure: true            # plaintext gRPC on loopback (a warning at start); see README "Security"
 YAML
 }
 
@@ -409,6 +410,7 @@ state_dir: $hdir/state
 control_socket: $hdir/agent.sock
 capacity: {vcpus: 8, memory_mib: 8192, disk_gib: 100, bandwidth_mbps: 1000}
 log_level: debug
+insecure: true            # plaintext gRPC to the lab controller (a warning at start)
 YAML
 }
 

@@ -214,6 +214,9 @@ upgrade:
   auto_rollback: false
   max_failed: 3
 log_level: info
+# The rig's private network only: plaintext gRPC, no certificates (a warning at start). A real
+# cluster uses tls: {ca, cert, key} and auth: (README.md, "Real deployment").
+insecure: true
 EOF
 
 say "5/5 knot and regen-controller"

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "agent/control_socket.h"
+#include "common/subprocess.h"
 
 namespace regen::testing {
 
@@ -34,6 +35,26 @@ std::string Tail(const std::string& path, size_t lines) {
 std::string AgentBin() { return REGEN_AGENT_BIN; }
 std::string ControllerBin() { return REGEN_CONTROLLER_BIN; }
 
+void GenerateCerts(const std::string& out, const std::string& controller,
+                   const std::vector<std::string>& hosts) {
+  std::vector<std::string> argv = {SourceDir() + "/scripts/gen-certs.sh", out, controller};
+  argv.insert(argv.end(), hosts.begin(), hosts.end());
+  RealCommandRunner runner;
+  auto r = runner.Run(argv, std::chrono::seconds(120));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->exit_code, 0) << "gen-certs.sh failed:\n" << r->stdout_text << r->stderr_text;
+}
+
+TlsFiles Lab::ClientTls(const std::string& name) const {
+  TlsFiles t;
+  t.ca = CertsDir() + "/ca.crt";
+  if (!name.empty()) {
+    t.cert = CertsDir() + "/" + name + ".crt";
+    t.key = CertsDir() + "/" + name + ".key";
+  }
+  return t;
+}
+
 Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
   chmod(dir_.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its files
   controller_port_ = FreePort();
@@ -43,12 +64,27 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
     options_.controller_extra +=
         "metrics_address: \"127.0.0.1:" + std::to_string(metrics_port_) + "\"\n";
   }
+  std::string security = "insecure: true\n";
+  if (options_.tls) {
+    std::vector<std::string> hosts;
+    for (int k = 1; k <= options_.hosts; ++k) hosts.push_back(HostName(k));
+    GenerateCerts(CertsDir(), "regen-controller", hosts);
+    const std::string c = CertsDir() + "/";
+    security = "tls:\n  ca: " + c + "ca.crt\n  cert: " + c + "controller.crt\n  key: " + c +
+               "controller.key\nauth:\n  certs:\n  - {name: admin@regenctl, role: admin}\n"
+               "  - {name: readonly@regenctl, role: read-only}\n";
+    if (options_.tokens) {
+      security += "  tokens:\n  - {file: " + c + "admin.token, role: admin}\n  - {file: " + c +
+                  "readonly.token, role: read-only}\n";
+    }
+  }
   WriteFileOrDie(dir_.File("controller.yaml"),
                  "listen_address: \"" + controller_address_ + "\"\n" +
                      "database: " + dir_.File("controller.db") + "\n" +
                      "heartbeat_interval: " + options_.heartbeat_interval + "\n" +
-                     "host_down_after: " + options_.host_down_after + "\n" + "fencing_lease: " +
-                     options_.fencing_lease + "\nlog_level: debug\n" + options_.controller_extra);
+                     "host_down_after: " + options_.host_down_after + "\n" +
+                     "fencing_lease: " + options_.fencing_lease + "\nlog_level: debug\n" +
+                     security + options_.controller_extra);
   for (int k = 1; k <= options_.hosts; ++k) {
     std::string h = dir_.File(HostName(k));
     std::filesystem::create_directories(h + "/state");
@@ -71,15 +107,20 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
       proxies_[k] = std::make_unique<TcpProxy>(controller_port_);
       address = "127.0.0.1:" + std::to_string(proxies_[k]->port());
     }
-    WriteFileOrDie(AgentConfigPath(k),
-                   "host_name: " + HostName(k) + "\naddress: 127.0.0.1\ncontroller_address: \"" +
-                       address + "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
-                       "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
-                       "\nfencing_lease: " + options_.fencing_lease +
-                       "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\ncontrol_socket: " + h +
-                       "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
-                       ", memory_mib: " + std::to_string(options_.memory_mib) +
-                       ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n");
+    WriteFileOrDie(
+        AgentConfigPath(k),
+        "host_name: " + HostName(k) + "\naddress: 127.0.0.1\ncontroller_address: \"" + address +
+            "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
+            "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
+            "\nfencing_lease: " + options_.fencing_lease +
+            "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\ncontrol_socket: " + h +
+            "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
+            ", memory_mib: " + std::to_string(options_.memory_mib) +
+            ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n" +
+            (options_.tls
+                 ? "tls:\n  ca: " + CertsDir() + "/ca.crt\n  cert: " + CertsDir() + "/" +
+                       HostName(k) + ".crt\n  key: " + CertsDir() + "/" + HostName(k) + ".key\n"
+                 : std::string("insecure: true\n")));
   }
 }
 
@@ -105,6 +146,7 @@ void Lab::StartController() {
   ASSERT_TRUE(listening) << "controller did not start\n" << Logs();
   AdminClientOptions o;
   o.deadline = std::chrono::seconds(10);
+  if (options_.tls) o.tls = ClientTls("admin");
   client_ = std::make_unique<AdminClient>(controller_address_, o);
   ASSERT_TRUE(client_->ListHosts().ok()) << Logs();
 }

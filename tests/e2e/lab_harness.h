@@ -40,6 +40,13 @@ struct LabOptions {
   int memory_mib = 8192;
   bool metrics = false;          // the controller serves Prometheus metrics on a free port
   std::string controller_extra;  // appended to controller.yaml (e.g. "upgrade: {...}\n")
+  // Mutual TLS: certificates from scripts/gen-certs.sh in DIR/certs (controller
+  // "regen-controller", hosts host-1..host-N, admin and readonly clients, two tokens); the
+  // controller gets tls: and auth: {certs: admin@regenctl admin, readonly@regenctl read-only},
+  // the agents their host's certificate, the harness's client the admin certificate. Without it
+  // every config says insecure: true.
+  bool tls = false;
+  bool tokens = false;  // with tls: auth.tokens lists certs/admin.token and certs/readonly.token
 };
 
 class Lab {
@@ -58,6 +65,10 @@ class Lab {
   TcpProxy& proxy(int host) { return *proxies_.at(host); }
   AdminClient& client() { return *client_; }
   const std::string& controller_address() const { return controller_address_; }
+  // options.tls: where gen-certs.sh wrote the certificates (DIR/certs).
+  std::string CertsDir() const { return dir_.File("certs"); }
+  // options.tls: client TLS files with certs/NAME.crt and certs/NAME.key ("" = no certificate).
+  TlsFiles ClientTls(const std::string& name) const;
   // The controller's /metrics text (options.metrics), or "" when it does not answer.
   std::string ScrapeControllerMetrics();
 
@@ -128,5 +139,9 @@ double MetricValue(const std::string& text, const std::string& name_and_labels);
 // The regen binaries (from CMake).
 std::string AgentBin();
 std::string ControllerBin();
+
+// Runs scripts/gen-certs.sh OUT CONTROLLER HOSTS...; fails the test (fatally) when it fails.
+void GenerateCerts(const std::string& out, const std::string& controller,
+                   const std::vector<std::string>& hosts);
 
 }  // namespace regen::testing

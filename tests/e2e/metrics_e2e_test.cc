@@ -110,9 +110,9 @@ TEST(MetricsE2eTest, ControllerRefusesToStartWhenTheMetricsPortIsTaken) {
   std::string listen = "127.0.0.1:" + std::to_string(Listen(free_fd));
   close(free_fd);  // free again: the controller's own gRPC port
   TempDir dir("regen-metrics");
-  WriteFileOrDie(dir.File("controller.yaml"), "listen_address: \"" + listen +
-                                                  "\"\ndatabase: " + dir.File("c.db") +
-                                                  "\nmetrics_address: \"" + taken + "\"\n");
+  WriteFileOrDie(dir.File("controller.yaml"),
+                 "listen_address: \"" + listen + "\"\ndatabase: " + dir.File("c.db") +
+                     "\nmetrics_address: \"" + taken + "\"\ninsecure: true\n");
   ChildProcess controller({ControllerBin(), "run", "--config", dir.File("controller.yaml")},
                           dir.File("controller.log"));
   ASSERT_TRUE(WaitFor([&] { return !controller.Running(); }, milliseconds(10000)))

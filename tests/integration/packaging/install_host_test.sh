@@ -107,7 +107,7 @@ done
 cfg="$root1/etc/regen/agent.yaml"
 check "agent.yaml is 0640" "agent.yaml mode $(stat -c %a "$cfg" 2>&1)" test "$(stat -c %a "$cfg" 2>/dev/null)" = 640
 for line in "host_name: kvm-07" "address: 192.0.2.17" 'controller_address: "regen-ctl.lab.example:7400"' \
-  'libvirt_uri: "qemu:///system"' "domain_type: kvm" '  bridge: ""'; do
+  'libvirt_uri: "qemu:///system"' "domain_type: kvm" '  bridge: ""' "insecure: true"; do
   check "agent.yaml has '$line'" "agent.yaml lacks '$line': $(cat "$cfg")" grep -qxF -- "$line" <(sed 's/ *#.*//' "$cfg")
 done
 check "no temporary file left" "left: $(ls "$root1/etc/regen")" test "$(ls "$root1/etc/regen")" = agent.yaml
@@ -137,6 +137,26 @@ expect_out "directory: $root1/etc/regen exists: left as it is" "second run"
 check "second run left agent.yaml as it was" "agent.yaml changed" test "$(sha256sum <"$cfg")" = "$sum"
 run_ih --host-name other --address 192.0.2.99 --root "$root1" --no-bridge --dry-run
 expect_out "config: $cfg exists: not overwritten" "dry run with agent.yaml present"
+
+# --tls-dir: the agent's tls block names the gen-certs.sh layout instead of insecure: true.
+root4="$work/root4"
+mkdir -p "$root4"
+run_ih "${common[@]}" --root "$root4" --no-bridge --tls-dir /etc/regen/tls
+expect_rc 0 "run with --tls-dir"
+cfg4="$root4/etc/regen/agent.yaml"
+for line in "tls:" "  ca: /etc/regen/tls/ca.crt" "  cert: /etc/regen/tls/kvm-07.crt" \
+  "  key: /etc/regen/tls/kvm-07.key"; do
+  check "--tls-dir: agent.yaml has '$line'" "--tls-dir: agent.yaml lacks '$line': $(cat "$cfg4")" \
+    grep -qxF -- "$line" <(sed 's/ *#.*//' "$cfg4")
+done
+check "--tls-dir: no insecure: true" "--tls-dir: agent.yaml says insecure" \
+  bash -c "! grep -q '^insecure:' '$cfg4'"
+validate "$cfg4"
+check "regen-agent accepts the agent.yaml with tls" "regen-agent refused it (exit $vrc): $vout" \
+  test "$vrc" != 2
+run_ih "${common[@]}" --root "$root4" --no-bridge --tls-dir etc/tls
+expect_rc 2 "relative --tls-dir"
+expect_out "--tls-dir 'etc/tls': give an absolute path" "relative --tls-dir"
 
 # A file where a directory belongs is an error naming it.
 root2="$work/root2"

@@ -52,6 +52,8 @@ desired_file: /srv/regen/desired.yaml
 domain_type: qemu
 fault_injection: true
 log_level: trace
+tls: {ca: /etc/regen/tls/ca.crt, cert: /etc/regen/tls/lab-1.crt, key: /etc/regen/tls/lab-1.key,
+      server_name: regen-ctl.lab}
 )";
   Result<AgentConfig> c = ParseAgentConfig(text, kFile);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -71,6 +73,47 @@ log_level: trace
   EXPECT_EQ(c->domain_type, "qemu");
   EXPECT_TRUE(c->fault_injection);
   EXPECT_EQ(c->log_level, "trace");
+  EXPECT_TRUE(c->tls.enabled());
+  EXPECT_EQ(c->tls.ca, "/etc/regen/tls/ca.crt");
+  EXPECT_EQ(c->tls.cert, "/etc/regen/tls/lab-1.crt");
+  EXPECT_EQ(c->tls.key, "/etc/regen/tls/lab-1.key");
+  EXPECT_EQ(c->tls.server_name, "regen-ctl.lab");
+  EXPECT_FALSE(c->insecure);
+}
+
+TEST(AgentConfigTest, InsecureIsExplicit) {
+  Result<AgentConfig> c =
+      ParseAgentConfig("host_name: a\ncontroller_address: ctl:7400\ninsecure: true\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->insecure);
+  EXPECT_FALSE(c->tls.enabled());
+}
+
+TEST(AgentConfigTest, StandaloneNeedsNeitherTlsNorInsecure) {
+  Result<AgentConfig> c = ParseAgentConfig("host_name: a\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_FALSE(c->insecure);
+  EXPECT_FALSE(c->tls.enabled());
+}
+
+TEST(AgentConfigTest, LoadRefusesTlsFilesThatCannotBeRead) {
+  testing::ConfigTempDir dir;
+  testing::WriteWholeFile(dir.File("ca.crt"), "ca");
+  testing::WriteWholeFile(dir.File("a.crt"), "cert");
+  std::string yaml =
+      "host_name: a\ncontroller_address: ctl:7400\ntls:\n  ca: " + dir.File("ca.crt") +
+      "\n  cert: " + dir.File("a.crt") + "\n  key: " + dir.File("a.key") + "\n";
+  testing::WriteWholeFile(dir.File("agent.yaml"), yaml);
+  Result<AgentConfig> c = LoadAgentConfig(dir.File("agent.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(c.status().message().rfind(dir.File("agent.yaml") + ": tls.key: cannot read \"" +
+                                           dir.File("a.key") + "\": No such file or directory",
+                                       0),
+            0u)
+      << c.status().message();
+  testing::WriteWholeFile(dir.File("a.key"), "key");
+  EXPECT_TRUE(LoadAgentConfig(dir.File("agent.yaml")).ok());
 }
 
 TEST(AgentConfigTest, EmptyBridgeAndEmptyControllerAreAllowed) {
@@ -89,6 +132,25 @@ TEST(AgentConfigTest, FaultInjectionOnTestDriver) {
 }
 
 const BadCase kBadAgent[] = {
+    {"controller without tls or insecure", "host_name: a\ncontroller_address: ctl:7400\n", "1:1",
+     "tls", "required field is missing: set tls: {ca, cert, key} or insecure: true"},
+    {"tls and insecure",
+     "host_name: a\ncontroller_address: ctl:7400\ninsecure: true\n"
+     "tls: {ca: /c, cert: /d, key: /e}\n",
+     "3:11", "insecure", "true cannot go with a tls: block"},
+    {"tls without key", "host_name: a\ncontroller_address: ctl:7400\ntls: {ca: /c, cert: /d}\n",
+     "3:6", "tls.key", "required field is missing"},
+    {"tls relative ca",
+     "host_name: a\ncontroller_address: c:1\ntls: {ca: c.pem, cert: /d, key: /e}\n", "3:11",
+     "tls.ca", "must be an absolute path"},
+    {"tls bad server name",
+     "host_name: a\ncontroller_address: c:1\ntls: {ca: /c, cert: /d, key: /e, server_name: "
+     "'A B'}\n",
+     "3:47", "tls.server_name", "must be a lower-case DNS name, got \"A B\""},
+    {"tls unknown key", "host_name: a\ncontroller_address: c:1\ntls: {ca: /c, crt: /d}\n", "3:15",
+     "tls.crt", "unknown key \"crt\""},
+    {"insecure not a bool", "host_name: a\ninsecure: please\n", "2:11", "insecure",
+     "must be true or false"},
     {"unknown key", "host_name: a\nhost_nmae: b\n", "2:1", "host_nmae",
      "unknown key \"host_nmae\" (did you mean \"host_name\"? allowed keys at the top level: "
      "host_name, address"},

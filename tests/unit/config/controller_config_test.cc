@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "tests/unit/config/config_test_util.h"
 
 namespace regen {
@@ -15,7 +17,7 @@ using testing::BadCase;
 const std::string kFile = "controller.yaml";
 
 TEST(ControllerConfigTest, EmptyMapGivesDefaults) {
-  Result<ControllerConfig> c = ParseControllerConfig("{}\n", kFile);
+  Result<ControllerConfig> c = ParseControllerConfig("insecure: true\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   ControllerConfig d;
   EXPECT_EQ(c->listen_address, d.listen_address);
@@ -30,6 +32,9 @@ TEST(ControllerConfigTest, EmptyMapGivesDefaults) {
   EXPECT_EQ(c->max_failed_health_checks, 3);
   EXPECT_EQ(c->log_level, "info");
   EXPECT_EQ(c->metrics_address, "") << "metrics are off unless configured";
+  EXPECT_TRUE(c->insecure);
+  EXPECT_FALSE(c->tls.enabled());
+  EXPECT_FALSE(c->auth.configured);
 }
 
 TEST(ControllerConfigTest, EverySetting) {
@@ -46,6 +51,13 @@ dns:
 upgrade: {manual_policy: allow, auto_rollback: true, max_failed: 7}
 log_level: warn
 metrics_address: "127.0.0.1:9464"
+tls: {ca: /etc/regen/tls/ca.crt, cert: /etc/regen/tls/ctl.crt, key: /etc/regen/tls/ctl.key}
+auth:
+  certs:
+  - {name: admin@regenctl, role: admin}
+  - {name: readonly@regenctl, role: read-only}
+  tokens:
+  - {file: /etc/regen/tokens/ops, role: admin}
 )";
   Result<ControllerConfig> c = ParseControllerConfig(text, kFile);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -65,9 +77,67 @@ metrics_address: "127.0.0.1:9464"
   EXPECT_TRUE(c->auto_rollback);
   EXPECT_EQ(c->max_failed_health_checks, 7);
   EXPECT_EQ(c->log_level, "warn");
+  EXPECT_FALSE(c->insecure);
+  EXPECT_EQ(c->tls.ca, "/etc/regen/tls/ca.crt");
+  EXPECT_EQ(c->tls.cert, "/etc/regen/tls/ctl.crt");
+  EXPECT_EQ(c->tls.key, "/etc/regen/tls/ctl.key");
+  ASSERT_TRUE(c->auth.configured);
+  ASSERT_EQ(c->auth.certs.size(), 2u);
+  EXPECT_EQ(c->auth.certs[0].name, "admin@regenctl");
+  EXPECT_EQ(c->auth.certs[0].role, "admin");
+  EXPECT_EQ(c->auth.certs[1].name, "readonly@regenctl");
+  EXPECT_EQ(c->auth.certs[1].role, "read-only");
+  ASSERT_EQ(c->auth.tokens.size(), 1u);
+  EXPECT_EQ(c->auth.tokens[0].file, "/etc/regen/tokens/ops");
+  EXPECT_EQ(c->auth.tokens[0].role, "admin");
+}
+
+TEST(ControllerConfigTest, LoadRefusesTlsAndTokenFilesThatCannotBeRead) {
+  testing::ConfigTempDir dir;
+  for (const char* f : {"ca.crt", "ctl.crt", "ctl.key"}) testing::WriteWholeFile(dir.File(f), "x");
+  std::string tls = "tls: {ca: " + dir.File("ca.crt") + ", cert: " + dir.File("ctl.crt") +
+                    ", key: " + dir.File("ctl.key") + "}\n";
+  testing::WriteWholeFile(dir.File("c.yaml"), tls + "auth:\n  tokens:\n  - {file: " +
+                                                  dir.File("tok") + ", role: read-only}\n");
+  Result<ControllerConfig> c = LoadControllerConfig(dir.File("c.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(
+      c.status().message().rfind(dir.File("c.yaml") + ": auth.tokens[0].file: cannot read \"" +
+                                     dir.File("tok") + "\": No such file or directory",
+                                 0),
+      0u)
+      << c.status().message();
+  testing::WriteWholeFile(dir.File("tok"), "secret\n");
+  EXPECT_TRUE(LoadControllerConfig(dir.File("c.yaml")).ok());
+  std::filesystem::remove(dir.File("ca.crt"));
+  c = LoadControllerConfig(dir.File("c.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("tls.ca: cannot read \"" + dir.File("ca.crt") + "\""),
+            std::string::npos)
+      << c.status().message();
 }
 
 const BadCase kBadController[] = {
+    {"neither tls nor insecure", "log_level: info\n", "1:1", "tls",
+     "required field is missing: set tls: {ca, cert, key} or insecure: true"},
+    {"empty map: neither tls nor insecure", "{}\n", "1:1", "tls", "or insecure: true"},
+    {"insecure false without tls", "insecure: false\n", "1:1", "tls", "or insecure: true"},
+    {"tls and insecure", "tls: {ca: /a, cert: /b, key: /c}\ninsecure: true\n", "2:11", "insecure",
+     "true cannot go with a tls: block"},
+    {"tls server_name is for agents", "tls: {ca: /a, cert: /b, key: /c, server_name: x}\n", "1:34",
+     "tls.server_name", "unknown key \"server_name\""},
+    {"auth role unknown", "insecure: true\nauth:\n  certs:\n  - {name: a, role: root}\n", "4:21",
+     "auth.certs[0].role", "must be one of admin, read-only, got \"root\""},
+    {"auth role missing", "insecure: true\nauth:\n  tokens:\n  - {file: /t}\n", "4:5",
+     "auth.tokens[0].role", "required field is missing"},
+    {"auth token relative file", "insecure: true\nauth:\n  tokens:\n  - {file: t, role: admin}\n",
+     "4:12", "auth.tokens[0].file", "must be an absolute path"},
+    {"auth cert listed twice",
+     "insecure: true\nauth:\n  certs:\n  - {name: a, role: admin}\n  - {name: a, role: "
+     "read-only}\n",
+     "5:12", "auth.certs[1].name", "names a certificate listed before"},
+    {"auth unknown key", "insecure: true\nauth: {users: []}\n", "2:8", "auth.users",
+     "unknown key \"users\""},
     {"host_down_after equal to lease + heartbeat", "host_down_after: 2500ms\n", "1:18",
      "host_down_after",
      "must be longer than fencing_lease + heartbeat_interval (2s + 500ms = 2500ms), got "
