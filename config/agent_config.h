@@ -11,6 +11,16 @@
 
 namespace regen {
 
+// network: the agent's OVS flow programming (agent/network_agent.h). Off unless enabled.
+struct AgentNetworkConfig {
+  bool enabled = false;                                    // network.enabled
+  std::string bridge = "br-int";                           // network.bridge
+  std::string tunnel_ip;                                   // network.tunnel_ip ("" = address)
+  std::string db_socket = "/var/run/openvswitch/db.sock";  // network.db_socket (ovsdb-server)
+  std::string run_dir = "/var/run/openvswitch";            // network.run_dir (BRIDGE.mgmt)
+  std::chrono::milliseconds resync_interval{5000};         // network.resync_interval
+};
+
 struct AgentConfig {
   std::string host_name;              // host_name (required): [a-z][a-z0-9-]{0,62}
   std::string address = "127.0.0.1";  // address: tunnel endpoint / how the controller sees us
@@ -28,6 +38,7 @@ struct AgentConfig {
   std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
   bool fault_injection = false;     // fault_injection: lab and tests only
   std::string log_level = "info";   // log_level
+  AgentNetworkConfig network;       // network
 };
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").
