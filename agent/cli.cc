@@ -14,6 +14,7 @@
 #include "agent/control_socket.h"
 #include "agent/controller_link.h"
 #include "agent/libvirt_hypervisor.h"
+#include "agent/network_agent.h"
 #include "agent/reaper.h"
 #include "common/admin_client.h"
 #include "common/log.h"
@@ -21,6 +22,7 @@
 #include "common/notify.h"
 #include "config/agent_config.h"
 #include "config/fields.h"
+#include "ovs/ovs_vswitch.h"
 
 namespace regen {
 
@@ -71,6 +73,25 @@ int RunDaemon(const std::string& config_path) {
   std::unique_ptr<ControllerLink> link;
   if (!config->controller_address.empty()) {
     link = std::make_unique<ControllerLink>(*config, agent, hypervisor, clock);
+  }
+  // OVS flow programming (network: in agent.yaml), fed with topology revisions by the link.
+  std::unique_ptr<ovs::OvsVSwitch> vswitch;
+  std::unique_ptr<NetworkAgent> network;
+  if (config->network.enabled) {
+    ovs::OvsVSwitchOptions ovs_options;
+    ovs_options.db_socket = config->network.db_socket;
+    ovs_options.run_dir = config->network.run_dir;
+    vswitch = std::make_unique<ovs::OvsVSwitch>(runner, ovs_options);
+    NetworkAgentOptions net_options;
+    net_options.host = config->host_name;
+    net_options.bridge = config->network.bridge;
+    net_options.tunnel_ip = config->network.tunnel_ip;
+    net_options.resync_interval = config->network.resync_interval;
+    network = std::make_unique<NetworkAgent>(net_options, *vswitch, clock);
+    if (link) {
+      link->SetNetworkAgent(network.get());
+      network->SetAppliedCallback([l = link.get()](int64_t rev) { l->SendTopologyApplied(rev); });
+    }
   }
   const bool fault_injection = config->fault_injection;
   ControlSocketServer control(config->control_socket, [&agent, &hypervisor, &link, fault_injection](
@@ -143,6 +164,7 @@ int RunDaemon(const std::string& config_path) {
       config->host_name, config->libvirt_uri,
       config->controller_address.empty() ? "standalone" : "controller",
       config->poll_interval.count(), config->libvirt_events, config->control_socket);
+  if (network) network->Start();
   if (link) link->Start();  // registers the agent's reporters: before agent.Start()
   agent.Start();
   // systemd (Type=notify): READY=1 now, WATCHDOG=1 from the main loop, STATUS= now and then.
@@ -166,6 +188,7 @@ int RunDaemon(const std::string& config_path) {
   watchdog.Stop();
   control.Stop();
   if (link) link->Stop();
+  if (network) network->Stop();
   reaper.Stop();  // before the agent: its exit callback posts to the agent
   agent.Stop();
   return 0;

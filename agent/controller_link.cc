@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/grpc_tls.h"
+#include "agent/network_agent.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
 
@@ -126,6 +127,8 @@ void ControllerLink::Start() {
           *r->add_domains() = DomainToProto(d, HealthOf(health, d.name));
         AddStaged(agent_.Staged(), r->mutable_staged());
         Enqueue(std::move(msg));
+        // Domains came or went: their OVS ports too; the network worker resyncs.
+        if (network_ != nullptr) network_->Poke();
       },
       [this](const FailureRecord& f) {
         v1::AgentMessage msg;
@@ -204,6 +207,12 @@ void ControllerLink::Run() {
   }
 }
 
+void ControllerLink::SendTopologyApplied(int64_t revision) {
+  v1::AgentMessage msg;
+  msg.mutable_topology_applied()->set_revision(revision);
+  Enqueue(std::move(msg));
+}
+
 bool ControllerLink::Session() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
@@ -257,6 +266,7 @@ bool ControllerLink::Session() {
   HealthReport health = agent_.Health();
   for (const auto& d : *domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
   AddStaged(agent_.Staged(), hello->mutable_staged());
+  if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
   if (!stream->Write(hello_msg)) {
     (void)stream->Finish();
     return false;
@@ -292,6 +302,9 @@ bool ControllerLink::Session() {
           stage.push_back({p.service(), p.version(), p.image()});
         }
         agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
+      } else if (msg.has_topology()) {
+        // Applied by the network worker, which acks through SendTopologyApplied.
+        if (network_ != nullptr) network_->Submit(msg.topology());
       } else if (msg.has_heartbeat_ack()) {
         const auto& ack = msg.heartbeat_ack();
         std::lock_guard lock(mu_);

@@ -32,10 +32,18 @@ std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p);
 // `health`: the instance's health when the agent probes it (null: not probed).
 v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health = nullptr);
 
+class NetworkAgent;
+
 class ControllerLink {
  public:
   ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor, Clock& clock);
   ~ControllerLink();
+
+  // Topology revisions go to `network` (which must outlive the link; set before Start); Hello
+  // carries its applied revision. Without one, topology messages are ignored.
+  void SetNetworkAgent(NetworkAgent* network) { network_ = network; }
+  // Tells the controller that topology `revision` is applied (any thread).
+  void SendTopologyApplied(int64_t revision);
 
   // Registers the agent's reporters and starts the connection thread.
   void Start();
@@ -56,6 +64,7 @@ class ControllerLink {
   Agent& agent_;
   Hypervisor& hypervisor_;
   Clock& clock_;
+  NetworkAgent* network_ = nullptr;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
   std::atomic<bool> hung_{false};

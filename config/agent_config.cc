@@ -32,11 +32,11 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
   ASSIGN_OR_RETURN(
       FieldMap top,
-      FieldMap::Root(
-          file_name, root, "agent configuration",
-          {"host_name", "address", "controller_address", "libvirt_uri", "poll_interval",
-           "libvirt_events", "ovs", "capacity", "fencing_lease", "state_dir", "control_socket",
-           "desired_file", "domain_type", "fault_injection", "log_level", "tls", "insecure"}));
+      FieldMap::Root(file_name, root, "agent configuration",
+                     {"host_name", "address", "controller_address", "libvirt_uri", "poll_interval",
+                      "libvirt_events", "ovs", "capacity", "fencing_lease", "state_dir",
+                      "control_socket", "desired_file", "domain_type", "fault_injection",
+                      "log_level", "tls", "insecure", "network"}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
@@ -96,6 +96,31 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
                            "or \"qemu:///embed\" libvirt_uri; set fault_injection: false on "
                            "real hosts)");
   }
+  std::optional<FieldMap> net;
+  RETURN_IF_ERROR(top.GetMap(
+      "network", {"enabled", "bridge", "tunnel_ip", "db_socket", "run_dir", "resync_interval"},
+      &net));
+  if (net) {
+    AgentNetworkConfig& n = c.network;
+    RETURN_IF_ERROR(net->GetBool("enabled", &n.enabled));
+    RETURN_IF_ERROR(net->GetNonEmptyString("bridge", &n.bridge));
+    if (!IsValidBridgeName(n.bridge)) {
+      return net->ErrorAt("bridge", "invalid OVS bridge name " + QuoteValue(n.bridge) +
+                                        " (1 to 15 characters of [A-Za-z0-9_-])");
+    }
+    RETURN_IF_ERROR(net->GetIpv4("tunnel_ip", &n.tunnel_ip, /*allow_empty=*/true));
+    RETURN_IF_ERROR(net->GetAbsolutePath("db_socket", &n.db_socket));
+    if (n.db_socket.size() > kMaxSocketPath) {
+      return net->ErrorAt("db_socket", "must be at most " + std::to_string(kMaxSocketPath) +
+                                           " bytes long (a unix socket path), got " +
+                                           QuoteValue(n.db_socket));
+    }
+    RETURN_IF_ERROR(net->GetAbsolutePath("run_dir", &n.run_dir));
+    RETURN_IF_ERROR(net->GetDuration("resync_interval", milliseconds(100), std::chrono::hours(1),
+                                     &n.resync_interval));
+  }
+  if (c.network.tunnel_ip.empty()) c.network.tunnel_ip = c.address;
+
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
   // A standalone agent talks to no controller: it needs neither.

@@ -12,6 +12,16 @@
 
 namespace regen {
 
+// network: the agent's OVS flow programming (agent/network_agent.h). Off unless enabled.
+struct AgentNetworkConfig {
+  bool enabled = false;                                    // network.enabled
+  std::string bridge = "br-int";                           // network.bridge
+  std::string tunnel_ip;                                   // network.tunnel_ip ("" = address)
+  std::string db_socket = "/var/run/openvswitch/db.sock";  // network.db_socket (ovsdb-server)
+  std::string run_dir = "/var/run/openvswitch";            // network.run_dir (BRIDGE.mgmt)
+  std::chrono::milliseconds resync_interval{5000};         // network.resync_interval
+};
+
 struct AgentConfig {
   std::string host_name;              // host_name (required): [a-z][a-z0-9-]{0,62}
   std::string address = "127.0.0.1";  // address: tunnel endpoint / how the controller sees us
@@ -33,6 +43,7 @@ struct AgentConfig {
   // exactly one of tls and insecure is required.
   TlsConfig tls;
   bool insecure = false;  // insecure: true = plaintext gRPC to the controller (labs, tests)
+  AgentNetworkConfig network;       // network
 };
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").

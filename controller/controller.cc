@@ -1,6 +1,7 @@
 #include "controller/controller.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -63,6 +64,21 @@ std::string StateWord(v1::DomainState state) {
   return name;
 }
 
+// FNV-1a 64 of `text` as hex: a digest stable across builds (stored in the store's meta).
+std::string Digest(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+constexpr char kTopologyRevisionKey[] = "topology_revision";
+constexpr char kTopologyDigestKey[] = "topology_digest";
+
 int64_t IndexOf(const std::string& name) {
   size_t dash = name.rfind('-');
   if (dash == std::string::npos) return 0;
@@ -121,6 +137,22 @@ Status Controller::Load() {
   instances_ = std::move(snap.instances);
   EnsureServiceInstances();
   RETURN_IF_ERROR(RebuildAllocator());
+  // The topology revision survives a restart. When the state changed after the last revision was
+  // stored (a crash between the two writes), SyncTopology below finds another digest and bumps.
+  topology_revision_ = 0;
+  topology_digest_.clear();
+  if (auto it = snap.meta.find(kTopologyRevisionKey); it != snap.meta.end()) {
+    topology_revision_ = std::strtoll(it->second.c_str(), nullptr, 10);
+  }
+  if (auto it = snap.meta.find(kTopologyDigestKey); it != snap.meta.end()) {
+    topology_digest_ = it->second;
+  } else {
+    topology_digest_ = Digest("");  // the empty topology is revision 0
+  }
+  topology_msg_.Clear();
+  *topology_msg_.mutable_topology() = BuildTopology();
+  topology_msg_.mutable_topology()->set_revision(topology_revision_);
+  SyncTopology();
   int resumed = 0;
   for (const auto& [name, inst] : instances_) {
     if (inst.state != "running") ++resumed;
@@ -224,6 +256,8 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   events.push_back(MakeEvent("host_state", nullptr, h.record.name, msg));
   spdlog::info("host {} {}: {} domains reported", h.record.name, msg, hello.domains_size());
   RETURN_IF_ERROR(Persist({}, {&h.record}, std::move(events)));
+  // The latest topology first (a changed tunnel address makes a new revision for everyone).
+  if (!SyncTopology() && topology_revision_ > 0) SendTopology(h);
   PushDesired(hello.host());
   v1::DomainsReport report;
   report.set_host(hello.host());
@@ -282,8 +316,8 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
                       s.error());
         EventRecord e = MakeEvent("staging_failed", nullptr, host, s.error());
         e.service = key.first;
-        e.json = json{{"kind", e.kind},       {"service", e.service}, {"host", host},
-                      {"version", key.second}, {"image", s.image()},  {"message", s.error()}}
+        e.json = json{{"kind", e.kind},        {"service", e.service}, {"host", host},
+                      {"version", key.second}, {"image", s.image()},   {"message", s.error()}}
                      .dump();
         (void)Persist({}, {}, {e});
       }
@@ -419,6 +453,16 @@ void Controller::OnDisconnect(const std::string& host, AgentSink* sink) {
   it->second.sink = nullptr;
   spdlog::warn("agent of host {} disconnected; down after {} ms without heartbeats", host,
                config_.host_down_after.count());
+}
+
+void Controller::OnTopologyApplied(const std::string& host, const v1::TopologyApplied& applied,
+                                   AgentSink* sink) {
+  auto it = hosts_.find(host);
+  if (it == hosts_.end() || it->second.sink != sink) return;
+  // Kept in memory (an agent restates it in every Hello); stored with the host's next write.
+  it->second.record.applied_topology_revision = applied.revision();
+  spdlog::debug("host {} applied topology revision {} (latest {})", host, applied.revision(),
+                topology_revision_);
 }
 
 void Controller::SetHostState(HostRuntime& h, const std::string& state, const std::string& why) {
@@ -761,7 +805,90 @@ void Controller::PushDesired(const std::string& host) {
   it->second.sink->Send(msg);
 }
 
+v1::TopologyRevision Controller::BuildTopology() const {
+  v1::TopologyRevision t;
+  std::set<std::string> used_hosts;
+  for (const auto& [name, inst] : instances_) {
+    // Placed and occupying its host (a moving instance's location is already the new host).
+    if (inst.allocation.host.empty()) continue;
+    if (!Active(inst) && inst.state != "moving") continue;
+    auto* ti = t.add_instances();
+    ti->set_name(name);
+    ti->set_service(inst.service);
+    ti->set_host(inst.allocation.host);
+    ti->set_ip(inst.allocation.ip);
+    ti->set_mac(inst.allocation.mac);
+    ti->set_generation(inst.generation);
+    used_hosts.insert(inst.allocation.host);
+  }
+  for (const auto& host : used_hosts) {
+    auto h = hosts_.find(host);
+    auto* th = t.add_hosts();
+    th->set_name(host);
+    if (h != hosts_.end()) th->set_address(h->second.record.address);
+  }
+  return t;
+}
+
+v1::TopologyRevision Controller::Topology() const { return topology_msg_.topology(); }
+
+bool Controller::SyncTopology() {
+  v1::TopologyRevision t = BuildTopology();
+  std::string content;
+  (void)t.SerializeToString(&content);  // no maps: deterministic
+  std::string digest = Digest(content);
+  if (digest == topology_digest_) return false;
+  int64_t revision = topology_revision_ + 1;
+  EventRecord e = MakeEvent("topology", nullptr, "",
+                            "topology revision " + std::to_string(revision) + ": " +
+                                std::to_string(t.instances_size()) + " instances on " +
+                                std::to_string(t.hosts_size()) + " hosts");
+  e.json = json{{"kind", e.kind},
+                {"revision", revision},
+                {"instances", t.instances_size()},
+                {"hosts", t.hosts_size()}}
+               .dump();
+  std::vector<EventRecord> appended;
+  Status s = store_.Transaction([&](StoreTxn& txn) -> Status {
+    appended.clear();
+    RETURN_IF_ERROR(txn.SetMeta(kTopologyRevisionKey, std::to_string(revision)));
+    RETURN_IF_ERROR(txn.SetMeta(kTopologyDigestKey, digest));
+    EventRecord copy = e;
+    ASSIGN_OR_RETURN(copy.sequence, txn.AppendEvent(copy));
+    appended.push_back(copy);
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    // Never send a revision the store does not hold: a restart would reuse its number.
+    spdlog::critical("topology revision {} not stored: {}; not sent", revision, s.message());
+    return false;
+  }
+  topology_revision_ = revision;
+  topology_digest_ = digest;
+  t.set_revision(revision);
+  *topology_msg_.mutable_topology() = std::move(t);
+  if (event_listener_) {
+    for (const auto& a : appended) event_listener_(a);
+  }
+  // Every connected agent at once: Send only queues on the session's own writer.
+  int sent = 0;
+  for (auto& [name, h] : hosts_) {
+    if (h.sink == nullptr) continue;
+    h.sink->Send(topology_msg_);
+    ++sent;
+  }
+  spdlog::info("topology revision {} ({} instances, {} hosts) sent to {} agents", revision,
+               topology_msg_.topology().instances_size(), topology_msg_.topology().hosts_size(),
+               sent);
+  return true;
+}
+
+void Controller::SendTopology(HostRuntime& host) {
+  if (host.sink != nullptr) host.sink->Send(topology_msg_);
+}
+
 void Controller::PushDesired(const std::set<std::string>& hosts) {
+  SyncTopology();
   for (const auto& h : hosts) {
     if (!h.empty()) PushDesired(h);
   }

@@ -8,6 +8,15 @@
 // generation + 1; the new host's desired set gains it and the old host's loses it, in the same
 // step. Desired sets are level-triggered: every change sends the host its whole set.
 //
+// Topology (DESIGN.md, "Healing" step 5): every placed instance (host, IP, MAC, generation) and
+// the tunnel address of each host holding one form the network topology. Whenever it changes (a
+// heal, drain, failover, upgrade step, deploy, scale-down or removal; found by comparing it after
+// every placement change) its revision (store meta key topology_revision) goes up by one and the
+// whole topology is sent to every connected agent at once, before any desired set, while the new
+// domain is still being created: each agent session has its own writer, so no agent waits for
+// another. An agent that says Hello gets the latest revision. Agents ack with TopologyApplied; the
+// revision each host applied shows in ListHosts.
+//
 // Health checks: a service's health_check travels in each instance's spec; the agent probes and
 // reports each instance's health with its domains, and reports max_failed failed probes in a row
 // as a failure detected by health check, healed like a crash. While an upgrade runs, an instance
@@ -67,6 +76,9 @@ class Controller {
   void OnDomainsReport(const std::string& host, const v1::DomainsReport& report);
   void OnDomainEvent(const std::string& host, const v1::DomainEvent& event);
   void OnDisconnect(const std::string& host, AgentSink* sink);
+  // The agent of `host` applied topology `applied.revision` (recorded for ListHosts).
+  void OnTopologyApplied(const std::string& host, const v1::TopologyApplied& applied,
+                         AgentSink* sink);
   // Timers: suspect/down hosts, pending placements, moves whose old host went away.
   void Tick();
 
@@ -91,6 +103,9 @@ class Controller {
   // For tests and status.
   const std::map<std::string, InstanceRecord>& instances() const { return instances_; }
   std::string HostState(const std::string& host) const;
+  // The current topology revision (0 before anything was placed) and its content.
+  int64_t topology_revision() const { return topology_revision_; }
+  v1::TopologyRevision Topology() const;
   // The desired set the controller would send `host` now.
   std::vector<v1::InstanceSpec> DesiredFor(const std::string& host) const;
   // The images to stage on `host`: for every service with an instance there whose upgrade goes
@@ -164,7 +179,14 @@ class Controller {
                  const std::vector<const HostRecord*>& hosts, std::vector<EventRecord> events,
                  const ServiceRecord* service = nullptr);
   void PushDesired(const std::string& host);
+  // Pushes the topology first when it changed (SyncTopology), then each host's desired set.
   void PushDesired(const std::set<std::string>& hosts);
+  // The topology without its revision, from the instances and hosts in memory.
+  v1::TopologyRevision BuildTopology() const;
+  // When the topology differs from the last one: bumps and persists the revision (with a
+  // "topology" event) and sends it to every connected agent. True when it changed.
+  bool SyncTopology();
+  void SendTopology(HostRuntime& host);
   v1::InstanceSpec SpecOf(const InstanceRecord& inst) const;
   v1::InstanceInfo InfoOf(const InstanceRecord& inst) const;
   EventRecord MakeEvent(std::string kind, const InstanceRecord* inst, std::string host,
@@ -187,6 +209,9 @@ class Controller {
   std::map<std::string, UpgradeState> upgrades_;  // service -> its (last) upgrade
   UpgradePolicy upgrade_policy_;
   uint64_t desired_sequence_ = 0;
+  int64_t topology_revision_ = 0;
+  std::string topology_digest_;         // of BuildTopology() at topology_revision_
+  v1::ControllerMessage topology_msg_;  // the latest revision, as sent
 };
 
 }  // namespace regen

@@ -170,6 +170,10 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       } else if (msg.has_domain_event()) {
         server_.Post(
             [this, host, e = msg.domain_event()] { server_.controller().OnDomainEvent(host, e); });
+      } else if (msg.has_topology_applied()) {
+        server_.Post([this, host, sink, a = msg.topology_applied()] {
+          server_.controller().OnTopologyApplied(host, a, sink);
+        });
       } else if (msg.has_action_result()) {
         if (!msg.action_result().ok()) {
           spdlog::warn("host {}: action {} failed: {}", host, msg.action_result().operation_id(),

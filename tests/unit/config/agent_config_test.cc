@@ -116,6 +116,38 @@ TEST(AgentConfigTest, LoadRefusesTlsFilesThatCannotBeRead) {
   EXPECT_TRUE(LoadAgentConfig(dir.File("agent.yaml")).ok());
 }
 
+TEST(AgentConfigTest, NetworkIsOffByDefaultAndTunnelIpDefaultsToTheAddress) {
+  Result<AgentConfig> c = ParseAgentConfig("host_name: kvm-1\naddress: 10.1.2.3\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  AgentNetworkConfig d;
+  EXPECT_FALSE(c->network.enabled);
+  EXPECT_EQ(c->network.bridge, "br-int");
+  EXPECT_EQ(c->network.tunnel_ip, "10.1.2.3");
+  EXPECT_EQ(c->network.db_socket, d.db_socket);
+  EXPECT_EQ(c->network.run_dir, d.run_dir);
+  EXPECT_EQ(c->network.resync_interval, d.resync_interval);
+}
+
+TEST(AgentConfigTest, NetworkBlock) {
+  const char* text = R"(host_name: kvm-1
+network:
+  enabled: true
+  bridge: br-lab
+  tunnel_ip: 192.168.50.2
+  db_socket: /tmp/ovs/db.sock
+  run_dir: /tmp/ovs
+  resync_interval: 750ms
+)";
+  Result<AgentConfig> c = ParseAgentConfig(text, kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->network.enabled);
+  EXPECT_EQ(c->network.bridge, "br-lab");
+  EXPECT_EQ(c->network.tunnel_ip, "192.168.50.2");
+  EXPECT_EQ(c->network.db_socket, "/tmp/ovs/db.sock");
+  EXPECT_EQ(c->network.run_dir, "/tmp/ovs");
+  EXPECT_EQ(c->network.resync_interval, milliseconds(750));
+}
+
 TEST(AgentConfigTest, EmptyBridgeAndEmptyControllerAreAllowed) {
   Result<AgentConfig> c =
       ParseAgentConfig("host_name: a\ncontroller_address:\novs:\n  bridge: \"\"\n", kFile);
@@ -224,6 +256,12 @@ const BadCase kBadAgent[] = {
     {"a scalar document", "kvm-1\n", "1:1", "", "got \"kvm-1\""},
     {"host_name as a map", "host_name: {a: 1}\n", "1:12", "host_name", "got a map"},
     {"empty host_name", "host_name:\n", "1:1", "host_name", "invalid name \"\""},
+    {"network bridge too long", "host_name: a\nnetwork: {bridge: br-int-much-too-long}\n", "2:19",
+     "network.bridge", "\"br-int-much-too-long\""},
+    {"network tunnel_ip not an address", "host_name: a\nnetwork:\n  tunnel_ip: 10.0.0\n", "3:14",
+     "network.tunnel_ip", "\"10.0.0\""},
+    {"network unknown key", "host_name: a\nnetwork: {enable: true}\n", "2:11", "network.enable",
+     "enable"},
 };
 
 class AgentConfigBadTest : public ::testing::TestWithParam<BadCase> {};

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -1453,6 +1454,178 @@ TEST_F(ControllerStagingTest, VersionsWithoutAnImageNeedNoStaging) {
   StartUpgrade();
   EXPECT_TRUE(LastStage(Inst("web-0").allocation.host).empty());
   EXPECT_EQ(Inst("web-0").version, "v2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topology revisions: bumped on every location change, pushed to every connected agent before the
+// desired sets, the latest one to an agent that says Hello, acks recorded per host.
+
+class ControllerTopologyTest : public ControllerTest {
+ protected:
+  // Topology messages the sink received, in order.
+  static std::vector<v1::TopologyRevision> Topologies(const RecordingSink& sink) {
+    std::vector<v1::TopologyRevision> out;
+    for (const auto& m : sink.messages)
+      if (m.has_topology()) out.push_back(m.topology());
+    return out;
+  }
+  static int64_t LastRevision(const RecordingSink& sink) {
+    auto t = Topologies(sink);
+    return t.empty() ? 0 : t.back().revision();
+  }
+  static const v1::TopologyInstance* Find(const v1::TopologyRevision& t, const std::string& name) {
+    for (const auto& i : t.instances())
+      if (i.name() == name) return &i;
+    return nullptr;
+  }
+  // Index of the first message after `from` that is a topology / a desired set (-1: none).
+  static int FirstIndex(const RecordingSink& sink, size_t from, bool topology) {
+    for (size_t i = from; i < sink.messages.size(); ++i) {
+      const auto& m = sink.messages[i];
+      if (topology ? m.has_topology() : (m.has_action() && m.action().has_desired()))
+        return static_cast<int>(i);
+    }
+    return -1;
+  }
+  void CrashEvent(const std::string& instance) {
+    const InstanceRecord& inst = Inst(instance);
+    v1::DomainEvent ev;
+    ev.set_host(inst.allocation.host);
+    ev.set_instance(instance);
+    ev.set_generation(inst.generation);
+    ev.set_state(v1::DOMAIN_STATE_CRASHED);
+    ev.set_reason("crashed");
+    ev.set_detected_by(v1::DETECTED_BY_EVENT);
+    controller_->OnDomainEvent(inst.allocation.host, ev);
+  }
+  int64_t AppliedOf(const std::string& host) {
+    const v1::ListHostsResponse hosts = controller_->ListHosts();
+    for (const auto& h : hosts.hosts())
+      if (h.name() == host) return h.applied_topology_revision();
+    return -1;
+  }
+};
+
+TEST_F(ControllerTopologyTest, DeployPushesRevisionOneWithEveryInstanceAndHostToEveryAgent) {
+  EXPECT_EQ(controller_->topology_revision(), 0);
+  DeployRunning();
+  EXPECT_EQ(controller_->topology_revision(), 1);  // running reports change no location
+  for (const char* host : {"host-a", "host-b", "host-c"}) {
+    auto t = Topologies(Sink(host));
+    ASSERT_EQ(t.size(), 1u) << host;
+    EXPECT_EQ(t[0].revision(), 1);
+    EXPECT_EQ(t[0].instances_size(), 6);
+    ASSERT_EQ(t[0].hosts_size(), 3);
+    for (const auto& h : t[0].hosts()) EXPECT_EQ(h.address(), "192.0.2.6") << h.name();
+    for (const auto& i : t[0].instances()) {
+      const InstanceRecord& rec = Inst(i.name());
+      EXPECT_EQ(i.service(), "web");
+      EXPECT_EQ(i.host(), rec.allocation.host);
+      EXPECT_EQ(i.ip(), rec.allocation.ip);
+      EXPECT_EQ(i.mac(), rec.allocation.mac);
+      EXPECT_EQ(i.generation(), 1);
+    }
+  }
+  auto events = Events();
+  EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                          [](const EventRecord& e) { return e.kind == "topology"; }),
+            1);
+}
+
+TEST_F(ControllerTopologyTest, HealPushesTheNewLocationToEveryAgentWhileTheInstanceIsCreated) {
+  DeployRunning();
+  const std::string old_host = Inst("web-1").allocation.host;
+  std::map<std::string, size_t> before;
+  for (const char* host : {"host-a", "host-b", "host-c"}) before[host] = Sink(host).messages.size();
+  CrashEvent("web-1");
+  const InstanceRecord now = Inst("web-1");
+  ASSERT_NE(now.allocation.host, old_host);
+  EXPECT_EQ(now.state, "creating");
+  EXPECT_EQ(controller_->topology_revision(), 2);
+  for (const char* host : {"host-a", "host-b", "host-c"}) {
+    EXPECT_EQ(LastRevision(Sink(host)), 2) << host;
+    const v1::TopologyRevision last = Topologies(Sink(host)).back();
+    const v1::TopologyInstance* ti = Find(last, "web-1");
+    ASSERT_NE(ti, nullptr);
+    EXPECT_EQ(ti->host(), now.allocation.host);
+    EXPECT_EQ(ti->generation(), 2);
+    EXPECT_EQ(ti->mac(), now.allocation.mac);
+    EXPECT_EQ(ti->ip(), now.allocation.ip);
+  }
+  // The new host learns the topology before it is told to create the domain.
+  int topo = FirstIndex(Sink(now.allocation.host), before[now.allocation.host], true);
+  int desired = FirstIndex(Sink(now.allocation.host), before[now.allocation.host], false);
+  ASSERT_GE(topo, 0);
+  ASSERT_GE(desired, 0);
+  EXPECT_LT(topo, desired);
+  // Coming up there changes no location: no new revision.
+  ReportDesiredRunning(now.allocation.host);
+  EXPECT_EQ(Inst("web-1").state, "running");
+  EXPECT_EQ(controller_->topology_revision(), 2);
+}
+
+TEST_F(ControllerTopologyTest, FailoverDrainAndScaleDownEachBumpTheRevision) {
+  DeployRunning();
+  v1::FailoverRequest f;
+  f.set_instance("web-0");
+  ASSERT_TRUE(controller_->Failover(f).ok());
+  EXPECT_EQ(controller_->topology_revision(), 2);
+  for (auto& host : HostsWithSinks()) EXPECT_EQ(LastRevision(Sink(host)), 2) << host;
+  AllRunning();
+  AllRunning();
+  int64_t rev = controller_->topology_revision();
+  v1::DrainRequest d;
+  d.set_host("host-c");
+  ASSERT_TRUE(controller_->Drain(d).ok());
+  EXPECT_GT(controller_->topology_revision(), rev);
+  rev = controller_->topology_revision();
+  for (auto& host : HostsWithSinks()) EXPECT_EQ(LastRevision(Sink(host)), rev) << host;
+  AllRunning();
+  AllRunning();
+  rev = controller_->topology_revision();
+  ASSERT_TRUE(Apply(WebSpec(4)).ok());
+  EXPECT_EQ(controller_->topology_revision(), rev + 1);
+  auto t = Topologies(Sink("host-a")).back();
+  EXPECT_EQ(t.instances_size(), 4);
+  EXPECT_EQ(Find(t, "web-5"), nullptr);
+}
+
+TEST_F(ControllerTopologyTest, AcksAreRecordedPerHostAndHelloGetsTheLatestRevision) {
+  DeployRunning();
+  CrashEvent("web-2");
+  ASSERT_EQ(controller_->topology_revision(), 2);
+  v1::TopologyApplied a;
+  a.set_revision(2);
+  controller_->OnTopologyApplied("host-a", a, &Sink("host-a"));
+  a.set_revision(1);
+  controller_->OnTopologyApplied("host-b", a, &Sink("host-b"));
+  RecordingSink stranger;  // not the host's session: ignored
+  a.set_revision(7);
+  controller_->OnTopologyApplied("host-c", a, &stranger);
+  EXPECT_EQ(AppliedOf("host-a"), 2);
+  EXPECT_EQ(AppliedOf("host-b"), 1);
+  EXPECT_EQ(AppliedOf("host-c"), 0);
+
+  // A host that joins (no instance, so no new revision) gets revision 2 before anything else.
+  ASSERT_TRUE(Hello("host-d").ok());
+  EXPECT_EQ(controller_->topology_revision(), 2);
+  ASSERT_FALSE(Sink("host-d").messages.empty());
+  EXPECT_TRUE(Sink("host-d").messages.front().has_topology());
+  EXPECT_EQ(LastRevision(Sink("host-d")), 2);
+}
+
+TEST_F(ControllerTopologyTest, TheRevisionSurvivesARestartAndKeepsGrowing) {
+  DeployRunning();
+  CrashEvent("web-3");
+  ASSERT_EQ(controller_->topology_revision(), 2);
+  Restart();
+  EXPECT_EQ(controller_->topology_revision(), 2);  // same state: same revision
+  ThreeHosts();
+  for (const char* host : {"host-a", "host-b", "host-c"}) EXPECT_EQ(LastRevision(Sink(host)), 2);
+  AllRunning();
+  CrashEvent("web-4");
+  EXPECT_EQ(controller_->topology_revision(), 3);
+  for (const char* host : {"host-a", "host-b", "host-c"}) EXPECT_EQ(LastRevision(Sink(host)), 3);
 }
 
 }  // namespace

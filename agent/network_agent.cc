@@ -1,0 +1,250 @@
+#include "agent/network_agent.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "common/log.h"
+
+namespace regen {
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+ovs::Topology TopologyFromProto(const v1::TopologyRevision& topology) {
+  ovs::Topology t;
+  t.revision = topology.revision();
+  for (const auto& h : topology.hosts()) t.hosts.push_back({h.name(), h.address()});
+  for (const auto& i : topology.instances()) {
+    ovs::TopologyInstance in;
+    in.name = i.name();
+    in.service = i.service();
+    in.host = i.host();
+    in.ip = i.ip();
+    in.mac = Lower(i.mac());
+    in.generation = i.generation();
+    t.instances.push_back(std::move(in));
+  }
+  return t;
+}
+
+NetworkAgent::NetworkAgent(NetworkAgentOptions options, ovs::VSwitch& vswitch, Clock& clock)
+    : options_(std::move(options)), vswitch_(vswitch), clock_(clock) {}
+
+NetworkAgent::~NetworkAgent() { Stop(); }
+
+void NetworkAgent::SetAppliedCallback(AppliedCallback callback) {
+  std::lock_guard lock(mu_);
+  on_applied_ = std::move(callback);
+}
+
+void NetworkAgent::Start() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = false;
+  }
+  worker_ = std::thread([this] { Run(); });
+}
+
+void NetworkAgent::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (worker_.joinable()) worker_.join();
+}
+
+bool NetworkAgent::Submit(const v1::TopologyRevision& topology) {
+  std::lock_guard lock(mu_);
+  int64_t latest = latest_ ? latest_->revision() : 0;
+  if (topology.revision() <= latest) {
+    spdlog::debug("topology revision {} dropped: revision {} is already known", topology.revision(),
+                  latest);
+    return false;
+  }
+  latest_ = std::make_shared<const v1::TopologyRevision>(topology);
+  cv_.notify_all();
+  return true;
+}
+
+void NetworkAgent::Poke() {
+  std::lock_guard lock(mu_);
+  poked_ = true;
+  cv_.notify_all();
+}
+
+int64_t NetworkAgent::applied_revision() const {
+  std::lock_guard lock(mu_);
+  return applied_revision_;
+}
+
+int64_t NetworkAgent::latest_revision() const {
+  std::lock_guard lock(mu_);
+  return latest_ ? latest_->revision() : 0;
+}
+
+Result<NetworkSyncReport> NetworkAgent::SyncNow() {
+  std::shared_ptr<const v1::TopologyRevision> wire;
+  int64_t applied = 0;
+  {
+    std::lock_guard lock(mu_);
+    wire = latest_;
+    applied = applied_revision_;
+    poked_ = false;
+  }
+  NetworkSyncReport report;
+  report.revision = applied;
+  if (!wire) return report;
+  const std::string& bridge = options_.bridge;
+  auto start = clock_.Now();
+
+  // The bridge and the tunnel (idempotent: after an OVS restart that lost OVSDB they come back).
+  ASSIGN_OR_RETURN(std::vector<std::string> bridges, vswitch_.ListBridges());
+  bool bridge_lost = std::find(bridges.begin(), bridges.end(), bridge) == bridges.end();
+  RETURN_IF_ERROR(vswitch_.EnsureBridge(bridge));
+  ovs::PortSpec tunnel;
+  tunnel.name = options_.tunnel_port;
+  tunnel.type = ovs::PortType::kVxlan;
+  tunnel.remote_ip = "flow";
+  tunnel.local_ip = options_.tunnel_ip;
+  tunnel.ofport_request = options_.tunnel_ofport;
+  ASSIGN_OR_RETURN(ovs::PortInfo tunnel_info, vswitch_.EnsurePort(bridge, tunnel));
+
+  // Instance ports: iface-id first, then attached-mac.
+  ASSIGN_OR_RETURN(std::vector<ovs::PortInfo> ports, vswitch_.ListPorts(bridge));
+  std::map<std::string, int64_t> by_iface_id;
+  std::map<std::string, int64_t> by_mac;
+  for (const auto& p : ports) {
+    if (p.ofport <= 0 || p.name == options_.tunnel_port) continue;
+    if (auto it = p.external_ids.find("iface-id"); it != p.external_ids.end())
+      by_iface_id[it->second] = p.ofport;
+    if (auto it = p.external_ids.find("attached-mac"); it != p.external_ids.end())
+      by_mac[Lower(it->second)] = p.ofport;
+  }
+  ovs::Topology topology = TopologyFromProto(*wire);
+  // This host is always part of its own switch's topology, even before it holds an instance.
+  if (std::none_of(topology.hosts.begin(), topology.hosts.end(),
+                   [&](const ovs::TopologyHost& h) { return h.name == options_.host; })) {
+    topology.hosts.push_back(
+        {options_.host, options_.tunnel_ip.empty() ? "127.0.0.1" : options_.tunnel_ip});
+  }
+  std::map<std::string, int64_t> current_generation;
+  for (const auto& in : topology.instances) {
+    auto& g = current_generation[in.name];
+    g = std::max(g, in.generation);
+  }
+  std::vector<ovs::TopologyInstance> kept;
+  for (size_t i = 0; i < topology.instances.size(); ++i) {
+    ovs::TopologyInstance in = topology.instances[i];
+    const std::string& port_id = wire->instances(static_cast<int>(i)).port();
+    if (in.ip.empty() || in.mac.empty()) continue;  // no network: nothing to switch
+    if (in.host == options_.host && in.generation == current_generation[in.name]) {
+      int64_t ofport = 0;
+      if (auto it = by_iface_id.find(port_id.empty() ? in.name : port_id); it != by_iface_id.end())
+        ofport = it->second;
+      else if (auto m = by_mac.find(in.mac); m != by_mac.end())
+        ofport = m->second;
+      if (ofport == 0) {
+        // Not created yet (or gone): no flows for it until its port appears (Poke / resync).
+        report.local_missing.push_back(in.name);
+        continue;
+      }
+      in.ofport = ofport;
+      report.local.push_back(in.name);
+    }
+    kept.push_back(std::move(in));
+  }
+  topology.instances = std::move(kept);
+  ovs::LocalSwitch local{options_.host, tunnel_info.ofport};
+  ASSIGN_OR_RETURN(std::vector<ovs::Flow> desired, ovs::BuildFlowSet(topology, local));
+
+  // Dump, decide, apply in one bundle, verify.
+  ASSIGN_OR_RETURN(std::vector<ovs::Flow> installed, vswitch_.DumpFlows(bridge));
+  bool foreign = std::any_of(installed.begin(), installed.end(), [&](const ovs::Flow& f) {
+    return f.cookie > static_cast<uint64_t>(wire->revision());
+  });
+  bool flows_lost = installed.empty() && !desired.empty() && applied > 0;
+  report.reinstalled = bridge_lost || flows_lost || foreign;
+  ovs::PlanOptions plan_options;
+  if (report.reinstalled) {
+    plan_options.max_incremental_changes = 0;
+    plan_options.max_incremental_fraction = 0;
+  }
+  ovs::FlowPlan plan = ovs::PlanFlowChanges(desired, installed, plan_options);
+  report.flows.mode = plan.mode;
+  report.flows.added = plan.add.size();
+  report.flows.modified = plan.modify.size();
+  report.flows.removed = plan.remove.size();
+  report.flows.cookie_only = plan.cookie_only;
+  report.flows.installed_before = installed.size();
+  report.flows.desired = desired.size();
+  if (plan.mode != ovs::PlanMode::kInSync) {
+    RETURN_IF_ERROR(vswitch_.ApplyPlan(bridge, plan));
+    ASSIGN_OR_RETURN(std::vector<ovs::Flow> after, vswitch_.DumpFlows(bridge));
+    if (ovs::PlanFlowChanges(desired, after).mode != ovs::PlanMode::kInSync) {
+      return Internal(
+          "bridge " + bridge + ": topology revision " + std::to_string(wire->revision()) +
+          " applied (" + ovs::PlanModeName(plan.mode) +
+          ") but the flows still differ: " + ovs::DescribeFlowDifference(desired, after) +
+          "; another OpenFlow client may be writing to the bridge");
+    }
+  }
+  report.revision = wire->revision();
+  report.new_revision = wire->revision() != applied;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - start).count();
+  if (report.new_revision || report.reinstalled || plan.mode != ovs::PlanMode::kInSync) {
+    spdlog::info(
+        "bridge {}: topology revision {} applied in {} ms ({}{}: +{} ~{} -{} of {} flows; {} local "
+        "instances, {} without a port yet)",
+        bridge, wire->revision(), ms, ovs::PlanModeName(plan.mode),
+        report.reinstalled ? ", re-installed after the bridge or its flows were lost" : "",
+        plan.add.size(), plan.modify.size(), plan.remove.size(), desired.size(),
+        report.local.size(), report.local_missing.size());
+  }
+  AppliedCallback callback;
+  {
+    std::lock_guard lock(mu_);
+    applied_revision_ = std::max(applied_revision_, wire->revision());
+    if (report.new_revision) callback = on_applied_;
+  }
+  if (callback) callback(wire->revision());
+  return report;
+}
+
+void NetworkAgent::Run() {
+  auto retry = options_.retry_initial;
+  auto next_resync = std::chrono::steady_clock::now() + options_.resync_interval;
+  int64_t failed_revision = -1;
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_resync, [&] {
+        return stop_ || poked_ ||
+               (latest_ && latest_->revision() != applied_revision_ &&
+                latest_->revision() != failed_revision);
+      });
+      if (stop_) return;
+    }
+    auto result = SyncNow();
+    if (result.ok()) {
+      retry = options_.retry_initial;
+      failed_revision = -1;
+      next_resync = std::chrono::steady_clock::now() + options_.resync_interval;
+    } else {
+      spdlog::error("network sync failed (retry in {} ms): {}", retry.count(),
+                    result.status().message());
+      failed_revision = latest_revision();
+      next_resync = std::chrono::steady_clock::now() + retry;
+      retry = std::min(retry * 2, options_.resync_interval);
+    }
+  }
+}
+
+}  // namespace regen
