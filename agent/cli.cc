@@ -6,8 +6,10 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "agent/agent.h"
@@ -20,6 +22,7 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/notify.h"
+#include "agent/agent_metrics.h"
 #include "config/agent_config.h"
 #include "config/fields.h"
 #include "ovs/ovs_vswitch.h"
@@ -93,12 +96,27 @@ int RunDaemon(const std::string& config_path) {
       network->SetAppliedCallback([l = link.get()](int64_t rev) { l->SendTopologyApplied(rev); });
     }
   }
+  // Prometheus metrics (metrics_address: in agent.yaml), refreshed from the status once a second.
+  std::unique_ptr<AgentMetrics> metrics;
+  if (!config->metrics_address.empty()) {
+    auto m = AgentMetrics::Start(config->metrics_address);
+    if (!m.ok()) {
+      spdlog::error("{}", m.status().message());
+      return 1;
+    }
+    metrics = std::move(*m);
+    spdlog::info("metrics at http://{}/metrics (port {})", config->metrics_address,
+                 metrics->port());
+  }
+  const int metrics_port = metrics ? metrics->port() : 0;
   const bool fault_injection = config->fault_injection;
-  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, &link, fault_injection](
+  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, &link, fault_injection,
+                                                       metrics_port](
                                                           const nlohmann::json& request) {
     const std::string command = request.value("command", "");
     if (command == "status") {
       nlohmann::json status = agent.StatusJson();
+      if (metrics_port != 0) status["metrics_port"] = metrics_port;
       status["ok"] = true;
       return status;
     }
@@ -181,9 +199,35 @@ int RunDaemon(const std::string& config_path) {
                (s.value("connected", false) ? "" : ", libvirt not connected");
       });
   watchdog.Start();
+  std::mutex metrics_mu;
+  std::condition_variable metrics_cv;
+  bool metrics_stop = false;
+  std::thread metrics_refresher;
+  if (metrics) {
+    metrics_refresher = std::thread([&] {
+      std::unique_lock lock(metrics_mu);
+      while (!metrics_cv.wait_for(lock, std::chrono::seconds(1), [&] { return metrics_stop; })) {
+        lock.unlock();
+        AgentMetrics::Links links;
+        links.controller_mode = link != nullptr;
+        links.controller_connected = link && link->connected();
+        links.topology_revision_applied = network ? network->applied_revision() : 0;
+        metrics->Refresh(agent.StatusJson(), links);
+        lock.lock();
+      }
+    });
+  }
 
   int sig = 0;
   sigwait(&set, &sig);
+  if (metrics_refresher.joinable()) {
+    {
+      std::lock_guard lock(metrics_mu);
+      metrics_stop = true;
+    }
+    metrics_cv.notify_all();
+    metrics_refresher.join();
+  }
   spdlog::info("regen-agent stopping on signal {}; domains keep running", strsignal(sig));
   watchdog.Stop();
   control.Stop();

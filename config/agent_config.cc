@@ -36,7 +36,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
                      {"host_name", "address", "controller_address", "libvirt_uri", "poll_interval",
                       "libvirt_events", "ovs", "capacity", "fencing_lease", "state_dir",
                       "control_socket", "desired_file", "domain_type", "fault_injection",
-                      "log_level", "tls", "insecure", "network"}));
+                      "log_level", "tls", "insecure", "network", "metrics_address"}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
@@ -123,6 +123,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
 
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+  RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
   // A standalone agent talks to no controller: it needs neither.
   RETURN_IF_ERROR(ReadTlsSettings(top, /*allow_server_name=*/true,
                                   /*required=*/!c.controller_address.empty(), &c.tls, &c.insecure));

@@ -39,6 +39,7 @@ struct AgentConfig {
   std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
   bool fault_injection = false;     // fault_injection: lab and tests only
   std::string log_level = "info";   // log_level
+  std::string metrics_address;      // metrics_address: Prometheus /metrics "host:port"; "" = off
   // tls: {ca, cert, key, server_name}: mutual TLS to the controller. With a controller_address
   // exactly one of tls and insecure is required.
   TlsConfig tls;

@@ -38,7 +38,7 @@ struct LabOptions {
   std::set<int> proxied_hosts;  // 1-based host numbers that reach the controller via a TcpProxy
   int vcpus = 8;
   int memory_mib = 8192;
-  bool metrics = false;          // the controller serves Prometheus metrics on a free port
+  bool metrics = false;  // the controller and every agent serve Prometheus metrics on free ports
   std::string controller_extra;  // appended to controller.yaml (e.g. "upgrade: {...}\n")
   // Mutual TLS: certificates from scripts/gen-certs.sh in DIR/certs (controller
   // "regen-controller", hosts host-1..host-N, admin and readonly clients, two tokens); the

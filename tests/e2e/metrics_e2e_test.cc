@@ -1,6 +1,7 @@
 // End to end on a lab (test driver): the controller's Prometheus endpoint, scraped over HTTP,
 // follows the cluster: hosts and instances by state, a crash healed (healings started and
-// completed, the time-to-heal histogram, events by kind), a host going down. A controller whose
+// completed, the time-to-heal histogram, events by kind), a host going down; the agent's own
+// endpoint counts the failure it detected. A controller whose
 // metrics_address cannot be bound refuses to start and says why.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -72,6 +73,35 @@ TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
       "regen_rpc_errors_total{code=\"NOT_FOUND\",method=\"/regen.v1.AdminService/GetService\"}",
       1))
       << text;
+
+  // The agent that detected the crash: its own endpoint (port in its status) counts it.
+  {
+    const int k = std::stoi(victim.host().substr(std::string("host-").size()));
+    auto status = lab.AgentStatus(k);
+    ASSERT_TRUE(status.contains("metrics_port")) << status.dump();
+    const int port = status["metrics_port"].get<int>();
+    std::string agent_text;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          agent_text = HttpGet(port, "/metrics");
+          double detected = 0;
+          for (const char* by : {"event", "poll", "process_exit"}) {
+            detected += std::max(0.0, MetricValue(agent_text, std::string(
+                                                                  "regen_agent_failures_detected_"
+                                                                  "total{by=\"") +
+                                                                  by + "\"}"));
+          }
+          return detected == 1 && MetricValue(agent_text, "regen_agent_controller_connected") == 1;
+        },
+        milliseconds(10000), milliseconds(100)))
+        << agent_text;
+    EXPECT_EQ(MetricValue(agent_text, "regen_agent_libvirt_connected"), 1) << agent_text;
+    EXPECT_EQ(MetricValue(agent_text, "regen_agent_fenced"), 0) << agent_text;
+    EXPECT_GE(MetricValue(agent_text, "regen_agent_domains{state=\"running\"}"), 0) << agent_text;
+    EXPECT_GT(MetricValue(agent_text, "regen_agent_reconciles_total"), 0) << agent_text;
+    EXPECT_EQ(MetricValue(agent_text, "regen_agent_topology_revision_applied"), 0)
+        << "no network: block, no revision applied";
+  }
 
   // A host lost.
   lab.KillAgent(3);

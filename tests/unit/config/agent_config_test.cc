@@ -164,6 +164,8 @@ TEST(AgentConfigTest, FaultInjectionOnTestDriver) {
 }
 
 const BadCase kBadAgent[] = {
+    {"metrics address without port", "host_name: a\nmetrics_address: 127.0.0.1\n", "2:18",
+     "metrics_address", "must be \"host:port\""},
     {"controller without tls or insecure", "host_name: a\ncontroller_address: ctl:7400\n", "1:1",
      "tls", "required field is missing: set tls: {ca, cert, key} or insecure: true"},
     {"tls and insecure",
