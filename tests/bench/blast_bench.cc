@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -97,6 +98,13 @@ class SimAgent {
     if (it == acked_.end()) return std::nullopt;
     return it->second;
   }
+  // When this agent received `revision` (nullopt if it did not).
+  std::optional<Clock_::time_point> ReceivedAt(int64_t revision) {
+    std::lock_guard lock(mu_);
+    auto it = received_.find(revision);
+    if (it == received_.end()) return std::nullopt;
+    return it->second;
+  }
   int64_t last_acked() {
     std::lock_guard lock(mu_);
     return acked_.empty() ? 0 : acked_.rbegin()->first;
@@ -123,6 +131,10 @@ class SimAgent {
       if (!msg.has_topology() || msg.topology().revision() <= last) continue;
       const auto& wire = msg.topology();
       last = wire.revision();
+      {
+        std::lock_guard lock(mu_);
+        received_[last] = Clock_::now();
+      }
       size_t flows = 0;
       if (g_flows) {
         // What the network agent computes (ofports made up for the local instances).
@@ -167,8 +179,9 @@ class SimAgent {
   uint64_t heartbeat_sequence_ = 0;  // heartbeat thread only
   std::thread reader_;
   std::mutex mu_;
-  std::map<int64_t, Clock_::time_point> acked_;  // guarded by mu_
-  size_t flows_ = 0;                             // guarded by mu_
+  std::map<int64_t, Clock_::time_point> acked_;     // guarded by mu_
+  std::map<int64_t, Clock_::time_point> received_;  // guarded by mu_
+  size_t flows_ = 0;                                // guarded by mu_
 };
 
 double Ms(Clock_::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -283,7 +296,7 @@ int RunOnce(int n, int rounds, int instances) {
     rc = 1;
   }
 
-  std::vector<double> per_agent, converged, recorded;
+  std::vector<double> per_agent, converged, recorded, first_received, last_received;
   for (int r = 0; rc == 0 && r < rounds; ++r) {
     struct Victim {
       std::string name, host;
@@ -318,12 +331,20 @@ int RunOnce(int n, int rounds, int instances) {
       break;
     }
     double last = 0;
+    double first_rx = 1e18;
+    double last_rx = 0;
     for (auto& a : agents) {
       double ms = Ms(*a->AckedAt(want) - t0);
       per_agent.push_back(ms);
       last = std::max(last, ms);
+      if (auto rx = a->ReceivedAt(want)) {
+        first_rx = std::min(first_rx, Ms(*rx - t0));
+        last_rx = std::max(last_rx, Ms(*rx - t0));
+      }
     }
     converged.push_back(last);
+    first_received.push_back(first_rx);
+    last_received.push_back(last_rx);
     bool all = testing::WaitFor(
         [&] {
           auto hosts =
@@ -351,11 +372,12 @@ int RunOnce(int n, int rounds, int instances) {
         "[ blast ]   per agent  (event -> ack):        median %7.1f ms  p99 %7.1f ms  max %7.1f "
         "ms\n"
         "[ blast ]   converged  (event -> last ack):   median %7.1f ms  max %7.1f ms\n"
-        "[ blast ]   recorded   (event -> ListHosts):  median %7.1f ms  max %7.1f ms\n",
+        "[ blast ]   recorded   (event -> ListHosts):  median %7.1f ms  max %7.1f ms\n"
+        "[ blast ]   received   (event -> first / last agent got it): median %7.1f / %7.1f ms\n",
         n, rounds, std::min(instances, n * 4), g_flows ? ", flow sets computed" : "", connect_ms,
         Percentile(per_agent, 0.5), Percentile(per_agent, 0.99), Percentile(per_agent, 1.0),
         Percentile(converged, 0.5), Percentile(converged, 1.0), Percentile(recorded, 0.5),
-        Percentile(recorded, 1.0));
+        Percentile(recorded, 1.0), Percentile(first_received, 0.5), Percentile(last_received, 0.5));
     std::fflush(stdout);
   }
   return rc;
