@@ -192,7 +192,8 @@ Result<NetworkSyncReport> NetworkAgent::SyncNow() {
     return f.cookie > static_cast<uint64_t>(wire->revision());
   });
   bool flows_lost = installed.empty() && !desired.empty() && applied > 0;
-  report.reinstalled = bridge_lost || flows_lost || foreign;
+  // A bridge created for the first revision is no repair.
+  report.reinstalled = (bridge_lost && applied > 0) || flows_lost || foreign;
   ovs::PlanOptions plan_options;
   if (report.reinstalled) {
     plan_options.max_incremental_changes = 0;
