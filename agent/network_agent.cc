@@ -105,20 +105,41 @@ Result<NetworkSyncReport> NetworkAgent::SyncNow() {
   const std::string& bridge = options_.bridge;
   auto start = clock_.Now();
 
-  // The bridge and the tunnel (idempotent: after an OVS restart that lost OVSDB they come back).
-  ASSIGN_OR_RETURN(std::vector<std::string> bridges, vswitch_.ListBridges());
-  bool bridge_lost = std::find(bridges.begin(), bridges.end(), bridge) == bridges.end();
-  RETURN_IF_ERROR(vswitch_.EnsureBridge(bridge));
-  ovs::PortSpec tunnel;
-  tunnel.name = options_.tunnel_port;
-  tunnel.type = ovs::PortType::kVxlan;
-  tunnel.remote_ip = "flow";
-  tunnel.local_ip = options_.tunnel_ip;
-  tunnel.ofport_request = options_.tunnel_ofport;
-  ASSIGN_OR_RETURN(ovs::PortInfo tunnel_info, vswitch_.EnsurePort(bridge, tunnel));
+  // The bridge and the tunnel: checked from one port listing; created again only when missing or
+  // changed (after an OVS restart that lost OVSDB they come back).
+  std::vector<ovs::PortInfo> ports;
+  bool bridge_lost = false;
+  if (auto listed = vswitch_.ListPorts(bridge); listed.ok()) {
+    ports = std::move(listed).value();
+  } else if (listed.status().code() == Code::kNotFound) {
+    bridge_lost = true;
+    RETURN_IF_ERROR(vswitch_.EnsureBridge(bridge));
+  } else {
+    return listed.status();
+  }
+  ovs::PortInfo tunnel_info;
+  auto tunnel_it = std::find_if(ports.begin(), ports.end(), [&](const ovs::PortInfo& p) {
+    return p.name == options_.tunnel_port;
+  });
+  auto option = [](const ovs::PortInfo& p, const std::string& key) {
+    auto it = p.options.find(key);
+    return it == p.options.end() ? std::string() : it->second;
+  };
+  if (tunnel_it != ports.end() && tunnel_it->type == ovs::PortType::kVxlan &&
+      tunnel_it->ofport > 0 && option(*tunnel_it, "remote_ip") == "flow" &&
+      option(*tunnel_it, "local_ip") == options_.tunnel_ip) {
+    tunnel_info = *tunnel_it;
+  } else {
+    ovs::PortSpec tunnel;
+    tunnel.name = options_.tunnel_port;
+    tunnel.type = ovs::PortType::kVxlan;
+    tunnel.remote_ip = "flow";
+    tunnel.local_ip = options_.tunnel_ip;
+    tunnel.ofport_request = options_.tunnel_ofport;
+    ASSIGN_OR_RETURN(tunnel_info, vswitch_.EnsurePort(bridge, tunnel));
+  }
 
   // Instance ports: iface-id first, then attached-mac.
-  ASSIGN_OR_RETURN(std::vector<ovs::PortInfo> ports, vswitch_.ListPorts(bridge));
   std::map<std::string, int64_t> by_iface_id;
   std::map<std::string, int64_t> by_mac;
   for (const auto& p : ports) {
@@ -171,7 +192,8 @@ Result<NetworkSyncReport> NetworkAgent::SyncNow() {
     return f.cookie > static_cast<uint64_t>(wire->revision());
   });
   bool flows_lost = installed.empty() && !desired.empty() && applied > 0;
-  report.reinstalled = bridge_lost || flows_lost || foreign;
+  // A bridge created for the first revision is no repair.
+  report.reinstalled = (bridge_lost && applied > 0) || flows_lost || foreign;
   ovs::PlanOptions plan_options;
   if (report.reinstalled) {
     plan_options.max_incremental_changes = 0;

@@ -1628,5 +1628,28 @@ TEST_F(ControllerTopologyTest, TheRevisionSurvivesARestartAndKeepsGrowing) {
   for (const char* host : {"host-a", "host-b", "host-c"}) EXPECT_EQ(LastRevision(Sink(host)), 3);
 }
 
+TEST_F(ControllerTopologyTest, EachUpgradeStepBumpsTheRevision) {
+  ThreeHosts();
+  ASSERT_TRUE(Apply(kWebUnchecked).ok());
+  AllRunning();
+  const int64_t deployed = controller_->topology_revision();
+  ASSERT_EQ(deployed, 1);
+  v1::UpgradeStartRequest r;
+  r.set_service("web");
+  r.set_to_version("v2");
+  r.set_mode("auto");
+  ASSERT_TRUE(controller_->UpgradeStart(r).ok());
+  // UD 0 is re-created with v2 at generation 2: a new revision, on every agent.
+  EXPECT_EQ(controller_->topology_revision(), deployed + 1);
+  for (auto& host : HostsWithSinks()) EXPECT_EQ(LastRevision(Sink(host)), deployed + 1) << host;
+  EXPECT_EQ(Find(Topologies(Sink("host-a")).back(), "web-0")->generation(), 2);
+  AllRunning();  // UD 0 done: UD 1 next
+  EXPECT_EQ(controller_->topology_revision(), deployed + 2);
+  AllRunning();
+  EXPECT_EQ(controller_->topology_revision(), deployed + 2);  // done: nothing moved
+  const v1::TopologyRevision last = Topologies(Sink("host-b")).back();
+  for (const auto& i : last.instances()) EXPECT_EQ(i.generation(), 2) << i.name();
+}
+
 }  // namespace
 }  // namespace regen
