@@ -28,6 +28,11 @@ struct AgentConfig {
   std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
   bool fault_injection = false;     // fault_injection: lab and tests only
   std::string log_level = "info";   // log_level
+  // dns: the agent watches the names of the services it hosts and tells their instances when
+  // the addresses change.
+  std::string dns_server;  // dns.server "127.0.0.1:5353"; "" = no DNS watch
+  std::string dns_zone;    // dns.zone "lab.example." (required with a server)
+  std::chrono::milliseconds dns_poll_interval{5000};  // dns.poll_interval
 };
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").

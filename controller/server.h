@@ -15,6 +15,8 @@
 #include "common/clock.h"
 #include "config/controller_config.h"
 #include "controller/controller.h"
+#include "controller/dns_wiring.h"
+#include "controller/notifications.h"
 #include "controller/store.h"
 
 namespace grpc {
@@ -49,6 +51,8 @@ class ControllerServer {
   bool WaitForEvent(int64_t after, std::chrono::milliseconds timeout);
 
   Controller& controller() { return controller_; }  // main loop thread only
+  // The DNS wiring (null when controller.yaml has no dns.server).
+  DnsWiring* dns() { return dns_.wiring.get(); }
 
  private:
   void Loop();
@@ -70,6 +74,9 @@ class ControllerServer {
   std::mutex events_mu_;
   std::condition_variable events_cv_;
   int64_t last_event_ = 0;  // guarded by events_mu_
+
+  Notifier notifier_;   // after controller_: its listener goes before the controller does
+  DnsWiringParts dns_;  // likewise
 };
 
 }  // namespace regen

@@ -2,8 +2,10 @@
 # Runs Regen's benchmarks once and prints their figures (never asserted as wall-clock in tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x build/tests/bench/agent_bench ] && [ -x build/tests/bench/allocator_bench ] && [ -x build/tests/e2e/upgrade_bench ] || scripts/build.sh
+[ -x build/tests/bench/agent_bench ] && [ -x build/tests/bench/allocator_bench ] && [ -x build/tests/e2e/upgrade_bench ] && [ -x build/tests/e2e/notify_bench ] || scripts/build.sh
 build/tests/bench/agent_bench --benchmark_min_time=0.2 "$@"
 build/tests/bench/allocator_bench --benchmark_min_time=0.2 "$@"
 # The rolling-upgrade benchmark on a test-driver lab (100 instances, 5 UDs, 3 crashes).
 build/tests/e2e/upgrade_bench
+# Heal -> every instance notified (100 instances) and heal -> new IP visible in knotd.
+build/tests/e2e/notify_bench

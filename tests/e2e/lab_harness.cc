@@ -79,7 +79,8 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                        "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\ncontrol_socket: " + h +
                        "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
                        ", memory_mib: " + std::to_string(options_.memory_mib) +
-                       ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n");
+                       ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n" +
+                       options_.agent_extra);
   }
 }
 

@@ -40,6 +40,7 @@ struct LabOptions {
   int memory_mib = 8192;
   bool metrics = false;          // the controller serves Prometheus metrics on a free port
   std::string controller_extra;  // appended to controller.yaml (e.g. "upgrade: {...}\n")
+  std::string agent_extra;       // appended to every agent.yaml (e.g. "dns: {...}\n")
 };
 
 class Lab {
@@ -54,6 +55,10 @@ class Lab {
   void StartAll();
   std::string HostName(int host) const { return "host-" + std::to_string(host); }
   std::string AgentConfigPath(int host) const;
+  // The agent's state_dir (events/<instance>.jsonl, channels/ ...).
+  std::string StateDir(int host) const { return dir_.File(HostName(host) + "/state"); }
+  // Host number of "host-K".
+  static int HostNumber(const std::string& host) { return std::stoi(host.substr(5)); }
   std::string dir() const { return dir_.path(); }
   TcpProxy& proxy(int host) { return *proxies_.at(host); }
   AdminClient& client() { return *client_; }
