@@ -57,7 +57,8 @@ std::optional<json> NotificationFor(const EventRecord& event) {
 
 std::string JsonLine(const json& event) { return event.dump() + "\n"; }
 
-int Notifier::Deliver(const Controller& controller, const std::string& service, const json& event) {
+int InstanceNotifier::Deliver(const Controller& controller, const std::string& service,
+                              const json& event) {
   v1::ControllerMessage msg;
   auto* n = msg.mutable_notification();
   n->set_service(service);
@@ -74,7 +75,7 @@ int Notifier::Deliver(const Controller& controller, const std::string& service, 
   return reached;
 }
 
-void Notifier::OnChanges(const Controller& controller, const ControllerChanges& changes) {
+void InstanceNotifier::OnChanges(const Controller& controller, const ControllerChanges& changes) {
   // All of the step's notifications go out now, one after the other without waiting: the
   // sessions' writers send them in parallel.
   for (const auto& e : changes.events) {

@@ -2,7 +2,8 @@
 // is reallocated, or the service's topology changes, every agent hosting an instance of that
 // service is sent the event at once (no order between agents, no delay), over its existing
 // stream as an InstanceNotification naming the instances on that host. The JSON builders are
-// pure (any thread); Notifier is a change listener of the Controller and runs on its main loop.
+// pure (any thread); InstanceNotifier is a change listener of the Controller and runs on its main
+// loop.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +37,7 @@ std::optional<nlohmann::json> NotificationFor(const EventRecord& event);
 // One line of newline-delimited JSON: the object dumped without newlines, plus '\n'.
 std::string JsonLine(const nlohmann::json& event);
 
-class Notifier {
+class InstanceNotifier {
  public:
   // The change listener (Controller::AddChangeListener).
   void OnChanges(const Controller& controller, const ControllerChanges& changes);

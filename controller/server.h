@@ -75,8 +75,8 @@ class ControllerServer {
   std::condition_variable events_cv_;
   int64_t last_event_ = 0;  // guarded by events_mu_
 
-  Notifier notifier_;   // after controller_: its listener goes before the controller does
-  DnsWiringParts dns_;  // likewise
+  InstanceNotifier notifier_;  // after controller_: its listener goes before the controller does
+  DnsWiringParts dns_;         // likewise
 };
 
 }  // namespace regen

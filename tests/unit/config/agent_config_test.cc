@@ -107,7 +107,7 @@ const BadCase kBadAgent[] = {
     {"dns without zone", "host_name: a\ndns: {server: \"127.0.0.1:5353\"}\n", "2:6", "dns.zone",
      "required field is missing"},
     {"dns zone without dot", "host_name: a\ndns: {server: \"127.0.0.1:53\", zone: lab.example}\n",
-     "2:39", "dns.zone", "must be a lower-case DNS zone ending with '.', got \"lab.example\""},
+     "2:37", "dns.zone", "must be a lower-case DNS zone ending with '.', got \"lab.example\""},
     {"dns server name", "host_name: a\ndns: {server: \"ns.lab:53\", zone: lab.}\n", "2:15",
      "dns.server", "\"ns.lab:53\""},
 

@@ -91,7 +91,7 @@ class NotifierTest : public ::testing::Test {
   }
 
   ControllerHarness h_;
-  Notifier notifier_;
+  InstanceNotifier notifier_;
 };
 
 TEST_F(NotifierTest, HealNotifiesEveryHostOfTheServiceWithAllThreeEvents) {
