@@ -85,6 +85,22 @@ TEST(NotifyE2eTest, EveryInstanceHearsOfAHealAndFollowStreamsIt) {
       return !(e.kind() == "reallocation" && e.instance() == "web-1");
     });
   });
+  // Should an assertion below return early, end the stream (kill the controller) and join.
+  struct JoinFollower {
+    Lab& lab;
+    std::thread& thread;
+    ~JoinFollower() {
+      if (!thread.joinable()) return;
+      lab.KillController();
+      thread.join();
+    }
+  } join_follower{lab, follower};
+
+  // And the operator's `regenctl events --follow -o json`, until interrupted.
+  const std::string ctl_out = lab.dir() + "/regenctl-follow.out";
+  ChildProcess ctl({REGEN_REGENCTL_BIN, "--controller", lab.controller_address(), "events",
+                    "--follow", "--after", std::to_string(after_sequence), "-o", "json"},
+                   ctl_out);
 
   InjectCrash(lab, *before);
   ASSERT_TRUE(WaitFor(
@@ -95,6 +111,20 @@ TEST(NotifyE2eTest, EveryInstanceHearsOfAHealAndFollowStreamsIt) {
       milliseconds(15000)))
       << lab.Logs();
   follower.join();
+  // regenctl printed the heal as JSON lines as it happened, and still follows.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& e : EventLines(ctl_out)) {
+          if (e.value("kind", "") == "reallocation" && e.value("instance", "") == "web-1") {
+            return true;
+          }
+        }
+        return false;
+      },
+      milliseconds(5000)))
+      << ReadFileOrDie(ctl_out);
+  EXPECT_TRUE(ctl.Running()) << "--follow keeps running until interrupted";
+  ctl.Stop();
   ASSERT_FALSE(followed.empty());
   EXPECT_EQ(followed.back().kind(), "reallocation");
   bool failure_followed = false;
