@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "agent/domain_xml.h"
+#include "agent/event_delivery.h"
 #include "common/log.h"
 #include "config/service_spec.h"
 
@@ -11,6 +12,7 @@ namespace regen {
 namespace {
 constexpr size_t kMaxChanges = 256;
 constexpr auto kMaxBackoff = std::chrono::seconds(60);
+constexpr size_t kMaxEventsSocketPath = 107;  // sockaddr_un.sun_path without the NUL
 
 std::vector<DomainInfo> SortedByName(std::vector<DomainInfo> domains) {
   std::sort(domains.begin(), domains.end(),
@@ -535,8 +537,30 @@ Status Agent::CreateDomain(const InstanceSpec& spec) {
   opts.domain_type = config_.domain_type;
   opts.bridge = config_.ovs_bridge;
   // An image staged here for this version (upgrades) backs the overlay; else the source itself.
-  ASSIGN_OR_RETURN(opts.disk_path,
-                   disks_.Prepare(spec, stager_.StagedPath(spec.service, spec.version, spec.image)));
+  ASSIGN_OR_RETURN(
+      opts.disk_path,
+      disks_.Prepare(spec, stager_.StagedPath(spec.service, spec.version, spec.image)));
+  // Every domain gets the org.regen.events.0 channel: the agent writes the instance's events to
+  // its socket (agent/event_delivery.h).
+  opts.events_socket = EventsSocketPath(config_.state_dir, spec.name);
+  if (opts.events_socket.size() > kMaxEventsSocketPath) {
+    spdlog::warn(
+        "instance {}: no events channel: {} is longer than a unix socket path may be "
+        "(choose a shorter state_dir); its events go to its event file only",
+        spec.name, opts.events_socket);
+    opts.events_socket.clear();
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.state_dir + "/channels", ec);
+    if (ec) {
+      spdlog::warn("instance {}: no events channel: cannot create {}/channels: {}", spec.name,
+                   config_.state_dir, ec.message());
+      opts.events_socket.clear();
+    } else {
+      // A socket left by an earlier generation would make qemu's bind fail.
+      std::filesystem::remove(opts.events_socket, ec);
+    }
+  }
   ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(spec, opts));
   return hypervisor_.DefineAndStart(spec.name, xml);
 }

@@ -15,6 +15,8 @@
 #include "agent/agent.h"
 #include "agent/control_socket.h"
 #include "agent/controller_link.h"
+#include "agent/dns_watch.h"
+#include "agent/event_delivery.h"
 #include "agent/libvirt_hypervisor.h"
 #include "agent/network_agent.h"
 #include "agent/reaper.h"
@@ -26,6 +28,8 @@
 #include "config/agent_config.h"
 #include "config/fields.h"
 #include "ovs/ovs_vswitch.h"
+#include "dns/cares_resolver.h"
+#include "dns/dns_config.h"
 
 namespace regen {
 
@@ -74,8 +78,43 @@ int RunDaemon(const std::string& config_path) {
     spdlog::warn("{}; a dead qemu will be noticed late", s.message());
   }
   std::unique_ptr<ControllerLink> link;
+  // Events for instances (from the controller, and the DNS watch): JSONL files and channels.
+  EventDelivery delivery(config->state_dir);
+  if (Status s = delivery.EnsureDirectories(); !s.ok()) spdlog::warn("{}", s.message());
+  std::unique_ptr<dns::Resolver> resolver;
+  std::unique_ptr<DnsWatch> dns_watch;
+  if (!config->dns_server.empty()) {
+    dns::CaresResolverOptions options;
+    if (Status s = dns::SplitHostPort(config->dns_server, &options.server, &options.port);
+        !s.ok()) {
+      spdlog::error("{}", s.message());
+      return 2;
+    }
+    auto r = dns::NewCaresResolver(options);
+    if (!r.ok()) {
+      spdlog::error("dns.server {}: {}", config->dns_server, r.status().message());
+      return 1;
+    }
+    resolver = std::move(r).value();
+    dns_watch = std::make_unique<DnsWatch>(
+        *resolver, clock, config->dns_zone, config->dns_poll_interval,
+        [&delivery](const std::vector<std::string>& instances, const std::string& json) {
+          (void)delivery.Deliver(instances, json);
+        });
+  }
   if (!config->controller_address.empty()) {
     link = std::make_unique<ControllerLink>(*config, agent, hypervisor, clock);
+    link->SetObservers(
+        [&delivery](const v1::InstanceNotification& n) {
+          std::vector<std::string> instances(n.instances().begin(), n.instances().end());
+          (void)delivery.Deliver(instances, n.json());
+        },
+        [watch = dns_watch.get()](const std::vector<InstanceSpec>& desired) {
+          if (watch == nullptr) return;
+          std::map<std::string, std::vector<std::string>> by_service;
+          for (const auto& spec : desired) by_service[spec.service].push_back(spec.name);
+          watch->SetLocalInstances(std::move(by_service));
+        });
   }
   // OVS flow programming (network: in agent.yaml), fed with topology revisions by the link.
   std::unique_ptr<ovs::OvsVSwitch> vswitch;
@@ -185,6 +224,11 @@ int RunDaemon(const std::string& config_path) {
   if (network) network->Start();
   if (link) link->Start();  // registers the agent's reporters: before agent.Start()
   agent.Start();
+  if (dns_watch) {
+    dns_watch->Start();
+    spdlog::info("DNS watch: names of hosted services in zone {} at {} every {} ms",
+                 config->dns_zone, config->dns_server, config->dns_poll_interval.count());
+  }
   // systemd (Type=notify): READY=1 now, WATCHDOG=1 from the main loop, STATUS= now and then.
   SystemdNotifier notifier;
   LoopWatchdog watchdog(
@@ -233,6 +277,7 @@ int RunDaemon(const std::string& config_path) {
   control.Stop();
   if (link) link->Stop();
   if (network) network->Stop();
+  if (dns_watch) dns_watch->Stop();
   reaper.Stop();  // before the agent: its exit callback posts to the agent
   agent.Stop();
   return 0;

@@ -301,10 +301,13 @@ bool ControllerLink::Session() {
         for (const auto& p : msg.action().desired().stage()) {
           stage.push_back({p.service(), p.version(), p.image()});
         }
+        if (on_desired_) on_desired_(desired);
         agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
       } else if (msg.has_topology()) {
         // Applied by the network worker, which acks through SendTopologyApplied.
         if (network_ != nullptr) network_->Submit(msg.topology());
+      } else if (msg.has_notification()) {
+        if (on_notification_) on_notification_(msg.notification());
       } else if (msg.has_heartbeat_ack()) {
         const auto& ack = msg.heartbeat_ack();
         std::lock_guard lock(mu_);

@@ -9,12 +9,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/agent.h"
 #include "agent/hypervisor.h"
@@ -44,6 +46,15 @@ class ControllerLink {
   void SetNetworkAgent(NetworkAgent* network) { network_ = network; }
   // Tells the controller that topology `revision` is applied (any thread).
   void SendTopologyApplied(int64_t revision);
+  // Called on the link's reader thread (must not block): an event for instances on this host,
+  // and every desired set the controller sends (before the agent applies it).
+  using NotificationHandler = std::function<void(const v1::InstanceNotification&)>;
+  using DesiredObserver = std::function<void(const std::vector<InstanceSpec>&)>;
+  // Set before Start().
+  void SetObservers(NotificationHandler on_notification, DesiredObserver on_desired) {
+    on_notification_ = std::move(on_notification);
+    on_desired_ = std::move(on_desired);
+  }
 
   // Registers the agent's reporters and starts the connection thread.
   void Start();
@@ -65,6 +76,8 @@ class ControllerLink {
   Hypervisor& hypervisor_;
   Clock& clock_;
   NetworkAgent* network_ = nullptr;
+  NotificationHandler on_notification_;
+  DesiredObserver on_desired_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
   std::atomic<bool> hung_{false};

@@ -19,8 +19,8 @@ Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec, const std::s
   if (fs::exists(overlay, ec)) return overlay;
   const std::string& base = backing.empty() ? spec.image : backing;
   if (!fs::exists(base, ec)) {
-    return NotFound("instance " + spec.name + ": image " + base + " of version " +
-                    spec.version + " does not exist on this host");
+    return NotFound("instance " + spec.name + ": image " + base + " of version " + spec.version +
+                    " does not exist on this host");
   }
   fs::create_directories(fs::path(overlay).parent_path(), ec);
   if (ec)
@@ -29,8 +29,7 @@ Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec, const std::s
   std::string backing_format = base.ends_with(".qcow2") ? "qcow2" : "raw";
   std::string tmp = overlay + ".tmp";
   auto out = CheckedRun(
-      runner_,
-      {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", base, tmp},
+      runner_, {"qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", base, tmp},
       std::chrono::seconds(30));
   if (!out.ok()) {
     fs::remove(tmp, ec);

@@ -95,6 +95,18 @@ Status ValidateBridge(const std::string& bridge) {
                          "NIC)");
 }
 
+// The org.regen.events.0 virtio-serial channel ("" when there is no events socket), each line
+// indented by `indent`.
+std::string EventsChannel(const DomainXmlOptions& options, const std::string& indent) {
+  if (options.events_socket.empty()) return "";
+  std::string x;
+  x += indent + "<channel type='unix'>\n";
+  x += indent + "  <source mode='bind' path='" + XmlEscape(options.events_socket) + "'/>\n";
+  x += indent + "  <target type='virtio' name='org.regen.events.0'/>\n";
+  x += indent + "</channel>\n";
+  return x;
+}
+
 Status ValidateSpec(const InstanceSpec& spec, const DomainXmlOptions& options) {
   if (Status s = ValidateName("name", spec.name); !s.ok()) {
     return s.WithContext("instance spec");
@@ -268,12 +280,7 @@ std::string BuiltInLayout(const InstanceSpec& spec, const DomainXmlOptions& opti
     x += "      <model type='virtio'/>\n";
     x += "    </interface>\n";
   }
-  if (!options.events_socket.empty()) {
-    x += "    <channel type='unix'>\n";
-    x += "      <source mode='bind' path='" + XmlEscape(options.events_socket) + "'/>\n";
-    x += "      <target type='virtio' name='org.regen.events.0'/>\n";
-    x += "    </channel>\n";
-  }
+  x += EventsChannel(options, "    ");
   // No <serial>, <console> or <graphics>: no pty and no display. No balloon either.
   x += "    <memballoon model='none'/>\n";
   x += "  </devices>\n";
@@ -300,6 +307,7 @@ Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOption
       {"bridge", XmlEscape(options.bridge)},
       {"disk", XmlEscape(options.disk_path)},
       {"metadata", MetadataElement(spec, "")},
+      {"events_channel", EventsChannel(options, "    ")},
   };
   std::string out;
   size_t pos = 0;
@@ -324,11 +332,21 @@ Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOption
       return InvalidArgument(context + ": unknown placeholder " +
                              QuoteValue("{{" + std::string(key) + "}}") +
                              " (known: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} "
-                             "{{bridge}} {{disk}} {{metadata}})");
+                             "{{bridge}} {{disk}} {{metadata}} {{events_channel}})");
     }
     out.append(text, pos, open - pos);
     out += *value;
     pos = close + 2;
+  }
+  // Every domain gets the events channel: a template without {{events_channel}} gets it as the
+  // last device.
+  if (!options.events_socket.empty() && text.find("{{events_channel}}") == std::string::npos) {
+    size_t end = out.rfind("</devices>");
+    if (end != std::string::npos) {
+      size_t line = out.rfind('\n', end);
+      line = line == std::string::npos ? end : line + 1;
+      out.insert(line, EventsChannel(options, "    "));
+    }
   }
   return out;
 }

@@ -22,7 +22,8 @@ struct DomainXmlOptions {
 // Validates names, MAC, IP and resources (errors name the field and value) and returns the XML.
 // When spec.domain_template is set it is used instead of the built-in layout, with these
 // placeholders replaced: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} {{bridge}} {{disk}}
-// {{metadata}} (all values XML-escaped).
+// {{metadata}} {{events_channel}} (all values XML-escaped). A template without {{events_channel}}
+// gets the channel before its closing </devices>: every domain has its events channel.
 Result<std::string> BuildDomainXml(const InstanceSpec& spec, const DomainXmlOptions& options);
 
 // Parses the <regen:instance> element Regen writes into <metadata>. managed=false if absent.

@@ -75,8 +75,7 @@ void ImageStager::Rescan() {
       s.path = image.string();
       s.ready = true;
       images_[{s.service, s.version}] = s;
-      spdlog::info("image staging: found {} version {} staged at {}", s.service, s.version,
-                   s.path);
+      spdlog::info("image staging: found {} version {} staged at {}", s.service, s.version, s.path);
     }
   }
 }
@@ -118,8 +117,8 @@ void ImageStager::SetWanted(const std::vector<StageRequest>& wanted, const std::
         continue;
       }
       if (it->second.ready) {
-        spdlog::info("image staging: removing {} version {} ({}): no longer wanted here",
-                     key.first, key.second, it->second.path);
+        spdlog::info("image staging: removing {} version {} ({}): no longer wanted here", key.first,
+                     key.second, it->second.path);
         std::error_code ec;
         fs::remove_all(DirOf(key.first, key.second), ec);
       }
@@ -169,8 +168,8 @@ void ImageStager::Worker() {
     s.source = request.source;
     s.error = error;
     s.ready = error.empty();
-    s.path = s.ready ? DirOf(request.service, request.version) + "/" + ImageName(request.source)
-                     : "";
+    s.path =
+        s.ready ? DirOf(request.service, request.version) + "/" + ImageName(request.source) : "";
     auto on_change = on_change_;
     lock.unlock();
     if (on_change) on_change();

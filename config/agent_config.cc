@@ -36,7 +36,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
                      {"host_name", "address", "controller_address", "libvirt_uri", "poll_interval",
                       "libvirt_events", "ovs", "capacity", "fencing_lease", "state_dir",
                       "control_socket", "desired_file", "domain_type", "fault_injection",
-                      "log_level", "tls", "insecure", "network", "metrics_address"}));
+                      "log_level", "tls", "insecure", "network", "metrics_address", "dns"}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
@@ -123,6 +123,26 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
 
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+
+  std::optional<FieldMap> dns;
+  RETURN_IF_ERROR(top.GetMap("dns", {"server", "zone", "poll_interval"}, &dns));
+  if (dns) {
+    RETURN_IF_ERROR(dns->GetHostPort("server", &c.dns_server, /*allow_empty=*/true,
+                                     /*ip_only=*/true));
+    RETURN_IF_ERROR(dns->GetString("zone", &c.dns_zone,
+                                   c.dns_server.empty() ? Need::kOptional : Need::kRequired));
+    if (!c.dns_zone.empty()) {
+      std::string_view zone = c.dns_zone;
+      bool valid =
+          zone.size() >= 2 && zone.back() == '.' && IsValidDnsName(zone.substr(0, zone.size() - 1));
+      if (!valid) {
+        return dns->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
+                                        QuoteValue(c.dns_zone) + " (e.g. \"lab.example.\")");
+      }
+    }
+    RETURN_IF_ERROR(dns->GetDuration("poll_interval", milliseconds(50), std::chrono::hours(1),
+                                     &c.dns_poll_interval));
+  }
   RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
   // A standalone agent talks to no controller: it needs neither.
   RETURN_IF_ERROR(ReadTlsSettings(top, /*allow_server_name=*/true,

@@ -45,6 +45,11 @@ struct AgentConfig {
   TlsConfig tls;
   bool insecure = false;  // insecure: true = plaintext gRPC to the controller (labs, tests)
   AgentNetworkConfig network;       // network
+  // dns: the agent watches the names of the services it hosts and tells their instances when
+  // the addresses change.
+  std::string dns_server;  // dns.server "127.0.0.1:5353"; "" = no DNS watch
+  std::string dns_zone;    // dns.zone "lab.example." (required with a server)
+  std::chrono::milliseconds dns_poll_interval{5000};  // dns.poll_interval
 };
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").

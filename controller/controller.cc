@@ -135,6 +135,10 @@ Status Controller::Load() {
     upgrades_[state->service] = *state;
   }
   instances_ = std::move(snap.instances);
+  // Nothing is published yet: the first step after a load publishes every topology (DNS and
+  // the instances hear the whole picture after a restart).
+  published_locations_.clear();
+  locations_dirty_ = true;
   EnsureServiceInstances();
   RETURN_IF_ERROR(RebuildAllocator());
   // The topology revision survives a restart. When the state changed after the last revision was
@@ -214,6 +218,7 @@ std::string Controller::HostState(const std::string& host) const {
 // Agents
 
 Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
+  StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
   auto it = hosts_.find(hello.host());
   if (it != hosts_.end() && it->second.sink != nullptr && it->second.sink != sink) {
@@ -270,6 +275,7 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
 
 void Controller::OnHeartbeat(const std::string& host, const v1::Heartbeat& heartbeat,
                              AgentSink* sink) {
+  StepGuard step(this);
   auto it = hosts_.find(host);
   if (it == hosts_.end() || it->second.sink != sink) return;
   HostRuntime& h = it->second;
@@ -288,6 +294,7 @@ void Controller::OnHeartbeat(const std::string& host, const v1::Heartbeat& heart
 }
 
 void Controller::OnDomainsReport(const std::string& host, const v1::DomainsReport& report) {
+  StepGuard step(this);
   auto hit = hosts_.find(host);
   if (hit == hosts_.end()) return;
   HostRuntime& h = hit->second;
@@ -415,6 +422,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
 }
 
 void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& event) {
+  StepGuard step(this);
   auto it = instances_.find(event.instance());
   if (it == instances_.end()) return;
   const InstanceRecord& inst = it->second;
@@ -479,6 +487,7 @@ void Controller::SetHostState(HostRuntime& h, const std::string& state, const st
 }
 
 void Controller::Tick() {
+  StepGuard step(this);
   auto now = clock_.Now();
   for (auto& [name, h] : hosts_) {
     if (h.record.state == "down") continue;
@@ -732,9 +741,8 @@ Status Controller::Persist(const std::vector<const InstanceRecord*>& instances,
     }
     return s;
   }
-  if (event_listener_) {
-    for (const auto& e : appended) event_listener_(e);
-  }
+  if (!instances.empty()) locations_dirty_ = true;
+  for (const auto& e : appended) EmitEvent(e);
   return Status::Ok();
 }
 
@@ -1007,6 +1015,7 @@ EventRecord Controller::MakeEvent(std::string kind, const InstanceRecord* inst, 
 // regenctl
 
 Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyServiceRequest& request) {
+  StepGuard step(this);
   std::string file = request.file_name().empty() ? "<request>" : request.file_name();
   ASSIGN_OR_RETURN(ServiceSpec spec, ParseServiceSpec(request.spec_yaml(), file));
   ASSIGN_OR_RETURN(ServiceModel model, ModelOf(spec));
@@ -1089,8 +1098,8 @@ Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyService
       }
       return Status::Ok();
     }));
-    for (const auto& e : events)
-      if (event_listener_) event_listener_(e);
+    for (const auto& e : events) EmitEvent(e);
+    if (!removed.empty()) locations_dirty_ = true;
     for (const auto& name : removed) {
       auto it = instances_.find(name);
       if (it == instances_.end()) continue;
@@ -1195,6 +1204,7 @@ v1::ListHostsResponse Controller::ListHosts() const {
 }
 
 Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& request) {
+  StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("instance", request.instance()));
   if (!request.to_host().empty()) RETURN_IF_ERROR(ValidateName("to_host", request.to_host()));
   auto it = instances_.find(request.instance());
@@ -1242,6 +1252,7 @@ Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& req
 }
 
 Result<v1::DrainResponse> Controller::Drain(const v1::DrainRequest& request) {
+  StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("host", request.host()));
   auto hit = hosts_.find(request.host());
   if (hit == hosts_.end()) return NotFound("host \"" + request.host() + "\" is not known");
@@ -1272,6 +1283,87 @@ Result<v1::DrainResponse> Controller::Drain(const v1::DrainRequest& request) {
 
 Result<std::vector<EventRecord>> Controller::EventsAfter(int64_t after, int64_t limit) {
   return store_.EventsAfter(after, limit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change listeners (DNS, notifications)
+
+Status Controller::RecordEvent(EventRecord event) {
+  StepGuard step(this);
+  if (event.unix_ms == 0) event.unix_ms = clock_.WallMillis();
+  return Persist({}, {}, {std::move(event)});
+}
+
+void Controller::EmitEvent(const EventRecord& e) {
+  if (event_listener_) event_listener_(e);
+  if (change_listeners_.empty()) return;
+  step_events_.push_back(e);
+  if (step_depth_ == 0) PublishStep();  // outside any step (not expected): publish at once
+}
+
+std::map<std::string, InstanceLocation> Controller::Locations() const {
+  std::map<std::string, InstanceLocation> out;
+  for (const auto& [name, inst] : instances_) {
+    InstanceLocation& l = out[name];
+    l.service = inst.service;
+    if (inst.state != "pending") l.host = inst.allocation.host;
+    l.ip = inst.allocation.ip;
+    l.mac = inst.allocation.mac;
+  }
+  return out;
+}
+
+std::string Controller::DnsNameOf(const std::string& service) const {
+  auto it = services_.find(service);
+  return it == services_.end() ? "" : it->second.spec.dns_name;
+}
+
+std::vector<std::string> Controller::ServiceNames() const {
+  std::vector<std::string> out;
+  for (const auto& [name, svc] : services_) out.push_back(name);
+  return out;
+}
+
+std::map<std::string, std::vector<std::string>> Controller::HostsOf(
+    const std::string& service) const {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& [name, inst] : instances_) {
+    if (inst.service != service || inst.state == "pending" || inst.allocation.host.empty()) {
+      continue;
+    }
+    out[inst.allocation.host].push_back(name);
+  }
+  return out;
+}
+
+bool Controller::SendToHost(const std::string& host, const v1::ControllerMessage& message) const {
+  auto it = hosts_.find(host);
+  if (it == hosts_.end() || it->second.sink == nullptr) return false;
+  it->second.sink->Send(message);
+  return true;
+}
+
+void Controller::PublishStep() {
+  ControllerChanges changes;
+  changes.events.swap(step_events_);
+  if (locations_dirty_) {
+    locations_dirty_ = false;
+    std::map<std::string, InstanceLocation> now = Locations();
+    for (const auto& [name, loc] : now) {
+      auto old = published_locations_.find(name);
+      if (old == published_locations_.end() || !(old->second == loc)) {
+        changes.topology_changed.insert(loc.service);
+      }
+    }
+    for (const auto& [name, loc] : published_locations_) {
+      if (!now.count(name)) changes.topology_changed.insert(loc.service);  // removed
+    }
+    published_locations_ = std::move(now);
+  }
+  // The network topology's revision (bumped and stored by SyncTopology as locations change).
+  changes.topology_revision = topology_revision_;
+  if (changes.events.empty() && changes.topology_changed.empty()) return;
+  for (const auto& listener : change_listeners_) listener(*this, changes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1317,7 +1409,7 @@ Status Controller::SaveUpgrade(const UpgradeState& u) {
   }));
   upgrades_[u.service] = u;
   spdlog::info("upgrade: {}", e.message);
-  if (event_listener_) event_listener_(e);
+  EmitEvent(e);
   return Status::Ok();
 }
 
@@ -1335,6 +1427,7 @@ void Controller::FeedUpgrade(const std::string& service, UpgradeEventKind event)
 
 Result<v1::UpgradeStatus> Controller::ApplyUpgradeEvent(const std::string& service,
                                                         UpgradeEventKind event) {
+  StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("service", service));
   if (!services_.count(service)) return NotFound("service \"" + service + "\" does not exist");
   auto it = upgrades_.find(service);
@@ -1351,6 +1444,7 @@ Result<v1::UpgradeStatus> Controller::ApplyUpgradeEvent(const std::string& servi
 }
 
 Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest& request) {
+  StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("service", request.service()));
   auto svc = services_.find(request.service());
   if (svc == services_.end()) {

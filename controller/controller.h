@@ -56,10 +56,32 @@ class AgentSink {
   virtual void Close() {}
 };
 
+// Where an instance is, as its peers, DNS and notifications see it: host "" while it is not
+// placed. A change of any of these is a topology change of its service.
+struct InstanceLocation {
+  std::string service;
+  std::string host;
+  std::string ip;
+  std::string mac;
+  bool operator==(const InstanceLocation&) const = default;
+};
+
+// What one step of the controller (an agent message, a tick, an admin request) changed, handed to
+// the change listeners once the step is over (all its records stored and desired sets sent).
+struct ControllerChanges {
+  std::vector<EventRecord> events;  // appended during the step, in order
+  // Services whose instances' locations (host, IP, MAC) changed, or that lost or gained instances.
+  std::set<std::string> topology_changed;
+  int64_t topology_revision = 0;  // bumped once per step that changed a topology
+};
+
 class Controller {
  public:
   // Called after every appended event (on the main loop thread), e.g. to wake `events --follow`.
   using EventListener = std::function<void(const EventRecord&)>;
+  // Called at the end of every step that appended events or changed a topology (main loop
+  // thread). Must not call back into the controller's mutating methods.
+  using ChangeListener = std::function<void(const Controller&, const ControllerChanges&)>;
 
   Controller(const ControllerConfig& config, Store& store, Clock& clock);
 
@@ -67,6 +89,12 @@ class Controller {
   // reconnect before they count as down.
   Status Load();
   void SetEventListener(EventListener listener) { event_listener_ = std::move(listener); }
+  void AddChangeListener(ChangeListener listener) {
+    change_listeners_.push_back(std::move(listener));
+  }
+  // Stores an event raised outside the controller's own decisions (DNS updates failing or
+  // recovering); it reaches the event and change listeners like any other.
+  Status RecordEvent(EventRecord event);
 
   // ---- agents ----
   // A Hello on a new session. Refused (the session should be closed with the message) for a bad
@@ -102,6 +130,16 @@ class Controller {
 
   // For tests and status.
   const std::map<std::string, InstanceRecord>& instances() const { return instances_; }
+  // Where each instance is now (instance -> location), for DNS and notifications.
+  std::map<std::string, InstanceLocation> Locations() const;
+  // The service's network.dns_name ("" when it has none, or for an unknown service).
+  std::string DnsNameOf(const std::string& service) const;
+  std::vector<std::string> ServiceNames() const;
+  // Hosts with placed instances of `service`, and those instances (host -> instance names).
+  std::map<std::string, std::vector<std::string>> HostsOf(const std::string& service) const;
+  // Sends `message` on the host's agent session; false when the host has none.
+  bool SendToHost(const std::string& host, const v1::ControllerMessage& message) const;
+  int64_t WallMillis() const { return clock_.WallMillis(); }
   std::string HostState(const std::string& host) const;
   // The current topology revision (0 before anything was placed) and its content.
   int64_t topology_revision() const { return topology_revision_; }
@@ -174,6 +212,23 @@ class Controller {
   std::set<std::string> HealingOf(const std::string& service) const;
   v1::UpgradeStatus StatusOf(const UpgradeState& state) const;
 
+  // Change listeners: every public entry point holds a StepGuard; when the outermost one ends,
+  // the step's events and topology changes go to the listeners.
+  class StepGuard {
+   public:
+    explicit StepGuard(Controller* c) : c_(c) { ++c_->step_depth_; }
+    ~StepGuard() {
+      if (--c_->step_depth_ == 0) c_->PublishStep();
+    }
+    StepGuard(const StepGuard&) = delete;
+    StepGuard& operator=(const StepGuard&) = delete;
+
+   private:
+    Controller* c_;
+  };
+  void PublishStep();
+  void EmitEvent(const EventRecord& e);
+
   // Persistence and delivery.
   Status Persist(const std::vector<const InstanceRecord*>& instances,
                  const std::vector<const HostRecord*>& hosts, std::vector<EventRecord> events,
@@ -212,6 +267,12 @@ class Controller {
   int64_t topology_revision_ = 0;
   std::string topology_digest_;         // of BuildTopology() at topology_revision_
   v1::ControllerMessage topology_msg_;  // the latest revision, as sent
+
+  std::vector<ChangeListener> change_listeners_;
+  int step_depth_ = 0;
+  std::vector<EventRecord> step_events_;  // appended during the current step
+  bool locations_dirty_ = true;           // instances were written during the step
+  std::map<std::string, InstanceLocation> published_locations_;
 };
 
 }  // namespace regen

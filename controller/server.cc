@@ -349,6 +349,9 @@ ControllerServer::ControllerServer(const ControllerConfig& config, Store& store,
     last_event_ = std::max(last_event_, e.sequence);
     events_cv_.notify_all();
   });
+  // Failures, reallocations and topology changes reach every instance of the service at once.
+  controller_.AddChangeListener(
+      [this](const Controller& c, const ControllerChanges& ch) { notifier_.OnChanges(c, ch); });
 }
 
 ControllerServer::~ControllerServer() { Shutdown(); }
@@ -369,6 +372,26 @@ Status ControllerServer::Start() {
   }
   for (const std::string& warning : authorizer_->StartupWarnings()) spdlog::warn("{}", warning);
   RETURN_IF_ERROR(controller_.Load());
+  if (!dns_.wiring) {
+    // DNS failures and recoveries become the controller's events (on the main loop).
+    auto dns = NewDnsWiring(config_.dns, clock_, [this](EventRecord e) {
+      Post([this, e = std::move(e)] {
+        if (Status s = controller_.RecordEvent(e); !s.ok()) {
+          spdlog::error("recording {}: {}", e.kind, s.message());
+        }
+      });
+    });
+    if (!dns.ok()) return dns.status();
+    if (*dns) {
+      dns_ = std::move(**dns);
+      DnsWiring* wiring = dns_.wiring.get();
+      controller_.AddChangeListener(
+          [wiring](const Controller& c, const ControllerChanges& ch) { wiring->OnChanges(c, ch); });
+      wiring->Resync(controller_);
+      wiring->Start();
+      spdlog::info("DNS: zone {} at {} kept up to date", wiring->zone(), config_.dns.server);
+    }
+  }
   thread_ = std::thread([this] { Loop(); });
   agent_service_ = std::make_unique<AgentServiceImpl>(*this);
   admin_service_ = std::make_unique<AdminServiceImpl>(*this);
@@ -399,6 +422,7 @@ Status ControllerServer::Start() {
 }
 
 void ControllerServer::Shutdown() {
+  if (dns_.wiring) dns_.wiring->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server_.reset();

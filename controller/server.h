@@ -16,6 +16,8 @@
 #include "config/controller_config.h"
 #include "controller/auth.h"
 #include "controller/controller.h"
+#include "controller/dns_wiring.h"
+#include "controller/notifications.h"
 #include "controller/store.h"
 
 namespace grpc {
@@ -55,6 +57,8 @@ class ControllerServer {
   Controller& controller() { return controller_; }               // main loop thread only
   const Authorizer& authorizer() const { return *authorizer_; }  // set by Start; any thread
   bool tls() const { return config_.tls.enabled(); }
+  // The DNS wiring (null when controller.yaml has no dns.server).
+  DnsWiring* dns() { return dns_.wiring.get(); }
 
  private:
   void Loop();
@@ -77,6 +81,9 @@ class ControllerServer {
   std::mutex events_mu_;
   std::condition_variable events_cv_;
   int64_t last_event_ = 0;  // guarded by events_mu_
+
+  InstanceNotifier notifier_;  // after controller_: its listener goes before the controller does
+  DnsWiringParts dns_;         // likewise
 };
 
 }  // namespace regen

@@ -122,7 +122,8 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
             (options_.tls
                  ? "tls:\n  ca: " + CertsDir() + "/ca.crt\n  cert: " + CertsDir() + "/" +
                        HostName(k) + ".crt\n  key: " + CertsDir() + "/" + HostName(k) + ".key\n"
-                 : std::string("insecure: true\n")));
+                 : std::string("insecure: true\n")) +
+            options_.agent_extra);
   }
 }
 

@@ -47,6 +47,7 @@ struct LabOptions {
   // every config says insecure: true.
   bool tls = false;
   bool tokens = false;  // with tls: auth.tokens lists certs/admin.token and certs/readonly.token
+  std::string agent_extra;       // appended to every agent.yaml (e.g. "dns: {...}\n")
 };
 
 class Lab {
@@ -61,6 +62,10 @@ class Lab {
   void StartAll();
   std::string HostName(int host) const { return "host-" + std::to_string(host); }
   std::string AgentConfigPath(int host) const;
+  // The agent's state_dir (events/<instance>.jsonl, channels/ ...).
+  std::string StateDir(int host) const { return dir_.File(HostName(host) + "/state"); }
+  // Host number of "host-K".
+  static int HostNumber(const std::string& host) { return std::stoi(host.substr(5)); }
   std::string dir() const { return dir_.path(); }
   TcpProxy& proxy(int host) { return *proxies_.at(host); }
   AdminClient& client() { return *client_; }

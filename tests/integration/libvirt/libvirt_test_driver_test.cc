@@ -131,6 +131,8 @@ std::string TestXml(const InstanceSpec& spec, const std::string& bridge = "br-in
   DomainXmlOptions options;
   options.domain_type = "test";
   options.bridge = bridge;
+  // As the agent builds every domain: with its events channel.
+  options.events_socket = "/tmp/regen-test-channels/" + spec.name + ".events.sock";
   auto xml = BuildDomainXml(spec, options);
   EXPECT_TRUE(xml.ok()) << xml.status().ToString();
   return xml.ok() ? *xml : std::string();
@@ -169,6 +171,7 @@ TEST(LibvirtTestDriverTest, DefineStartListEventsDestroy) {
   auto xml = h.hv.DomainXml(spec.name);
   ASSERT_TRUE(xml.ok()) << xml.status().ToString();
   EXPECT_THAT(*xml, HasSubstr("<source bridge='br-int'/>"));
+  EXPECT_THAT(*xml, HasSubstr("name='org.regen.events.0'")) << "the events channel is accepted";
   EXPECT_THAT(*xml, HasSubstr("<virtualport type='openvswitch'>"));
   EXPECT_THAT(*xml,
               HasSubstr("<regen:instance xmlns:regen=\"https://regen.dev/xmlns/instance/1\">"));

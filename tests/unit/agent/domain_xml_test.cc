@@ -42,7 +42,7 @@ DomainXmlOptions FullOptions() {
   options.domain_type = "kvm";
   options.bridge = "br-int";
   options.disk_path = "/var/lib/regen/disks/web-0-g3.qcow2";
-  options.events_socket = "/run/regen/channels/web-0.sock";
+  options.events_socket = "/var/lib/regen/channels/web-0.events.sock";
   options.emulator = "/usr/bin/qemu-system-x86_64";
   return options;
 }
@@ -133,6 +133,7 @@ TEST(DomainXmlGoldenTest, QemuWithoutNicOrDisk) {
 TEST(DomainXmlGoldenTest, TestDriverWithNic) {
   DomainXmlOptions options = BareOptions("test");
   options.bridge = "br-int";
+  options.events_socket = "/var/lib/regen/channels/web-0.events.sock";  // as the agent sets it
   std::string xml = BuildOrDie(WebSpec(), options);
   ExpectGolden("test_nic.xml", xml);
   ExpectValidAgainstSchema(xml);

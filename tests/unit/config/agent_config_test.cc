@@ -163,6 +163,21 @@ TEST(AgentConfigTest, FaultInjectionOnTestDriver) {
   EXPECT_TRUE(c->fault_injection);
 }
 
+TEST(AgentConfigTest, DnsWatch) {
+  Result<AgentConfig> c = ParseAgentConfig(
+      "host_name: a\ndns:\n  server: 127.0.0.1:5353\n  zone: lab.example.\n"
+      "  poll_interval: 250ms\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->dns_server, "127.0.0.1:5353");
+  EXPECT_EQ(c->dns_zone, "lab.example.");
+  EXPECT_EQ(c->dns_poll_interval, std::chrono::milliseconds(250));
+  Result<AgentConfig> off = ParseAgentConfig("host_name: a\n", kFile);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->dns_server, "");
+  EXPECT_EQ(off->dns_poll_interval, std::chrono::milliseconds(5000));
+}
+
 const BadCase kBadAgent[] = {
     {"metrics address without port", "host_name: a\nmetrics_address: 127.0.0.1\n", "2:18",
      "metrics_address", "must be \"host:port\""},
@@ -185,6 +200,13 @@ const BadCase kBadAgent[] = {
      "tls.crt", "unknown key \"crt\""},
     {"insecure not a bool", "host_name: a\ninsecure: please\n", "2:11", "insecure",
      "must be true or false"},
+    {"dns without zone", "host_name: a\ndns: {server: \"127.0.0.1:5353\"}\n", "2:6", "dns.zone",
+     "required field is missing"},
+    {"dns zone without dot", "host_name: a\ndns: {server: \"127.0.0.1:53\", zone: lab.example}\n",
+     "2:37", "dns.zone", "must be a lower-case DNS zone ending with '.', got \"lab.example\""},
+    {"dns server name", "host_name: a\ndns: {server: \"ns.lab:53\", zone: lab.}\n", "2:15",
+     "dns.server", "\"ns.lab:53\""},
+
     {"unknown key", "host_name: a\nhost_nmae: b\n", "2:1", "host_nmae",
      "unknown key \"host_nmae\" (did you mean \"host_name\"? allowed keys at the top level: "
      "host_name, address"},

@@ -1,0 +1,208 @@
+// controller/dns_wiring: the controller's instance locations become the zone's records through a
+// fake updater: records per instance and per service on deploy, one update per change (heal with
+// ip_policy new moves the instance's and the service's records, the old IP freed), removal on
+// scale-down; DNS failures are reported once (dns_update_failed), never stop healing, and the
+// recovery (dns_update_recovered) brings the zone up to date in one update. Config errors name
+// the field.
+#include "controller/dns_wiring.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/fakes/controller_harness.h"
+#include "tests/fakes/fake_dns.h"
+
+namespace regen {
+namespace {
+
+using testing::ControllerHarness;
+using ::testing::ElementsAre;
+using testing::FakeDnsUpdater;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using testing::WebSpecYaml;
+
+class DnsWiringTest : public ::testing::Test {
+ protected:
+  DnsWiringTest() {
+    dns::DnsSyncOptions o;
+    o.zone = "lab.example.";
+    o.ttl = 30;
+    o.initial_backoff = std::chrono::milliseconds(100);
+    o.max_backoff = std::chrono::milliseconds(400);
+    o.resync_interval = std::chrono::milliseconds(0);
+    wiring_ = std::make_unique<DnsWiring>(updater_, h_.clock(), o,
+                                          [this](EventRecord e) { reported_.push_back(e); });
+    h_.controller().AddChangeListener(
+        [this](const Controller& c, const ControllerChanges& ch) { wiring_->OnChanges(c, ch); });
+  }
+
+  // Reported events go to the controller, as the server does (on its loop).
+  void DeliverReports() {
+    for (auto& e : reported_) ASSERT_TRUE(h_.controller().RecordEvent(e).ok());
+    reported_.clear();
+  }
+
+  std::set<std::string> Zone(const std::string& name) {
+    auto zone = updater_.zone();
+    auto it = zone.find(name);
+    return it == zone.end() ? std::set<std::string>{} : it->second;
+  }
+
+  ControllerHarness h_;
+  FakeDnsUpdater updater_;
+  std::vector<EventRecord> reported_;
+  std::unique_ptr<DnsWiring> wiring_;
+};
+
+TEST_F(DnsWiringTest, DeployHealWithNewIpAndScaleDown) {
+  h_.Hosts(3);
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(3, "new")).ok());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  ASSERT_THAT(updater_.calls(), SizeIs(1)) << "one update for the deploy";
+  std::set<std::string> ips;
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "web-" + std::to_string(i);
+    EXPECT_EQ(Zone(name + ".lab.example."), std::set<std::string>{h_.Inst(name).allocation.ip});
+    ips.insert(h_.Inst(name).allocation.ip);
+  }
+  EXPECT_EQ(Zone("web.lab.example."), ips);
+
+  // Running reports change no location: nothing to send.
+  h_.AllRunning();
+  ASSERT_TRUE(wiring_->Flush().ok());
+  EXPECT_THAT(updater_.calls(), SizeIs(1));
+
+  // Heal web-1 with ip_policy new: a new IP from the subnet, the old one freed.
+  const std::string old_ip = h_.Inst("web-1").allocation.ip;
+  const std::string old_host = h_.Inst("web-1").allocation.host;
+  h_.Crash("web-1");
+  ASSERT_NE(h_.Inst("web-1").allocation.host, old_host);
+  const std::string new_ip = h_.Inst("web-1").allocation.ip;
+  ASSERT_NE(new_ip, old_ip) << "ip_policy new";
+  ASSERT_TRUE(wiring_->Flush().ok());
+  auto calls = updater_.calls();
+  ASSERT_THAT(calls, SizeIs(2)) << "one update for the heal";
+  EXPECT_THAT(calls[1].deletes, IsEmpty());
+  ASSERT_THAT(calls[1].replaces, SizeIs(2)) << calls[1].ToString();
+  EXPECT_EQ(calls[1].replaces[0].name, "web-1.lab.example.");
+  EXPECT_THAT(calls[1].replaces[0].addresses, ElementsAre(new_ip));
+  EXPECT_EQ(calls[1].replaces[1].name, "web.lab.example.");
+  ips.erase(old_ip);
+  ips.insert(new_ip);
+  EXPECT_EQ(Zone("web.lab.example."), ips);
+
+  // Scale down: web-2's record goes, and its address leaves the service's set.
+  h_.AllRunning();
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(2, "new")).ok());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  EXPECT_THAT(Zone("web-2.lab.example."), IsEmpty());
+  EXPECT_EQ(Zone("web.lab.example."),
+            (std::set<std::string>{h_.Inst("web-0").allocation.ip, new_ip}));
+  EXPECT_THAT(updater_.calls(), SizeIs(3));
+  EXPECT_THAT(updater_.calls()[2].deletes, ElementsAre("web-2.lab.example."));
+}
+
+TEST_F(DnsWiringTest, DnsNameOfTheServiceIsUsed) {
+  h_.Hosts(2);
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(2, "keep", "www.lab.example")).ok());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  EXPECT_THAT(Zone("www.lab.example."), SizeIs(2));
+  EXPECT_THAT(Zone("web.lab.example."), IsEmpty());
+  EXPECT_THAT(Zone("web-0.lab.example."), SizeIs(1));
+}
+
+TEST_F(DnsWiringTest, FailuresAreReportedOnceHealingGoesOnAndRecoveryCatchesUp) {
+  h_.Hosts(3);
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(3, "new")).ok());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  h_.AllRunning();
+
+  updater_.FailWith(Unavailable("DNS update of zone lab.example. at fake-dns:53: no answer"));
+  h_.Crash("web-0");
+  EXPECT_EQ(h_.Inst("web-0").state, "creating") << "healing never waits for DNS";
+  Status s = wiring_->Flush();
+  EXPECT_FALSE(s.ok());
+  ASSERT_THAT(reported_, SizeIs(1));
+  EXPECT_EQ(reported_[0].kind, "dns_update_failed");
+  EXPECT_THAT(reported_[0].message, HasSubstr("no answer"));
+  EXPECT_THAT(reported_[0].message, HasSubstr("lab.example."));
+  DeliverReports();
+  EXPECT_THAT(h_.EventsOfKind("dns_update_failed"), SizeIs(1));
+
+  // While it fails: a second heal, retries after backoff; still one failed event.
+  h_.AllRunning();
+  h_.Crash("web-2");
+  h_.clock().Advance(std::chrono::milliseconds(100));
+  EXPECT_FALSE(wiring_->Flush().ok());
+  EXPECT_THAT(reported_, IsEmpty());
+  EXPECT_FALSE(wiring_->Report().in_sync);
+
+  // The server is back: one update carries both heals.
+  updater_.FailWith(Status::Ok());
+  size_t calls_before = updater_.calls().size();
+  h_.clock().Advance(std::chrono::milliseconds(400));
+  ASSERT_TRUE(wiring_->Flush().ok());
+  EXPECT_EQ(updater_.calls().size(), calls_before + 1);
+  EXPECT_EQ(Zone("web-0.lab.example."), std::set<std::string>{h_.Inst("web-0").allocation.ip});
+  EXPECT_EQ(Zone("web-2.lab.example."), std::set<std::string>{h_.Inst("web-2").allocation.ip});
+  EXPECT_TRUE(wiring_->Report().in_sync);
+  ASSERT_THAT(reported_, SizeIs(1));
+  EXPECT_EQ(reported_[0].kind, "dns_update_recovered");
+  DeliverReports();
+  EXPECT_THAT(h_.EventsOfKind("dns_update_recovered"), SizeIs(1));
+}
+
+TEST_F(DnsWiringTest, PendingInstancesHaveNoRecord) {
+  h_.Hosts(1);
+  // 2 instances but only 1 host with room for... every instance fits; make one pending by size.
+  ASSERT_TRUE(h_.Apply("name: big\ninstances: 2\nupdate_domains: 1\nflavor:\n  vcpus: 40\n"
+                       "  memory_mib: 256\nnetwork:\n  subnet: 10.20.0.0/24\nversions:\n"
+                       "  v1: {}\nversion: v1\n")
+                  .ok());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  int with_record = 0;
+  for (const auto& [name, inst] : h_.controller().instances()) {
+    bool placed = inst.state != "pending";
+    EXPECT_EQ(Zone(name + ".lab.example.").size(), placed ? 1u : 0u) << name;
+    with_record += placed;
+  }
+  EXPECT_EQ(with_record, 1);
+  EXPECT_THAT(Zone("big.lab.example."), SizeIs(1));
+}
+
+TEST(NewDnsWiringTest, OffWithoutServerAndErrorsNameTheField) {
+  testing::FakeClock clock;
+  DnsConfig off;
+  auto none = NewDnsWiring(off, clock, nullptr);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+
+  DnsConfig bad;
+  bad.server = "127.0.0.1:5353";
+  bad.zone = "lab.example.";
+  bad.tsig_key_name = "regen-key.";
+  bad.tsig_secret_file = "/nonexistent/regen/tsig.key";
+  auto err = NewDnsWiring(bad, clock, nullptr);
+  ASSERT_FALSE(err.ok());
+  EXPECT_THAT(err.status().message(), HasSubstr("/nonexistent/regen/tsig.key"));
+
+  DnsConfig port;
+  port.server = "127.0.0.1";
+  port.zone = "lab.example.";
+  auto err2 = NewDnsWiring(port, clock, nullptr);
+  ASSERT_FALSE(err2.ok());
+  EXPECT_THAT(err2.status().message(), HasSubstr("dns.server \"127.0.0.1\""));
+
+  DnsConfig plain;
+  plain.server = "127.0.0.1:5353";
+  plain.zone = "lab.example.";
+  auto ok = NewDnsWiring(plain, clock, nullptr);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ASSERT_TRUE(ok->has_value());
+  EXPECT_EQ((*ok)->wiring->zone(), "lab.example.");
+}
+
+}  // namespace
+}  // namespace regen
