@@ -162,8 +162,8 @@ TEST(AgentIdentityTest, TheCertificateMustNameTheHost) {
   EXPECT_TRUE(CheckAgentIdentity(true, {"kvm-7.lab", "host-1"}, "host-1").ok()) << "a SAN";
   Status s = CheckAgentIdentity(true, {"host-1"}, "host-2");
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
-  EXPECT_EQ(s.message().rfind("agent refused: its certificate names \"host-1\" but its hello "
-                              "claims host \"host-2\"",
+  EXPECT_EQ(s.message().rfind("its certificate names \"host-1\" but its hello claims host "
+                              "\"host-2\"",
                               0),
             0u)
       << s.message();
