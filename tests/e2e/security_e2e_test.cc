@@ -307,6 +307,18 @@ TEST(SecurityE2eTest, RegenctlNeedsCredentialsAndTheRoleForTheCall) {
   std::string log = ControllerLog(lab);
   EXPECT_TRUE(Contains(log, "regenctl call from") && Contains(log, "Drain refused")) << log;
 
+  // The controller's certificate names "regen-controller" (and 127.0.0.1, which the lab dials):
+  // --tls-server-name picks the name to check; a name it does not carry fails the handshake.
+  CtlResult named = with({"--ca", ca, "--tls-server-name", "regen-controller", "--token-file",
+                          certs + "readonly.token"},
+                         {"host", "list"});
+  EXPECT_EQ(named.code, 0) << named.err;
+  CtlResult misnamed = with(
+      {"--ca", ca, "--tls-server-name", "other.example", "--token-file", certs + "readonly.token"},
+      {"host", "list"});
+  EXPECT_EQ(misnamed.code, 1) << misnamed.out;
+  EXPECT_TRUE(Contains(misnamed.err, "--tls-server-name")) << misnamed.err;
+
   // Bad flag combinations never reach the controller.
   CtlResult no_key = with({"--ca", ca, "--cert", certs + "admin.crt"}, {"host", "list"});
   EXPECT_EQ(no_key.code, 2);
