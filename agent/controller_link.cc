@@ -179,10 +179,20 @@ void ControllerLink::Enqueue(v1::AgentMessage msg) {
 
 void ControllerLink::Run() {
   auto backoff = std::chrono::milliseconds(100);
+  auto refused_backoff = std::chrono::milliseconds(500);
   bool logged_down = false;
   while (!stop_) {
     bool got_going = Session();
     if (stop_) break;
+    if (identity_refused_) {
+      // Refused for what this agent is (its certificate, its name): retrying fast changes
+      // nothing, so wait longer each time (up to 30 s), until its configuration is fixed.
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, refused_backoff, [&] { return stop_.load(); });
+      refused_backoff = std::min(refused_backoff * 2, std::chrono::milliseconds(30000));
+      continue;
+    }
+    refused_backoff = std::chrono::milliseconds(500);
     if (got_going) {
       backoff = std::chrono::milliseconds(100);
       logged_down = false;
@@ -214,6 +224,7 @@ void ControllerLink::SendTopologyApplied(int64_t revision) {
 }
 
 bool ControllerLink::Session() {
+  identity_refused_ = false;
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
@@ -383,6 +394,8 @@ bool ControllerLink::Session() {
   ctx.TryCancel();
   reader.join();
   grpc::Status status = stream->Finish();
+  identity_refused_ = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                      status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
   if (!stop_) {
     spdlog::warn("controller stream ended: {}",
                  status.ok() ? std::string("closed") : status.error_message());

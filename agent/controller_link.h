@@ -82,6 +82,9 @@ class ControllerLink {
   std::atomic<bool> connected_{false};
   std::atomic<bool> hung_{false};
   std::thread thread_;
+  // The last session ended with PERMISSION_DENIED or UNAUTHENTICATED (a certificate that does
+  // not name this host, ...): reconnect slowly. Link thread only.
+  bool identity_refused_ = false;
 
   std::mutex mu_;
   std::condition_variable cv_;

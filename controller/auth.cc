@@ -188,15 +188,14 @@ Status CheckAgentIdentity(bool tls, const std::vector<std::string>& cert_names,
                           std::string_view host) {
   if (!tls) return Status::Ok();
   if (cert_names.empty()) {
-    return Unauthenticated("agent for host " + QuoteValue(host) +
-                           " refused: it presented no client certificate (set tls: {ca, cert, "
-                           "key} in its agent.yaml, with a certificate signed by the "
-                           "controller's CA)");
+    return Unauthenticated("its hello claims host " + QuoteValue(host) +
+                           " but it presented no client certificate (set tls: {ca, cert, key} in "
+                           "its agent.yaml, with a certificate signed by the controller's CA)");
   }
   if (std::find(cert_names.begin(), cert_names.end(), host) != cert_names.end()) {
     return Status::Ok();
   }
-  return PermissionDenied("agent refused: its certificate names " + JoinQuoted(cert_names) +
+  return PermissionDenied("its certificate names " + JoinQuoted(cert_names) +
                           " but its hello claims host " + QuoteValue(host) +
                           " (each host needs its own certificate with CN = its host_name; "
                           "scripts/gen-certs.sh makes them)");

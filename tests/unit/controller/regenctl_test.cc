@@ -1140,7 +1140,8 @@ TEST_F(RegenctlTest, UnreachableControllerGivesAClearMessage) {
     EXPECT_EQ(r.out, "");
     EXPECT_THAT(r.err, HasSubstr("regenctl: cannot reach the controller at " + closed + ": "));
     EXPECT_THAT(r.err, HasSubstr(" (is regen-controller running? set --controller or "
-                                 "REGEN_CONTROLLER)\n"));
+                                 "REGEN_CONTROLLER; a controller with tls: in controller.yaml "
+                                 "needs --ca (and --cert/--key or --token-file))\n"));
   }
 }
 
