@@ -103,8 +103,9 @@ TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
         << "no network: block, no revision applied";
   }
 
-  // A host lost.
-  lab.KillAgent(3);
+  // A host lost: one that holds an instance (web-1's), so its loss is a detected failure.
+  const std::string lost = lab.Instance("web-1")->host();
+  lab.KillAgent(std::stoi(lost.substr(std::string("host-").size())));
   ASSERT_TRUE(until("regen_hosts{state=\"down\"}", 1)) << text;
   ASSERT_TRUE(until("regen_hosts{state=\"up\"}", 2)) << text;
   ASSERT_TRUE(WaitFor(
