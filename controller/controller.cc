@@ -1119,6 +1119,7 @@ Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyService
   if (!request.operation_id().empty()) {
     OperationRecord op{request.operation_id(), "deploy",           spec.name, "{}", "done",
                        clock_.WallMillis(),    clock_.WallMillis()};
+    spdlog::info("op={} kind=deploy target={}: done", request.operation_id(), spec.name);
     (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
   }
   PushDesired(touched);
@@ -1244,6 +1245,7 @@ Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& req
   if (!request.operation_id().empty()) {
     OperationRecord op{request.operation_id(), "failover",         inst.name, "{}", "done",
                        clock_.WallMillis(),    clock_.WallMillis()};
+    spdlog::info("op={} kind=failover target={}: done", request.operation_id(), inst.name);
     (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
   }
   PushDesired(touched);
@@ -1484,6 +1486,7 @@ Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest
   if (!request.operation_id().empty()) {
     OperationRecord op{request.operation_id(), "upgrade",          request.service(), "{}", "done",
                        clock_.WallMillis(),    clock_.WallMillis()};
+    spdlog::info("op={} kind=upgrade target={}: done", request.operation_id(), request.service());
     (void)store_.Transaction([&](StoreTxn& txn) { return txn.PutOperation(op); });
   }
   DriveUpgrade(request.service());
