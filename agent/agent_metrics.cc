@@ -10,6 +10,8 @@
 #include <map>
 #include <vector>
 
+#include "common/metrics_exposer.h"
+
 namespace regen {
 
 namespace {
@@ -75,14 +77,9 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::Start(const std::string& add
   m->registry_ = std::make_shared<prometheus::Registry>();
   m->f_ = std::make_unique<Families>(*m->registry_);
   for (const auto& s : kDomainStates) m->f_->domains.Add({{"state", s}});
-  try {
-    m->exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
-  } catch (const std::exception& e) {
-    return Unavailable("metrics_address " + address + ": cannot listen: " + e.what());
-  }
-  m->exposer_->RegisterCollectable(m->registry_);
-  auto ports = m->exposer_->GetListeningPorts();
-  m->port_ = ports.empty() ? 0 : ports.front();
+  ASSIGN_OR_RETURN(MetricsEndpoint endpoint, ServeMetrics(address, m->registry_, 1));
+  m->exposer_ = std::move(endpoint.exposer);
+  m->port_ = endpoint.port;
   return m;
 }
 

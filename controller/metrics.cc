@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/metrics_exposer.h"
 #include "controller/controller.h"
 #include "controller/rpc_stats.h"
 #include "controller/store.h"
@@ -113,14 +114,9 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::Start(const std::s
   m->registry_ = std::make_shared<prometheus::Registry>();
   m->f_ = std::make_unique<Families>(*m->registry_);
   for (const auto& s : kHostStates) m->f_->hosts.Add({{"state", s}});
-  try {
-    m->exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
-  } catch (const std::exception& e) {
-    return Unavailable("metrics_address " + address + ": cannot listen: " + e.what());
-  }
-  m->exposer_->RegisterCollectable(m->registry_);
-  auto ports = m->exposer_->GetListeningPorts();
-  m->port_ = ports.empty() ? 0 : ports.front();
+  ASSIGN_OR_RETURN(MetricsEndpoint endpoint, ServeMetrics(address, m->registry_, 2));
+  m->exposer_ = std::move(endpoint.exposer);
+  m->port_ = endpoint.port;
   return m;
 }
 
