@@ -112,8 +112,12 @@ int RunDaemon(const std::string& config_path) {
         [watch = dns_watch.get()](const std::vector<InstanceSpec>& desired) {
           if (watch == nullptr) return;
           std::map<std::string, std::vector<std::string>> by_service;
-          for (const auto& spec : desired) by_service[spec.service].push_back(spec.name);
-          watch->SetLocalInstances(std::move(by_service));
+          std::map<std::string, std::string> dns_names;
+          for (const auto& spec : desired) {
+            by_service[spec.service].push_back(spec.name);
+            if (!spec.dns_name.empty()) dns_names[spec.service] = spec.dns_name;
+          }
+          watch->SetLocalInstances(std::move(by_service), std::move(dns_names));
         });
   }
   // OVS flow programming (network: in agent.yaml), fed with topology revisions by the link.

@@ -48,6 +48,7 @@ InstanceSpec SpecFromProto(const v1::InstanceSpec& p) {
   s.generation = p.generation();
   s.image = p.image();
   s.domain_template = p.domain_template();
+  s.dns_name = p.dns_name();
   for (const auto& [k, v] : p.metadata()) s.metadata[k] = v;
   s.allocation.host = p.allocation().host();
   const auto& r = p.allocation().resources();

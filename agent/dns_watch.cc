@@ -25,16 +25,29 @@ DnsWatch::DnsWatch(dns::Resolver& resolver, const Clock& clock, std::string zone
 
 DnsWatch::~DnsWatch() { Stop(); }
 
-void DnsWatch::SetLocalInstances(std::map<std::string, std::vector<std::string>> by_service) {
+void DnsWatch::SetLocalInstances(std::map<std::string, std::vector<std::string>> by_service,
+                                 std::map<std::string, std::string> dns_names) {
   std::set<std::string> names;
-  for (const auto& [service, instances] : by_service) {
-    if (!instances.empty()) names.insert(NameOf(service));
-  }
   {
     std::lock_guard lock(mu_);
     by_service_ = std::move(by_service);
+    dns_names_ = std::move(dns_names);
+    for (const auto& [service, instances] : by_service_) {
+      if (!instances.empty()) names.insert(NameOfLocked(service));
+    }
   }
   poller_.SetNames(std::move(names));
+}
+
+std::string DnsWatch::NameOf(const std::string& service) {
+  std::lock_guard lock(mu_);
+  return NameOfLocked(service);
+}
+
+std::string DnsWatch::NameOfLocked(const std::string& service) const {
+  auto it = dns_names_.find(service);
+  if (it == dns_names_.end() || it->second.empty()) return service + "." + zone_;
+  return it->second.back() == '.' ? it->second : it->second + ".";
 }
 
 std::vector<dns::AddressChange> DnsWatch::PollOnce() { return poller_.PollOnce(); }
@@ -48,7 +61,7 @@ void DnsWatch::OnChange(const dns::AddressChange& change) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [s, local] : by_service_) {
-      if (NameOf(s) == change.name) {
+      if (NameOfLocked(s) == change.name) {
         service = s;
         instances = local;
       }

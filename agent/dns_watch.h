@@ -1,5 +1,5 @@
-// The agent's DNS watch (agent.yaml `dns:`): resolves `<service>.<zone>` of every service with an
-// instance on this host every poll interval (dns/dns_poller.h over the c-ares resolver) and,
+// The agent's DNS watch (agent.yaml `dns:`): resolves the name of every service with an instance on
+// this host (its network.dns_name, else `<service>.<zone>`) every poll interval (dns/dns_poller.h over the c-ares resolver) and,
 // when a name's addresses change, sends a dns_change event to the local instances of that
 // service (through the delivery callback, e.g. EventDelivery). The first answer for a name is the
 // baseline (no event); failed lookups change nothing. Thread-safe; callbacks run on the polling
@@ -39,23 +39,27 @@ class DnsWatch {
 
   // The instances on this host by service (from the controller's desired set); the names to
   // watch follow from the next poll on.
-  void SetLocalInstances(std::map<std::string, std::vector<std::string>> by_service);
+  // `dns_names`: service -> its network.dns_name ("web.lab.example"; absent or "" = the default).
+  void SetLocalInstances(std::map<std::string, std::vector<std::string>> by_service,
+                         std::map<std::string, std::string> dns_names = {});
   // Resolves every watched name now and delivers one event per change; returns the changes.
   std::vector<dns::AddressChange> PollOnce();
-  // The name watched for `service`: "<service>.<zone>".
-  std::string NameOf(const std::string& service) const { return service + "." + zone_; }
+  // The name watched for `service`: its dns_name with a final '.', else "<service>.<zone>".
+  std::string NameOf(const std::string& service);
 
   void Start();  // polls now and then every interval (real time)
   void Stop();
 
  private:
   void OnChange(const dns::AddressChange& change);
+  std::string NameOfLocked(const std::string& service) const;
 
   const Clock& clock_;
   const std::string zone_;
   const Deliver deliver_;
   std::mutex mu_;
   std::map<std::string, std::vector<std::string>> by_service_;  // guarded by mu_
+  std::map<std::string, std::string> dns_names_;                // guarded by mu_
   dns::DnsPoller poller_;                                       // last: its thread calls OnChange
 };
 

@@ -40,6 +40,7 @@ struct InstanceSpec {
   // Optional libvirt domain XML template replacing the built-in one (see agent/domain_xml.h).
   std::string domain_template;
   std::map<std::string, std::string> metadata;  // version metadata, passed into the domain
+  std::string dns_name;  // the service's network.dns_name ("" = none); for the DNS watch
   Allocation allocation;
   bool operator==(const InstanceSpec&) const = default;
 };

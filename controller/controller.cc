@@ -911,6 +911,7 @@ v1::InstanceSpec Controller::SpecOf(const InstanceRecord& inst) const {
   spec.set_generation(inst.generation);
   auto svc = services_.find(inst.service);
   if (svc != services_.end()) {
+    spec.set_dns_name(svc->second.spec.dns_name);
     auto v = svc->second.spec.versions.find(inst.version);
     if (v != svc->second.spec.versions.end()) {
       spec.set_image(v->second.image);

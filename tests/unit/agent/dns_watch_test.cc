@@ -94,5 +94,22 @@ TEST_F(DnsWatchTest, OnlyHostedServicesAreWatched) {
   EXPECT_EQ(watch_.NameOf("db"), "db.lab.example.");
 }
 
+TEST_F(DnsWatchTest, AServiceWithADnsNameIsWatchedUnderThatName) {
+  resolver_.Set("frontend.lab.example.", {"10.0.0.2"});
+  resolver_.Set("web.lab.example.", {"10.9.9.9"});  // not the service's name: never looked at
+  watch_.SetLocalInstances({{"web", {"web-0"}}}, {{"web", "frontend.lab.example"}});
+  EXPECT_EQ(watch_.NameOf("web"), "frontend.lab.example.");
+  EXPECT_EQ(watch_.NameOf("db"), "db.lab.example.") << "no dns_name: <service>.<zone>";
+  watch_.PollOnce();
+  resolver_.Set("web.lab.example.", {"10.9.9.8"});
+  EXPECT_THAT(watch_.PollOnce(), IsEmpty());
+  resolver_.Set("frontend.lab.example.", {"10.0.0.5"});
+  ASSERT_THAT(watch_.PollOnce(), SizeIs(1));
+  ASSERT_THAT(delivered_, SizeIs(1));
+  EXPECT_EQ(delivered_[0].event["service"], "web");
+  EXPECT_EQ(delivered_[0].event["name"], "frontend.lab.example.");
+  EXPECT_THAT(delivered_[0].instances, ElementsAre("web-0"));
+}
+
 }  // namespace
 }  // namespace regen

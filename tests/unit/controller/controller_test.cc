@@ -268,6 +268,18 @@ class ControllerTest : public ::testing::Test {
   uint64_t heartbeat_sequence_ = 0;
 };
 
+TEST_F(ControllerTest, TheServicesDnsNameTravelsWithEachInstance) {
+  ThreeHosts();
+  std::string yaml = kWeb6;
+  yaml.replace(yaml.find("  subnet: 10.10.0.0/24\n"), 23,
+               "  subnet: 10.10.0.0/24\n  dns_name: frontend.lab.example\n");
+  auto resp = Apply(yaml);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  auto spec = Sink(Inst("web-0").allocation.host).LastDesiredSpec("web-0");
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(spec->dns_name(), "frontend.lab.example") << "the agent's DNS watch resolves it";
+}
+
 TEST_F(ControllerTest, DeploySpreadsInstancesAndSendsEachHostItsSet) {
   ThreeHosts();
   auto resp = Apply(kWeb6, "op-deploy");
