@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/fakes/controller_harness.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/test_util.h"
 
@@ -32,21 +33,9 @@ using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::TempDir;
 
-// Keeps every message the controller sends to one agent session.
-class RecordingSink : public AgentSink {
+// Keeps every message the controller sends to one agent session (MessageSink), with lookups.
+class RecordingSink : public testing::MessageSink {
  public:
-  void Send(const v1::ControllerMessage& message) override { messages.push_back(message); }
-
-  // The last desired set sent, or nullopt if none was sent.
-  std::optional<std::vector<v1::InstanceSpec>> LastDesired() const {
-    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
-      if (it->has_action() && it->action().has_desired()) {
-        const auto& d = it->action().desired().instances();
-        return std::vector<v1::InstanceSpec>(d.begin(), d.end());
-      }
-    }
-    return std::nullopt;
-  }
   // Names in the last desired set ({"<none sent>"} when none was sent, so it never matches).
   std::set<std::string> LastDesiredNames() const {
     auto d = LastDesired();
@@ -67,8 +56,6 @@ class RecordingSink : public AgentSink {
     for (const auto& m : messages) n += m.has_heartbeat_ack() ? 1 : 0;
     return n;
   }
-
-  std::vector<v1::ControllerMessage> messages;
 };
 
 constexpr char kWeb6[] = R"(name: web
