@@ -12,7 +12,6 @@ namespace regen {
 namespace {
 constexpr size_t kMaxChanges = 256;
 constexpr auto kMaxBackoff = std::chrono::seconds(60);
-constexpr size_t kMaxEventsSocketPath = 107;  // sockaddr_un.sun_path without the NUL
 
 std::vector<DomainInfo> SortedByName(std::vector<DomainInfo> domains) {
   std::sort(domains.begin(), domains.end(),
@@ -543,7 +542,7 @@ Status Agent::CreateDomain(const InstanceSpec& spec) {
   // Every domain gets the org.regen.events.0 channel: the agent writes the instance's events to
   // its socket (agent/event_delivery.h).
   opts.events_socket = EventsSocketPath(config_.state_dir, spec.name);
-  if (opts.events_socket.size() > kMaxEventsSocketPath) {
+  if (opts.events_socket.size() > kMaxUnixSocketPath) {
     spdlog::warn(
         "instance {}: no events channel: {} is longer than a unix socket path may be "
         "(choose a shorter state_dir); its events go to its event file only",

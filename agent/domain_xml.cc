@@ -16,7 +16,6 @@ constexpr int64_t kMaxVcpus = 1024;
 constexpr int64_t kMinMemoryMib = 16;
 constexpr int64_t kMaxMemoryMib = int64_t{1} << 24;  // 16 TiB: keeps KiB far from overflow
 constexpr size_t kMaxInterfaceName = 15;             // Linux IFNAMSIZ - 1
-constexpr size_t kMaxUnixSocketPath = 107;           // sizeof(sockaddr_un::sun_path) - 1
 
 // Returns the length of the UTF-8 sequence starting at text[i], or 0 if it is not valid UTF-8.
 size_t Utf8SequenceLength(std::string_view text, size_t i) {

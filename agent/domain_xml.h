@@ -1,6 +1,7 @@
 // Builds libvirt domain XML from an instance spec and its allocation. Pure; any thread.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "agent/hypervisor.h"
@@ -8,6 +9,9 @@
 #include "common/status.h"
 
 namespace regen {
+
+// The longest unix socket path (sizeof(sockaddr_un::sun_path) - 1), e.g. options.events_socket.
+inline constexpr size_t kMaxUnixSocketPath = 107;
 
 inline constexpr const char* kRegenMetadataUri = "https://regen.dev/xmlns/instance/1";
 
