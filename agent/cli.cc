@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "agent/control_socket.h"
 #include "agent/controller_link.h"
 #include "agent/dns_watch.h"
@@ -24,12 +25,11 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/notify.h"
-#include "agent/agent_metrics.h"
 #include "config/agent_config.h"
 #include "config/fields.h"
-#include "ovs/ovs_vswitch.h"
 #include "dns/cares_resolver.h"
 #include "dns/dns_config.h"
+#include "ovs/ovs_vswitch.h"
 
 namespace regen {
 
@@ -81,6 +81,7 @@ int RunDaemon(const std::string& config_path) {
   // Events for instances (from the controller, and the DNS watch): JSONL files and channels.
   EventDelivery delivery(config->state_dir);
   if (Status s = delivery.EnsureDirectories(); !s.ok()) spdlog::warn("{}", s.message());
+  delivery.Start();  // lines waiting for a channel (a domain still starting) follow within 200 ms
   std::unique_ptr<dns::Resolver> resolver;
   std::unique_ptr<DnsWatch> dns_watch;
   if (!config->dns_server.empty()) {
@@ -282,6 +283,7 @@ int RunDaemon(const std::string& config_path) {
   if (link) link->Stop();
   if (network) network->Stop();
   if (dns_watch) dns_watch->Stop();
+  delivery.Stop();
   reaper.Stop();  // before the agent: its exit callback posts to the agent
   agent.Stop();
   return 0;

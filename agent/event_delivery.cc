@@ -7,8 +7,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <string_view>
 
 #include "common/log.h"
 #include "common/names.h"
@@ -41,7 +45,17 @@ std::string EventsSocketPath(const std::string& state_dir, const std::string& in
   return state_dir + "/channels/" + instance + ".events.sock";
 }
 
+std::string EventsCursorPath(const std::string& state_dir, const std::string& instance) {
+  return state_dir + "/channels/" + instance + ".cursor";
+}
+
 EventDelivery::EventDelivery(std::string state_dir) : state_dir_(std::move(state_dir)) {}
+
+EventDelivery::~EventDelivery() {
+  Stop();
+  std::lock_guard lock(mu_);
+  for (auto& [name, ch] : channels_) CloseLocked(ch);
+}
 
 Status EventDelivery::EnsureDirectories() {
   std::lock_guard lock(mu_);
@@ -79,68 +93,228 @@ Status EventDelivery::Deliver(const std::vector<std::string>& instances, const s
 }
 
 Status EventDelivery::DeliverOne(const std::string& instance, const std::string& line) {
+  std::lock_guard lock(mu_);  // one writer per file at a time: lines never interleave
   if (!IsValidName(instance)) {
-    std::lock_guard lock(mu_);
     ++stats_.errors;
     return InvalidArgument("event delivery: instance name \"" + instance +
                            "\" is not a valid name; nothing written");
   }
   const std::string path = EventsFilePath(state_dir_, instance);
-  {
-    std::lock_guard lock(mu_);  // one writer per file at a time: lines never interleave
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-      ++stats_.errors;
-      Status s = Unavailable("cannot open " + path + ": " + Errno());
-      spdlog::error("event delivery to {}: {}", instance, s.message());
-      return s;
-    }
-    bool ok = WriteAll(fd, line);
-    std::string err = ok ? "" : Errno();
-    ::close(fd);
-    if (!ok) {
-      ++stats_.errors;
-      Status s = Unavailable("cannot append to " + path + ": " + err);
-      spdlog::error("event delivery to {}: {}", instance, s.message());
-      return s;
-    }
-    ++stats_.lines_written;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    ++stats_.errors;
+    Status s = Unavailable("cannot open " + path + ": " + Errno());
+    spdlog::error("event delivery to {}: {}", instance, s.message());
+    return s;
   }
-  WriteSocket(instance, line);
+  bool ok = WriteAll(fd, line);
+  std::string err = ok ? "" : Errno();
+  ::close(fd);
+  if (!ok) {
+    ++stats_.errors;
+    Status s = Unavailable("cannot append to " + path + ": " + err);
+    spdlog::error("event delivery to {}: {}", instance, s.message());
+    return s;
+  }
+  ++stats_.lines_written;
+  FlushLocked(instance);
   return Status::Ok();
 }
 
-void EventDelivery::WriteSocket(const std::string& instance, const std::string& line) {
+void EventDelivery::FlushChannels() {
+  static constexpr std::string_view kSuffix = ".events.sock";
+  std::lock_guard lock(mu_);
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(state_dir_ + "/channels", ec)) {
+    std::string file = entry.path().filename().string();
+    if (file.size() <= kSuffix.size() || !file.ends_with(kSuffix)) continue;
+    std::string instance = file.substr(0, file.size() - kSuffix.size());
+    if (IsValidName(instance)) names.push_back(std::move(instance));
+  }
+  // Connections whose socket is gone are closed by FlushLocked.
+  for (const auto& [name, ch] : channels_) {
+    if (ch.fd >= 0) names.push_back(name);
+  }
+  for (const auto& name : names) FlushLocked(name);
+}
+
+void EventDelivery::Start(std::chrono::milliseconds interval) {
+  std::lock_guard lock(flusher_mu_);
+  if (flusher_.joinable()) return;
+  flusher_stop_ = false;
+  flusher_ = std::thread([this, interval] {
+    std::unique_lock lock(flusher_mu_);
+    while (!flusher_cv_.wait_for(lock, interval, [this] { return flusher_stop_; })) {
+      lock.unlock();
+      FlushChannels();
+      lock.lock();
+    }
+  });
+}
+
+void EventDelivery::Stop() {
+  std::thread t;
+  {
+    std::lock_guard lock(flusher_mu_);
+    flusher_stop_ = true;
+    t = std::move(flusher_);
+  }
+  flusher_cv_.notify_all();
+  if (t.joinable()) t.join();
+}
+
+void EventDelivery::CountErrorLocked(const std::string& instance, const std::string& what) {
+  ++stats_.errors;
+  Channel& ch = channels_[instance];
+  if (what == ch.last_error) return;  // said once; the flusher retries quietly
+  ch.last_error = what;
+  spdlog::warn("event channel of {} ({}): {}; its lines wait in {}", instance,
+               EventsSocketPath(state_dir_, instance), what, EventsFilePath(state_dir_, instance));
+}
+
+void EventDelivery::CloseLocked(Channel& ch) {
+  if (ch.fd >= 0) ::close(ch.fd);
+  ch.fd = -1;
+  ch.inode = 0;
+  ch.warned_full = false;
+}
+
+bool EventDelivery::ConnectLocked(const std::string& instance, Channel& ch, const struct stat& st) {
   const std::string path = EventsSocketPath(state_dir_, instance);
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;  // no channel (yet)
-  auto fail = [&](const std::string& what) {
-    spdlog::warn("event channel of {} ({}): {}; the line is in its event file", instance, path,
-                 what);
-    std::lock_guard lock(mu_);
-    ++stats_.errors;
-  };
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return fail("path too long for a unix socket");
+  if (path.size() >= sizeof(addr.sun_path)) {
+    CountErrorLocked(instance, "path too long for a unix socket");
+    return false;
+  }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail("socket: " + Errno());
+  if (fd < 0) {
+    CountErrorLocked(instance, "socket: " + Errno());
+    return false;
+  }
+  // A unix stream connect completes at once or fails (EAGAIN: the listener's backlog is full).
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     std::string err = Errno();
     ::close(fd);
-    return fail("connect: " + err);
+    CountErrorLocked(instance, "connect: " + err);
+    return false;
   }
-  ssize_t n = ::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  std::string err = n < 0 ? Errno() : "";
-  ::close(fd);
-  if (n < 0) return fail("send: " + err);
-  if (static_cast<size_t>(n) != line.size()) {
-    return fail("only " + std::to_string(n) + " of " + std::to_string(line.size()) +
-                " bytes sent (the instance does not read its channel)");
+  ch.fd = fd;
+  ch.inode = st.st_ino;
+  ch.warned_full = false;
+  if (!ch.last_error.empty()) {
+    spdlog::info("event channel of {}: connected again", instance);
+    ch.last_error.clear();
   }
-  std::lock_guard lock(mu_);
-  ++stats_.socket_writes;
+  return true;
+}
+
+void EventDelivery::SaveCursorLocked(const std::string& instance, int64_t cursor) {
+  const std::string path = EventsCursorPath(state_dir_, instance);
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  bool ok = fd >= 0 && WriteAll(fd, std::to_string(cursor) + "\n");
+  if (fd >= 0) ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    // Not fatal: after a restart the channel would get these lines a second time.
+    ++stats_.errors;
+    spdlog::warn("event channel of {}: cannot save its cursor in {}: {}", instance, path, Errno());
+  }
+}
+
+namespace {
+
+// The cursor saved in `path`; 0 when there is none (a new instance: its whole file is pending).
+int64_t LoadCursor(const std::string& instance, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return 0;
+  std::string text;
+  std::getline(in, text);
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 0) {
+    spdlog::warn(
+        "event channel of {}: cursor file {} holds \"{}\", not a byte count; sending "
+        "its event file from the start",
+        instance, path, text);
+    return 0;
+  }
+  return value;
+}
+
+}  // namespace
+
+void EventDelivery::FlushLocked(const std::string& instance) {
+  const std::string sock = EventsSocketPath(state_dir_, instance);
+  struct stat st;
+  const bool present = ::stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+  if (!present) {
+    auto it = channels_.find(instance);
+    if (it != channels_.end()) CloseLocked(it->second);
+    return;  // no channel (yet): the lines wait in the file
+  }
+  Channel& ch = channels_[instance];
+  if (ch.fd >= 0 && ch.inode != st.st_ino) CloseLocked(ch);  // a new domain made a new socket
+  if (ch.cursor < 0) ch.cursor = LoadCursor(instance, EventsCursorPath(state_dir_, instance));
+
+  const std::string file = EventsFilePath(state_dir_, instance);
+  int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return;  // nothing was ever delivered to this instance
+  struct stat fst;
+  if (::fstat(in, &fst) != 0) {
+    ::close(in);
+    return;
+  }
+  const int64_t size = fst.st_size;
+  const int64_t start = ch.cursor;
+  if (size < ch.cursor) {
+    spdlog::warn(
+        "event channel of {}: {} is shorter ({} bytes) than what its channels took ({}); "
+        "it was replaced: sending it from the start",
+        instance, file, size, ch.cursor);
+    ch.cursor = 0;
+  }
+  // Two rounds: a connection the other end closed (qemu stopped, or its domain was re-created
+  // between two flushes) is replaced once.
+  for (int round = 0; round < 2 && ch.cursor < size; ++round) {
+    if (ch.fd < 0 && !ConnectLocked(instance, ch, st)) break;
+    bool reconnect = false;
+    while (ch.cursor < size) {
+      char buf[16384];
+      size_t want = static_cast<size_t>(std::min<int64_t>(sizeof buf, size - ch.cursor));
+      ssize_t r = ::pread(in, buf, want, ch.cursor);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        CountErrorLocked(instance, "cannot read " + file + ": " + (r < 0 ? Errno() : "EOF"));
+        break;
+      }
+      ssize_t n = ::send(ch.fd, buf, static_cast<size_t>(r), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!ch.warned_full) {
+          spdlog::warn("event channel of {}: the instance does not read it; {} bytes wait in {}",
+                       instance, size - ch.cursor, file);
+          ch.warned_full = true;
+        }
+        break;
+      }
+      if (n < 0) {  // EPIPE, ECONNRESET: the other end went away
+        spdlog::info("event channel of {}: {}; connecting again", instance, Errno());
+        CloseLocked(ch);
+        reconnect = true;
+        break;
+      }
+      ch.cursor += n;
+      ch.warned_full = false;
+      stats_.socket_bytes += n;
+      stats_.socket_writes += std::count(buf, buf + n, '\n');
+    }
+    if (!reconnect) break;
+  }
+  ::close(in);
+  if (ch.cursor != start) SaveCursorLocked(instance, ch.cursor);
 }
 
 EventDeliveryStats EventDelivery::stats() const {

@@ -11,7 +11,7 @@ PACKAGES=(
   libyaml-cpp-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libc-ares-dev libldns-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev
-  openvswitch-switch knot knot-dnsutils tini iproute2 ethtool procps jq
+  openvswitch-switch knot knot-dnsutils tini iproute2 ethtool procps jq cpio
   prometheus-cpp-dev vagrant vagrant-libvirt
 )
 

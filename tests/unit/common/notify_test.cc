@@ -61,6 +61,11 @@ class TestLoop {
     cv_.notify_all();
   }
   std::thread::id id() const { return thread_.get_id(); }
+  // Tasks posted and not yet started.
+  size_t Queued() {
+    std::lock_guard lock(mu_);
+    return tasks_.size();
+  }
   LoopWatchdog::Poster poster() {
     return [this](std::function<void()> fn) { Post(std::move(fn)); };
   }
@@ -115,11 +120,11 @@ TEST(LoopWatchdogTest, AStalledLoopStopsPingingAndResumesAfter) {
   WaitFor([] { return false; }, milliseconds(40));
   int before = notifier.Count("WATCHDOG=1");
   EXPECT_FALSE(WaitFor([&] { return notifier.Count("WATCHDOG=1") > before; }, milliseconds(300)));
+  // The watchdog ticked ~15 times meanwhile, but at most one ping waits on the stalled loop
+  // (counted structurally, not by timing what comes out after the release).
+  EXPECT_LE(loop.Queued(), 1u);
   loop.Release();
-  // At most one ping waited on the loop; the pings then carry on.
-  ASSERT_TRUE(
-      WaitFor([&] { return notifier.Count("WATCHDOG=1") >= before + 1; }, milliseconds(5000)));
-  EXPECT_EQ(notifier.Count("WATCHDOG=1"), before + 1);
+  // The pings then carry on.
   ASSERT_TRUE(
       WaitFor([&] { return notifier.Count("WATCHDOG=1") >= before + 3; }, milliseconds(5000)));
 }
