@@ -154,13 +154,19 @@ int RunDaemon(const std::string& config_path) {
   }
   const int metrics_port = metrics ? metrics->port() : 0;
   const bool fault_injection = config->fault_injection;
-  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, &link, fault_injection,
-                                                       metrics_port](
+  ControlSocketServer control(config->control_socket, [&agent, &hypervisor, &link, &delivery,
+                                                       &dns_watch, fault_injection, metrics_port](
                                                           const nlohmann::json& request) {
     const std::string command = request.value("command", "");
     if (command == "status") {
       nlohmann::json status = agent.StatusJson();
       if (metrics_port != 0) status["metrics_port"] = metrics_port;
+      // What the DNS watch sees (name -> addresses; a name appears once it has been answered).
+      if (dns_watch) status["dns_watch"] = dns_watch->Known();
+      EventDeliveryStats events = delivery.stats();
+      status["events"] = {{"lines_written", events.lines_written},
+                          {"channel_lines", events.socket_writes},
+                          {"errors", events.errors}};
       status["ok"] = true;
       return status;
     }

@@ -1,9 +1,9 @@
 // The agent's DNS watch (agent.yaml `dns:`): resolves the name of every service with an instance on
-// this host (its network.dns_name, else `<service>.<zone>`) every poll interval (dns/dns_poller.h over the c-ares resolver) and,
-// when a name's addresses change, sends a dns_change event to the local instances of that
-// service (through the delivery callback, e.g. EventDelivery). The first answer for a name is the
-// baseline (no event); failed lookups change nothing. Thread-safe; callbacks run on the polling
-// thread.
+// this host (its network.dns_name, else `<service>.<zone>`) every poll interval (dns/dns_poller.h
+// over the c-ares resolver) and, when a name's addresses change, sends a dns_change event to the
+// local instances of that service (through the delivery callback, e.g. EventDelivery). The first
+// answer for a name is the baseline (no event); failed lookups change nothing. Thread-safe;
+// callbacks run on the polling thread.
 #pragma once
 
 #include <chrono>
@@ -46,6 +46,9 @@ class DnsWatch {
   std::vector<dns::AddressChange> PollOnce();
   // The name watched for `service`: its dns_name with a final '.', else "<service>.<zone>".
   std::string NameOf(const std::string& service);
+
+  // The addresses last seen per watched name (for the agent's status).
+  dns::KnownAddresses Known() const { return poller_.Known(); }
 
   void Start();  // polls now and then every interval (real time)
   void Stop();

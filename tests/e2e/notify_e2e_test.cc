@@ -197,9 +197,21 @@ TEST(NotifyE2eTest, KnotFollowsAHealWithANewIpAndInstancesHearTheDnsChange) {
         return ips.ok() && ips->size() == 4;
       },
       milliseconds(10000)));
-  // Every agent's watch got its names with its desired set, long before all ran, and polls every
-  // 100 ms: its baseline is taken (before or after the records arrived; a baseline of "no
-  // addresses" just adds a dns_change for the deploy).
+  // Every agent's watch has answered the deployed set (its baseline: a change against it is an
+  // event) before the crash; else a watch's first answer could already be the healed set.
+  for (int k = 1; k <= 3; ++k) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto status = lab.AgentStatus(k);
+          if (!status.is_object() || !status.contains("dns_watch")) return false;
+          auto known = status["dns_watch"].value("web.lab.example.", std::vector<std::string>{});
+          return known.size() == 4 &&
+                 std::find(known.begin(), known.end(), before->ip()) != known.end();
+        },
+        milliseconds(10000)))
+        << "host-" << k << "'s DNS watch never saw web.lab.example.: " << lab.AgentStatus(k) << "\n"
+        << lab.Logs();
+  }
 
   InjectCrash(lab, *before);
   ASSERT_TRUE(WaitFor(
