@@ -5,6 +5,7 @@
 #include "agent/domain_xml.h"
 #include "agent/event_delivery.h"
 #include "common/log.h"
+#include "config/fields.h"
 #include "config/service_spec.h"
 
 namespace regen {
@@ -539,6 +540,15 @@ Status Agent::CreateDomain(const InstanceSpec& spec) {
   ASSIGN_OR_RETURN(
       opts.disk_path,
       disks_.Prepare(spec, stager_.StagedPath(spec.service, spec.version, spec.image)));
+  if (!spec.domain_template.empty()) {
+    // The template is a file on this host, like the image (service spec versions.V).
+    auto text = ReadConfigFile(spec.domain_template);
+    if (!text.ok()) {
+      return InvalidArgument("instance " + spec.name +
+                             ": domain_template: " + text.status().message());
+    }
+    opts.template_text = std::move(*text);
+  }
   // Every domain gets the org.regen.events.0 channel: the agent writes the instance's events to
   // its socket (agent/event_delivery.h).
   opts.events_socket = EventsSocketPath(config_.state_dir, spec.name);

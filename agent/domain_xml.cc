@@ -289,8 +289,8 @@ std::string BuiltInLayout(const InstanceSpec& spec, const DomainXmlOptions& opti
 
 Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOptions& options,
                                  const std::string& uuid) {
-  const std::string context = "instance " + spec.name + ": domain_template";
-  const std::string& text = spec.domain_template;
+  const std::string context = "instance " + spec.name + ": domain_template " + spec.domain_template;
+  const std::string& text = options.template_text;
   if (text.find("{{name}}") == std::string::npos ||
       text.find("{{metadata}}") == std::string::npos) {
     return InvalidArgument(context +

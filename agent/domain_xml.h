@@ -21,10 +21,13 @@ struct DomainXmlOptions {
   std::string disk_path;            // the instance's qcow2 overlay; "" = no disk
   std::string events_socket;        // unix socket for the org.regen.events.0 channel; "" = none
   std::string emulator;             // "" = libvirt's default
+  // The contents of the file spec.domain_template names (the agent reads it on its host).
+  std::string template_text;
 };
 
 // Validates names, MAC, IP and resources (errors name the field and value) and returns the XML.
-// When spec.domain_template is set it is used instead of the built-in layout, with these
+// When spec.domain_template (a path) is set, options.template_text (that file's contents) is used
+// instead of the built-in layout, with these
 // placeholders replaced: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} {{bridge}} {{disk}}
 // {{metadata}} {{events_channel}} (all values XML-escaped). A template without {{events_channel}}
 // gets the channel before its closing </devices>: every domain has its events channel.

@@ -107,6 +107,7 @@ int ChildReaper::ScanOnce() {
   std::lock_guard lock(mu_);
   int reaped = 0;
   pid_t self = getpid();
+  pid_t own_session = getsid(0);
   std::set<pid_t> seen;
   DIR* proc = opendir("/proc");
   if (proc == nullptr) return 0;
@@ -123,7 +124,12 @@ int ChildReaper::ScanOnce() {
     }
     std::string comm = line.substr(open + 1, close - open - 1);
     char state = line[close + 2];
-    long ppid = std::strtol(line.c_str() + close + 4, nullptr, 10);
+    // ... state ppid pgrp session ...
+    char* end = nullptr;
+    long ppid = std::strtol(line.c_str() + close + 4, &end, 10);
+    long pgrp = std::strtol(end, &end, 10);
+    long session = std::strtol(end, nullptr, 10);
+    (void)pgrp;
     if (ppid != self || comm.rfind("qemu", 0) != 0) continue;
     pid_t pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
     seen.insert(pid);
@@ -139,6 +145,16 @@ int ChildReaper::ScanOnce() {
       }
       continue;
     }
+    if (!known_.count(pid) && session == own_session) {
+      // Not a domain's qemu, in our own session: a child libvirt started itself and is about to
+      // wait for (e.g. the capability probe's `qemu -daemonize` parent). Leave it a while. A qemu
+      // in another session daemonized itself and was re-parented to us: libvirt, which may poll it
+      // with kill(pid, 0) until it is gone, cannot wait for it; it is reaped at once.
+      auto now = std::chrono::steady_clock::now();
+      auto [it, fresh] = unknown_zombies_.emplace(pid, now);
+      if (now - it->second < unknown_grace_) continue;
+    }
+    unknown_zombies_.erase(pid);
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
       ++reaped;
@@ -158,6 +174,9 @@ int ChildReaper::ScanOnce() {
   // Forget processes that vanished without us reaping them.
   for (auto it = known_.begin(); it != known_.end();) {
     it = seen.count(it->first) ? std::next(it) : known_.erase(it);
+  }
+  for (auto it = unknown_zombies_.begin(); it != unknown_zombies_.end();) {
+    it = seen.count(it->first) ? std::next(it) : unknown_zombies_.erase(it);
   }
   return reaped;
 }

@@ -1,6 +1,11 @@
 // Makes the agent a child subreaper and reaps the qemu processes re-parented to it, so a dead qemu
 // is noticed in milliseconds (LAB-NOTES.md). Only qemu* processes whose parent is this process are
-// reaped: libvirt waits for its own children itself and must not lose them.
+// reaped. At once: the domains' qemus (learnt alive, with `-name guest=`) and qemus in another
+// session (daemonized, re-parented to us: libvirt polls the capability probe's daemon with
+// kill(pid, 0) until it is gone, so it must not linger). After `unknown_grace`: other qemus in our
+// own session, which libvirt started and waits for itself (the probe's `qemu -daemonize` parent:
+// reaping it first fails libvirt's probe and every domain start with "unable to wait for process:
+// No child processes").
 //
 // With qemu:///embed libvirt runs inside the agent, so every qemu it starts is re-parented to the
 // agent when libvirt's intermediate child exits. The reaper remembers each live qemu child's guest
@@ -15,6 +20,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -42,7 +48,8 @@ class ChildReaper {
   // name, libvirt domain id, and the wait status of the reaped qemu. Called on the reaper thread.
   using ExitCallback = std::function<void(const QemuIdentity& who, int wait_status)>;
 
-  ChildReaper() = default;
+  explicit ChildReaper(std::chrono::milliseconds unknown_grace = std::chrono::seconds(2))
+      : unknown_grace_(unknown_grace) {}
   ~ChildReaper();
   ChildReaper(const ChildReaper&) = delete;
   ChildReaper& operator=(const ChildReaper&) = delete;
@@ -65,6 +72,9 @@ class ChildReaper {
   ExitCallback exit_cb_;
   std::mutex mu_;                        // serialises ScanOnce
   std::map<pid_t, QemuIdentity> known_;  // live qemu children seen so far
+  // Zombie qemu children that are not known domains, and when they were first seen.
+  std::map<pid_t, std::chrono::steady_clock::time_point> unknown_zombies_;
+  const std::chrono::milliseconds unknown_grace_;
   std::thread thread_;
 };
 

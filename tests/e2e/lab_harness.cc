@@ -16,8 +16,6 @@
 
 namespace regen::testing {
 
-namespace {
-
 std::string Tail(const std::string& path, size_t lines) {
   std::ifstream in(path);
   std::vector<std::string> all;
@@ -29,8 +27,6 @@ std::string Tail(const std::string& path, size_t lines) {
   }
   return out;
 }
-
-}  // namespace
 
 std::string AgentBin() { return REGEN_AGENT_BIN; }
 std::string ControllerBin() { return REGEN_CONTROLLER_BIN; }

@@ -28,6 +28,9 @@
 
 namespace regen::testing {
 
+// The last `lines` lines of a text file ("" when it cannot be read).
+std::string Tail(const std::string& path, size_t lines);
+
 struct LabOptions {
   int hosts = 3;
   std::string driver = "test";  // test | qemu

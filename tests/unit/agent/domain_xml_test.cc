@@ -169,8 +169,10 @@ constexpr const char* kTemplate = R"(<domain type='kvm'>
 
 TEST(DomainXmlGoldenTest, Template) {
   InstanceSpec spec = WebSpec();
-  spec.domain_template = kTemplate;
-  std::string xml = BuildOrDie(spec, FullOptions());
+  spec.domain_template = "/etc/regen/web.xml";  // read by the agent into template_text
+  DomainXmlOptions opts = FullOptions();
+  opts.template_text = kTemplate;
+  std::string xml = BuildOrDie(spec, opts);
   ExpectGolden("template.xml", xml);
   ExpectValidAgainstSchema(xml);
 }
@@ -181,8 +183,10 @@ TEST(DomainXmlGoldenTest, MetadataElement) {
 
 TEST(DomainXmlTest, TemplateUnknownPlaceholderIsNamed) {
   InstanceSpec spec = WebSpec();
-  spec.domain_template = "<domain><name>{{name}}</name>{{metadata}}<x>{{cpu_model}}</x></domain>";
-  auto xml = BuildDomainXml(spec, FullOptions());
+  spec.domain_template = "/etc/regen/web.xml";  // read by the agent into template_text
+  DomainXmlOptions opts = FullOptions();
+  opts.template_text = "<domain><name>{{name}}</name>{{metadata}}<x>{{cpu_model}}</x></domain>";
+  auto xml = BuildDomainXml(spec, opts);
   ASSERT_FALSE(xml.ok());
   EXPECT_EQ(xml.status().code(), Code::kInvalidArgument);
   EXPECT_THAT(xml.status().message(), HasSubstr("instance web-0: domain_template"));
@@ -191,30 +195,36 @@ TEST(DomainXmlTest, TemplateUnknownPlaceholderIsNamed) {
 
 TEST(DomainXmlTest, TemplateMustHaveNameAndMetadata) {
   InstanceSpec spec = WebSpec();
-  spec.domain_template = "<domain><name>{{name}}</name></domain>";
-  auto xml = BuildDomainXml(spec, FullOptions());
+  spec.domain_template = "/etc/regen/web.xml";  // read by the agent into template_text
+  DomainXmlOptions opts = FullOptions();
+  opts.template_text = "<domain><name>{{name}}</name></domain>";
+  auto xml = BuildDomainXml(spec, opts);
   ASSERT_FALSE(xml.ok());
   EXPECT_THAT(xml.status().message(), HasSubstr("{{metadata}}"));
 
-  spec.domain_template = "<domain><metadata>{{metadata}}</metadata></domain>";
-  xml = BuildDomainXml(spec, FullOptions());
+  opts.template_text = "<domain><metadata>{{metadata}}</metadata></domain>";
+  xml = BuildDomainXml(spec, opts);
   ASSERT_FALSE(xml.ok());
   EXPECT_THAT(xml.status().message(), HasSubstr("{{name}}"));
 }
 
 TEST(DomainXmlTest, TemplateUnterminatedPlaceholder) {
   InstanceSpec spec = WebSpec();
-  spec.domain_template = "<domain><name>{{name}}</name>{{metadata}}<x>{{vcpus</x></domain>";
-  auto xml = BuildDomainXml(spec, FullOptions());
+  spec.domain_template = "/etc/regen/web.xml";  // read by the agent into template_text
+  DomainXmlOptions opts = FullOptions();
+  opts.template_text = "<domain><name>{{name}}</name>{{metadata}}<x>{{vcpus</x></domain>";
+  auto xml = BuildDomainXml(spec, opts);
   ASSERT_FALSE(xml.ok());
   EXPECT_THAT(xml.status().message(), HasSubstr("unterminated placeholder"));
 }
 
 TEST(DomainXmlTest, TemplateValuesAreEscaped) {
   InstanceSpec spec = WebSpec();
+  spec.domain_template = "/etc/regen/web.xml";  // read by the agent into template_text
+  DomainXmlOptions opts = FullOptions();
   spec.version = "v<2>&'\"";
-  spec.domain_template = "<domain><name>{{name}}</name><metadata>{{metadata}}</metadata></domain>";
-  std::string xml = BuildOrDie(spec, FullOptions());
+  opts.template_text = "<domain><name>{{name}}</name><metadata>{{metadata}}</metadata></domain>";
+  std::string xml = BuildOrDie(spec, opts);
   EXPECT_THAT(xml, HasSubstr("<regen:version>v&lt;2&gt;&amp;&apos;&quot;</regen:version>"));
 }
 
