@@ -390,7 +390,9 @@ write_agent_config() {  # write_agent_config NAME CONTROLLER_ADDR
   else
     mkdir -p "$hdir/root/etc"
     chmod 0755 "$hdir" "$hdir/root"   # qemu runs as libvirt-qemu and must reach its files
-    echo 'stdio_handler = "file"' >"$hdir/root/etc/qemu.conf"
+    # qemu as root: as libvirt-qemu, with a root-only /dev/kvm, libvirt's capability cache is never
+    # valid and every start probes again (tests/fakes/test_util.h kEmbedQemuConf).
+    printf 'stdio_handler = "file"\nuser = "root"\ngroup = "root"\n' >"$hdir/root/etc/qemu.conf"
     uri="qemu:///embed?root=$hdir/root"
     dtype=qemu
   fi

@@ -90,7 +90,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
     if (options_.driver == "qemu") {
       std::filesystem::create_directories(h + "/root/etc");
       chmod((h + "/root").c_str(), 0755);
-      WriteFileOrDie(h + "/root/etc/qemu.conf", "stdio_handler = \"file\"\n");
+      WriteFileOrDie(h + "/root/etc/qemu.conf", testing::kEmbedQemuConf);
       uri = "qemu:///embed?root=" + h + "/root";
       type = "qemu";
     } else {
@@ -113,8 +113,9 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
             "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
             ", memory_mib: " + std::to_string(options_.memory_mib) +
             ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n" +
-                       (options_.metrics ? "metrics_address: \"127.0.0.1:" + std::to_string(FreePort()) + "\"\n"
-                             : std::string()) +
+            (options_.metrics
+                 ? "metrics_address: \"127.0.0.1:" + std::to_string(FreePort()) + "\"\n"
+                 : std::string()) +
             (options_.tls
                  ? "tls:\n  ca: " + CertsDir() + "/ca.crt\n  cert: " + CertsDir() + "/" +
                        HostName(k) + ".crt\n  key: " + CertsDir() + "/" + HostName(k) + ".key\n"

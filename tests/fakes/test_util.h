@@ -29,6 +29,14 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
              std::chrono::milliseconds step = std::chrono::milliseconds(5));
 
 std::string ReadFileOrDie(const std::string& path);
+
+// DIR/etc/qemu.conf for a qemu:///embed?root=DIR (LAB-NOTES.md): qemu's output to files (else the
+// driver wants virtlogd), and qemu run as root. As libvirt-qemu, on a machine whose /dev/kvm is
+// root-only, libvirt's probe (run with CAP_DAC_OVERRIDE) finds KVM while its cache check (plain
+// access() as libvirt-qemu) does not: the capabilities are never valid and every domain start
+// probes again for seconds.
+inline constexpr char kEmbedQemuConf[] =
+    "stdio_handler = \"file\"\nuser = \"root\"\ngroup = \"root\"\n";
 void WriteFileOrDie(const std::string& path, const std::string& content);
 
 // The source tree root (REGEN_SOURCE_DIR, set by CTest; else the compile-time path).

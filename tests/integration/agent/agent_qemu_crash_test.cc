@@ -35,7 +35,7 @@ TEST_P(AgentQemuCrashTest, KilledQemuIsDetectedAndRecreated) {
   const bool events = GetParam();
   TempDir root("regen-embed");
   chmod(root.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its files
-  WriteFileOrDie(root.File("etc/qemu.conf"), "stdio_handler = \"file\"\n");
+  WriteFileOrDie(root.File("etc/qemu.conf"), testing::kEmbedQemuConf);
   AgentSetup setup;
   setup.libvirt_uri = "qemu:///embed?root=" + root.path();
   setup.domain_type = "qemu";

@@ -59,10 +59,14 @@ class QemuZombieReaper {
   // children instead of PID 1's.
   static bool BecomeSubreaper(bool on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0) == 0; }
 
-  // Reaps every zombie child of ours whose name starts with "qemu"; returns how many.
+  // Reaps every zombie child of ours whose name starts with "qemu" and that runs in another session
+  // (daemonized, re-parented to us); returns how many. qemus of our own session are children
+  // libvirt waits for itself (the capability probe's `qemu -daemonize` parent): reaping one fails
+  // the probe with "unable to wait for process" (agent/reaper.h has the same rule).
   static int ReapQemuZombies() {
     int reaped = 0;
     const pid_t self = getpid();
+    const pid_t own_session = getsid(0);
     DIR* proc = opendir("/proc");
     if (proc == nullptr) return 0;
     while (dirent* entry = readdir(proc)) {
@@ -78,8 +82,12 @@ class QemuZombieReaper {
       }
       const std::string comm = line.substr(open + 1, close - open - 1);
       const char state = line[close + 2];
-      const long ppid = std::strtol(line.c_str() + close + 4, nullptr, 10);
+      char* end = nullptr;
+      const long ppid = std::strtol(line.c_str() + close + 4, &end, 10);
+      std::strtol(end, &end, 10);  // pgrp
+      const long session = std::strtol(end, nullptr, 10);
       if (state != 'Z' || ppid != self || comm.rfind("qemu", 0) != 0) continue;
+      if (session == own_session) continue;
       const pid_t pid = static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10));
       int status = 0;
       if (waitpid(pid, &status, WNOHANG) == pid) ++reaped;
@@ -165,7 +173,7 @@ class EmbedRoot {
   EmbedRoot() : dir_("regen-embed") {
     chmod(dir_.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its sockets
     // Without this, the driver wants virtlogd for qemu's stdout/stderr.
-    testing::WriteFileOrDie(dir_.File("etc/qemu.conf"), "stdio_handler = \"file\"\n");
+    testing::WriteFileOrDie(dir_.File("etc/qemu.conf"), testing::kEmbedQemuConf);
   }
   ~EmbedRoot() {
     for (pid_t pid : QemuProcessesMatching(dir_.path())) {
