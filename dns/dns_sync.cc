@@ -105,6 +105,7 @@ Status DnsSync::Flush() {
   ZoneRecords sending;
   bool full = false;
   uint64_t version = 0;
+  std::set<std::string> uncertain_sent;
   Result<ZoneUpdate> update = InvalidArgument("unset");
   {
     std::lock_guard lock(mu_);
@@ -112,6 +113,7 @@ Status DnsSync::Flush() {
     if (!wait || *wait > Clock::Duration::zero()) return Status::Ok();
     sending = desired_;
     version = desired_version_;
+    uncertain_sent = uncertain_;
     full = FullRewriteDueLocked();
     update = BuildZoneUpdate(options_.zone, options_.ttl, applied_, sending, uncertain_);
     if (update.ok() && full) {
@@ -133,7 +135,8 @@ Status DnsSync::Flush() {
     ++report_.attempts;
     if (result.ok()) {
       applied_ = std::move(sending);
-      uncertain_.clear();  // the update deleted or rewrote every one of them
+      // The update deleted or rewrote every one of them (names added since wait for the next).
+      for (const std::string& name : uncertain_sent) uncertain_.erase(name);
       report_.acknowledged_version = version;
       report_.consecutive_failures = 0;
       report_.last_error = Status::Ok();

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_dns.h"
 #include "tests/fakes/test_util.h"
@@ -244,6 +246,26 @@ TEST(DnsSyncTest, NameAddedByAnUpdateWithoutAnswerIsDeletedLater) {
   ASSERT_TRUE(sync.Flush().ok());
   EXPECT_THAT(updater.calls().back().deletes, ElementsAre("web-1." + kZone));
   EXPECT_EQ(updater.zone(), Web({"10.0.0.2"}));
+}
+
+// A success clears only the uncertain names its update carried.
+TEST(DnsSyncTest, UncertainNameAddedDuringASendWaitsForTheNextUpdate) {
+  testing::FakeDnsUpdater updater;
+  testing::FakeClock clock;
+  DnsSync sync(updater, clock, Options());
+  ASSERT_TRUE(sync.AddUncertain({"web-1." + kZone}).ok());
+  ASSERT_TRUE(sync.SetDesired(Web({"10.0.0.2"})).ok());
+  updater.SetBlocked(true);
+  std::thread sender([&] { EXPECT_TRUE(sync.Flush().ok()); });
+  ASSERT_TRUE(updater.WaitInApply(milliseconds(5000)));
+  ASSERT_TRUE(sync.AddUncertain({"web-2." + kZone}).ok());
+  updater.SetBlocked(false);
+  sender.join();
+  EXPECT_THAT(updater.calls()[0].deletes, ElementsAre("web-1." + kZone));
+  EXPECT_EQ(sync.Uncertain(), std::set<std::string>{"web-2." + kZone});
+  ASSERT_TRUE(sync.Flush().ok());
+  EXPECT_THAT(updater.calls().back().deletes, ElementsAre("web-2." + kZone));
+  EXPECT_THAT(sync.Uncertain(), IsEmpty());
 }
 
 TEST(DnsSyncTest, InvalidRecordsAreRefusedAndKeepThePreviousDesiredState) {
