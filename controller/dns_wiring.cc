@@ -80,8 +80,86 @@ void DnsWiring::Resync(const Controller& controller) {
       spdlog::error("DNS: services left out of zone {}: {}", zone_, skipped_text);
     }
   }
+  std::set<std::string> names;
+  for (const auto& [name, ips] : records) names.insert(name);
+  if (store_ != nullptr) {
+    // Names from before the restart that nothing wants any more: the first update deletes them.
+    for (const std::string& name : from_before_) {
+      if (names.count(name)) continue;
+      spdlog::info(
+          "op=dns-restart kind=dns_stale target={}: published in zone {} before the restart, no "
+          "instance or service has it now; deleting its A records (retried until {} answers)",
+          name, zone_, server_);
+    }
+    from_before_.clear();
+    StorePublished(records);  // before the sync may send them
+  }
   Status s = sync_.SetDesired(std::move(records));
-  if (!s.ok()) spdlog::error("DNS: records of zone {} refused: {}", zone_, s.message());
+  if (!s.ok()) {
+    spdlog::error("DNS: records of zone {} refused: {}", zone_, s.message());
+    return;
+  }
+  uint64_t version = sync_.desired_version();
+  for (const std::string& name : names) wanted_at_[name] = version;
+}
+
+Status DnsWiring::TrackPublished(Store& store, PostTask post) {
+  store_ = &store;
+  post_ = std::move(post);
+  Result<std::set<std::string>> stored = store.DnsNames(zone_);
+  if (!stored.ok()) {
+    return stored.status().WithContext("DNS names published in zone " + zone_ +
+                                       " before the restart are unknown; records of instances "
+                                       "removed meanwhile may stay");
+  }
+  published_ = *stored;
+  from_before_ = *stored;
+  Status s = sync_.AddUncertain(*stored);
+  if (!s.ok()) return s.WithContext("stored DNS names of zone " + zone_);
+  return Status::Ok();
+}
+
+void DnsWiring::StorePublished(const dns::ZoneRecords& records) {
+  std::vector<std::string> added;
+  for (const auto& [name, ips] : records) {
+    if (!published_.count(name)) added.push_back(name);
+  }
+  if (added.empty()) return;
+  Status s = store_->Transaction([&](StoreTxn& txn) -> Status {
+    for (const std::string& name : added) RETURN_IF_ERROR(txn.PutDnsName(zone_, name));
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    // Not fatal: DNS still gets the records; only a restart could not clean them up. Retried at
+    // the next change.
+    spdlog::error("DNS: cannot remember the names published in zone {} ({} new): {}", zone_,
+                  added.size(), s.message());
+    return;
+  }
+  published_.insert(added.begin(), added.end());
+}
+
+void DnsWiring::ForgetDeleted(uint64_t version) {
+  if (store_ == nullptr || version == 0) return;
+  std::vector<std::string> gone;
+  for (const std::string& name : published_) {
+    auto it = wanted_at_.find(name);
+    if (it == wanted_at_.end() || it->second < version) gone.push_back(name);
+  }
+  if (gone.empty()) return;
+  Status s = store_->Transaction([&](StoreTxn& txn) -> Status {
+    for (const std::string& name : gone) RETURN_IF_ERROR(txn.DeleteDnsName(zone_, name));
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    spdlog::error("DNS: cannot forget {} deleted names of zone {} (retried at the next update): {}",
+                  gone.size(), zone_, s.message());
+    return;
+  }
+  for (const std::string& name : gone) {
+    published_.erase(name);
+    wanted_at_.erase(name);
+  }
 }
 
 void DnsWiring::OnAttempt(const dns::ZoneUpdate& update, const Status& result,
@@ -113,6 +191,11 @@ void DnsWiring::OnAttempt(const dns::ZoneUpdate& update, const Status& result,
       }
     } else {
       spdlog::debug("DNS update of zone {} at {}: {}", zone_, server_, update.ToString());
+      for (const std::string& name : update.deletes) {
+        spdlog::info(
+            "op=dns-{} kind=dns_delete target={}: done (A records deleted from zone {} at {})",
+            report.acknowledged_version, name, zone_, server_);
+      }
       if (failing_) {
         failing_ = false;
         EventRecord e;
@@ -134,6 +217,10 @@ void DnsWiring::OnAttempt(const dns::ZoneUpdate& update, const Status& result,
     }
   }
   if (event && report_) report_(std::move(*event));
+  if (result.ok() && post_) {
+    uint64_t version = report.acknowledged_version;
+    post_([this, version] { ForgetDeleted(version); });
+  }
 }
 
 Result<std::optional<DnsWiringParts>> NewDnsWiring(const DnsConfig& config, const Clock& clock,

@@ -343,7 +343,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 }  // namespace
 
 ControllerServer::ControllerServer(const ControllerConfig& config, Store& store, Clock& clock)
-    : config_(config), clock_(clock), controller_(config, store, clock) {
+    : config_(config), clock_(clock), store_(store), controller_(config, store, clock) {
   controller_.SetEventListener([this](const EventRecord& e) {
     std::lock_guard lock(events_mu_);
     last_event_ = std::max(last_event_, e.sequence);
@@ -385,6 +385,13 @@ Status ControllerServer::Start() {
     if (*dns) {
       dns_ = std::move(**dns);
       DnsWiring* wiring = dns_.wiring.get();
+      // The names published before a restart: those no longer wanted are deleted (in the
+      // background, with the same retries as any update).
+      if (Status s = wiring->TrackPublished(
+              store_, [this](std::function<void()> task) { Post(std::move(task)); });
+          !s.ok()) {
+        spdlog::error("DNS: {}", s.message());
+      }
       controller_.AddChangeListener(
           [wiring](const Controller& c, const ControllerChanges& ch) { wiring->OnChanges(c, ch); });
       wiring->Resync(controller_);

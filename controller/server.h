@@ -65,6 +65,7 @@ class ControllerServer {
 
   const ControllerConfig config_;
   Clock& clock_;
+  Store& store_;  // main loop thread only (the controller's and the DNS wiring's)
   Controller controller_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<grpc::Service> agent_service_;

@@ -115,6 +115,8 @@ CREATE TABLE IF NOT EXISTS events (sequence INTEGER PRIMARY KEY AUTOINCREMENT,
   unix_ms INTEGER NOT NULL, kind TEXT NOT NULL, service TEXT NOT NULL, instance TEXT NOT NULL,
   host TEXT NOT NULL, message TEXT NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dns_names (zone TEXT NOT NULL, name TEXT NOT NULL,
+  PRIMARY KEY (zone, name));
 )sql";
 
 class SqliteStore;
@@ -168,6 +170,17 @@ class SqliteTxn : public StoreTxn {
     return Exec(
         Stmt(db_, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)").Bind(1, key).Bind(2, value),
         "meta " + key);
+  }
+  Status PutDnsName(const std::string& zone, const std::string& name) override {
+    return Exec(
+        Stmt(db_, "INSERT OR IGNORE INTO dns_names VALUES (?1, ?2)").Bind(1, zone).Bind(2, name),
+        "DNS name " + name);
+  }
+  Status DeleteDnsName(const std::string& zone, const std::string& name) override {
+    return Exec(Stmt(db_, "DELETE FROM dns_names WHERE zone = ?1 AND name = ?2")
+                    .Bind(1, zone)
+                    .Bind(2, name),
+                "DNS name " + name);
   }
   Result<int64_t> AppendEvent(EventRecord e) override {
     RETURN_IF_ERROR(Exec(Stmt(db_,
@@ -270,6 +283,19 @@ class SqliteStore : public Store {
     while (s.Step() == SQLITE_ROW) {
       out.push_back(
           {s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
+    }
+    return out;
+  }
+
+  Result<std::set<std::string>> DnsNames(const std::string& zone) override {
+    std::set<std::string> out;
+    Stmt s(db_, "SELECT name FROM dns_names WHERE zone = ?1");
+    if (!s.ok()) return Internal(std::string("store: reading DNS names: ") + sqlite3_errmsg(db_));
+    s.Bind(1, zone);
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.insert(s.Text(0));
+    if (rc != SQLITE_DONE) {
+      return Internal(std::string("store: reading DNS names: ") + sqlite3_errmsg(db_));
     }
     return out;
   }

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,11 @@ class StoreTxn {
   virtual Status SetMeta(const std::string& key, const std::string& value) = 0;
   // Assigns and returns the event's sequence number.
   virtual Result<int64_t> AppendEvent(EventRecord event) = 0;
+  // The DNS names the controller may have published A records of in `zone` (controller/
+  // dns_wiring.h): added before an update that writes them can be sent, removed once the server
+  // acknowledged their deletion. Both are idempotent.
+  virtual Status PutDnsName(const std::string& zone, const std::string& name) = 0;
+  virtual Status DeleteDnsName(const std::string& zone, const std::string& name) = 0;
 };
 
 class Store {
@@ -110,6 +116,8 @@ class Store {
   virtual Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) = 0;
   // Whether an operation id was already applied (done or running): idempotency of RPCs.
   virtual Result<std::optional<OperationRecord>> FindOperation(const std::string& id) = 0;
+  // The names PutDnsName recorded for `zone` (other zones' names are not returned).
+  virtual Result<std::set<std::string>> DnsNames(const std::string& zone) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode.

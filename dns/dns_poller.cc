@@ -38,8 +38,14 @@ DnsPoller::DnsPoller(Resolver& resolver, DnsPollerOptions options, ChangeCallbac
 DnsPoller::~DnsPoller() { Stop(); }
 
 void DnsPoller::SetNames(std::set<std::string> names) {
-  std::lock_guard lock(mu_);
-  names_ = std::move(names);
+  bool added = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const std::string& name : names) added = added || !names_.contains(name);
+    names_ = std::move(names);
+    poll_now_ = poll_now_ || added;
+  }
+  if (added) wake_.notify_all();
 }
 
 std::vector<AddressChange> DnsPoller::PollOnce() {
@@ -83,9 +89,14 @@ void DnsPoller::Start() {
   stopping_ = false;
   worker_ = std::thread([this] {
     while (true) {
+      {
+        std::lock_guard lock(mu_);
+        poll_now_ = false;
+      }
       PollOnce();
       std::unique_lock lock(mu_);
-      if (wake_.wait_for(lock, options_.interval, [&] { return stopping_; })) return;
+      wake_.wait_for(lock, options_.interval, [&] { return stopping_ || poll_now_; });
+      if (stopping_) return;
     }
   });
 }

@@ -70,7 +70,9 @@ class DnsPoller {
   DnsPoller(const DnsPoller&) = delete;
   DnsPoller& operator=(const DnsPoller&) = delete;
 
-  // The names to watch from the next poll on (absolute or not, as the resolver takes them).
+  // The names to watch from the next poll on (absolute or not, as the resolver takes them). When
+  // a name is new, the worker (Start) polls at once instead of at the end of its interval: a
+  // name's first answer is its baseline, and one taken late would hide a change made meanwhile.
   void SetNames(std::set<std::string> names);
   // Resolves every watched name now, calls on_change for each change and returns the changes.
   std::vector<AddressChange> PollOnce();
@@ -94,6 +96,7 @@ class DnsPoller {
   KnownAddresses known_;          // guarded by mu_
   int64_t polls_ = 0;             // guarded by mu_
   bool stopping_ = false;         // guarded by mu_
+  bool poll_now_ = false;         // guarded by mu_: a new name waits for its baseline
   std::thread worker_;
 };
 

@@ -31,14 +31,45 @@ Status DnsSync::SetDesired(ZoneRecords desired) {
     std::lock_guard lock(mu_);
     desired_ = std::move(desired);
     desired_set_ = true;
+    ++desired_version_;
   }
   wake_.notify_all();
   return Status::Ok();
 }
 
+uint64_t DnsSync::desired_version() const {
+  std::lock_guard lock(mu_);
+  return desired_version_;
+}
+
+Status DnsSync::AddUncertain(const std::set<std::string>& names) {
+  Status first_error;
+  std::set<std::string> good;
+  for (const std::string& name : names) {
+    // A name is checked like a record of it (the address is only there to satisfy the check).
+    Status s = ValidateZoneRecords(options_.zone, {{name, {"192.0.2.1"}}});
+    if (s.ok()) {
+      good.insert(name);
+    } else if (first_error.ok()) {
+      first_error = s;
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    uncertain_.insert(good.begin(), good.end());
+  }
+  wake_.notify_all();
+  return first_error;
+}
+
+std::set<std::string> DnsSync::Uncertain() const {
+  std::lock_guard lock(mu_);
+  return uncertain_;
+}
+
 bool DnsSync::DiffersLocked() const {
   if (!desired_set_) return false;
-  return !applied_ || *applied_ != desired_;
+  return !applied_ || *applied_ != desired_ || !uncertain_.empty();
 }
 
 bool DnsSync::FullRewriteDueLocked() const {
@@ -73,14 +104,18 @@ Status DnsSync::Flush() {
   std::lock_guard flush_lock(flush_mu_);
   ZoneRecords sending;
   bool full = false;
+  uint64_t version = 0;
+  std::set<std::string> uncertain_sent;
   Result<ZoneUpdate> update = InvalidArgument("unset");
   {
     std::lock_guard lock(mu_);
     std::optional<Clock::Duration> wait = TimeUntilDueLocked();
     if (!wait || *wait > Clock::Duration::zero()) return Status::Ok();
     sending = desired_;
+    version = desired_version_;
+    uncertain_sent = uncertain_;
     full = FullRewriteDueLocked();
-    update = BuildZoneUpdate(options_.zone, options_.ttl, applied_, sending);
+    update = BuildZoneUpdate(options_.zone, options_.ttl, applied_, sending, uncertain_);
     if (update.ok() && full) {
       // Deletions from what we know was applied; every desired name rewritten.
       Result<ZoneUpdate> everything =
@@ -100,6 +135,9 @@ Status DnsSync::Flush() {
     ++report_.attempts;
     if (result.ok()) {
       applied_ = std::move(sending);
+      // The update deleted or rewrote every one of them (names added since wait for the next).
+      for (const std::string& name : uncertain_sent) uncertain_.erase(name);
+      report_.acknowledged_version = version;
       report_.consecutive_failures = 0;
       report_.last_error = Status::Ok();
       report_.last_success = clock_.Now();
@@ -109,6 +147,10 @@ Status DnsSync::Flush() {
         resync_requested_ = false;
       }
     } else {
+      // The server may have applied the update and only its answer got lost: until an update
+      // succeeds, every name it touched may hold records `applied_` does not show.
+      uncertain_.insert(update->deletes.begin(), update->deletes.end());
+      for (const RRsetReplacement& r : update->replaces) uncertain_.insert(r.name);
       ++report_.failures;
       ++report_.consecutive_failures;
       report_.last_error = result;

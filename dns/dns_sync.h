@@ -4,7 +4,10 @@
 // pending, retries a failed send with exponential backoff, and reports every attempt.
 // Updates coalesce: the next send carries the difference between what the server last
 // acknowledged and the latest desired records, so ten changes while DNS is down are one UPDATE
-// when it is back. All methods are thread-safe.
+// when it is back. Names the server may hold without DnsSync knowing their records (published by
+// an earlier run, or sent in an update whose answer was lost) are "uncertain": the next update
+// deletes them when they are not desired and rewrites them when they are. All methods are
+// thread-safe.
 #pragma once
 
 #include <chrono>
@@ -13,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -42,6 +46,9 @@ struct DnsSyncReport {
   Status last_error;                             // OK when the last attempt succeeded (or none yet)
   std::optional<Clock::TimePoint> next_attempt;  // when pending: not before this
   std::optional<Clock::TimePoint> last_success;
+  // Which SetDesired the server holds (1 = the first accepted one; 0 = none yet): after a
+  // success, the server holds that call's records and nothing else of what DnsSync published.
+  uint64_t acknowledged_version = 0;
 };
 
 // The backoff after `consecutive_failures` failures (>= 1): initial * 2^(n-1), at most max.
@@ -67,6 +74,17 @@ class DnsSync {
   // INVALID_ARGUMENT (and the previous desired records stay) for names outside the zone or bad
   // addresses.
   Status SetDesired(ZoneRecords desired);
+  // The number of SetDesired calls accepted so far: the version of the current desired records
+  // (compare DnsSyncReport::acknowledged_version).
+  uint64_t desired_version() const;
+
+  // Names the server may hold A records of from an earlier run (the controller's list of names it
+  // published): the next update deletes those not desired and rewrites the desired ones. Call it
+  // before the first SetDesired; names are uncertain until an update succeeds. INVALID_ARGUMENT
+  // names the first bad name (outside the zone, not a DNS name); the good ones are still taken.
+  Status AddUncertain(const std::set<std::string>& names);
+  // The uncertain names (see above), for tests and status.
+  std::set<std::string> Uncertain() const;
 
   // When something is pending and its backoff has passed, sends one UPDATE with all of it and
   // returns the result; otherwise returns OK at once. Blocks for the send (up to the updater's
@@ -104,6 +122,8 @@ class DnsSync {
   std::condition_variable wake_;                // with mu_
   ZoneRecords desired_;                         // guarded by mu_
   std::optional<ZoneRecords> applied_;          // guarded by mu_
+  std::set<std::string> uncertain_;             // guarded by mu_
+  uint64_t desired_version_ = 0;                // guarded by mu_
   bool desired_set_ = false;                    // guarded by mu_
   DnsSyncReport report_;                        // guarded by mu_ (in_sync computed on read)
   std::optional<Clock::TimePoint> not_before_;  // guarded by mu_: backoff end

@@ -138,13 +138,17 @@ std::string ZoneUpdate::ToString() const {
 
 Result<ZoneUpdate> BuildZoneUpdate(const std::string& zone, uint32_t ttl,
                                    const std::optional<ZoneRecords>& applied,
-                                   const ZoneRecords& desired) {
+                                   const ZoneRecords& desired,
+                                   const std::set<std::string>& uncertain) {
   if (ttl == 0 || ttl > kMaxTtl) {
     return InvalidArgument("DNS TTL " + std::to_string(ttl) + " for zone " + zone +
                            " must be between 1 and 2147483647 seconds");
   }
   RETURN_IF_ERROR(ValidateZoneRecords(zone, desired));
   if (applied) RETURN_IF_ERROR(ValidateZoneRecords(zone, *applied).WithContext("applied records"));
+  for (const std::string& name : uncertain) {
+    RETURN_IF_ERROR(ValidateName(zone, name).WithContext("names published earlier"));
+  }
 
   static const std::set<std::string> kNone;
   auto addresses_in = [](const ZoneRecords& records, const std::string& name) {
@@ -154,16 +158,19 @@ Result<ZoneUpdate> BuildZoneUpdate(const std::string& zone, uint32_t ttl,
   ZoneUpdate update;
   update.zone = zone;
   update.ttl = ttl;
+  std::set<std::string> deletes;
   if (applied) {
     for (const auto& [name, addresses] : *applied) {
-      if (!addresses.empty() && addresses_in(desired, name)->empty()) {
-        update.deletes.push_back(name);
-      }
+      if (!addresses.empty() && addresses_in(desired, name)->empty()) deletes.insert(name);
     }
   }
+  for (const std::string& name : uncertain) {
+    if (addresses_in(desired, name)->empty()) deletes.insert(name);
+  }
+  update.deletes.assign(deletes.begin(), deletes.end());
   for (const auto& [name, addresses] : desired) {
     if (addresses.empty()) continue;
-    if (applied && *addresses_in(*applied, name) == addresses) continue;
+    if (applied && *addresses_in(*applied, name) == addresses && !uncertain.count(name)) continue;
     update.replaces.push_back({name, {addresses.begin(), addresses.end()}});
   }
   return update;

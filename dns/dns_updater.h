@@ -66,13 +66,18 @@ struct ZoneUpdate {
 };
 
 // The update that turns `applied` (what the server holds; nullopt when unknown, e.g. after a
-// restart: then every desired name is rewritten, and names Regen no longer wants cannot be found
-// and stay) into `desired`. Names whose addresses are unchanged are left out; an empty update
-// means nothing to send. Errors (INVALID_ARGUMENT) on a bad zone, a name outside the zone, a bad
-// IPv4 address or a TTL of 0 or above 2^31-1.
+// restart: then every desired name is rewritten) into `desired`. Names whose addresses are
+// unchanged are left out; an empty update means nothing to send.
+// `uncertain` names may hold A records of Regen's that `applied` does not show (published before
+// a restart, or sent in an update whose answer never came): each is deleted when not desired and
+// rewritten when desired. Only names Regen published belong there: a name of the zone that is
+// in none of `applied`, `desired` and `uncertain` is never touched.
+// Errors (INVALID_ARGUMENT) on a bad zone, a name outside the zone, a bad IPv4 address or a TTL
+// of 0 or above 2^31-1.
 Result<ZoneUpdate> BuildZoneUpdate(const std::string& zone, uint32_t ttl,
                                    const std::optional<ZoneRecords>& applied,
-                                   const ZoneRecords& desired);
+                                   const ZoneRecords& desired,
+                                   const std::set<std::string>& uncertain = {});
 
 // OK when `records` are all valid names inside `zone` with valid IPv4 addresses.
 Status ValidateZoneRecords(const std::string& zone, const ZoneRecords& records);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -59,15 +60,26 @@ class ControllerHarness {
     config_.heartbeat_interval = std::chrono::milliseconds(500);
     config_.fencing_lease = std::chrono::milliseconds(2000);
     config_.host_down_after = std::chrono::milliseconds(3000);
-    auto store = OpenSqliteStore(dir_.File("controller.db"));
-    EXPECT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(store).value();
-    controller_ = std::make_unique<Controller>(config_, *store_, clock_);
-    Status s = controller_->Load();
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    Open();
+  }
+
+  // A controller restart: the Controller and its store are closed, `while_down` (if any) gets
+  // the database as someone editing it while the controller is down would, then a new Controller
+  // loads it. Change listeners and agent sessions are gone: add them again (Hosts()).
+  void Restart(const std::function<void(Store&)>& while_down = nullptr) {
+    controller_.reset();
+    store_.reset();
+    sinks_.clear();
+    if (while_down) {
+      auto store = OpenSqliteStore(dir_.File("controller.db"));
+      ASSERT_TRUE(store.ok()) << store.status().ToString();
+      while_down(**store);
+    }
+    Open();
   }
 
   Controller& controller() { return *controller_; }
+  Store& store() { return *store_; }
   FakeClock& clock() { return clock_; }
 
   MessageSink& Sink(const std::string& host) {
@@ -134,6 +146,11 @@ class ControllerHarness {
   }
 
   const InstanceRecord& Inst(const std::string& name) { return controller_->instances().at(name); }
+  // The instance's IP, "" when there is no such instance.
+  std::string Ip(const std::string& name) {
+    auto it = controller_->instances().find(name);
+    return it == controller_->instances().end() ? "" : it->second.allocation.ip;
+  }
 
   std::vector<EventRecord> Events() {
     auto events = controller_->EventsAfter(0, 100000);
@@ -148,6 +165,15 @@ class ControllerHarness {
   }
 
  private:
+  void Open() {
+    auto store = OpenSqliteStore(dir_.File("controller.db"));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    controller_ = std::make_unique<Controller>(config_, *store_, clock_);
+    Status s = controller_->Load();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+
   TempDir dir_{"regen-controller-harness"};
   ControllerConfig config_;
   FakeClock clock_;

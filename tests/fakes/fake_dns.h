@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,7 @@ class FakeDnsUpdater : public dns::DnsUpdater {
     for (const dns::RRsetReplacement& set : update.replaces) {
       zone_[set.name] = {set.addresses.begin(), set.addresses.end()};
     }
-    return Status::Ok();
+    return lose_answer_with_;
   }
   std::string ServerName() const override { return "fake-dns:53"; }
 
@@ -55,6 +56,17 @@ class FakeDnsUpdater : public dns::DnsUpdater {
   void FailWith(Status status) {
     std::lock_guard lock(mu_);
     fail_with_ = std::move(status);
+  }
+  // Every Apply from now on is applied to zone() but returns `status` (an answer lost on the way
+  // back: the server has the records, the caller does not know). OK: answers again.
+  void LoseAnswersWith(Status status) {
+    std::lock_guard lock(mu_);
+    lose_answer_with_ = std::move(status);
+  }
+  // Puts records into zone() as someone other than Regen would (an operator's records).
+  void SetRecords(const std::string& name, std::set<std::string> addresses) {
+    std::lock_guard lock(mu_);
+    zone_[name] = std::move(addresses);
   }
   // While blocked, Apply waits (a DNS server that does not answer).
   void SetBlocked(bool blocked) {
@@ -82,6 +94,7 @@ class FakeDnsUpdater : public dns::DnsUpdater {
   std::vector<dns::ZoneUpdate> calls_;
   dns::ZoneRecords zone_;
   Status fail_with_;
+  Status lose_answer_with_;
   bool blocked_ = false;
   int in_apply_ = 0;
 };

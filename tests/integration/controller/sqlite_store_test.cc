@@ -113,5 +113,41 @@ TEST(SqliteStoreTest, UnopenablePathIsAClearError) {
   EXPECT_NE(store.status().message().find("/nonexistent-dir/regen/c.db"), std::string::npos);
 }
 
+// The DNS names the controller published survive a restart, per zone; adding twice and deleting
+// a name that is not there are harmless (an acknowledgement may be handled twice).
+TEST(SqliteStoreTest, DnsNamesPerZoneAcrossReopen) {
+  TempDir dir;
+  {
+    auto store = OpenSqliteStore(dir.File("c.db"));
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)
+                    ->Transaction([&](StoreTxn& t) {
+                      RETURN_IF_ERROR(t.PutDnsName("lab.example.", "web-0.lab.example."));
+                      RETURN_IF_ERROR(t.PutDnsName("lab.example.", "web-1.lab.example."));
+                      RETURN_IF_ERROR(t.PutDnsName("lab.example.", "web-1.lab.example."));
+                      RETURN_IF_ERROR(t.PutDnsName("old.example.", "web-0.old.example."));
+                      return t.PutDnsName("lab.example.", "web.lab.example.");
+                    })
+                    .ok());
+    ASSERT_TRUE((*store)
+                    ->Transaction([&](StoreTxn& t) {
+                      RETURN_IF_ERROR(t.DeleteDnsName("lab.example.", "web-1.lab.example."));
+                      return t.DeleteDnsName("lab.example.", "never.lab.example.");
+                    })
+                    .ok());
+  }
+  auto store = OpenSqliteStore(dir.File("c.db"));
+  ASSERT_TRUE(store.ok());
+  auto names = (*store)->DnsNames("lab.example.");
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, (std::set<std::string>{"web-0.lab.example.", "web.lab.example."}));
+  auto old = (*store)->DnsNames("old.example.");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(*old, std::set<std::string>{"web-0.old.example."});
+  auto none = (*store)->DnsNames("other.example.");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 }  // namespace
 }  // namespace regen

@@ -2,8 +2,9 @@
 // fake updater: records per instance and per service on deploy, one update per change (heal with
 // ip_policy new moves the instance's and the service's records, the old IP freed), removal on
 // scale-down; DNS failures are reported once (dns_update_failed), never stop healing, and the
-// recovery (dns_update_recovered) brings the zone up to date in one update. Config errors name
-// the field.
+// recovery (dns_update_recovered) brings the zone up to date in one update. With the published
+// names kept in the store, a restarted controller deletes the records of instances and services
+// that went away meanwhile, and only those. Config errors name the field.
 #include "controller/dns_wiring.h"
 
 #include <gmock/gmock.h>
@@ -25,7 +26,11 @@ using testing::WebSpecYaml;
 
 class DnsWiringTest : public ::testing::Test {
  protected:
-  DnsWiringTest() {
+  DnsWiringTest() { NewWiring(); }
+
+  // A wiring on the harness's controller (again after a restart), as the server makes it.
+  void NewWiring(bool track_published = false) {
+    wiring_.reset();
     dns::DnsSyncOptions o;
     o.zone = "lab.example.";
     o.ttl = 30;
@@ -34,8 +39,25 @@ class DnsWiringTest : public ::testing::Test {
     o.resync_interval = std::chrono::milliseconds(0);
     wiring_ = std::make_unique<DnsWiring>(updater_, h_.clock(), o,
                                           [this](EventRecord e) { reported_.push_back(e); });
+    if (track_published) {
+      Status s = wiring_->TrackPublished(
+          h_.store(), [this](std::function<void()> task) { posted_.push_back(std::move(task)); });
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
     h_.controller().AddChangeListener(
         [this](const Controller& c, const ControllerChanges& ch) { wiring_->OnChanges(c, ch); });
+    wiring_->Resync(h_.controller());
+  }
+  // Runs what the wiring posted to the main loop (as the server's loop does).
+  void RunPosted() {
+    std::vector<std::function<void()>> tasks;
+    tasks.swap(posted_);
+    for (auto& t : tasks) t();
+  }
+  std::set<std::string> Stored() {
+    auto names = h_.store().DnsNames("lab.example.");
+    EXPECT_TRUE(names.ok()) << names.status().ToString();
+    return names.ok() ? *names : std::set<std::string>{};
   }
 
   // Reported events go to the controller, as the server does (on its loop).
@@ -53,8 +75,119 @@ class DnsWiringTest : public ::testing::Test {
   ControllerHarness h_;
   FakeDnsUpdater updater_;
   std::vector<EventRecord> reported_;
+  std::vector<std::function<void()>> posted_;
   std::unique_ptr<DnsWiring> wiring_;
 };
+
+// "api": 2 instances in subnet 10.20.0.0/24.
+std::string ApiSpecYaml(int instances) {
+  std::string yaml = WebSpecYaml(instances);
+  yaml.replace(yaml.find("name: web"), 9, "name: api");
+  yaml.replace(yaml.find("10.10.0.0/24"), 12, "10.20.0.0/24");
+  return yaml;
+}
+
+std::set<std::string> Names(std::initializer_list<const char*> short_names) {
+  std::set<std::string> out;
+  for (const char* n : short_names) out.insert(std::string(n) + ".lab.example.");
+  return out;
+}
+
+// The scenario of issue 5: web scaled down while DNS does not answer, then the controller
+// restarts before DNS caught up; the whole service api removed (its rows deleted) while the
+// controller is down. After the restart the first update deletes web-2 and every api name, keeps
+// web's, and never touches the operator's names, not even one that looks like Regen's (web-9).
+TEST_F(DnsWiringTest, RestartDeletesWhatWentAwayMeanwhileAndNothingElse) {
+  NewWiring(/*track_published=*/true);
+  h_.Hosts(3);
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(3, "new")).ok());
+  ASSERT_TRUE(h_.Apply(ApiSpecYaml(2)).ok());
+  const std::set<std::string> all =
+      Names({"web-0", "web-1", "web-2", "web", "api-0", "api-1", "api"});
+  EXPECT_EQ(Stored(), all) << "stored before any update is sent";
+  EXPECT_THAT(updater_.calls(), IsEmpty());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  RunPosted();
+  EXPECT_EQ(Stored(), all);
+  EXPECT_EQ(wiring_->published(), all);
+  updater_.SetRecords("ops.lab.example.", {"192.0.2.53"});
+  updater_.SetRecords("web-9.lab.example.", {"192.0.2.99"});
+  const std::string web0 = h_.Ip("web-0"), web1 = h_.Ip("web-1");
+
+  h_.AllRunning();
+  updater_.FailWith(Unavailable("DNS update of zone lab.example. at fake-dns:53: no answer"));
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(2, "new")).ok());
+  EXPECT_FALSE(wiring_->Flush().ok());
+  RunPosted();
+  EXPECT_EQ(Stored(), all) << "web-2's deletion was not acknowledged";
+
+  wiring_.reset();
+  h_.Restart([](Store& store) {
+    Status s = store.Transaction([](StoreTxn& t) -> Status {
+      RETURN_IF_ERROR(t.DeleteInstance("api-0"));
+      RETURN_IF_ERROR(t.DeleteInstance("api-1"));
+      return t.DeleteService("api");
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  });
+  ASSERT_EQ(h_.Ip("api-0"), "");
+  updater_.FailWith(Unavailable("still down"));
+  NewWiring(/*track_published=*/true);
+  EXPECT_THAT(wiring_->sync().Uncertain(), SizeIs(all.size()));
+  EXPECT_FALSE(wiring_->Flush().ok()) << "DNS down: the start went on, the cleanup waits";
+  updater_.FailWith(Status::Ok());
+  h_.clock().Advance(std::chrono::milliseconds(100));
+  ASSERT_TRUE(wiring_->Flush().ok());
+  EXPECT_THAT(updater_.calls().back().deletes,
+              ElementsAre("api-0.lab.example.", "api-1.lab.example.", "api.lab.example.",
+                          "web-2.lab.example."));
+  dns::ZoneRecords expected = {{"web-0.lab.example.", {web0}},
+                               {"web-1.lab.example.", {web1}},
+                               {"web.lab.example.", {web0, web1}},
+                               {"ops.lab.example.", {"192.0.2.53"}},
+                               {"web-9.lab.example.", {"192.0.2.99"}}};
+  EXPECT_EQ(updater_.zone(), expected);
+  RunPosted();
+  EXPECT_EQ(Stored(), Names({"web-0", "web-1", "web"}));
+
+  // A second restart has nothing left to delete.
+  wiring_.reset();
+  h_.Restart();
+  NewWiring(/*track_published=*/true);
+  ASSERT_TRUE(wiring_->Flush().ok());
+  EXPECT_THAT(updater_.calls().back().deletes, IsEmpty());
+  EXPECT_EQ(updater_.zone(), expected);
+}
+
+// A name deleted by an acknowledged update but wanted again before the acknowledgement reached
+// the main loop stays stored: its new record may be on its way to the server.
+TEST_F(DnsWiringTest, NameWantedAgainBeforeTheAcknowledgementStaysStored) {
+  NewWiring(/*track_published=*/true);
+  h_.Hosts(3);
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(3)).ok());
+  ASSERT_TRUE(wiring_->Flush().ok());
+  RunPosted();
+  h_.AllRunning();
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(2)).ok());
+  ASSERT_TRUE(wiring_->Flush().ok());  // deletes web-2; its acknowledgement is posted
+  EXPECT_THAT(updater_.calls().back().deletes, ElementsAre("web-2.lab.example."));
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(3)).ok());  // web-2 is back before the loop ran the task
+  RunPosted();
+  EXPECT_EQ(Stored(), Names({"web-0", "web-1", "web-2", "web"}));
+  ASSERT_TRUE(wiring_->Flush().ok());
+  RunPosted();
+  EXPECT_EQ(Stored(), Names({"web-0", "web-1", "web-2", "web"}));
+  EXPECT_THAT(Zone("web-2.lab.example."), SizeIs(1));
+
+  // Scaled down for good: forgotten once the deletion is acknowledged.
+  h_.AllRunning();
+  ASSERT_TRUE(h_.Apply(WebSpecYaml(2)).ok());
+  RunPosted();
+  EXPECT_EQ(Stored(), Names({"web-0", "web-1", "web-2", "web"})) << "not sent yet";
+  ASSERT_TRUE(wiring_->Flush().ok());
+  RunPosted();
+  EXPECT_EQ(Stored(), Names({"web-0", "web-1", "web"}));
+}
 
 TEST_F(DnsWiringTest, DeployHealWithNewIpAndScaleDown) {
   h_.Hosts(3);

@@ -118,5 +118,24 @@ TEST(DnsPollerTest, ThreadPollsEveryInterval) {
   EXPECT_EQ(seen[0], (AddressChange{"web.", {"10.0.0.2"}, {"10.0.0.8"}}));
 }
 
+// A name added to a running poller is resolved at once, not an interval later: its baseline is
+// taken before whatever changes next (a heal right after a deploy).
+TEST(DnsPollerTest, NewNameIsPolledAtOnce) {
+  testing::FakeResolver resolver;
+  DnsPoller poller(resolver, {std::chrono::hours(1)}, nullptr);
+  resolver.Set("web.", {"10.0.0.2"});
+  resolver.Set("api.", {"10.0.1.2"});
+  poller.SetNames({"web."});
+  poller.Start();
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return poller.Known().contains("web."); }, milliseconds(5000)));
+  poller.SetNames({"web."});  // nothing new: no extra poll
+  poller.SetNames({"web.", "api."});
+  EXPECT_TRUE(testing::WaitFor([&] { return poller.Known().contains("api."); }, milliseconds(5000)))
+      << "still waiting for the hour-long interval";
+  poller.Stop();
+  EXPECT_EQ(poller.polls(), 2);
+}
+
 }  // namespace
 }  // namespace regen::dns

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_dns.h"
 #include "tests/fakes/test_util.h"
@@ -13,6 +15,7 @@ namespace {
 using std::chrono::milliseconds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 const std::string kZone = "lab.example.";
@@ -176,6 +179,93 @@ TEST(DnsSyncTest, UnknownAppliedStateRewritesEverythingOnce) {
   ASSERT_THAT(updater.calls(), SizeIs(1));
   EXPECT_THAT(updater.calls()[0].replaces, SizeIs(2));
   EXPECT_EQ(sync.Applied(), Web({"10.0.0.2"}));
+}
+
+// After a restart the controller hands over the names it published before: those it no longer
+// wants are deleted by the first update (the same retry path: a failure keeps them pending), the
+// operator's records are never touched, and once acknowledged nothing uncertain is left.
+TEST(DnsSyncTest, NamesPublishedBeforeARestartAreDeletedWhenNoLongerDesired) {
+  testing::FakeDnsUpdater updater;
+  testing::FakeClock clock;
+  updater.SetRecords("web-0." + kZone, {"10.0.0.2"});
+  updater.SetRecords("web-1." + kZone, {"10.0.0.3"});  // the instance went away while down
+  updater.SetRecords("web." + kZone, {"10.0.0.2", "10.0.0.3"});
+  updater.SetRecords("api-0." + kZone, {"10.0.1.2"});  // the whole service went away
+  updater.SetRecords("api." + kZone, {"10.0.1.2"});
+  updater.SetRecords("ops." + kZone, {"192.0.2.53"});    // the operator's
+  updater.SetRecords("web-9." + kZone, {"192.0.2.99"});  // also the operator's
+  std::vector<DnsSyncReport> reports;
+  DnsSync sync(
+      updater, clock, Options(), std::nullopt,
+      [&](const ZoneUpdate&, const Status&, const DnsSyncReport& r) { reports.push_back(r); });
+  Status bad = sync.AddUncertain({"web-0." + kZone, "web-1." + kZone, "web." + kZone,
+                                  "api-0." + kZone, "api." + kZone, "x.other.example."});
+  EXPECT_EQ(bad.code(), Code::kInvalidArgument);
+  EXPECT_THAT(bad.message(), HasSubstr("x.other.example."));
+  EXPECT_THAT(sync.Uncertain(), SizeIs(5)) << "the good names are taken";
+  ASSERT_TRUE(sync.Flush().ok());
+  EXPECT_THAT(updater.calls(), SizeIs(0)) << "nothing is sent before the desired records are known";
+
+  updater.FailWith(Unavailable("down"));
+  ASSERT_TRUE(sync.SetDesired(Web({"10.0.0.2"})).ok());
+  EXPECT_EQ(sync.desired_version(), 1u);
+  EXPECT_FALSE(sync.Flush().ok());
+  EXPECT_THAT(sync.Uncertain(), SizeIs(5)) << "still pending after a failure";
+  updater.FailWith(Status::Ok());
+  clock.Advance(milliseconds(100));
+  ASSERT_TRUE(sync.Flush().ok());
+  EXPECT_THAT(updater.calls().back().deletes,
+              ElementsAre("api-0." + kZone, "api." + kZone, "web-1." + kZone));
+  ZoneRecords expected = Web({"10.0.0.2"});
+  expected["ops." + kZone] = {"192.0.2.53"};
+  expected["web-9." + kZone] = {"192.0.2.99"};
+  EXPECT_EQ(updater.zone(), expected);
+  EXPECT_THAT(sync.Uncertain(), IsEmpty());
+  ASSERT_THAT(reports, SizeIs(2));
+  EXPECT_EQ(reports[0].acknowledged_version, 0u);
+  EXPECT_EQ(reports[1].acknowledged_version, 1u);
+  ASSERT_TRUE(sync.Flush().ok());
+  EXPECT_THAT(updater.calls(), SizeIs(2)) << "in sync: nothing more to send";
+}
+
+// An update the server applied but whose answer was lost: a name it added and the controller no
+// longer wants is deleted by the next update, although it never was acknowledged.
+TEST(DnsSyncTest, NameAddedByAnUpdateWithoutAnswerIsDeletedLater) {
+  testing::FakeDnsUpdater updater;
+  testing::FakeClock clock;
+  DnsSync sync(updater, clock, Options(), ZoneRecords{});
+  ASSERT_TRUE(sync.SetDesired(Web({"10.0.0.2"})).ok());
+  ASSERT_TRUE(sync.Flush().ok());
+  updater.LoseAnswersWith(Unavailable("no answer within 2000 ms"));
+  ASSERT_TRUE(sync.SetDesired(Web({"10.0.0.2", "10.0.0.3"})).ok());  // scale up
+  EXPECT_FALSE(sync.Flush().ok());
+  EXPECT_EQ(updater.zone(), Web({"10.0.0.2", "10.0.0.3"})) << "the server did apply it";
+  updater.LoseAnswersWith(Status::Ok());
+  ASSERT_TRUE(sync.SetDesired(Web({"10.0.0.2"})).ok());  // and down again
+  clock.Advance(milliseconds(100));
+  ASSERT_TRUE(sync.Flush().ok());
+  EXPECT_THAT(updater.calls().back().deletes, ElementsAre("web-1." + kZone));
+  EXPECT_EQ(updater.zone(), Web({"10.0.0.2"}));
+}
+
+// A success clears only the uncertain names its update carried.
+TEST(DnsSyncTest, UncertainNameAddedDuringASendWaitsForTheNextUpdate) {
+  testing::FakeDnsUpdater updater;
+  testing::FakeClock clock;
+  DnsSync sync(updater, clock, Options());
+  ASSERT_TRUE(sync.AddUncertain({"web-1." + kZone}).ok());
+  ASSERT_TRUE(sync.SetDesired(Web({"10.0.0.2"})).ok());
+  updater.SetBlocked(true);
+  std::thread sender([&] { EXPECT_TRUE(sync.Flush().ok()); });
+  ASSERT_TRUE(updater.WaitInApply(milliseconds(5000)));
+  ASSERT_TRUE(sync.AddUncertain({"web-2." + kZone}).ok());
+  updater.SetBlocked(false);
+  sender.join();
+  EXPECT_THAT(updater.calls()[0].deletes, ElementsAre("web-1." + kZone));
+  EXPECT_EQ(sync.Uncertain(), std::set<std::string>{"web-2." + kZone});
+  ASSERT_TRUE(sync.Flush().ok());
+  EXPECT_THAT(updater.calls().back().deletes, ElementsAre("web-2." + kZone));
+  EXPECT_THAT(sync.Uncertain(), IsEmpty());
 }
 
 TEST(DnsSyncTest, InvalidRecordsAreRefusedAndKeepThePreviousDesiredState) {

@@ -139,6 +139,33 @@ TEST(BuildZoneUpdateTest, UnknownAppliedStateRewritesEveryDesiredName) {
   EXPECT_THAT(update->replaces, ElementsAre(RRsetReplacement{"web.lab.example.", {"10.0.0.2"}}));
 }
 
+// Names published before a restart (or sent without an answer) are deleted when no longer
+// desired and rewritten when desired, even when `applied` says they are already right; any other
+// name of the zone is left alone.
+TEST(BuildZoneUpdateTest, UncertainNamesAreDeletedOrRewritten) {
+  ZoneRecords desired = {{"web-0.lab.example.", {"10.0.0.2"}}, {"web.lab.example.", {"10.0.0.2"}}};
+  std::set<std::string> uncertain = {"web-0.lab.example.", "web-1.lab.example.",
+                                     "api.lab.example."};
+  auto update = BuildZoneUpdate(kZone, 30, std::nullopt, desired, uncertain);
+  ASSERT_TRUE(update.ok()) << update.status().ToString();
+  EXPECT_THAT(update->deletes, ElementsAre("api.lab.example.", "web-1.lab.example."));
+  EXPECT_THAT(update->replaces, ElementsAre(RRsetReplacement{"web-0.lab.example.", {"10.0.0.2"}},
+                                            RRsetReplacement{"web.lab.example.", {"10.0.0.2"}}));
+
+  // Known to be applied already, but uncertain: rewritten anyway; a deletion is not doubled.
+  ZoneRecords applied = desired;
+  applied["web-1.lab.example."] = {"10.0.0.3"};
+  auto known =
+      BuildZoneUpdate(kZone, 30, applied, desired, {"web-0.lab.example.", "web-1.lab.example."});
+  ASSERT_TRUE(known.ok());
+  EXPECT_THAT(known->deletes, ElementsAre("web-1.lab.example."));
+  EXPECT_THAT(known->replaces, ElementsAre(RRsetReplacement{"web-0.lab.example.", {"10.0.0.2"}}));
+
+  auto outside = BuildZoneUpdate(kZone, 30, std::nullopt, desired, {"web.example.org."});
+  ASSERT_FALSE(outside.ok());
+  EXPECT_THAT(outside.status().message(), HasSubstr("outside zone"));
+}
+
 TEST(BuildZoneUpdateTest, RefusesBadTtlNamesAndAddresses) {
   ZoneRecords ok = {{"web.lab.example.", {"10.0.0.2"}}};
   EXPECT_EQ(BuildZoneUpdate(kZone, 0, {}, ok).status().code(), Code::kInvalidArgument);
