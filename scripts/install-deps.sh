@@ -34,4 +34,6 @@ fi
 
 if [ "${1:-}" != "--no-build" ]; then
   scripts/build.sh
+  # The test guest the qemu end-to-end tests boot (fetched with apt-get download, nothing installed).
+  scripts/guest-image.sh build/guest
 fi

@@ -12,6 +12,7 @@ quick=0
 
 start=$(date +%s)
 scripts/build.sh
+scripts/guest-image.sh build/guest  # at once when install-deps made it already
 (cd build && ctest --output-on-failure --no-tests=error -j 2 --timeout 300)
 
 if [ "$quick" = 0 ]; then
