@@ -92,6 +92,7 @@ void TcpProxy::Loop() {
       while (read(wake_[0], buf, sizeof buf) > 0) {
       }
     }
+    const size_t polled = pairs.size();  // fds has entries for these only
     if (fds[0].revents & POLLIN) {
       int a = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (a >= 0) {
@@ -104,7 +105,7 @@ void TcpProxy::Loop() {
       }
     }
     std::vector<size_t> dead;
-    for (size_t i = 0; i < pairs.size(); ++i) {
+    for (size_t i = 0; i < polled; ++i) {
       for (int side = 0; side < 2; ++side) {
         short re = fds[2 + 2 * i + side].revents;
         if (!(re & (POLLIN | POLLHUP | POLLERR))) continue;

@@ -98,9 +98,11 @@ void ExpectGolden(const std::string& name, const std::string& actual) {
                 << " only in the final newline; run with REGEN_UPDATE_GOLDEN=1 to rewrite it";
 }
 
-// Checks the XML against libvirt's RelaxNG schema when virt-xml-validate is installed.
+// Checks the XML against libvirt's RelaxNG schema (virt-xml-validate, libvirt-clients).
 void ExpectValidAgainstSchema(const std::string& xml) {
-  if (!testing::HaveProgram("virt-xml-validate")) return;
+  if (!testing::HaveProgram("virt-xml-validate")) {
+    REGEN_REQUIRE_COMPONENT("virt-xml-validate", "apt-get install libvirt-clients");
+  }
   testing::TempDir dir("regen-domain-xml");
   const std::string file = dir.File("domain.xml");
   testing::WriteFileOrDie(file, xml);

@@ -43,15 +43,22 @@ class TestLoop {
     cv_.notify_all();
   }
   // Stalls the loop until Release().
+  // Stalls the loop until Release(); returns once the loop is stalled (every task posted before
+  // has run).
   void Stall() {
     {
       std::lock_guard lock(mu_);
       stalled_ = true;
+      stall_running_ = false;
     }
     Post([this] {
       std::unique_lock lock(mu_);
+      stall_running_ = true;
+      cv_.notify_all();
       cv_.wait(lock, [&] { return !stalled_; });
     });
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return stall_running_; });
   }
   void Release() {
     {
@@ -90,6 +97,7 @@ class TestLoop {
   std::deque<std::function<void()>> tasks_;  // guarded by mu_
   bool stop_ = false;                        // guarded by mu_
   bool stalled_ = false;                     // guarded by mu_
+  bool stall_running_ = false;               // guarded by mu_
   std::thread thread_;
 };
 
@@ -115,9 +123,7 @@ TEST(LoopWatchdogTest, AStalledLoopStopsPingingAndResumesAfter) {
   LoopWatchdog watchdog(notifier, loop.poster(), nullptr);
   watchdog.Start();
   ASSERT_TRUE(WaitFor([&] { return notifier.Count("WATCHDOG=1") >= 2; }, milliseconds(5000)));
-  loop.Stall();
-  // Let a ping posted before the stall go out, then nothing for many ping intervals.
-  WaitFor([] { return false; }, milliseconds(40));
+  loop.Stall();  // pings are sent by loop tasks: none can go out from now on
   int before = notifier.Count("WATCHDOG=1");
   EXPECT_FALSE(WaitFor([&] { return notifier.Count("WATCHDOG=1") > before; }, milliseconds(300)));
   // The watchdog ticked ~15 times meanwhile, but at most one ping waits on the stalled loop

@@ -130,7 +130,9 @@ TEST(FlowSetTest, GoldenPerHost) {
 }
 
 TEST(FlowSetTest, GoldenFlowsAreAcceptedByOvsOfctl) {
-  if (!testing::HaveProgram("ovs-ofctl")) GTEST_SKIP() << "ovs-ofctl not installed";
+  if (!testing::HaveProgram("ovs-ofctl")) {
+    REGEN_REQUIRE_COMPONENT("ovs-ofctl", "apt-get install openvswitch-switch");
+  }
   testing::TempDir dir("regen-flows");
   const std::string file = dir.File("flows.txt");
   testing::WriteFileOrDie(file, FormatFlows(BuildOrDie(Lab(), "host-1")));
