@@ -28,16 +28,6 @@ constexpr char kPrefix[] = "regen-event: ";
 
 std::string GuestDir() { return REGEN_GUEST_DIR; }
 
-// The PID of the qemu running `instance` under the lab's host root.
-int QemuPid(Lab& lab, const std::string& host, const std::string& instance) {
-  auto named = FindProcesses("guest=" + instance + ",");
-  auto in_root = FindProcesses(lab.dir() + "/" + host + "/root");
-  for (int p : named) {
-    if (std::find(in_root.begin(), in_root.end(), p) != in_root.end()) return p;
-  }
-  return -1;
-}
-
 struct GuestLog {
   int boots = 0;                    // "regen-guest: reading" lines
   std::vector<std::string> events;  // event lines read by the last boot
@@ -137,16 +127,11 @@ TEST(GuestEventsQemuE2eTest, GuestsReadTheirEventsFromTheChannelAcrossAHeal) {
 
   auto victim = *lab.Instance("web-0");
   auto peer = *lab.Instance("web-1");
-  int pid = QemuPid(lab, victim.host(), "web-0");
+  int pid = lab.QemuPid(victim.host(), "web-0");
   ASSERT_GT(pid, 0);
   int64_t killed = WallMillis();
   ASSERT_EQ(kill(pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto i = lab.Instance("web-0");
-        return i && i->generation() == victim.generation() + 1 && i->state() == "running";
-      },
-      milliseconds(60000)))
+  ASSERT_TRUE(lab.WaitRunningGeneration("web-0", victim.generation() + 1, milliseconds(60000)))
       << lab.Logs();
   auto healed = *lab.Instance("web-0");
   EXPECT_NE(healed.host(), victim.host());

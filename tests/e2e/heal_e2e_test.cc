@@ -47,12 +47,7 @@ TEST(HealE2eTest, VmCrashIsHealedOnAnotherHost) {
                         std::chrono::seconds(10));
   ASSERT_TRUE(out.ok());
   ASSERT_EQ(out->exit_code, 0) << out->stderr_text;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto i = lab.Instance("web-1");
-        return i && i->generation() == victim.generation() + 1 && i->state() == "running";
-      },
-      milliseconds(10000)))
+  ASSERT_TRUE(lab.WaitRunningGeneration("web-1", victim.generation() + 1, milliseconds(10000)))
       << lab.Logs();
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(10000))) << lab.Logs();
   auto after = lab.Instance("web-1");

@@ -15,18 +15,6 @@ using std::chrono::milliseconds;
 
 bool QemuUsable() { return HaveProgram("qemu-system-x86_64"); }
 
-// The PID of the qemu running `instance` under the lab's host-K root.
-int QemuPid(Lab& lab, const std::string& host, const std::string& instance) {
-  auto named = FindProcesses("guest=" + instance + ",");
-  auto in_root = FindProcesses(lab.dir() + "/" + host + "/root");
-  for (int p : named) {
-    for (int q : in_root) {
-      if (p == q) return p;
-    }
-  }
-  return -1;
-}
-
 TEST(HealQemuE2eTest, KilledQemuAndLostHostAreHealedElsewhere) {
   if (!QemuUsable())
     REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
@@ -41,23 +29,18 @@ TEST(HealQemuE2eTest, KilledQemuAndLostHostAreHealedElsewhere) {
 
   // 1. kill -9 one VM's qemu.
   auto victim = *lab.Instance("web-0");
-  int pid = QemuPid(lab, victim.host(), "web-0");
+  int pid = lab.QemuPid(victim.host(), "web-0");
   ASSERT_GT(pid, 0);
   int64_t killed = WallMillis();
   ASSERT_EQ(kill(pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto i = lab.Instance("web-0");
-        return i && i->generation() == victim.generation() + 1 && i->state() == "running";
-      },
-      milliseconds(60000)))
+  ASSERT_TRUE(lab.WaitRunningGeneration("web-0", victim.generation() + 1, milliseconds(60000)))
       << lab.Logs();
   int64_t healed = WallMillis();
   auto after = *lab.Instance("web-0");
   EXPECT_NE(after.host(), victim.host());
   EXPECT_EQ(after.ip(), victim.ip());
   EXPECT_EQ(after.mac(), victim.mac());
-  EXPECT_GT(QemuPid(lab, after.host(), "web-0"), 0);
+  EXPECT_GT(lab.QemuPid(after.host(), "web-0"), 0);
   ASSERT_TRUE(lab.WaitAllRunning(3, milliseconds(30000))) << lab.Logs();
   std::printf("FIGURE qemu VM kill -9 -> running on %s: %lld ms (observed by polling regenctl)\n",
               after.host().c_str(), static_cast<long long>(healed - killed));
@@ -129,7 +112,7 @@ TEST(HealQemuE2eTest, UpgradePreemptedByAKilledQemuHealsWithNewVersionAndComplet
     if (i.update_domain() == 0) victim = i;
   }
   ASSERT_EQ(victim.version(), "v2");
-  int pid = QemuPid(lab, victim.host(), victim.name());
+  int pid = lab.QemuPid(victim.host(), victim.name());
   ASSERT_GT(pid, 0);
   auto at_kill = status();
   ASSERT_EQ(kill(pid, SIGKILL), 0);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -231,6 +232,25 @@ void Lab::Apply(const std::string& spec_yaml) {
   req.set_file_name("test.yaml");
   auto r = client_->ApplyService(req);
   ASSERT_TRUE(r.ok()) << r.status().message();
+}
+
+bool Lab::WaitRunningGeneration(const std::string& name, int64_t generation,
+                                std::chrono::milliseconds timeout) {
+  return WaitFor(
+      [&] {
+        auto i = Instance(name);
+        return i && i->generation() == generation && i->state() == "running";
+      },
+      timeout);
+}
+
+int Lab::QemuPid(const std::string& host, const std::string& instance) {
+  auto named = FindProcesses("guest=" + instance + ",");
+  auto in_root = FindProcesses(dir() + "/" + host + "/root");
+  for (int p : named) {
+    if (std::find(in_root.begin(), in_root.end(), p) != in_root.end()) return p;
+  }
+  return -1;
 }
 
 bool Lab::WaitAllRunning(size_t count, std::chrono::milliseconds timeout) {

@@ -50,7 +50,7 @@ struct LabOptions {
   // every config says insecure: true.
   bool tls = false;
   bool tokens = false;  // with tls: auth.tokens lists certs/admin.token and certs/readonly.token
-  std::string agent_extra;       // appended to every agent.yaml (e.g. "dns: {...}\n")
+  std::string agent_extra;  // appended to every agent.yaml (e.g. "dns: {...}\n")
 };
 
 class Lab {
@@ -92,6 +92,11 @@ class Lab {
   void Apply(const std::string& spec_yaml);
   // Waits until `count` instances are running (controller view) and every agent agrees.
   bool WaitAllRunning(size_t count, std::chrono::milliseconds timeout);
+  // Waits until `name` runs with `generation` (e.g. healed: the old generation + 1).
+  bool WaitRunningGeneration(const std::string& name, int64_t generation,
+                             std::chrono::milliseconds timeout);
+  // The PID of the qemu running `instance` under `host`'s embed root (driver qemu), or -1.
+  int QemuPid(const std::string& host, const std::string& instance);
   std::vector<v1::Event> Events();
   // Log tails for failure messages.
   std::string Logs();

@@ -59,8 +59,8 @@ TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
             1)
       << text;
   for (int k = 1; k <= 3; ++k) {
-    EXPECT_GE(MetricValue(text, "regen_topology_revision_applied{host=\"host-" +
-                                    std::to_string(k) + "\"}"),
+    EXPECT_GE(MetricValue(
+                  text, "regen_topology_revision_applied{host=\"host-" + std::to_string(k) + "\"}"),
               0)
         << text;
   }
@@ -70,8 +70,7 @@ TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
   missing.set_name("no-such-service");
   ASSERT_FALSE(lab.client().GetService(missing).ok());
   ASSERT_TRUE(until(
-      "regen_rpc_errors_total{code=\"NOT_FOUND\",method=\"/regen.v1.AdminService/GetService\"}",
-      1))
+      "regen_rpc_errors_total{code=\"NOT_FOUND\",method=\"/regen.v1.AdminService/GetService\"}", 1))
       << text;
 
   // The agent that detected the crash: its own endpoint (port in its status) counts it.
@@ -86,10 +85,10 @@ TEST(MetricsE2eTest, ControllerMetricsFollowHealingAndHosts) {
           agent_text = HttpGet(port, "/metrics");
           double detected = 0;
           for (const char* by : {"event", "poll", "process_exit"}) {
-            detected += std::max(0.0, MetricValue(agent_text, std::string(
-                                                                  "regen_agent_failures_detected_"
+            detected +=
+                std::max(0.0, MetricValue(agent_text, std::string("regen_agent_failures_detected_"
                                                                   "total{by=\"") +
-                                                                  by + "\"}"));
+                                                          by + "\"}"));
           }
           return detected == 1 && MetricValue(agent_text, "regen_agent_controller_connected") == 1;
         },

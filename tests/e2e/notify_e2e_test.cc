@@ -103,12 +103,7 @@ TEST(NotifyE2eTest, EveryInstanceHearsOfAHealAndFollowStreamsIt) {
                    ctl_out);
 
   InjectCrash(lab, *before);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto i = lab.Instance("web-1");
-        return i && i->generation() == before->generation() + 1 && i->state() == "running";
-      },
-      milliseconds(15000)))
+  ASSERT_TRUE(lab.WaitRunningGeneration("web-1", before->generation() + 1, milliseconds(15000)))
       << lab.Logs();
   follower.join();
   // regenctl printed the heal as JSON lines as it happened, and still follows.
@@ -214,12 +209,7 @@ TEST(NotifyE2eTest, KnotFollowsAHealWithANewIpAndInstancesHearTheDnsChange) {
   }
 
   InjectCrash(lab, *before);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto i = lab.Instance("web-1");
-        return i && i->generation() == before->generation() + 1 && i->state() == "running";
-      },
-      milliseconds(15000)))
+  ASSERT_TRUE(lab.WaitRunningGeneration("web-1", before->generation() + 1, milliseconds(15000)))
       << lab.Logs();
   auto after = lab.Instance("web-1");
   EXPECT_NE(after->ip(), before->ip()) << "ip_policy new";

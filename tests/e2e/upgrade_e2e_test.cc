@@ -289,8 +289,12 @@ std::string ImageSpec(const std::string& dir) {
   return "name: web\ninstances: 6\nupdate_domains: 3\n"
          "flavor: {vcpus: 1, memory_mib: 64, disk_gib: 1, bandwidth_mbps: 10}\n"
          "network: {subnet: 10.20.0.0/24, dns_name: web.lab.example, ip_policy: keep}\n"
-         "versions:\n  v1: {image: " + dir + "/images/web-v1.qcow2}\n"
-         "  v2: {image: " + dir + "/images/web-v2.qcow2}\n"
+         "versions:\n  v1: {image: " +
+         dir +
+         "/images/web-v1.qcow2}\n"
+         "  v2: {image: " +
+         dir +
+         "/images/web-v2.qcow2}\n"
          "version: v1\nhealth_check: {type: none}\nplacement: spread\n";
 }
 

@@ -54,6 +54,18 @@ inline std::string WebSpecYaml(int instances, const std::string& ip_policy = "ke
   return yaml;
 }
 
+// A host's Hello with room for anything: 64 vCPUs, 64 GiB, 100 GiB disk, 10 Gbps.
+inline v1::Hello TestHello(const std::string& host) {
+  v1::Hello hello;
+  hello.set_host(host);
+  hello.set_address("192.0.2.1");
+  hello.mutable_capacity()->set_vcpus(64);
+  hello.mutable_capacity()->set_memory_mib(65536);
+  hello.mutable_capacity()->set_disk_gib(100);
+  hello.mutable_capacity()->set_bandwidth_mbps(10000);
+  return hello;
+}
+
 class ControllerHarness {
  public:
   ControllerHarness() {
@@ -90,14 +102,7 @@ class ControllerHarness {
   const std::map<std::string, std::unique_ptr<MessageSink>>& sinks() const { return sinks_; }
 
   Status Hello(const std::string& host) {
-    v1::Hello hello;
-    hello.set_host(host);
-    hello.set_address("192.0.2.1");
-    hello.mutable_capacity()->set_vcpus(64);
-    hello.mutable_capacity()->set_memory_mib(65536);
-    hello.mutable_capacity()->set_disk_gib(100);
-    hello.mutable_capacity()->set_bandwidth_mbps(10000);
-    return controller_->OnHello(hello, &Sink(host));
+    return controller_->OnHello(TestHello(host), &Sink(host));
   }
 
   void Hosts(int n) {

@@ -225,16 +225,8 @@ class ControllerProcess {
   const Status& started() const { return started_; }
   ControllerServer& server() { return *server_; }
   Status Hello(const std::string& host) {
-    return server_->Call<Status>([&] {
-      v1::Hello hello;
-      hello.set_host(host);
-      hello.set_address("192.0.2.1");
-      hello.mutable_capacity()->set_vcpus(64);
-      hello.mutable_capacity()->set_memory_mib(65536);
-      hello.mutable_capacity()->set_disk_gib(100);
-      hello.mutable_capacity()->set_bandwidth_mbps(10000);
-      return server_->controller().OnHello(hello, &sinks_[host]);
-    });
+    return server_->Call<Status>(
+        [&] { return server_->controller().OnHello(testing::TestHello(host), &sinks_[host]); });
   }
   Status Apply(const std::string& yaml) {
     return server_->Call<Status>([&] {

@@ -181,10 +181,11 @@ std::string KnotServer::Log() const {
 
 Result<std::vector<std::string>> KnotServer::Dig(const std::string& name) const {
   RealCommandRunner runner;
-  ASSIGN_OR_RETURN(CommandOutput out, CheckedRun(runner,
-                                                 {kdig_, "@127.0.0.1", "-p", std::to_string(port_),
-                                                  "+short", "+timeout=1", "+retry=0", name, "A"},
-                                                 milliseconds(5000)));
+  ASSIGN_OR_RETURN(CommandOutput out,
+                   CheckedRun(runner,
+                              {kdig_, "@127.0.0.1", "-p", std::to_string(port_), "+tcp", "+short",
+                               "+timeout=2", "+retry=1", name, "A"},
+                              milliseconds(5000)));
   std::vector<std::string> addresses;
   std::stringstream lines(out.stdout_text);
   std::string line;
