@@ -49,7 +49,8 @@ std::string EventsCursorPath(const std::string& state_dir, const std::string& in
   return state_dir + "/channels/" + instance + ".cursor";
 }
 
-EventDelivery::EventDelivery(std::string state_dir) : state_dir_(std::move(state_dir)) {}
+EventDelivery::EventDelivery(std::string state_dir, int64_t max_file_bytes)
+    : state_dir_(std::move(state_dir)), max_file_bytes_(max_file_bytes) {}
 
 EventDelivery::~EventDelivery() {
   Stop();
@@ -100,6 +101,7 @@ Status EventDelivery::DeliverOne(const std::string& instance, const std::string&
                            "\" is not a valid name; nothing written");
   }
   const std::string path = EventsFilePath(state_dir_, instance);
+  MaybeRotateLocked(instance, line.size());
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd < 0) {
     ++stats_.errors;
@@ -245,6 +247,40 @@ int64_t LoadCursor(const std::string& instance, const std::string& path) {
 }
 
 }  // namespace
+
+void EventDelivery::MaybeRotateLocked(const std::string& instance, size_t adding) {
+  const std::string path = EventsFilePath(state_dir_, instance);
+  struct stat fst;
+  if (::stat(path.c_str(), &fst) != 0) return;
+  const int64_t size = fst.st_size;
+  if (size == 0 || size + static_cast<int64_t>(adding) <= max_file_bytes_) return;
+  FlushLocked(instance);  // give the channel what it can take first
+  struct stat sst;
+  const std::string sock = EventsSocketPath(state_dir_, instance);
+  const bool has_channel = ::stat(sock.c_str(), &sst) == 0 && S_ISSOCK(sst.st_mode);
+  Channel& ch = channels_[instance];
+  if (ch.cursor < 0) ch.cursor = LoadCursor(instance, EventsCursorPath(state_dir_, instance));
+  const int64_t behind = has_channel ? size - std::min(ch.cursor, size) : 0;
+  if (behind > 0 && size < 4 * max_file_bytes_) return;  // wait for the guest to read
+  const std::string old = path + ".1";
+  if (::rename(path.c_str(), old.c_str()) != 0) {
+    ++stats_.errors;
+    spdlog::warn("event file of {}: cannot rotate {} to {}: {}", instance, path, old, Errno());
+    return;
+  }
+  ++stats_.rotations;
+  if (behind > 0) {
+    spdlog::warn(
+        "event file of {}: rotated {} ({} bytes) to {} although its channel has not "
+        "taken the last {} bytes (the instance does not read it); they stay in {}",
+        instance, path, size, old, behind, old);
+  } else {
+    spdlog::info("event file of {}: rotated {} ({} bytes, limit {}) to {}", instance, path, size,
+                 max_file_bytes_, old);
+  }
+  ch.cursor = 0;  // the new file starts empty
+  SaveCursorLocked(instance, 0);
+}
 
 void EventDelivery::FlushLocked(const std::string& instance) {
   const std::string sock = EventsSocketPath(state_dir_, instance);

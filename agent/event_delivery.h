@@ -11,6 +11,10 @@
 // Lines the channel cannot take now (no socket yet, connect refused, guest not reading: socket
 // buffer full) wait in the file and go out on the next Deliver or flush tick (Start()). A new
 // domain (a new socket) gets what was appended since the last line an earlier channel took.
+// An event file that outgrows max_file_bytes is rotated to <instance>.jsonl.1 (one old file kept)
+// once its channel has taken all of it, or when there is no channel; a channel that lags (its
+// guest does not read) delays the rotation until the file is 4x the limit, then the rotation goes
+// ahead and says how much that channel missed (those lines stay in the .1 file).
 // Socket writes never block; errors are logged and counted, never returned to the callers' loops.
 // Thread-safe; called from the controller link's reader, the DNS watch's thread and the flusher.
 #pragma once
@@ -43,11 +47,14 @@ struct EventDeliveryStats {
   int64_t socket_writes = 0;  // lines written whole to a channel socket
   int64_t socket_bytes = 0;   // bytes written to channel sockets
   int64_t errors = 0;         // file or socket errors (logged)
+  int64_t rotations = 0;      // event files rotated to <instance>.jsonl.1
 };
 
 class EventDelivery {
  public:
-  explicit EventDelivery(std::string state_dir);
+  static constexpr int64_t kDefaultMaxFileBytes = 16 << 20;  // per instance, before rotation
+
+  explicit EventDelivery(std::string state_dir, int64_t max_file_bytes = kDefaultMaxFileBytes);
   ~EventDelivery();  // stops the flusher, closes the channel connections
   EventDelivery(const EventDelivery&) = delete;
   EventDelivery& operator=(const EventDelivery&) = delete;
@@ -88,9 +95,12 @@ class EventDelivery {
   bool ConnectLocked(const std::string& instance, Channel& ch, const struct stat& st);
   void CloseLocked(Channel& ch);
   void SaveCursorLocked(const std::string& instance, int64_t cursor);
+  // Rotates the event file when appending `adding` bytes would pass the limit (see above).
+  void MaybeRotateLocked(const std::string& instance, size_t adding);
   void CountErrorLocked(const std::string& instance, const std::string& what);
 
   const std::string state_dir_;
+  const int64_t max_file_bytes_;
   mutable std::mutex mu_;
   bool directories_ready_ = false;           // guarded by mu_
   EventDeliveryStats stats_;                 // guarded by mu_

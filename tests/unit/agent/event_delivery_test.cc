@@ -261,6 +261,60 @@ TEST(EventDeliveryTest, AGuestThatDoesNotReadNeverBlocksAndLosesNothing) {
   EXPECT_EQ(delivery.stats().socket_writes, kLines);
 }
 
+TEST(EventDeliveryTest, AFullEventFileIsRotatedKeepingOneOldFile) {
+  TempDir dir;
+  EventDelivery delivery(dir.path(), /*max_file_bytes=*/100);  // no channel (test driver)
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(delivery.Deliver({"web-0"}, Event(i)).ok());
+  const std::string file = EventsFilePath(dir.path(), "web-0");
+  EXPECT_GT(delivery.stats().rotations, 0);
+  EXPECT_LE(std::filesystem::file_size(file), 100u);
+  // The newest lines: the old file then the current one, in order, nothing lost between them.
+  std::vector<std::string> both = Lines(file + ".1");
+  for (const auto& l : Lines(file)) both.push_back(l);
+  ASSERT_FALSE(both.empty());
+  EXPECT_EQ(both.back(), Event(29));
+  int first = 30 - static_cast<int>(both.size());
+  for (size_t i = 0; i < both.size(); ++i) EXPECT_EQ(both[i], Event(first + static_cast<int>(i)));
+}
+
+TEST(EventDeliveryTest, AChannelThatKeepsUpSeesNoRotation) {
+  TempDir dir;
+  EventDelivery delivery(dir.path(), /*max_file_bytes=*/100);
+  ASSERT_TRUE(delivery.EnsureDirectories().ok());
+  SocketListener listener(EventsSocketPath(dir.path(), "web-0"));
+  ASSERT_TRUE(delivery.Deliver({"web-0"}, Event(0)).ok());
+  ASSERT_TRUE(listener.Accept());
+  std::vector<std::string> got = listener.ReadLines(1);
+  for (int i = 1; i < 30; ++i) {
+    ASSERT_TRUE(delivery.Deliver({"web-0"}, Event(i)).ok());
+    for (auto& l : listener.ReadLines(1)) got.push_back(l);
+  }
+  EXPECT_GT(delivery.stats().rotations, 0);
+  ASSERT_EQ(got.size(), 30u) << "every line once, across rotations";
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(got[i], Event(i));
+  EXPECT_EQ(listener.ReadAvailable(), "");
+}
+
+TEST(EventDeliveryTest, ALaggingChannelDelaysTheRotationUpToFourTimesTheLimit) {
+  TempDir dir;
+  EventDelivery delivery(dir.path(), /*max_file_bytes=*/1000);
+  ASSERT_TRUE(delivery.EnsureDirectories().ok());
+  // A stale socket: the channel exists but takes nothing.
+  { SocketListener gone(EventsSocketPath(dir.path(), "web-0")); }
+  const std::string file = EventsFilePath(dir.path(), "web-0");
+  int i = 0;
+  while (std::filesystem::exists(file) ? std::filesystem::file_size(file) < 3000 : true) {
+    ASSERT_TRUE(delivery.Deliver({"web-0"}, Event(i++)).ok());
+  }
+  EXPECT_EQ(delivery.stats().rotations, 0) << "its lines wait for the channel";
+  while (delivery.stats().rotations == 0 && i < 10000) {
+    ASSERT_TRUE(delivery.Deliver({"web-0"}, Event(i++)).ok());
+  }
+  EXPECT_EQ(delivery.stats().rotations, 1);
+  EXPECT_GE(std::filesystem::file_size(file + ".1"), 4000u) << "rotated at 4x the limit";
+  EXPECT_EQ(ReadFileOrDie(EventsCursorPath(dir.path(), "web-0")), "0\n");
+}
+
 TEST(EventDeliveryTest, AStaleSocketIsRetriedQuietly) {
   // A socket file with no listener (qemu gone, file left): connect refused, counted, logged once;
   // the file line is written.
