@@ -191,8 +191,11 @@ TEST(HealthE2eTest, FailingProbeHealsTheInstanceOnAnotherHostWhereItPassesAgain)
   Lab lab(o);
   lab.StartAll();
   const int port = FreePort();  // the listeners bind it on the instances' addresses
-  std::atomic<bool> serve{true};
-  HealthyWhile listener(lab, port, [&](const v1::InstanceInfo&) { return serve.load(); });
+  // Generations up to `failing_up_to` do not answer (0: every generation answers). Decided by
+  // generation, so the healed one answers from its first probe on, however late this thread runs.
+  std::atomic<int64_t> failing_up_to{0};
+  HealthyWhile listener(
+      lab, port, [&](const v1::InstanceInfo& i) { return i.generation() > failing_up_to.load(); });
   lab.Apply(Spec(1, 1, port));
   ASSERT_TRUE(lab.WaitAllRunning(1, milliseconds(20000))) << lab.Logs();
   ASSERT_TRUE(WaitFor([&] { return AllPassing(lab, 1); }, milliseconds(10000)))
@@ -213,7 +216,7 @@ TEST(HealthE2eTest, FailingProbeHealsTheInstanceOnAnotherHostWhereItPassesAgain)
   // The service stops answering: 2 failed probes in a row fail it; it is healed elsewhere.
   DuplicateWatcher watcher(lab);
   auto closed_at = std::chrono::steady_clock::now();
-  serve = false;
+  failing_up_to = before.generation();
   ASSERT_TRUE(WaitFor(
       [&] {
         auto i = lab.Instance("web-0");
@@ -222,8 +225,7 @@ TEST(HealthE2eTest, FailingProbeHealsTheInstanceOnAnotherHostWhereItPassesAgain)
       milliseconds(15000)))
       << lab.Logs();
   auto healed_after = std::chrono::steady_clock::now() - closed_at;
-  // It answers again at once (same IP, new host), before the new generation's first probe.
-  serve = true;
+  // The new generation answers (same IP, new host).
   EXPECT_EQ(HealthCheckFailures(lab, "web-0"), 1);
   const v1::InstanceInfo after = *lab.Instance("web-0");
   EXPECT_EQ(after.ip(), before.ip()) << "ip_policy keep";
