@@ -29,10 +29,8 @@ TEST(HealQemuE2eTest, KilledQemuAndLostHostAreHealedElsewhere) {
 
   // 1. kill -9 one VM's qemu.
   auto victim = *lab.Instance("web-0");
-  int pid = lab.QemuPid(victim.host(), "web-0");
-  ASSERT_GT(pid, 0);
-  int64_t killed = WallMillis();
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int64_t killed = lab.KillQemu("web-0");
+  ASSERT_GT(killed, 0) << "no qemu of web-0 on " << victim.host();
   ASSERT_TRUE(lab.WaitRunningGeneration("web-0", victim.generation() + 1, milliseconds(60000)))
       << lab.Logs();
   int64_t healed = WallMillis();

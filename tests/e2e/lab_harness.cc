@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -251,6 +252,15 @@ int Lab::QemuPid(const std::string& host, const std::string& instance) {
     if (std::find(in_root.begin(), in_root.end(), p) != in_root.end()) return p;
   }
   return -1;
+}
+
+int64_t Lab::KillQemu(const std::string& instance) {
+  auto i = Instance(instance);
+  if (!i) return -1;
+  int pid = QemuPid(i->host(), instance);
+  if (pid <= 0) return -1;
+  int64_t at = WallMillis();
+  return kill(pid, SIGKILL) == 0 ? at : -1;
 }
 
 bool Lab::WaitAllRunning(size_t count, std::chrono::milliseconds timeout) {

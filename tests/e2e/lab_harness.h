@@ -97,6 +97,9 @@ class Lab {
                              std::chrono::milliseconds timeout);
   // The PID of the qemu running `instance` under `host`'s embed root (driver qemu), or -1.
   int QemuPid(const std::string& host, const std::string& instance);
+  // kill -9 of the qemu running `instance` where the controller has it (driver qemu): the wall
+  // time of the kill (WallMillis), or -1 when there is no such qemu or the kill failed.
+  int64_t KillQemu(const std::string& instance);
   std::vector<v1::Event> Events();
   // Log tails for failure messages.
   std::string Logs();
