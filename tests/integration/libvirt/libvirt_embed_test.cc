@@ -26,109 +26,27 @@
 
 #include "agent/domain_xml.h"
 #include "agent/libvirt_hypervisor.h"
+#include "agent/reaper.h"
 #include "tests/fakes/test_util.h"
 
 namespace regen {
 
-// --- Reaping qemu zombies (to move into agent/reaper.cc) ---------------------------------------
-//
-// libvirt starts qemu daemonized: its parent exits and qemu is reparented to the nearest
-// subreaper, else to PID 1. When qemu dies, libvirt sees its monitor close, then polls every
-// 200 ms until the process is gone (kill() fails), and a zombie is not gone: the stop is only
-// reported once someone reaps it. Measured with libvirt 9.0 (kill -9 to event):
+// Reaping qemu zombies: the agent's ChildReaper (agent/reaper.h). libvirt starts qemu daemonized:
+// its parent exits and qemu is reparented to the nearest subreaper, else to PID 1. When qemu dies,
+// libvirt sees its monitor close, then polls every 200 ms until the process is gone (kill()
+// fails), and a zombie is not gone: the stop is only reported once someone reaps it. Measured with
+// libvirt 9.0 (kill -9 to event):
 //   - no subreaper, PID 1 reaping every ~2 s here: 1-2 s;
 //   - the process is subreaper and reaps qemu zombies on SIGCHLD: 20-60 ms when the reap beats
 //     libvirt's first check, else ~220 ms (one 200 ms poll); mostly the latter;
 //   - subreaper that does not reap: no event at all; libvirt gives up after ~15 s and the domain
 //     stays "running". A subreaper MUST reap.
-// Only processes named qemu* are reaped: libvirt waits for its other children itself (waitpid on
-// their pid), so waitpid(-1) would steal their exit status.
-class QemuZombieReaper {
- public:
-  // Blocks SIGCHLD in the calling thread; threads created afterwards inherit the mask. Call it
-  // first thing in main(), before libvirt or anything else starts a thread, so that SIGCHLD stays
-  // pending for sigtimedwait() in the reaper thread instead of being discarded.
-  static void BlockSigchld() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  }
-
-  // Orphans among our descendants (qemu, once libvirt's intermediate process exits) become our
-  // children instead of PID 1's.
-  static bool BecomeSubreaper(bool on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0) == 0; }
-
-  // Reaps every zombie child of ours whose name starts with "qemu" and that runs in another session
-  // (daemonized, re-parented to us); returns how many. qemus of our own session are children
-  // libvirt waits for itself (the capability probe's `qemu -daemonize` parent): reaping one fails
-  // the probe with "unable to wait for process" (agent/reaper.h has the same rule).
-  static int ReapQemuZombies() {
-    int reaped = 0;
-    const pid_t self = getpid();
-    const pid_t own_session = getsid(0);
-    DIR* proc = opendir("/proc");
-    if (proc == nullptr) return 0;
-    while (dirent* entry = readdir(proc)) {
-      if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-      std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
-      std::string line;
-      if (!std::getline(stat, line)) continue;
-      // "pid (comm) state ppid ...": comm may hold spaces and ')', so split at the last ')'.
-      size_t open = line.find('(');
-      size_t close = line.rfind(')');
-      if (open == std::string::npos || close == std::string::npos || close + 4 >= line.size()) {
-        continue;
-      }
-      const std::string comm = line.substr(open + 1, close - open - 1);
-      const char state = line[close + 2];
-      char* end = nullptr;
-      const long ppid = std::strtol(line.c_str() + close + 4, &end, 10);
-      std::strtol(end, &end, 10);  // pgrp
-      const long session = std::strtol(end, nullptr, 10);
-      if (state != 'Z' || ppid != self || comm.rfind("qemu", 0) != 0) continue;
-      if (session == own_session) continue;
-      const pid_t pid = static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10));
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) ++reaped;
-    }
-    closedir(proc);
-    return reaped;
-  }
-
-  QemuZombieReaper() = default;
-  ~QemuZombieReaper() { Stop(); }
-  QemuZombieReaper(const QemuZombieReaper&) = delete;
-  QemuZombieReaper& operator=(const QemuZombieReaper&) = delete;
-
-  // Reaps on every SIGCHLD (needs BlockSigchld() first), and every 100 ms as a safety net.
-  void Start() {
-    stop_ = false;
-    thread_ = std::thread([this] {
-      sigset_t set;
-      sigemptyset(&set);
-      sigaddset(&set, SIGCHLD);
-      const timespec timeout{0, 100 * 1000 * 1000};
-      while (!stop_.load()) {
-        siginfo_t info;
-        sigtimedwait(&set, &info, &timeout);
-        reaped_ += ReapQemuZombies();
-      }
-    });
-  }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  int reaped() const { return reaped_.load(); }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<int> reaped_{0};
-  std::thread thread_;
-};
 
 namespace {
+
+// Orphans among our descendants (qemu, once libvirt's intermediate process exits) become our
+// children instead of PID 1's (ChildReaper::Start turns it on; the test also turns it off).
+bool SetSubreaper(bool on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0) == 0; }
 
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
@@ -334,7 +252,7 @@ void StartKillAndWatch(LibvirtHypervisor& hv, const EmbedRoot& root, TimedEventL
 class LibvirtEmbedTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    QemuZombieReaper::BlockSigchld();  // before any thread starts (libvirt's included)
+    ChildReaper::BlockSigchld();  // before any thread starts (libvirt's included)
     root_ = new EmbedRoot;
   }
   static void TearDownTestSuite() {
@@ -353,7 +271,7 @@ EmbedRoot* LibvirtEmbedTest::root_ = nullptr;
 TEST_F(LibvirtEmbedTest, KillNineIsACrash) {
   const bool measure_no_reap = std::getenv("REGEN_MEASURE_NO_REAP") != nullptr;
   const EmbedRoot& root = *root_;
-  QemuZombieReaper reaper;
+  ChildReaper reaper;
   TimedEventLog log;
   LibvirtHypervisor hv(root.uri(), /*enable_events=*/true);
   hv.SetEventCallback([&log](const DomainEvent& e) { log.Add(e); });
@@ -367,14 +285,13 @@ TEST_F(LibvirtEmbedTest, KillNineIsACrash) {
   EXPECT_GT(cap->free_memory_mib, 0);
 
   // 1. No subreaper: qemu's orphan goes to PID 1, which reaps when it gets to it.
-  ASSERT_TRUE(QemuZombieReaper::BecomeSubreaper(false));
+  ASSERT_TRUE(SetSubreaper(false));
   CrashRun plain;
   StartKillAndWatch(hv, root, log, cleanup, "tcg-plain", seconds(30), plain);
   if (HasFatalFailure()) return;
 
   // 2. Subreaper and reaping: we are qemu's parent and reap it at once.
-  ASSERT_TRUE(QemuZombieReaper::BecomeSubreaper(true));
-  reaper.Start();
+  ASSERT_TRUE(reaper.Start().ok());  // subreaper, and reaping
   CrashRun reaped;
   StartKillAndWatch(hv, root, log, cleanup, "tcg-reaped", seconds(30), reaped);
   if (HasFatalFailure()) return;
@@ -403,8 +320,8 @@ TEST_F(LibvirtEmbedTest, KillNineIsACrash) {
         seen ? std::to_string(static_cast<int>(Ms(log.FirstUnexpectedStop(name)->at - killed_at))) +
                    " ms"
              : "no event within 20 s, domain listed as " + state;
-    QemuZombieReaper::ReapQemuZombies();
-    reaper.Start();
+    reaper.ScanOnce();
+    ASSERT_TRUE(reaper.Start().ok());
   }
 
   std::printf(
@@ -423,9 +340,8 @@ TEST_F(LibvirtEmbedTest, KillNineIsACrash) {
 }
 
 TEST_F(LibvirtEmbedTest, RunningDomainIsFoundAgainAfterReconnect) {
-  ASSERT_TRUE(QemuZombieReaper::BecomeSubreaper(true));
-  QemuZombieReaper reaper;
-  reaper.Start();
+  ChildReaper reaper;
+  ASSERT_TRUE(reaper.Start().ok());  // subreaper, and reaping
   const EmbedRoot& root = *root_;
   TimedEventLog log;
   LibvirtHypervisor hv(root.uri(), true);
