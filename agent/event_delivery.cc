@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string_view>
 
 #include "common/log.h"
@@ -126,17 +127,17 @@ Status EventDelivery::DeliverOne(const std::string& instance, const std::string&
 void EventDelivery::FlushChannels() {
   static constexpr std::string_view kSuffix = ".events.sock";
   std::lock_guard lock(mu_);
-  std::vector<std::string> names;
+  std::set<std::string> names;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(state_dir_ + "/channels", ec)) {
     std::string file = entry.path().filename().string();
     if (file.size() <= kSuffix.size() || !file.ends_with(kSuffix)) continue;
     std::string instance = file.substr(0, file.size() - kSuffix.size());
-    if (IsValidName(instance)) names.push_back(std::move(instance));
+    if (IsValidName(instance)) names.insert(std::move(instance));
   }
   // Connections whose socket is gone are closed by FlushLocked.
   for (const auto& [name, ch] : channels_) {
-    if (ch.fd >= 0) names.push_back(name);
+    if (ch.fd >= 0) names.insert(name);
   }
   for (const auto& name : names) FlushLocked(name);
 }
@@ -228,6 +229,11 @@ void EventDelivery::SaveCursorLocked(const std::string& instance, int64_t cursor
 
 namespace {
 
+// Whether `path` is a unix socket (the channel's qemu listens there); fills `st`.
+bool IsSocket(const std::string& path, struct stat* st) {
+  return ::stat(path.c_str(), st) == 0 && S_ISSOCK(st->st_mode);
+}
+
 // The cursor saved in `path`; 0 when there is none (a new instance: its whole file is pending).
 int64_t LoadCursor(const std::string& instance, const std::string& path) {
   std::ifstream in(path);
@@ -248,6 +254,12 @@ int64_t LoadCursor(const std::string& instance, const std::string& path) {
 
 }  // namespace
 
+EventDelivery::Channel& EventDelivery::ChannelLocked(const std::string& instance) {
+  Channel& ch = channels_[instance];
+  if (ch.cursor < 0) ch.cursor = LoadCursor(instance, EventsCursorPath(state_dir_, instance));
+  return ch;
+}
+
 void EventDelivery::MaybeRotateLocked(const std::string& instance, size_t adding) {
   const std::string path = EventsFilePath(state_dir_, instance);
   struct stat fst;
@@ -256,10 +268,8 @@ void EventDelivery::MaybeRotateLocked(const std::string& instance, size_t adding
   if (size == 0 || size + static_cast<int64_t>(adding) <= max_file_bytes_) return;
   FlushLocked(instance);  // give the channel what it can take first
   struct stat sst;
-  const std::string sock = EventsSocketPath(state_dir_, instance);
-  const bool has_channel = ::stat(sock.c_str(), &sst) == 0 && S_ISSOCK(sst.st_mode);
-  Channel& ch = channels_[instance];
-  if (ch.cursor < 0) ch.cursor = LoadCursor(instance, EventsCursorPath(state_dir_, instance));
+  const bool has_channel = IsSocket(EventsSocketPath(state_dir_, instance), &sst);
+  Channel& ch = ChannelLocked(instance);
   const int64_t behind = has_channel ? size - std::min(ch.cursor, size) : 0;
   if (behind > 0 && size < 4 * max_file_bytes_) return;  // wait for the guest to read
   const std::string old = path + ".1";
@@ -283,17 +293,14 @@ void EventDelivery::MaybeRotateLocked(const std::string& instance, size_t adding
 }
 
 void EventDelivery::FlushLocked(const std::string& instance) {
-  const std::string sock = EventsSocketPath(state_dir_, instance);
   struct stat st;
-  const bool present = ::stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-  if (!present) {
+  if (!IsSocket(EventsSocketPath(state_dir_, instance), &st)) {
     auto it = channels_.find(instance);
     if (it != channels_.end()) CloseLocked(it->second);
     return;  // no channel (yet): the lines wait in the file
   }
-  Channel& ch = channels_[instance];
+  Channel& ch = ChannelLocked(instance);
   if (ch.fd >= 0 && ch.inode != st.st_ino) CloseLocked(ch);  // a new domain made a new socket
-  if (ch.cursor < 0) ch.cursor = LoadCursor(instance, EventsCursorPath(state_dir_, instance));
 
   const std::string file = EventsFilePath(state_dir_, instance);
   int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
@@ -344,7 +351,6 @@ void EventDelivery::FlushLocked(const std::string& instance) {
       }
       ch.cursor += n;
       ch.warned_full = false;
-      stats_.socket_bytes += n;
       stats_.socket_writes += std::count(buf, buf + n, '\n');
     }
     if (!reconnect) break;

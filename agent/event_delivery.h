@@ -45,7 +45,6 @@ std::string EventsCursorPath(const std::string& state_dir, const std::string& in
 struct EventDeliveryStats {
   int64_t lines_written = 0;  // lines appended to event files
   int64_t socket_writes = 0;  // lines written whole to a channel socket
-  int64_t socket_bytes = 0;   // bytes written to channel sockets
   int64_t errors = 0;         // file or socket errors (logged)
   int64_t rotations = 0;      // event files rotated to <instance>.jsonl.1
 };
@@ -92,6 +91,8 @@ class EventDelivery {
 
   Status DeliverOne(const std::string& instance, const std::string& line);
   void FlushLocked(const std::string& instance);  // mu_ held
+  // The instance's channel state, its cursor loaded from its file on first use.
+  Channel& ChannelLocked(const std::string& instance);
   bool ConnectLocked(const std::string& instance, Channel& ch, const struct stat& st);
   void CloseLocked(Channel& ch);
   void SaveCursorLocked(const std::string& instance, int64_t cursor);

@@ -127,9 +127,8 @@ int ChildReaper::ScanOnce() {
     // ... state ppid pgrp session ...
     char* end = nullptr;
     long ppid = std::strtol(line.c_str() + close + 4, &end, 10);
-    long pgrp = std::strtol(end, &end, 10);
+    std::strtol(end, &end, 10);  // pgrp
     long session = std::strtol(end, nullptr, 10);
-    (void)pgrp;
     if (ppid != self || comm.rfind("qemu", 0) != 0) continue;
     pid_t pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
     seen.insert(pid);
