@@ -43,11 +43,11 @@ uint64_t DnsSync::desired_version() const {
 }
 
 Status DnsSync::AddUncertain(const std::set<std::string>& names) {
-  Status first_error;
+  Status first_error = ValidateZoneName(options_.zone);
+  if (!first_error.ok()) return first_error;
   std::set<std::string> good;
   for (const std::string& name : names) {
-    // A name is checked like a record of it (the address is only there to satisfy the check).
-    Status s = ValidateZoneRecords(options_.zone, {{name, {"192.0.2.1"}}});
+    Status s = ValidateRecordName(options_.zone, name);
     if (s.ok()) {
       good.insert(name);
     } else if (first_error.ok()) {

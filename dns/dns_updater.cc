@@ -35,7 +35,18 @@ bool IsInZone(std::string_view name, std::string_view zone) {
          name[name.size() - zone.size() - 1] == '.';
 }
 
-Status ValidateName(const std::string& zone, const std::string& name) {
+}  // namespace
+
+Status ValidateZoneName(const std::string& zone) {
+  if (!IsValidAbsoluteName(zone)) {
+    return InvalidArgument("DNS zone " + QuoteValue(zone) +
+                           " is not a lower-case zone name ending with '.' (e.g. "
+                           "\"lab.example.\")");
+  }
+  return Status::Ok();
+}
+
+Status ValidateRecordName(const std::string& zone, const std::string& name) {
   if (!IsValidAbsoluteName(name)) {
     return InvalidArgument("DNS name " + QuoteValue(name) +
                            " is not an absolute lower-case name ending with '.' (labels of "
@@ -48,21 +59,10 @@ Status ValidateName(const std::string& zone, const std::string& name) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Status ValidateZoneName(const std::string& zone) {
-  if (!IsValidAbsoluteName(zone)) {
-    return InvalidArgument("DNS zone " + QuoteValue(zone) +
-                           " is not a lower-case zone name ending with '.' (e.g. "
-                           "\"lab.example.\")");
-  }
-  return Status::Ok();
-}
-
 Status ValidateZoneRecords(const std::string& zone, const ZoneRecords& records) {
   RETURN_IF_ERROR(ValidateZoneName(zone));
   for (const auto& [name, addresses] : records) {
-    RETURN_IF_ERROR(ValidateName(zone, name));
+    RETURN_IF_ERROR(ValidateRecordName(zone, name));
     for (const std::string& ip : addresses) {
       if (!IsValidIpv4(ip)) {
         return InvalidArgument("address " + QuoteValue(ip) + " of DNS name " + name +
@@ -91,7 +91,7 @@ Result<ZoneRecords> DesiredZoneRecords(const std::string& zone,
     std::string service_name =
         service.dns_name.empty() ? service.service + "." + zone : service.dns_name;
     if (!service_name.ends_with('.')) service_name += '.';
-    RETURN_IF_ERROR(ValidateName(zone, service_name)
+    RETURN_IF_ERROR(ValidateRecordName(zone, service_name)
                         .WithContext("service " + service.service + " (network.dns_name)"));
     RETURN_IF_ERROR(claim(service_name, "service " + service.service));
     std::set<std::string>& service_set = records[service_name];
@@ -147,7 +147,7 @@ Result<ZoneUpdate> BuildZoneUpdate(const std::string& zone, uint32_t ttl,
   RETURN_IF_ERROR(ValidateZoneRecords(zone, desired));
   if (applied) RETURN_IF_ERROR(ValidateZoneRecords(zone, *applied).WithContext("applied records"));
   for (const std::string& name : uncertain) {
-    RETURN_IF_ERROR(ValidateName(zone, name).WithContext("names published earlier"));
+    RETURN_IF_ERROR(ValidateRecordName(zone, name).WithContext("names published earlier"));
   }
 
   static const std::set<std::string> kNone;

@@ -79,6 +79,9 @@ Result<ZoneUpdate> BuildZoneUpdate(const std::string& zone, uint32_t ttl,
                                    const ZoneRecords& desired,
                                    const std::set<std::string>& uncertain = {});
 
+// OK when `name` is an absolute lower-case DNS name inside `zone` (the zone itself is not checked).
+Status ValidateRecordName(const std::string& zone, const std::string& name);
+
 // OK when `records` are all valid names inside `zone` with valid IPv4 addresses.
 Status ValidateZoneRecords(const std::string& zone, const ZoneRecords& records);
 
