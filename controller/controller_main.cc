@@ -15,11 +15,64 @@
 #include "config/controller_config.h"
 #include "controller/metrics.h"
 #include "controller/server.h"
+#include "common/thread_annotations.h"
 #include "controller/store.h"
 
 namespace regen {
 namespace {
 
+// "2 hosts up, 6 instances running" for systemd's STATUS= (main loop thread).
+std::string StatusLine(const Controller& controller) {
+  int up = 0;
+  const v1::ListHostsResponse hosts = controller.ListHosts();
+  for (const auto& h : hosts.hosts()) up += h.state() == "up";
+  int running = 0;
+  for (const auto& [name, inst] : controller.instances()) {
+    running += inst.state == InstanceState::kRunning;
+  }
+  return std::to_string(up) + " hosts up, " + std::to_string(running) + " instances running";
+}
+
+// Refreshes the Prometheus metrics on the main loop every second (they are served by their own
+// thread). Stop() before the server shuts down.
+class MetricsRefresher {
+ public:
+  MetricsRefresher(ControllerServer& server, ControllerMetrics& metrics)
+      : server_(server), metrics_(metrics), thread_([this] { Loop(); }) {}
+  ~MetricsRefresher() { Stop(); }
+  void Stop() {
+    {
+      MutexLock lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    MutexLock lock(mu_);
+    while (!stopping_) {
+      cv_.wait_for(lock.native(), std::chrono::seconds(1));
+      if (stopping_) break;
+      lock.native().unlock();
+      server_.Call<bool>([this] {
+        metrics_.Refresh(server_.controller());
+        return true;
+      });
+      lock.native().lock();
+    }
+  }
+
+  ControllerServer& server_;
+  ControllerMetrics& metrics_;
+  Mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: started once the rest is ready
+};
+
+// The store and the server, started; or the exit status.
 int Run(const std::string& config_path) {
   auto config = LoadControllerConfig(config_path);
   if (!config.ok()) {
@@ -57,24 +110,11 @@ int Run(const std::string& config_path) {
   LoopWatchdog watchdog(
       notifier, [&server](std::function<void()> fn) { server.Post(std::move(fn)); },
       [&server] {
-        return server.Call<std::string>([&server] {
-          int up = 0;
-          const v1::ListHostsResponse hosts = server.controller().ListHosts();
-          for (const auto& h : hosts.hosts()) up += h.state() == "up";
-          int running = 0;
-          for (const auto& [name, inst] : server.controller().instances())
-            running += inst.state == "running";
-          return std::to_string(up) + " hosts up, " + std::to_string(running) +
-                 " instances running";
-        });
+        return server.Call<std::string>([&server] { return StatusLine(server.controller()); });
       });
   watchdog.Start();
-  // Prometheus metrics: refreshed on the main loop every second, served by their own thread.
   std::unique_ptr<ControllerMetrics> metrics;
-  std::thread metrics_refresher;
-  std::mutex metrics_mu;
-  std::condition_variable metrics_cv;
-  bool stopping = false;
+  std::unique_ptr<MetricsRefresher> refresher;
   if (!config->metrics_address.empty()) {
     auto m = ControllerMetrics::Start(config->metrics_address, clock.WallMillis());
     if (!m.ok()) {
@@ -86,29 +126,12 @@ int Run(const std::string& config_path) {
     metrics = std::move(*m);
     spdlog::info("metrics at http://{}/metrics (port {})", config->metrics_address,
                  metrics->port());
-    metrics_refresher = std::thread([&] {
-      std::unique_lock lock(metrics_mu);
-      while (!metrics_cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
-        lock.unlock();
-        server.Call<bool>([&] {
-          metrics->Refresh(server.controller());
-          return true;
-        });
-        lock.lock();
-      }
-    });
+    refresher = std::make_unique<MetricsRefresher>(server, *metrics);
   }
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("regen-controller stopping on signal {}", strsignal(sig));
-  if (metrics_refresher.joinable()) {
-    {
-      std::lock_guard lock(metrics_mu);
-      stopping = true;
-    }
-    metrics_cv.notify_all();
-    metrics_refresher.join();
-  }
+  if (refresher) refresher->Stop();
   watchdog.Stop();
   server.Shutdown();
   return 0;

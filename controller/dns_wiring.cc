@@ -176,11 +176,11 @@ void DnsWiring::OnAttempt(const dns::ZoneUpdate& update, const Status& result,
         failing_since_ms_ = now_ms;
         EventRecord e;
         e.unix_ms = now_ms;
-        e.kind = "dns_update_failed";
+        e.kind = EventKind::kDnsUpdateFailed;
         e.host = server_;
         e.message = "DNS update of zone " + zone_ + " at " + server_ +
                     " failed (retrying with backoff; healing goes on): " + result.message();
-        e.json = nlohmann::json{{"kind", e.kind},
+        e.json = nlohmann::json{{"kind", EventKindName(e.kind)},
                                 {"zone", zone_},
                                 {"server", server_},
                                 {"update", update.ToString()},
@@ -200,13 +200,13 @@ void DnsWiring::OnAttempt(const dns::ZoneUpdate& update, const Status& result,
         failing_ = false;
         EventRecord e;
         e.unix_ms = now_ms;
-        e.kind = "dns_update_recovered";
+        e.kind = EventKind::kDnsUpdateRecovered;
         e.host = server_;
         int64_t down_ms = now_ms - failing_since_ms_;
         e.message = "DNS updates of zone " + zone_ + " at " + server_ + " work again after " +
                     std::to_string(down_ms) + " ms (" + std::to_string(report.failures) +
                     " failed attempts so far); the zone is up to date";
-        e.json = nlohmann::json{{"kind", e.kind},
+        e.json = nlohmann::json{{"kind", EventKindName(e.kind)},
                                 {"zone", zone_},
                                 {"server", server_},
                                 {"failed_for_ms", down_ms},

@@ -147,7 +147,7 @@ void ControllerMetrics::Refresh(Controller& controller) {
   // Instances by service and state.
   for (auto& [key, gauge] : f_->instance_gauges) gauge->Set(0);
   for (const auto& [name, inst] : controller.instances()) {
-    auto key = std::make_pair(inst.service, inst.state);
+    auto key = std::make_pair(inst.service, std::string(InstanceStateName(inst.state)));
     auto it = f_->instance_gauges.find(key);
     if (it == f_->instance_gauges.end()) {
       it = f_->instance_gauges
@@ -186,8 +186,8 @@ void ControllerMetrics::Refresh(Controller& controller) {
 }
 
 void ControllerMetrics::OnEvent(const EventRecord& e) {
-  f_->events.Add({{"kind", e.kind}}).Increment();
-  if (e.kind == "failure" && !e.instance.empty()) {
+  f_->events.Add({{"kind", EventKindName(e.kind)}}).Increment();
+  if (e.kind == EventKind::kFailure && !e.instance.empty()) {
     if (failed_at_.emplace(e.instance, e.unix_ms).second) f_->started.Increment();
     auto j = nlohmann::json::parse(e.json, nullptr, false);
     if (!j.is_discarded() && j.contains("detected_by") && j.contains("detection_ms")) {
@@ -203,20 +203,18 @@ void ControllerMetrics::OnEvent(const EventRecord& e) {
       }
       it->second->Observe(static_cast<double>(j.value("detection_ms", int64_t{0})) / 1000.0);
     }
-  } else if (e.kind == "dns_update_failed") {
+  } else if (e.kind == EventKind::kDnsUpdateFailed) {
     f_->dns_failed.Increment();
-  } else if (e.kind == "running") {
+  } else if (e.kind == EventKind::kRunning) {
     auto it = failed_at_.find(e.instance);
     if (it != failed_at_.end()) {
       f_->completed.Increment();
       f_->heal.Observe(static_cast<double>(e.unix_ms - it->second) / 1000.0);
       failed_at_.erase(it);
     }
-  } else if (e.kind == "pending" && failed_at_.count(e.instance)) {
+  } else if (e.kind == EventKind::kPending && failed_at_.count(e.instance)) {
     f_->failed.Increment();
-  } else if (e.kind == "upgrade" &&
-             (e.message.rfind("preempted at UD", 0) == 0 ||
-              e.message.find(" preempted: healing of") != std::string::npos)) {
+  } else if (e.kind == EventKind::kUpgradePreempted) {
     f_->preempted.Increment();
   }
 }

@@ -50,8 +50,8 @@ json TopologyNotification(const Controller& controller, const std::string& servi
 
 std::optional<json> NotificationFor(const EventRecord& event) {
   if (event.service.empty() || event.instance.empty()) return std::nullopt;
-  if (event.kind == "failure") return FailureNotification(event);
-  if (event.kind == "reallocation") return ReallocationNotification(event);
+  if (event.kind == EventKind::kFailure) return FailureNotification(event);
+  if (event.kind == EventKind::kReallocation) return ReallocationNotification(event);
   return std::nullopt;
 }
 
@@ -82,7 +82,7 @@ void InstanceNotifier::OnChanges(const Controller& controller, const ControllerC
     auto event = NotificationFor(e);
     if (!event) continue;
     int reached = Deliver(controller, e.service, *event);
-    spdlog::debug("notified {} agents of {} {} ({})", reached, e.kind, e.instance, e.service);
+    spdlog::debug("notified {} agents of {} {} ({})", reached, EventKindName(e.kind), e.instance, e.service);
   }
   int64_t now_ms = controller.WallMillis();
   for (const auto& service : changes.topology_changed) {

@@ -277,7 +277,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
         v1::Event ev;
         ev.set_sequence(e.sequence);
         ev.set_unix_ms(e.unix_ms);
-        ev.set_kind(e.kind);
+        ev.set_kind(EventKindName(e.kind));
         ev.set_service(e.service);
         ev.set_instance(e.instance);
         ev.set_host(e.host);
@@ -377,7 +377,7 @@ Status ControllerServer::Start() {
     auto dns = NewDnsWiring(config_.dns, clock_, [this](EventRecord e) {
       Post([this, e = std::move(e)] {
         if (Status s = controller_.RecordEvent(e); !s.ok()) {
-          spdlog::error("recording {}: {}", e.kind, s.message());
+          spdlog::error("recording {}: {}", EventKindName(e.kind), s.message());
         }
       });
     });

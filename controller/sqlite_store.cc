@@ -26,16 +26,16 @@ Resources ResourcesFrom(const json& j) {
 json ToJson(const HostRecord& h) {
   return {{"address", h.address},
           {"capacity", ToJson(h.capacity)},
-          {"state", h.state},
+          {"state", HostStateName(h.state)},
           {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
           {"applied_topology_revision", h.applied_topology_revision}};
 }
-HostRecord HostFrom(const std::string& name, const json& j) {
+Result<HostRecord> HostFrom(const std::string& name, const json& j) {
   HostRecord h;
   h.name = name;
   h.address = j.value("address", "");
   h.capacity = ResourcesFrom(j.value("capacity", json::object()));
-  h.state = j.value("state", "up");
+  ASSIGN_OR_RETURN(h.state, ParseHostState(j.value("state", "up")));
   h.last_heartbeat_unix_ms = j.value("last_heartbeat_unix_ms", int64_t{0});
   h.applied_topology_revision = j.value("applied_topology_revision", int64_t{0});
   return h;
@@ -52,11 +52,11 @@ json ToJson(const InstanceRecord& i) {
             {"resources", ToJson(i.allocation.resources)},
             {"ip", i.allocation.ip},
             {"mac", i.allocation.mac}}},
-          {"state", i.state},
+          {"state", InstanceStateName(i.state)},
           {"reason", i.reason},
           {"moving_from", i.moving_from}};
 }
-InstanceRecord InstanceFrom(const std::string& name, const json& j) {
+Result<InstanceRecord> InstanceFrom(const std::string& name, const json& j) {
   InstanceRecord i;
   i.name = name;
   i.service = j.value("service", "");
@@ -69,7 +69,7 @@ InstanceRecord InstanceFrom(const std::string& name, const json& j) {
   i.allocation.resources = ResourcesFrom(a.value("resources", json::object()));
   i.allocation.ip = a.value("ip", "");
   i.allocation.mac = a.value("mac", "");
-  i.state = j.value("state", "pending");
+  ASSIGN_OR_RETURN(i.state, ParseInstanceState(j.value("state", "pending")));
   i.reason = j.value("reason", "");
   i.moving_from = j.value("moving_from", "");
   return i;
@@ -88,7 +88,13 @@ class Stmt {
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
   }
-  int Step() { return sqlite3_step(stmt_); }
+  int Step() { return last_ = sqlite3_step(stmt_); }
+  // After a loop of Step() == SQLITE_ROW: an error unless the statement ran to its end (a read
+  // that stops early, e.g. SQLITE_BUSY, must not look like fewer rows).
+  Status Done(sqlite3* db, const std::string& what) const {
+    if (rc_ == SQLITE_OK && last_ == SQLITE_DONE) return Status::Ok();
+    return Unavailable("store: reading " + what + ": " + sqlite3_errmsg(db));
+  }
   std::string Text(int col) {
     auto* p = sqlite3_column_text(stmt_, col);
     return p ? std::string(reinterpret_cast<const char*>(p),
@@ -100,6 +106,7 @@ class Stmt {
  private:
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  int last_ = SQLITE_OK;
 };
 
 constexpr const char* kSchema = R"sql(
@@ -127,7 +134,7 @@ class SqliteTxn : public StoreTxn {
   Status PutHost(const HostRecord& h) override {
     return Exec(Stmt(db_, "INSERT OR REPLACE INTO hosts VALUES (?1, ?2, ?3)")
                     .Bind(1, h.name)
-                    .Bind(2, h.state)
+                    .Bind(2, std::string(HostStateName(h.state)))
                     .Bind(3, ToJson(h).dump()),
                 "host " + h.name);
   }
@@ -147,7 +154,7 @@ class SqliteTxn : public StoreTxn {
                     .Bind(1, i.name)
                     .Bind(2, i.service)
                     .Bind(3, i.allocation.host)
-                    .Bind(4, i.state)
+                    .Bind(4, std::string(InstanceStateName(i.state)))
                     .Bind(5, ToJson(i).dump()),
                 "instance " + i.name);
   }
@@ -187,13 +194,13 @@ class SqliteTxn : public StoreTxn {
                               "INSERT INTO events (unix_ms, kind, service, instance, host, "
                               "message, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
                              .Bind(1, e.unix_ms)
-                             .Bind(2, e.kind)
+                             .Bind(2, std::string(EventKindName(e.kind)))
                              .Bind(3, e.service)
                              .Bind(4, e.instance)
                              .Bind(5, e.host)
                              .Bind(6, e.message)
                              .Bind(7, e.json),
-                         "event " + e.kind));
+                         std::string("event ") + EventKindName(e.kind)));
     return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
   }
 
@@ -219,22 +226,29 @@ class SqliteStore : public Store {
       while (s.Step() == SQLITE_ROW) {
         auto j = json::parse(s.Text(1), nullptr, false);
         if (j.is_discarded()) return Internal("store: host " + s.Text(0) + " row is corrupt");
-        snap.hosts[s.Text(0)] = HostFrom(s.Text(0), j);
+        auto h = HostFrom(s.Text(0), j);
+        if (!h.ok()) return h.status().WithContext("store: host " + s.Text(0));
+        snap.hosts[s.Text(0)] = *h;
       }
+      RETURN_IF_ERROR(s.Done(db_, "hosts"));
     }
     {
       Stmt s(db_, "SELECT name, version, generation, spec_yaml FROM services");
       while (s.Step() == SQLITE_ROW) {
         snap.services[s.Text(0)] = {s.Text(0), s.Text(3), s.Text(1), s.Int(2)};
       }
+      RETURN_IF_ERROR(s.Done(db_, "services"));
     }
     {
       Stmt s(db_, "SELECT name, data FROM instances");
       while (s.Step() == SQLITE_ROW) {
         auto j = json::parse(s.Text(1), nullptr, false);
         if (j.is_discarded()) return Internal("store: instance " + s.Text(0) + " row is corrupt");
-        snap.instances[s.Text(0)] = InstanceFrom(s.Text(0), j);
+        auto i = InstanceFrom(s.Text(0), j);
+        if (!i.ok()) return i.status().WithContext("store: instance " + s.Text(0));
+        snap.instances[s.Text(0)] = *i;
       }
+      RETURN_IF_ERROR(s.Done(db_, "instances"));
     }
     {
       Stmt s(db_,
@@ -244,10 +258,12 @@ class SqliteStore : public Store {
         snap.operations[s.Text(0)] = {s.Text(0), s.Text(1), s.Text(2), s.Text(4),
                                       s.Text(3), s.Int(5),  s.Int(6)};
       }
+      RETURN_IF_ERROR(s.Done(db_, "operations"));
     }
     {
       Stmt s(db_, "SELECT key, value FROM meta");
       while (s.Step() == SQLITE_ROW) snap.meta[s.Text(0)] = s.Text(1);
+      RETURN_IF_ERROR(s.Done(db_, "meta"));
     }
     {
       Stmt s(db_, "SELECT COALESCE(MAX(sequence), 0) FROM events");
@@ -281,9 +297,12 @@ class SqliteStore : public Store {
            "FROM events WHERE sequence > ?1 ORDER BY sequence LIMIT ?2");
     s.Bind(1, after).Bind(2, limit);
     while (s.Step() == SQLITE_ROW) {
+      auto kind = ParseEventKind(s.Text(2));
+      if (!kind.ok()) return kind.status().WithContext("store: event " + std::to_string(s.Int(0)));
       out.push_back(
-          {s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
+          {s.Int(0), s.Int(1), *kind, s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
     }
+    RETURN_IF_ERROR(s.Done(db_, "events"));
     return out;
   }
 

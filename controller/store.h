@@ -1,5 +1,5 @@
 // The controller's durable state behind the `Store` seam: SqliteStore (controller/sqlite_store.cc,
-// the only SQLite user, WAL mode) and an in-memory fake in tests/fakes. Every state change is one
+// the only SQLite user, WAL mode) and an in-memory fake in tests/fakes/fake_store.h. Every state change is one
 // Transaction; after a restart LoadAll() returns what was committed. A Store is used from the
 // controller's main thread only (not thread-safe).
 #pragma once
@@ -15,6 +15,8 @@
 
 #include "common/model.h"
 #include "common/status.h"
+#include "controller/allocator.h"
+#include "controller/states.h"
 
 namespace regen {
 
@@ -22,7 +24,7 @@ struct HostRecord {
   std::string name;
   std::string address;
   Resources capacity;
-  std::string state = "up";  // up | suspect | down | draining
+  HostState state = HostState::kUp;
   int64_t last_heartbeat_unix_ms = 0;
   int64_t applied_topology_revision = 0;
   bool operator==(const HostRecord&) const = default;
@@ -44,8 +46,7 @@ struct InstanceRecord {
   std::string version;
   int64_t generation = 0;
   Allocation allocation;  // host empty while pending
-  // pending | creating | running | failed | moving
-  std::string state = "pending";
+  InstanceState state = InstanceState::kPending;
   std::string reason;
   // A planned move (failover, drain): the host the instance leaves. The new host creates it only
   // once this host no longer runs it (never two copies). Empty otherwise.
@@ -68,7 +69,7 @@ struct OperationRecord {
 struct EventRecord {
   int64_t sequence = 0;  // assigned by the store
   int64_t unix_ms = 0;
-  std::string kind;
+  EventKind kind = EventKind::kHostState;
   std::string service;
   std::string instance;
   std::string host;

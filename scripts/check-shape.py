@@ -78,6 +78,9 @@ def main(argv):
             MAX_FILE = int(next(it))
         elif a == '--max-function':
             MAX_FUNC = int(next(it))
+        elif os.path.isdir(a):
+            paths += [os.path.join(d, f) for d, _, fs in os.walk(a) for f in fs
+                      if f.endswith(('.cc', '.h'))]
         else:
             paths.append(a)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

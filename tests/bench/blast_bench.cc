@@ -307,7 +307,7 @@ int RunOnce(int n, int rounds, int instances) {
       Victim v;
       int k = 0;
       for (const auto& [name, inst] : server.controller().instances()) {
-        if (inst.state != "creating" && inst.state != "running") continue;
+        if (inst.state != InstanceState::kCreating && inst.state != InstanceState::kRunning) continue;
         if (k++ == r) {
           v = {name, inst.allocation.host, inst.generation, 0};
           break;

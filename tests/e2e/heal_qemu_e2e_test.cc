@@ -125,7 +125,7 @@ TEST(HealQemuE2eTest, UpgradePreemptedByAKilledQemuHealsWithNewVersionAndComplet
   bool preempted = false;
   std::string healed_version;
   for (const auto& e : lab.Events()) {
-    if (e.kind() == "upgrade" && e.message().find("preempted") != std::string::npos &&
+    if (e.kind() == "upgrade_preempted" &&
         e.message().find(victim.name()) != std::string::npos) {
       preempted = true;
     }

@@ -305,7 +305,7 @@ TEST(HealthE2eTest, UpgradeWhoseProbeNeverPassesFailsAndRollbackBringsItBack) {
   bool counted = false;
   for (const auto& e : lab.Events()) {
     counted |=
-        e.kind() == "upgrade" &&
+        (e.kind() == "upgrade" || e.kind() == "upgrade_preempted") &&
         e.message().find("web-0 failed its health check (2 of max_failed 2)") != std::string::npos;
   }
   EXPECT_TRUE(counted) << "the upgrade counted web-0's health-check failures";

@@ -153,7 +153,7 @@ TEST(UpgradeBench, AutoUpgradeWithFailures) {
                   e.kind().c_str(), e.instance().c_str(), e.message().c_str());
     }
     if (e.kind() == "running") running_at[e.instance()] = e.unix_ms();
-    if (e.kind() != "upgrade") continue;
+    if (e.kind() != "upgrade" && e.kind() != "upgrade_preempted") continue;
     if (first_ms == 0) first_ms = e.unix_ms();
     const std::string& m = e.message();
     if (m.find("completed: every UD") != std::string::npos) completed_ms = e.unix_ms();

@@ -165,7 +165,7 @@ class ControllerHarness {
   std::vector<EventRecord> EventsOfKind(const std::string& kind) {
     std::vector<EventRecord> out;
     for (auto& e : Events())
-      if (e.kind == kind) out.push_back(e);
+      if (EventKindName(e.kind) == kind) out.push_back(e);
     return out;
   }
 

@@ -19,13 +19,13 @@ InstanceRecord Instance(const std::string& name, const std::string& host) {
   i.version = "v1";
   i.generation = 3;
   i.allocation = {host, {1, 64, 1, 100}, "10.10.0.3", "52:54:00:00:00:03"};
-  i.state = "running";
+  i.state = InstanceState::kRunning;
   return i;
 }
 
 TEST(SqliteStoreTest, RoundTripAcrossReopen) {
   TempDir dir;
-  HostRecord host{"host-a", "127.0.0.1", {8, 16384, 100, 10000}, "up", 1234, 7};
+  HostRecord host{"host-a", "127.0.0.1", {8, 16384, 100, 10000}, HostState::kDraining, 1234, 7};
   {
     auto store = OpenSqliteStore(dir.File("c.db"));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -37,7 +37,7 @@ TEST(SqliteStoreTest, RoundTripAcrossReopen) {
               RETURN_IF_ERROR(t.PutInstance(Instance("web-1", "host-a")));
               RETURN_IF_ERROR(t.PutOperation({"op-1", "heal", "web-1", "{}", "running", 1, 2}));
               RETURN_IF_ERROR(t.SetMeta("topology_revision", "42"));
-              return t.AppendEvent({0, 5, "failure", "web", "web-1", "host-a", "crashed", "{}"})
+              return t.AppendEvent({0, 5, EventKind::kFailure, "web", "web-1", "host-a", "crashed", "{}"})
                   .status();
             })
             .ok());
@@ -75,13 +75,15 @@ TEST(SqliteStoreTest, FailedTransactionChangesNothing) {
 }
 
 TEST(SqliteStoreTest, EventsInOrderAndOperationsByIdempotencyKey) {
+  const EventKind kKinds[] = {EventKind::kHostState, EventKind::kService, EventKind::kPlacement,
+                              EventKind::kFailure, EventKind::kRunning};
   TempDir dir;
   auto store = OpenSqliteStore(dir.File("c.db"));
   ASSERT_TRUE(store.ok());
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE((*store)
                     ->Transaction([&](StoreTxn& t) {
-                      auto seq = t.AppendEvent({0, i, "k" + std::to_string(i), "", "", "", "", ""});
+                      auto seq = t.AppendEvent({0, i, kKinds[i], "", "", "", "", ""});
                       if (!seq.ok()) return seq.status();
                       EXPECT_EQ(*seq, i + 1);
                       return Status::Ok();
@@ -92,7 +94,7 @@ TEST(SqliteStoreTest, EventsInOrderAndOperationsByIdempotencyKey) {
   ASSERT_TRUE(events.ok());
   ASSERT_EQ(events->size(), 3u);
   EXPECT_EQ((*events)[0].sequence, 3);
-  EXPECT_EQ((*events)[2].kind, "k4");
+  EXPECT_EQ((*events)[2].kind, EventKind::kRunning);
   ASSERT_TRUE((*store)
                   ->Transaction([](StoreTxn& t) {
                     return t.PutOperation({"op-9", "failover", "web-1", "{}", "done", 1, 2});

@@ -83,7 +83,7 @@ class ControllerKnotTest : public ::testing::Test {
   bool Reported(const std::string& kind) {
     std::lock_guard lock(mu_);
     for (const auto& e : reported_)
-      if (e.kind == kind) return true;
+      if (EventKindName(e.kind) == kind) return true;
     return false;
   }
 
@@ -157,7 +157,7 @@ TEST_F(ControllerKnotTest, WrongKeyIsRefusedReportedAndHealingGoesOn) {
   // Healing never waits for DNS.
   const std::string old_host = h_.Inst("web-0").allocation.host;
   h_.Crash("web-0");
-  EXPECT_EQ(h_.Inst("web-0").state, "creating");
+  EXPECT_EQ(h_.Inst("web-0").state, InstanceState::kCreating);
   EXPECT_NE(h_.Inst("web-0").allocation.host, old_host);
   EXPECT_THAT(Dig("web.lab.example."), IsEmpty()) << "nothing got through";
   EXPECT_EQ(h_.EventsOfKind("dns_update_failed").size(), 1u) << "reported once, not per retry";

@@ -216,7 +216,7 @@ class ControllerTest : public ::testing::Test {
   }
   bool HasEvent(const std::string& kind, const std::string& instance, int64_t after = 0) {
     for (const auto& e : Events(after))
-      if (e.kind == kind && e.instance == instance) return true;
+      if (EventKindName(e.kind) == kind && e.instance == instance) return true;
     return false;
   }
   size_t MessagesSent() {
@@ -241,7 +241,7 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(resp.ok()) << resp.status().ToString();
     AllRunning();
     for (const auto& [name, inst] : controller_->instances()) {
-      ASSERT_EQ(inst.state, "running") << name;
+      ASSERT_EQ(inst.state, InstanceState::kRunning) << name;
     }
   }
 
@@ -278,7 +278,7 @@ TEST_F(ControllerTest, DeploySpreadsInstancesAndSendsEachHostItsSet) {
   std::map<std::string, std::set<int64_t>> uds_on_host;
   for (const auto& [name, inst] : controller_->instances()) {
     EXPECT_FALSE(inst.allocation.host.empty()) << name;
-    EXPECT_EQ(inst.state, "creating") << name;
+    EXPECT_EQ(inst.state, InstanceState::kCreating) << name;
     EXPECT_EQ(inst.generation, 1) << name;
     EXPECT_EQ(inst.update_domain, inst.index % 3) << name;
     EXPECT_EQ(inst.allocation.resources.vcpus, 2) << name;
@@ -308,20 +308,20 @@ TEST_F(ControllerTest, DeploySpreadsInstancesAndSendsEachHostItsSet) {
   // A report with the wrong generation, or a domain not yet running, does not make it running.
   std::string host = Inst("web-0").allocation.host;
   Report(host, {Domain("web-0", 7)});
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
   Report(host, {Domain("web-0", 1, v1::DOMAIN_STATE_STARTING)});
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
   // Another host reporting it does not count either.
   std::string other = host == "host-a" ? "host-b" : "host-a";
   Report(other, {Domain("web-0", 1)});
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
 
   Report(host, {Domain("web-0", 1)});
-  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning);
   EXPECT_TRUE(HasEvent("running", "web-0"));
-  EXPECT_EQ(Inst("web-3").state, "creating");
+  EXPECT_EQ(Inst("web-3").state, InstanceState::kCreating);
   AllRunning();
-  for (const auto& [name, inst] : controller_->instances()) EXPECT_EQ(inst.state, "running");
+  for (const auto& [name, inst] : controller_->instances()) EXPECT_EQ(inst.state, InstanceState::kRunning);
   auto services = controller_->ListServices();
   ASSERT_EQ(services.services_size(), 1);
   EXPECT_EQ(services.services(0).running(), 6);
@@ -355,7 +355,7 @@ TEST_F(ControllerTest, CrashedDomainEventHealsOnAnotherHost) {
   EXPECT_NE(now.allocation.host, old_host);
   EXPECT_FALSE(now.allocation.host.empty());
   EXPECT_EQ(now.generation, 2);
-  EXPECT_EQ(now.state, "creating");
+  EXPECT_EQ(now.state, InstanceState::kCreating);
   EXPECT_EQ(now.allocation.ip, old.allocation.ip);
   EXPECT_EQ(now.allocation.mac, old.allocation.mac);
   EXPECT_EQ(now.allocation.resources, old.allocation.resources);
@@ -395,7 +395,7 @@ TEST_F(ControllerTest, CrashedDomainEventHealsOnAnotherHost) {
 
   // The healed instance comes up at generation 2.
   ReportDesiredRunning(Inst("web-1").allocation.host);
-  EXPECT_EQ(Inst("web-1").state, "running");
+  EXPECT_EQ(Inst("web-1").state, InstanceState::kRunning);
 }
 
 TEST_F(ControllerTest, CrashedDomainInReportHeals) {
@@ -465,7 +465,7 @@ TEST_F(ControllerTest, SilentHostTurnsSuspectThenDownAndItsInstancesAreHealed) {
     EXPECT_NE(inst.allocation.host, "host-a") << name;
     EXPECT_FALSE(inst.allocation.host.empty()) << name;
     EXPECT_EQ(inst.generation, 2) << name;
-    EXPECT_EQ(inst.state, "creating") << name;
+    EXPECT_EQ(inst.state, InstanceState::kCreating) << name;
     EXPECT_EQ(inst.allocation.ip, before_down[name].allocation.ip) << name;
     EXPECT_EQ(inst.allocation.mac, before_down[name].allocation.mac) << name;
     EXPECT_EQ(Sink(inst.allocation.host).LastDesiredNames().count(name), 1u) << name;
@@ -516,7 +516,7 @@ TEST_F(ControllerTest, NothingFitsStaysPendingUntilAHostCanTakeIt) {
   EXPECT_EQ(resp->pending_size(), 2);
   for (const char* name : {"web-0", "web-1"}) {
     const InstanceRecord& inst = Inst(name);
-    EXPECT_EQ(inst.state, "pending") << name;
+    EXPECT_EQ(inst.state, InstanceState::kPending) << name;
     EXPECT_TRUE(inst.allocation.host.empty()) << name;
     EXPECT_NE(inst.reason.find("vCPU"), std::string::npos) << inst.reason;
     EXPECT_TRUE(HasEvent("pending", name));
@@ -531,17 +531,17 @@ TEST_F(ControllerTest, NothingFitsStaysPendingUntilAHostCanTakeIt) {
     Heartbeat("host-b");
     controller_->Tick();
   }
-  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kPending);
   EXPECT_TRUE(Events(seq).empty());
 
   // Memory is the missing resource on this one.
   ASSERT_TRUE(Hello("host-m", 8, 1024).ok());
-  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kPending);
   EXPECT_NE(Inst("web-0").reason.find("memory"), std::string::npos) << Inst("web-0").reason;
 
   ASSERT_TRUE(Hello("host-big", 8, 8192).ok());
   for (const char* name : {"web-0", "web-1"}) {
-    EXPECT_EQ(Inst(name).state, "creating") << name;
+    EXPECT_EQ(Inst(name).state, InstanceState::kCreating) << name;
     EXPECT_EQ(Inst(name).allocation.host, "host-big") << name;
   }
   EXPECT_EQ(Sink("host-big").LastDesiredNames(), (std::set<std::string>{"web-0", "web-1"}));
@@ -602,7 +602,7 @@ TEST_F(ControllerTest, FailoverDestroysFirstThenCreates) {
   EXPECT_EQ(resp->instance().state(), "moving");
 
   const InstanceRecord& inst = Inst("web-0");
-  EXPECT_EQ(inst.state, "moving");
+  EXPECT_EQ(inst.state, InstanceState::kMoving);
   EXPECT_EQ(inst.allocation.host, to);
   EXPECT_EQ(inst.moving_from, from);
   EXPECT_EQ(inst.allocation.ip, old.allocation.ip);
@@ -618,17 +618,17 @@ TEST_F(ControllerTest, FailoverDestroysFirstThenCreates) {
   for (const auto& name : InstancesOn(from)) from_domains.push_back(Domain(name, 1));
   from_domains.push_back(Domain("web-0", 1));
   Report(from, from_domains);
-  EXPECT_EQ(Inst("web-0").state, "moving");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kMoving);
   EXPECT_EQ(Sink(to).LastDesiredNames().count("web-0"), 0u);
   // Ticks do not finish the move either while the old host is alive.
   clock_.Advance(milliseconds(100));
   controller_->Tick();
-  EXPECT_EQ(Inst("web-0").state, "moving");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kMoving);
 
   // The old host reports it gone: now the new host creates it.
   from_domains.pop_back();
   Report(from, from_domains);
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
   EXPECT_TRUE(Inst("web-0").moving_from.empty());
   auto spec = Sink(to).LastDesiredSpec("web-0");
   ASSERT_TRUE(spec.has_value());
@@ -637,7 +637,7 @@ TEST_F(ControllerTest, FailoverDestroysFirstThenCreates) {
   EXPECT_TRUE(HasEvent("moved", "web-0"));
   EXPECT_TRUE(HasEvent("reallocation", "web-0"));
   ReportDesiredRunning(to);
-  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning);
 
   // The same operation id again does nothing.
   auto before = controller_->instances();
@@ -667,7 +667,7 @@ TEST_F(ControllerTest, MoveWhoseTargetHostGoesDownEndsOnALiveHost) {
   req.set_instance("web-0");
   req.set_to_host(to);
   ASSERT_TRUE(controller_->Failover(req).ok());
-  ASSERT_EQ(Inst("web-0").state, "moving");
+  ASSERT_EQ(Inst("web-0").state, InstanceState::kMoving);
 
   // `to` goes silent until it is down; the others keep beating.
   for (int elapsed_ms = 0; elapsed_ms <= 3100; elapsed_ms += 100) {
@@ -686,7 +686,7 @@ TEST_F(ControllerTest, MoveWhoseTargetHostGoesDownEndsOnALiveHost) {
   const InstanceRecord& inst = Inst("web-0");
   EXPECT_NE(inst.allocation.host, to);
   EXPECT_TRUE(inst.moving_from.empty());
-  EXPECT_EQ(inst.state, "creating");
+  EXPECT_EQ(inst.state, InstanceState::kCreating);
   EXPECT_EQ(inst.allocation.ip, old.allocation.ip);
   EXPECT_EQ(inst.allocation.mac, old.allocation.mac);
   EXPECT_EQ(Sink(inst.allocation.host).LastDesiredNames().count("web-0"), 1u);
@@ -718,7 +718,7 @@ TEST_F(ControllerTest, MoveWhoseHostsBothGoDownEndsOnTheLiveHost) {
     controller_->Tick();
   }
   ASSERT_EQ(controller_->HostState(to), "down");
-  ASSERT_EQ(Inst("web-0").state, "moving");
+  ASSERT_EQ(Inst("web-0").state, InstanceState::kMoving);
   for (int elapsed_ms = 0; elapsed_ms <= 3100; elapsed_ms += 100) {
     clock_.Advance(milliseconds(100));
     Heartbeat(third);
@@ -727,7 +727,7 @@ TEST_F(ControllerTest, MoveWhoseHostsBothGoDownEndsOnTheLiveHost) {
   ASSERT_EQ(controller_->HostState(from), "down");
   const InstanceRecord& inst = Inst("web-0");
   EXPECT_EQ(inst.allocation.host, third);
-  EXPECT_EQ(inst.state, "creating");
+  EXPECT_EQ(inst.state, InstanceState::kCreating);
   EXPECT_TRUE(inst.moving_from.empty());
   EXPECT_EQ(inst.allocation.mac, old.allocation.mac);
   EXPECT_EQ(Sink(third).LastDesiredNames().count("web-0"), 1u);
@@ -771,7 +771,7 @@ TEST_F(ControllerTest, FailoverRefusals) {
   auto any = controller_->Failover(req);
   ASSERT_TRUE(any.ok()) << any.status().ToString();
   EXPECT_NE(Inst("web-0").allocation.host, from);
-  EXPECT_EQ(Inst("web-0").state, "moving");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kMoving);
   // A moving instance cannot fail over again.
   auto twice = controller_->Failover(req);
   EXPECT_EQ(twice.status().code(), Code::kFailedPrecondition);
@@ -790,14 +790,14 @@ TEST_F(ControllerTest, DrainEmptiesTheHostAndNothingNewLandsThere) {
   EXPECT_TRUE(InstancesOn("host-a").empty());
   EXPECT_EQ(Sink("host-a").LastDesiredNames(), std::set<std::string>{});
   for (const auto& name : on_a) {
-    EXPECT_EQ(Inst(name).state, "moving") << name;
+    EXPECT_EQ(Inst(name).state, InstanceState::kMoving) << name;
     EXPECT_EQ(Inst(name).moving_from, "host-a") << name;
     EXPECT_EQ(Sink(Inst(name).allocation.host).LastDesiredNames().count(name), 0u) << name;
   }
   // host-a's agent destroyed them: they are created on their new hosts.
   Report("host-a", {});
   for (const auto& name : on_a) {
-    EXPECT_EQ(Inst(name).state, "creating") << name;
+    EXPECT_EQ(Inst(name).state, InstanceState::kCreating) << name;
     EXPECT_EQ(Sink(Inst(name).allocation.host).LastDesiredNames().count(name), 1u) << name;
   }
   AllRunning();
@@ -857,14 +857,14 @@ TEST_F(ControllerTest, RestartResumesFromTheStore) {
   ASSERT_TRUE(Hello("host-b", 4, 8192).ok());
   ASSERT_TRUE(Apply(WebSpec(4, 2)).ok());
   AllRunning();
-  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, "running");
+  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, InstanceState::kRunning);
   const InstanceRecord crashed = Inst("web-0");
   v1::DomainEvent ev;
   ev.set_instance("web-0");
   ev.set_generation(1);
   ev.set_state(v1::DOMAIN_STATE_CRASHED);
   controller_->OnDomainEvent(crashed.allocation.host, ev);
-  EXPECT_EQ(Inst("web-0").state, "pending");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kPending);
   EXPECT_FALSE(Inst("web-0").reason.empty());
   EXPECT_TRUE(HasEvent("failure", "web-0"));
   auto before = controller_->instances();
@@ -888,10 +888,10 @@ TEST_F(ControllerTest, RestartResumesFromTheStore) {
       if (name != "web-0") domains.push_back(Domain(name, 1));
     ASSERT_TRUE(Hello(h, 4, 8192, domains).ok());
   }
-  EXPECT_EQ(Inst("web-0").state, "pending");
-  EXPECT_EQ(Inst("web-1").state, "running");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kPending);
+  EXPECT_EQ(Inst("web-1").state, InstanceState::kRunning);
   ASSERT_TRUE(Hello("host-c", 4, 8192).ok());
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
   EXPECT_EQ(Inst("web-0").allocation.host, "host-c");
   EXPECT_EQ(Inst("web-0").generation, 2);
   EXPECT_EQ(Inst("web-0").allocation.ip, crashed.allocation.ip);
@@ -903,7 +903,7 @@ TEST_F(ControllerTest, RestartResumesFromTheStore) {
   // New instances after the restart get fresh addresses.
   ASSERT_TRUE(Hello("host-d", 16, 16384).ok());
   ASSERT_TRUE(Apply(WebSpec(6, 2)).ok());
-  EXPECT_EQ(Inst("web-5").state, "creating");
+  EXPECT_EQ(Inst("web-5").state, InstanceState::kCreating);
   ExpectDistinctAddresses();
   EXPECT_EQ(controller_->instances().size(), 6u);
 }
@@ -912,7 +912,7 @@ TEST_F(ControllerTest, RestartPlacesInstancesLeftPending) {
   // Deployed while no host could take it, then the controller restarts.
   ASSERT_TRUE(Hello("host-a", 1, 1024).ok());
   ASSERT_TRUE(Apply(WebSpec(3, 3)).ok());
-  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, "pending");
+  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, InstanceState::kPending);
   auto before = controller_->instances();
   Restart();
   EXPECT_EQ(controller_->instances(), before);
@@ -923,7 +923,7 @@ TEST_F(ControllerTest, RestartPlacesInstancesLeftPending) {
   ASSERT_TRUE(Hello("host-b").ok());
   ASSERT_TRUE(Hello("host-c").ok());
   for (const auto& [name, inst] : controller_->instances()) {
-    EXPECT_EQ(inst.state, "creating") << name;
+    EXPECT_EQ(inst.state, InstanceState::kCreating) << name;
     EXPECT_TRUE(inst.allocation.host == "host-b" || inst.allocation.host == "host-c") << name;
   }
   ExpectDistinctAddresses();
@@ -950,7 +950,7 @@ TEST_F(ControllerTest, RestartDuringAMoveKeepsTheMove) {
   // The old host's Hello lists no domains: the old copy is gone, so the move finishes (destroy
   // first held across the restart) and only the new host is told to create it.
   EXPECT_EQ(Inst("web-0").moving_from, "");
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
   EXPECT_EQ(Inst("web-0").allocation.host, to);
   EXPECT_EQ(Sink(to).LastDesiredNames().count("web-0"), 1u);
   EXPECT_EQ(Sink(from).LastDesiredNames().count("web-0"), 0u);
@@ -971,7 +971,7 @@ TEST_F(ControllerTest, ScaleUpAndDownByReapplying) {
     EXPECT_EQ(sink->LastDesiredNames(), InstancesOn(host)) << host;
   }
   bool updated = false;
-  for (const auto& e : Events(seq)) updated |= e.kind == "service";
+  for (const auto& e : Events(seq)) updated |= e.kind == EventKind::kService;
   EXPECT_TRUE(updated);
   auto svc = controller_->ListServices();
   ASSERT_EQ(svc.services_size(), 1);
@@ -983,12 +983,12 @@ TEST_F(ControllerTest, ScaleUpAndDownByReapplying) {
   EXPECT_EQ(controller_->instances().size(), 9u);
   for (int i = 4; i < 9; ++i) {
     const InstanceRecord& inst = Inst("web-" + std::to_string(i));
-    EXPECT_EQ(inst.state, "creating") << inst.name;
+    EXPECT_EQ(inst.state, InstanceState::kCreating) << inst.name;
     EXPECT_EQ(inst.update_domain, i % 3) << inst.name;
     EXPECT_FALSE(inst.allocation.host.empty()) << inst.name;
     EXPECT_EQ(Sink(inst.allocation.host).LastDesiredNames().count(inst.name), 1u) << inst.name;
   }
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(Inst("web-" + std::to_string(i)).state, "running");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Inst("web-" + std::to_string(i)).state, InstanceState::kRunning);
   for (const char* h : {"host-a", "host-b", "host-c"}) EXPECT_EQ(InstancesOn(h).size(), 3u) << h;
   ExpectDistinctAddresses();
 
@@ -1071,7 +1071,7 @@ class ControllerHealthTest : public ControllerTest {
     auto resp = Apply(yaml);
     ASSERT_TRUE(resp.ok()) << resp.status().ToString();
     ReportAllHealthy();
-    for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, "running");
+    for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, InstanceState::kRunning);
   }
 
   v1::UpgradeStatus StartUpgrade() {
@@ -1111,7 +1111,7 @@ class ControllerHealthTest : public ControllerTest {
   std::string UpgradeMessages(int64_t after) {
     std::string out;
     for (const auto& e : Events(after))
-      if (e.kind == "upgrade") out += e.message + "\n";
+      if (e.kind == EventKind::kUpgrade || e.kind == EventKind::kUpgradePreempted) out += e.message + "\n";
     return out;
   }
 
@@ -1142,13 +1142,13 @@ TEST_F(ControllerHealthTest, TheCheckTravelsToTheAgentAndHealthShowsInTheInstanc
 
   EXPECT_EQ(InfoHealth("web-0"), "unknown");  // nothing reported yet
   ReportHealth(host, {{"web-0", kUnknown}});
-  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning);
   EXPECT_EQ(InfoHealth("web-0"), "unknown");
   ReportHealth(host, {{"web-0", kPassing}});
   EXPECT_EQ(InfoHealth("web-0"), "passing");
   ReportHealth(host, {{"web-0", {v1::HEALTH_STATE_FAILING, true}}});
   EXPECT_EQ(InfoHealth("web-0"), "failing");
-  EXPECT_EQ(Inst("web-0").state, "running") << "a failing probe alone is not a failure";
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning) << "a failing probe alone is not a failure";
 }
 
 TEST_F(ControllerHealthTest, AServiceWithoutACheckShowsNoneAndSendsNoCheck) {
@@ -1169,18 +1169,18 @@ TEST_F(ControllerHealthTest, AHealthCheckFailureHealsLikeACrashButDestroysFirst)
   EXPECT_EQ(now.generation, old.generation + 1);
   EXPECT_EQ(now.allocation.ip, old.allocation.ip);
   // Its domain still runs on the old host: the new host creates it only once that one is gone.
-  EXPECT_EQ(now.state, "moving");
+  EXPECT_EQ(now.state, InstanceState::kMoving);
   EXPECT_EQ(now.moving_from, old.allocation.host);
   EXPECT_EQ(Sink(old.allocation.host).LastDesiredNames().count("web-1"), 0u);
   EXPECT_EQ(Sink(now.allocation.host).LastDesiredNames().count("web-1"), 0u);
   ReportHealth(old.allocation.host, {});  // destroyed there
-  EXPECT_EQ(now.state, "creating");
+  EXPECT_EQ(now.state, InstanceState::kCreating);
   EXPECT_EQ(Sink(now.allocation.host).LastDesiredNames().count("web-1"), 1u);
   ReportHealth(now.allocation.host, {{"web-1", kUnknown}});
-  EXPECT_EQ(now.state, "running");
+  EXPECT_EQ(now.state, InstanceState::kRunning);
   bool found = false;
   for (const auto& e : Events(seq)) {
-    if (e.kind == "failure" && e.instance == "web-1") {
+    if (e.kind == EventKind::kFailure && e.instance == "web-1") {
       found = true;
       EXPECT_NE(e.message.find("detected by health check"), std::string::npos) << e.message;
       EXPECT_NE(e.message.find("health check failed 3 times"), std::string::npos) << e.message;
@@ -1218,7 +1218,7 @@ TEST_F(ControllerHealthTest, AnUpgradedInstanceCountsForItsUdOnlyAfterAProbePass
   EXPECT_EQ(UpgradeStatus().current_ud(), 0);
   // Running at generation 2, not probed yet: running, but UD 0 is not done.
   ReportHealth(host0, {{"web-0", kUnknown}});
-  EXPECT_EQ(Inst("web-0").state, "running");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning);
   EXPECT_EQ(UpgradeStatus().current_ud(), 0);
   EXPECT_EQ(UpgradeStatus().upgraded_uds_size(), 0);
   EXPECT_EQ(Inst("web-1").version, "v1") << "UD 1 must wait for UD 0's probe";
@@ -1266,7 +1266,7 @@ TEST_F(ControllerHealthTest, UpgradedInstanceFailingItsHealthChecksFailsTheUpgra
   EXPECT_EQ(UpgradeMessages(seq).find("failed its health check"), std::string::npos)
       << UpgradeMessages(seq);
   ReportHealth(Inst("web-1").allocation.host, {{"web-1", kPassing}});
-  EXPECT_EQ(Inst("web-1").state, "running");
+  EXPECT_EQ(Inst("web-1").state, InstanceState::kRunning);
   EXPECT_EQ(UpgradeStatus().state(), "running");
 
   // web-0 runs v2 but its probe never passes: 1 of 2.
@@ -1301,7 +1301,7 @@ TEST_F(ControllerHealthTest, UpgradedInstanceFailingItsHealthChecksFailsTheUpgra
   auto rolled = controller_->UpgradeRollback(rb);
   ASSERT_TRUE(rolled.ok()) << rolled.status().ToString();
   EXPECT_EQ(Inst("web-0").version, "v1");
-  EXPECT_EQ(Inst("web-0").state, "creating");
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kCreating);
   ReportHealth(Inst("web-0").allocation.host, {{"web-0", kUnknown}});
   EXPECT_EQ(UpgradeStatus().state(), "rolled_back")
       << "a rollback does not wait for probes: the old version ran before";
@@ -1397,7 +1397,7 @@ TEST_F(ControllerStagingTest, NoInstanceIsRecreatedBeforeItsHostHasTheImageStage
   ReportStaged(host0, {{"v2", "image /images/web-v2.qcow2 does not exist on this host"}});
   int failed_events = 0;
   for (const auto& e : Events(seq)) {
-    if (e.kind != "staging_failed") continue;
+    if (e.kind != EventKind::kStagingFailed) continue;
     ++failed_events;
     EXPECT_EQ(e.host, host0);
     EXPECT_NE(e.message.find("/images/web-v2.qcow2 does not exist"), std::string::npos)
@@ -1527,7 +1527,7 @@ TEST_F(ControllerTopologyTest, DeployPushesRevisionOneWithEveryInstanceAndHostTo
   }
   auto events = Events();
   EXPECT_EQ(std::count_if(events.begin(), events.end(),
-                          [](const EventRecord& e) { return e.kind == "topology"; }),
+                          [](const EventRecord& e) { return e.kind == EventKind::kTopology; }),
             1);
 }
 
@@ -1539,7 +1539,7 @@ TEST_F(ControllerTopologyTest, HealPushesTheNewLocationToEveryAgentWhileTheInsta
   CrashEvent("web-1");
   const InstanceRecord now = Inst("web-1");
   ASSERT_NE(now.allocation.host, old_host);
-  EXPECT_EQ(now.state, "creating");
+  EXPECT_EQ(now.state, InstanceState::kCreating);
   EXPECT_EQ(controller_->topology_revision(), 2);
   for (const char* host : {"host-a", "host-b", "host-c"}) {
     EXPECT_EQ(LastRevision(Sink(host)), 2) << host;
@@ -1559,7 +1559,7 @@ TEST_F(ControllerTopologyTest, HealPushesTheNewLocationToEveryAgentWhileTheInsta
   EXPECT_LT(topo, desired);
   // Coming up there changes no location: no new revision.
   ReportDesiredRunning(now.allocation.host);
-  EXPECT_EQ(Inst("web-1").state, "running");
+  EXPECT_EQ(Inst("web-1").state, InstanceState::kRunning);
   EXPECT_EQ(controller_->topology_revision(), 2);
 }
 

@@ -254,11 +254,11 @@ TEST_F(DnsWiringTest, FailuresAreReportedOnceHealingGoesOnAndRecoveryCatchesUp) 
 
   updater_.FailWith(Unavailable("DNS update of zone lab.example. at fake-dns:53: no answer"));
   h_.Crash("web-0");
-  EXPECT_EQ(h_.Inst("web-0").state, "creating") << "healing never waits for DNS";
+  EXPECT_EQ(h_.Inst("web-0").state, InstanceState::kCreating) << "healing never waits for DNS";
   Status s = wiring_->Flush();
   EXPECT_FALSE(s.ok());
   ASSERT_THAT(reported_, SizeIs(1));
-  EXPECT_EQ(reported_[0].kind, "dns_update_failed");
+  EXPECT_EQ(reported_[0].kind, EventKind::kDnsUpdateFailed);
   EXPECT_THAT(reported_[0].message, HasSubstr("no answer"));
   EXPECT_THAT(reported_[0].message, HasSubstr("lab.example."));
   DeliverReports();
@@ -282,7 +282,7 @@ TEST_F(DnsWiringTest, FailuresAreReportedOnceHealingGoesOnAndRecoveryCatchesUp) 
   EXPECT_EQ(Zone("web-2.lab.example."), std::set<std::string>{h_.Inst("web-2").allocation.ip});
   EXPECT_TRUE(wiring_->Report().in_sync);
   ASSERT_THAT(reported_, SizeIs(1));
-  EXPECT_EQ(reported_[0].kind, "dns_update_recovered");
+  EXPECT_EQ(reported_[0].kind, EventKind::kDnsUpdateRecovered);
   DeliverReports();
   EXPECT_THAT(h_.EventsOfKind("dns_update_recovered"), SizeIs(1));
 }
@@ -297,7 +297,7 @@ TEST_F(DnsWiringTest, PendingInstancesHaveNoRecord) {
   ASSERT_TRUE(wiring_->Flush().ok());
   int with_record = 0;
   for (const auto& [name, inst] : h_.controller().instances()) {
-    bool placed = inst.state != "pending";
+    bool placed = inst.state != InstanceState::kPending;
     EXPECT_EQ(Zone(name + ".lab.example.").size(), placed ? 1u : 0u) << name;
     with_record += placed;
   }

@@ -23,7 +23,7 @@ TEST(NotificationJsonTest, FailureCarriesInstanceHostAndReason) {
   EventRecord e;
   e.sequence = 7;
   e.unix_ms = 1714564800000;
-  e.kind = "failure";
+  e.kind = EventKind::kFailure;
   e.service = "web";
   e.instance = "web-1";
   e.host = "host-2";
@@ -42,7 +42,7 @@ TEST(NotificationJsonTest, FailureCarriesInstanceHostAndReason) {
 
 TEST(NotificationJsonTest, ReallocationCarriesHostsResourcesAndVersion) {
   EventRecord e;
-  e.kind = "reallocation";
+  e.kind = EventKind::kReallocation;
   e.service = "web";
   e.instance = "web-1";
   e.host = "host-3";
@@ -68,7 +68,7 @@ TEST(NotificationJsonTest, ReallocationCarriesHostsResourcesAndVersion) {
   EXPECT_EQ(j["generation"], 2);
   EXPECT_EQ(j["ip"], "10.10.0.9");
 
-  e.kind = "host_state";
+  e.kind = EventKind::kHostState;
   EXPECT_EQ(NotificationFor(e), std::nullopt) << "only failures and reallocations";
 }
 

@@ -1,0 +1,112 @@
+// The controller's durable state in memory (hosts, services, instances, upgrades, the topology
+// revision) and the one path that changes it: Commit writes a StateChange to the store in one
+// transaction and only then applies it to memory. A failed write is fatal (STYLE.md rule 10): the
+// process logs it and exits with kExitStoreWriteFailed; systemd restarts it and it reloads from
+// the store, so memory never holds what the store does not. Not thread-safe: the controller's
+// main loop thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/service_spec.h"
+#include "controller/allocator.h"
+#include "controller/store.h"
+#include "controller/upgrade.h"
+
+namespace regen {
+
+// The exit status of a controller whose state store refused a write (EX_IOERR).
+inline constexpr int kExitStoreWriteFailed = 74;
+
+// Logs `status` as a failed write of the controller's own state and exits the process with
+// kExitStoreWriteFailed (no destructors run: other threads may still be using the state).
+[[noreturn]] void DieOnStoreWriteFailure(const Status& status);
+
+// A stored service with its parsed spec and allocation model.
+struct ServiceRuntime {
+  ServiceRecord record;
+  ServiceSpec spec;
+  ServiceModel model;
+};
+
+// The service's allocation model from its spec.
+Result<ServiceModel> ModelOf(const ServiceSpec& spec);
+
+// Everything one step writes, applied all or nothing. Records are whole (the new value).
+struct StateChange {
+  std::vector<HostRecord> hosts;
+  std::vector<ServiceRuntime> services;
+  std::vector<InstanceRecord> instances;
+  std::vector<std::string> deleted_instances;
+  std::vector<UpgradeState> upgrades;
+  std::vector<OperationRecord> operations;
+  std::vector<EventRecord> events;  // appended in order; their sequence is assigned
+  struct Topology {
+    int64_t revision = 0;
+    std::string digest;
+  };
+  std::optional<Topology> topology;
+
+  bool empty() const {
+    return hosts.empty() && services.empty() && instances.empty() && deleted_instances.empty() &&
+           upgrades.empty() && operations.empty() && events.empty() && !topology;
+  }
+  // Adds or replaces (by name) an instance in this change.
+  void Put(const InstanceRecord& inst);
+};
+
+class ClusterState {
+ public:
+  explicit ClusterState(Store& store) : store_(store) {}
+
+  // Reads everything the store holds. An unreadable or inconsistent store is an error (the
+  // controller does not start on it).
+  Status Load();
+
+  // Writes `change` in one transaction, then applies it to memory. Returns its events with their
+  // sequence numbers. Does not return when the write fails (DieOnStoreWriteFailure).
+  std::vector<EventRecord> Commit(StateChange change);
+
+  // Memory-only updates of fields an agent restates on every connection (stored with the
+  // host's next write).
+  void NoteHeartbeat(const std::string& host, int64_t unix_ms);
+  void NoteAppliedTopology(const std::string& host, int64_t revision);
+
+  const std::map<std::string, HostRecord>& hosts() const { return hosts_; }
+  const std::map<std::string, ServiceRuntime>& services() const { return services_; }
+  const std::map<std::string, InstanceRecord>& instances() const { return instances_; }
+  const std::map<std::string, UpgradeState>& upgrades() const { return upgrades_; }
+  const HostRecord* host(const std::string& name) const;
+  const ServiceRuntime* service(const std::string& name) const;
+  const InstanceRecord* instance(const std::string& name) const;
+  const UpgradeState* upgrade(const std::string& service) const;
+  int64_t topology_revision() const { return topology_revision_; }
+  // "" when the store holds no digest (nothing was ever placed).
+  const std::string& topology_digest() const { return topology_digest_; }
+
+  // Reads that go to the store (idempotency of admin requests, the event log).
+  Result<std::optional<OperationRecord>> FindOperation(const std::string& id) {
+    return store_.FindOperation(id);
+  }
+  Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) {
+    return store_.EventsAfter(after, limit);
+  }
+
+ private:
+  static Status Write(StoreTxn& txn, StateChange& change);
+  void Apply(StateChange&& change);
+
+  Store& store_;
+  std::map<std::string, HostRecord> hosts_;
+  std::map<std::string, ServiceRuntime> services_;
+  std::map<std::string, InstanceRecord> instances_;
+  std::map<std::string, UpgradeState> upgrades_;
+  int64_t topology_revision_ = 0;
+  std::string topology_digest_;
+};
+
+}  // namespace regen

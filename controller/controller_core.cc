@@ -1,0 +1,98 @@
+#include "controller/controller_core.h"
+
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+
+namespace regen {
+
+std::string DomainStateWord(v1::DomainState state) {
+  std::string name = v1::DomainState_Name(state);
+  if (name.rfind("DOMAIN_STATE_", 0) == 0) name = name.substr(13);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+bool Probed(const HealthCheck& check, const std::string& ip) {
+  return (check.type == "tcp" || check.type == "http") && check.port > 0 && !ip.empty();
+}
+
+bool InDesiredState(const InstanceRecord& inst) {
+  return IsActive(inst.state) && inst.moving_from.empty();
+}
+
+v1::Resources ToProto(const Resources& r) {
+  v1::Resources p;
+  p.set_vcpus(r.vcpus);
+  p.set_memory_mib(r.memory_mib);
+  p.set_disk_gib(r.disk_gib);
+  p.set_bandwidth_mbps(r.bandwidth_mbps);
+  return p;
+}
+
+Resources FromProto(const v1::Resources& p) {
+  return {p.vcpus(), p.memory_mib(), p.disk_gib(), p.bandwidth_mbps()};
+}
+
+std::vector<EventRecord> ControllerCore::Commit(StateChange change) {
+  bool instances_written = !change.instances.empty() || !change.deleted_instances.empty();
+  std::vector<EventRecord> events = state.Commit(std::move(change));
+  if (instances_written) locations_dirty = true;
+  for (const auto& e : events) {
+    if (event_listener) event_listener(e);
+    step_events.push_back(e);
+  }
+  return events;
+}
+
+EventRecord ControllerCore::MakeEvent(EventKind kind, const InstanceRecord* inst,
+                                      std::string host, std::string message) const {
+  EventRecord e;
+  e.unix_ms = clock.WallMillis();
+  e.kind = kind;
+  if (inst != nullptr) {
+    e.service = inst->service;
+    e.instance = inst->name;
+  }
+  e.host = std::move(host);
+  e.message = std::move(message);
+  e.json = nlohmann::json{{"kind", EventKindName(e.kind)},
+                          {"service", e.service},
+                          {"instance", e.instance},
+                          {"host", e.host},
+                          {"message", e.message}}
+               .dump();
+  return e;
+}
+
+Status ControllerCore::RebuildAllocator() {
+  std::vector<HostInfo> hosts;
+  for (const auto& [name, h] : state.hosts()) hosts.push_back({name, h.state, h.capacity, {}});
+  auto built = AllocatorState::Build(hosts, {}, {});
+  if (!built.ok()) return built.status();
+  for (const auto& [name, inst] : state.instances()) {
+    if (inst.allocation.host.empty() || !state.host(inst.allocation.host)) continue;
+    Status s = built->Adopt({name, inst.service, inst.update_domain, inst.allocation});
+    if (!s.ok()) spdlog::error("allocation of {} not adopted: {}", name, s.message());
+  }
+  alloc_ = std::move(built).value();
+  return Status::Ok();
+}
+
+HostSession* ControllerCore::session(const std::string& host) {
+  auto it = sessions.find(host);
+  return it == sessions.end() ? nullptr : &it->second;
+}
+
+const HostSession* ControllerCore::session(const std::string& host) const {
+  auto it = sessions.find(host);
+  return it == sessions.end() ? nullptr : &it->second;
+}
+
+bool ControllerCore::IsHostDown(const std::string& host) const {
+  const HostRecord* h = state.host(host);
+  return h != nullptr && h->state == HostState::kDown;
+}
+
+}  // namespace regen

@@ -1,0 +1,116 @@
+// What the controller's parts share (controller/controller.h wires them): the durable state and
+// its one write path (ClusterState::Commit through ControllerCore::Commit), the allocator, the
+// agents' sessions, and the bookkeeping of the current step. Not thread-safe: the controller's
+// main loop thread owns it and every part.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/proto/regen.pb.h"
+#include "config/controller_config.h"
+#include "controller/allocator.h"
+#include "controller/cluster_state.h"
+#include "controller/store.h"
+#include "controller/upgrade.h"
+
+namespace regen {
+
+namespace v1 = ::regen::v1;
+
+// Where the controller sends messages to one connected agent. Send must not block for long and
+// is called from the main loop thread only.
+class AgentSink {
+ public:
+  virtual ~AgentSink() = default;
+  virtual void Send(const v1::ControllerMessage& message) = 0;
+  // Ends the session (the agent reconnects). Called when a newer session replaces a silent one.
+  virtual void Close() {}
+};
+
+// Where an instance is, as its peers, DNS and notifications see it: host "" while it is not
+// placed. A change of any of these is a topology change of its service.
+struct InstanceLocation {
+  std::string service;
+  std::string host;
+  std::string ip;
+  std::string mac;
+  bool operator==(const InstanceLocation&) const = default;
+};
+
+// What one step of the controller (an agent message, a tick, an admin request) changed, handed to
+// the change listeners once the step is over (all its records stored and desired sets sent).
+struct ControllerChanges {
+  std::vector<EventRecord> events;  // appended during the step, in order
+  // Services whose instances' locations (host, IP, MAC) changed, or that lost or gained instances.
+  std::set<std::string> topology_changed;
+  int64_t topology_revision = 0;  // bumped once per step that changed a topology
+};
+
+// An agent's session and what it last said (memory only: an agent restates it on reconnect).
+struct HostSession {
+  AgentSink* sink = nullptr;
+  Clock::TimePoint last_heartbeat{};
+  bool reported = false;                            // a DomainsReport arrived on this session
+  std::map<std::string, v1::DomainStatus> domains;  // last report
+  // Images staged on the host (service, version) -> the agent's word (error empty: staged).
+  std::map<std::pair<std::string, std::string>, v1::StagedImage> staged;
+};
+
+// "crashed" for DOMAIN_STATE_CRASHED.
+std::string DomainStateWord(v1::DomainState state);
+// Whether the agent probes instances of a service with `check` at `ip` (agent/health_tracker.h
+// decides the same way).
+bool Probed(const HealthCheck& check, const std::string& ip);
+// In its host's desired set: creating or running, and not leaving for another host.
+bool InDesiredState(const InstanceRecord& inst);
+v1::Resources ToProto(const Resources& r);
+Resources FromProto(const v1::Resources& p);
+
+class ControllerCore {
+ public:
+  using EventListener = std::function<void(const EventRecord&)>;
+
+  ControllerCore(const ControllerConfig& config, Store& store, Clock& clock)
+      : config(config), clock(clock), state(store) {}
+
+  // The parts' one write path: ClusterState::Commit (fatal when the store refuses), then the
+  // events go to the event listener and into the current step.
+  std::vector<EventRecord> Commit(StateChange change);
+  EventRecord MakeEvent(EventKind kind, const InstanceRecord* inst, std::string host,
+                        std::string message) const;
+  // Builds the allocator from the state (at load).
+  Status RebuildAllocator();
+  AllocatorState& alloc() { return *alloc_; }
+  void set_alloc(AllocatorState a) { alloc_ = std::move(a); }
+
+  HostSession* session(const std::string& host);
+  const HostSession* session(const std::string& host) const;
+  // A known host in state down (an unknown host is not).
+  bool IsHostDown(const std::string& host) const;
+
+  const ControllerConfig config;
+  Clock& clock;
+  ClusterState state;
+  std::map<std::string, HostSession> sessions;
+  EventListener event_listener;
+  // instance -> detection time (time to heal).
+  std::map<std::string, int64_t> failed_at_ms;
+  // instance -> (detected by: event | poll | health_check | host_down, ms from the first evidence
+  // (the agent's detection; the host's last heartbeat) to the controller's decision).
+  std::map<std::string, std::pair<std::string, int64_t>> detection;
+  // The current step: its events, and whether instances were written (locations may differ).
+  std::vector<EventRecord> step_events;
+  bool locations_dirty = true;
+
+ private:
+  std::optional<AllocatorState> alloc_;
+};
+
+}  // namespace regen

@@ -1,0 +1,74 @@
+// Desired state and topology: what each host should run (its desired set and the images it should
+// stage), the network topology sent to every agent, and how instances look to operators
+// (InstanceInfo). Desired sets are level-triggered: every change sends a host its whole set. The
+// topology goes first: whenever it changed (TopologyTracker) its revision goes up by one, is
+// stored, and is sent to every connected agent at once, before any desired set, while a new
+// domain is still being created; each agent session has its own writer, so no agent waits for
+// another. Main loop thread only.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "controller/controller_core.h"
+#include "controller/topology.h"
+
+namespace regen {
+
+class DesiredState {
+ public:
+  explicit DesiredState(ControllerCore& core) : core_(core) {}
+
+  // After a load: the stored revision and digest are the last published ones.
+  void Reset();
+
+  // The desired set the controller would send `host` now.
+  std::vector<v1::InstanceSpec> DesiredFor(const std::string& host) const;
+  // The images to stage on `host`: for every service with an instance there whose upgrade goes
+  // forward (not rolling back or failed), the target version's image, if it has one. A host that
+  // receives a healed instance of such a service gets it too (the DESIGN table's "staged on the
+  // new host").
+  std::vector<v1::StagedImage> StageFor(const std::string& host) const;
+  // The service's upgrade target when it must be staged before instances are re-created ("" if
+  // none), and whether `host` reports it staged.
+  std::string StagingTarget(const std::string& service) const;
+  bool StagedOn(const std::string& host, const std::string& service,
+                const std::string& version) const;
+
+  // Sends the host its desired set (when it has a session).
+  void PushDesired(const std::string& host);
+  // Pushes the topology first when it changed (SyncTopology), then each host's desired set.
+  void PushDesired(const std::set<std::string>& hosts);
+  // When the topology differs from the last one: bumps and stores the revision (with a
+  // "topology" event) and sends it to every connected agent. True when it changed.
+  bool SyncTopology();
+  // Sends the latest topology to one host (an agent that said Hello).
+  void SendTopology(const std::string& host);
+  // Sends `message` on the host's agent session; false when the host has none.
+  bool SendToHost(const std::string& host, const v1::ControllerMessage& message) const;
+  // The latest revision as sent.
+  const v1::TopologyRevision& Topology() const { return topology_msg_.topology(); }
+  // Services whose locations changed since the last call (the step's), and clears them.
+  std::set<std::string> TakeChangedServices();
+
+  v1::InstanceSpec SpecOf(const InstanceRecord& inst) const;
+  v1::InstanceInfo InfoOf(const InstanceRecord& inst) const;
+  // True when `inst` needs no probe (no health check, or no IP to probe) or its host reported a
+  // passed probe of its current generation.
+  bool HealthPassed(const InstanceRecord& inst) const;
+  // "none", or the health its host last reported: "unknown", "passing", "failing".
+  std::string HealthWord(const InstanceRecord& inst) const;
+
+ private:
+  const v1::DomainStatus* ReportedDomain(const InstanceRecord& inst) const;
+
+  ControllerCore& core_;
+  TopologyTracker tracker_;
+  v1::ControllerMessage topology_msg_;  // the latest revision, as sent
+  std::set<std::string> changed_services_;
+  uint64_t desired_sequence_ = 0;
+};
+
+}  // namespace regen

@@ -1,0 +1,57 @@
+// The one "what changed" check of the controller: after a step wrote instances or hosts, the
+// network topology (every placed instance's host, IP, MAC and generation, and the tunnel address
+// of each host holding one) and the instances' locations are compared with what was last
+// published. The topology's revision goes up when its content differs (DESIGN.md "Healing" step
+// 5); the services whose locations changed go to DNS and notifications. Pure functions and a small
+// value type; any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+#include "common/proto/regen.pb.h"
+#include "controller/controller_core.h"
+#include "controller/store.h"
+
+namespace regen {
+
+// The topology without its revision: placed instances occupying their host (creating, running,
+// or moving: a moving instance's location is already the new host), in name order, and their
+// hosts with tunnel addresses.
+v1::TopologyRevision BuildTopology(const std::map<std::string, InstanceRecord>& instances,
+                                   const std::map<std::string, HostRecord>& hosts);
+// FNV-1a 64 of the serialized topology as hex: stable across builds (stored in the store's meta).
+std::string TopologyDigest(const v1::TopologyRevision& topology);
+// Where each instance is now (host "" while pending).
+std::map<std::string, InstanceLocation> LocationsOf(
+    const std::map<std::string, InstanceRecord>& instances);
+
+// What a step changed, as TopologyTracker::Observe finds it.
+struct TopologyDelta {
+  bool revision_changed = false;       // `topology` differs from the last revision's content
+  v1::TopologyRevision topology;       // the current content (revision not set)
+  std::string digest;                  // of `topology`
+  std::set<std::string> services;      // whose instances' locations changed
+};
+
+// Remembers what was last published and finds what changed since.
+class TopologyTracker {
+ public:
+  // `digest`: the stored digest of the last revision ("" when none was ever stored).
+  void Reset(const std::string& digest);
+  // Compares the state with what was last published (the digest always; the locations only when
+  // `locations_dirty`) and remembers the new locations. The caller stores a new revision with
+  // `Accept` once it committed it.
+  TopologyDelta Observe(const std::map<std::string, InstanceRecord>& instances,
+                        const std::map<std::string, HostRecord>& hosts, bool locations_dirty);
+  void Accept(const std::string& digest) { digest_ = digest; }
+
+ private:
+  std::string digest_;
+  std::map<std::string, InstanceLocation> published_;
+  bool published_once_ = false;
+};
+
+}  // namespace regen

@@ -1,0 +1,51 @@
+// Upgrade driving: the operator's upgrade requests, the events that feed a running upgrade
+// (failures, heals, health checks), and carrying an upgrade forward UD by UD as far as it can go
+// (controller/upgrade.h holds the rules; this applies them to the cluster). Every new upgrade
+// state is stored with an event in one commit. Main loop thread only.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "controller/controller_core.h"
+#include "controller/desired_state.h"
+
+namespace regen {
+
+class UpgradeDriver {
+ public:
+  UpgradeDriver(ControllerCore& core, DesiredState& desired);
+
+  Result<v1::UpgradeStatus> Start(const v1::UpgradeStartRequest& request);
+  Result<v1::UpgradeStatus> Get(const std::string& service) const;
+  // Pause, resume, next UD, roll back: the operator's events.
+  Result<v1::UpgradeStatus> ApplyOperatorEvent(const std::string& service,
+                                               UpgradeEventKind event);
+
+  // Applies `event` to the service's active upgrade (if any) and stores it; a refusal is logged.
+  void Feed(const std::string& service, UpgradeEventKind event);
+  // Carries the upgrade of `service` (every active one) forward as far as it can go now.
+  void Drive(const std::string& service);
+  void DriveAll();
+  // Instances of `service` being healed (an upgrade started now starts pre-empted by them).
+  std::set<std::string> HealingOf(const std::string& service) const;
+
+ private:
+  v1::UpgradeStatus StatusOf(const UpgradeState& state) const;
+  // Stores the new state with its event (kind upgrade_preempted when it enters pre-emption).
+  void Save(const UpgradeState& previous, const UpgradeState& next);
+  void PushStagingIfChanged(const std::string& service);
+  void DriveSteps(const std::string& service);
+  // Re-creates the instances of one UD with `target` (staged first when it must be); true when
+  // every instance of the UD runs `target` (and passed its first probe when going up).
+  bool StepUd(const std::string& service, const UpgradeState& u, int64_t ud, bool up);
+  void FinishCompleted(const std::string& service, const UpgradeState& u);
+
+  ControllerCore& core_;
+  DesiredState& desired_;
+  UpgradePolicy policy_;
+  std::map<std::string, std::string> stage_pushed_;  // service -> staging target last pushed
+};
+
+}  // namespace regen

@@ -1,0 +1,192 @@
+// Unit tests of the controller's pure parts and its one write path: typed states (states.h), host
+// liveness (host_liveness.h), report classification (domain_report.h), the topology's "what
+// changed" check (topology.h) and ClusterState::Commit over the in-memory FakeStore.
+#include <gtest/gtest.h>
+
+#include "controller/cluster_state.h"
+#include "controller/domain_report.h"
+#include "controller/host_liveness.h"
+#include "controller/states.h"
+#include "controller/topology.h"
+#include "tests/fakes/fake_store.h"
+
+namespace regen {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(StatesTest, NamesRoundTripAndUnknownOnesAreRefusedByName) {
+  for (auto s : {InstanceState::kPending, InstanceState::kCreating, InstanceState::kRunning,
+                 InstanceState::kFailed, InstanceState::kMoving}) {
+    EXPECT_EQ(*ParseInstanceState(InstanceStateName(s)), s);
+  }
+  EXPECT_EQ(*ParseEventKind("upgrade_preempted"), EventKind::kUpgradePreempted);
+  EXPECT_EQ(std::string(EventKindName(EventKind::kDnsUpdateRecovered)), "dns_update_recovered");
+  auto bad = ParseInstanceState("runing");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("\"runing\""), std::string::npos);
+  EXPECT_NE(bad.status().message().find("running"), std::string::npos) << "lists the known ones";
+  EXPECT_FALSE(ParseEventKind("").ok());
+}
+
+TEST(HostLivenessTest, SuspectAfterAMissedHeartbeatDownAfterHostDownAfter) {
+  ControllerConfig c;
+  c.heartbeat_interval = milliseconds(200);
+  c.host_down_after = milliseconds(1500);
+  EXPECT_EQ(JudgeHost(HostState::kUp, milliseconds(300), c), LivenessVerdict::kNoChange);
+  EXPECT_EQ(JudgeHost(HostState::kUp, milliseconds(301), c), LivenessVerdict::kSuspect);
+  EXPECT_EQ(JudgeHost(HostState::kSuspect, milliseconds(900), c), LivenessVerdict::kNoChange);
+  EXPECT_EQ(JudgeHost(HostState::kSuspect, milliseconds(1501), c), LivenessVerdict::kDown);
+  EXPECT_EQ(JudgeHost(HostState::kDraining, milliseconds(1501), c), LivenessVerdict::kDown);
+  EXPECT_EQ(JudgeHost(HostState::kDraining, milliseconds(400), c), LivenessVerdict::kNoChange)
+      << "a draining host is not marked suspect";
+  EXPECT_EQ(JudgeHost(HostState::kDown, milliseconds(99999), c), LivenessVerdict::kNoChange);
+  EXPECT_TRUE(SessionIsLive(milliseconds(299), c));
+  EXPECT_FALSE(SessionIsLive(milliseconds(300), c));
+}
+
+InstanceRecord Inst(const std::string& name, const std::string& host, InstanceState state,
+                    int64_t generation) {
+  InstanceRecord i;
+  i.name = name;
+  i.service = "web";
+  i.allocation.host = host;
+  i.state = state;
+  i.generation = generation;
+  return i;
+}
+
+v1::DomainStatus Domain(const std::string& name, v1::DomainState state, int64_t generation,
+                        bool passed = false) {
+  v1::DomainStatus d;
+  d.set_name(name);
+  d.set_state(state);
+  d.set_generation(generation);
+  d.set_health_passed(passed);
+  return d;
+}
+
+TEST(DomainReportTest, ClassifiesRunningFailedStaleAndFinishedMoves) {
+  std::map<std::string, InstanceRecord> instances;
+  instances["web-0"] = Inst("web-0", "h1", InstanceState::kCreating, 2);
+  instances["web-1"] = Inst("web-1", "h1", InstanceState::kRunning, 1);
+  instances["web-2"] = Inst("web-2", "h1", InstanceState::kRunning, 3);  // report is stale
+  instances["web-3"] = Inst("web-3", "h2", InstanceState::kMoving, 2);
+  instances["web-3"].moving_from = "h1";
+  instances["web-4"] = Inst("web-4", "h2", InstanceState::kRunning, 1);  // another host's
+  std::map<std::string, v1::DomainStatus> now{
+      {"web-0", Domain("web-0", v1::DOMAIN_STATE_RUNNING, 2)},
+      {"web-1", Domain("web-1", v1::DOMAIN_STATE_CRASHED, 1)},
+      {"web-2", Domain("web-2", v1::DOMAIN_STATE_CRASHED, 2)},
+      {"web-4", Domain("web-4", v1::DOMAIN_STATE_CRASHED, 1)}};
+  ReportOutcome out = ClassifyReport("h1", {}, now, instances);
+  EXPECT_EQ(out.now_running, std::vector<std::string>{"web-0"});
+  EXPECT_EQ(out.failed, std::vector<std::string>{"web-1"});
+  EXPECT_EQ(out.finished_moves, std::vector<std::string>{"web-3"});
+  EXPECT_TRUE(out.newly_passed.empty());
+}
+
+TEST(DomainReportTest, AFirstPassedProbeOfAGenerationIsNewsOnce) {
+  std::map<std::string, InstanceRecord> instances{
+      {"web-0", Inst("web-0", "h1", InstanceState::kRunning, 2)}};
+  std::map<std::string, v1::DomainStatus> passed{
+      {"web-0", Domain("web-0", v1::DOMAIN_STATE_RUNNING, 2, true)}};
+  EXPECT_EQ(ClassifyReport("h1", {}, passed, instances).newly_passed,
+            std::set<std::string>{"web"});
+  EXPECT_TRUE(ClassifyReport("h1", passed, passed, instances).newly_passed.empty());
+  std::map<std::string, v1::DomainStatus> older{
+      {"web-0", Domain("web-0", v1::DOMAIN_STATE_RUNNING, 1, true)}};
+  EXPECT_EQ(ClassifyReport("h1", older, passed, instances).newly_passed.size(), 1u);
+}
+
+TEST(DomainReportTest, StagingChangesAndErrors) {
+  google::protobuf::RepeatedPtrField<v1::StagedImage> now;
+  auto* ok = now.Add();
+  ok->set_service("web");
+  ok->set_version("v2");
+  ok->set_image("/img/v2");
+  auto* bad = now.Add();
+  bad->set_service("db");
+  bad->set_version("v9");
+  bad->set_error("no space");
+  StagingOutcome first = ClassifyStaging({}, now);
+  EXPECT_EQ(first.changed, (std::set<std::string>{"db", "web"}));
+  ASSERT_EQ(first.failed.size(), 1u);
+  EXPECT_EQ(first.failed[0].error(), "no space");
+  StagingOutcome again = ClassifyStaging(first.staged, now);
+  EXPECT_TRUE(again.changed.empty());
+  EXPECT_EQ(again.failed.size(), 1u) << "still failing (the controller events it once)";
+}
+
+TEST(TopologyTest, OneCheckFindsRevisionChangesAndServicesWhoseLocationsMoved) {
+  std::map<std::string, HostRecord> hosts{{"h1", {"h1", "10.0.0.1", {}, HostState::kUp, 0, 0}},
+                                          {"h2", {"h2", "10.0.0.2", {}, HostState::kUp, 0, 0}}};
+  std::map<std::string, InstanceRecord> instances{
+      {"web-0", Inst("web-0", "h1", InstanceState::kRunning, 1)}};
+  TopologyTracker tracker;
+  tracker.Reset("");
+  TopologyDelta d = tracker.Observe(instances, hosts, true);
+  EXPECT_TRUE(d.revision_changed);
+  EXPECT_EQ(d.services, std::set<std::string>{"web"}) << "first publication after a load";
+  tracker.Accept(d.digest);
+  EXPECT_FALSE(tracker.Observe(instances, hosts, true).revision_changed);
+  // Running -> creating on the same host with the same generation: neither changes.
+  instances["web-0"].state = InstanceState::kCreating;
+  d = tracker.Observe(instances, hosts, true);
+  EXPECT_FALSE(d.revision_changed);
+  EXPECT_TRUE(d.services.empty());
+  // A heal: another host and generation.
+  instances["web-0"].allocation.host = "h2";
+  instances["web-0"].generation = 2;
+  d = tracker.Observe(instances, hosts, true);
+  EXPECT_TRUE(d.revision_changed);
+  EXPECT_EQ(d.services, std::set<std::string>{"web"});
+  EXPECT_EQ(d.topology.hosts(0).address(), "10.0.0.2");
+  EXPECT_EQ(TopologyDigest(d.topology), d.digest);
+}
+
+TEST(ClusterStateTest, CommitWritesOneTransactionThenMemory) {
+  testing::FakeStore store;
+  ClusterState state(store);
+  ASSERT_TRUE(state.Load().ok());
+  StateChange change;
+  change.hosts.push_back({"h1", "10.0.0.1", {4, 4096, 0, 0}, HostState::kUp, 0, 0});
+  change.instances.push_back(Inst("web-0", "h1", InstanceState::kCreating, 1));
+  EventRecord e;
+  e.kind = EventKind::kPlacement;
+  change.events.push_back(e);
+  change.events.push_back(e);
+  change.topology = StateChange::Topology{7, "abc"};
+  auto events = state.Commit(change);
+  EXPECT_EQ(store.commits(), 1);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].sequence, 1);
+  EXPECT_EQ(events[1].sequence, 2);
+  EXPECT_EQ(state.instance("web-0")->state, InstanceState::kCreating);
+  EXPECT_EQ(state.topology_revision(), 7);
+  // A new ClusterState on the same store sees the same.
+  ClusterState again(store);
+  ASSERT_TRUE(again.Load().ok());
+  EXPECT_EQ(again.instances(), state.instances());
+  EXPECT_EQ(again.hosts(), state.hosts());
+  EXPECT_EQ(again.topology_digest(), "abc");
+  // Nothing to write: no transaction.
+  state.Commit(StateChange{});
+  EXPECT_EQ(store.commits(), 1);
+}
+
+TEST(ClusterStateDeathTest, AFailedWriteEndsTheProcessBeforeMemoryChanges) {
+  testing::FakeStore inner;
+  testing::FaultyStore store(inner, 1);
+  ClusterState state(store);
+  ASSERT_TRUE(state.Load().ok());
+  StateChange change;
+  change.instances.push_back(Inst("web-0", "h1", InstanceState::kCreating, 1));
+  EXPECT_EXIT(state.Commit(change), ::testing::ExitedWithCode(kExitStoreWriteFailed),
+              "state store write failed: store: injected failure of write 1");
+  EXPECT_EQ(state.instance("web-0"), nullptr);
+  EXPECT_EQ(inner.commits(), 0);
+}
+
+}  // namespace
+}  // namespace regen
