@@ -1,5 +1,5 @@
 // regenctl and AdminClient against an in-process fake AdminService on 127.0.0.1 (port 0).
-#include "controller/regenctl.h"
+#include "ctl/regenctl.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
