@@ -55,7 +55,7 @@ install(FILES ${CMAKE_SOURCE_DIR}/systemd/README.md
         COMPONENT controller)
 
 if(NOT TARGET regenctl)
-  message(FATAL_ERROR "Packaging.cmake: no regenctl target (controller/regenctl.cc missing?)")
+  message(FATAL_ERROR "Packaging.cmake: no regenctl target (ctl/ missing?)")
 endif()
 install(TARGETS regenctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT regenctl)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md

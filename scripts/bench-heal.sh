@@ -91,7 +91,7 @@ done
 BUILD=${REGEN_BUILD_DIR:-$REPO/build}
 [[ $BUILD == /* ]] || BUILD=$REPO/$BUILD
 AGENT=$BUILD/agent/regen-agent
-REGENCTL=$BUILD/controller/regenctl
+REGENCTL=$BUILD/ctl/regenctl
 CONTROLLER=$BUILD/controller/regen-controller
 for b in "$AGENT" "$REGENCTL" "$CONTROLLER"; do
   [ -x "$b" ] || { echo "$PROG: missing $b (run scripts/build.sh)" >&2; exit 1; }

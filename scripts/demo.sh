@@ -80,7 +80,7 @@ done
 BUILD=${REGEN_BUILD_DIR:-$REPO/build}
 [[ $BUILD == /* ]] || BUILD=$REPO/$BUILD
 AGENT=$BUILD/agent/regen-agent
-REGENCTL=$BUILD/controller/regenctl
+REGENCTL=$BUILD/ctl/regenctl
 CONTROLLER=$BUILD/controller/regen-controller
 if [ ! -x "$AGENT" ] || [ ! -x "$REGENCTL" ] || [ ! -x "$CONTROLLER" ]; then
   [ -z "${REGEN_BUILD_DIR:-}" ] || die "no regen binaries in $BUILD"

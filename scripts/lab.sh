@@ -156,7 +156,7 @@ BUILD=${REGEN_BUILD_DIR:-$REPO/build}
 [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 AGENT=$BUILD/agent/regen-agent
 CONTROLLER=$BUILD/controller/regen-controller
-REGENCTL=$BUILD/controller/regenctl
+REGENCTL=$BUILD/ctl/regenctl
 
 # ---------------------------------------------------------------------------------------------
 # Processes
@@ -431,7 +431,7 @@ EOF
 
 Next:
   export REGEN_CONTROLLER=$1
-  export PATH="$BUILD/controller:$BUILD/agent:\$PATH"
+  export PATH="$BUILD/ctl:$BUILD/controller:$BUILD/agent:\$PATH"
   regenctl service apply -f $REPO/scripts/lab/web.yaml
   regenctl instance list
   regenctl host list

@@ -15,7 +15,7 @@
 
 #include "common/grpc_tls.h"
 #include "common/proto/regen.grpc.pb.h"
-#include "controller/regenctl.h"
+#include "ctl/regenctl.h"
 #include "tests/e2e/lab_harness.h"
 
 namespace regen::testing {

@@ -23,7 +23,7 @@ need dpkg-shlibdeps dpkg-dev
 need cpack cmake
 need readelf binutils
 
-for b in agent/regen-agent controller/regen-controller controller/regenctl; do
+for b in agent/regen-agent controller/regen-controller ctl/regenctl; do
   [ -x "$build/$b" ] || { echo "FAIL: $build/$b not built: cmake --build $build first"; exit 1; }
 done
 

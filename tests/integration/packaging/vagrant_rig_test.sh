@@ -27,7 +27,7 @@ need() { command -v "$1" >/dev/null || { echo "FAIL: $1 not found: install Debia
 need vagrant vagrant
 need ruby ruby
 need jq jq
-for b in controller/regenctl controller/regen-controller agent/regen-agent; do
+for b in ctl/regenctl controller/regen-controller agent/regen-agent; do
   [ -x "$build/$b" ] || { echo "FAIL: $build/$b not built"; exit 1; }
 done
 
@@ -219,7 +219,7 @@ sed -e "s|0.0.0.0:7400|127.0.0.1:$ctl_port|; s|/var/lib/regen/controller.db|$cfg
 ctl_pid=$!
 served=0
 for _ in $(seq 100); do
-  if "$build/controller/regenctl" --controller "127.0.0.1:$ctl_port" --timeout 1 host list >/dev/null 2>&1; then
+  if "$build/ctl/regenctl" --controller "127.0.0.1:$ctl_port" --timeout 1 host list >/dev/null 2>&1; then
     served=1
     break
   fi
@@ -239,7 +239,7 @@ run "$rig/deploy-service.sh" --spec "$work/none.yaml"
 expect_rc 2 "deploy-service.sh, no spec file"
 
 # --- web.yaml is a spec regenctl accepts --------------------------------------------------------
-regenctl="$build/controller/regenctl"
+regenctl="$build/ctl/regenctl"
 run "$regenctl" --controller 127.0.0.1:1 --timeout 2 service apply -f "$rig/web.yaml"
 check "regenctl parses web.yaml (fails only to connect)" "regenctl on web.yaml: exit $rc: $out" \
   grep -q "cannot reach the controller" <<<"$out"
@@ -248,7 +248,7 @@ run "$regenctl" --controller 127.0.0.1:1 --timeout 2 service apply -f "$work/bad
 expect_rc 2 "regenctl refuses a broken web.yaml (the check can fail)"
 
 # --- deploy-service.sh against a lab, and a host failed by hand -------------------------------
-export PATH="$build/controller:$build/agent:$PATH"
+export PATH="$build/ctl:$build/controller:$build/agent:$PATH"
 run env REGEN_BUILD_DIR="$build" "$src/scripts/lab.sh" up --hosts 3 --driver test --dir "$lab"
 expect_rc 0 "lab.sh up (3 hosts, test driver)"
 addr=$(cat "$lab/controller.addr" 2>/dev/null)

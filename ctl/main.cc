@@ -1,5 +1,5 @@
 #include <iostream>
 
-#include "controller/regenctl.h"
+#include "ctl/regenctl.h"
 
 int main(int argc, char** argv) { return regen::RegenctlMain(argc, argv, std::cout, std::cerr); }

@@ -1,0 +1,127 @@
+// regenctl's host commands and the planned moves: host list, host drain, failover.
+#include <string>
+
+#include "ctl/command.h"
+#include "ctl/output.h"
+
+namespace regen::ctl {
+
+namespace {
+
+Status RunHostList(const Args& a, AdminClient& client, std::ostream& out) {
+  ASSIGN_OR_RETURN(auto r, client.ListHosts());
+  if (a.output == "json") {
+    Json array = Json::array();
+    for (const auto& h : r.hosts()) array.push_back(HostJson(h));
+    out << array.dump(2) << "\n";
+    return Status::Ok();
+  }
+  Table table(
+      {"NAME", "ADDRESS", "STATE", "VCPUS", "MEMORY_MIB", "LAST_HEARTBEAT", "TOPOLOGY_REV"});
+  for (const auto& h : r.hosts()) {
+    table.Add({h.name(), OrDash(h.address()), OrDash(h.state()),
+               std::to_string(h.allocated().vcpus()) + "/" + std::to_string(h.capacity().vcpus()),
+               std::to_string(h.allocated().memory_mib()) + "/" +
+                   std::to_string(h.capacity().memory_mib()),
+               FormatUnixMillis(h.last_heartbeat_unix_ms()),
+               std::to_string(h.applied_topology_revision())});
+  }
+  table.Print(out);
+  return Status::Ok();
+}
+
+Status RunHostDrain(const Args& a, AdminClient& client, std::ostream& out) {
+  v1::DrainRequest request;
+  request.set_operation_id(NewOperationId());
+  request.set_host(a.name);
+  ASSIGN_OR_RETURN(auto r, client.Drain(request));
+  if (a.output == "json") {
+    Json j{{"host", a.name}, {"moved", InstancesJson(r.moved())}};
+    out << j.dump(2) << "\n";
+    return Status::Ok();
+  }
+  out << "host " << a.name << " drained: " << Plural(r.moved_size(), "instance") << " moved\n";
+  for (const auto& i : r.moved()) {
+    if (i.host().empty()) {
+      out << "  " << i.name() << " not placed: " << OrDash(i.reason()) << "\n";
+    } else {
+      out << "  " << i.name() << " -> " << i.host() << " (generation " << i.generation() << ")\n";
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckFailover(const Args& a) {
+  RETURN_IF_ERROR(CheckName("INSTANCE", a.name));
+  if (!a.to_host.empty()) RETURN_IF_ERROR(CheckName("--to", a.to_host));
+  return Status::Ok();
+}
+
+Status RunFailover(const Args& a, AdminClient& client, std::ostream& out) {
+  // Where it runs now, for the message only: the reply holds the new state.
+  std::string old_host;
+  v1::ListInstancesRequest lookup;
+  lookup.set_service(ServiceOfInstance(a.name));
+  auto listed = client.ListInstances(lookup);
+  if (!listed.ok() && IsUnreachable(listed.status())) return listed.status();
+  if (listed.ok()) {
+    for (const auto& i : listed->instances()) {
+      if (i.name() == a.name) old_host = i.host();
+    }
+  }
+  v1::FailoverRequest request;
+  request.set_operation_id(NewOperationId());
+  request.set_instance(a.name);
+  request.set_to_host(a.to_host);
+  ASSIGN_OR_RETURN(auto r, client.Failover(request));
+  const v1::InstanceInfo& i = r.instance();
+  if (a.output == "json") {
+    out << InstanceJson(i).dump(2) << "\n";
+    return Status::Ok();
+  }
+  std::string name = i.name().empty() ? a.name : i.name();
+  std::string gen = " (generation " + std::to_string(i.generation()) + ")";
+  if (i.host().empty()) {
+    out << "instance " << name << " is waiting for a host: " << OrDash(i.reason()) << gen << "\n";
+  } else if (old_host.empty()) {
+    out << "instance " << name << " moved to " << i.host() << gen << "\n";
+  } else if (old_host == i.host()) {
+    out << "instance " << name << " re-created on " << i.host() << gen << "\n";
+  } else {
+    out << "instance " << name << " moved from " << old_host << " to " << i.host() << gen << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddHostCommands(CommandSet& set) {
+  Args& a = set.a;
+  std::ostream& out = set.out;
+  auto* host = set.app.add_subcommand("host", "hosts: list, drain");
+  host->require_subcommand(1);
+  {
+    auto* c = host->add_subcommand("list", "list hosts with their capacity and state");
+    set.commands.push_back(
+        {c, "host list", [] { return Status::Ok(); },
+         [&a, &out](AdminClient& client) { return RunHostList(a, client, out); }});
+  }
+  {
+    auto* c = host->add_subcommand("drain", "move every instance off a host");
+    c->add_option("HOST", a.name, "the host")->required();
+    set.commands.push_back(
+        {c, "host drain", [&a] { return CheckName("HOST", a.name); },
+         [&a, &out](AdminClient& client) { return RunHostDrain(a, client, out); }});
+  }
+
+  {
+    auto* c = set.app.add_subcommand("failover", "move an instance to another host now");
+    c->add_option("INSTANCE", a.name, "the instance")->required();
+    c->add_option("--to", a.to_host, "the target host (default: the allocator chooses)");
+    set.commands.push_back(
+        {c, "failover", [&a] { return CheckFailover(a); },
+         [&a, &out](AdminClient& client) { return RunFailover(a, client, out); }});
+  }
+}
+
+}  // namespace regen::ctl
