@@ -19,6 +19,23 @@
 #define REGEN_THREAD_ANNOTATION(x)
 #endif
 
+// absl (included by gRPC) defines some of the same macros, with the same meaning: ours replace
+// them, whichever header comes first.
+#undef GUARDED_BY
+#undef PT_GUARDED_BY
+#undef ACQUIRED_BEFORE
+#undef ACQUIRED_AFTER
+#undef REQUIRES
+#undef ACQUIRE
+#undef RELEASE
+#undef TRY_ACQUIRE
+#undef EXCLUDES
+#undef ASSERT_CAPABILITY
+#undef RETURN_CAPABILITY
+#undef NO_THREAD_SAFETY_ANALYSIS
+#undef CAPABILITY
+#undef SCOPED_CAPABILITY
+
 #define CAPABILITY(x) REGEN_THREAD_ANNOTATION(capability(x))
 #define SCOPED_CAPABILITY REGEN_THREAD_ANNOTATION(scoped_lockable)
 #define GUARDED_BY(x) REGEN_THREAD_ANNOTATION(guarded_by(x))
