@@ -40,13 +40,13 @@ NetworkAgent::NetworkAgent(NetworkAgentOptions options, ovs::VSwitch& vswitch, C
 NetworkAgent::~NetworkAgent() { Stop(); }
 
 void NetworkAgent::SetAppliedCallback(AppliedCallback callback) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   on_applied_ = std::move(callback);
 }
 
 void NetworkAgent::Start() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = false;
   }
   worker_ = std::thread([this] { Run(); });
@@ -54,7 +54,7 @@ void NetworkAgent::Start() {
 
 void NetworkAgent::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
     cv_.notify_all();
   }
@@ -62,7 +62,7 @@ void NetworkAgent::Stop() {
 }
 
 bool NetworkAgent::Submit(const v1::TopologyRevision& topology) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   int64_t latest = latest_ ? latest_->revision() : 0;
   if (topology.revision() <= latest) {
     spdlog::debug("topology revision {} dropped: revision {} is already known", topology.revision(),
@@ -75,70 +75,60 @@ bool NetworkAgent::Submit(const v1::TopologyRevision& topology) {
 }
 
 void NetworkAgent::Poke() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   poked_ = true;
   cv_.notify_all();
 }
 
 int64_t NetworkAgent::applied_revision() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return applied_revision_;
 }
 
 int64_t NetworkAgent::latest_revision() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return latest_ ? latest_->revision() : 0;
 }
 
-Result<NetworkSyncReport> NetworkAgent::SyncNow() {
-  std::shared_ptr<const v1::TopologyRevision> wire;
-  int64_t applied = 0;
-  {
-    std::lock_guard lock(mu_);
-    wire = latest_;
-    applied = applied_revision_;
-    poked_ = false;
-  }
-  NetworkSyncReport report;
-  report.revision = applied;
-  if (!wire) return report;
+Result<int64_t> NetworkAgent::EnsureBridgeAndTunnel(std::vector<ovs::PortInfo>* ports,
+                                                    bool* bridge_lost) {
+  // Checked from one port listing; created again only when missing or changed (after an OVS
+  // restart that lost OVSDB they come back).
   const std::string& bridge = options_.bridge;
-  auto start = clock_.Now();
-
-  // The bridge and the tunnel: checked from one port listing; created again only when missing or
-  // changed (after an OVS restart that lost OVSDB they come back).
-  std::vector<ovs::PortInfo> ports;
-  bool bridge_lost = false;
+  *bridge_lost = false;
   if (auto listed = vswitch_.ListPorts(bridge); listed.ok()) {
-    ports = std::move(listed).value();
+    *ports = std::move(listed).value();
   } else if (listed.status().code() == Code::kNotFound) {
-    bridge_lost = true;
+    *bridge_lost = true;
     RETURN_IF_ERROR(vswitch_.EnsureBridge(bridge));
   } else {
     return listed.status();
   }
-  ovs::PortInfo tunnel_info;
-  auto tunnel_it = std::find_if(ports.begin(), ports.end(), [&](const ovs::PortInfo& p) {
+  auto tunnel_it = std::find_if(ports->begin(), ports->end(), [&](const ovs::PortInfo& p) {
     return p.name == options_.tunnel_port;
   });
   auto option = [](const ovs::PortInfo& p, const std::string& key) {
     auto it = p.options.find(key);
     return it == p.options.end() ? std::string() : it->second;
   };
-  if (tunnel_it != ports.end() && tunnel_it->type == ovs::PortType::kVxlan &&
+  if (tunnel_it != ports->end() && tunnel_it->type == ovs::PortType::kVxlan &&
       tunnel_it->ofport > 0 && option(*tunnel_it, "remote_ip") == "flow" &&
       option(*tunnel_it, "local_ip") == options_.tunnel_ip) {
-    tunnel_info = *tunnel_it;
-  } else {
-    ovs::PortSpec tunnel;
-    tunnel.name = options_.tunnel_port;
-    tunnel.type = ovs::PortType::kVxlan;
-    tunnel.remote_ip = "flow";
-    tunnel.local_ip = options_.tunnel_ip;
-    tunnel.ofport_request = options_.tunnel_ofport;
-    ASSIGN_OR_RETURN(tunnel_info, vswitch_.EnsurePort(bridge, tunnel));
+    return tunnel_it->ofport;
   }
+  ovs::PortSpec tunnel;
+  tunnel.name = options_.tunnel_port;
+  tunnel.type = ovs::PortType::kVxlan;
+  tunnel.remote_ip = "flow";
+  tunnel.local_ip = options_.tunnel_ip;
+  tunnel.ofport_request = options_.tunnel_ofport;
+  ASSIGN_OR_RETURN(ovs::PortInfo tunnel_info, vswitch_.EnsurePort(bridge, tunnel));
+  return tunnel_info.ofport;
+}
 
+ovs::Topology NetworkAgent::LocalTopology(const v1::TopologyRevision& wire,
+                                          const std::vector<ovs::PortInfo>& ports,
+                                          NetworkSyncReport* report) const {
   // Instance ports: iface-id first, then attached-mac.
   std::map<std::string, int64_t> by_iface_id;
   std::map<std::string, int64_t> by_mac;
@@ -149,7 +139,7 @@ Result<NetworkSyncReport> NetworkAgent::SyncNow() {
     if (auto it = p.external_ids.find("attached-mac"); it != p.external_ids.end())
       by_mac[Lower(it->second)] = p.ofport;
   }
-  ovs::Topology topology = TopologyFromProto(*wire);
+  ovs::Topology topology = TopologyFromProto(wire);
   // This host is always part of its own switch's topology, even before it holds an instance.
   if (std::none_of(topology.hosts.begin(), topology.hosts.end(),
                    [&](const ovs::TopologyHost& h) { return h.name == options_.host; })) {
@@ -164,7 +154,7 @@ Result<NetworkSyncReport> NetworkAgent::SyncNow() {
   std::vector<ovs::TopologyInstance> kept;
   for (size_t i = 0; i < topology.instances.size(); ++i) {
     ovs::TopologyInstance in = topology.instances[i];
-    const std::string& port_id = wire->instances(static_cast<int>(i)).port();
+    const std::string& port_id = wire.instances(static_cast<int>(i)).port();
     if (in.ip.empty() || in.mac.empty()) continue;  // no network: nothing to switch
     if (in.host == options_.host && in.generation == current_generation[in.name]) {
       int64_t ofport = 0;
@@ -174,70 +164,80 @@ Result<NetworkSyncReport> NetworkAgent::SyncNow() {
         ofport = m->second;
       if (ofport == 0) {
         // Not created yet (or gone): no flows for it until its port appears (Poke / resync).
-        report.local_missing.push_back(in.name);
+        report->local_missing.push_back(in.name);
         continue;
       }
       in.ofport = ofport;
-      report.local.push_back(in.name);
+      report->local.push_back(in.name);
     }
     kept.push_back(std::move(in));
   }
   topology.instances = std::move(kept);
-  ovs::LocalSwitch local{options_.host, tunnel_info.ofport};
+  return topology;
+}
+
+Result<NetworkSyncReport> NetworkAgent::SyncNow() {
+  std::shared_ptr<const v1::TopologyRevision> wire;
+  int64_t applied = 0;
+  {
+    MutexLock lock(mu_);
+    wire = latest_;
+    applied = applied_revision_;
+    poked_ = false;
+  }
+  NetworkSyncReport report;
+  report.revision = applied;
+  if (!wire) return report;
+  auto start = clock_.Now();
+
+  std::vector<ovs::PortInfo> ports;
+  bool bridge_lost = false;
+  ASSIGN_OR_RETURN(int64_t tunnel_ofport, EnsureBridgeAndTunnel(&ports, &bridge_lost));
+  ovs::Topology topology = LocalTopology(*wire, ports, &report);
+  ovs::LocalSwitch local{options_.host, tunnel_ofport};
   ASSIGN_OR_RETURN(std::vector<ovs::Flow> desired, ovs::BuildFlowSet(topology, local));
 
-  // Dump, decide, apply in one bundle, verify.
-  ASSIGN_OR_RETURN(std::vector<ovs::Flow> installed, vswitch_.DumpFlows(bridge));
-  bool foreign = std::any_of(installed.begin(), installed.end(), [&](const ovs::Flow& f) {
-    return f.cookie > static_cast<uint64_t>(wire->revision());
-  });
-  bool flows_lost = installed.empty() && !desired.empty() && applied > 0;
-  // A bridge created for the first revision is no repair.
-  report.reinstalled = (bridge_lost && applied > 0) || flows_lost || foreign;
-  ovs::PlanOptions plan_options;
-  if (report.reinstalled) {
-    plan_options.max_incremental_changes = 0;
-    plan_options.max_incremental_fraction = 0;
+  // Dump, decide, apply in one bundle, verify. A full replace repairs a bridge whose flows were
+  // lost or carry a cookie newer than this revision (another writer); a bridge created for the
+  // first revision is no repair.
+  ovs::SyncOptions sync;
+  sync.force_replace = [&](const std::vector<ovs::Flow>& installed) {
+    bool foreign = std::any_of(installed.begin(), installed.end(), [&](const ovs::Flow& f) {
+      return f.cookie > static_cast<uint64_t>(wire->revision());
+    });
+    bool flows_lost = installed.empty() && !desired.empty() && applied > 0;
+    report.reinstalled = (bridge_lost && applied > 0) || flows_lost || foreign;
+    return report.reinstalled;
+  };
+  Result<ovs::SyncResult> synced = ovs::SyncFlows(vswitch_, options_.bridge, desired, sync);
+  if (!synced.ok()) {
+    return synced.status().WithContext("topology revision " + std::to_string(wire->revision()));
   }
-  ovs::FlowPlan plan = ovs::PlanFlowChanges(desired, installed, plan_options);
-  report.flows.mode = plan.mode;
-  report.flows.added = plan.add.size();
-  report.flows.modified = plan.modify.size();
-  report.flows.removed = plan.remove.size();
-  report.flows.cookie_only = plan.cookie_only;
-  report.flows.installed_before = installed.size();
-  report.flows.desired = desired.size();
-  if (plan.mode != ovs::PlanMode::kInSync) {
-    RETURN_IF_ERROR(vswitch_.ApplyPlan(bridge, plan));
-    ASSIGN_OR_RETURN(std::vector<ovs::Flow> after, vswitch_.DumpFlows(bridge));
-    if (ovs::PlanFlowChanges(desired, after).mode != ovs::PlanMode::kInSync) {
-      return Internal(
-          "bridge " + bridge + ": topology revision " + std::to_string(wire->revision()) +
-          " applied (" + ovs::PlanModeName(plan.mode) +
-          ") but the flows still differ: " + ovs::DescribeFlowDifference(desired, after) +
-          "; another OpenFlow client may be writing to the bridge");
-    }
-  }
+  report.flows = *synced;
   report.revision = wire->revision();
   report.new_revision = wire->revision() != applied;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - start).count();
-  if (report.new_revision || report.reinstalled || plan.mode != ovs::PlanMode::kInSync) {
-    spdlog::info(
-        "bridge {}: topology revision {} applied in {} ms ({}{}: +{} ~{} -{} of {} flows; {} local "
-        "instances, {} without a port yet)",
-        bridge, wire->revision(), ms, ovs::PlanModeName(plan.mode),
-        report.reinstalled ? ", re-installed after the bridge or its flows were lost" : "",
-        plan.add.size(), plan.modify.size(), plan.remove.size(), desired.size(),
-        report.local.size(), report.local_missing.size());
+  if (report.new_revision || report.reinstalled || report.flows.mode != ovs::PlanMode::kInSync) {
+    LogApplied(report, ms);
   }
   AppliedCallback callback;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     applied_revision_ = std::max(applied_revision_, wire->revision());
     if (report.new_revision) callback = on_applied_;
   }
   if (callback) callback(wire->revision());
   return report;
+}
+
+void NetworkAgent::LogApplied(const NetworkSyncReport& report, int64_t ms) const {
+  const ovs::SyncResult& f = report.flows;
+  spdlog::info(
+      "bridge {}: topology revision {} applied in {} ms ({}{}: +{} ~{} -{} of {} flows; {} local "
+      "instances, {} without a port yet)",
+      options_.bridge, report.revision, ms, ovs::PlanModeName(f.mode),
+      report.reinstalled ? ", re-installed after the bridge or its flows were lost" : "", f.added,
+      f.modified, f.removed, f.desired, report.local.size(), report.local_missing.size());
 }
 
 void NetworkAgent::Run() {
@@ -246,12 +246,12 @@ void NetworkAgent::Run() {
   int64_t failed_revision = -1;
   while (true) {
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_resync, [&] {
-        return stop_ || poked_ ||
-               (latest_ && latest_->revision() != applied_revision_ &&
-                latest_->revision() != failed_revision);
-      });
+      MutexLock lock(mu_);
+      while (!stop_ && !poked_ &&
+             !(latest_ && latest_->revision() != applied_revision_ &&
+               latest_->revision() != failed_revision)) {
+        if (cv_.wait_until(lock.native(), next_resync) == std::cv_status::timeout) break;
+      }
       if (stop_) return;
     }
     auto result = SyncNow();

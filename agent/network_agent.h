@@ -15,14 +15,15 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/proto/regen.pb.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "ovs/flows.h"
 #include "ovs/vswitch.h"
 
@@ -87,18 +88,29 @@ class NetworkAgent {
 
  private:
   void Run();
+  // The bridge and the tunnel port, created again when missing or changed. Fills `ports` with the
+  // bridge's ports (empty when the bridge was lost and created again: then `bridge_lost`) and
+  // returns the tunnel's ofport.
+  Result<int64_t> EnsureBridgeAndTunnel(std::vector<ovs::PortInfo>* ports, bool* bridge_lost);
+  // `wire` as this host's switch sees it: local instances get their ofport (found in `ports`);
+  // those without a port yet, and instances without a network, are left out. Records the local
+  // instances found and missing in `report`.
+  ovs::Topology LocalTopology(const v1::TopologyRevision& wire,
+                              const std::vector<ovs::PortInfo>& ports,
+                              NetworkSyncReport* report) const;
+  void LogApplied(const NetworkSyncReport& report, int64_t ms) const;
 
   const NetworkAgentOptions options_;
   ovs::VSwitch& vswitch_;
   Clock& clock_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::shared_ptr<const v1::TopologyRevision> latest_;  // guarded by mu_
-  int64_t applied_revision_ = 0;                        // guarded by mu_
-  bool poked_ = false;                                  // guarded by mu_
-  bool stop_ = false;                                   // guarded by mu_
-  AppliedCallback on_applied_;                          // guarded by mu_
+  std::shared_ptr<const v1::TopologyRevision> latest_ GUARDED_BY(mu_);
+  int64_t applied_revision_ GUARDED_BY(mu_) = 0;
+  bool poked_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
+  AppliedCallback on_applied_ GUARDED_BY(mu_);
   std::thread worker_;
 };
 

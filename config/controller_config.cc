@@ -18,10 +18,7 @@ Status ReadDns(const FieldMap& top, DnsConfig* dns) {
   RETURN_IF_ERROR(
       map->GetString("zone", &dns->zone, dns->server.empty() ? Need::kOptional : Need::kRequired));
   if (!dns->zone.empty()) {
-    std::string_view zone = dns->zone;
-    bool valid =
-        zone.size() >= 2 && zone.back() == '.' && IsValidDnsName(zone.substr(0, zone.size() - 1));
-    if (!valid) {
+    if (!IsValidZoneName(dns->zone)) {
       return map->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
                                       QuoteValue(dns->zone) + " (e.g. \"lab.example.\")");
     }

@@ -1,6 +1,5 @@
 #include "config/fields.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -56,7 +55,8 @@ std::optional<std::string_view> Suggest(std::string_view key,
   return best;
 }
 
-std::optional<int64_t> ParseInt(std::string_view text) {
+// Not inlined: inlined into its one caller, GetInt, it trips a false GCC 12 -Wmaybe-uninitialized.
+[[gnu::noinline]] std::optional<int64_t> ParseInt(std::string_view text) {
   if (!text.empty() && text[0] == '+') text.remove_prefix(1);
   if (text.empty()) return std::nullopt;
   int64_t value = 0;
@@ -70,18 +70,6 @@ std::string IntRange(int64_t min, int64_t max) {
     return "an integer of at least " + std::to_string(min);
   }
   return "an integer between " + std::to_string(min) + " and " + std::to_string(max);
-}
-
-bool IsHostName(std::string_view host) {
-  if (host.empty() || host.size() > 253 || host.front() == '-' || host.front() == '.') {
-    return false;
-  }
-  for (char c : host) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_';
-    if (!ok) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -171,40 +159,6 @@ bool IsAbsolutePath(std::string_view path) {
     if (c < 0x20 || c == 0x7f) return false;
   }
   return true;
-}
-
-bool IsValidDnsName(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    size_t dot = name.find('.', start);
-    std::string_view label =
-        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
-      return false;
-    }
-    for (char c : label) {
-      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-    }
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
-}
-
-bool IsValidHostPort(std::string_view text, bool ip_only) {
-  size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  std::string_view host = text.substr(0, colon);
-  std::string_view port = text.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port[0] == '+') return false;
-  std::optional<int64_t> port_number = ParseInt(port);
-  if (!port_number || *port_number < 1 || *port_number > 65535) return false;
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    in6_addr addr{};
-    return inet_pton(AF_INET6, std::string(host.substr(1, host.size() - 2)).c_str(), &addr) == 1;
-  }
-  if (IsValidIpv4(host)) return true;
-  return !ip_only && IsHostName(host);
 }
 
 Result<FieldMap> FieldMap::Root(const std::string& file, const YamlNode& root,

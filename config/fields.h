@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/model.h"
+#include "common/names.h"
 #include "common/status.h"
 #include "config/yaml_tree.h"
 
@@ -37,12 +38,7 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 std::string FormatDuration(std::chrono::milliseconds d);
 
 bool IsAbsolutePath(std::string_view path);  // "/..." without control characters
-// A DNS name in lower case: labels [a-z0-9-]{1,63} without leading or trailing '-', separated by
-// '.', at most 253 characters, no trailing dot.
-bool IsValidDnsName(std::string_view name);
-// "host:port" with a port 1..65535 and a host that is a DNS name, an IPv4 address or a bracketed
-// IPv6 address; with `ip_only` the host must be an IP address.
-bool IsValidHostPort(std::string_view text, bool ip_only);
+// IsValidDnsName, IsValidZoneName and IsValidHostPort: common/names.h.
 
 // Inclusive bounds for one of the four resource fields; kRequired makes it mandatory.
 struct ResourceRule {

@@ -15,10 +15,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr char kVersionNameRule[] =
-    "must match [a-z0-9][a-z0-9._-]{0,62}: a lower-case letter or digit first, then lower-case "
-    "letters, digits, '.', '_' or '-', at most 63 characters";
-
 // Per-instance resources, for a service's flavor and for an instance in the desired file.
 const ResourceRules kInstanceResources = {
     .vcpus = {1, 1024, Need::kRequired},
@@ -26,17 +22,6 @@ const ResourceRules kInstanceResources = {
     .disk_gib = {0, 65'536, Need::kOptional},
     .bandwidth_mbps = {0, 400'000, Need::kOptional},
 };
-
-bool IsValidVersionName(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              (i > 0 && (c == '.' || c == '_' || c == '-'));
-    if (!ok) return false;
-  }
-  return true;
-}
 
 Status ReadVersionName(const FieldMap& map, std::string_view key, std::string* out) {
   RETURN_IF_ERROR(map.GetString(key, out, Need::kRequired));

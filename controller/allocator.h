@@ -16,13 +16,12 @@
 
 #include "common/model.h"
 #include "common/status.h"
+#include "controller/address_pool.h"
+#include "controller/host_index.h"
 
 namespace regen {
 
-// Only hosts in state kUp take new instances.
-enum class HostState { kUp, kSuspect, kDown, kDraining };
-const char* HostStateName(HostState state);  // "up", "suspect", "down", "draining"
-Result<HostState> ParseHostState(std::string_view text);
+// HostState, HostStateName, ParseHostState and HostInfo: controller/host_index.h.
 
 // spread: one instance per host where possible, the same update domain on different hosts, the
 // emptiest host first. pack: fill hosts in host order (first fit).
@@ -35,15 +34,6 @@ Result<PlacementPolicy> ParsePlacementPolicy(std::string_view text);
 enum class IpPolicy { kKeep, kNew };
 const char* IpPolicyName(IpPolicy policy);
 Result<IpPolicy> ParseIpPolicy(std::string_view text);
-
-struct HostInfo {
-  std::string name;
-  HostState state = HostState::kUp;
-  Resources capacity;
-  // Usage NOT represented by the allocations given to the state (host overhead, foreign VMs).
-  // Allocations known to the state add to it; do not count them here too.
-  Resources other_usage;
-};
 
 // An allocation that already exists (loaded from the store): it consumes capacity, its IP and MAC
 // are in use.
@@ -110,7 +100,9 @@ struct PlacementPlan {
 // "2 vCPU, 4096 MiB memory, 10 GiB disk, 100 Mbps bandwidth".
 std::string DescribeResources(const Resources& r);
 
-// Hosts, allocations and addresses in use, with hosts indexed by free capacity. Place* commit
+// Hosts, allocations and addresses in use, with hosts indexed by free capacity (HostIndex,
+// controller/host_index.h; addresses: AddressPool, controller/address_pool.h; the placement
+// decisions: controller/placement.cc). Place* commit
 // their plan into the state; the controller persists the plan and, if that fails, rebuilds the
 // state from the store (a full recompute is always correct).
 //
@@ -190,17 +182,10 @@ class AllocatorState {
   Status CheckInvariants() const;
 
  private:
-  static constexpr int kDims = 4;
-  using Vec = std::array<int64_t, kDims>;
+  using Vec = HostIndex::Vec;
+  using Host = HostIndex::Host;
+  using Subnet = AddressPool::Subnet;
 
-  struct Host {
-    std::string name;
-    HostState state = HostState::kUp;
-    Resources capacity;
-    Resources other_usage;
-    Resources allocated;  // sum of the allocations on this host
-    uint8_t mask = 0;     // kMask* bits, set only during a Place* call
-  };
   struct Instance {
     std::string service;
     int64_t update_domain = 0;
@@ -219,55 +204,40 @@ class AllocatorState {
     int64_t instances = 0;
     std::unordered_map<int32_t, HostServiceUse> hosts;
   };
-  struct Node {
-    Vec max_free;
-    int64_t max_score;
-  };
-  struct Subnet {
-    uint32_t first = 0;  // first address handed out (network + 2; network + 1 is the gateway)
-    uint32_t last = 0;   // last address handed out (broadcast - 1)
-    uint64_t key = 0;
-  };
-  struct Call;  // context of one Place* call (allocator.cc)
+  struct Call;  // context of one Place* call (placement.cc)
 
   AllocatorState() = default;
-  static Status ValidateService(const ServiceModel& service);
-  static Result<Subnet> ParseSubnet(std::string_view service, std::string_view text);
 
+  // Placement (placement.cc).
+  static Status ValidateService(const ServiceModel& service);
   Result<PlacementPlan> Place(const ServiceModel& service, const std::vector<InstanceRequest>& reqs,
                               const std::vector<std::string>& excluded, bool full_service);
+  Result<std::vector<InstanceRequest>> FullServiceRequests(const ServiceModel& service) const;
+  Status CheckExcluded(const std::vector<std::string>& excluded, Call& call) const;
+  Status CheckRequests(const std::vector<InstanceRequest>& requests, Call& call) const;
+  Status CheckTarget(const InstanceRequest& r, Call& call,
+                     std::unordered_map<int32_t, Vec>& target_need) const;
+  std::vector<std::variant<PlacedInstance, PendingInstance>> PlaceAll(
+      Call& call, const std::vector<InstanceRequest>& requests);
   std::variant<PlacedInstance, PendingInstance> PlaceOne(Call& call, const InstanceRequest& req);
+  PlacedInstance Commit(Call& call, const InstanceRequest& req, Instance* current, int32_t host,
+                        std::optional<uint32_t> new_ip, uint64_t mac);
   int32_t FindHost(Call& call, const Vec& need, int64_t update_domain, int32_t current_host);
-  int32_t SearchFirstFit(const Vec& need, Call& call, int32_t current_host);
   int32_t SearchMostFree(const Vec& need, Call& call, int32_t current_host, bool skip_service);
+  int32_t LeastUsedServiceHost(Call& call, const Vec& need, int64_t update_domain,
+                               int32_t current_host) const;
   std::string PendingReason(Call& call, const Vec& need, int32_t current_host);
   void MaskServiceHosts(Call& call);
-  void SetMask(int32_t host, uint8_t bits, bool on);
 
   void AddToHost(int32_t host, const std::string& service, int64_t update_domain,
                  const Resources& r);
   void RemoveFromHost(int32_t host, const std::string& service, int64_t update_domain,
                       const Resources& r);
-  Result<uint32_t> NextFreeIp(const Subnet& subnet);
-  void FreeIp(uint32_t ip);
-  uint64_t NextFreeMac(std::string_view instance) const;
 
-  Vec FreeVec(const Host& h) const;
-  int64_t Score(const Host& h) const;
-  void Grow(size_t hosts);
-  void UpdateLeaf(int32_t host);
-  Node LeafValue(int32_t host) const;
-
-  std::vector<Host> hosts_;
-  std::unordered_map<std::string, int32_t> host_index_;
+  HostIndex hosts_;
+  AddressPool addresses_;
   std::unordered_map<std::string, Instance> instances_;
   std::unordered_map<std::string, ServiceUse> services_;
-  std::set<uint32_t> used_ips_;
-  std::unordered_set<uint64_t> used_macs_;
-  std::unordered_map<uint64_t, uint32_t> ip_hints_;  // subnet key -> no free address below it
-  std::vector<Node> tree_;                           // 1-based heap layout, leaves_ leaves
-  size_t leaves_ = 0;
-  std::vector<std::array<int64_t, 3>> heap_;  // scratch for SearchMostFree
 };
 
 // One-shot wrappers: build a state, place, return the plan.

@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "common/status.h"
+#include "controller/upgrade_codec.h"
 
 namespace regen {
 
@@ -111,9 +112,6 @@ struct UpgradeState {
 // True for a recorded upgrade that is not over (every state but completed and rolled_back;
 // failed included: it awaits rollback). The controller routes failures through Apply only then.
 bool IsActive(const UpgradeState& state);
-
-// OK, or INVALID_ARGUMENT naming the broken invariant (see UpgradeState).
-Status ValidateUpgradeState(const UpgradeState& state);
 
 // "upgrade of service web (v1 -> v2, mode auto) is preempted at UD 1 (UDs 0..2)"; used in every
 // error message of this module.
@@ -288,15 +286,7 @@ struct UpgradeAction {
 
 UpgradeAction NextAction(const UpgradeState& state);
 
-// ---------------------------------------------------------------------------------------------
-// JSON, for the store and `regenctl upgrade status -o json`. Keys: service, from_version,
-// to_version, mode, state, resume_to (only when preempted or paused), update_domains, current_ud,
-// current_ud_started, upgraded_uds, healing_in_progress, failed_health_checks (object), started_at
-// and updated_at (unix ms), message. Unknown keys are ignored.
-nlohmann::json UpgradeStateToJson(const UpgradeState& state);
-// INVALID_ARGUMENT naming the key for a missing key or a value of the wrong type, and for a state
-// that breaks an invariant. Never throws.
-Result<UpgradeState> UpgradeStateFromJson(const nlohmann::json& j);
-Result<UpgradeState> ParseUpgradeStateJson(std::string_view text);
+// ValidateUpgradeState and the JSON codec (UpgradeStateToJson, UpgradeStateFromJson,
+// ParseUpgradeStateJson): controller/upgrade_codec.h, included above.
 
 }  // namespace regen

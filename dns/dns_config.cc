@@ -1,6 +1,6 @@
 #include "dns/dns_config.h"
 
-#include <charconv>
+#include "common/names.h"
 
 namespace regen::dns {
 
@@ -9,21 +9,11 @@ Status SplitHostPort(const std::string& text, std::string* address, uint16_t* po
     return InvalidArgument("dns.server \"" + text +
                            "\" must be \"ip:port\" (e.g. \"127.0.0.1:53\" or \"[::1]:53\")");
   };
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= text.size()) return bad();
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string::npos) {
-    return bad();  // IPv6 needs brackets
-  }
-  unsigned value = 0;
-  const char* begin = text.data() + colon + 1;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || ptr != end || value == 0 || value > 65535 || host.empty()) return bad();
+  std::string host;
+  uint16_t value = 0;
+  if (!regen::SplitHostPort(text, &host, &value)) return bad();
   *address = host;
-  *port = static_cast<uint16_t>(value);
+  *port = value;
   return Status::Ok();
 }
 

@@ -20,7 +20,8 @@ struct DnsSetup {
 // "ip:port", a zone without the final '.', an unreadable or mismatching TSIG secret file.
 Result<std::optional<DnsSetup>> DnsSetupFromConfig(const DnsConfig& config);
 
-// "127.0.0.1:5353" or "[::1]:53" -> address and port. INVALID_ARGUMENT otherwise.
+// "127.0.0.1:5353" or "[::1]:53" -> address and port (common/names.h SplitHostPort), or
+// INVALID_ARGUMENT naming dns.server. Kept for the agent, which reads the same setting.
 Status SplitHostPort(const std::string& text, std::string* address, uint16_t* port);
 
 }  // namespace regen::dns

@@ -38,7 +38,7 @@ bool IsInZone(std::string_view name, std::string_view zone) {
 }  // namespace
 
 Status ValidateZoneName(const std::string& zone) {
-  if (!IsValidAbsoluteName(zone)) {
+  if (!IsValidZoneName(zone)) {
     return InvalidArgument("DNS zone " + QuoteValue(zone) +
                            " is not a lower-case zone name ending with '.' (e.g. "
                            "\"lab.example.\")");

@@ -280,6 +280,41 @@ class LdnsUpdater : public DnsUpdater {
     return " (is the DNS server running and listening on " + server_name_ + "?)";
   }
 
+  // The error for an answer with rcode other than NOERROR, with what the operator should check.
+  Status RcodeError(const std::string& what, int rcode, int tsig_error, const std::string& key,
+                    const std::string& acl_subject) const {
+    std::string message = what + " refused: rcode " + RcodeName(rcode);
+    if (tsig_error != 0) message += ", TSIG error " + TsigErrorName(tsig_error);
+    switch (rcode) {
+      case LDNS_RCODE_NOTAUTH:
+        if (tsig_error == 17) {
+          message += " (the server does not know " + key +
+                     ": check dns.tsig.key_name and the key in the server's configuration)";
+        } else if (tsig_error == 16) {
+          message += " (the server rejects the signature of " + key +
+                     ": the secret in dns.tsig.secret_file differs from the server's)";
+        } else if (tsig_error == 18) {
+          message += " (clocks differ by more than " + std::to_string(kTsigFudgeSeconds) +
+                     " s: synchronise the controller's and the server's clocks)";
+        } else {
+          message +=
+              " (the server is not authoritative for the zone, or its ACL does not "
+              "allow " +
+              acl_subject + ": check the server's zone and ACL)";
+        }
+        return FailedPrecondition(message);
+      case LDNS_RCODE_REFUSED:
+        return FailedPrecondition(message + " (the server's ACL does not allow " + acl_subject +
+                                  " to this zone)");
+      case LDNS_RCODE_NOTZONE:
+        return FailedPrecondition(message + " (a name lies outside the zone the server has)");
+      case LDNS_RCODE_SERVFAIL:
+        return Unavailable(message + " (the server failed to apply it; it is retried)");
+      default:
+        return Internal(message);
+    }
+  }
+
   Status Check(const std::vector<uint8_t>& query, const std::vector<uint8_t>& answer,
                const std::string& what) {
     ldns_pkt* parsed = nullptr;
@@ -302,38 +337,7 @@ class LdnsUpdater : public DnsUpdater {
                       : "no TSIG key";
     std::string acl_subject = options_.tsig ? "updates signed with " + key
                                             : "unsigned updates (set dns.tsig if it wants a key)";
-    if (rcode != LDNS_RCODE_NOERROR) {
-      std::string message = what + " refused: rcode " + RcodeName(rcode);
-      if (tsig_error != 0) message += ", TSIG error " + TsigErrorName(tsig_error);
-      switch (rcode) {
-        case LDNS_RCODE_NOTAUTH:
-          if (tsig_error == 17) {
-            message += " (the server does not know " + key +
-                       ": check dns.tsig.key_name and the key in the server's configuration)";
-          } else if (tsig_error == 16) {
-            message += " (the server rejects the signature of " + key +
-                       ": the secret in dns.tsig.secret_file differs from the server's)";
-          } else if (tsig_error == 18) {
-            message += " (clocks differ by more than " + std::to_string(kTsigFudgeSeconds) +
-                       " s: synchronise the controller's and the server's clocks)";
-          } else {
-            message +=
-                " (the server is not authoritative for the zone, or its ACL does not "
-                "allow " +
-                acl_subject + ": check the server's zone and ACL)";
-          }
-          return FailedPrecondition(message);
-        case LDNS_RCODE_REFUSED:
-          return FailedPrecondition(message + " (the server's ACL does not allow " + acl_subject +
-                                    " to this zone)");
-        case LDNS_RCODE_NOTZONE:
-          return FailedPrecondition(message + " (a name lies outside the zone the server has)");
-        case LDNS_RCODE_SERVFAIL:
-          return Unavailable(message + " (the server failed to apply it; it is retried)");
-        default:
-          return Internal(message);
-      }
-    }
+    if (rcode != LDNS_RCODE_NOERROR) return RcodeError(what, rcode, tsig_error, key, acl_subject);
     if (!options_.tsig) return Status::Ok();
     if (tsig == nullptr) {
       return FailedPrecondition(what + ": the answer is NOERROR but not signed with " + key +

@@ -124,6 +124,23 @@ class Builder {
 
  private:
   Status Validate() {
+    RETURN_IF_ERROR(ValidateHostsAndLocal());
+    std::map<std::string, size_t> newest;
+    RETURN_IF_ERROR(FindNewest(&newest));
+    RETURN_IF_ERROR(SplitCurrentAndStale(newest));
+    for (const auto& c : current_) {
+      if (c.instance.host == local_.host) {
+        local_ports_.insert(c.instance.ofport);
+        local_services_.insert(c.instance.service);
+      }
+      current_by_name_[c.instance.name] = &c;
+      current_services_.insert(c.instance.service);
+    }
+    return Status::Ok();
+  }
+
+  // The hosts (names, tunnel addresses), the local switch and the allowed peers.
+  Status ValidateHostsAndLocal() {
     if (topology_.revision < 0)
       return InvalidArgument("topology.revision: negative revision " +
                              std::to_string(topology_.revision));
@@ -153,9 +170,13 @@ class Builder {
       for (const auto& p : peers)
         RETURN_IF_ERROR(ValidateName("topology.allowed_peers[" + service + "]", p));
     }
+    return Status::Ok();
+  }
 
-    // Current location = highest generation per name.
-    std::map<std::string, size_t> newest;
+  // Checks each instance; `newest` gets the index of each name's current location (the highest
+  // generation).
+  Status FindNewest(std::map<std::string, size_t>* newest_out) {
+    std::map<std::string, size_t>& newest = *newest_out;
     std::map<std::pair<std::string, int64_t>, size_t> seen;
     for (size_t i = 0; i < topology_.instances.size(); ++i) {
       const auto& in = topology_.instances[i];
@@ -169,6 +190,12 @@ class Builder {
       if (it == newest.end() || topology_.instances[it->second].generation < in.generation)
         newest[in.name] = i;
     }
+    return Status::Ok();
+  }
+
+  // Current locations into current_ (checked for clashes: MAC, IP, service tag, local ofport),
+  // older generations into stale_.
+  Status SplitCurrentAndStale(std::map<std::string, size_t>& newest) {
     std::map<std::string, std::string> mac_owner;
     std::map<std::string, std::string> ip_owner;
     std::map<int64_t, std::string> port_owner;
@@ -207,14 +234,6 @@ class Builder {
                                  " is also used by instance " + QuoteValue(it->second));
       }
       current_.push_back(std::move(l));
-    }
-    for (const auto& c : current_) {
-      if (c.instance.host == local_.host) {
-        local_ports_.insert(c.instance.ofport);
-        local_services_.insert(c.instance.service);
-      }
-      current_by_name_[c.instance.name] = &c;
-      current_services_.insert(c.instance.service);
     }
     return Status::Ok();
   }

@@ -141,7 +141,12 @@ std::string DescribeFlowDifference(const std::vector<Flow>& desired,
 Result<SyncResult> SyncFlows(VSwitch& vswitch, const std::string& bridge,
                              const std::vector<Flow>& desired, const SyncOptions& options) {
   ASSIGN_OR_RETURN(std::vector<Flow> installed, vswitch.DumpFlows(bridge));
-  FlowPlan plan = PlanFlowChanges(desired, installed, options.plan);
+  PlanOptions plan_options = options.plan;
+  if (options.force_replace && options.force_replace(installed)) {
+    plan_options.max_incremental_changes = 0;
+    plan_options.max_incremental_fraction = 0;
+  }
+  FlowPlan plan = PlanFlowChanges(desired, installed, plan_options);
   SyncResult result;
   result.mode = plan.mode;
   result.added = plan.add.size();
@@ -150,10 +155,11 @@ Result<SyncResult> SyncFlows(VSwitch& vswitch, const std::string& bridge,
   result.cookie_only = plan.cookie_only;
   result.installed_before = installed.size();
   result.desired = plan.desired.size();
-  if (plan.mode != PlanMode::kInSync) RETURN_IF_ERROR(vswitch.ApplyPlan(bridge, plan));
+  if (plan.mode == PlanMode::kInSync) return result;  // nothing applied, nothing to verify
+  RETURN_IF_ERROR(vswitch.ApplyPlan(bridge, plan));
   if (!options.verify) return result;
   ASSIGN_OR_RETURN(std::vector<Flow> after, vswitch.DumpFlows(bridge));
-  FlowPlan check = PlanFlowChanges(plan.desired, after, options.plan);
+  FlowPlan check = PlanFlowChanges(plan.desired, after, plan_options);
   if (check.mode != PlanMode::kInSync)
     return Internal("bridge " + bridge + ": after a " + PlanModeName(plan.mode) + " apply of " +
                     std::to_string(plan.changes()) + " changes the installed flows (" +

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -91,8 +92,12 @@ Status ValidatePortSpec(const PortSpec& port);
 
 struct SyncOptions {
   PlanOptions plan{};
-  // Dump again after applying and require the table to equal `desired` (keys and actions).
+  // Dump again after applying and require the table to equal `desired` (keys and actions). A
+  // table found in sync was applied nothing and is not dumped again.
   bool verify = true;
+  // Called with the dumped flows before planning; true plans a full replace (a repair: the flows
+  // were lost, or another writer left some), whatever `plan` says.
+  std::function<bool(const std::vector<Flow>& installed)> force_replace = nullptr;
 };
 
 struct SyncResult {
@@ -106,8 +111,9 @@ struct SyncResult {
 };
 
 // Brings the flows of `bridge` to `desired`: dump, PlanFlowChanges, ApplyPlan (one bundle),
-// then, with verify, dump again and compare. Errors name the bridge; a verification failure is
-// INTERNAL and lists the first differences. Nothing is applied when the dump fails.
+// then, with verify and when something was applied, dump again and compare. Errors name the bridge;
+// a verification failure is INTERNAL and lists the first differences. Nothing is applied when the
+// dump fails.
 Result<SyncResult> SyncFlows(VSwitch& vswitch, const std::string& bridge,
                              const std::vector<Flow>& desired, const SyncOptions& options = {});
 

@@ -30,31 +30,6 @@ TEST(FieldsTest, FormatDuration) {
   EXPECT_EQ(FormatDuration(milliseconds(3600000)), "1h");
 }
 
-TEST(FieldsTest, DnsNames) {
-  for (const char* good : {"web", "web.lab.example", "a-b.c0", "0.x"}) {
-    EXPECT_TRUE(IsValidDnsName(good)) << good;
-  }
-  for (const char* bad : {"", "Web", "web.", ".web", "a..b", "-a", "a-", "a_b", "a b"}) {
-    EXPECT_FALSE(IsValidDnsName(bad)) << bad;
-  }
-  EXPECT_TRUE(IsValidDnsName(std::string(63, 'a')));
-  EXPECT_FALSE(IsValidDnsName(std::string(64, 'a')));
-}
-
-TEST(FieldsTest, HostPort) {
-  for (const char* good :
-       {"127.0.0.1:7400", "ctl.lab:1", "localhost:65535", "[::1]:53", "[::]:7400"}) {
-    EXPECT_TRUE(IsValidHostPort(good, false)) << good;
-  }
-  for (const char* bad : {"", "7400", ":7400", "host:", "host:0", "host:65536", "host:+1", "::1:53",
-                          "[::1]", "[zz]:53", "a b:1", "host:1x"}) {
-    EXPECT_FALSE(IsValidHostPort(bad, false)) << bad;
-  }
-  EXPECT_TRUE(IsValidHostPort("10.0.0.1:53", true));
-  EXPECT_TRUE(IsValidHostPort("[::1]:53", true));
-  EXPECT_FALSE(IsValidHostPort("ns.lab:53", true));
-}
-
 TEST(FieldsTest, AbsolutePaths) {
   EXPECT_TRUE(IsAbsolutePath("/"));
   EXPECT_TRUE(IsAbsolutePath("/var/lib/regen"));
