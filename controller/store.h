@@ -15,7 +15,7 @@
 
 #include "common/model.h"
 #include "common/status.h"
-#include "controller/allocator.h"
+#include "controller/host_index.h"
 #include "controller/states.h"
 
 namespace regen {

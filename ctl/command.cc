@@ -14,17 +14,6 @@ Status CheckName(const std::string& what, const std::string& value) {
                          " is not a valid name ([a-z][a-z0-9-]{0,62})");
 }
 
-bool IsValidVersionName(const std::string& v) {
-  if (v.empty() || v.size() > 63) return false;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char c = v[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              (i > 0 && (c == '.' || c == '_' || c == '-'));
-    if (!ok) return false;
-  }
-  return true;
-}
-
 Status CheckVersion(const std::string& what, const std::string& value) {
   if (IsValidVersionName(value)) return Status::Ok();
   return InvalidArgument(what + " " + QuoteValue(value) +

@@ -69,10 +69,7 @@ void AddOutputOption(CLI::App* app, Args& a);
 
 Status CheckName(const std::string& what, const std::string& value);
 
-// Version names as the service spec loader takes them (config/service_spec.cc, which does not
-// export its check): [a-z0-9][a-z0-9._-]{0,62}.
-bool IsValidVersionName(const std::string& v);
-
+// A version name as the service spec loader takes it (common/names IsValidVersionName).
 Status CheckVersion(const std::string& what, const std::string& value);
 
 bool IsUnreachable(const Status& s);

@@ -73,19 +73,7 @@ class Rig {
   // Every host reports its last desired set running; `except` reports nothing of that instance.
   void AllRunning(const std::string& except = "") {
     for (auto& [host, sink] : sinks_) {
-      v1::DomainsReport report;
-      report.set_host(host);
-      if (auto desired = sink->LastDesired()) {
-        for (const auto& s : *desired) {
-          if (s.name() == except) continue;
-          auto* d = report.add_domains();
-          d->set_name(s.name());
-          d->set_state(v1::DOMAIN_STATE_RUNNING);
-          d->set_generation(s.generation());
-          d->set_service(s.service());
-        }
-      }
-      controller_->OnDomainsReport(host, report);
+      controller_->OnDomainsReport(host, testing::RunningReport(host, *sink, except));
     }
   }
   // Hosts whose last desired set holds `instance`.
