@@ -52,32 +52,17 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
 Agent::~Agent() { Stop(); }
 
 void Agent::Start() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = false;
-  }
   // Controller mode: the controller must be reached within one lease of starting, or the
   // domains found here are destroyed (the controller may already run them elsewhere).
   lease_until_ = clock_.Now() + config_.fencing_lease;
-  thread_ = std::thread([this] { Loop(); });
+  next_poll_ = clock_.Now();
+  EventLoop::Hooks hooks;
+  hooks.next_wake = [this] { return NextWake(); };
+  hooks.after_tasks = [this] { AfterTasks(); };
+  loop_.Start(std::move(hooks));
 }
 
-void Agent::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Agent::Post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(mu_);
-    tasks_.push_back(std::move(fn));
-  }
-  cv_.notify_one();
-}
+void Agent::Stop() { loop_.Stop(); }
 
 void Agent::SetDesired(std::vector<InstanceSpec> desired) {
   Post([this, desired = std::move(desired)]() mutable {
@@ -213,33 +198,25 @@ void Agent::RequestReconcile(std::string why) {
   });
 }
 
-void Agent::Loop() {
-  next_poll_ = clock_.Now();
-  while (true) {
-    std::deque<std::function<void()>> tasks;
-    {
-      std::unique_lock lock(mu_);
-      // The loop sleeps on the real clock; Clock stamps what it records.
-      auto wake = next_poll_;
-      if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
-      if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
-      auto until = std::chrono::steady_clock::now() +
-                   std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
-      cv_.wait_until(lock, until, [&] { return stop_ || !tasks_.empty(); });
-      if (stop_) return;
-      tasks.swap(tasks_);
-    }
-    for (auto& task : tasks) task();
-    DispatchProbes();
-    if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
-      Reconcile("lease expired");  // fence at once, not at the next poll
-    } else if (clock_.Now() >= next_poll_) {
-      next_poll_ = clock_.Now() + config_.poll_interval;
-      Poll();
-    } else if (reconcile_requested_) {
-      std::string trigger = reconcile_trigger_;
-      Reconcile(trigger.empty() ? "request" : trigger);
-    }
+EventLoop::TimePoint Agent::NextWake() {
+  // The loop sleeps on the real clock; Clock stamps what it records.
+  auto wake = next_poll_;
+  if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
+  if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
+  return std::chrono::steady_clock::now() +
+         std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
+}
+
+void Agent::AfterTasks() {
+  DispatchProbes();
+  if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
+    Reconcile("lease expired");  // fence at once, not at the next poll
+  } else if (clock_.Now() >= next_poll_) {
+    next_poll_ = clock_.Now() + config_.poll_interval;
+    Poll();
+  } else if (reconcile_requested_) {
+    std::string trigger = reconcile_trigger_;
+    Reconcile(trigger.empty() ? "request" : trigger);
   }
 }
 
@@ -387,7 +364,7 @@ void Agent::Reconcile(const std::string& trigger) {
   };
   bool changed = false;
   for (const auto& action : plan.actions) {
-    if (Stopping()) break;  // SIGTERM: do not start another (slow) create
+    if (loop_.stopping()) break;  // SIGTERM: do not start another (slow) create
     if (InBackoff(action.name)) continue;
     Execute(action);
     changed = true;
@@ -448,11 +425,6 @@ void Agent::OnProbeResult(const std::string& instance, int64_t generation, const
                   "health_check", clock_.WallMillis());
   }
   ReportIfChanged();
-}
-
-bool Agent::Stopping() {
-  std::lock_guard lock(mu_);
-  return stop_;
 }
 
 void Agent::RecordFailure(const std::string& instance, int64_t generation, const std::string& state,
