@@ -4,6 +4,7 @@
 
 #include "agent/domain_xml.h"
 #include "agent/event_delivery.h"
+#include "common/backoff.h"
 #include "common/log.h"
 #include "config/fields.h"
 #include "config/service_spec.h"
@@ -558,13 +559,13 @@ bool Agent::InBackoff(const std::string& name) {
 }
 
 void Agent::NoteFailure(const std::string& name) {
-  Backoff& b = backoff_[name];
-  ++b.attempts;
-  auto delay =
-      std::min<Clock::Duration>(std::chrono::duration_cast<Clock::Duration>(config_.poll_interval) *
-                                    (1 << std::min(b.attempts - 1, 10)),
-                                kMaxBackoff);
-  b.next = clock_.Now() + delay;
+  // poll_interval doubled per failure in a row, at most 1024 polls and at most kMaxBackoff.
+  const BackoffPolicy policy{config_.poll_interval,
+                             std::min<std::chrono::milliseconds>(config_.poll_interval * 1024,
+                                                                 kMaxBackoff),
+                             2};
+  Retry& r = backoff_.try_emplace(name, Retry{Backoff(policy), {}}).first->second;
+  r.next = clock_.Now() + r.backoff.Next();
 }
 
 }  // namespace regen

@@ -23,6 +23,7 @@
 #include "agent/hypervisor.h"
 #include "agent/image_stager.h"
 #include "agent/reconciler.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/event_loop.h"
 #include "common/subprocess.h"
@@ -182,11 +183,11 @@ class Agent {
   std::string reported_digest_;
   std::vector<FailureRecord> failures_;
   std::deque<ChangeRecord> changes_;
-  struct Backoff {
-    int attempts = 0;
-    Clock::TimePoint next;
+  struct Retry {
+    Backoff backoff;        // failures in a row of this instance's last action
+    Clock::TimePoint next;  // no new try before
   };
-  std::map<std::string, Backoff> backoff_;
+  std::map<std::string, Retry> backoff_;
   int64_t reconciles_ = 0;
   int64_t last_reconcile_unix_ms_ = 0;
   Clock::TimePoint next_poll_{};

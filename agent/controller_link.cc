@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/backoff.h"
 #include "common/grpc_tls.h"
 #include "agent/network_agent.h"
 #include "common/log.h"
@@ -179,8 +180,9 @@ void ControllerLink::Enqueue(v1::AgentMessage msg) {
 }
 
 void ControllerLink::Run() {
-  auto backoff = std::chrono::milliseconds(100);
-  auto refused_backoff = std::chrono::milliseconds(500);
+  Backoff backoff({std::chrono::milliseconds(100), std::chrono::milliseconds(1000), 2});
+  // Refused for what this agent is: slower, up to 30 s.
+  Backoff refused_backoff({std::chrono::milliseconds(500), std::chrono::milliseconds(30000), 2});
   bool logged_down = false;
   while (!stop_) {
     bool got_going = Session();
@@ -189,13 +191,12 @@ void ControllerLink::Run() {
       // Refused for what this agent is (its certificate, its name): retrying fast changes
       // nothing, so wait longer each time (up to 30 s), until its configuration is fixed.
       MutexLock lock(mu_);
-      cv_.wait_for(lock.native(), refused_backoff, [&] { return stop_.load(); });
-      refused_backoff = std::min(refused_backoff * 2, std::chrono::milliseconds(30000));
+      cv_.wait_for(lock.native(), refused_backoff.Next(), [&] { return stop_.load(); });
       continue;
     }
-    refused_backoff = std::chrono::milliseconds(500);
+    refused_backoff.Reset();
     if (got_going) {
-      backoff = std::chrono::milliseconds(100);
+      backoff.Reset();
       logged_down = false;
     } else if (!logged_down) {
       spdlog::warn(
@@ -213,8 +214,7 @@ void ControllerLink::Run() {
       logged_down = true;
     }
     MutexLock lock(mu_);
-    cv_.wait_for(lock.native(), backoff, [&] { return stop_.load(); });
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    cv_.wait_for(lock.native(), backoff.Next(), [&] { return stop_.load(); });
   }
 }
 
