@@ -19,6 +19,14 @@
 #define REGEN_THREAD_ANNOTATION(x)
 #endif
 
+// abseil (through gRPC's headers) defines some of these names too, as the same attributes: ours
+// replace them, whichever header comes first (gcc warns about a redefinition outside /usr/include).
+#undef GUARDED_BY
+#undef PT_GUARDED_BY
+#undef ACQUIRED_BEFORE
+#undef ACQUIRED_AFTER
+#undef NO_THREAD_SAFETY_ANALYSIS
+
 #define CAPABILITY(x) REGEN_THREAD_ANNOTATION(capability(x))
 #define SCOPED_CAPABILITY REGEN_THREAD_ANNOTATION(scoped_lockable)
 #define GUARDED_BY(x) REGEN_THREAD_ANNOTATION(guarded_by(x))
