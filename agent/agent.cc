@@ -560,10 +560,9 @@ bool Agent::InBackoff(const std::string& name) {
 
 void Agent::NoteFailure(const std::string& name) {
   // poll_interval doubled per failure in a row, at most 1024 polls and at most kMaxBackoff.
-  const BackoffPolicy policy{config_.poll_interval,
-                             std::min<std::chrono::milliseconds>(config_.poll_interval * 1024,
-                                                                 kMaxBackoff),
-                             2};
+  const BackoffPolicy policy{
+      config_.poll_interval,
+      std::min<std::chrono::milliseconds>(config_.poll_interval * 1024, kMaxBackoff), 2};
   Retry& r = backoff_.try_emplace(name, Retry{Backoff(policy), {}}).first->second;
   r.next = clock_.Now() + r.backoff.Next();
 }

@@ -45,8 +45,9 @@ nlohmann::json InjectCrash(const ControlTargets& t, const nlohmann::json& reques
   }
   spdlog::warn("fault injection: crashing domain {}", name);
   Status s = t.inject_crash ? t.inject_crash(name)
-                                   : FailedPrecondition("inject crash: this hypervisor cannot crash "
-                                                   "a domain on request");
+                            : FailedPrecondition(
+                                  "inject crash: this hypervisor cannot crash "
+                                  "a domain on request");
   if (!s.ok()) return Error(s.message());
   return nlohmann::json{{"ok", true}};
 }

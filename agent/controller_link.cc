@@ -2,9 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "agent/network_agent.h"
 #include "common/backoff.h"
 #include "common/grpc_tls.h"
-#include "agent/network_agent.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
 

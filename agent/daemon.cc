@@ -36,8 +36,7 @@ DaemonDeps ProductionDaemonDeps() {
     ovs_options.run_dir = config.network.run_dir;
     return std::make_unique<ovs::OvsVSwitch>(runner, ovs_options);
   };
-  deps.make_resolver =
-      [](const AgentConfig& config) -> Result<std::unique_ptr<dns::Resolver>> {
+  deps.make_resolver = [](const AgentConfig& config) -> Result<std::unique_ptr<dns::Resolver>> {
     dns::CaresResolverOptions options;
     RETURN_IF_ERROR(dns::SplitHostPort(config.dns_server, &options.server, &options.port));
     auto r = dns::NewCaresResolver(options);
@@ -115,8 +114,7 @@ Status AgentDaemon::StartDnsWatch() {
 
 void AgentDaemon::StartLink() {
   if (config_.controller_address.empty()) return;
-  link_ = std::make_unique<ControllerLink>(config_, *agent_, *hypervisor_.hypervisor,
-                                           *deps_.clock);
+  link_ = std::make_unique<ControllerLink>(config_, *agent_, *hypervisor_.hypervisor, *deps_.clock);
   link_->SetObservers(
       [delivery = delivery_.get()](const v1::InstanceNotification& n) {
         std::vector<std::string> instances(n.instances().begin(), n.instances().end());
@@ -145,8 +143,7 @@ void AgentDaemon::StartNetwork() {
   network_ = std::make_unique<NetworkAgent>(net_options, *vswitch_, *deps_.clock);
   if (link_) {
     link_->SetNetworkAgent(network_.get());
-    network_->SetAppliedCallback(
-        [l = link_.get()](int64_t rev) { l->SendTopologyApplied(rev); });
+    network_->SetAppliedCallback([l = link_.get()](int64_t rev) { l->SendTopologyApplied(rev); });
   }
 }
 
@@ -155,8 +152,7 @@ Status AgentDaemon::StartMetrics() {
   auto m = AgentMetrics::Start(config_.metrics_address);
   if (!m.ok()) return Unavailable(m.status().message());
   metrics_ = std::move(*m);
-  spdlog::info("metrics at http://{}/metrics (port {})", config_.metrics_address,
-               metrics_->port());
+  spdlog::info("metrics at http://{}/metrics (port {})", config_.metrics_address, metrics_->port());
   return Status::Ok();
 }
 
@@ -183,7 +179,7 @@ void AgentDaemon::StartWatchdog() {
       [agent = agent_.get()](std::function<void()> fn) { agent->Post(std::move(fn)); },
       [agent = agent_.get(), link = link_.get(), host = config_.host_name] {
         nlohmann::json s = agent->StatusJson();
-        std::string mode = link == nullptr           ? "standalone"
+        std::string mode = link == nullptr            ? "standalone"
                            : s.value("fenced", false) ? "FENCED"
                            : link->connected()        ? "controller connected"
                                                       : "controller unreachable";

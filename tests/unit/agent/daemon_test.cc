@@ -119,7 +119,8 @@ TEST(AgentDaemonTest, StartsWithFakesServesTheControlSocketAndStops) {
   EXPECT_TRUE(status.contains("events"));
 
   // inject-crash reaches the hypervisor; the standalone agent re-creates the domain.
-  EXPECT_TRUE(Control(config, {{"command", "inject-crash"}, {"domain", "web-0"}}).value("ok", false));
+  EXPECT_TRUE(
+      Control(config, {{"command", "inject-crash"}, {"domain", "web-0"}}).value("ok", false));
   ASSERT_TRUE(WaitFor(
       [&] {
         nlohmann::json s = Control(config, {{"command", "status"}});
@@ -139,8 +140,8 @@ TEST(AgentDaemonTest, StartsWithFakesServesTheControlSocketAndStops) {
       std::chrono::seconds(10)));
 
   daemon.Stop();
-  EXPECT_FALSE(ControlSocketCall(config.control_socket, {{"command", "status"}}, milliseconds(500))
-                   .ok());
+  EXPECT_FALSE(
+      ControlSocketCall(config.control_socket, {{"command", "status"}}, milliseconds(500)).ok());
   EXPECT_GE(fakes.notifier->Count("STOPPING=1"), 1);
 }
 

@@ -51,12 +51,14 @@ TEST(BackoffTest, DelayIsCappedAndNeverOverflows) {
 // The agent's create/destroy retries: poll_interval doubled per failure, at most 1024 polls and
 // at most 60 s.
 TEST(BackoffTest, AgentRetryPolicyMatchesItsOldFormula) {
-  for (milliseconds poll : {milliseconds(1), milliseconds(10), milliseconds(50), milliseconds(1000)}) {
+  for (milliseconds poll :
+       {milliseconds(1), milliseconds(10), milliseconds(50), milliseconds(1000)}) {
     BackoffPolicy p{poll, std::min<milliseconds>(poll * 1024, std::chrono::seconds(60)), 2};
     for (int attempts = 1; attempts < 40; ++attempts) {
-      milliseconds old =
-          std::min<milliseconds>(poll * (1 << std::min(attempts - 1, 10)), std::chrono::seconds(60));
-      EXPECT_EQ(BackoffDelay(p, attempts), old) << "poll " << poll.count() << " attempts " << attempts;
+      milliseconds old = std::min<milliseconds>(poll * (1 << std::min(attempts - 1, 10)),
+                                                std::chrono::seconds(60));
+      EXPECT_EQ(BackoffDelay(p, attempts), old)
+          << "poll " << poll.count() << " attempts " << attempts;
     }
   }
 }
