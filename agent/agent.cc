@@ -4,6 +4,7 @@
 
 #include "agent/domain_xml.h"
 #include "agent/event_delivery.h"
+#include "common/backoff.h"
 #include "common/log.h"
 #include "config/fields.h"
 #include "config/service_spec.h"
@@ -52,32 +53,17 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
 Agent::~Agent() { Stop(); }
 
 void Agent::Start() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = false;
-  }
   // Controller mode: the controller must be reached within one lease of starting, or the
   // domains found here are destroyed (the controller may already run them elsewhere).
   lease_until_ = clock_.Now() + config_.fencing_lease;
-  thread_ = std::thread([this] { Loop(); });
+  next_poll_ = clock_.Now();
+  EventLoop::Hooks hooks;
+  hooks.next_wake = [this] { return NextWake(); };
+  hooks.after_tasks = [this] { AfterTasks(); };
+  loop_.Start(std::move(hooks));
 }
 
-void Agent::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Agent::Post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(mu_);
-    tasks_.push_back(std::move(fn));
-  }
-  cv_.notify_one();
-}
+void Agent::Stop() { loop_.Stop(); }
 
 void Agent::SetDesired(std::vector<InstanceSpec> desired) {
   Post([this, desired = std::move(desired)]() mutable {
@@ -213,33 +199,25 @@ void Agent::RequestReconcile(std::string why) {
   });
 }
 
-void Agent::Loop() {
-  next_poll_ = clock_.Now();
-  while (true) {
-    std::deque<std::function<void()>> tasks;
-    {
-      std::unique_lock lock(mu_);
-      // The loop sleeps on the real clock; Clock stamps what it records.
-      auto wake = next_poll_;
-      if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
-      if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
-      auto until = std::chrono::steady_clock::now() +
-                   std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
-      cv_.wait_until(lock, until, [&] { return stop_ || !tasks_.empty(); });
-      if (stop_) return;
-      tasks.swap(tasks_);
-    }
-    for (auto& task : tasks) task();
-    DispatchProbes();
-    if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
-      Reconcile("lease expired");  // fence at once, not at the next poll
-    } else if (clock_.Now() >= next_poll_) {
-      next_poll_ = clock_.Now() + config_.poll_interval;
-      Poll();
-    } else if (reconcile_requested_) {
-      std::string trigger = reconcile_trigger_;
-      Reconcile(trigger.empty() ? "request" : trigger);
-    }
+EventLoop::TimePoint Agent::NextWake() {
+  // The loop sleeps on the real clock; Clock stamps what it records.
+  auto wake = next_poll_;
+  if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
+  if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
+  return std::chrono::steady_clock::now() +
+         std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
+}
+
+void Agent::AfterTasks() {
+  DispatchProbes();
+  if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
+    Reconcile("lease expired");  // fence at once, not at the next poll
+  } else if (clock_.Now() >= next_poll_) {
+    next_poll_ = clock_.Now() + config_.poll_interval;
+    Poll();
+  } else if (reconcile_requested_) {
+    std::string trigger = reconcile_trigger_;
+    Reconcile(trigger.empty() ? "request" : trigger);
   }
 }
 
@@ -387,7 +365,7 @@ void Agent::Reconcile(const std::string& trigger) {
   };
   bool changed = false;
   for (const auto& action : plan.actions) {
-    if (Stopping()) break;  // SIGTERM: do not start another (slow) create
+    if (loop_.stopping()) break;  // SIGTERM: do not start another (slow) create
     if (InBackoff(action.name)) continue;
     Execute(action);
     changed = true;
@@ -448,11 +426,6 @@ void Agent::OnProbeResult(const std::string& instance, int64_t generation, const
                   "health_check", clock_.WallMillis());
   }
   ReportIfChanged();
-}
-
-bool Agent::Stopping() {
-  std::lock_guard lock(mu_);
-  return stop_;
 }
 
 void Agent::RecordFailure(const std::string& instance, int64_t generation, const std::string& state,
@@ -586,95 +559,12 @@ bool Agent::InBackoff(const std::string& name) {
 }
 
 void Agent::NoteFailure(const std::string& name) {
-  Backoff& b = backoff_[name];
-  ++b.attempts;
-  auto delay =
-      std::min<Clock::Duration>(std::chrono::duration_cast<Clock::Duration>(config_.poll_interval) *
-                                    (1 << std::min(b.attempts - 1, 10)),
-                                kMaxBackoff);
-  b.next = clock_.Now() + delay;
-}
-
-nlohmann::json Agent::StatusJson() {
-  return Call<nlohmann::json>([this] {
-    nlohmann::json j;
-    j["host"] = config_.host_name;
-    j["libvirt_uri"] = config_.libvirt_uri;
-    j["connected"] = connected_;
-    j["mode"] = config_.controller_address.empty() ? "standalone" : "controller";
-    j["desired_known"] = desired_.has_value();
-    j["desired_count"] = desired_ ? desired_->size() : 0;
-    if (!desired_error_.empty()) j["desired_error"] = desired_error_;
-    if (!last_connect_error_.empty()) j["connect_error"] = last_connect_error_;
-    j["reconciles"] = reconciles_;
-    if (controller_mode()) {
-      j["controller"] = config_.controller_address;
-      j["fenced"] = fenced_;
-      j["lease_remaining_ms"] =
-          std::chrono::duration_cast<std::chrono::milliseconds>(lease_until_ - clock_.Now())
-              .count();
-    }
-    j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
-    nlohmann::json domains = nlohmann::json::array();
-    for (const auto& d : last_domains_) {
-      nlohmann::json dj{{"name", d.name},
-                        {"state", DomainStateName(d.state)},
-                        {"reason", d.reason},
-                        {"managed", d.metadata.managed}};
-      if (d.metadata.managed) {
-        dj["service"] = d.metadata.service;
-        dj["update_domain"] = d.metadata.update_domain;
-        dj["version"] = d.metadata.version;
-        dj["generation"] = d.metadata.generation;
-      }
-      domains.push_back(dj);
-    }
-    j["domains"] = domains;
-    nlohmann::json health = nlohmann::json::array();
-    for (const auto& [name, h] : health_.Report()) {
-      health.push_back({{"instance", name},
-                        {"generation", h.generation},
-                        {"state", HealthStateName(h.state)},
-                        {"passed", h.passed_once},
-                        {"consecutive_failures", h.consecutive_failures},
-                        {"failed", h.failed},
-                        {"last_error", h.last_error}});
-    }
-    j["health"] = health;
-    nlohmann::json failures = nlohmann::json::array();
-    for (const auto& f : failures_) {
-      failures.push_back({{"instance", f.instance},
-                          {"generation", f.generation},
-                          {"state", f.state},
-                          {"reason", f.reason},
-                          {"detected_by", f.detected_by},
-                          {"detected_unix_ms", f.detected_unix_ms},
-                          {"recreated_unix_ms", f.recreated_unix_ms}});
-    }
-    j["failures"] = failures;
-    nlohmann::json changes = nlohmann::json::array();
-    for (const auto& c : changes_) {
-      changes.push_back({{"unix_ms", c.unix_ms},
-                         {"instance", c.instance},
-                         {"what", c.what},
-                         {"detail", c.detail}});
-    }
-    j["changes"] = changes;
-    return j;
-  });
-}
-
-std::vector<FailureRecord> Agent::Failures() {
-  return Call<std::vector<FailureRecord>>([this] { return failures_; });
-}
-
-std::vector<ChangeRecord> Agent::Changes() {
-  return Call<std::vector<ChangeRecord>>(
-      [this] { return std::vector<ChangeRecord>(changes_.begin(), changes_.end()); });
-}
-
-int64_t Agent::reconciles() {
-  return Call<int64_t>([this] { return reconciles_; });
+  // poll_interval doubled per failure in a row, at most 1024 polls and at most kMaxBackoff.
+  const BackoffPolicy policy{
+      config_.poll_interval,
+      std::min<std::chrono::milliseconds>(config_.poll_interval * 1024, kMaxBackoff), 2};
+  Retry& r = backoff_.try_emplace(name, Retry{Backoff(policy), {}}).first->second;
+  r.next = clock_.Now() + r.backoff.Next();
 }
 
 }  // namespace regen

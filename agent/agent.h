@@ -5,18 +5,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <future>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -27,7 +23,9 @@
 #include "agent/hypervisor.h"
 #include "agent/image_stager.h"
 #include "agent/reconciler.h"
+#include "common/backoff.h"
 #include "common/clock.h"
+#include "common/event_loop.h"
 #include "common/subprocess.h"
 #include "config/agent_config.h"
 
@@ -68,14 +66,11 @@ class Agent {
   void Stop();
 
   // Runs `fn` on the main loop.
-  void Post(std::function<void()> fn);
+  void Post(std::function<void()> fn) { loop_.Post(std::move(fn)); }
   // Runs `fn` on the main loop and returns its result (must not be called from the main loop).
   template <typename T>
   T Call(std::function<T()> fn) {
-    auto task = std::make_shared<std::packaged_task<T()>>(std::move(fn));
-    auto future = task->get_future();
-    Post([task] { (*task)(); });
-    return future.get();
+    return loop_.Call<T>(std::move(fn));
   }
 
   // Replaces the desired set for this host and reconciles.
@@ -122,7 +117,10 @@ class Agent {
   int64_t reconciles();
 
  private:
-  void Loop();
+  // The main loop's hooks: when to wake next (poll, lease, probes), and the timed work after
+  // the posted tasks (probes, fencing, poll, requested reconcile).
+  EventLoop::TimePoint NextWake();
+  void AfterTasks();
   void Poll();
   void ReloadDesiredFile();
   void EnsureConnected();
@@ -130,7 +128,6 @@ class Agent {
   void Execute(const ReconcileAction& action);
   // Marks listed domains whose qemu is known dead as crashed, until libvirt catches up.
   void ApplyProcessExits();
-  bool Stopping();  // Stop() was called
   // Records (and reports, in controller mode) one detected failure of a desired instance.
   void RecordFailure(const std::string& instance, int64_t generation, const std::string& state,
                      const std::string& reason, const std::string& detected_by,
@@ -157,11 +154,7 @@ class Agent {
   Clock& clock_;
   DiskPreparer disks_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // guarded by mu_
-  bool stop_ = false;                        // guarded by mu_
-  std::thread thread_;
+  EventLoop loop_;  // the main loop
 
   // Owned by the main loop thread.
   bool connected_ = false;
@@ -190,11 +183,11 @@ class Agent {
   std::string reported_digest_;
   std::vector<FailureRecord> failures_;
   std::deque<ChangeRecord> changes_;
-  struct Backoff {
-    int attempts = 0;
-    Clock::TimePoint next;
+  struct Retry {
+    Backoff backoff;        // failures in a row of this instance's last action
+    Clock::TimePoint next;  // no new try before
   };
-  std::map<std::string, Backoff> backoff_;
+  std::map<std::string, Retry> backoff_;
   int64_t reconciles_ = 0;
   int64_t last_reconcile_unix_ms_ = 0;
   Clock::TimePoint next_poll_{};

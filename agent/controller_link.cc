@@ -2,8 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "common/grpc_tls.h"
 #include "agent/network_agent.h"
+#include "common/backoff.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
 
@@ -153,7 +154,7 @@ void ControllerLink::Start() {
 void ControllerLink::Stop() {
   stop_ = true;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (context_ != nullptr) static_cast<grpc::ClientContext*>(context_)->TryCancel();
     cv_.notify_all();
   }
@@ -162,25 +163,26 @@ void ControllerLink::Stop() {
 
 void ControllerLink::SetHung(bool hung) {
   hung_ = hung;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   cv_.notify_all();
 }
 
 std::string ControllerLink::refusal() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return refusal_;
 }
 
 void ControllerLink::Enqueue(v1::AgentMessage msg) {
   if (!connected_) return;  // the next Hello carries the whole state
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   outbox_.push_back(std::move(msg));
   cv_.notify_all();
 }
 
 void ControllerLink::Run() {
-  auto backoff = std::chrono::milliseconds(100);
-  auto refused_backoff = std::chrono::milliseconds(500);
+  Backoff backoff({std::chrono::milliseconds(100), std::chrono::milliseconds(1000), 2});
+  // Refused for what this agent is: slower, up to 30 s.
+  Backoff refused_backoff({std::chrono::milliseconds(500), std::chrono::milliseconds(30000), 2});
   bool logged_down = false;
   while (!stop_) {
     bool got_going = Session();
@@ -188,14 +190,13 @@ void ControllerLink::Run() {
     if (identity_refused_) {
       // Refused for what this agent is (its certificate, its name): retrying fast changes
       // nothing, so wait longer each time (up to 30 s), until its configuration is fixed.
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, refused_backoff, [&] { return stop_.load(); });
-      refused_backoff = std::min(refused_backoff * 2, std::chrono::milliseconds(30000));
+      MutexLock lock(mu_);
+      cv_.wait_for(lock.native(), refused_backoff.Next(), [&] { return stop_.load(); });
       continue;
     }
-    refused_backoff = std::chrono::milliseconds(500);
+    refused_backoff.Reset();
     if (got_going) {
-      backoff = std::chrono::milliseconds(100);
+      backoff.Reset();
       logged_down = false;
     } else if (!logged_down) {
       spdlog::warn(
@@ -212,9 +213,8 @@ void ControllerLink::Run() {
           config_.fencing_lease.count());
       logged_down = true;
     }
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, backoff, [&] { return stop_.load(); });
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    MutexLock lock(mu_);
+    cv_.wait_for(lock.native(), backoff.Next(), [&] { return stop_.load(); });
   }
 }
 
@@ -224,40 +224,39 @@ void ControllerLink::SendTopologyApplied(int64_t revision) {
   Enqueue(std::move(msg));
 }
 
-bool ControllerLink::Session() {
-  identity_refused_ = false;
+namespace {
+
+// A channel to the controller once it answers (null: not reachable within 500 ms, or the TLS
+// files cannot be read). The files are read at each connection: renewed certificates are used
+// without a restart.
+std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  // Read at each connection: renewed certificates are used without a restart.
   TlsFiles files;
-  if (config_.tls.enabled()) {
-    files = {config_.tls.ca, config_.tls.cert, config_.tls.key, config_.tls.server_name};
+  if (config.tls.enabled()) {
+    files = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
   }
   auto credentials = MakeChannelCredentials(files);
   if (!credentials.ok()) {
     spdlog::error("cannot connect to the controller: {}", credentials.status().message());
-    return false;
+    return nullptr;
   }
   ApplyServerName(files, &args);
-  auto channel = grpc::CreateCustomChannel(config_.controller_address, *credentials, args);
+  auto channel = grpc::CreateCustomChannel(config.controller_address, *credentials, args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  std::chrono::milliseconds(500))) {
-    return false;
+    return nullptr;
   }
-  // Hello carries the host's domains: say it only with a real listing in hand.
-  auto domains = agent_.Domains();
-  if (!domains) {
-    spdlog::warn("not saying hello to the controller yet: the hypervisor cannot be listed");
-    return false;
-  }
-  auto stub = v1::AgentService::NewStub(channel);
-  grpc::ClientContext ctx;
-  auto stream = stub->Connect(&ctx);
+  return channel;
+}
 
+}  // namespace
+
+v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domains) {
   v1::AgentMessage hello_msg;
   auto* hello = hello_msg.mutable_hello();
   hello->set_host(config_.host_name);
@@ -276,24 +275,135 @@ bool ControllerLink::Session() {
   pc->set_disk_gib(cap.disk_gib);
   pc->set_bandwidth_mbps(cap.bandwidth_mbps);
   HealthReport health = agent_.Health();
-  for (const auto& d : *domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
+  for (const auto& d : domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
   AddStaged(agent_.Staged(), hello->mutable_staged());
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
-  if (!stream->Write(hello_msg)) {
+  return hello_msg;
+}
+
+void ControllerLink::OnDesired(const v1::DesiredInstances& d) {
+  std::vector<InstanceSpec> desired;
+  std::map<std::string, HealthCheck> checks;
+  for (const auto& p : d.instances()) {
+    desired.push_back(SpecFromProto(p));
+    if (auto check = HealthCheckFromProto(p.health_check())) checks[p.name()] = *check;
+  }
+  std::vector<StageRequest> stage;
+  for (const auto& p : d.stage()) {
+    stage.push_back({p.service(), p.version(), p.image()});
+  }
+  if (on_desired_) on_desired_(desired);
+  agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
+}
+
+void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
+  MutexLock lock(mu_);
+  auto it = sent_.find(ack.sequence());
+  if (it == sent_.end()) return;
+  auto effective = config_.fencing_lease;
+  if (ack.fencing_lease_ms() > 0) {
+    effective = std::min(effective, std::chrono::milliseconds(ack.fencing_lease_ms()));
+  }
+  if (ack.heartbeat_interval_ms() > 0) {
+    heartbeat_interval_ = std::chrono::milliseconds(ack.heartbeat_interval_ms());
+  }
+  // The lease counts from when the acknowledged heartbeat left, never from the ack.
+  agent_.RenewLease(it->second + effective);
+  last_ack_ = clock_.Now();
+  sent_.erase(sent_.begin(), std::next(it));
+}
+
+void ControllerLink::OnControllerMessage(const v1::ControllerMessage& msg) {
+  if (msg.has_action() && msg.action().has_desired()) {
+    OnDesired(msg.action().desired());
+  } else if (msg.has_topology()) {
+    // Applied by the network worker, which acks through SendTopologyApplied.
+    if (network_ != nullptr) network_->Submit(msg.topology());
+  } else if (msg.has_notification()) {
+    if (on_notification_) on_notification_(msg.notification());
+  } else if (msg.has_heartbeat_ack()) {
+    OnHeartbeatAck(msg.heartbeat_ack());
+  } else if (msg.has_refusal()) {
+    spdlog::error("the controller refused this agent: {}", msg.refusal().reason());
+    MutexLock lock(mu_);
+    refusal_ = msg.refusal().reason();
+  }
+}
+
+void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write) {
+  const auto lease = config_.fencing_lease;
+  uint64_t sequence = 0;
+  auto next_heartbeat = clock_.Now();
+  while (!stop_) {
+    std::deque<v1::AgentMessage> out;
+    bool send_heartbeat = false;
+    {
+      MutexLock lock(mu_);
+      auto wait = std::max<Clock::Duration>(next_heartbeat - clock_.Now(), Clock::Duration::zero());
+      auto deadline = std::chrono::steady_clock::now() + wait;
+      while (!stop_ && !reader_done_ && outbox_.empty()) {
+        if (cv_.wait_until(lock.native(), deadline) == std::cv_status::timeout) break;
+      }
+      if (reader_done_) break;
+      out.swap(outbox_);
+      auto now = clock_.Now();
+      if (hung_) {
+        out.clear();  // silent, but the stream stays open
+        next_heartbeat = now + heartbeat_interval_;
+        last_ack_ = now;
+        continue;
+      }
+      if (now >= next_heartbeat) {
+        send_heartbeat = true;
+        sent_[++sequence] = now;
+        next_heartbeat = now + heartbeat_interval_;
+      }
+      if (now - last_ack_ > 2 * lease + heartbeat_interval_) {
+        spdlog::warn(
+            "no heartbeat ack from the controller for {} ms; reconnecting",
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - last_ack_).count());
+        break;
+      }
+    }
+    bool ok = true;
+    for (auto& m : out) ok = ok && write(m);
+    if (send_heartbeat) {
+      v1::AgentMessage hb;
+      hb.mutable_heartbeat()->set_host(config_.host_name);
+      hb.mutable_heartbeat()->set_sequence(sequence);
+      hb.mutable_heartbeat()->set_sent_unix_ms(clock_.WallMillis());
+      ok = ok && write(hb);
+    }
+    if (!ok) break;
+  }
+}
+
+bool ControllerLink::Session() {
+  identity_refused_ = false;
+  auto channel = DialController(config_);
+  if (!channel) return false;
+  // Hello carries the host's domains: say it only with a real listing in hand.
+  auto domains = agent_.Domains();
+  if (!domains) {
+    spdlog::warn("not saying hello to the controller yet: the hypervisor cannot be listed");
+    return false;
+  }
+  auto stub = v1::AgentService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Connect(&ctx);
+  if (!stream->Write(BuildHello(*domains))) {
     (void)stream->Finish();
     return false;
   }
-
-  std::map<uint64_t, Clock::TimePoint> sent;  // guarded by mu_
-  auto lease = config_.fencing_lease;
-  auto interval = std::max(lease / 4, std::chrono::milliseconds(50));
-  Clock::TimePoint last_ack = clock_.Now();
-  bool reader_done = false;  // guarded by mu_
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     context_ = &ctx;
     outbox_.clear();
     refusal_.clear();
+    sent_.clear();
+    heartbeat_interval_ = std::max(config_.fencing_lease / 4, std::chrono::milliseconds(50));
+    last_ack_ = clock_.Now();
+    reader_done_ = false;
   }
   connected_ = true;
   spdlog::info("connected to the controller at {} as host {}", config_.controller_address,
@@ -301,95 +411,15 @@ bool ControllerLink::Session() {
 
   std::thread reader([&] {
     v1::ControllerMessage msg;
-    while (stream->Read(&msg)) {
-      if (msg.has_action() && msg.action().has_desired()) {
-        std::vector<InstanceSpec> desired;
-        std::map<std::string, HealthCheck> checks;
-        for (const auto& p : msg.action().desired().instances()) {
-          desired.push_back(SpecFromProto(p));
-          if (auto check = HealthCheckFromProto(p.health_check())) checks[p.name()] = *check;
-        }
-        std::vector<StageRequest> stage;
-        for (const auto& p : msg.action().desired().stage()) {
-          stage.push_back({p.service(), p.version(), p.image()});
-        }
-        if (on_desired_) on_desired_(desired);
-        agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
-      } else if (msg.has_topology()) {
-        // Applied by the network worker, which acks through SendTopologyApplied.
-        if (network_ != nullptr) network_->Submit(msg.topology());
-      } else if (msg.has_notification()) {
-        if (on_notification_) on_notification_(msg.notification());
-      } else if (msg.has_heartbeat_ack()) {
-        const auto& ack = msg.heartbeat_ack();
-        std::lock_guard lock(mu_);
-        auto it = sent.find(ack.sequence());
-        if (it == sent.end()) continue;
-        auto effective = lease;
-        if (ack.fencing_lease_ms() > 0) {
-          effective = std::min(effective, std::chrono::milliseconds(ack.fencing_lease_ms()));
-        }
-        if (ack.heartbeat_interval_ms() > 0) {
-          interval = std::chrono::milliseconds(ack.heartbeat_interval_ms());
-        }
-        // The lease counts from when the acknowledged heartbeat left, never from the ack.
-        agent_.RenewLease(it->second + effective);
-        last_ack = clock_.Now();
-        sent.erase(sent.begin(), std::next(it));
-      } else if (msg.has_refusal()) {
-        spdlog::error("the controller refused this agent: {}", msg.refusal().reason());
-        std::lock_guard lock(mu_);
-        refusal_ = msg.refusal().reason();
-      }
-    }
-    std::lock_guard lock(mu_);
-    reader_done = true;
+    while (stream->Read(&msg)) OnControllerMessage(msg);
+    MutexLock lock(mu_);
+    reader_done_ = true;
     cv_.notify_all();
   });
-
-  uint64_t sequence = 0;
-  auto next_heartbeat = clock_.Now();
-  while (!stop_) {
-    std::deque<v1::AgentMessage> out;
-    bool send_heartbeat = false;
-    {
-      std::unique_lock lock(mu_);
-      auto wait = std::max<Clock::Duration>(next_heartbeat - clock_.Now(), Clock::Duration::zero());
-      cv_.wait_for(lock, wait, [&] { return stop_ || reader_done || !outbox_.empty(); });
-      if (reader_done) break;
-      out.swap(outbox_);
-      auto now = clock_.Now();
-      if (hung_) {
-        out.clear();  // silent, but the stream stays open
-        next_heartbeat = now + interval;
-        last_ack = now;
-        continue;
-      }
-      if (now >= next_heartbeat) {
-        send_heartbeat = true;
-        sent[++sequence] = now;
-        next_heartbeat = now + interval;
-      }
-      if (now - last_ack > 2 * lease + interval) {
-        spdlog::warn("no heartbeat ack from the controller for {} ms; reconnecting",
-                     std::chrono::duration_cast<std::chrono::milliseconds>(now - last_ack).count());
-        break;
-      }
-    }
-    bool ok = true;
-    for (auto& m : out) ok = ok && stream->Write(m);
-    if (send_heartbeat) {
-      v1::AgentMessage hb;
-      hb.mutable_heartbeat()->set_host(config_.host_name);
-      hb.mutable_heartbeat()->set_sequence(sequence);
-      hb.mutable_heartbeat()->set_sent_unix_ms(clock_.WallMillis());
-      ok = ok && stream->Write(hb);
-    }
-    if (!ok) break;
-  }
+  WriteLoop([&](const v1::AgentMessage& m) { return stream->Write(m); });
   connected_ = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     context_ = nullptr;
   }
   ctx.TryCancel();

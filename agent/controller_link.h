@@ -12,7 +12,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -22,6 +21,7 @@
 #include "agent/hypervisor.h"
 #include "common/clock.h"
 #include "common/proto/regen.pb.h"
+#include "common/thread_annotations.h"
 #include "config/agent_config.h"
 
 namespace regen {
@@ -69,6 +69,13 @@ class ControllerLink {
  private:
   void Run();
   bool Session();  // one connection; false if it never got going
+  // The session's parts: the Hello, what the controller sends (reader thread), and the writer
+  // (heartbeats and the outbox) until the stream ends, Stop() or no ack for too long.
+  v1::AgentMessage BuildHello(const std::vector<DomainInfo>& domains);
+  void OnControllerMessage(const v1::ControllerMessage& msg);
+  void OnDesired(const v1::DesiredInstances& desired);
+  void OnHeartbeatAck(const v1::HeartbeatAck& ack);
+  void WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write);
   void Enqueue(v1::AgentMessage msg);
 
   const AgentConfig config_;
@@ -86,11 +93,17 @@ class ControllerLink {
   // not name this host, ...): reconnect slowly. Link thread only.
   bool identity_refused_ = false;
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<v1::AgentMessage> outbox_;  // guarded by mu_
-  std::string refusal_;                  // guarded by mu_
-  void* context_ = nullptr;              // the live grpc::ClientContext, guarded by mu_
+  std::deque<v1::AgentMessage> outbox_ GUARDED_BY(mu_);
+  std::string refusal_ GUARDED_BY(mu_);
+  void* context_ GUARDED_BY(mu_) = nullptr;  // the live grpc::ClientContext
+  // The live session's heartbeats (reset by each Session): sequence -> when it was sent, the
+  // interval (the controller may change it in an ack), the last ack, and the reader's end.
+  std::map<uint64_t, Clock::TimePoint> sent_ GUARDED_BY(mu_);
+  std::chrono::milliseconds heartbeat_interval_ GUARDED_BY(mu_){0};
+  Clock::TimePoint last_ack_ GUARDED_BY(mu_){};
+  bool reader_done_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace regen

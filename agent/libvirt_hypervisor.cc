@@ -1,4 +1,5 @@
-// The only file in Regen that includes libvirt.
+// The libvirt seam: connection and domain operations. libvirt is included only here and in
+// libvirt_events.{h,cc} (its event loop and callbacks), the two halves of this module.
 #include "agent/libvirt_hypervisor.h"
 
 #include <libvirt/libvirt.h>
@@ -14,137 +15,21 @@
 #include <utility>
 
 #include "agent/domain_xml.h"
+#include "agent/libvirt_events.h"
 
 namespace regen {
 
+using libvirt_internal::AcquireEventLoop;
+using libvirt_internal::CallbackRef;
+using libvirt_internal::CallbackState;
+using libvirt_internal::ConnectionToken;
+using libvirt_internal::DeleteCallbackRef;
+using libvirt_internal::OnConnectedTimer;
+using libvirt_internal::OnConnectionClosed;
+using libvirt_internal::OnLifecycleEvent;
+using libvirt_internal::ReleaseEventLoop;
+
 namespace {
-
-// --- The process-wide libvirt event loop ------------------------------------------------------
-//
-// libvirt has one default event loop per process. It is registered once, before the first
-// connection, and run by one thread while any LibvirtHypervisor exists. Lifecycle events, the
-// close callback and keepalives are all dispatched from that thread.
-
-void IgnoreLibvirtError(void* /*user_data*/, virErrorPtr /*error*/) {}
-
-struct EventLoopState {
-  std::once_flag init_once;
-  Status init_status;
-  std::mutex mu;  // guards users and thread
-  int users = 0;
-  std::thread thread;
-  std::atomic<bool> stop{false};
-  std::atomic<int> stop_ticks{0};
-};
-
-// Never destroyed: the loop thread may outlive static destructors at exit.
-EventLoopState& Loop() {
-  static EventLoopState* state = new EventLoopState;
-  return *state;
-}
-
-void RunEventLoop() {
-  EventLoopState& loop = Loop();
-  while (!loop.stop.load()) {
-    if (virEventRunDefaultImpl() < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-// Wakes the loop a few times, 1 ms apart, so that idle work libvirt queued while connections were
-// closing (freeing callbacks) runs before the thread stops; then stops it.
-void StopTick(int timer, void* opaque) {
-  auto* loop = static_cast<EventLoopState*>(opaque);
-  if (++loop->stop_ticks < 3) return;
-  virEventRemoveTimeout(timer);
-  loop->stop.store(true);
-}
-
-Status AcquireEventLoop() {
-  EventLoopState& loop = Loop();
-  std::call_once(loop.init_once, [&loop] {
-    // libvirt prints every error to stderr unless a handler is set; errors are returned instead.
-    virSetErrorFunc(nullptr, IgnoreLibvirtError);
-    if (virEventRegisterDefaultImpl() < 0) {
-      const char* message = virGetLastErrorMessage();
-      loop.init_status = Internal(std::string("cannot register libvirt's event loop: ") +
-                                  (message != nullptr ? message : "unknown error"));
-    }
-  });
-  if (!loop.init_status.ok()) return loop.init_status;
-  std::lock_guard lock(loop.mu);
-  if (loop.users++ == 0) {
-    loop.stop.store(false);
-    loop.thread = std::thread(RunEventLoop);
-  }
-  return Status::Ok();
-}
-
-void ReleaseEventLoop() {
-  EventLoopState& loop = Loop();
-  std::lock_guard lock(loop.mu);
-  if (--loop.users > 0) return;
-  loop.stop_ticks.store(0);
-  if (virEventAddTimeout(1, StopTick, &loop, nullptr) < 0) {
-    // Cannot wake the loop: leave the thread to the process rather than hang.
-    loop.stop.store(true);
-    loop.thread.detach();
-    return;
-  }
-  loop.thread.join();
-}
-
-// --- Callback state shared with libvirt -------------------------------------------------------
-
-// The user's callbacks. libvirt holds references (through heap-allocated shared_ptr copies that
-// its free callbacks delete), so the state outlives any callback libvirt may still run.
-struct CallbackState {
-  std::mutex mu;  // held while a user callback runs, so disabling waits for one in flight
-  bool enabled = true;
-  Hypervisor::EventCallback event_cb;
-  Hypervisor::ConnectionCallback connection_cb;
-};
-using CallbackRef = std::shared_ptr<CallbackState>;
-
-void DeleteCallbackRef(void* opaque) { delete static_cast<CallbackRef*>(opaque); }
-
-// Per connection: what the close callback needs. Owned by Impl; the close callback is
-// unregistered (libvirt runs it under a lock the unregistration takes) before this is freed.
-struct ConnectionToken {
-  CallbackRef callbacks;
-  std::atomic<bool>* connected;
-};
-
-void OnLifecycleEvent(virConnectPtr /*conn*/, virDomainPtr dom, int event, int detail,
-                      void* opaque) {
-  const CallbackRef& state = *static_cast<CallbackRef*>(opaque);
-  const char* name = virDomainGetName(dom);
-  DomainEvent mapped = LibvirtHypervisor::MapEvent(name != nullptr ? name : "", event, detail);
-  std::lock_guard lock(state->mu);
-  if (state->enabled && state->event_cb) state->event_cb(mapped);
-}
-
-void OnConnectionClosed(virConnectPtr /*conn*/, int /*reason*/, void* opaque) {
-  auto* token = static_cast<ConnectionToken*>(opaque);
-  token->connected->store(false);
-  std::lock_guard lock(token->callbacks->mu);
-  if (token->callbacks->enabled && token->callbacks->connection_cb) {
-    token->callbacks->connection_cb(false);
-  }
-}
-
-void OnConnectedTimer(int timer, void* opaque) {
-  virEventRemoveTimeout(timer);  // one shot
-  const CallbackRef& state = *static_cast<CallbackRef*>(opaque);
-  std::lock_guard lock(state->mu);
-  if (state->enabled && state->connection_cb) state->connection_cb(true);
-}
-
-// --- Names ------------------------------------------------------------------------------------
-
-const char* Pick(int index, std::initializer_list<const char*> names) {
-  if (index < 0 || index >= static_cast<int>(names.size())) return "unknown";
-  return names.begin()[index];
-}
 
 // Frees a virDomainPtr on scope exit.
 class DomainRef {
@@ -174,104 +59,6 @@ std::string LastErrorMessage() {
 
 }  // namespace
 
-// --- Mapping ----------------------------------------------------------------------------------
-
-DomainEvent LibvirtHypervisor::MapEvent(const std::string& name, int event, int detail) {
-  DomainEvent out;
-  out.name = name;
-  switch (event) {
-    case VIR_DOMAIN_EVENT_DEFINED:
-      out.event = "defined";
-      out.detail = Pick(detail, {"added", "updated", "renamed", "from_snapshot"});
-      break;
-    case VIR_DOMAIN_EVENT_UNDEFINED:
-      out.event = "undefined";
-      out.detail = Pick(detail, {"removed", "renamed"});
-      break;
-    case VIR_DOMAIN_EVENT_STARTED:
-      out.event = "started";
-      out.detail = Pick(detail, {"booted", "migrated", "restored", "from_snapshot", "wakeup"});
-      break;
-    case VIR_DOMAIN_EVENT_SUSPENDED:
-      out.event = "suspended";
-      out.detail = Pick(detail, {"paused", "migrated", "ioerror", "watchdog", "restored",
-                                 "from_snapshot", "api_error", "postcopy", "postcopy_failed"});
-      break;
-    case VIR_DOMAIN_EVENT_RESUMED:
-      out.event = "resumed";
-      out.detail =
-          Pick(detail, {"unpaused", "migrated", "from_snapshot", "postcopy", "postcopy_failed"});
-      break;
-    case VIR_DOMAIN_EVENT_STOPPED:
-      out.event = "stopped";
-      out.detail = Pick(detail, {"shutdown", "destroyed", "crashed", "migrated", "saved", "failed",
-                                 "from_snapshot"});
-      out.unexpected_stop = detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ||
-                            detail == VIR_DOMAIN_EVENT_STOPPED_FAILED ||
-                            detail == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN;
-      break;
-    case VIR_DOMAIN_EVENT_SHUTDOWN:
-      out.event = "shutdown";
-      out.detail = Pick(detail, {"finished", "guest", "host"});
-      break;
-    case VIR_DOMAIN_EVENT_PMSUSPENDED:
-      out.event = "pmsuspended";
-      out.detail = Pick(detail, {"memory", "disk"});
-      break;
-    case VIR_DOMAIN_EVENT_CRASHED:
-      out.event = "crashed";
-      out.detail = Pick(detail, {"panicked", "crashloaded"});
-      out.unexpected_stop = true;
-      break;
-    default:
-      out.event = "unknown";
-      out.detail = "unknown";
-  }
-  return out;
-}
-
-DomainState LibvirtHypervisor::MapState(int state, int reason) {
-  switch (state) {
-    case VIR_DOMAIN_RUNNING:
-    case VIR_DOMAIN_BLOCKED:
-    case VIR_DOMAIN_SHUTDOWN:  // still running while the guest shuts down
-      return DomainState::kRunning;
-    case VIR_DOMAIN_PAUSED:
-    case VIR_DOMAIN_PMSUSPENDED:
-      return DomainState::kPaused;
-    case VIR_DOMAIN_SHUTOFF:
-      return reason == VIR_DOMAIN_SHUTOFF_CRASHED || reason == VIR_DOMAIN_SHUTOFF_FAILED
-                 ? DomainState::kCrashed
-                 : DomainState::kShutoff;
-    case VIR_DOMAIN_CRASHED:
-      return DomainState::kCrashed;
-    default:
-      return DomainState::kUnknown;
-  }
-}
-
-std::string LibvirtHypervisor::StateReasonName(int state, int reason) {
-  switch (state) {
-    case VIR_DOMAIN_RUNNING:
-      return Pick(reason, {"unknown", "booted", "migrated", "restored", "from_snapshot", "unpaused",
-                           "migration_canceled", "save_canceled", "wakeup", "crashed", "postcopy",
-                           "postcopy_failed"});
-    case VIR_DOMAIN_PAUSED:
-      return Pick(reason, {"unknown", "user", "migration", "save", "dump", "ioerror", "watchdog",
-                           "from_snapshot", "shutting_down", "snapshot", "crashed", "starting_up",
-                           "postcopy", "postcopy_failed", "api_error"});
-    case VIR_DOMAIN_SHUTDOWN:
-      return Pick(reason, {"unknown", "user"});
-    case VIR_DOMAIN_SHUTOFF:
-      return Pick(reason, {"unknown", "shutdown", "destroyed", "crashed", "migrated", "saved",
-                           "failed", "from_snapshot", "daemon"});
-    case VIR_DOMAIN_CRASHED:
-      return Pick(reason, {"unknown", "panicked"});
-    default:
-      return "unknown";
-  }
-}
-
 // --- Impl -------------------------------------------------------------------------------------
 
 class LibvirtHypervisor::Impl {
@@ -285,18 +72,18 @@ class LibvirtHypervisor::Impl {
 
   ~Impl() {
     {
-      std::lock_guard lock(callbacks_->mu);  // waits for a callback in flight
+      MutexLock lock(callbacks_->mu);  // waits for a callback in flight
       callbacks_->enabled = false;
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       CloseLocked();
     }
     if (loop_status_.ok()) ReleaseEventLoop();
   }
 
   Status Connect() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!loop_status_.ok()) return loop_status_.WithContext("libvirt " + uri_);
     if (conn_ != nullptr && connected_.load() && virConnectIsAlive(conn_) == 1) {
       return Status::Ok();
@@ -337,12 +124,12 @@ class LibvirtHypervisor::Impl {
   bool Connected() const { return connected_.load(); }
 
   void Disconnect() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     CloseLocked();
   }
 
   Result<std::vector<DomainInfo>> ListDomains() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(RequireConnectionLocked());
     virDomainPtr* doms = nullptr;
     int n = virConnectListAllDomains(conn_, &doms, 0);
@@ -363,7 +150,7 @@ class LibvirtHypervisor::Impl {
   }
 
   Status DefineAndStart(const std::string& name, const std::string& domain_xml) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(RequireConnectionLocked());
     {
       DomainRef existing(virDomainLookupByName(conn_, name.c_str()));
@@ -398,7 +185,7 @@ class LibvirtHypervisor::Impl {
   }
 
   Status DestroyAndUndefine(const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(RequireConnectionLocked());
     DomainRef dom(virDomainLookupByName(conn_, name.c_str()));
     if (!dom) {
@@ -428,7 +215,7 @@ class LibvirtHypervisor::Impl {
   }
 
   Result<HostCapacity> Capacity() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(RequireConnectionLocked());
     virNodeInfo info;
     if (virNodeGetInfo(conn_, &info) < 0) return ErrorLocked("get node info");
@@ -446,17 +233,17 @@ class LibvirtHypervisor::Impl {
   }
 
   void SetEventCallback(EventCallback cb) {
-    std::lock_guard lock(callbacks_->mu);
+    MutexLock lock(callbacks_->mu);
     callbacks_->event_cb = std::move(cb);
   }
 
   void SetConnectionCallback(ConnectionCallback cb) {
-    std::lock_guard lock(callbacks_->mu);
+    MutexLock lock(callbacks_->mu);
     callbacks_->connection_cb = std::move(cb);
   }
 
   Status InjectCrash(const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(RequireConnectionLocked());
     const char* type = virConnectGetType(conn_);
     if (type == nullptr) return ErrorLocked("get the driver type");
@@ -479,7 +266,7 @@ class LibvirtHypervisor::Impl {
   }
 
   Result<std::string> DomainXml(const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(RequireConnectionLocked());
     DomainRef dom(virDomainLookupByName(conn_, name.c_str()));
     if (!dom) {
@@ -498,7 +285,7 @@ class LibvirtHypervisor::Impl {
   const std::string& uri() const { return uri_; }
 
  private:
-  Status RequireConnectionLocked() {
+  Status RequireConnectionLocked() REQUIRES(mu_) {
     if (conn_ == nullptr || !connected_.load()) {
       return Unavailable("not connected to libvirt at " + uri_ + " (Connect() first)");
     }
@@ -507,7 +294,7 @@ class LibvirtHypervisor::Impl {
 
   // Turns libvirt's last error into a Status naming `what` and the URI. Marks the connection
   // lost when libvirt says it is.
-  Status ErrorLocked(const std::string& what) {
+  Status ErrorLocked(const std::string& what) REQUIRES(mu_) {
     int code = LastErrorCode();
     std::string message = what + " on " + uri_ + ": " + LastErrorMessage();
     virResetLastError();
@@ -542,7 +329,7 @@ class LibvirtHypervisor::Impl {
   }
 
   // Fills `info` for one domain; `vanished` when it went away between list and query.
-  Status DescribeLocked(virDomainPtr dom, DomainInfo& info, bool& vanished) {
+  Status DescribeLocked(virDomainPtr dom, DomainInfo& info, bool& vanished) REQUIRES(mu_) {
     const char* name = virDomainGetName(dom);
     info.name = name != nullptr ? name : "";
     int state = 0;
@@ -578,7 +365,7 @@ class LibvirtHypervisor::Impl {
 
   // Undefines with every cleanup flag the driver knows, falling back to fewer flags (the test
   // driver refuses NVRAM and TPM) and then to plain virDomainUndefine.
-  Status UndefineLocked(virDomainPtr dom) {
+  Status UndefineLocked(virDomainPtr dom) REQUIRES(mu_) {
     const unsigned int kAll = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                               VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                               VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM |
@@ -605,7 +392,7 @@ class LibvirtHypervisor::Impl {
   }
 
   // Deregisters the callbacks and closes the connection, if any.
-  void CloseLocked() {
+  void CloseLocked() REQUIRES(mu_) {
     connected_.store(false);
     if (conn_ == nullptr) return;
     if (event_id_ >= 0) {
@@ -624,10 +411,10 @@ class LibvirtHypervisor::Impl {
   const bool enable_events_;
   const CallbackRef callbacks_;
   Status loop_status_;
-  std::mutex mu_;  // guards everything below; libvirt calls run under it
-  virConnectPtr conn_ = nullptr;
-  int event_id_ = -1;
-  std::unique_ptr<ConnectionToken> token_;
+  Mutex mu_;  // libvirt calls run under it
+  virConnectPtr conn_ GUARDED_BY(mu_) = nullptr;
+  int event_id_ GUARDED_BY(mu_) = -1;
+  std::unique_ptr<ConnectionToken> token_ GUARDED_BY(mu_);
   std::atomic<bool> connected_{false};
 };
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <map>
 
+#include "common/backoff.h"
 #include "common/log.h"
 
 namespace regen {
@@ -241,7 +242,7 @@ void NetworkAgent::LogApplied(const NetworkSyncReport& report, int64_t ms) const
 }
 
 void NetworkAgent::Run() {
-  auto retry = options_.retry_initial;
+  Backoff retry({options_.retry_initial, options_.resync_interval, 2});
   auto next_resync = std::chrono::steady_clock::now() + options_.resync_interval;
   int64_t failed_revision = -1;
   while (true) {
@@ -256,15 +257,15 @@ void NetworkAgent::Run() {
     }
     auto result = SyncNow();
     if (result.ok()) {
-      retry = options_.retry_initial;
+      retry.Reset();
       failed_revision = -1;
       next_resync = std::chrono::steady_clock::now() + options_.resync_interval;
     } else {
-      spdlog::error("network sync failed (retry in {} ms): {}", retry.count(),
+      auto wait = retry.Next();
+      spdlog::error("network sync failed (retry in {} ms): {}", wait.count(),
                     result.status().message());
       failed_revision = latest_revision();
-      next_resync = std::chrono::steady_clock::now() + retry;
-      retry = std::min(retry * 2, options_.resync_interval);
+      next_resync = std::chrono::steady_clock::now() + wait;
     }
   }
 }

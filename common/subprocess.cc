@@ -49,15 +49,11 @@ std::string FormatArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
-Result<CommandOutput> RealCommandRunner::Run(const std::vector<std::string>& argv,
-                                             std::chrono::milliseconds timeout,
-                                             const std::string& input) {
-  if (argv.empty()) return InvalidArgument("RunCommand: empty argv");
-  Pipe in, out, err;
-  if (pipe2(in.fds, O_CLOEXEC) != 0 || pipe2(out.fds, O_CLOEXEC) != 0 ||
-      pipe2(err.fds, O_CLOEXEC) != 0) {
-    return Internal(std::string("pipe2: ") + std::strerror(errno));
-  }
+namespace {
+
+// Starts argv[0] (looked up in PATH) with the pipes as its stdin, stdout and stderr.
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const Pipe& in, const Pipe& out,
+                    const Pipe& err) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in.fds[0], 0);
@@ -79,6 +75,21 @@ Result<CommandOutput> RealCommandRunner::Run(const std::vector<std::string>& arg
   if (rc != 0) {
     return Unavailable("cannot start " + FormatArgv(argv) + ": " + std::strerror(rc));
   }
+  return pid;
+}
+
+}  // namespace
+
+Result<CommandOutput> RealCommandRunner::Run(const std::vector<std::string>& argv,
+                                             std::chrono::milliseconds timeout,
+                                             const std::string& input) {
+  if (argv.empty()) return InvalidArgument("RunCommand: empty argv");
+  Pipe in, out, err;
+  if (pipe2(in.fds, O_CLOEXEC) != 0 || pipe2(out.fds, O_CLOEXEC) != 0 ||
+      pipe2(err.fds, O_CLOEXEC) != 0) {
+    return Internal(std::string("pipe2: ") + std::strerror(errno));
+  }
+  ASSIGN_OR_RETURN(pid_t pid, Spawn(argv, in, out, err));
   in.CloseEnd(0);
   out.CloseEnd(1);
   err.CloseEnd(1);

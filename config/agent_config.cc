@@ -26,6 +26,84 @@ bool StartsWith(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
 }
 
+// ovs: the bridge domains' NICs join and the OVSDB address.
+Status ParseOvs(const FieldMap& top, AgentConfig* out) {
+  AgentConfig& c = *out;
+  std::optional<FieldMap> ovs;
+  RETURN_IF_ERROR(top.GetMap("ovs", {"bridge", "db_socket"}, &ovs));
+  if (ovs) {
+    RETURN_IF_ERROR(ovs->GetString("bridge", &c.ovs_bridge));
+    if (!c.ovs_bridge.empty() && !IsValidBridgeName(c.ovs_bridge)) {
+      return ovs->ErrorAt("bridge", "invalid OVS bridge name " + QuoteValue(c.ovs_bridge) +
+                                        " (1 to 15 characters of [A-Za-z0-9_-], or \"\" for "
+                                        "domains without a NIC)");
+    }
+    RETURN_IF_ERROR(ovs->GetNonEmptyString("db_socket", &c.ovs_db_socket));
+    if (!StartsWith(c.ovs_db_socket, "unix:/") && !StartsWith(c.ovs_db_socket, "tcp:") &&
+        !StartsWith(c.ovs_db_socket, "ssl:")) {
+      return ovs->ErrorAt("db_socket", "must be an OVSDB address, got " +
+                                           QuoteValue(c.ovs_db_socket) +
+                                           " (e.g. \"unix:/var/run/openvswitch/db.sock\" or "
+                                           "\"tcp:127.0.0.1:6640\")");
+    }
+  }
+
+  return Status::Ok();
+}
+
+// network: the agent's OVS flow programming.
+Status ParseNetwork(const FieldMap& top, AgentNetworkConfig* out) {
+  std::optional<FieldMap> net;
+  RETURN_IF_ERROR(top.GetMap(
+      "network", {"enabled", "bridge", "tunnel_ip", "db_socket", "run_dir", "resync_interval"},
+      &net));
+  if (net) {
+    AgentNetworkConfig& n = *out;
+    RETURN_IF_ERROR(net->GetBool("enabled", &n.enabled));
+    RETURN_IF_ERROR(net->GetNonEmptyString("bridge", &n.bridge));
+    if (!IsValidBridgeName(n.bridge)) {
+      return net->ErrorAt("bridge", "invalid OVS bridge name " + QuoteValue(n.bridge) +
+                                        " (1 to 15 characters of [A-Za-z0-9_-])");
+    }
+    RETURN_IF_ERROR(net->GetIpv4("tunnel_ip", &n.tunnel_ip, /*allow_empty=*/true));
+    RETURN_IF_ERROR(net->GetAbsolutePath("db_socket", &n.db_socket));
+    if (n.db_socket.size() > kMaxSocketPath) {
+      return net->ErrorAt("db_socket", "must be at most " + std::to_string(kMaxSocketPath) +
+                                           " bytes long (a unix socket path), got " +
+                                           QuoteValue(n.db_socket));
+    }
+    RETURN_IF_ERROR(net->GetAbsolutePath("run_dir", &n.run_dir));
+    RETURN_IF_ERROR(net->GetDuration("resync_interval", milliseconds(100), std::chrono::hours(1),
+                                     &n.resync_interval));
+  }
+  return Status::Ok();
+}
+
+// dns: the DNS watch (server, zone, poll interval).
+Status ParseDns(const FieldMap& top, AgentConfig* out) {
+  AgentConfig& c = *out;
+  std::optional<FieldMap> dns;
+  RETURN_IF_ERROR(top.GetMap("dns", {"server", "zone", "poll_interval"}, &dns));
+  if (dns) {
+    RETURN_IF_ERROR(dns->GetHostPort("server", &c.dns_server, /*allow_empty=*/true,
+                                     /*ip_only=*/true));
+    RETURN_IF_ERROR(dns->GetString("zone", &c.dns_zone,
+                                   c.dns_server.empty() ? Need::kOptional : Need::kRequired));
+    if (!c.dns_zone.empty()) {
+      std::string_view zone = c.dns_zone;
+      bool valid =
+          zone.size() >= 2 && zone.back() == '.' && IsValidDnsName(zone.substr(0, zone.size() - 1));
+      if (!valid) {
+        return dns->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
+                                        QuoteValue(c.dns_zone) + " (e.g. \"lab.example.\")");
+      }
+    }
+    RETURN_IF_ERROR(dns->GetDuration("poll_interval", milliseconds(50), std::chrono::hours(1),
+                                     &c.dns_poll_interval));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
@@ -47,24 +125,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
       top.GetDuration("poll_interval", milliseconds(10), std::chrono::hours(1), &c.poll_interval));
   RETURN_IF_ERROR(top.GetBool("libvirt_events", &c.libvirt_events));
 
-  std::optional<FieldMap> ovs;
-  RETURN_IF_ERROR(top.GetMap("ovs", {"bridge", "db_socket"}, &ovs));
-  if (ovs) {
-    RETURN_IF_ERROR(ovs->GetString("bridge", &c.ovs_bridge));
-    if (!c.ovs_bridge.empty() && !IsValidBridgeName(c.ovs_bridge)) {
-      return ovs->ErrorAt("bridge", "invalid OVS bridge name " + QuoteValue(c.ovs_bridge) +
-                                        " (1 to 15 characters of [A-Za-z0-9_-], or \"\" for "
-                                        "domains without a NIC)");
-    }
-    RETURN_IF_ERROR(ovs->GetNonEmptyString("db_socket", &c.ovs_db_socket));
-    if (!StartsWith(c.ovs_db_socket, "unix:/") && !StartsWith(c.ovs_db_socket, "tcp:") &&
-        !StartsWith(c.ovs_db_socket, "ssl:")) {
-      return ovs->ErrorAt("db_socket", "must be an OVSDB address, got " +
-                                           QuoteValue(c.ovs_db_socket) +
-                                           " (e.g. \"unix:/var/run/openvswitch/db.sock\" or "
-                                           "\"tcp:127.0.0.1:6640\")");
-    }
-  }
+  RETURN_IF_ERROR(ParseOvs(top, &c));
 
   const ResourceRule positive{1, int64_t{1} << 40, Need::kRequired};
   Resources capacity;
@@ -96,53 +157,13 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
                            "or \"qemu:///embed\" libvirt_uri; set fault_injection: false on "
                            "real hosts)");
   }
-  std::optional<FieldMap> net;
-  RETURN_IF_ERROR(top.GetMap(
-      "network", {"enabled", "bridge", "tunnel_ip", "db_socket", "run_dir", "resync_interval"},
-      &net));
-  if (net) {
-    AgentNetworkConfig& n = c.network;
-    RETURN_IF_ERROR(net->GetBool("enabled", &n.enabled));
-    RETURN_IF_ERROR(net->GetNonEmptyString("bridge", &n.bridge));
-    if (!IsValidBridgeName(n.bridge)) {
-      return net->ErrorAt("bridge", "invalid OVS bridge name " + QuoteValue(n.bridge) +
-                                        " (1 to 15 characters of [A-Za-z0-9_-])");
-    }
-    RETURN_IF_ERROR(net->GetIpv4("tunnel_ip", &n.tunnel_ip, /*allow_empty=*/true));
-    RETURN_IF_ERROR(net->GetAbsolutePath("db_socket", &n.db_socket));
-    if (n.db_socket.size() > kMaxSocketPath) {
-      return net->ErrorAt("db_socket", "must be at most " + std::to_string(kMaxSocketPath) +
-                                           " bytes long (a unix socket path), got " +
-                                           QuoteValue(n.db_socket));
-    }
-    RETURN_IF_ERROR(net->GetAbsolutePath("run_dir", &n.run_dir));
-    RETURN_IF_ERROR(net->GetDuration("resync_interval", milliseconds(100), std::chrono::hours(1),
-                                     &n.resync_interval));
-  }
+  RETURN_IF_ERROR(ParseNetwork(top, &c.network));
   if (c.network.tunnel_ip.empty()) c.network.tunnel_ip = c.address;
 
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
 
-  std::optional<FieldMap> dns;
-  RETURN_IF_ERROR(top.GetMap("dns", {"server", "zone", "poll_interval"}, &dns));
-  if (dns) {
-    RETURN_IF_ERROR(dns->GetHostPort("server", &c.dns_server, /*allow_empty=*/true,
-                                     /*ip_only=*/true));
-    RETURN_IF_ERROR(dns->GetString("zone", &c.dns_zone,
-                                   c.dns_server.empty() ? Need::kOptional : Need::kRequired));
-    if (!c.dns_zone.empty()) {
-      std::string_view zone = c.dns_zone;
-      bool valid =
-          zone.size() >= 2 && zone.back() == '.' && IsValidDnsName(zone.substr(0, zone.size() - 1));
-      if (!valid) {
-        return dns->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
-                                        QuoteValue(c.dns_zone) + " (e.g. \"lab.example.\")");
-      }
-    }
-    RETURN_IF_ERROR(dns->GetDuration("poll_interval", milliseconds(50), std::chrono::hours(1),
-                                     &c.dns_poll_interval));
-  }
+  RETURN_IF_ERROR(ParseDns(top, &c));
   RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
   // A standalone agent talks to no controller: it needs neither.
   RETURN_IF_ERROR(ReadTlsSettings(top, /*allow_server_name=*/true,

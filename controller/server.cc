@@ -399,7 +399,7 @@ Status ControllerServer::Start() {
       spdlog::info("DNS: zone {} at {} kept up to date", wiring->zone(), config_.dns.server);
     }
   }
-  thread_ = std::thread([this] { Loop(); });
+  StartLoop();
   agent_service_ = std::make_unique<AgentServiceImpl>(*this);
   admin_service_ = std::make_unique<AdminServiceImpl>(*this);
   grpc::ServerBuilder builder;
@@ -434,18 +434,7 @@ void ControllerServer::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server_.reset();
   }
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    cv_.notify_all();
-  }
-  if (thread_.joinable()) thread_.join();
-}
-
-void ControllerServer::Post(std::function<void()> fn) {
-  std::lock_guard lock(mu_);
-  tasks_.push_back(std::move(fn));
-  cv_.notify_one();
+  loop_.Stop();
 }
 
 bool ControllerServer::WaitForEvent(int64_t after, std::chrono::milliseconds timeout) {
@@ -453,26 +442,22 @@ bool ControllerServer::WaitForEvent(int64_t after, std::chrono::milliseconds tim
   return events_cv_.wait_for(lock, timeout, [&] { return last_event_ > after; });
 }
 
-void ControllerServer::Loop() {
+void ControllerServer::StartLoop() {
   // Timers run at a fifth of the heartbeat interval: a host is noticed down within that much of
   // host_down_after.
   auto tick = std::max<std::chrono::milliseconds>(config_.heartbeat_interval / 5,
                                                   std::chrono::milliseconds(10));
-  auto next_tick = std::chrono::steady_clock::now() + tick;
-  while (true) {
-    std::deque<std::function<void()>> tasks;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_tick, [&] { return stop_ || !tasks_.empty(); });
-      if (stop_ && tasks_.empty()) return;
-      tasks.swap(tasks_);
-    }
-    for (auto& t : tasks) t();
-    if (std::chrono::steady_clock::now() >= next_tick) {
-      next_tick = std::chrono::steady_clock::now() + tick;
+  auto next_tick = std::make_shared<EventLoop::TimePoint>(std::chrono::steady_clock::now() + tick);
+  EventLoop::Hooks hooks;
+  hooks.next_wake = [next_tick] { return *next_tick; };
+  hooks.after_tasks = [this, tick, next_tick] {
+    if (std::chrono::steady_clock::now() >= *next_tick) {
+      *next_tick = std::chrono::steady_clock::now() + tick;
       controller_.Tick();
     }
-  }
+  };
+  hooks.drain_on_stop = true;  // a Call() in flight gets its answer
+  loop_.Start(std::move(hooks));
 }
 
 }  // namespace regen

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/event_loop.h"
 #include "config/controller_config.h"
 #include "controller/auth.h"
 #include "controller/controller.h"
@@ -43,13 +44,11 @@ class ControllerServer {
   int port() const { return port_; }
 
   // Runs `fn` on the main loop.
-  void Post(std::function<void()> fn);
+  void Post(std::function<void()> fn) { loop_.Post(std::move(fn)); }
+  // Runs `fn` on the main loop and returns its result (never from the main loop itself).
   template <typename T>
   T Call(std::function<T()> fn) {
-    auto task = std::make_shared<std::packaged_task<T()>>(std::move(fn));
-    auto future = task->get_future();
-    Post([task] { (*task)(); });
-    return future.get();
+    return loop_.Call<T>(std::move(fn));
   }
   // Waits (up to `timeout`) for an event after `after`; true if one may be there.
   bool WaitForEvent(int64_t after, std::chrono::milliseconds timeout);
@@ -61,7 +60,8 @@ class ControllerServer {
   DnsWiring* dns() { return dns_.wiring.get(); }
 
  private:
-  void Loop();
+  // Starts the main loop: posted tasks, and the controller's timers every tick.
+  void StartLoop();
 
   const ControllerConfig config_;
   Clock& clock_;
@@ -73,11 +73,7 @@ class ControllerServer {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // guarded by mu_
-  bool stop_ = false;                        // guarded by mu_
-  std::thread thread_;
+  EventLoop loop_;  // the main loop
 
   std::mutex events_mu_;
   std::condition_variable events_cv_;

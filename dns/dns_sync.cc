@@ -2,12 +2,12 @@
 
 #include <algorithm>
 
+#include "common/backoff.h"
+
 namespace regen::dns {
 
 std::chrono::milliseconds DnsBackoff(const DnsSyncOptions& options, int64_t consecutive_failures) {
-  std::chrono::milliseconds wait = options.initial_backoff;
-  for (int64_t i = 1; i < consecutive_failures && wait < options.max_backoff; ++i) wait *= 2;
-  return std::min(wait, options.max_backoff);
+  return BackoffDelay({options.initial_backoff, options.max_backoff, 2}, consecutive_failures);
 }
 
 DnsSync::DnsSync(DnsUpdater& updater, const Clock& clock, DnsSyncOptions options,

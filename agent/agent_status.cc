@@ -1,0 +1,89 @@
+// The agent's status (control socket, systemd STATUS=, metrics) and its failure and change
+// records: read on the main loop through Call.
+#include "agent/agent.h"
+
+namespace regen {
+
+nlohmann::json Agent::StatusJson() {
+  return Call<nlohmann::json>([this] {
+    nlohmann::json j;
+    j["host"] = config_.host_name;
+    j["libvirt_uri"] = config_.libvirt_uri;
+    j["connected"] = connected_;
+    j["mode"] = config_.controller_address.empty() ? "standalone" : "controller";
+    j["desired_known"] = desired_.has_value();
+    j["desired_count"] = desired_ ? desired_->size() : 0;
+    if (!desired_error_.empty()) j["desired_error"] = desired_error_;
+    if (!last_connect_error_.empty()) j["connect_error"] = last_connect_error_;
+    j["reconciles"] = reconciles_;
+    if (controller_mode()) {
+      j["controller"] = config_.controller_address;
+      j["fenced"] = fenced_;
+      j["lease_remaining_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(lease_until_ - clock_.Now())
+              .count();
+    }
+    j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
+    nlohmann::json domains = nlohmann::json::array();
+    for (const auto& d : last_domains_) {
+      nlohmann::json dj{{"name", d.name},
+                        {"state", DomainStateName(d.state)},
+                        {"reason", d.reason},
+                        {"managed", d.metadata.managed}};
+      if (d.metadata.managed) {
+        dj["service"] = d.metadata.service;
+        dj["update_domain"] = d.metadata.update_domain;
+        dj["version"] = d.metadata.version;
+        dj["generation"] = d.metadata.generation;
+      }
+      domains.push_back(dj);
+    }
+    j["domains"] = domains;
+    nlohmann::json health = nlohmann::json::array();
+    for (const auto& [name, h] : health_.Report()) {
+      health.push_back({{"instance", name},
+                        {"generation", h.generation},
+                        {"state", HealthStateName(h.state)},
+                        {"passed", h.passed_once},
+                        {"consecutive_failures", h.consecutive_failures},
+                        {"failed", h.failed},
+                        {"last_error", h.last_error}});
+    }
+    j["health"] = health;
+    nlohmann::json failures = nlohmann::json::array();
+    for (const auto& f : failures_) {
+      failures.push_back({{"instance", f.instance},
+                          {"generation", f.generation},
+                          {"state", f.state},
+                          {"reason", f.reason},
+                          {"detected_by", f.detected_by},
+                          {"detected_unix_ms", f.detected_unix_ms},
+                          {"recreated_unix_ms", f.recreated_unix_ms}});
+    }
+    j["failures"] = failures;
+    nlohmann::json changes = nlohmann::json::array();
+    for (const auto& c : changes_) {
+      changes.push_back({{"unix_ms", c.unix_ms},
+                         {"instance", c.instance},
+                         {"what", c.what},
+                         {"detail", c.detail}});
+    }
+    j["changes"] = changes;
+    return j;
+  });
+}
+
+std::vector<FailureRecord> Agent::Failures() {
+  return Call<std::vector<FailureRecord>>([this] { return failures_; });
+}
+
+std::vector<ChangeRecord> Agent::Changes() {
+  return Call<std::vector<ChangeRecord>>(
+      [this] { return std::vector<ChangeRecord>(changes_.begin(), changes_.end()); });
+}
+
+int64_t Agent::reconciles() {
+  return Call<int64_t>([this] { return reconciles_; });
+}
+
+}  // namespace regen
