@@ -87,17 +87,8 @@ Status ParseDns(const FieldMap& top, AgentConfig* out) {
   if (dns) {
     RETURN_IF_ERROR(dns->GetHostPort("server", &c.dns_server, /*allow_empty=*/true,
                                      /*ip_only=*/true));
-    RETURN_IF_ERROR(dns->GetString("zone", &c.dns_zone,
-                                   c.dns_server.empty() ? Need::kOptional : Need::kRequired));
-    if (!c.dns_zone.empty()) {
-      std::string_view zone = c.dns_zone;
-      bool valid =
-          zone.size() >= 2 && zone.back() == '.' && IsValidDnsName(zone.substr(0, zone.size() - 1));
-      if (!valid) {
-        return dns->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
-                                        QuoteValue(c.dns_zone) + " (e.g. \"lab.example.\")");
-      }
-    }
+    RETURN_IF_ERROR(dns->GetZone("zone", &c.dns_zone,
+                                 c.dns_server.empty() ? Need::kOptional : Need::kRequired));
     RETURN_IF_ERROR(dns->GetDuration("poll_interval", milliseconds(50), std::chrono::hours(1),
                                      &c.dns_poll_interval));
   }

@@ -16,13 +16,7 @@ Status ReadDns(const FieldMap& top, DnsConfig* dns) {
   RETURN_IF_ERROR(map->GetHostPort("server", &dns->server, /*allow_empty=*/true,
                                    /*ip_only=*/true));
   RETURN_IF_ERROR(
-      map->GetString("zone", &dns->zone, dns->server.empty() ? Need::kOptional : Need::kRequired));
-  if (!dns->zone.empty()) {
-    if (!IsValidZoneName(dns->zone)) {
-      return map->ErrorAt("zone", "must be a lower-case DNS zone ending with '.', got " +
-                                      QuoteValue(dns->zone) + " (e.g. \"lab.example.\")");
-    }
-  }
+      map->GetZone("zone", &dns->zone, dns->server.empty() ? Need::kOptional : Need::kRequired));
   RETURN_IF_ERROR(map->GetInt("ttl", 1, 86400, &dns->ttl));
 
   std::optional<FieldMap> tsig;

@@ -242,6 +242,13 @@ Status FieldMap::GetString(std::string_view key, std::string* out, Need need) co
   return Status::Ok();
 }
 
+Status FieldMap::GetZone(std::string_view key, std::string* out, Need need) const {
+  RETURN_IF_ERROR(GetString(key, out, need));
+  if (out->empty() || IsValidZoneName(*out)) return Status::Ok();
+  return ErrorAt(key, "must be a lower-case DNS zone ending with '.', got " + QuoteValue(*out) +
+                          " (e.g. \"lab.example.\")");
+}
+
 Status FieldMap::GetNonEmptyString(std::string_view key, std::string* out, Need need) const {
   ASSIGN_OR_RETURN(std::optional<std::string> text, Scalar(key, need, "non-empty text"));
   if (!text) return Status::Ok();

@@ -80,6 +80,8 @@ class FieldMap {
 
   // Text; an empty value gives "". Maps and lists are errors.
   Status GetString(std::string_view key, std::string* out, Need need = Need::kOptional) const;
+  // A DNS zone ending with '.' (common/names IsValidZoneName); "" when optional and absent.
+  Status GetZone(std::string_view key, std::string* out, Need need) const;
   // Text that must not be empty.
   Status GetNonEmptyString(std::string_view key, std::string* out,
                            Need need = Need::kOptional) const;

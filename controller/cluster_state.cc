@@ -107,7 +107,6 @@ Status ClusterState::Write(StoreTxn& txn, StateChange& change) {
 
 std::vector<EventRecord> ClusterState::Commit(StateChange change) {
   if (change.empty()) return {};
-  // A retried body (a store may run it again) starts from sequence 0 each time.
   Status s = store_.Transaction([&](StoreTxn& txn) { return Write(txn, change); });
   if (!s.ok()) DieOnStoreWriteFailure(s);
   std::vector<EventRecord> events = change.events;

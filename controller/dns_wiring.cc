@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "controller/cluster_state.h"
 #include "dns/dns_config.h"
 #include "dns/ldns_updater.h"
 
@@ -129,13 +130,8 @@ void DnsWiring::StorePublished(const dns::ZoneRecords& records) {
     for (const std::string& name : added) RETURN_IF_ERROR(txn.PutDnsName(zone_, name));
     return Status::Ok();
   });
-  if (!s.ok()) {
-    // Not fatal: DNS still gets the records; only a restart could not clean them up. Retried at
-    // the next change.
-    spdlog::error("DNS: cannot remember the names published in zone {} ({} new): {}", zone_,
-                  added.size(), s.message());
-    return;
-  }
+  // The controller's own state: a refused write is fatal like any other (cluster_state.h).
+  if (!s.ok()) DieOnStoreWriteFailure(s.WithContext("DNS names published in zone " + zone_));
   published_.insert(added.begin(), added.end());
 }
 
@@ -151,11 +147,7 @@ void DnsWiring::ForgetDeleted(uint64_t version) {
     for (const std::string& name : gone) RETURN_IF_ERROR(txn.DeleteDnsName(zone_, name));
     return Status::Ok();
   });
-  if (!s.ok()) {
-    spdlog::error("DNS: cannot forget {} deleted names of zone {} (retried at the next update): {}",
-                  gone.size(), zone_, s.message());
-    return;
-  }
+  if (!s.ok()) DieOnStoreWriteFailure(s.WithContext("DNS names deleted from zone " + zone_));
   for (const std::string& name : gone) {
     published_.erase(name);
     wanted_at_.erase(name);

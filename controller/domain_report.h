@@ -14,8 +14,6 @@
 
 namespace regen {
 
-namespace v1 = ::regen::v1;
-
 using StagedImages = std::map<std::pair<std::string, std::string>, v1::StagedImage>;
 
 struct ReportOutcome {

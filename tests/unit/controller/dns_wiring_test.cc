@@ -10,8 +10,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "controller/cluster_state.h"
 #include "tests/fakes/controller_harness.h"
 #include "tests/fakes/fake_dns.h"
+#include "tests/fakes/fake_store.h"
 
 namespace regen {
 namespace {
@@ -78,6 +80,26 @@ class DnsWiringTest : public ::testing::Test {
   std::vector<std::function<void()>> posted_;
   std::unique_ptr<DnsWiring> wiring_;
 };
+
+// The names the wiring publishes are the controller's own state: a store that refuses to record
+// them ends the process (exit 74, cluster_state.h) before an update could carry them.
+TEST_F(DnsWiringTest, AStoreThatRefusesThePublishedNamesEndsTheProcess) {
+  testing::FaultyStore refusing(h_.store(), 1);
+  EXPECT_EXIT(
+      {
+        dns::DnsSyncOptions o;
+        o.zone = "lab.example.";
+        wiring_ = std::make_unique<DnsWiring>(updater_, h_.clock(), o, [](EventRecord) {});
+        Status s = wiring_->TrackPublished(refusing, [](std::function<void()>) {});
+        if (!s.ok()) std::_Exit(3);
+        h_.Hosts(2);
+        (void)h_.Apply(WebSpecYaml(2));
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(kExitStoreWriteFailed),
+      "state store write failed: DNS names published in zone lab.example.");
+  EXPECT_TRUE(updater_.zone().empty()) << "nothing was sent before the names were stored";
+}
 
 // "api": 2 instances in subnet 10.20.0.0/24.
 std::string ApiSpecYaml(int instances) {
