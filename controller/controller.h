@@ -44,8 +44,6 @@
 
 namespace regen {
 
-namespace v1 = ::regen::v1;
-
 // Where the controller sends messages to one connected agent. Send must not block for long and
 // is called from the main loop thread only.
 class AgentSink {
