@@ -19,6 +19,22 @@
 #define REGEN_THREAD_ANNOTATION(x)
 #endif
 
+// gRPC's headers bring abseil's internal/thread_annotations.h, which defines the same names (the
+// same attributes under clang): ours replace them, so the order of includes does not matter.
+#undef CAPABILITY
+#undef SCOPED_CAPABILITY
+#undef GUARDED_BY
+#undef PT_GUARDED_BY
+#undef ACQUIRED_BEFORE
+#undef ACQUIRED_AFTER
+#undef REQUIRES
+#undef ACQUIRE
+#undef RELEASE
+#undef TRY_ACQUIRE
+#undef EXCLUDES
+#undef ASSERT_CAPABILITY
+#undef RETURN_CAPABILITY
+#undef NO_THREAD_SAFETY_ANALYSIS
 #define CAPABILITY(x) REGEN_THREAD_ANNOTATION(capability(x))
 #define SCOPED_CAPABILITY REGEN_THREAD_ANNOTATION(scoped_lockable)
 #define GUARDED_BY(x) REGEN_THREAD_ANNOTATION(guarded_by(x))

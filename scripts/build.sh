@@ -14,6 +14,11 @@ if [ "${1:-}" = "--asan" ]; then
   # build too.) The libraries it links (gRPC, protobuf, ...) are Debian's gcc builds: fine for ASan.
   args=(-DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
         -DREGEN_SANITIZE=ON -DREGEN_THREAD_SAFETY=ON)
+  # A build-asan/ configured before it was a clang build (gcc) cannot switch compilers in place.
+  if [ -f "$dir/CMakeCache.txt" ] && ! grep -q '^REGEN_THREAD_SAFETY:BOOL=ON$' "$dir/CMakeCache.txt"; then
+    echo "build.sh: $dir/ is an old gcc sanitizer build; configuring it anew with clang"
+    rm -rf "$dir"
+  fi
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
