@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 # Keep in step with REGEN_THREAD_SAFETY_FLAGS in the root CMakeLists.txt.
-FLAGS = ['-Wthread-safety', '-Werror']
+FLAGS = ['-Wthread-safety', '-Wthread-safety-beta', '-Werror']
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
