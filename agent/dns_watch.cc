@@ -29,7 +29,7 @@ void DnsWatch::SetLocalInstances(std::map<std::string, std::vector<std::string>>
                                  std::map<std::string, std::string> dns_names) {
   std::set<std::string> names;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     by_service_ = std::move(by_service);
     dns_names_ = std::move(dns_names);
     for (const auto& [service, instances] : by_service_) {
@@ -40,7 +40,7 @@ void DnsWatch::SetLocalInstances(std::map<std::string, std::vector<std::string>>
 }
 
 std::string DnsWatch::NameOf(const std::string& service) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return NameOfLocked(service);
 }
 
@@ -59,7 +59,7 @@ void DnsWatch::OnChange(const dns::AddressChange& change) {
   std::string service;
   std::vector<std::string> instances;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [s, local] : by_service_) {
       if (NameOfLocked(s) == change.name) {
         service = s;

@@ -10,7 +10,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "dns/dns_poller.h"
 
 namespace regen {
@@ -55,14 +55,14 @@ class DnsWatch {
 
  private:
   void OnChange(const dns::AddressChange& change);
-  std::string NameOfLocked(const std::string& service) const;
+  std::string NameOfLocked(const std::string& service) const REQUIRES(mu_);
 
   const Clock& clock_;
   const std::string zone_;
   const Deliver deliver_;
-  std::mutex mu_;
-  std::map<std::string, std::vector<std::string>> by_service_;  // guarded by mu_
-  std::map<std::string, std::string> dns_names_;                // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, std::vector<std::string>> by_service_ GUARDED_BY(mu_);
+  std::map<std::string, std::string> dns_names_ GUARDED_BY(mu_);
   dns::DnsPoller poller_;                                       // last: its thread calls OnChange
 };
 

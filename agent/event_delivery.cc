@@ -55,12 +55,12 @@ EventDelivery::EventDelivery(std::string state_dir, int64_t max_file_bytes)
 
 EventDelivery::~EventDelivery() {
   Stop();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [name, ch] : channels_) CloseLocked(ch);
 }
 
 Status EventDelivery::EnsureDirectories() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (directories_ready_) return Status::Ok();
   for (const char* sub : {"/events", "/channels"}) {
     std::error_code ec;
@@ -81,7 +81,7 @@ Status EventDelivery::Deliver(const std::vector<std::string>& instances, const s
   }
   if (Status s = EnsureDirectories(); !s.ok()) {
     spdlog::error("event delivery: {}", s.message());
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++stats_.errors;
     return s;
   }
@@ -95,7 +95,7 @@ Status EventDelivery::Deliver(const std::vector<std::string>& instances, const s
 }
 
 Status EventDelivery::DeliverOne(const std::string& instance, const std::string& line) {
-  std::lock_guard lock(mu_);  // one writer per file at a time: lines never interleave
+  MutexLock lock(mu_);  // one writer per file at a time: lines never interleave
   if (!IsValidName(instance)) {
     ++stats_.errors;
     return InvalidArgument("event delivery: instance name \"" + instance +
@@ -126,7 +126,7 @@ Status EventDelivery::DeliverOne(const std::string& instance, const std::string&
 
 void EventDelivery::FlushChannels() {
   static constexpr std::string_view kSuffix = ".events.sock";
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::set<std::string> names;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(state_dir_ + "/channels", ec)) {
@@ -143,15 +143,20 @@ void EventDelivery::FlushChannels() {
 }
 
 void EventDelivery::Start(std::chrono::milliseconds interval) {
-  std::lock_guard lock(flusher_mu_);
+  MutexLock lock(flusher_mu_);
   if (flusher_.joinable()) return;
   flusher_stop_ = false;
   flusher_ = std::thread([this, interval] {
-    std::unique_lock lock(flusher_mu_);
-    while (!flusher_cv_.wait_for(lock, interval, [this] { return flusher_stop_; })) {
-      lock.unlock();
+    MutexLock lock(flusher_mu_);
+    while (true) {
+      const auto deadline = std::chrono::steady_clock::now() + interval;
+      while (!flusher_stop_ &&
+             flusher_cv_.wait_until(lock.native(), deadline) != std::cv_status::timeout) {
+      }
+      if (flusher_stop_) return;
+      lock.native().unlock();
       FlushChannels();
-      lock.lock();
+      lock.native().lock();
     }
   });
 }
@@ -159,7 +164,7 @@ void EventDelivery::Start(std::chrono::milliseconds interval) {
 void EventDelivery::Stop() {
   std::thread t;
   {
-    std::lock_guard lock(flusher_mu_);
+    MutexLock lock(flusher_mu_);
     flusher_stop_ = true;
     t = std::move(flusher_);
   }
@@ -360,7 +365,7 @@ void EventDelivery::FlushLocked(const std::string& instance) {
 }
 
 EventDeliveryStats EventDelivery::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stats_;
 }
 

@@ -26,12 +26,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace regen {
 
@@ -90,27 +90,28 @@ class EventDelivery {
   };
 
   Status DeliverOne(const std::string& instance, const std::string& line);
-  void FlushLocked(const std::string& instance);  // mu_ held
+  void FlushLocked(const std::string& instance) REQUIRES(mu_);
   // The instance's channel state, its cursor loaded from its file on first use.
-  Channel& ChannelLocked(const std::string& instance);
-  bool ConnectLocked(const std::string& instance, Channel& ch, const struct stat& st);
-  void CloseLocked(Channel& ch);
-  void SaveCursorLocked(const std::string& instance, int64_t cursor);
+  Channel& ChannelLocked(const std::string& instance) REQUIRES(mu_);
+  bool ConnectLocked(const std::string& instance, Channel& ch, const struct stat& st)
+      REQUIRES(mu_);
+  void CloseLocked(Channel& ch) REQUIRES(mu_);
+  void SaveCursorLocked(const std::string& instance, int64_t cursor) REQUIRES(mu_);
   // Rotates the event file when appending `adding` bytes would pass the limit (see above).
-  void MaybeRotateLocked(const std::string& instance, size_t adding);
-  void CountErrorLocked(const std::string& instance, const std::string& what);
+  void MaybeRotateLocked(const std::string& instance, size_t adding) REQUIRES(mu_);
+  void CountErrorLocked(const std::string& instance, const std::string& what) REQUIRES(mu_);
 
   const std::string state_dir_;
   const int64_t max_file_bytes_;
-  mutable std::mutex mu_;
-  bool directories_ready_ = false;           // guarded by mu_
-  EventDeliveryStats stats_;                 // guarded by mu_
-  std::map<std::string, Channel> channels_;  // guarded by mu_
+  mutable Mutex mu_;
+  bool directories_ready_ GUARDED_BY(mu_) = false;
+  EventDeliveryStats stats_ GUARDED_BY(mu_);
+  std::map<std::string, Channel> channels_ GUARDED_BY(mu_);
 
-  std::mutex flusher_mu_;
-  std::condition_variable flusher_cv_;
-  bool flusher_stop_ = false;  // guarded by flusher_mu_
-  std::thread flusher_;
+  Mutex flusher_mu_;
+  std::condition_variable flusher_cv_;  // with flusher_mu_
+  bool flusher_stop_ GUARDED_BY(flusher_mu_) = false;
+  std::thread flusher_ GUARDED_BY(flusher_mu_);
 };
 
 }  // namespace regen

@@ -139,7 +139,7 @@ SocketProber::SocketProber(size_t max_threads) : max_threads_(std::max<size_t>(m
 SocketProber::~SocketProber() {
   std::vector<std::thread> threads;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
     queue_.clear();
     threads.swap(threads_);
@@ -149,7 +149,7 @@ SocketProber::~SocketProber() {
 }
 
 void SocketProber::Probe(const std::string& ip, const HealthCheck& check, Done done) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (stop_) return;
   queue_.push_back([ip, check, done = std::move(done)] { done(ProbeOnce(ip, check)); });
   if (idle_ == 0 && threads_.size() < max_threads_) {
@@ -160,17 +160,17 @@ void SocketProber::Probe(const std::string& ip, const HealthCheck& check, Done d
 }
 
 void SocketProber::Work() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     ++idle_;
-    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    while (!(stop_ || !queue_.empty())) cv_.wait(lock.native());
     --idle_;
     if (stop_) return;
     auto job = std::move(queue_.front());
     queue_.pop_front();
-    lock.unlock();
+    lock.native().unlock();
     job();
-    lock.lock();
+    lock.native().lock();
   }
 }
 

@@ -7,12 +7,12 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "config/service_spec.h"
 
 namespace regen {
@@ -46,12 +46,12 @@ class SocketProber : public Prober {
   void Work();
 
   const size_t max_threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;  // guarded by mu_
-  size_t idle_ = 0;                          // guarded by mu_
-  bool stop_ = false;                        // guarded by mu_
-  std::vector<std::thread> threads_;         // guarded by mu_
+  Mutex mu_;
+  std::condition_variable cv_;  // with mu_
+  std::deque<std::function<void()>> queue_ GUARDED_BY(mu_);
+  size_t idle_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_ GUARDED_BY(mu_);
 };
 
 }  // namespace regen

@@ -30,13 +30,16 @@ std::string ImageName(const std::string& source) {
 }  // namespace
 
 ImageStager::ImageStager(std::string state_dir) : root_(std::move(state_dir) + "/images") {
-  Rescan();
+  {
+    MutexLock lock(mu_);  // no other thread yet: for the analysis only
+    Rescan();
+  }
   worker_ = std::thread([this] { Worker(); });
 }
 
 ImageStager::~ImageStager() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -44,7 +47,7 @@ ImageStager::~ImageStager() {
 }
 
 void ImageStager::SetOnChange(std::function<void()> on_change) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   on_change_ = std::move(on_change);
 }
 
@@ -83,20 +86,14 @@ void ImageStager::Rescan() {
 void ImageStager::SetWanted(const std::vector<StageRequest>& wanted, const std::set<Key>& in_use) {
   bool queued = false;
   {
-    std::lock_guard lock(mu_);
-    auto pending = [&](const Key& key) {
-      if (busy_ && busy_key_ == key) return true;
-      return std::any_of(queue_.begin(), queue_.end(), [&](const StageRequest& q) {
-        return q.service == key.first && q.version == key.second;
-      });
-    };
+    MutexLock lock(mu_);
     std::set<Key> wanted_keys;
     for (const auto& w : wanted) {
       Key key{w.service, w.version};
       wanted_keys.insert(key);
       auto it = images_.find(key);
       if (it != images_.end() && it->second.ready && it->second.source == w.source) continue;
-      if (pending(key)) continue;  // being staged (a new source is taken when it is asked again)
+      if (PendingLocked(key)) continue;  // being staged (a new source is taken when it is asked again)
       StagedImage& s = images_[key];
       if (s.ready && s.source != w.source) {
         spdlog::info("image staging: {} version {} now comes from {} (was {}); staging again",
@@ -112,7 +109,7 @@ void ImageStager::SetWanted(const std::vector<StageRequest>& wanted, const std::
     }
     for (auto it = images_.begin(); it != images_.end();) {
       const Key& key = it->first;
-      if (wanted_keys.count(key) || in_use.count(key) || pending(key)) {
+      if (wanted_keys.count(key) || in_use.count(key) || PendingLocked(key)) {
         ++it;
         continue;
       }
@@ -128,16 +125,23 @@ void ImageStager::SetWanted(const std::vector<StageRequest>& wanted, const std::
   if (queued) cv_.notify_all();
 }
 
+bool ImageStager::PendingLocked(const Key& key) const {
+  if (busy_ && busy_key_ == key) return true;
+  return std::any_of(queue_.begin(), queue_.end(), [&](const StageRequest& q) {
+    return q.service == key.first && q.version == key.second;
+  });
+}
+
 std::string ImageStager::StagedPath(const std::string& service, const std::string& version,
                                     const std::string& source) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = images_.find({service, version});
   if (it == images_.end() || !it->second.ready || it->second.source != source) return "";
   return it->second.path;
 }
 
 std::vector<StagedImage> ImageStager::Report() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<StagedImage> out;
   for (const auto& [key, s] : images_) {
     if (s.ready || !s.error.empty()) out.push_back(s);
@@ -146,22 +150,22 @@ std::vector<StagedImage> ImageStager::Report() const {
 }
 
 void ImageStager::WaitIdle() {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [this] { return stop_ || (queue_.empty() && !busy_); });
+  MutexLock lock(mu_);
+  while (!(stop_ || (queue_.empty() && !busy_))) cv_.wait(lock.native());
 }
 
 void ImageStager::Worker() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    while (!(stop_ || !queue_.empty())) cv_.wait(lock.native());
     if (stop_) return;
     StageRequest request = queue_.front();
     queue_.pop_front();
     busy_ = true;
     busy_key_ = {request.service, request.version};
-    lock.unlock();
+    lock.native().unlock();
     std::string error = Copy(request);
-    lock.lock();
+    lock.native().lock();
     StagedImage& s = images_[{request.service, request.version}];
     s.service = request.service;
     s.version = request.version;
@@ -171,9 +175,9 @@ void ImageStager::Worker() {
     s.path =
         s.ready ? DirOf(request.service, request.version) + "/" + ImageName(request.source) : "";
     auto on_change = on_change_;
-    lock.unlock();
+    lock.native().unlock();
     if (on_change) on_change();
-    lock.lock();
+    lock.native().lock();
     busy_ = false;     // only now: WaitIdle returns after the change was announced
     cv_.notify_all();  // WaitIdle
   }

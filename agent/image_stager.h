@@ -9,12 +9,13 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace regen {
 
@@ -66,21 +67,23 @@ class ImageStager {
   std::string DirOf(const std::string& service, const std::string& version) const;
 
  private:
-  void Rescan();
+  void Rescan() REQUIRES(mu_);
+  // Whether `key` is being copied or waits in the queue.
+  bool PendingLocked(const Key& key) const REQUIRES(mu_);
   void Worker();
   // Copies one image; returns "" or the error.
   std::string Copy(const StageRequest& request);
 
   const std::string root_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<Key, StagedImage> images_;  // guarded by mu_
-  std::deque<StageRequest> queue_;     // guarded by mu_
-  bool busy_ = false;                  // guarded by mu_
-  Key busy_key_;                       // guarded by mu_: the copy under way
-  bool stop_ = false;                  // guarded by mu_
-  std::function<void()> on_change_;    // guarded by mu_
-  std::thread worker_;
+  mutable Mutex mu_;
+  std::condition_variable cv_;  // with mu_
+  std::map<Key, StagedImage> images_ GUARDED_BY(mu_);
+  std::deque<StageRequest> queue_ GUARDED_BY(mu_);
+  bool busy_ GUARDED_BY(mu_) = false;
+  Key busy_key_ GUARDED_BY(mu_);  // the copy under way
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::function<void()> on_change_ GUARDED_BY(mu_);
+  std::thread worker_;  // started by the constructor, joined by the destructor
 };
 
 }  // namespace regen

@@ -104,7 +104,7 @@ void ChildReaper::Stop() {
 }
 
 int ChildReaper::ScanOnce() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   int reaped = 0;
   pid_t self = getpid();
   pid_t own_session = getsid(0);

@@ -24,12 +24,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace regen {
 
@@ -70,10 +70,10 @@ class ChildReaper {
   std::atomic<bool> stop_{false};
   std::atomic<int> reaped_{0};
   ExitCallback exit_cb_;
-  std::mutex mu_;                        // serialises ScanOnce
-  std::map<pid_t, QemuIdentity> known_;  // live qemu children seen so far
+  Mutex mu_;  // serialises ScanOnce
+  std::map<pid_t, QemuIdentity> known_ GUARDED_BY(mu_);  // live qemu children seen so far
   // Zombie qemu children that are not known domains, and when they were first seen.
-  std::map<pid_t, std::chrono::steady_clock::time_point> unknown_zombies_;
+  std::map<pid_t, std::chrono::steady_clock::time_point> unknown_zombies_ GUARDED_BY(mu_);
   const std::chrono::milliseconds unknown_grace_;
   std::thread thread_;
 };

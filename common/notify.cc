@@ -19,7 +19,7 @@ void SystemdNotifier::Notify(const std::string& state) {
 }
 
 void LoopWatchdog::Shared::Send(const std::string& state) {
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   if (!stopped) notifier.Notify(state);
 }
 
@@ -37,7 +37,7 @@ LoopWatchdog::LoopWatchdog(Notifier& notifier, Poster post, StatusFn status,
 LoopWatchdog::~LoopWatchdog() { Stop(); }
 
 void LoopWatchdog::Start() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (thread_.joinable() || stop_) return;
   started_ = true;
   thread_ = std::thread([this] { Run(); });
@@ -46,14 +46,14 @@ void LoopWatchdog::Start() {
 void LoopWatchdog::Stop() {
   bool started = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return;
     stop_ = true;
     started = started_;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard lock(shared_->mu);
+  MutexLock lock(shared_->mu);
   if (started) shared_->notifier.Notify("STOPPING=1");
   shared_->stopped = true;
 }
@@ -69,10 +69,11 @@ void LoopWatchdog::Run() {
   Steady::time_point next_ping = Steady::now();
   Steady::time_point next_status = Steady::now() + status_interval_;
   const bool watchdog = ping_interval_ > std::chrono::microseconds::zero();
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     Steady::time_point wake = watchdog ? std::min(next_ping, next_status) : next_status;
-    cv_.wait_until(lock, wake, [&] { return stop_; });
+    while (!stop_ && cv_.wait_until(lock.native(), wake) != std::cv_status::timeout) {
+    }
     if (stop_) return;
     Steady::time_point now = Steady::now();
     if (watchdog && now >= next_ping) {
@@ -86,9 +87,9 @@ void LoopWatchdog::Run() {
       }
     }
     if (status_ && now >= next_status) {
-      lock.unlock();  // status_ may wait for the main loop: do not hold mu_ meanwhile
+      lock.native().unlock();  // status_ may wait for the main loop: do not hold mu_ meanwhile
       std::string line = status_();
-      lock.lock();
+      lock.native().lock();
       next_status = Steady::now() + status_interval_;
       if (line != last_status) {
         shared->Send("STATUS=" + line);

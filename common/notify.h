@@ -9,9 +9,10 @@
 #include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
+
+#include "common/thread_annotations.h"
 
 namespace regen {
 
@@ -67,8 +68,8 @@ class LoopWatchdog {
   struct Shared {
     explicit Shared(Notifier& n) : notifier(n) {}
     Notifier& notifier;
-    std::mutex mu;
-    bool stopped = false;  // guarded by mu: once true, tasks send nothing
+    Mutex mu;
+    bool stopped GUARDED_BY(mu) = false;  // once true, tasks send nothing
     std::atomic<bool> ping_pending{false};
     // Sends `state` unless stopped.
     void Send(const std::string& state);
@@ -81,11 +82,11 @@ class LoopWatchdog {
   const std::chrono::milliseconds status_interval_;
   const std::chrono::microseconds ping_interval_;  // zero: no watchdog
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;     // guarded by mu_
-  bool started_ = false;  // guarded by mu_
-  std::thread thread_;
+  Mutex mu_;
+  std::condition_variable cv_;  // with mu_
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool started_ GUARDED_BY(mu_) = false;
+  std::thread thread_;  // started under mu_; joined by Stop() (Start and Stop run on one thread)
 };
 
 }  // namespace regen

@@ -1,8 +1,7 @@
 // Clang thread-safety annotations (-Wthread-safety) and an annotated mutex. Every member that a
 // mutex protects is declared GUARDED_BY(mu_); functions that expect the lock held are REQUIRES(mu_).
 // With gcc the macros expand to nothing; the clang build (scripts/build.sh --asan) checks them.
-// gRPC's abseil defines some of the same names with the same meaning: whichever header comes
-// first wins, the other keeps it. Any thread.
+// Any thread.
 //
 // Use regen::Mutex and regen::MutexLock instead of std::mutex and std::lock_guard: libstdc++'s
 // mutex carries no annotations, so clang could not see what a std::lock_guard holds. A condition
@@ -20,48 +19,36 @@
 #define REGEN_THREAD_ANNOTATION(x)
 #endif
 
-#ifndef CAPABILITY
+// gRPC's headers bring abseil's internal/thread_annotations.h, which defines the same names (the
+// same attributes under clang): ours replace them, so the order of includes does not matter.
+#undef CAPABILITY
+#undef SCOPED_CAPABILITY
+#undef GUARDED_BY
+#undef PT_GUARDED_BY
+#undef ACQUIRED_BEFORE
+#undef ACQUIRED_AFTER
+#undef REQUIRES
+#undef ACQUIRE
+#undef RELEASE
+#undef TRY_ACQUIRE
+#undef EXCLUDES
+#undef ASSERT_CAPABILITY
+#undef RETURN_CAPABILITY
+#undef NO_THREAD_SAFETY_ANALYSIS
 #define CAPABILITY(x) REGEN_THREAD_ANNOTATION(capability(x))
-#endif
-#ifndef SCOPED_CAPABILITY
 #define SCOPED_CAPABILITY REGEN_THREAD_ANNOTATION(scoped_lockable)
-#endif
-#ifndef GUARDED_BY
 #define GUARDED_BY(x) REGEN_THREAD_ANNOTATION(guarded_by(x))
-#endif
-#ifndef PT_GUARDED_BY
 #define PT_GUARDED_BY(x) REGEN_THREAD_ANNOTATION(pt_guarded_by(x))
-#endif
-#ifndef ACQUIRED_BEFORE
 #define ACQUIRED_BEFORE(...) REGEN_THREAD_ANNOTATION(acquired_before(__VA_ARGS__))
-#endif
-#ifndef ACQUIRED_AFTER
 #define ACQUIRED_AFTER(...) REGEN_THREAD_ANNOTATION(acquired_after(__VA_ARGS__))
-#endif
-#ifndef REQUIRES
 #define REQUIRES(...) REGEN_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
-#endif
-#ifndef ACQUIRE
 #define ACQUIRE(...) REGEN_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
-#endif
-#ifndef RELEASE
 #define RELEASE(...) REGEN_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
-#endif
-#ifndef TRY_ACQUIRE
 #define TRY_ACQUIRE(...) REGEN_THREAD_ANNOTATION(try_acquire_capability(__VA_ARGS__))
-#endif
-#ifndef EXCLUDES
 #define EXCLUDES(...) REGEN_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
-#endif
-#ifndef ASSERT_CAPABILITY
 #define ASSERT_CAPABILITY(x) REGEN_THREAD_ANNOTATION(assert_capability(x))
-#endif
-#ifndef RETURN_CAPABILITY
 #define RETURN_CAPABILITY(x) REGEN_THREAD_ANNOTATION(lock_returned(x))
-#endif
-#ifndef NO_THREAD_SAFETY_ANALYSIS
 #define NO_THREAD_SAFETY_ANALYSIS REGEN_THREAD_ANNOTATION(no_thread_safety_analysis)
-#endif
 
 namespace regen {
 

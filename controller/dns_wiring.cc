@@ -158,7 +158,7 @@ void DnsWiring::OnAttempt(const dns::ZoneUpdate& update, const Status& result,
                           const dns::DnsSyncReport& report) {
   std::optional<EventRecord> event;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     int64_t now_ms = clock_.WallMillis();
     if (!result.ok()) {
       spdlog::warn("DNS update of zone {} at {} failed (attempt {}, retrying with backoff): {}",

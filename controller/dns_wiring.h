@@ -17,13 +17,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "config/controller_config.h"
 #include "controller/controller.h"
 #include "controller/store.h"
@@ -94,9 +94,9 @@ class DnsWiring {
   const std::string server_;
   const Clock& clock_;
   ReportEvent report_;
-  std::mutex mu_;
-  bool failing_ = false;          // guarded by mu_: the last attempt failed
-  int64_t failing_since_ms_ = 0;  // guarded by mu_
+  Mutex mu_;
+  bool failing_ GUARDED_BY(mu_) = false;  // the last attempt failed
+  int64_t failing_since_ms_ GUARDED_BY(mu_) = 0;
   std::string last_skipped_;      // main loop only: logged once per change
   Store* store_ = nullptr;        // main loop only; null: names are not kept
   PostTask post_;

@@ -5,12 +5,12 @@
 namespace regen {
 
 void RpcErrorCounts::Add(const std::string& method, const std::string& code) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ++counts_[{method, code}];
 }
 
 std::map<RpcErrorCounts::Key, int64_t> RpcErrorCounts::Snapshot() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return counts_;
 }
 

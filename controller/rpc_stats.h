@@ -6,12 +6,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <grpcpp/support/server_interceptor.h>
+
+#include "common/thread_annotations.h"
 
 namespace regen {
 
@@ -22,8 +23,8 @@ class RpcErrorCounts {
   std::map<Key, int64_t> Snapshot() const;
 
  private:
-  mutable std::mutex mu_;
-  std::map<Key, int64_t> counts_;
+  mutable Mutex mu_;
+  std::map<Key, int64_t> counts_ GUARDED_BY(mu_);
 };
 
 // The process-wide counts the server's interceptor feeds.

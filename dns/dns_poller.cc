@@ -40,7 +40,7 @@ DnsPoller::~DnsPoller() { Stop(); }
 void DnsPoller::SetNames(std::set<std::string> names) {
   bool added = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const std::string& name : names) added = added || !names_.contains(name);
     names_ = std::move(names);
     poll_now_ = poll_now_ || added;
@@ -49,10 +49,10 @@ void DnsPoller::SetNames(std::set<std::string> names) {
 }
 
 std::vector<AddressChange> DnsPoller::PollOnce() {
-  std::lock_guard poll_lock(poll_mu_);
+  MutexLock poll_lock(poll_mu_);
   std::vector<std::string> names;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     names.assign(names_.begin(), names_.end());
   }
   std::map<std::string, LookupResult> results;
@@ -63,7 +63,7 @@ std::vector<AddressChange> DnsPoller::PollOnce() {
   }
   std::vector<AddressChange> changes;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     changes = DetectAddressChanges(results, &known_);
     ++polls_;
   }
@@ -74,28 +74,31 @@ std::vector<AddressChange> DnsPoller::PollOnce() {
 }
 
 KnownAddresses DnsPoller::Known() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return known_;
 }
 
 int64_t DnsPoller::polls() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return polls_;
 }
 
 void DnsPoller::Start() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (worker_.joinable()) return;
   stopping_ = false;
   worker_ = std::thread([this] {
     while (true) {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         poll_now_ = false;
       }
       PollOnce();
-      std::unique_lock lock(mu_);
-      wake_.wait_for(lock, options_.interval, [&] { return stopping_ || poll_now_; });
+      MutexLock lock(mu_);
+      const auto deadline = std::chrono::steady_clock::now() + options_.interval;
+      while (!stopping_ && !poll_now_ &&
+             wake_.wait_until(lock.native(), deadline) != std::cv_status::timeout) {
+      }
       if (stopping_) return;
     }
   });
@@ -103,7 +106,7 @@ void DnsPoller::Start() {
 
 void DnsPoller::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();

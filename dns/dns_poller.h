@@ -9,13 +9,13 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace regen::dns {
 
@@ -89,15 +89,15 @@ class DnsPoller {
   const DnsPollerOptions options_;
   const ChangeCallback on_change_;
 
-  std::mutex poll_mu_;  // one poll at a time; taken before mu_
-  mutable std::mutex mu_;
+  Mutex poll_mu_ ACQUIRED_BEFORE(mu_);  // one poll at a time; taken before mu_
+  mutable Mutex mu_;
   std::condition_variable wake_;  // with mu_
-  std::set<std::string> names_;   // guarded by mu_
-  KnownAddresses known_;          // guarded by mu_
-  int64_t polls_ = 0;             // guarded by mu_
-  bool stopping_ = false;         // guarded by mu_
-  bool poll_now_ = false;         // guarded by mu_: a new name waits for its baseline
-  std::thread worker_;
+  std::set<std::string> names_ GUARDED_BY(mu_);
+  KnownAddresses known_ GUARDED_BY(mu_);
+  int64_t polls_ GUARDED_BY(mu_) = 0;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool poll_now_ GUARDED_BY(mu_) = false;  // a new name waits for its baseline
+  std::thread worker_;  // started under mu_ by Start(); joined by Stop()
 };
 
 }  // namespace regen::dns

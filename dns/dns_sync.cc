@@ -28,7 +28,7 @@ Status DnsSync::SetDesired(ZoneRecords desired) {
   // Validate now (pure, cheap) so a bad record is the caller's error, not a retry loop.
   RETURN_IF_ERROR(BuildZoneUpdate(options_.zone, options_.ttl, std::nullopt, desired).status());
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     desired_ = std::move(desired);
     desired_set_ = true;
     ++desired_version_;
@@ -38,7 +38,7 @@ Status DnsSync::SetDesired(ZoneRecords desired) {
 }
 
 uint64_t DnsSync::desired_version() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return desired_version_;
 }
 
@@ -55,7 +55,7 @@ Status DnsSync::AddUncertain(const std::set<std::string>& names) {
     }
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     uncertain_.insert(good.begin(), good.end());
   }
   wake_.notify_all();
@@ -63,7 +63,7 @@ Status DnsSync::AddUncertain(const std::set<std::string>& names) {
 }
 
 std::set<std::string> DnsSync::Uncertain() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return uncertain_;
 }
 
@@ -94,21 +94,21 @@ std::optional<Clock::Duration> DnsSync::TimeUntilDueLocked() const {
 
 void DnsSync::RequestResync() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     resync_requested_ = true;
   }
   wake_.notify_all();
 }
 
 Status DnsSync::Flush() {
-  std::lock_guard flush_lock(flush_mu_);
+  MutexLock flush_lock(flush_mu_);
   ZoneRecords sending;
   bool full = false;
   uint64_t version = 0;
   std::set<std::string> uncertain_sent;
   Result<ZoneUpdate> update = InvalidArgument("unset");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::optional<Clock::Duration> wait = TimeUntilDueLocked();
     if (!wait || *wait > Clock::Duration::zero()) return Status::Ok();
     sending = desired_;
@@ -131,7 +131,7 @@ Status DnsSync::Flush() {
   Status result = update->empty() ? Status::Ok() : updater_.Apply(*update);
   DnsSyncReport report;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++report_.attempts;
     if (result.ok()) {
       applied_ = std::move(sending);
@@ -165,7 +165,7 @@ Status DnsSync::Flush() {
 }
 
 DnsSyncReport DnsSync::Report() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   DnsSyncReport report = report_;
   report.in_sync = !DiffersLocked();
   if (!report.in_sync) report.next_attempt = not_before_.value_or(clock_.Now());
@@ -173,12 +173,12 @@ DnsSyncReport DnsSync::Report() const {
 }
 
 std::optional<ZoneRecords> DnsSync::Applied() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return applied_;
 }
 
 void DnsSync::Start() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (worker_.joinable()) return;
   stopping_ = false;
   worker_ = std::thread([this] { RunWorker(); });
@@ -186,7 +186,7 @@ void DnsSync::Start() {
 
 void DnsSync::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -194,20 +194,20 @@ void DnsSync::Stop() {
 }
 
 void DnsSync::RunWorker() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     std::optional<Clock::Duration> wait = TimeUntilDueLocked();
     if (!wait) {
-      wake_.wait(lock);  // SetDesired, RequestResync or Stop
+      wake_.wait(lock.native());  // SetDesired, RequestResync or Stop
       continue;
     }
     if (*wait > Clock::Duration::zero()) {
-      wake_.wait_for(lock, *wait);  // then recompute: woken early, or due now
+      wake_.wait_for(lock.native(), *wait);  // then recompute: woken early, or due now
       continue;
     }
-    lock.unlock();
+    lock.native().unlock();
     (void)Flush();  // the result reaches the callback and Report()
-    lock.lock();
+    lock.native().lock();
   }
 }
 

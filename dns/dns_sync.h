@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -22,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "dns/dns_updater.h"
 
 namespace regen::dns {
@@ -107,9 +107,9 @@ class DnsSync {
 
  private:
   // The time until the next Flush() has something to send; nullopt: nothing pending.
-  std::optional<Clock::Duration> TimeUntilDueLocked() const;
-  bool FullRewriteDueLocked() const;
-  bool DiffersLocked() const;  // desired records not yet acknowledged
+  std::optional<Clock::Duration> TimeUntilDueLocked() const REQUIRES(mu_);
+  bool FullRewriteDueLocked() const REQUIRES(mu_);
+  bool DiffersLocked() const REQUIRES(mu_);  // desired records not yet acknowledged
   void RunWorker();
 
   DnsUpdater& updater_;
@@ -117,20 +117,20 @@ class DnsSync {
   const DnsSyncOptions options_;
   const AttemptCallback on_attempt_;
 
-  std::mutex flush_mu_;  // one Flush at a time; taken before mu_
-  mutable std::mutex mu_;
-  std::condition_variable wake_;                // with mu_
-  ZoneRecords desired_;                         // guarded by mu_
-  std::optional<ZoneRecords> applied_;          // guarded by mu_
-  std::set<std::string> uncertain_;             // guarded by mu_
-  uint64_t desired_version_ = 0;                // guarded by mu_
-  bool desired_set_ = false;                    // guarded by mu_
-  DnsSyncReport report_;                        // guarded by mu_ (in_sync computed on read)
-  std::optional<Clock::TimePoint> not_before_;  // guarded by mu_: backoff end
-  std::optional<Clock::TimePoint> last_full_;   // guarded by mu_: last full rewrite
-  bool resync_requested_ = false;               // guarded by mu_
-  bool stopping_ = false;                       // guarded by mu_
-  std::thread worker_;
+  Mutex flush_mu_ ACQUIRED_BEFORE(mu_);  // one Flush at a time; taken before mu_
+  mutable Mutex mu_;
+  std::condition_variable wake_;  // with mu_
+  ZoneRecords desired_ GUARDED_BY(mu_);
+  std::optional<ZoneRecords> applied_ GUARDED_BY(mu_);
+  std::set<std::string> uncertain_ GUARDED_BY(mu_);
+  uint64_t desired_version_ GUARDED_BY(mu_) = 0;
+  bool desired_set_ GUARDED_BY(mu_) = false;
+  DnsSyncReport report_ GUARDED_BY(mu_);  // in_sync computed on read
+  std::optional<Clock::TimePoint> not_before_ GUARDED_BY(mu_);  // backoff end
+  std::optional<Clock::TimePoint> last_full_ GUARDED_BY(mu_);   // last full rewrite
+  bool resync_requested_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::thread worker_;  // started under mu_ by Start(); joined by Stop()
 };
 
 }  // namespace regen::dns

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Configures and builds Regen. Usage: scripts/build.sh [--asan] [extra cmake args...]
 #   default: build/       (RelWithDebInfo)
-#   --asan:  build-asan/  (AddressSanitizer + UndefinedBehaviorSanitizer, Debug)
+#   --asan:  build-asan/  (clang: thread-safety analysis as errors + AddressSanitizer +
+#                          UndefinedBehaviorSanitizer, Debug; one build for all these checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build
@@ -9,7 +10,15 @@ args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [ "${1:-}" = "--asan" ]; then
   shift
   dir=build-asan
-  args=(-DCMAKE_BUILD_TYPE=Debug -DREGEN_SANITIZE=ON)
+  # clang, not gcc: -Wthread-safety exists only in clang. (libFuzzer, issue 15, will use this
+  # build too.) The libraries it links (gRPC, protobuf, ...) are Debian's gcc builds: fine for ASan.
+  args=(-DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+        -DREGEN_SANITIZE=ON -DREGEN_THREAD_SAFETY=ON)
+  # A build-asan/ configured before it was a clang build (gcc) cannot switch compilers in place.
+  if [ -f "$dir/CMakeCache.txt" ] && ! grep -q '^REGEN_THREAD_SAFETY:BOOL=ON$' "$dir/CMakeCache.txt"; then
+    echo "build.sh: $dir/ is an old gcc sanitizer build; configuring it anew with clang"
+    rm -rf "$dir"
+  fi
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates clang-format
+  clang libclang-rt-14-dev
   libvirt-dev libvirt-daemon libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
   libyaml-cpp-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libc-ares-dev libldns-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev

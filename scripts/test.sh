@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Regen and runs every test: unit, integration (real libvirt test driver, real QEMU/TCG
-# through qemu:///embed), then the unit tests again under ASan+UBSan, then the benchmarks once
-# (figures printed). A component that cannot run fails the run (CI=1 is set here): nothing passes
-# by skipping.
+# through qemu:///embed), then the clang build (scripts/build.sh --asan: thread-safety analysis as
+# errors, so building it is the check) with the unit tests and the cheap integration tests again
+# under ASan+UBSan, then the benchmarks once (figures printed). A component that cannot run fails
+# the run (CI=1 is set here): nothing passes by skipping.
 # Usage: scripts/test.sh [--quick]   (--quick: no ASan pass, no benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,16 @@ scripts/guest-image.sh build/guest  # at once when install-deps made it already
 (cd build && ctest --output-on-failure --no-tests=error -j 2 --timeout 300)
 
 if [ "$quick" = 0 ]; then
-  echo "== unit tests under ASan+UBSan =="
+  echo "== clang build: thread-safety analysis + ASan+UBSan; unit and cheap integration tests =="
   scripts/build.sh --asan
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -L unit -j 2)
+  # The integration tests without QEMU (each a few seconds; ~30 s together): the daemons' threads
+  # against real libvirt (test driver), Knot, SQLite, OVS and sd_notify, under the sanitizers.
+  asan_integration='^(sqlite_store_test|libvirt_test_driver_test|knot_dns_test|controller_knot_test'
+  asan_integration+='|agent_process_test|systemd_watchdog_test|ovs_vswitch_test|network_agent_ovs_test)$'
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 \
+    -L unit &&
+   ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 --timeout 300 \
+    -R "$asan_integration")
   echo "== benchmarks =="
   scripts/bench.sh
 fi

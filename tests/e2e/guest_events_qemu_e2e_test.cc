@@ -170,7 +170,8 @@ TEST(GuestEventsQemuE2eTest, GuestsReadTheirEventsFromTheChannelAcrossAHeal) {
   for (const auto& [name, host] : {std::pair{std::string("web-1"), peer.host()},
                                    std::pair{std::string("web-0"), healed.host()}}) {
     const std::string file = lab.StateDir(Lab::HostNumber(host)) + "/events/" + name + ".jsonl";
-    WaitFor([&] { return ReadGuestLog(serial(name)).events == FileLines(file); },
+    // name captured by an init-capture: clang 14 cannot capture a structured binding.
+    WaitFor([&, &name = name] { return ReadGuestLog(serial(name)).events == FileLines(file); },
             milliseconds(10000));
     EXPECT_EQ(ReadGuestLog(serial(name)).events, FileLines(file))
         << name << "'s guest on " << host << " vs " << file;

@@ -5,11 +5,11 @@
 
 #include <chrono>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "common/subprocess.h"
+#include "common/thread_annotations.h"
 
 namespace regen::testing {
 
@@ -28,7 +28,7 @@ class FakeCommandRunner : public CommandRunner {
     Handler handler;
     Call call{argv, input, timeout};
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       calls_.push_back(call);
       handler = handler_;
     }
@@ -37,22 +37,22 @@ class FakeCommandRunner : public CommandRunner {
   }
 
   void SetHandler(Handler handler) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     handler_ = std::move(handler);
   }
   std::vector<Call> calls() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return calls_;
   }
   void ClearCalls() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     calls_.clear();
   }
 
  private:
-  mutable std::mutex mu_;
-  Handler handler_;          // guarded by mu_
-  std::vector<Call> calls_;  // guarded by mu_
+  mutable Mutex mu_;
+  Handler handler_ GUARDED_BY(mu_);
+  std::vector<Call> calls_ GUARDED_BY(mu_);
 };
 
 }  // namespace regen::testing

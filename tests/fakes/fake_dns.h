@@ -3,14 +3,15 @@
 // map. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
-#include <mutex>
 #include <ostream>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "dns/dns_poller.h"
 #include "dns/dns_updater.h"
 
@@ -37,11 +38,11 @@ class FakeDnsUpdater : public dns::DnsUpdater {
  public:
   // Applies `update` to zone() (as a server would) unless failing; records every call.
   Status Apply(const dns::ZoneUpdate& update) override {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     calls_.push_back(update);
     ++in_apply_;
     changed_.notify_all();
-    changed_.wait(lock, [&] { return !blocked_; });
+    while (blocked_) changed_.wait(lock.native());
     --in_apply_;
     if (!fail_with_.ok()) return fail_with_;
     for (const std::string& name : update.deletes) zone_.erase(name);
@@ -54,56 +55,62 @@ class FakeDnsUpdater : public dns::DnsUpdater {
 
   // Every Apply from now on fails with `status` (OK: succeeds again).
   void FailWith(Status status) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     fail_with_ = std::move(status);
   }
   // Every Apply from now on is applied to zone() but returns `status` (an answer lost on the way
   // back: the server has the records, the caller does not know). OK: answers again.
   void LoseAnswersWith(Status status) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     lose_answer_with_ = std::move(status);
   }
   // Puts records into zone() as someone other than Regen would (an operator's records).
   void SetRecords(const std::string& name, std::set<std::string> addresses) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     zone_[name] = std::move(addresses);
   }
   // While blocked, Apply waits (a DNS server that does not answer).
   void SetBlocked(bool blocked) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     blocked_ = blocked;
     changed_.notify_all();
   }
   // Waits until an Apply is in progress (blocked); false after `timeout`.
   bool WaitInApply(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, timeout, [&] { return in_apply_ > 0; });
+    MutexLock lock(mu_);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (in_apply_ <= 0) {
+      if (changed_.wait_until(lock.native(), deadline) == std::cv_status::timeout) {
+        return in_apply_ > 0;
+      }
+    }
+    return true;
   }
   std::vector<dns::ZoneUpdate> calls() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return calls_;
   }
   dns::ZoneRecords zone() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return zone_;
   }
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  std::vector<dns::ZoneUpdate> calls_;
-  dns::ZoneRecords zone_;
-  Status fail_with_;
-  Status lose_answer_with_;
-  bool blocked_ = false;
-  int in_apply_ = 0;
+  mutable Mutex mu_;
+  std::condition_variable changed_;  // with mu_
+  std::vector<dns::ZoneUpdate> calls_ GUARDED_BY(mu_);
+  dns::ZoneRecords zone_ GUARDED_BY(mu_);
+  Status fail_with_ GUARDED_BY(mu_);
+  Status lose_answer_with_ GUARDED_BY(mu_);
+  bool blocked_ GUARDED_BY(mu_) = false;
+  int in_apply_ GUARDED_BY(mu_) = 0;
 };
 
 class FakeResolver : public dns::Resolver {
  public:
   std::map<std::string, dns::LookupResult> ResolveAll(
       const std::vector<std::string>& names) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++rounds_;
     std::map<std::string, dns::LookupResult> out;
     for (const std::string& name : names) {
@@ -114,26 +121,26 @@ class FakeResolver : public dns::Resolver {
     return out;
   }
   void Set(const std::string& name, std::vector<std::string> addresses) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     answers_[name] = {Status::Ok(), std::move(addresses)};
   }
   void Fail(const std::string& name, Status status) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     answers_[name] = {std::move(status), {}};
   }
   void Remove(const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     answers_.erase(name);
   }
   int rounds() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return rounds_;
   }
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::string, dns::LookupResult> answers_;
-  int rounds_ = 0;
+  mutable Mutex mu_;
+  std::map<std::string, dns::LookupResult> answers_ GUARDED_BY(mu_);
+  int rounds_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace regen::testing

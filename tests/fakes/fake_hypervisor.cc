@@ -5,19 +5,19 @@
 namespace regen::testing {
 
 Status FakeHypervisor::Connect() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (down_) return Unavailable("fake hypervisor is down");
   connected_ = true;
   return Status::Ok();
 }
 
 bool FakeHypervisor::Connected() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return connected_ && !down_;
 }
 
 Result<std::vector<DomainInfo>> FakeHypervisor::ListDomains() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (down_) return Unavailable("fake hypervisor is down");
   std::vector<DomainInfo> out;
   for (const auto& [name, d] : domains_) out.push_back(d.info);
@@ -27,7 +27,7 @@ Result<std::vector<DomainInfo>> FakeHypervisor::ListDomains() {
 Status FakeHypervisor::DefineAndStart(const std::string& name, const std::string& domain_xml) {
   EventCallback cb;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (down_) return Unavailable("fake hypervisor is down");
     if (!next_define_error_.ok()) {
       Status s = next_define_error_;
@@ -55,7 +55,7 @@ Status FakeHypervisor::DestroyAndUndefine(const std::string& name) {
   EventCallback cb;
   bool was_running = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (down_) return Unavailable("fake hypervisor is down");
     auto it = domains_.find(name);
     if (it == domains_.end()) return NotFound("no domain " + name);
@@ -70,25 +70,25 @@ Status FakeHypervisor::DestroyAndUndefine(const std::string& name) {
 }
 
 Result<HostCapacity> FakeHypervisor::Capacity() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (down_) return Unavailable("fake hypervisor is down");
   return capacity;
 }
 
 void FakeHypervisor::SetEventCallback(EventCallback cb) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   event_cb_ = std::move(cb);
 }
 
 void FakeHypervisor::SetConnectionCallback(ConnectionCallback cb) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   conn_cb_ = std::move(cb);
 }
 
 void FakeHypervisor::Crash(const std::string& name, bool emit_event) {
   EventCallback cb;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = domains_.find(name);
     if (it == domains_.end()) return;
     it->second.info.state = DomainState::kCrashed;
@@ -100,7 +100,7 @@ void FakeHypervisor::Crash(const std::string& name, bool emit_event) {
 }
 
 void FakeHypervisor::AddForeignDomain(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Domain d;
   d.info.name = name;
   d.info.state = DomainState::kRunning;
@@ -111,7 +111,7 @@ void FakeHypervisor::AddForeignDomain(const std::string& name) {
 void FakeHypervisor::SetDown(bool down) {
   ConnectionCallback cb;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     down_ = down;
     if (down) connected_ = false;
     cb = conn_cb_;
@@ -120,23 +120,23 @@ void FakeHypervisor::SetDown(bool down) {
 }
 
 void FakeHypervisor::FailNextDefine(Status status) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   next_define_error_ = std::move(status);
 }
 
 std::string FakeHypervisor::XmlOf(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = domains_.find(name);
   return it == domains_.end() ? "" : it->second.xml;
 }
 
 int FakeHypervisor::defines() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return defines_;
 }
 
 int FakeHypervisor::destroys() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return destroys_;
 }
 

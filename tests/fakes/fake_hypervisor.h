@@ -3,11 +3,11 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "agent/hypervisor.h"
+#include "common/thread_annotations.h"
 
 namespace regen::testing {
 
@@ -41,16 +41,16 @@ class FakeHypervisor : public Hypervisor {
     DomainInfo info;
     std::string xml;
   };
-  mutable std::mutex mu_;
-  std::map<std::string, Domain> domains_;
-  EventCallback event_cb_;
-  ConnectionCallback conn_cb_;
-  bool down_ = false;
-  bool connected_ = false;
-  Status next_define_error_;
-  int defines_ = 0;
-  int64_t next_id_ = 0;
-  int destroys_ = 0;
+  mutable Mutex mu_;
+  std::map<std::string, Domain> domains_ GUARDED_BY(mu_);
+  EventCallback event_cb_ GUARDED_BY(mu_);
+  ConnectionCallback conn_cb_ GUARDED_BY(mu_);
+  bool down_ GUARDED_BY(mu_) = false;
+  bool connected_ GUARDED_BY(mu_) = false;
+  Status next_define_error_ GUARDED_BY(mu_);
+  int defines_ GUARDED_BY(mu_) = 0;
+  int64_t next_id_ GUARDED_BY(mu_) = 0;
+  int destroys_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace regen::testing

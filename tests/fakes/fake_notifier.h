@@ -3,12 +3,12 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/notify.h"
+#include "common/thread_annotations.h"
 
 namespace regen::testing {
 
@@ -24,18 +24,18 @@ class FakeNotifier : public Notifier {
       : watchdog_timeout_(watchdog_timeout) {}
 
   void Notify(const std::string& state) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     messages_.push_back({state, std::this_thread::get_id(), std::chrono::steady_clock::now()});
   }
   std::chrono::microseconds WatchdogTimeout() const override { return watchdog_timeout_; }
 
   std::vector<Message> messages() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return messages_;
   }
   // How many messages equal `state` exactly.
   int Count(const std::string& state) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     int n = 0;
     for (const auto& m : messages_) n += m.state == state ? 1 : 0;
     return n;
@@ -43,8 +43,8 @@ class FakeNotifier : public Notifier {
 
  private:
   const std::chrono::microseconds watchdog_timeout_;
-  std::mutex mu_;
-  std::vector<Message> messages_;  // guarded by mu_
+  Mutex mu_;
+  std::vector<Message> messages_ GUARDED_BY(mu_);
 };
 
 }  // namespace regen::testing

@@ -7,12 +7,12 @@
 
 #include <algorithm>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "ovs/vswitch.h"
 
 namespace regen::testing {
@@ -20,7 +20,7 @@ namespace regen::testing {
 class FakeVSwitch : public ovs::VSwitch {
  public:
   Status EnsureBridge(const std::string& bridge) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     bridges_.try_emplace(bridge);
@@ -28,7 +28,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Status DeleteBridge(const std::string& bridge) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     bridges_.erase(bridge);
@@ -36,7 +36,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Result<std::vector<std::string>> ListBridges() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     std::vector<std::string> out;
     for (const auto& [name, b] : bridges_) out.push_back(name);
@@ -44,7 +44,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Result<ovs::PortInfo> EnsurePort(const std::string& bridge, const ovs::PortSpec& spec) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     RETURN_IF_ERROR(ovs::ValidatePortSpec(spec));
@@ -92,7 +92,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Status RemovePort(const std::string& bridge, const std::string& port) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     RETURN_IF_ERROR(ovs::ValidateSwitchName("port", port));
@@ -102,7 +102,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Result<std::vector<ovs::PortInfo>> ListPorts(const std::string& bridge) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     ASSIGN_OR_RETURN(Bridge * b, Find(bridge));
@@ -112,7 +112,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Result<std::vector<ovs::Flow>> DumpFlows(const std::string& bridge) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     ASSIGN_OR_RETURN(Bridge * b, Find(bridge));
@@ -124,7 +124,7 @@ class FakeVSwitch : public ovs::VSwitch {
   }
 
   Status ApplyPlan(const std::string& bridge, const ovs::FlowPlan& plan) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(Check());
     RETURN_IF_ERROR(ovs::ValidateSwitchName("bridge", bridge));
     ASSIGN_OR_RETURN(Bridge * b, Find(bridge));
@@ -152,41 +152,41 @@ class FakeVSwitch : public ovs::VSwitch {
   // Test controls.
   // Every call fails with UNAVAILABLE (OVS stopped) until set back; state is kept.
   void SetDown(bool down) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     down_ = down;
   }
   // The next ApplyPlan fails with `status` and changes nothing.
   void FailNextApply(Status status) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     fail_next_apply_ = std::move(status);
   }
   // The next ApplyPlan reports success but changes nothing (what verification must catch).
   void LoseNextApply() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     lose_next_apply_ = true;
   }
   // EnsurePort of a system port with this name fails as if the device did not exist.
   void SetDeviceMissing(const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     missing_devices_.insert(name);
   }
   // Another OpenFlow client adds (or replaces by key) a flow.
   void InjectFlow(const std::string& bridge, const ovs::Flow& flow) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     bridges_[bridge].flows[flow.Key()] = flow;
   }
   // Simulates an OVS restart without a persisted flow table: flows gone, ports kept.
   void ClearFlows(const std::string& bridge) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     bridges_[bridge].flows.clear();
   }
   // The modes of every ApplyPlan that reached the table (or was lost), in order.
   std::vector<ovs::PlanMode> applied_modes() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return applied_modes_;
   }
   int dumps() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return dumps_;
   }
 
@@ -196,25 +196,25 @@ class FakeVSwitch : public ovs::VSwitch {
     std::map<std::string, ovs::Flow> flows;  // by Flow::Key(), as OpenFlow identifies them
   };
 
-  Status Check() const {
+  Status Check() const REQUIRES(mu_) {
     if (down_) return Unavailable("fake vswitch is down (ovsdb-server / ovs-vswitchd not running)");
     return Status::Ok();
   }
 
-  Result<Bridge*> Find(const std::string& bridge) {
+  Result<Bridge*> Find(const std::string& bridge) REQUIRES(mu_) {
     auto it = bridges_.find(bridge);
     if (it == bridges_.end()) return NotFound("bridge " + bridge + ": no bridge named " + bridge);
     return &it->second;
   }
 
-  mutable std::mutex mu_;
-  std::map<std::string, Bridge> bridges_;  // guarded by mu_
-  std::set<std::string> missing_devices_;  // guarded by mu_
-  std::optional<Status> fail_next_apply_;  // guarded by mu_
-  bool lose_next_apply_ = false;           // guarded by mu_
-  bool down_ = false;                      // guarded by mu_
-  std::vector<ovs::PlanMode> applied_modes_;
-  int dumps_ = 0;
+  mutable Mutex mu_;
+  std::map<std::string, Bridge> bridges_ GUARDED_BY(mu_);
+  std::set<std::string> missing_devices_ GUARDED_BY(mu_);
+  std::optional<Status> fail_next_apply_ GUARDED_BY(mu_);
+  bool lose_next_apply_ GUARDED_BY(mu_) = false;
+  bool down_ GUARDED_BY(mu_) = false;
+  std::vector<ovs::PlanMode> applied_modes_ GUARDED_BY(mu_);
+  int dumps_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace regen::testing

@@ -12,11 +12,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace regen::testing {
 
@@ -53,7 +54,7 @@ class NotifyListener {
 
   const std::string& path() const { return path_; }
   std::vector<Message> messages() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return messages_;
   }
   // Arrival times of the messages whose state contains the line `line` (e.g. "WATCHDOG=1").
@@ -83,7 +84,7 @@ class NotifyListener {
       if (poll(&p, 1, 20) <= 0) continue;
       ssize_t n = recv(fd_, buf, sizeof(buf), 0);
       if (n < 0) continue;
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       messages_.push_back({std::string(buf, n), std::chrono::steady_clock::now()});
     }
   }
@@ -91,8 +92,8 @@ class NotifyListener {
   std::string path_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::vector<Message> messages_;  // guarded by mu_
+  Mutex mu_;
+  std::vector<Message> messages_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 
