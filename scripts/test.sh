@@ -12,6 +12,8 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
 start=$(date +%s)
+# The code's shape (STYLE.md rule 11): no production file over 600 lines, no function over 80.
+scripts/check-shape.py
 scripts/build.sh
 scripts/guest-image.sh build/guest  # at once when install-deps made it already
 (cd build && ctest --output-on-failure --no-tests=error -j 2 --timeout 300)
