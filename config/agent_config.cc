@@ -99,13 +99,27 @@ Status ParseDns(const FieldMap& top, AgentConfig* out) {
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(
-      FieldMap top,
-      FieldMap::Root(file_name, root, "agent configuration",
-                     {"host_name", "address", "controller_address", "libvirt_uri", "poll_interval",
-                      "libvirt_events", "ovs", "capacity", "fencing_lease", "state_dir",
-                      "control_socket", "desired_file", "domain_type", "fault_injection",
-                      "log_level", "tls", "insecure", "network", "metrics_address", "dns"}));
+  ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "agent configuration",
+                                                {"host_name",
+                                                 "address",
+                                                 "controller_address",
+                                                 "libvirt_uri",
+                                                 "poll_interval",
+                                                 "libvirt_events",
+                                                 "ovs",
+                                                 "capacity",
+                                                 "fencing_lease",
+                                                 "state_dir",
+                                                 "control_socket",
+                                                 "desired_file",
+                                                 "domain_type",
+                                                 "fault_injection",
+                                                 "log_level",
+                                                 "tls",
+                                                 "insecure",
+                                                 "network",
+                                                 "metrics_address",
+                                                 "dns"}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));

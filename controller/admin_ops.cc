@@ -82,10 +82,10 @@ Status AdminOps::UpdateService(const v1::ApplyServiceRequest& request,
   for (int64_t i = old.instances; i < spec.instances; ++i) {
     added.push_back({spec.name + "-" + std::to_string(i), i % spec.update_domains, ""});
   }
-  EventRecord e = core_.MakeEvent(EventKind::kService, nullptr, "",
-                                  "service " + spec.name + " updated: " +
-                                      std::to_string(old.instances) + " -> " +
-                                      std::to_string(spec.instances) + " instances");
+  EventRecord e =
+      core_.MakeEvent(EventKind::kService, nullptr, "",
+                      "service " + spec.name + " updated: " + std::to_string(old.instances) +
+                          " -> " + std::to_string(spec.instances) + " instances");
   e.service = spec.name;
   change.events.push_back(std::move(e));
   // Scale-up is placed on a trial allocator so that a refusal changes nothing.

@@ -26,8 +26,8 @@ class AdminOps {
  private:
   // A new service: placed in full-service mode on a trial allocator, stored with its instances.
   Result<v1::ApplyServiceResponse> CreateService(const v1::ApplyServiceRequest& request,
-                                                 const ServiceSpec& spec,
-                                                 const ServiceModel& model, StateChange& change,
+                                                 const ServiceSpec& spec, const ServiceModel& model,
+                                                 StateChange& change,
                                                  std::set<std::string>& touched);
   // A changed spec of a deployed service: only instances, versions, health_check and placement
   // may change; scale-down removes the highest indexes, scale-up places new ones.

@@ -95,8 +95,7 @@ Status ClusterState::Write(StoreTxn& txn, StateChange& change) {
   }
   for (const auto& op : change.operations) RETURN_IF_ERROR(txn.PutOperation(op));
   if (change.topology) {
-    RETURN_IF_ERROR(
-        txn.SetMeta(kTopologyRevisionKey, std::to_string(change.topology->revision)));
+    RETURN_IF_ERROR(txn.SetMeta(kTopologyRevisionKey, std::to_string(change.topology->revision)));
     RETURN_IF_ERROR(txn.SetMeta(kTopologyDigestKey, change.topology->digest));
   }
   for (auto& e : change.events) {

@@ -190,9 +190,9 @@ void Controller::ApplyReport(const std::string& host, const ReportOutcome& outco
   for (const auto& name : outcome.finished_moves) {
     InstanceRecord inst = FinishMove(*core_.state.instance(name));
     touched.insert(inst.allocation.host);
-    change.events.push_back(core_.MakeEvent(EventKind::kMoved, &inst, inst.allocation.host,
-                                            "left " + host + "; creating on " +
-                                                inst.allocation.host));
+    change.events.push_back(
+        core_.MakeEvent(EventKind::kMoved, &inst, inst.allocation.host,
+                        "left " + host + "; creating on " + inst.allocation.host));
     if (core_.IsHostDown(inst.allocation.host)) target_down.push_back(name);
     change.instances.push_back(std::move(inst));
   }
@@ -208,12 +208,17 @@ void Controller::ApplyReport(const std::string& host, const ReportOutcome& outco
     }
     spdlog::info("instance {} {}", name, msg);
     EventRecord e = core_.MakeEvent(EventKind::kRunning, &inst, host, msg);
-    e.json = json{{"kind", EventKindName(e.kind)}, {"service", inst.service},
-                  {"instance", name},              {"host", host},
-                  {"generation", inst.generation}, {"version", inst.version},
-                  {"ip", inst.allocation.ip},      {"mac", inst.allocation.mac},
-                  {"message", msg}}
-                 .dump();
+    e.json = json{
+        {"kind", EventKindName(e.kind)},
+        {"service", inst.service},
+        {"instance", name},
+        {"host", host},
+        {"generation", inst.generation},
+        {"version", inst.version},
+        {"ip", inst.allocation.ip},
+        {"mac", inst.allocation.mac},
+        {"message",
+         msg}}.dump();
     change.events.push_back(std::move(e));
     change.instances.push_back(std::move(inst));
   }
@@ -233,16 +238,14 @@ void Controller::ApplyReport(const std::string& host, const ReportOutcome& outco
   const HostSession& h = core_.sessions[host];
   for (const auto& name : outcome.failed) {
     const auto& d = h.domains.at(name);
-    healer_.Heal(name,
-                 "domain " + DomainStateWord(d.state()) + " (" + d.reason() + ") on " + host,
+    healer_.Heal(name, "domain " + DomainStateWord(d.state()) + " (" + d.reason() + ") on " + host,
                  host);
   }
   // The old copy is gone but the new host is down: heal it elsewhere (its down host's instances
   // were healed before this one was Active, so nobody else will).
   for (const auto& name : target_down) {
     const std::string target = core_.state.instance(name)->allocation.host;
-    healer_.Heal(name, "host " + target + " went down while " + name + " was moving there",
-                 target);
+    healer_.Heal(name, "host " + target + " went down while " + name + " was moving there", target);
   }
 }
 
@@ -291,8 +294,8 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& e
     }
   }
   healer_.Heal(event.instance(),
-               "domain " + DomainStateWord(event.state()) + " (" + event.reason() + ") on " +
-                   host + ", detected by " + by,
+               "domain " + DomainStateWord(event.state()) + " (" + event.reason() + ") on " + host +
+                   ", detected by " + by,
                host, by_health);
 }
 
@@ -328,8 +331,7 @@ void Controller::HostDown(const std::string& host, int64_t silent_ms) {
       touched.insert(next.allocation.host);
       if (core_.IsHostDown(next.allocation.host)) target_down.push_back(iname);
       change.instances.push_back(std::move(next));
-    } else if (inst.allocation.host == host && IsActive(inst.state) &&
-               inst.moving_from.empty()) {
+    } else if (inst.allocation.host == host && IsActive(inst.state) && inst.moving_from.empty()) {
       lost.push_back(iname);
     }
   }

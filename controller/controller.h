@@ -94,9 +94,7 @@ class Controller {
   Result<v1::UpgradeStatus> UpgradeRollback(const v1::UpgradeServiceRequest& request);
 
   // For tests and status.
-  const std::map<std::string, InstanceRecord>& instances() const {
-    return core_.state.instances();
-  }
+  const std::map<std::string, InstanceRecord>& instances() const { return core_.state.instances(); }
   // Where each instance is now (instance -> location), for DNS and notifications.
   std::map<std::string, InstanceLocation> Locations() const;
   // The service's network.dns_name ("" when it has none, or for an unknown service).

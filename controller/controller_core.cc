@@ -46,8 +46,8 @@ std::vector<EventRecord> ControllerCore::Commit(StateChange change) {
   return events;
 }
 
-EventRecord ControllerCore::MakeEvent(EventKind kind, const InstanceRecord* inst,
-                                      std::string host, std::string message) const {
+EventRecord ControllerCore::MakeEvent(EventKind kind, const InstanceRecord* inst, std::string host,
+                                      std::string message) const {
   EventRecord e;
   e.unix_ms = clock.WallMillis();
   e.kind = kind;

@@ -12,10 +12,10 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/thread_annotations.h"
 #include "config/controller_config.h"
 #include "controller/metrics.h"
 #include "controller/server.h"
-#include "common/thread_annotations.h"
 #include "controller/store.h"
 
 namespace regen {

@@ -130,8 +130,7 @@ void DesiredState::SendTopology(const std::string& host) {
   if (h != nullptr && h->sink != nullptr) h->sink->Send(topology_msg_);
 }
 
-bool DesiredState::SendToHost(const std::string& host,
-                              const v1::ControllerMessage& message) const {
+bool DesiredState::SendToHost(const std::string& host, const v1::ControllerMessage& message) const {
   const HostSession* h = core_.session(host);
   if (h == nullptr || h->sink == nullptr) return false;
   h->sink->Send(message);

@@ -97,8 +97,8 @@ class DnsWiring {
   Mutex mu_;
   bool failing_ GUARDED_BY(mu_) = false;  // the last attempt failed
   int64_t failing_since_ms_ GUARDED_BY(mu_) = 0;
-  std::string last_skipped_;      // main loop only: logged once per change
-  Store* store_ = nullptr;        // main loop only; null: names are not kept
+  std::string last_skipped_;  // main loop only: logged once per change
+  Store* store_ = nullptr;    // main loop only; null: names are not kept
   PostTask post_;
   std::set<std::string> published_;  // main loop only: the names stored for the zone
   // Main loop only: name -> the last desired version that contained it.

@@ -32,8 +32,7 @@ void Healer::Heal(const std::string& instance, const std::string& why,
 }
 
 std::map<std::string, std::vector<InstanceRequest>> Healer::MarkFailed(
-    const std::vector<std::string>& names, const std::string& why,
-    const std::string& failed_host) {
+    const std::vector<std::string>& names, const std::string& why, const std::string& failed_host) {
   std::map<std::string, std::vector<InstanceRequest>> by_service;
   StateChange change;
   int64_t now_ms = core_.clock.WallMillis();
@@ -75,8 +74,8 @@ void Healer::ApplyUpgradeRules(const std::map<std::string, std::vector<InstanceR
       auto version = VersionForHealing(r.update_domain, active, svc->spec.version);
       const InstanceRecord* inst = core_.state.instance(r.name);
       if (version.ok() && inst != nullptr && version->version != inst->version) {
-        spdlog::info("instance {} is healed with version {} (was {}): {}", r.name,
-                     version->version, inst->version, version->reason);
+        spdlog::info("instance {} is healed with version {} (was {}): {}", r.name, version->version,
+                     inst->version, version->reason);
         InstanceRecord next = *inst;
         next.version = version->version;
         change.instances.push_back(std::move(next));
@@ -190,20 +189,16 @@ void Healer::RecordPlacement(const ServiceRuntime& svc, const PlacementPlan& pla
                       (p.allocation.ip.empty() ? "" : ", ip " + p.allocation.ip) + ", mac " +
                       p.allocation.mac + " (" + why + ")";
     spdlog::info("instance {} {}", p.name, msg);
-    EventRecord e = core_.MakeEvent(
-        old_host.empty() ? EventKind::kPlacement : EventKind::kReallocation, &inst,
-        p.allocation.host, msg);
-    e.json = json{{"kind", EventKindName(e.kind)},
-                  {"instance", inst.name},
-                  {"service", inst.service},
-                  {"old_host", old_host},
-                  {"new_host", p.allocation.host},
-                  {"generation", inst.generation},
-                  {"version", inst.version},
-                  {"resources", ResourcesJson(p.allocation.resources)},
-                  {"ip", p.allocation.ip},
-                  {"mac", p.allocation.mac}}
-                 .dump();
+    EventRecord e =
+        core_.MakeEvent(old_host.empty() ? EventKind::kPlacement : EventKind::kReallocation, &inst,
+                        p.allocation.host, msg);
+    e.json =
+        json{{"kind", EventKindName(e.kind)}, {"instance", inst.name},
+             {"service", inst.service},       {"old_host", old_host},
+             {"new_host", p.allocation.host}, {"generation", inst.generation},
+             {"version", inst.version},       {"resources", ResourcesJson(p.allocation.resources)},
+             {"ip", p.allocation.ip},         {"mac", p.allocation.mac}}
+            .dump();
     change.events.push_back(std::move(e));
     change.Put(inst);
   }

@@ -35,8 +35,8 @@ class Healer {
   // instances get generation + 1 (1 when new) and state creating, or moving when
   // `planned_move` and they leave a host; pending ones keep waiting with the reason. The hosts
   // whose desired sets change go to `touched`.
-  void RecordPlacement(const ServiceRuntime& svc, const PlacementPlan& plan,
-                       const std::string& why, bool planned_move, StateChange& change,
+  void RecordPlacement(const ServiceRuntime& svc, const PlacementPlan& plan, const std::string& why,
+                       bool planned_move, StateChange& change,
                        std::set<std::string>& touched) const;
 
  private:

@@ -2,8 +2,7 @@
 
 namespace regen {
 
-LivenessVerdict JudgeHost(HostState state, Clock::Duration silent,
-                          const ControllerConfig& config) {
+LivenessVerdict JudgeHost(HostState state, Clock::Duration silent, const ControllerConfig& config) {
   if (state == HostState::kDown) return LivenessVerdict::kNoChange;
   if (silent > config.host_down_after) return LivenessVerdict::kDown;
   if (state == HostState::kUp && silent > config.heartbeat_interval * 3 / 2) {

@@ -196,9 +196,9 @@ void ControllerMetrics::OnEvent(const EventRecord& e) {
       if (it == f_->detection.end()) {
         it = f_->detection
                  .emplace(by, &f_->detection_seconds.Add(
-                                  {{"by", by}}, prometheus::Histogram::BucketBoundaries{
-                                                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5,
-                                                    10, 30}))
+                                  {{"by", by}},
+                                  prometheus::Histogram::BucketBoundaries{
+                                      0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}))
                  .first;
       }
       it->second->Observe(static_cast<double>(j.value("detection_ms", int64_t{0})) / 1000.0);

@@ -59,9 +59,9 @@ Result<v1::FailoverResponse> Moves::Failover(const v1::FailoverRequest& request)
   const ServiceRuntime* svc = core_.state.service(found->service);
   if (svc == nullptr) return Internal("instance " + name + " has no service");
   AllocatorState trial = core_.alloc();
-  ASSIGN_OR_RETURN(PlacementPlan plan,
-                   trial.PlaceInstances(svc->model,
-                                        {{name, found->update_domain, request.to_host()}}));
+  ASSIGN_OR_RETURN(
+      PlacementPlan plan,
+      trial.PlaceInstances(svc->model, {{name, found->update_domain, request.to_host()}}));
   if (plan.placed.empty()) {
     return FailedPrecondition("failover " + name + ": no other host can take it: " +
                               (plan.pending.empty() ? "" : plan.pending[0].reason));

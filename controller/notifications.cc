@@ -82,7 +82,8 @@ void InstanceNotifier::OnChanges(const Controller& controller, const ControllerC
     auto event = NotificationFor(e);
     if (!event) continue;
     int reached = Deliver(controller, e.service, *event);
-    spdlog::debug("notified {} agents of {} {} ({})", reached, EventKindName(e.kind), e.instance, e.service);
+    spdlog::debug("notified {} agents of {} {} ({})", reached, EventKindName(e.kind), e.instance,
+                  e.service);
   }
   int64_t now_ms = controller.WallMillis();
   for (const auto& service : changes.topology_changed) {

@@ -30,10 +30,10 @@ std::map<std::string, InstanceLocation> LocationsOf(
 
 // What a step changed, as TopologyTracker::Observe finds it.
 struct TopologyDelta {
-  bool revision_changed = false;       // `topology` differs from the last revision's content
-  v1::TopologyRevision topology;       // the current content (revision not set)
-  std::string digest;                  // of `topology`
-  std::set<std::string> services;      // whose instances' locations changed
+  bool revision_changed = false;   // `topology` differs from the last revision's content
+  v1::TopologyRevision topology;   // the current content (revision not set)
+  std::string digest;              // of `topology`
+  std::set<std::string> services;  // whose instances' locations changed
 };
 
 // Remembers what was last published and finds what changed since.

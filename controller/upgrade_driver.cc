@@ -48,9 +48,8 @@ v1::UpgradeStatus UpgradeDriver::StatusOf(const UpgradeState& u) const {
 void UpgradeDriver::Save(const UpgradeState& previous, const UpgradeState& u) {
   bool preempted = u.state == UpgradePhase::kPreempted &&
                    (previous.service.empty() || previous.state != UpgradePhase::kPreempted);
-  EventRecord e =
-      core_.MakeEvent(preempted ? EventKind::kUpgradePreempted : EventKind::kUpgrade, nullptr, "",
-                      u.message.empty() ? DescribeUpgrade(u) : u.message);
+  EventRecord e = core_.MakeEvent(preempted ? EventKind::kUpgradePreempted : EventKind::kUpgrade,
+                                  nullptr, "", u.message.empty() ? DescribeUpgrade(u) : u.message);
   e.service = u.service;
   e.json = UpgradeStateToJson(u).dump();
   spdlog::info("upgrade: {}", e.message);
@@ -122,13 +121,12 @@ Result<v1::UpgradeStatus> UpgradeDriver::Start(const v1::UpgradeStartRequest& re
   start.update_domains = spec.update_domains;
   start.healing_in_progress = HealingOf(request.service());
   UpgradeState current = existing != nullptr ? *existing : UpgradeState{};
-  ASSIGN_OR_RETURN(UpgradeState next,
-                   Apply(current, {start, core_.clock.WallMillis()}, policy_));
+  ASSIGN_OR_RETURN(UpgradeState next, Apply(current, {start, core_.clock.WallMillis()}, policy_));
   Save(current, next);
   if (!request.operation_id().empty()) {
     StateChange change;
-    change.operations.push_back({request.operation_id(), "upgrade", request.service(), "{}",
-                                 "done", core_.clock.WallMillis(), core_.clock.WallMillis()});
+    change.operations.push_back({request.operation_id(), "upgrade", request.service(), "{}", "done",
+                                 core_.clock.WallMillis(), core_.clock.WallMillis()});
     core_.Commit(std::move(change));
     spdlog::info("op={} kind=upgrade target={}: done", request.operation_id(), request.service());
   }
@@ -192,8 +190,7 @@ void UpgradeDriver::FinishCompleted(const std::string& service, const UpgradeSta
   spdlog::info("service {} now runs version {}", service, u.to_version);
 }
 
-bool UpgradeDriver::StepUd(const std::string& service, const UpgradeState& u, int64_t ud,
-                           bool up) {
+bool UpgradeDriver::StepUd(const std::string& service, const UpgradeState& u, int64_t ud, bool up) {
   const std::string& target = up ? u.to_version : u.from_version;
   bool ud_done = true;
   StateChange change;
@@ -223,8 +220,8 @@ bool UpgradeDriver::StepUd(const std::string& service, const UpgradeState& u, in
     next.version = target;
     next.generation += 1;
     next.state = InstanceState::kCreating;
-    next.reason = (up ? "upgrading to " : "rolling back to ") + target + " (UD " +
-                  std::to_string(ud) + ")";
+    next.reason =
+        (up ? "upgrading to " : "rolling back to ") + target + " (UD " + std::to_string(ud) + ")";
     change.events.push_back(core_.MakeEvent(
         up ? EventKind::kUpgradeInstance : EventKind::kRollbackInstance, &next,
         next.allocation.host, next.reason + ", generation " + std::to_string(next.generation)));

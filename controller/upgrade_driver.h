@@ -20,8 +20,7 @@ class UpgradeDriver {
   Result<v1::UpgradeStatus> Start(const v1::UpgradeStartRequest& request);
   Result<v1::UpgradeStatus> Get(const std::string& service) const;
   // Pause, resume, next UD, roll back: the operator's events.
-  Result<v1::UpgradeStatus> ApplyOperatorEvent(const std::string& service,
-                                               UpgradeEventKind event);
+  Result<v1::UpgradeStatus> ApplyOperatorEvent(const std::string& service, UpgradeEventKind event);
 
   // Applies `event` to the service's active upgrade (if any) and stores it; a refusal is logged.
   void Feed(const std::string& service, UpgradeEventKind event);

@@ -139,7 +139,8 @@ class ControllerHarness {
 
   // Every host reports its last desired set running.
   void AllRunning() {
-    for (auto& [host, sink] : sinks_) controller_->OnDomainsReport(host, RunningReport(host, *sink));
+    for (auto& [host, sink] : sinks_)
+      controller_->OnDomainsReport(host, RunningReport(host, *sink));
   }
 
   // The instance's domain crashed on its host (an agent's event).

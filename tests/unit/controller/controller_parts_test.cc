@@ -91,8 +91,7 @@ TEST(DomainReportTest, AFirstPassedProbeOfAGenerationIsNewsOnce) {
       {"web-0", Inst("web-0", "h1", InstanceState::kRunning, 2)}};
   std::map<std::string, v1::DomainStatus> passed{
       {"web-0", Domain("web-0", v1::DOMAIN_STATE_RUNNING, 2, true)}};
-  EXPECT_EQ(ClassifyReport("h1", {}, passed, instances).newly_passed,
-            std::set<std::string>{"web"});
+  EXPECT_EQ(ClassifyReport("h1", {}, passed, instances).newly_passed, std::set<std::string>{"web"});
   EXPECT_TRUE(ClassifyReport("h1", passed, passed, instances).newly_passed.empty());
   std::map<std::string, v1::DomainStatus> older{
       {"web-0", Domain("web-0", v1::DOMAIN_STATE_RUNNING, 1, true)}};

@@ -28,8 +28,8 @@
 namespace regen {
 namespace {
 
-using testing::MessageSink;
 using testing::FakeClock;
+using testing::MessageSink;
 using testing::TempDir;
 using testing::TestHello;
 
@@ -167,9 +167,9 @@ void ExpectConsistentAfterRestart(const std::string& db) {
     bool found = false;
     for (const auto& e : *events) {
       if (e.instance != name) continue;
-      found |= e.message.find(gen) != std::string::npos ||
-               e.json.find("\"generation\":" + std::to_string(inst.generation)) !=
-                   std::string::npos;
+      found |=
+          e.message.find(gen) != std::string::npos ||
+          e.json.find("\"generation\":" + std::to_string(inst.generation)) != std::string::npos;
     }
     EXPECT_TRUE(found) << name << " has " << gen << " but no stored event gave it";
   }
