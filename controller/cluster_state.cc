@@ -51,6 +51,13 @@ void StateChange::Put(const InstanceRecord& inst) {
   instances.push_back(inst);
 }
 
+InstanceRecord* StateChange::Find(const std::string& name) {
+  for (auto& i : instances) {
+    if (i.name == name) return &i;
+  }
+  return nullptr;
+}
+
 Status ClusterState::Load() {
   ASSIGN_OR_RETURN(StoreSnapshot snap, store_.LoadAll());
   std::map<std::string, ServiceRuntime> services;

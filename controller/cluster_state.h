@@ -57,6 +57,8 @@ struct StateChange {
   }
   // Adds or replaces (by name) an instance in this change.
   void Put(const InstanceRecord& inst);
+  // The instance as this change would write it; null when the change does not hold it.
+  InstanceRecord* Find(const std::string& name);
 };
 
 class ClusterState {

@@ -460,10 +460,10 @@ std::map<std::string, std::vector<std::string>> Controller::HostsOf(
 
 void Controller::PublishStep() {
   ControllerChanges changes;
-  changes.events.swap(core_.step_events);
-  // The one "what changed" check (TopologyTracker): a new revision is stored and sent, and the
-  // services whose locations changed during the step are listed.
+  // The one "what changed" check (TopologyTracker): a new revision is stored and sent (its event
+  // joins this step's), and the services whose locations changed during the step are listed.
   changes.topology_changed = desired_.TakeChangedServices();
+  changes.events.swap(core_.step_events);
   changes.topology_revision = core_.state.topology_revision();
   if (change_listeners_.empty()) return;
   if (changes.events.empty() && changes.topology_changed.empty()) return;

@@ -32,9 +32,9 @@ void Healer::Heal(const std::string& instance, const std::string& why,
 }
 
 std::map<std::string, std::vector<InstanceRequest>> Healer::MarkFailed(
-    const std::vector<std::string>& names, const std::string& why, const std::string& failed_host) {
+    const std::vector<std::string>& names, const std::string& why, const std::string& failed_host,
+    StateChange& change) {
   std::map<std::string, std::vector<InstanceRequest>> by_service;
-  StateChange change;
   int64_t now_ms = core_.clock.WallMillis();
   for (const auto& name : names) {
     const InstanceRecord* cur = core_.state.instance(name);
@@ -57,28 +57,24 @@ std::map<std::string, std::vector<InstanceRequest>> Healer::MarkFailed(
     by_service[inst.service].push_back({name, inst.update_domain, ""});
     change.instances.push_back(std::move(inst));
   }
-  core_.Commit(std::move(change));
   return by_service;
 }
 
 void Healer::ApplyUpgradeRules(const std::map<std::string, std::vector<InstanceRequest>>& failed,
-                               const std::string& failed_host) {
-  StateChange change;
+                               const std::string& failed_host, StateChange& change) {
   for (const auto& [service, requests] : failed) {
     for (const auto& r : requests) {
-      upgrades_.Feed(service, upgrade_event::InstanceFailed{r.name, r.update_domain});
+      const UpgradeState* up =
+          upgrades_.Stage(service, upgrade_event::InstanceFailed{r.name, r.update_domain}, change);
       const ServiceRuntime* svc = core_.state.service(service);
-      if (svc == nullptr) continue;
-      const UpgradeState* up = core_.state.upgrade(service);
+      InstanceRecord* inst = change.Find(r.name);  // marked failed just before
+      if (svc == nullptr || inst == nullptr) continue;
       const UpgradeState* active = up != nullptr && IsActive(*up) ? up : nullptr;
       auto version = VersionForHealing(r.update_domain, active, svc->spec.version);
-      const InstanceRecord* inst = core_.state.instance(r.name);
-      if (version.ok() && inst != nullptr && version->version != inst->version) {
+      if (version.ok() && version->version != inst->version) {
         spdlog::info("instance {} is healed with version {} (was {}): {}", r.name, version->version,
                      inst->version, version->reason);
-        InstanceRecord next = *inst;
-        next.version = version->version;
-        change.instances.push_back(std::move(next));
+        inst->version = version->version;
       }
       if (version.ok() && version->carry_staging()) {
         // Its new host is sent the same stage list as the failed one (StageFor): the image of
@@ -88,17 +84,18 @@ void Healer::ApplyUpgradeRules(const std::map<std::string, std::vector<InstanceR
       }
     }
   }
-  core_.Commit(std::move(change));
 }
 
 void Healer::Heal(const std::vector<std::string>& names, const std::string& why,
                   const std::string& failed_host, bool still_running) {
-  auto by_service = MarkFailed(names, why, failed_host);
+  // One commit: the failures, the upgrade's pre-emption, the healing versions and the new
+  // placements are stored together (a restart never finds half a heal).
+  StateChange change;
+  auto by_service = MarkFailed(names, why, failed_host, change);
   if (by_service.empty()) return;
   // During an upgrade: pre-empt it, and heal with the version the DESIGN table gives.
-  ApplyUpgradeRules(by_service, failed_host);
+  ApplyUpgradeRules(by_service, failed_host, change);
   std::set<std::string> touched{failed_host};
-  StateChange change;
   for (const auto& [service, requests] : by_service) {
     const ServiceRuntime* svc = core_.state.service(service);
     if (svc == nullptr) continue;
@@ -163,7 +160,8 @@ void Healer::RecordPlacement(const ServiceRuntime& svc, const PlacementPlan& pla
                              const std::string& why, bool planned_move, StateChange& change,
                              std::set<std::string>& touched) const {
   auto base = [&](const std::string& name) {
-    const InstanceRecord* cur = core_.state.instance(name);
+    const InstanceRecord* cur = change.Find(name);  // as this step already changed it
+    if (cur == nullptr) cur = core_.state.instance(name);
     InstanceRecord inst = cur != nullptr ? *cur : InstanceRecord{};
     inst.name = name;
     inst.service = svc.record.name;

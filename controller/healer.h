@@ -40,14 +40,14 @@ class Healer {
                        std::set<std::string>& touched) const;
 
  private:
-  // Marks the instances failed (stored with their failure events); returns those that were
-  // active, by service.
+  // Marks the instances failed (with their failure events, in `change`); returns those that
+  // were active, by service.
   std::map<std::string, std::vector<InstanceRequest>> MarkFailed(
-      const std::vector<std::string>& names, const std::string& why,
-      const std::string& failed_host);
+      const std::vector<std::string>& names, const std::string& why, const std::string& failed_host,
+      StateChange& change);
   // Pre-empts running upgrades and sets each instance's version for healing (DESIGN's table).
   void ApplyUpgradeRules(const std::map<std::string, std::vector<InstanceRequest>>& failed,
-                         const std::string& failed_host);
+                         const std::string& failed_host, StateChange& change);
   void RecordPending(const PlacementPlan& plan);
 
   ControllerCore& core_;

