@@ -30,7 +30,7 @@ Status Controller::Load() {
     core_.sessions[name].last_heartbeat = now;  // host_down_after from now to reconnect
   }
   core_.step_events.clear();
-  core_.locations_dirty = true;
+  core_.topology_dirty = true;
   EnsureServiceInstances();
   RETURN_IF_ERROR(core_.RebuildAllocator());
   // The topology revision survives a restart. When the state changed after the last revision was

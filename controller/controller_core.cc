@@ -36,9 +36,10 @@ Resources FromProto(const v1::Resources& p) {
 }
 
 std::vector<EventRecord> ControllerCore::Commit(StateChange change) {
-  bool instances_written = !change.instances.empty() || !change.deleted_instances.empty();
+  bool topology_inputs_written =
+      !change.instances.empty() || !change.deleted_instances.empty() || !change.hosts.empty();
   std::vector<EventRecord> events = state.Commit(std::move(change));
-  if (instances_written) locations_dirty = true;
+  if (topology_inputs_written) topology_dirty = true;
   for (const auto& e : events) {
     if (event_listener) event_listener(e);
     step_events.push_back(e);

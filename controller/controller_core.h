@@ -103,9 +103,11 @@ class ControllerCore {
   // instance -> (detected by: event | poll | health_check | host_down, ms from the first evidence
   // (the agent's detection; the host's last heartbeat) to the controller's decision).
   std::map<std::string, std::pair<std::string, int64_t>> detection;
-  // The current step: its events, and whether instances were written (locations may differ).
+  // The current step's events.
   std::vector<EventRecord> step_events;
-  bool locations_dirty = true;
+  // Instances or hosts were written since the topology was last checked (DesiredState): only
+  // then can it differ, so a step that wrote neither (a heartbeat) costs no topology rebuild.
+  bool topology_dirty = true;
 
  private:
   std::optional<AllocatorState> alloc_;

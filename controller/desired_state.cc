@@ -88,9 +88,9 @@ void DesiredState::PushDesired(const std::set<std::string>& hosts) {
 }
 
 bool DesiredState::SyncTopology() {
-  TopologyDelta delta =
-      tracker_.Observe(core_.state.instances(), core_.state.hosts(), core_.locations_dirty);
-  core_.locations_dirty = false;
+  if (!core_.topology_dirty) return false;  // nothing it is built from was written
+  core_.topology_dirty = false;
+  TopologyDelta delta = tracker_.Observe(core_.state.instances(), core_.state.hosts());
   changed_services_.insert(delta.services.begin(), delta.services.end());
   if (!delta.revision_changed) return false;
   const v1::TopologyRevision& t = delta.topology;

@@ -61,17 +61,14 @@ void TopologyTracker::Reset(const std::string& digest) {
   // Nothing is published yet: the first step after a load publishes every service's locations
   // (DNS and the instances hear the whole picture after a restart).
   published_.clear();
-  published_once_ = false;
 }
 
 TopologyDelta TopologyTracker::Observe(const std::map<std::string, InstanceRecord>& instances,
-                                       const std::map<std::string, HostRecord>& hosts,
-                                       bool locations_dirty) {
+                                       const std::map<std::string, HostRecord>& hosts) {
   TopologyDelta delta;
   delta.topology = BuildTopology(instances, hosts);
   delta.digest = TopologyDigest(delta.topology);
   delta.revision_changed = delta.digest != digest_;
-  if (!locations_dirty && published_once_) return delta;
   std::map<std::string, InstanceLocation> now = LocationsOf(instances);
   for (const auto& [name, loc] : now) {
     auto old = published_.find(name);
@@ -81,7 +78,6 @@ TopologyDelta TopologyTracker::Observe(const std::map<std::string, InstanceRecor
     if (!now.count(name)) delta.services.insert(loc.service);  // removed
   }
   published_ = std::move(now);
-  published_once_ = true;
   return delta;
 }
 

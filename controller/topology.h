@@ -41,17 +41,16 @@ class TopologyTracker {
  public:
   // `digest`: the stored digest of the last revision ("" when none was ever stored).
   void Reset(const std::string& digest);
-  // Compares the state with what was last published (the digest always; the locations only when
-  // `locations_dirty`) and remembers the new locations. The caller stores a new revision with
-  // `Accept` once it committed it.
+  // Compares the state with what was last published (the revision's digest and every instance's
+  // location) and remembers the new locations. The caller stores a new revision with `Accept`
+  // once it committed it. O(instances): call it only when instances or hosts were written.
   TopologyDelta Observe(const std::map<std::string, InstanceRecord>& instances,
-                        const std::map<std::string, HostRecord>& hosts, bool locations_dirty);
+                        const std::map<std::string, HostRecord>& hosts);
   void Accept(const std::string& digest) { digest_ = digest; }
 
  private:
   std::string digest_;
   std::map<std::string, InstanceLocation> published_;
-  bool published_once_ = false;
 };
 
 }  // namespace regen

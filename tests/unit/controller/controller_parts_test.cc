@@ -124,20 +124,20 @@ TEST(TopologyTest, OneCheckFindsRevisionChangesAndServicesWhoseLocationsMoved) {
       {"web-0", Inst("web-0", "h1", InstanceState::kRunning, 1)}};
   TopologyTracker tracker;
   tracker.Reset("");
-  TopologyDelta d = tracker.Observe(instances, hosts, true);
+  TopologyDelta d = tracker.Observe(instances, hosts);
   EXPECT_TRUE(d.revision_changed);
   EXPECT_EQ(d.services, std::set<std::string>{"web"}) << "first publication after a load";
   tracker.Accept(d.digest);
-  EXPECT_FALSE(tracker.Observe(instances, hosts, true).revision_changed);
+  EXPECT_FALSE(tracker.Observe(instances, hosts).revision_changed);
   // Running -> creating on the same host with the same generation: neither changes.
   instances["web-0"].state = InstanceState::kCreating;
-  d = tracker.Observe(instances, hosts, true);
+  d = tracker.Observe(instances, hosts);
   EXPECT_FALSE(d.revision_changed);
   EXPECT_TRUE(d.services.empty());
   // A heal: another host and generation.
   instances["web-0"].allocation.host = "h2";
   instances["web-0"].generation = 2;
-  d = tracker.Observe(instances, hosts, true);
+  d = tracker.Observe(instances, hosts);
   EXPECT_TRUE(d.revision_changed);
   EXPECT_EQ(d.services, std::set<std::string>{"web"});
   EXPECT_EQ(d.topology.hosts(0).address(), "10.0.0.2");
