@@ -204,6 +204,23 @@ Result<v1::UpgradeStatus> AdminClient::UpgradeRollback(v1::UpgradeServiceRequest
   return Unary<v1::UpgradeStatus>("UpgradeRollback", request, REGEN_STUB_CALL(UpgradeRollback));
 }
 
+Result<v1::MaintenanceStatus> AdminClient::MaintenanceStart(v1::MaintenanceStartRequest request) {
+  EnsureOperationId(request);
+  return Unary<v1::MaintenanceStatus>("MaintenanceStart", request,
+                                      REGEN_STUB_CALL(MaintenanceStart));
+}
+
+Result<v1::MaintenanceStatus> AdminClient::MaintenanceEnd(v1::MaintenanceEndRequest request) {
+  EnsureOperationId(request);
+  return Unary<v1::MaintenanceStatus>("MaintenanceEnd", request, REGEN_STUB_CALL(MaintenanceEnd));
+}
+
+Result<v1::MaintenanceStatus> AdminClient::MaintenanceStatusGet(
+    const v1::MaintenanceStatusRequest& request) {
+  return Unary<v1::MaintenanceStatus>("MaintenanceStatusGet", request,
+                                      REGEN_STUB_CALL(MaintenanceStatusGet));
+}
+
 #undef REGEN_STUB_CALL
 
 Status AdminClient::Events(int64_t after_sequence, bool follow,

@@ -59,6 +59,10 @@ class AdminClient {
   Result<v1::UpgradeStatus> UpgradeResume(v1::UpgradeServiceRequest request);
   Result<v1::UpgradeStatus> UpgradeNextUd(v1::UpgradeServiceRequest request);
   Result<v1::UpgradeStatus> UpgradeRollback(v1::UpgradeServiceRequest request);
+  Result<v1::MaintenanceStatus> MaintenanceStart(v1::MaintenanceStartRequest request);
+  Result<v1::MaintenanceStatus> MaintenanceEnd(v1::MaintenanceEndRequest request);
+  Result<v1::MaintenanceStatus> MaintenanceStatusGet(
+      const v1::MaintenanceStatusRequest& request = {});
 
   // Streams the events with a sequence above `after_sequence` to `on_event`, in order. Without
   // `follow` the controller ends the stream after the stored events (and the deadline covers the

@@ -88,6 +88,31 @@ Status ReadAuth(const FieldMap& top, AuthConfig* auth) {
   return Status::Ok();
 }
 
+// The lease must outlive two heartbeats (one lost heartbeat must not fence a host) and a restart
+// of the controller (restart_allowance after the last acknowledged heartbeat): otherwise every
+// controller restart would stop every VM of the cluster.
+Status CheckLeaseCoversRestart(const FieldMap& top, const ControllerConfig& c) {
+  std::string_view at = top.Has("fencing_lease")        ? "fencing_lease"
+                        : top.Has("heartbeat_interval") ? "heartbeat_interval"
+                                                        : "restart_allowance";
+  if (c.fencing_lease < 2 * c.heartbeat_interval) {
+    return top.ErrorAt(at, "fencing_lease (" + FormatDuration(c.fencing_lease) +
+                               ") must be at least two heartbeat_intervals (2 x " +
+                               FormatDuration(c.heartbeat_interval) +
+                               "): one lost heartbeat must not fence a host; raise fencing_lease "
+                               "or lower heartbeat_interval");
+  }
+  if (c.fencing_lease < c.heartbeat_interval + c.restart_allowance) {
+    return top.ErrorAt(
+        at, "fencing_lease (" + FormatDuration(c.fencing_lease) +
+                ") must cover heartbeat_interval + restart_allowance (" +
+                FormatDuration(c.heartbeat_interval) + " + " + FormatDuration(c.restart_allowance) +
+                "): a controller restart would make every agent fence (stop every VM); raise "
+                "fencing_lease (and host_down_after) or lower heartbeat_interval");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
@@ -96,7 +121,8 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
   ASSIGN_OR_RETURN(FieldMap top,
                    FieldMap::Root(file_name, root, "controller configuration",
                                   {"listen_address", "database", "heartbeat_interval",
-                                   "host_down_after", "fencing_lease", "dns", "upgrade",
+                                   "host_down_after", "fencing_lease", "restart_allowance",
+                                   "maintenance_max", "dns", "upgrade",
                                    "log_level", "metrics_address", "tls", "insecure", "auth"}));
   ControllerConfig c;
   RETURN_IF_ERROR(top.GetHostPort("listen_address", &c.listen_address, /*allow_empty=*/false));
@@ -114,6 +140,11 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                   &c.host_down_after));
   RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
                                   &c.fencing_lease));
+  RETURN_IF_ERROR(top.GetDuration("restart_allowance", milliseconds(0), std::chrono::minutes(10),
+                                  &c.restart_allowance));
+  RETURN_IF_ERROR(top.GetDuration("maintenance_max", std::chrono::minutes(1),
+                                  std::chrono::hours(24 * 7), &c.maintenance_max));
+  RETURN_IF_ERROR(CheckLeaseCoversRestart(top, c));
   if (c.host_down_after <= c.fencing_lease + c.heartbeat_interval) {
     std::string sum = "fencing_lease + heartbeat_interval (" + FormatDuration(c.fencing_lease) +
                       " + " + FormatDuration(c.heartbeat_interval) + " = " +

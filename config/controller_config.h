@@ -38,9 +38,17 @@ struct AuthConfig {
 struct ControllerConfig {
   std::string listen_address = "127.0.0.1:7400";          // listen_address
   std::string database = "/var/lib/regen/controller.db";  // database
-  std::chrono::milliseconds heartbeat_interval{500};      // heartbeat_interval
-  std::chrono::milliseconds host_down_after{3000};        // host_down_after
-  std::chrono::milliseconds fencing_lease{2000};  // fencing_lease: must be < host_down_after
+  // Liveness (DESIGN "Liveness, fencing and high availability"). A controller crash costs the
+  // agents at most one heartbeat_interval of lease already used plus restart_allowance (systemd's
+  // RestartSec=300ms, the start, every agent's reconnect within 100 ms): the defaults leave the
+  // lease twice that (2 x (500ms + 1s) = 3s), and the loader refuses a lease that does not cover
+  // it at all.
+  std::chrono::milliseconds heartbeat_interval{500};  // heartbeat_interval
+  std::chrono::milliseconds host_down_after{4500};    // host_down_after: > lease + heartbeat
+  std::chrono::milliseconds fencing_lease{3000};      // fencing_lease
+  std::chrono::milliseconds restart_allowance{1000};  // restart_allowance
+  // regenctl maintenance start --for D: D may be at most this long.
+  std::chrono::milliseconds maintenance_max{std::chrono::hours(4)};  // maintenance_max
   DnsConfig dns;                                  // dns
   std::string manual_upgrade_policy = "block";    // upgrade.manual_policy: block | allow
   bool auto_rollback = false;                     // upgrade.auto_rollback

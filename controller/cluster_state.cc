@@ -83,12 +83,17 @@ Status ClusterState::Load() {
   }
   std::string digest;
   if (auto it = snap.meta.find(kTopologyDigestKey); it != snap.meta.end()) digest = it->second;
+  MaintenanceRecord maintenance;
+  if (auto it = snap.meta.find(kMaintenanceKey); it != snap.meta.end()) {
+    ASSIGN_OR_RETURN(maintenance, ParseMaintenanceJson(it->second));
+  }
   hosts_ = std::move(snap.hosts);
   services_ = std::move(services);
   instances_ = std::move(snap.instances);
   upgrades_ = std::move(upgrades);
   topology_revision_ = revision;
   topology_digest_ = std::move(digest);
+  maintenance_ = maintenance;
   return Status::Ok();
 }
 
@@ -104,6 +109,9 @@ Status ClusterState::Write(StoreTxn& txn, StateChange& change) {
   if (change.topology) {
     RETURN_IF_ERROR(txn.SetMeta(kTopologyRevisionKey, std::to_string(change.topology->revision)));
     RETURN_IF_ERROR(txn.SetMeta(kTopologyDigestKey, change.topology->digest));
+  }
+  if (change.maintenance) {
+    RETURN_IF_ERROR(txn.SetMeta(kMaintenanceKey, MaintenanceToJson(*change.maintenance)));
   }
   for (auto& e : change.events) {
     ASSIGN_OR_RETURN(e.sequence, txn.AppendEvent(e));
@@ -130,6 +138,7 @@ void ClusterState::Apply(StateChange&& change) {
     topology_revision_ = change.topology->revision;
     topology_digest_ = std::move(change.topology->digest);
   }
+  if (change.maintenance) maintenance_ = *change.maintenance;
 }
 
 void ClusterState::NoteHeartbeat(const std::string& host, int64_t unix_ms) {

@@ -14,6 +14,7 @@
 
 #include "config/service_spec.h"
 #include "controller/allocator.h"
+#include "controller/maintenance.h"
 #include "controller/store.h"
 #include "controller/upgrade.h"
 
@@ -50,10 +51,11 @@ struct StateChange {
     std::string digest;
   };
   std::optional<Topology> topology;
+  std::optional<MaintenanceRecord> maintenance;
 
   bool empty() const {
     return hosts.empty() && services.empty() && instances.empty() && deleted_instances.empty() &&
-           upgrades.empty() && operations.empty() && events.empty() && !topology;
+           upgrades.empty() && operations.empty() && events.empty() && !topology && !maintenance;
   }
   // Adds or replaces (by name) an instance in this change.
   void Put(const InstanceRecord& inst);
@@ -89,6 +91,7 @@ class ClusterState {
   int64_t topology_revision() const { return topology_revision_; }
   // "" when the store holds no digest (nothing was ever placed).
   const std::string& topology_digest() const { return topology_digest_; }
+  const MaintenanceRecord& maintenance() const { return maintenance_; }
 
   // Reads that go to the store (idempotency of admin requests, the event log).
   Result<std::optional<OperationRecord>> FindOperation(const std::string& id) {
@@ -109,6 +112,7 @@ class ClusterState {
   std::map<std::string, UpgradeState> upgrades_;
   int64_t topology_revision_ = 0;
   std::string topology_digest_;
+  MaintenanceRecord maintenance_;
 };
 
 }  // namespace regen

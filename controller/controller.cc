@@ -20,15 +20,20 @@ Controller::Controller(const ControllerConfig& config, Store& store, Clock& cloc
       upgrades_(core_, desired_),
       healer_(core_, desired_, upgrades_),
       moves_(core_, desired_, healer_),
-      admin_(core_, desired_, healer_) {}
+      admin_(core_, desired_, healer_),
+      maintenance_(core_) {}
 
 Status Controller::Load() {
   RETURN_IF_ERROR(core_.state.Load());
   core_.sessions.clear();
   auto now = core_.clock.Now();
+  std::map<std::string, Clock::TimePoint> seed;
   for (const auto& [name, rec] : core_.state.hosts()) {
-    core_.sessions[name].last_heartbeat = now;  // host_down_after from now to reconnect
+    core_.sessions[name];
+    seed[name] = now;  // host_down_after from now to reconnect
   }
+  core_.leases.Seed(seed);
+  maintenance_.Load();
   core_.step_events.clear();
   core_.topology_dirty = true;
   EnsureServiceInstances();
@@ -103,7 +108,6 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
   session = HostSession{};
   session.staged = std::move(staged);
   session.sink = sink;
-  session.last_heartbeat = core_.clock.Now();
 }
 
 Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
@@ -111,7 +115,8 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
   HostSession* existing = core_.session(hello.host());
   if (existing != nullptr && existing->sink != nullptr && existing->sink != sink) {
-    if (SessionIsLive(core_.clock.Now() - existing->last_heartbeat, core_.config)) {
+    auto lease = core_.leases.Get(hello.host());
+    if (lease && SessionIsLive(core_.clock.Now() - lease->last_heartbeat, core_.config)) {
       return FailedPrecondition("host " + hello.host() +
                                 " already has a connected agent; a second agent for the same host "
                                 "is refused (stop the other one, or fix host_name in agent.yaml)");
@@ -121,6 +126,7 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
     existing->sink = nullptr;
   }
   RegisterHost(hello, sink);
+  healer_.RecreateFenced(hello.host(), hello.fenced());
   // The latest topology first (a changed tunnel address makes a new revision for everyone).
   if (!desired_.SyncTopology() && core_.state.topology_revision() > 0) {
     desired_.SendTopology(hello.host());
@@ -132,27 +138,32 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   *report.mutable_staged() = hello.staged();
   OnDomainsReport(hello.host(), report);
   healer_.PlacePending();
+  // Its heartbeats are acknowledged from now on, after its desired set on the same stream.
+  core_.leases.Open(hello.host(), sink);
   return Status::Ok();
 }
 
 void Controller::OnHeartbeat(const std::string& host, const v1::Heartbeat& heartbeat,
                              AgentSink* sink) {
   StepGuard step(this);
-  HostSession* h = core_.session(host);
-  if (h == nullptr || h->sink != sink) return;
-  h->last_heartbeat = core_.clock.Now();
-  core_.state.NoteHeartbeat(host, core_.clock.WallMillis());
-  regen::HostState state = core_.state.host(host)->state;
-  if (state == regen::HostState::kSuspect || state == regen::HostState::kDown) {
-    // A down host's instances were healed elsewhere; its desired set already says so.
-    moves_.SetHostState(host, regen::HostState::kUp, "heartbeats resumed");
-    desired_.PushDesired(host);
+  core_.leases.OnHeartbeat(host, sink, heartbeat);
+  if (auto lease = core_.leases.Get(host)) RecoverIfHeard(host, *lease);
+}
+
+void Controller::RecoverIfHeard(const std::string& host, const LeaseKeeper::HostLease& lease) {
+  const HostRecord* h = core_.state.host(host);
+  const HostSession* session = core_.session(host);
+  if (h == nullptr || lease.sink == nullptr || session == nullptr || session->sink != lease.sink) {
+    return;
   }
-  v1::ControllerMessage ack;
-  ack.mutable_heartbeat_ack()->set_sequence(heartbeat.sequence());
-  ack.mutable_heartbeat_ack()->set_heartbeat_interval_ms(core_.config.heartbeat_interval.count());
-  ack.mutable_heartbeat_ack()->set_fencing_lease_ms(core_.config.fencing_lease.count());
-  sink->Send(ack);
+  if (h->state != regen::HostState::kSuspect && h->state != regen::HostState::kDown) return;
+  if (!SessionIsLive(core_.clock.Now() - lease.last_heartbeat, core_.config)) return;
+  core_.state.NoteHeartbeat(host, lease.last_heartbeat_unix_ms);
+  // A down host's instances were healed elsewhere; its desired set already says so, and it goes
+  // out before the lease is renewed again (an agent that fenced follows only a new desired set).
+  moves_.SetHostState(host, regen::HostState::kUp, "heartbeats resumed");
+  desired_.PushDesired(host);
+  core_.leases.Open(host, lease.sink);
 }
 
 void Controller::NoteStaging(const std::string& host, const v1::DomainsReport& report,
@@ -300,6 +311,7 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& e
 }
 
 void Controller::OnDisconnect(const std::string& host, AgentSink* sink) {
+  core_.leases.Close(host, sink);
   HostSession* h = core_.session(host);
   if (h == nullptr || h->sink != sink) return;
   h->sink = nullptr;
@@ -318,6 +330,7 @@ void Controller::OnTopologyApplied(const std::string& host, const v1::TopologyAp
 }
 
 void Controller::HostDown(const std::string& host, int64_t silent_ms) {
+  core_.leases.Suspend(host);  // no new lease before it follows a new desired set
   moves_.SetHostState(host, regen::HostState::kDown,
                       "no heartbeat for " + std::to_string(silent_ms) + " ms");
   std::vector<std::string> lost;
@@ -357,16 +370,26 @@ void Controller::HostDown(const std::string& host, int64_t silent_ms) {
 
 void Controller::Tick() {
   StepGuard step(this);
+  if (maintenance_.Expire()) spdlog::info("maintenance over: healing what waited");
   auto now = core_.clock.Now();
+  bool maintenance = core_.InMaintenance();
   // By name, from a copy: a step below may add sessions or change host records.
-  std::vector<std::pair<std::string, Clock::TimePoint>> hosts;
-  for (const auto& [name, s] : core_.sessions) hosts.emplace_back(name, s.last_heartbeat);
-  for (const auto& [name, last] : hosts) {
+  for (const auto& [name, lease] : core_.leases.All()) {
+    RecoverIfHeard(name, lease);
     const HostRecord* h = core_.state.host(name);
     if (h == nullptr) continue;
-    auto silent = now - last;
+    auto silent = now - lease.last_heartbeat;
     auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
-    switch (JudgeHost(h->state, silent, core_.config)) {
+    LivenessVerdict verdict = JudgeHost(h->state, silent, core_.config);
+    // Maintenance: nobody is declared down while it runs, nor before a hold granted during it
+    // can have run out (the agent keeps its domains until then).
+    if (verdict == LivenessVerdict::kDown &&
+        (maintenance || (lease.hold_bound != Clock::TimePoint{} &&
+                         now < lease.hold_bound + core_.config.host_down_after))) {
+      verdict = h->state == regen::HostState::kUp ? LivenessVerdict::kSuspect
+                                                  : LivenessVerdict::kNoChange;
+    }
+    switch (verdict) {
       case LivenessVerdict::kDown:
         HostDown(name, silent_ms);
         break;
@@ -379,7 +402,7 @@ void Controller::Tick() {
     }
   }
   healer_.PlacePending();
-  upgrades_.DriveAll();
+  if (!maintenance) upgrades_.DriveAll();  // an upgrade step waits for the maintenance's end
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,6 +439,28 @@ Result<v1::UpgradeStatus> Controller::UpgradeNextUd(const v1::UpgradeServiceRequ
 Result<v1::UpgradeStatus> Controller::UpgradeRollback(const v1::UpgradeServiceRequest& r) {
   StepGuard step(this);
   return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Rollback{});
+}
+Result<v1::MaintenanceStatus> Controller::MaintenanceStart(const v1::MaintenanceStartRequest& r) {
+  StepGuard step(this);
+  return maintenance_.Start(r);
+}
+Result<v1::MaintenanceStatus> Controller::MaintenanceEnd(const v1::MaintenanceEndRequest& r) {
+  StepGuard step(this);
+  auto status = maintenance_.End(r);
+  if (status.ok()) healer_.PlacePending();  // what failed meanwhile is healed now
+  return status;
+}
+
+v1::ListHostsResponse Controller::ListHosts() const {
+  v1::ListHostsResponse resp = admin_.ListHosts();
+  for (v1::HostInfo& info : *resp.mutable_hosts()) {
+    auto lease = core_.leases.Get(info.name());
+    if (lease && lease->last_heartbeat_unix_ms > info.last_heartbeat_unix_ms()) {
+      info.set_last_heartbeat_unix_ms(lease->last_heartbeat_unix_ms);
+    }
+  }
+  *resp.mutable_maintenance() = maintenance_.Status();
+  return resp;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@
 #include "controller/desired_state.h"
 #include "controller/domain_report.h"
 #include "controller/healer.h"
+#include "controller/maintenance_ops.h"
 #include "controller/moves.h"
 #include "controller/upgrade_driver.h"
 
@@ -57,7 +58,12 @@ class Controller {
   // A Hello on a new session. Refused (the session should be closed with the message) for a bad
   // host name or when another live session already speaks for that host.
   Status OnHello(const v1::Hello& hello, AgentSink* sink);
+  // A heartbeat as the lease keeper takes it (the server calls leases().OnHeartbeat on its gRPC
+  // thread instead; Tick notices the host heard again), then what it means for a suspect or
+  // down host. For tests and callers on the main loop.
   void OnHeartbeat(const std::string& host, const v1::Heartbeat& heartbeat, AgentSink* sink);
+  // The hosts' leases; thread-safe (heartbeats are acknowledged there, on gRPC threads).
+  LeaseKeeper& leases() { return core_.leases; }
   void OnDomainsReport(const std::string& host, const v1::DomainsReport& report);
   void OnDomainEvent(const std::string& host, const v1::DomainEvent& event);
   void OnDisconnect(const std::string& host, AgentSink* sink);
@@ -76,7 +82,7 @@ class Controller {
   Result<v1::ListInstancesResponse> ListInstances(const std::string& service) const {
     return admin_.ListInstances(service);
   }
-  v1::ListHostsResponse ListHosts() const { return admin_.ListHosts(); }
+  v1::ListHostsResponse ListHosts() const;
   Result<v1::FailoverResponse> Failover(const v1::FailoverRequest& request);
   Result<v1::DrainResponse> Drain(const v1::DrainRequest& request);
   Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) {
@@ -92,6 +98,11 @@ class Controller {
   Result<v1::UpgradeStatus> UpgradeResume(const v1::UpgradeServiceRequest& request);
   Result<v1::UpgradeStatus> UpgradeNextUd(const v1::UpgradeServiceRequest& request);
   Result<v1::UpgradeStatus> UpgradeRollback(const v1::UpgradeServiceRequest& request);
+
+  // ---- maintenance of the controller's machine (controller/maintenance_ops.h) ----
+  Result<v1::MaintenanceStatus> MaintenanceStart(const v1::MaintenanceStartRequest& request);
+  Result<v1::MaintenanceStatus> MaintenanceEnd(const v1::MaintenanceEndRequest& request);
+  v1::MaintenanceStatus MaintenanceStatusGet() const { return maintenance_.Status(); }
 
   // For tests and status.
   const std::map<std::string, InstanceRecord>& instances() const { return core_.state.instances(); }
@@ -153,6 +164,9 @@ class Controller {
   void ApplyReport(const std::string& host, const ReportOutcome& outcome,
                    std::set<std::string>& services);
   void HostDown(const std::string& host, int64_t silent_ms);
+  // A suspect or down host whose agent is heard again on its current session comes back up (a
+  // down one gets its desired set, then its lease again).
+  void RecoverIfHeard(const std::string& host, const LeaseKeeper::HostLease& lease);
 
   ControllerCore core_;
   DesiredState desired_;
@@ -160,6 +174,7 @@ class Controller {
   Healer healer_;
   Moves moves_;
   AdminOps admin_;
+  MaintenanceOps maintenance_;
   std::set<std::string> staging_errors_;  // "host/service/version: error" evented
   std::vector<ChangeListener> change_listeners_;
   int step_depth_ = 0;

@@ -17,13 +17,15 @@
 #include "config/controller_config.h"
 #include "controller/allocator.h"
 #include "controller/cluster_state.h"
+#include "controller/lease_keeper.h"
 #include "controller/store.h"
 #include "controller/upgrade.h"
 
 namespace regen {
 
-// Where the controller sends messages to one connected agent. Send must not block for long and
-// is called from the main loop thread only.
+// Where the controller sends messages to one connected agent. Send must not block for long; it is
+// called from the main loop and (heartbeat acks, controller/lease_keeper.h) from gRPC threads, so
+// it must be thread-safe.
 class AgentSink {
  public:
   virtual ~AgentSink() = default;
@@ -53,8 +55,7 @@ struct ControllerChanges {
 
 // An agent's session and what it last said (memory only: an agent restates it on reconnect).
 struct HostSession {
-  AgentSink* sink = nullptr;
-  Clock::TimePoint last_heartbeat{};
+  AgentSink* sink = nullptr;  // its heartbeats and lease: leases (LeaseKeeper)
   bool reported = false;                            // a DomainsReport arrived on this session
   std::map<std::string, v1::DomainStatus> domains;  // last report
   // Images staged on the host (service, version) -> the agent's word (error empty: staged).
@@ -76,7 +77,7 @@ class ControllerCore {
   using EventListener = std::function<void(const EventRecord&)>;
 
   ControllerCore(const ControllerConfig& config, Store& store, Clock& clock)
-      : config(config), clock(clock), state(store) {}
+      : config(config), clock(clock), state(store), leases(config, clock) {}
 
   // The parts' one write path: ClusterState::Commit (fatal when the store refuses), then the
   // events go to the event listener and into the current step.
@@ -92,10 +93,14 @@ class ControllerCore {
   const HostSession* session(const std::string& host) const;
   // A known host in state down (an unknown host is not).
   bool IsHostDown(const std::string& host) const;
+  // regenctl maintenance runs: nothing is healed.
+  bool InMaintenance() const { return state.maintenance().Active(clock.WallMillis()); }
 
   const ControllerConfig config;
   Clock& clock;
   ClusterState state;
+  // The hosts' leases: heartbeats are acknowledged there, on gRPC threads (thread-safe).
+  LeaseKeeper leases;
   std::map<std::string, HostSession> sessions;
   EventListener event_listener;
   // instance -> detection time (time to heal).

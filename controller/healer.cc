@@ -91,10 +91,24 @@ void Healer::Heal(const std::vector<std::string>& names, const std::string& why,
   // One commit: the failures, the upgrade's pre-emption, the healing versions and the new
   // placements are stored together (a restart never finds half a heal).
   StateChange change;
+  if (core_.InMaintenance() && still_running) {
+    // Maintenance heals nothing, and this domain still runs: leave it as it is.
+    for (const auto& name : names) {
+      spdlog::warn("instance {}: {}; not healed: maintenance runs", name, why);
+    }
+    return;
+  }
   auto by_service = MarkFailed(names, why, failed_host, change);
   if (by_service.empty()) return;
   // During an upgrade: pre-empt it, and heal with the version the DESIGN table gives.
   ApplyUpgradeRules(by_service, failed_host, change);
+  if (core_.InMaintenance()) {
+    // Recorded failed (its host's desired set loses it); placed when the maintenance ends.
+    for (auto& inst : change.instances) inst.reason += "; healed when the maintenance ends";
+    core_.Commit(std::move(change));
+    desired_.PushDesired(failed_host);
+    return;
+  }
   std::set<std::string> touched{failed_host};
   for (const auto& [service, requests] : by_service) {
     const ServiceRuntime* svc = core_.state.service(service);
@@ -111,6 +125,33 @@ void Healer::Heal(const std::vector<std::string>& names, const std::string& why,
   }
   core_.Commit(std::move(change));
   desired_.PushDesired(touched);
+}
+
+void Healer::RecreateFenced(
+    const std::string& host, const google::protobuf::RepeatedPtrField<v1::FencedInstance>& fenced) {
+  StateChange change;
+  for (const v1::FencedInstance& f : fenced) {
+    const InstanceRecord* cur = core_.state.instance(f.instance());
+    std::string what = "the agent of " + host + " destroyed " + f.instance() + " generation " +
+                       std::to_string(f.generation()) + " for safety (" + f.reason() + ")";
+    if (cur != nullptr && cur->allocation.host == host && cur->generation == f.generation() &&
+        IsActive(cur->state) && cur->moving_from.empty()) {
+      InstanceRecord inst = *cur;
+      inst.generation += 1;
+      inst.state = InstanceState::kCreating;
+      inst.reason = "re-created after its host fenced";
+      what += "; re-created there with generation " + std::to_string(inst.generation);
+      change.events.push_back(core_.MakeEvent(EventKind::kFenced, &inst, host, what));
+      change.instances.push_back(std::move(inst));
+    } else {
+      InstanceRecord named;
+      named.name = f.instance();
+      named.service = cur != nullptr ? cur->service : "";
+      change.events.push_back(core_.MakeEvent(EventKind::kFenced, &named, host, what));
+    }
+    spdlog::warn("{}", what);
+  }
+  core_.Commit(std::move(change));
 }
 
 void Healer::RecordPending(const PlacementPlan& plan) {
@@ -130,8 +171,10 @@ void Healer::RecordPending(const PlacementPlan& plan) {
 
 void Healer::PlacePending() {
   std::map<std::string, std::vector<InstanceRequest>> by_service;
+  bool maintenance = core_.InMaintenance();
   for (const auto& [name, inst] : core_.state.instances()) {
-    if (inst.state == InstanceState::kPending || inst.state == InstanceState::kFailed) {
+    if (inst.state == InstanceState::kPending ||
+        (inst.state == InstanceState::kFailed && !maintenance)) {
       by_service[inst.service].push_back({name, inst.update_domain, ""});
     }
   }

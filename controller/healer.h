@@ -28,8 +28,13 @@ class Healer {
   // Several instances of one failure (a host down): one placement call per service.
   void Heal(const std::vector<std::string>& instances, const std::string& why,
             const std::string& failed_host, bool still_running = false);
-  // Places pending (and failed, not yet placed) instances where room appeared.
+  // Places pending (and failed, not yet placed) instances where room appeared. During maintenance
+  // failed instances wait (nothing is healed).
   void PlacePending();
+  // The agent of `host` destroyed these instances for safety (its lease ran out): each is an
+  // event, and one still placed there at that generation is re-created there with generation + 1.
+  void RecreateFenced(const std::string& host,
+                      const google::protobuf::RepeatedPtrField<v1::FencedInstance>& fenced);
 
   // Adds to `change` the records and events of a plan the allocator already committed: placed
   // instances get generation + 1 (1 when new) and state creating, or moving when

@@ -157,12 +157,13 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       return ToGrpc(hello);
     }
     spdlog::info("agent session for host {} from {}", host, context->peer());
+    LeaseKeeper& leases = server_.leases();
     v1::AgentMessage msg;
     while (stream->Read(&msg)) {
       if (msg.has_heartbeat()) {
-        server_.Post([this, host, sink, hb = msg.heartbeat()] {
-          server_.controller().OnHeartbeat(host, hb, sink);
-        });
+        // Acknowledged here, from memory: never behind the main loop (a store write, an fsync,
+        // an admin call). The main loop's Tick sees the time and judges the host.
+        leases.OnHeartbeat(host, sink, msg.heartbeat());
       } else if (msg.has_domains_report()) {
         server_.Post([this, host, r = msg.domains_report()] {
           server_.controller().OnDomainsReport(host, r);
@@ -184,6 +185,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       }
     }
     // The loop must stop using the sink before the session goes away.
+    leases.Close(host, sink);  // no ack on a session that goes away, even if the loop is busy
     server_.Call<bool>([&] {
       server_.controller().OnDisconnect(host, sink);
       return true;
@@ -334,6 +336,29 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return Reply(server_.Call<Result<v1::UpgradeStatus>>(
                      [&] { return server_.controller().UpgradeRollback(*req); }),
                  resp);
+  }
+  grpc::Status MaintenanceStart(grpc::ServerContext* context,
+                                const v1::MaintenanceStartRequest* req,
+                                v1::MaintenanceStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "MaintenanceStart", true); !a.ok()) return a;
+    return Reply(server_.Call<Result<v1::MaintenanceStatus>>(
+                     [&] { return server_.controller().MaintenanceStart(*req); }),
+                 resp);
+  }
+  grpc::Status MaintenanceEnd(grpc::ServerContext* context, const v1::MaintenanceEndRequest* req,
+                              v1::MaintenanceStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "MaintenanceEnd", true); !a.ok()) return a;
+    return Reply(server_.Call<Result<v1::MaintenanceStatus>>(
+                     [&] { return server_.controller().MaintenanceEnd(*req); }),
+                 resp);
+  }
+  grpc::Status MaintenanceStatusGet(grpc::ServerContext* context,
+                                    const v1::MaintenanceStatusRequest*,
+                                    v1::MaintenanceStatus* resp) override {
+    if (grpc::Status a = Allowed(context, "MaintenanceStatusGet", false); !a.ok()) return a;
+    *resp = server_.Call<v1::MaintenanceStatus>(
+        [&] { return server_.controller().MaintenanceStatusGet(); });
+    return grpc::Status::OK;
   }
 
  private:

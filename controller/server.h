@@ -54,6 +54,7 @@ class ControllerServer {
   bool WaitForEvent(int64_t after, std::chrono::milliseconds timeout);
 
   Controller& controller() { return controller_; }               // main loop thread only
+  LeaseKeeper& leases() { return controller_.leases(); }         // any thread
   const Authorizer& authorizer() const { return *authorizer_; }  // set by Start; any thread
   bool tls() const { return config_.tls.enabled(); }
   // The DNS wiring (null when controller.yaml has no dns.server).

@@ -18,7 +18,7 @@ constexpr std::array<std::pair<InstanceState, const char*>, 5> kInstanceStates{{
     {InstanceState::kMoving, "moving"},
 }};
 
-constexpr std::array<std::pair<EventKind, const char*>, 16> kEventKinds{{
+constexpr std::array<std::pair<EventKind, const char*>, 18> kEventKinds{{
     {EventKind::kHostState, "host_state"},
     {EventKind::kService, "service"},
     {EventKind::kPlacement, "placement"},
@@ -35,6 +35,8 @@ constexpr std::array<std::pair<EventKind, const char*>, 16> kEventKinds{{
     {EventKind::kStagingFailed, "staging_failed"},
     {EventKind::kDnsUpdateFailed, "dns_update_failed"},
     {EventKind::kDnsUpdateRecovered, "dns_update_recovered"},
+    {EventKind::kFenced, "fenced"},
+    {EventKind::kMaintenance, "maintenance"},
 }};
 
 template <typename Table>

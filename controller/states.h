@@ -40,6 +40,8 @@ enum class EventKind {
   kStagingFailed,       // a host could not stage an upgrade's image
   kDnsUpdateFailed,     // the DNS server refused or did not answer an update
   kDnsUpdateRecovered,  // DNS updates succeed again
+  kFenced,              // a host's agent destroyed an instance for safety (its lease ran out)
+  kMaintenance,         // maintenance started or ended (regenctl maintenance)
 };
 const char* EventKindName(EventKind kind);
 Result<EventKind> ParseEventKind(std::string_view text);

@@ -30,6 +30,8 @@ struct Args {
   std::string to_version;       // upgrade start --to-version
   std::string mode = "auto";    // upgrade start --mode
   bool force = false;           // upgrade next-ud --force
+  std::string duration;         // maintenance start --for
+  std::string reason;           // maintenance start --reason
   std::string ca;               // --ca / REGEN_CA: TLS with this CA (else plaintext)
   std::string cert;             // --cert / REGEN_CERT: client certificate
   std::string key;              // --key / REGEN_KEY: its private key
@@ -61,6 +63,7 @@ void AddInstanceCommands(CommandSet& set);  // instance list (instances_cmd.cc)
 void AddHostCommands(CommandSet& set);      // host list, host drain, failover (hosts_cmd.cc)
 void AddEventsCommand(CommandSet& set);     // events (events_cmd.cc)
 void AddUpgradeCommands(CommandSet& set);   // upgrade start, status, ... (upgrade_cmd.cc)
+void AddMaintenanceCommands(CommandSet& set);  // maintenance start, end, status
 
 // -o/--output on `app` (the root and every leaf command take it).
 void AddOutputOption(CLI::App* app, Args& a);

@@ -12,14 +12,23 @@ Status RunHostList(const Args& a, AdminClient& client, std::ostream& out) {
   ASSIGN_OR_RETURN(auto r, client.ListHosts());
   if (a.output == "json") {
     Json array = Json::array();
-    for (const auto& h : r.hosts()) array.push_back(HostJson(h));
+    for (const auto& h : r.hosts()) {
+      Json j = HostJson(h);
+      j["maintenance"] = r.maintenance().active();
+      array.push_back(std::move(j));
+    }
     out << array.dump(2) << "\n";
     return Status::Ok();
+  }
+  if (r.maintenance().active() || r.maintenance().holds_until_unix_ms() > 0) {
+    out << DescribeMaintenance(r.maintenance()) << "\n";
   }
   Table table(
       {"NAME", "ADDRESS", "STATE", "VCPUS", "MEMORY_MIB", "LAST_HEARTBEAT", "TOPOLOGY_REV"});
   for (const auto& h : r.hosts()) {
-    table.Add({h.name(), OrDash(h.address()), OrDash(h.state()),
+    std::string state = OrDash(h.state());
+    if (r.maintenance().active()) state += " (maintenance)";
+    table.Add({h.name(), OrDash(h.address()), state,
                std::to_string(h.allocated().vcpus()) + "/" + std::to_string(h.capacity().vcpus()),
                std::to_string(h.allocated().memory_mib()) + "/" +
                    std::to_string(h.capacity().memory_mib()),

@@ -31,6 +31,9 @@ std::string Plural(int64_t n, const std::string& what);
 
 // "2024-05-01T12:00:00.250Z"; "-" for 0 (never).
 std::string FormatUnixMillis(int64_t unix_ms);
+// A maintenance's status (ctl/maintenance_cmd.cc): JSON, and one line of text.
+Json MaintenanceJson(const v1::MaintenanceStatus& m);
+std::string DescribeMaintenance(const v1::MaintenanceStatus& m);
 
 Json ResourcesJson(const v1::Resources& r);
 Json InstanceJson(const v1::InstanceInfo& i);

@@ -165,6 +165,7 @@ int RegenctlMain(int argc, char** argv, std::ostream& out, std::ostream& err) {
   ctl::AddHostCommands(set);
   ctl::AddEventsCommand(set);
   ctl::AddUpgradeCommands(set);
+  ctl::AddMaintenanceCommands(set);
   for (Command& c : commands) ctl::AddOutputOption(c.app, a);
 
   if (std::optional<int> done = Parse(app, argc, argv, a, out, err)) return *done;

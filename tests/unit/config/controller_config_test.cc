@@ -43,6 +43,8 @@ database: ":memory:"
 heartbeat_interval: 100ms
 host_down_after: 1s
 fencing_lease: 500ms
+restart_allowance: 300ms
+maintenance_max: 2h
 dns:
   server: "[::1]:5353"
   zone: lab.example.
@@ -66,6 +68,8 @@ auth:
   EXPECT_EQ(c->heartbeat_interval, milliseconds(100));
   EXPECT_EQ(c->host_down_after, milliseconds(1000));
   EXPECT_EQ(c->fencing_lease, milliseconds(500));
+  EXPECT_EQ(c->restart_allowance, milliseconds(300));
+  EXPECT_EQ(c->maintenance_max, std::chrono::hours(2));
   EXPECT_EQ(c->dns.server, "[::1]:5353");
   EXPECT_EQ(c->dns.zone, "lab.example.");
   EXPECT_EQ(c->dns.tsig_key_name, "regen-key.");
@@ -138,16 +142,25 @@ const BadCase kBadController[] = {
      "5:12", "auth.certs[1].name", "names a certificate listed before"},
     {"auth unknown key", "insecure: true\nauth: {users: []}\n", "2:8", "auth.users",
      "unknown key \"users\""},
-    {"host_down_after equal to lease + heartbeat", "host_down_after: 2500ms\n", "1:18",
+    {"host_down_after equal to lease + heartbeat", "host_down_after: 3500ms\n", "1:18",
      "host_down_after",
-     "must be longer than fencing_lease + heartbeat_interval (2s + 500ms = 2500ms), got "
-     "\"2500ms\""},
+     "must be longer than fencing_lease + heartbeat_interval (3s + 500ms = 3500ms), got "
+     "\"3500ms\""},
+    {"lease shorter than two heartbeats",
+     "fencing_lease: 1s\nheartbeat_interval: 600ms\nrestart_allowance: 100ms\n", "1:16",
+     "fencing_lease", "must be at least two heartbeat_intervals (2 x 600ms)"},
+    {"lease shorter than a controller restart", "fencing_lease: 1s\nhost_down_after: 2s\n",
+     "1:16", "fencing_lease",
+     "must cover heartbeat_interval + restart_allowance (500ms + 1s): a controller restart would "
+     "make every agent fence"},
+    {"maintenance_max too short", "maintenance_max: 10s\n", "1:18", "maintenance_max",
+     "got \"10s\""},
     {"host_down_after below lease", "fencing_lease: 2s\nhost_down_after: 1s\n", "2:18",
      "host_down_after", "(2s + 500ms = 2500ms), got \"1s\""},
     {"lease too long for the default host_down_after", "fencing_lease: 5s\n", "1:16",
-     "fencing_lease", "reach host_down_after (3s, the default), got \"5s\""},
-    {"heartbeat too long for the default host_down_after", "heartbeat_interval: 1s\n", "1:21",
-     "heartbeat_interval", "(2s + 1s = 3s)"},
+     "fencing_lease", "reach host_down_after (4500ms, the default), got \"5s\""},
+    {"heartbeat too long for the default host_down_after", "heartbeat_interval: 1500ms\n", "1:21",
+     "heartbeat_interval", "(3s + 1500ms = 4500ms)"},
     {"plain number heartbeat", "heartbeat_interval: 500\n", "1:21", "heartbeat_interval",
      "got \"500\" (a plain number has no unit"},
     {"listen without port", "listen_address: \"7400\"\n", "1:17", "listen_address",

@@ -22,7 +22,8 @@ TEST_F(RegenctlTest, HostListJson) {
   EXPECT_EQ(j[0], json::parse(R"({"name":"host-a","address":"192.168.0.11","state":"up",
       "capacity":{"vcpus":8,"memory_mib":16384,"disk_gib":200,"bandwidth_mbps":10000},
       "allocated":{"vcpus":3,"memory_mib":2112,"disk_gib":21,"bandwidth_mbps":100},
-      "last_heartbeat_unix_ms":1714564800250,"applied_topology_revision":7})"));
+      "last_heartbeat_unix_ms":1714564800250,"applied_topology_revision":7,
+      "maintenance":false})"));
 }
 
 TEST_F(RegenctlTest, HostDrainTextAndJson) {

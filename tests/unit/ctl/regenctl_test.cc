@@ -47,7 +47,7 @@ TEST_F(RegenctlTest, UnknownCommandsAreNamed) {
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err,
             "regenctl: unknown command \"frobnicate\" (commands: service, instance, host, "
-            "failover, events, upgrade; see regenctl --help)\n");
+            "failover, events, upgrade, maintenance; see regenctl --help)\n");
   r = Run({"host", "reboot", "host-a"});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err,

@@ -246,6 +246,36 @@ class FakeAdminService final : public v1::AdminService::Service {
                          v1::ListHostsResponse* response) override {
     if (auto s = Record("ListHosts", *request)) return *s;
     for (const auto& h : hosts_) *response->add_hosts() = h;
+    *response->mutable_maintenance() = maintenance_;
+    return grpc::Status::OK;
+  }
+
+  // Maintenance: starts at 2024-05-01T12:00:00Z; end refuses when none runs.
+  grpc::Status MaintenanceStart(grpc::ServerContext*, const v1::MaintenanceStartRequest* request,
+                                v1::MaintenanceStatus* response) override {
+    if (auto s = Record("MaintenanceStart", *request)) return *s;
+    maintenance_.set_active(true);
+    maintenance_.set_started_unix_ms(1714564800000);
+    maintenance_.set_until_unix_ms(1714564800000 + request->duration_ms());
+    maintenance_.set_holds_until_unix_ms(maintenance_.until_unix_ms());
+    maintenance_.set_reason(request->reason());
+    *response = maintenance_;
+    return grpc::Status::OK;
+  }
+  grpc::Status MaintenanceEnd(grpc::ServerContext*, const v1::MaintenanceEndRequest* request,
+                              v1::MaintenanceStatus* response) override {
+    if (auto s = Record("MaintenanceEnd", *request)) return *s;
+    if (!maintenance_.active()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no maintenance is running");
+    }
+    maintenance_.set_active(false);
+    *response = maintenance_;
+    return grpc::Status::OK;
+  }
+  grpc::Status MaintenanceStatusGet(grpc::ServerContext*, const v1::MaintenanceStatusRequest* request,
+                                    v1::MaintenanceStatus* response) override {
+    if (auto s = Record("MaintenanceStatusGet", *request)) return *s;
+    *response = maintenance_;
     return grpc::Status::OK;
   }
 
@@ -370,6 +400,7 @@ class FakeAdminService final : public v1::AdminService::Service {
 
   std::vector<v1::ServiceSummary> services_;
   std::vector<v1::InstanceInfo> instances_;
+  v1::MaintenanceStatus maintenance_;
   std::vector<v1::HostInfo> hosts_;
   std::vector<v1::Event> events_;
   std::atomic<bool> hang_list_services_{false};
