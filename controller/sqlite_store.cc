@@ -343,7 +343,10 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
     sqlite3_close(db);
     return Unavailable("cannot open state database " + path + ": " + err);
   }
-  sqlite3_busy_timeout(db, 5000);
+  // Another connection holding the write lock (a backup, an sqlite3 shell) is waited for up to
+  // 10 s: the agents' leases do not depend on the main loop, so a slow write costs no VM; a write
+  // refused after that ends the process (ClusterState::Commit).
+  sqlite3_busy_timeout(db, 10000);
   char* err = nullptr;
   for (const char* sql :
        {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", kSchema}) {

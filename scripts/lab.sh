@@ -356,8 +356,9 @@ write_controller_config() {
 listen_address: "$1"
 database: $DIR/controller.db
 heartbeat_interval: 200ms
-host_down_after: 1500ms   # > fencing_lease + heartbeat_interval
-fencing_lease: 1s         # as the agents' fencing_lease
+host_down_after: 2500ms   # > fencing_lease + heartbeat_interval
+fencing_lease: 2s         # as the agents' fencing_lease: covers a controller restart twice
+restart_allowance: 800ms  # kill -9, restart after 0.5 s, agents back within 100 ms
 log_level: debug
 insecure: true            # plaintext gRPC on loopback (a warning at start); see README "Security"
 YAML
@@ -405,7 +406,7 @@ libvirt_uri: "$uri"
 domain_type: $dtype
 fault_injection: true     # regen-agent inject crash|hang, for drills
 poll_interval: 200ms
-fencing_lease: 1s
+fencing_lease: 2s
 ovs:
   bridge: ""              # no NICs in the lab
 state_dir: $hdir/state

@@ -66,7 +66,7 @@ TEST(HealQemuE2eTest, KilledQemuAndLostHostAreHealedElsewhere) {
   healed = WallMillis();
   std::printf(
       "FIGURE qemu host loss (%zu instances) -> all running elsewhere: %lld ms "
-      "(host_down_after 1500 ms)\n",
+      "(host_down_after 2500 ms)\n",
       lost.size(), static_cast<long long>(healed - killed));
   ASSERT_TRUE(lab.WaitAllRunning(3, milliseconds(30000))) << lab.Logs();
 }

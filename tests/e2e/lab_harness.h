@@ -35,8 +35,9 @@ struct LabOptions {
   int hosts = 3;
   std::string driver = "test";  // test | qemu
   std::string heartbeat_interval = "200ms";
-  std::string host_down_after = "1500ms";
-  std::string fencing_lease = "1s";
+  std::string host_down_after = "2500ms";  // as scripts/lab.sh
+  std::string fencing_lease = "2s";
+  std::string restart_allowance = "800ms";
   std::string poll_interval = "200ms";
   std::set<int> proxied_hosts;  // 1-based host numbers that reach the controller via a TcpProxy
   int vcpus = 8;

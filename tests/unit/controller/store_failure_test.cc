@@ -244,7 +244,7 @@ TEST(StoreFailureTest, AWriteLockHeldByAnotherConnectionEndsTheProcessCleanly) {
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &other), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  // The controller waits busy_timeout (5 s) for the lock, then gives up and exits.
+  // The controller waits busy_timeout (10 s) for the lock, then gives up and exits.
   EXPECT_EXIT(
       {
         Rig r(db, 0);
