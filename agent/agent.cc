@@ -28,9 +28,12 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
       hypervisor_(hypervisor),
       clock_(clock),
       disks_(config_.state_dir, runner),
+      lease_(clock),
+      fence_log_(config_.state_dir + "/fenced.json"),
       prober_(prober),
       stager_(config_.state_dir) {
   stager_.SetOnChange([this] { Post([this] { ReportIfChanged(); }); });
+  if (Status s = fence_log_.Load(); !s.ok()) spdlog::error("{}", s.message());
   if (prober_ == nullptr) {
     owned_prober_ = std::make_unique<SocketProber>();
     prober_ = owned_prober_.get();
@@ -55,7 +58,7 @@ Agent::~Agent() { Stop(); }
 void Agent::Start() {
   // Controller mode: the controller must be reached within one lease of starting, or the
   // domains found here are destroyed (the controller may already run them elsewhere).
-  lease_until_ = clock_.Now() + config_.fencing_lease;
+  if (controller_mode()) lease_.Start(clock_.Now() + config_.fencing_lease);
   next_poll_ = clock_.Now();
   EventLoop::Hooks hooks;
   hooks.next_wake = [this] { return NextWake(); };
@@ -77,32 +80,6 @@ void Agent::SetReporters(DomainsReporter domains, FailureReporter failure) {
   failure_reporter_ = std::move(failure);
 }
 
-void Agent::SetControllerDesired(std::vector<InstanceSpec> desired,
-                                 std::map<std::string, HealthCheck> health_checks,
-                                 std::optional<std::vector<StageRequest>> stage) {
-  Post([this, desired = std::move(desired), checks = std::move(health_checks),
-        stage = std::move(stage)]() mutable {
-    spdlog::info("desired set from the controller: {} instances ({} health-checked)",
-                 desired.size(), checks.size());
-    controller_desired_ = std::move(desired);
-    health_checks_ = std::move(checks);
-    if (stage) stage_wanted_ = std::move(stage);
-    ApplyStaging();
-    reconcile_requested_ = true;
-    if (reconcile_trigger_.empty()) reconcile_trigger_ = "desired set changed";
-  });
-}
-
-void Agent::RenewLease(Clock::TimePoint until) {
-  Post([this, until] {
-    if (until > lease_until_) lease_until_ = until;
-    if (fenced_ && clock_.Now() < lease_until_) {
-      reconcile_requested_ = true;  // un-fence now
-      if (reconcile_trigger_.empty()) reconcile_trigger_ = "lease renewed";
-    }
-  });
-}
-
 std::optional<std::vector<DomainInfo>> Agent::Domains() {
   return Call<std::optional<std::vector<DomainInfo>>>(
       [this]() -> std::optional<std::vector<DomainInfo>> {
@@ -110,8 +87,7 @@ std::optional<std::vector<DomainInfo>> Agent::Domains() {
         if (!connected_) return std::nullopt;
         auto listed = hypervisor_.ListDomains();
         if (!listed.ok()) return std::nullopt;
-        last_domains_ = SortedByName(std::move(listed).value());
-        ApplyProcessExits();
+        SetListing(std::move(listed).value());
         return last_domains_;
       });
 }
@@ -120,31 +96,14 @@ HealthReport Agent::Health() {
   return Call<HealthReport>([this] { return health_.Report(); });
 }
 
-bool Agent::fenced() {
-  return Call<bool>([this] { return fenced_; });
-}
-
-void Agent::ApplyLease() {
-  bool expired = clock_.Now() >= lease_until_;
-  if (expired && !fenced_) {
-    fenced_ = true;
-    int managed = 0;
-    for (const auto& d : last_domains_) managed += d.metadata.managed ? 1 : 0;
-    spdlog::error(
-        "fencing: no word from the controller at {} within the fencing lease ({} ms); destroying "
-        "the {} managed domains of this host so none can run twice",
-        config_.controller_address, config_.fencing_lease.count(), managed);
-    Record("*", "fenced", "no contact with the controller within the fencing lease");
-  } else if (!expired && fenced_) {
-    fenced_ = false;
-    spdlog::warn("lease renewed by the controller: fencing lifted; following its desired set");
-    Record("*", "unfenced", "lease renewed");
-  }
-  if (fenced_) {
-    desired_ = std::vector<InstanceSpec>();
-  } else {
-    desired_ = controller_desired_;  // unknown until the controller sends one: destroy nothing
-  }
+void Agent::SetListing(std::vector<DomainInfo> listed) {
+  last_domains_ = SortedByName(std::move(listed));
+  ApplyProcessExits();
+  bool alive = std::any_of(last_domains_.begin(), last_domains_.end(), [](const DomainInfo& d) {
+    return d.metadata.managed && d.state != DomainState::kShutoff &&
+           d.state != DomainState::kCrashed;
+  });
+  lease_.NoteListing(alive);
 }
 
 void Agent::ApplyStaging() {
@@ -202,7 +161,7 @@ void Agent::RequestReconcile(std::string why) {
 EventLoop::TimePoint Agent::NextWake() {
   // The loop sleeps on the real clock; Clock stamps what it records.
   auto wake = next_poll_;
-  if (controller_mode() && !fenced_) wake = std::min(wake, lease_until_);
+  if (controller_mode() && !fenced_) wake = std::min(wake, lease_.until());
   if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
   return std::chrono::steady_clock::now() +
          std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
@@ -210,7 +169,7 @@ EventLoop::TimePoint Agent::NextWake() {
 
 void Agent::AfterTasks() {
   DispatchProbes();
-  if (controller_mode() && !fenced_ && clock_.Now() >= lease_until_) {
+  if (controller_mode() && !fenced_ && lease_.Expired()) {
     Reconcile("lease expired");  // fence at once, not at the next poll
   } else if (clock_.Now() >= next_poll_) {
     next_poll_ = clock_.Now() + config_.poll_interval;
@@ -323,8 +282,7 @@ void Agent::Reconcile(const std::string& trigger) {
     if (listed.status().code() == Code::kUnavailable) connected_ = false;
     return;
   }
-  last_domains_ = SortedByName(std::move(listed).value());
-  ApplyProcessExits();
+  SetListing(std::move(listed).value());
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
   if (!desired_) {
@@ -358,10 +316,7 @@ void Agent::Reconcile(const std::string& trigger) {
   auto relist = [this] {
     // So status and the report show what the actions left, not what they found.
     auto after = hypervisor_.ListDomains();
-    if (after.ok()) {
-      last_domains_ = SortedByName(std::move(after).value());
-      ApplyProcessExits();
-    }
+    if (after.ok()) SetListing(std::move(after).value());
   };
   bool changed = false;
   for (const auto& action : plan.actions) {
@@ -473,6 +428,7 @@ void Agent::Execute(const ReconcileAction& action) {
       return;
     }
     if (action.kind == ReconcileAction::Kind::kDestroy) {
+      if (fenced_) RecordFenced(action.name);
       disks_.Remove(action.name);
       open_failures_.erase(action.name);
       backoff_.erase(action.name);

@@ -18,10 +18,12 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/disk_preparer.h"
+#include "agent/fence_log.h"
 #include "agent/health_probe.h"
 #include "agent/health_tracker.h"
 #include "agent/hypervisor.h"
 #include "agent/image_stager.h"
+#include "agent/lease.h"
 #include "agent/reconciler.h"
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -96,14 +98,26 @@ class Agent {
   // by "health_check"), like a crash. Probes run on the prober, never on the main loop.
   // `stage`: the images the controller wants staged on this host (upgrades), nullopt = unchanged.
   // Staged images neither wanted nor used by a desired instance are removed.
+  // After a fence, a desired set is ignored until NoteHello() says a Hello reported that fence:
+  // one sent earlier may still name the generations the fence destroyed.
   void SetControllerDesired(std::vector<InstanceSpec> desired,
                             std::map<std::string, HealthCheck> health_checks = {},
                             std::optional<std::vector<StageRequest>> stage = std::nullopt);
   // The images staged here, or that could not be staged (reports carry them).
   std::vector<StagedImage> Staged() const { return stager_.Report(); }
-  // The fencing lease now runs until `until`. When it runs out the agent fences: it destroys
-  // every managed domain and creates nothing until the lease is renewed.
+  // The fencing lease now runs until `until` (never shortened). When it and any maintenance hold
+  // have run out the agent fences: it destroys every managed domain, records each in the fence
+  // log, forgets the controller's desired set and creates nothing until the lease is renewed.
   void RenewLease(Clock::TimePoint until);
+  // A maintenance hold: keep every domain running until `until` even with no renewal; nullopt
+  // ends any hold.
+  void SetHold(std::optional<Clock::TimePoint> until);
+  // A Hello went out carrying fence_log().Take() with sequence `fence_seq`; call it before any
+  // desired set of that session reaches SetControllerDesired.
+  void NoteHello(uint64_t fence_seq);
+  // Thread-safe views for the controller link and the fencing backstop.
+  Lease& lease() { return lease_; }
+  FenceLog& fence_log() { return fence_log_; }
   // A fresh listing (for Hello), or nullopt while the hypervisor cannot be listed: the controller
   // must never take "I could not look" for "there is nothing here".
   std::optional<std::vector<DomainInfo>> Domains();
@@ -138,8 +152,14 @@ class Agent {
   bool InBackoff(const std::string& name);
   void NoteFailure(const std::string& name);
   bool controller_mode() const { return !config_.controller_address.empty(); }
-  // Controller mode: fences or un-fences by the lease, and sets desired_ accordingly.
+  // Controller mode (agent/fencing.cc): fences or un-fences by the lease, and sets desired_
+  // accordingly; records a managed domain destroyed while fenced; asks for a reconcile when a
+  // renewal may un-fence.
   void ApplyLease();
+  void RecordFenced(const std::string& name);
+  void ReconcileIfUnfenced(const char* why);
+  // Replaces last_domains_ with a successful listing and tells the lease what it showed.
+  void SetListing(std::vector<DomainInfo> listed);
   void ReportIfChanged();
   // Staging: hands the wanted set and the images in use to the stager (controller mode).
   void RetryFailedStaging();
@@ -178,8 +198,10 @@ class Agent {
   std::optional<std::vector<InstanceSpec>> controller_desired_;
   std::map<std::string, HealthCheck> health_checks_;  // instance -> its check (controller's word)
   HealthMonitor health_;
-  Clock::TimePoint lease_until_{};
+  Lease lease_;          // thread-safe; the main loop fences by it
+  FenceLog fence_log_;   // thread-safe
   bool fenced_ = false;
+  uint64_t hello_fence_seq_ = 0;  // fence_log_.seq() that the last Hello reported
   std::string reported_digest_;
   std::vector<FailureRecord> failures_;
   std::deque<ChangeRecord> changes_;

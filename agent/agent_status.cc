@@ -19,9 +19,27 @@ nlohmann::json Agent::StatusJson() {
     if (controller_mode()) {
       j["controller"] = config_.controller_address;
       j["fenced"] = fenced_;
+      LeaseSnapshot lease = lease_.Snapshot();
       j["lease_remaining_ms"] =
-          std::chrono::duration_cast<std::chrono::milliseconds>(lease_until_ - clock_.Now())
+          std::chrono::duration_cast<std::chrono::milliseconds>(lease.lease_until - clock_.Now())
               .count();
+      // A maintenance hold (regenctl maintenance start): domains are kept until it ends.
+      j["hold_remaining_ms"] = lease_.HoldRemaining().count();
+      if (lease.hold_until) {
+        j["hold_until_unix_ms"] =
+            clock_.WallMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      *lease.hold_until - clock_.Now())
+                                      .count();
+      }
+      // Instances destroyed by a fence that no Hello has reported to the controller yet.
+      nlohmann::json unreported = nlohmann::json::array();
+      for (const auto& r : fence_log_.Take().records) {
+        unreported.push_back({{"instance", r.instance},
+                              {"generation", r.generation},
+                              {"fenced_unix_ms", r.fenced_unix_ms},
+                              {"reason", r.reason}});
+      }
+      j["fenced_unreported"] = unreported;
     }
     j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
     nlohmann::json domains = nlohmann::json::array();

@@ -44,6 +44,18 @@ void PrintStatusText(const nlohmann::json& s) {
         "controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
         s.value("fenced", false) ? "FENCED (managed domains destroyed)" : "in contact",
         static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
+    if (s.value("hold_remaining_ms", int64_t{0}) > 0) {
+      std::printf("maintenance hold: domains kept for %lld ms more even without the controller\n",
+                  static_cast<long long>(s.value("hold_remaining_ms", int64_t{0})));
+    }
+    if (s.contains("fenced_unreported") && !s["fenced_unreported"].empty()) {
+      std::printf("fenced, not yet reported to the controller:");
+      for (const auto& f : s["fenced_unreported"]) {
+        std::printf(" %s (generation %lld)", f.value("instance", "").c_str(),
+                    static_cast<long long>(f.value("generation", int64_t{0})));
+      }
+      std::printf("\n");
+    }
   }
   if (s.contains("connect_error"))
     std::printf("libvirt error: %s\n", s["connect_error"].get<std::string>().c_str());

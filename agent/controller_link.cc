@@ -180,6 +180,7 @@ void ControllerLink::Enqueue(v1::AgentMessage msg) {
 }
 
 void ControllerLink::Run() {
+  // After the lease (and any hold) ran out: 100 ms doubling to 1 s.
   Backoff backoff({std::chrono::milliseconds(100), std::chrono::milliseconds(1000), 2});
   // Refused for what this agent is: slower, up to 30 s.
   Backoff refused_backoff({std::chrono::milliseconds(500), std::chrono::milliseconds(30000), 2});
@@ -195,27 +196,36 @@ void ControllerLink::Run() {
       continue;
     }
     refused_backoff.Reset();
-    if (got_going) {
+    if (got_going && session_answered_) {
+      // A controller that answered is gone (crash, restart, failover): try again at once.
       backoff.Reset();
       logged_down = false;
-    } else if (!logged_down) {
-      spdlog::warn(
-          "cannot reach the controller at {}{}; retrying (fencing after {} ms without it)",
-          config_.controller_address,
-          config_.tls.enabled()
-              ? " over TLS (or the TLS handshake failed: check tls.ca, tls.cert and tls.key of "
-                "agent.yaml, that the controller's CA signed this host's certificate and that "
-                "the controller's certificate names " +
-                    (config_.tls.server_name.empty() ? std::string("the host of controller_address")
-                                                     : config_.tls.server_name) +
-                    ")"
-              : std::string(" (plaintext, insecure: true)"),
-          config_.fencing_lease.count());
-      logged_down = true;
+      continue;
     }
+    if (!logged_down) LogUnreachable();
+    logged_down = true;
+    // While the lease or a maintenance hold runs, every 100 ms: a controller that listens again
+    // has this agent's Hello within ~100 ms, long before the lease runs out.
+    auto wait = agent_.lease().Expired() ? backoff.Next() : kLeaseRetry;
     MutexLock lock(mu_);
-    cv_.wait_for(lock.native(), backoff.Next(), [&] { return stop_.load(); });
+    cv_.wait_for(lock.native(), wait, [&] { return stop_.load(); });
   }
+}
+
+void ControllerLink::LogUnreachable() {
+  spdlog::warn(
+      "cannot reach the controller at {}{}; retrying every {} ms while the lease runs (fencing "
+      "after {} ms without it)",
+      config_.controller_address,
+      config_.tls.enabled()
+          ? " over TLS (or the TLS handshake failed: check tls.ca, tls.cert and tls.key of "
+            "agent.yaml, that the controller's CA signed this host's certificate and that "
+            "the controller's certificate names " +
+                (config_.tls.server_name.empty() ? std::string("the host of controller_address")
+                                                 : config_.tls.server_name) +
+                ")"
+          : std::string(" (plaintext, insecure: true)"),
+      kLeaseRetry.count(), config_.fencing_lease.count());
 }
 
 void ControllerLink::SendTopologyApplied(int64_t revision) {
@@ -226,16 +236,25 @@ void ControllerLink::SendTopologyApplied(int64_t revision) {
 
 namespace {
 
+constexpr int kGrpcReconnectMs = 80;
+constexpr std::chrono::milliseconds kDialWindow(500);
+
 // A channel to the controller once it answers (null: not reachable within 500 ms, or the TLS
 // files cannot be read). The files are read at each connection: renewed certificates are used
-// without a restart.
+// without a restart. Within those 500 ms gRPC itself tries again every 80 ms (+-20% jitter:
+// never more than 100 ms), on a subchannel of this channel's own, so no backoff state of an
+// earlier channel delays it.
 std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kGrpcReconnectMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kGrpcReconnectMs);
+  // gRPC 1.51 uses this as the connect (and TLS handshake) timeout of one attempt, not as a wait:
+  // as long as the dial itself, so a slow handshake still completes.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(kDialWindow.count()));
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   TlsFiles files;
   if (config.tls.enabled()) {
     files = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
@@ -247,8 +266,7 @@ std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config) {
   }
   ApplyServerName(files, &args);
   auto channel = grpc::CreateCustomChannel(config.controller_address, *credentials, args);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() +
-                                 std::chrono::milliseconds(500))) {
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + kDialWindow)) {
     return nullptr;
   }
   return channel;
@@ -256,7 +274,8 @@ std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config) {
 
 }  // namespace
 
-v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domains) {
+v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domains,
+                                            const FenceLog::Snapshot& fenced) {
   v1::AgentMessage hello_msg;
   auto* hello = hello_msg.mutable_hello();
   hello->set_host(config_.host_name);
@@ -278,6 +297,13 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   for (const auto& d : domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
   AddStaged(agent_.Staged(), hello->mutable_staged());
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
+  for (const auto& f : fenced.records) {
+    auto* p = hello->add_fenced();
+    p->set_instance(f.instance);
+    p->set_generation(f.generation);
+    p->set_fenced_unix_ms(f.fenced_unix_ms);
+    p->set_reason(f.reason);
+  }
   return hello_msg;
 }
 
@@ -292,11 +318,25 @@ void ControllerLink::OnDesired(const v1::DesiredInstances& d) {
   for (const auto& p : d.stage()) {
     stage.push_back({p.service(), p.version(), p.image()});
   }
+  AcceptHello();
   if (on_desired_) on_desired_(desired);
   agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
 }
 
+void ControllerLink::AcceptHello() {
+  std::optional<FenceLog::Snapshot> sent;
+  {
+    MutexLock lock(mu_);
+    sent.swap(hello_fenced_);
+  }
+  if (!sent || sent->records.empty()) return;
+  spdlog::info("the controller accepted the Hello reporting {} fenced instances",
+               sent->records.size());
+  agent_.fence_log().Accept(*sent);
+}
+
 void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
+  AcceptHello();
   MutexLock lock(mu_);
   auto it = sent_.find(ack.sequence());
   if (it == sent_.end()) return;
@@ -307,9 +347,16 @@ void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
   if (ack.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = std::chrono::milliseconds(ack.heartbeat_interval_ms());
   }
-  // The lease counts from when the acknowledged heartbeat left, never from the ack.
+  // The lease and a hold count from when the acknowledged heartbeat left, never from the ack.
   agent_.RenewLease(it->second + effective);
+  if (ack.hold_ms() > 0) {
+    agent_.SetHold(it->second + std::chrono::milliseconds(ack.hold_ms()));
+  } else {
+    agent_.SetHold(std::nullopt);
+  }
+  acked_through_ = std::max(acked_through_, ack.sequence());
   last_ack_ = clock_.Now();
+  session_answered_ = true;
   sent_.erase(sent_.begin(), std::next(it));
 }
 
@@ -333,6 +380,7 @@ void ControllerLink::OnControllerMessage(const v1::ControllerMessage& msg) {
 void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write) {
   const auto lease = config_.fencing_lease;
   uint64_t sequence = 0;
+  uint64_t acked_through = 0;
   auto next_heartbeat = clock_.Now();
   while (!stop_) {
     std::deque<v1::AgentMessage> out;
@@ -353,6 +401,13 @@ void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
         last_ack_ = now;
         continue;
       }
+      if (agent_.fence_log().seq() > hello_seq_) {
+        // A fence (or a domain destroyed for it) since this session's Hello: say Hello again,
+        // so the controller hears of it now and its next desired set counts.
+        spdlog::warn("fenced since the last Hello: saying Hello to the controller again");
+        break;
+      }
+      acked_through = acked_through_;
       if (now >= next_heartbeat) {
         send_heartbeat = true;
         sent_[++sequence] = now;
@@ -369,9 +424,12 @@ void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
     for (auto& m : out) ok = ok && write(m);
     if (send_heartbeat) {
       v1::AgentMessage hb;
-      hb.mutable_heartbeat()->set_host(config_.host_name);
-      hb.mutable_heartbeat()->set_sequence(sequence);
-      hb.mutable_heartbeat()->set_sent_unix_ms(clock_.WallMillis());
+      auto* h = hb.mutable_heartbeat();
+      h->set_host(config_.host_name);
+      h->set_sequence(sequence);
+      h->set_sent_unix_ms(clock_.WallMillis());
+      h->set_acked_through(acked_through);
+      h->set_hold_remaining_ms(agent_.lease().HoldRemaining().count());
       ok = ok && write(hb);
     }
     if (!ok) break;
@@ -380,6 +438,8 @@ void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
 
 bool ControllerLink::Session() {
   identity_refused_ = false;
+  session_answered_ = false;
+  ++dial_attempts_;
   auto channel = DialController(config_);
   if (!channel) return false;
   // Hello carries the host's domains: say it only with a real listing in hand.
@@ -391,12 +451,18 @@ bool ControllerLink::Session() {
   auto stub = v1::AgentService::NewStub(channel);
   grpc::ClientContext ctx;
   auto stream = stub->Connect(&ctx);
-  if (!stream->Write(BuildHello(*domains))) {
+  FenceLog::Snapshot fenced = agent_.fence_log().Take();
+  if (!stream->Write(BuildHello(*domains, fenced))) {
     (void)stream->Finish();
     return false;
   }
+  // Before the reader starts: the agent learns of this Hello before any desired set it answers.
+  agent_.NoteHello(fenced.seq);
   {
     MutexLock lock(mu_);
+    hello_seq_ = fenced.seq;
+    hello_fenced_ = fenced;
+    acked_through_ = 0;
     context_ = &ctx;
     outbox_.clear();
     refusal_.clear();

@@ -1,8 +1,12 @@
 // The agent's connection to the controller: one AgentService.Connect stream (Hello with capacity
 // and domains, heartbeats, domain reports and failure events up; desired sets, heartbeat acks and
-// refusals down), re-established with backoff. Each acknowledged heartbeat renews the agent's
-// fencing lease from the moment that heartbeat was sent (never later), so the agent fences before
-// the controller can declare the host down. Start/Stop from one thread; Send* thread-safe.
+// refusals down). Lost, it is tried again at once and then every 100 ms while the agent's lease
+// (or a maintenance hold) runs, then with backoff up to 1 s. Each acknowledged heartbeat renews
+// the agent's fencing lease (and sets or ends its maintenance hold) from the moment that
+// heartbeat was sent (never later), so the agent fences before the controller can declare the
+// host down. Each Hello reports the instances the agent destroyed for safety (its fence log);
+// the first ack or desired set after it clears them. Start/Stop from one thread; Send*
+// thread-safe.
 #pragma once
 
 #include <atomic>
@@ -65,13 +69,21 @@ class ControllerLink {
   void SetHung(bool hung);
   // The last refusal from the controller ("" if none).
   std::string refusal();
+  // Connection attempts so far (tests and diagnostics).
+  int64_t dial_attempts() const { return dial_attempts_.load(); }
+  // While the lease runs, a lost controller is tried again this often.
+  static constexpr std::chrono::milliseconds kLeaseRetry{100};
 
  private:
   void Run();
+  void LogUnreachable();
   bool Session();  // one connection; false if it never got going
   // The session's parts: the Hello, what the controller sends (reader thread), and the writer
   // (heartbeats and the outbox) until the stream ends, Stop() or no ack for too long.
-  v1::AgentMessage BuildHello(const std::vector<DomainInfo>& domains);
+  v1::AgentMessage BuildHello(const std::vector<DomainInfo>& domains,
+                              const FenceLog::Snapshot& fenced);
+  // The controller answered this session's Hello: the fences it reported are delivered.
+  void AcceptHello();
   void OnControllerMessage(const v1::ControllerMessage& msg);
   void OnDesired(const v1::DesiredInstances& desired);
   void OnHeartbeatAck(const v1::HeartbeatAck& ack);
@@ -92,6 +104,8 @@ class ControllerLink {
   // The last session ended with PERMISSION_DENIED or UNAUTHENTICATED (a certificate that does
   // not name this host, ...): reconnect slowly. Link thread only.
   bool identity_refused_ = false;
+  std::atomic<bool> session_answered_{false};  // the session got an ack
+  std::atomic<int64_t> dial_attempts_{0};
 
   Mutex mu_;
   std::condition_variable cv_;
@@ -103,6 +117,11 @@ class ControllerLink {
   std::map<uint64_t, Clock::TimePoint> sent_ GUARDED_BY(mu_);
   std::chrono::milliseconds heartbeat_interval_ GUARDED_BY(mu_){0};
   Clock::TimePoint last_ack_ GUARDED_BY(mu_){};
+  uint64_t acked_through_ GUARDED_BY(mu_) = 0;  // the highest ack applied in this session
+  // The fence log as this session's Hello reported it; hello_fenced_ until the controller
+  // answers that Hello.
+  uint64_t hello_seq_ GUARDED_BY(mu_) = 0;
+  std::optional<FenceLog::Snapshot> hello_fenced_ GUARDED_BY(mu_);
   bool reader_done_ GUARDED_BY(mu_) = false;
 };
 

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <vector>
@@ -93,9 +94,26 @@ Status AgentDaemon::Start() {
     spdlog::info("DNS watch: names of hosted services in zone {} at {} every {} ms",
                  config_.dns_zone, config_.dns_server, config_.dns_poll_interval.count());
   }
+  MakeBackstop();  // before the watchdog, whose status line reads it
   StartWatchdog();
+  // Last: a daemon that fails to start never leaves a watchdog device armed.
+  RETURN_IF_ERROR(backstop_->Start());
   StartMetricsRefresher();
   return Status::Ok();
+}
+
+void AgentDaemon::MakeBackstop() {
+  FenceBackstopOptions options;
+  options.grace = BackstopGrace(config_.fencing_backstop_after, config_.fencing_lease);
+  // Several looks per grace, at most 10 a second.
+  options.interval = std::clamp(
+      std::chrono::duration_cast<std::chrono::milliseconds>(options.grace / 4),
+      std::chrono::milliseconds(10), std::chrono::milliseconds(100));
+  options.device = config_.watchdog_device;
+  // Trips only from its thread, started after watchdog_ exists.
+  backstop_ = std::make_unique<FenceBackstop>(
+      agent_->lease(), *deps_.clock, options,
+      [this](const std::string& why) { watchdog_->Trip(why); });
 }
 
 Status AgentDaemon::StartDnsWatch() {
@@ -177,9 +195,11 @@ void AgentDaemon::StartWatchdog() {
   watchdog_ = std::make_unique<LoopWatchdog>(
       *deps_.notifier,
       [agent = agent_.get()](std::function<void()> fn) { agent->Post(std::move(fn)); },
-      [agent = agent_.get(), link = link_.get(), host = config_.host_name] {
+      [this, agent = agent_.get(), link = link_.get(), host = config_.host_name] {
         nlohmann::json s = agent->StatusJson();
-        std::string mode = link == nullptr            ? "standalone"
+        bool tripped = backstop_ && backstop_->tripped();
+        std::string mode = tripped                    ? "FENCE NOT CONFIRMED (watchdog tripped)"
+                           : link == nullptr          ? "standalone"
                            : s.value("fenced", false) ? "FENCED"
                            : link->connected()        ? "controller connected"
                                                       : "controller unreachable";
@@ -226,6 +246,7 @@ void AgentDaemon::StopMetricsRefresher() {
 
 void AgentDaemon::Stop() {
   StopMetricsRefresher();
+  if (backstop_) backstop_->Stop();
   if (watchdog_) watchdog_->Stop();
   if (control_) control_->Stop();
   if (link_) link_->Stop();

@@ -16,6 +16,7 @@
 #include "agent/controller_link.h"
 #include "agent/dns_watch.h"
 #include "agent/event_delivery.h"
+#include "agent/fence_backstop.h"
 #include "agent/hypervisor.h"
 #include "agent/network_agent.h"
 #include "agent/reaper.h"
@@ -74,6 +75,7 @@ class AgentDaemon {
   Status StartMetrics();
   Status StartControlSocket();
   void StartWatchdog();
+  void MakeBackstop();
   void StartMetricsRefresher();
   void StopMetricsRefresher();
 
@@ -94,6 +96,9 @@ class AgentDaemon {
   std::unique_ptr<AgentMetrics> metrics_;
   std::unique_ptr<ControlSocketServer> control_;
   std::unique_ptr<LoopWatchdog> watchdog_;
+  // Watches the lease off the main loop: trips watchdog_ and stops petting watchdog_device when
+  // a fence cannot be confirmed.
+  std::unique_ptr<FenceBackstop> backstop_;
 
   Mutex metrics_mu_;
   std::condition_variable metrics_cv_;

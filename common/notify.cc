@@ -23,6 +23,23 @@ void LoopWatchdog::Shared::Send(const std::string& state) {
   if (!stopped) notifier.Notify(state);
 }
 
+void LoopWatchdog::Shared::Ping() {
+  MutexLock lock(mu);
+  if (!stopped && !tripped) notifier.Notify("WATCHDOG=1");
+}
+
+void LoopWatchdog::Trip(const std::string& why) {
+  MutexLock lock(shared_->mu);
+  if (shared_->stopped || shared_->tripped) return;
+  shared_->tripped = true;
+  shared_->notifier.Notify("WATCHDOG=trigger\nSTATUS=" + why);
+}
+
+bool LoopWatchdog::tripped() {
+  MutexLock lock(shared_->mu);
+  return shared_->tripped;
+}
+
 LoopWatchdog::LoopWatchdog(Notifier& notifier, Poster post, StatusFn status,
                            std::chrono::milliseconds status_interval)
     : shared_(std::make_shared<Shared>(notifier)),
@@ -82,7 +99,7 @@ void LoopWatchdog::Run() {
       if (!shared->ping_pending.exchange(true)) {
         post_([shared] {
           shared->ping_pending = false;
-          shared->Send("WATCHDOG=1");
+          shared->Ping();
         });
       }
     }

@@ -1,5 +1,6 @@
 // Telling the service manager (systemd, Type=notify) how a daemon is doing: READY=1 once it
-// serves, STATUS= one-line summaries, WATCHDOG=1 pings from the daemon's main loop, STOPPING=1.
+// serves, STATUS= one-line summaries, WATCHDOG=1 pings from the daemon's main loop, STOPPING=1,
+// and WATCHDOG=trigger when the daemon gives up on itself (LoopWatchdog::Trip, any thread).
 // Notifier implementations are thread-safe. LoopWatchdog is started and stopped from one thread
 // (the daemon's main()); its pings run on the daemon's main loop.
 #pragma once
@@ -20,7 +21,8 @@ namespace regen {
 class Notifier {
  public:
   virtual ~Notifier() = default;
-  // Sends one state message: "READY=1", "STATUS=...", "WATCHDOG=1", or several joined by '\n'.
+  // Sends one state message: "READY=1", "STATUS=...", "WATCHDOG=1", "WATCHDOG=trigger", or
+  // several joined by '\n'.
   virtual void Notify(const std::string& state) = 0;
   // The service manager's watchdog timeout (WatchdogSec=), or zero when there is no watchdog.
   virtual std::chrono::microseconds WatchdogTimeout() const = 0;
@@ -62,6 +64,11 @@ class LoopWatchdog {
   // flight waits for the loop). After Stop() returns, pings still queued on the loop send
   // nothing, so the notifier may be destroyed.
   void Stop();
+  // Gives up on the daemon, from any thread (no main loop needed): WATCHDOG=trigger with
+  // STATUS=`why` goes out now (systemd >= 243 handles it as a watchdog timeout at once), and no
+  // WATCHDOG=1 is sent any more. Once only; nothing after Stop().
+  void Trip(const std::string& why);
+  bool tripped();
 
  private:
   // What posted tasks share with this object; they may outlive it on the loop's queue.
@@ -70,9 +77,11 @@ class LoopWatchdog {
     Notifier& notifier;
     Mutex mu;
     bool stopped GUARDED_BY(mu) = false;  // once true, tasks send nothing
+    bool tripped GUARDED_BY(mu) = false;  // once true, no WATCHDOG=1
     std::atomic<bool> ping_pending{false};
-    // Sends `state` unless stopped.
+    // Sends `state` unless stopped (and, for the ping, unless tripped).
     void Send(const std::string& state);
+    void Ping();
   };
   void Run();
 

@@ -109,6 +109,8 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
                                                  "ovs",
                                                  "capacity",
                                                  "fencing_lease",
+                                                 "fencing_backstop_after",
+                                                 "watchdog_device",
                                                  "state_dir",
                                                  "control_socket",
                                                  "desired_file",
@@ -142,6 +144,11 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
 
   RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
                                   &c.fencing_lease));
+  if (top.Has("fencing_backstop_after")) {
+    RETURN_IF_ERROR(top.GetDuration("fencing_backstop_after", milliseconds(10),
+                                    std::chrono::minutes(10), &c.fencing_backstop_after));
+  }
+  RETURN_IF_ERROR(top.GetAbsolutePath("watchdog_device", &c.watchdog_device, /*allow_empty=*/true));
   RETURN_IF_ERROR(top.GetAbsolutePath("state_dir", &c.state_dir));
   RETURN_IF_ERROR(top.GetAbsolutePath("control_socket", &c.control_socket));
   if (c.control_socket.size() > kMaxSocketPath) {

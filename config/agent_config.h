@@ -32,7 +32,14 @@ struct AgentConfig {
   std::string ovs_bridge = "br-int";              // ovs.bridge; "" = domains get no NIC
   std::string ovs_db_socket = "unix:/var/run/openvswitch/db.sock";  // ovs.db_socket
   std::optional<Resources> capacity;                     // capacity: overrides what libvirt reports
-  std::chrono::milliseconds fencing_lease{2000};         // fencing_lease
+  std::chrono::milliseconds fencing_lease{3000};         // fencing_lease
+  // fencing_backstop_after: how long past the lease the agent may fail to confirm its managed
+  // domains are gone before it trips systemd's watchdog (WATCHDOG=trigger); 0 = min(1s,
+  // fencing_lease/2).
+  std::chrono::milliseconds fencing_backstop_after{0};
+  // watchdog_device: a kernel watchdog (/dev/watchdog, softdog or hardware) the agent pets while
+  // this host's domains are safe; "" = none.
+  std::string watchdog_device;
   std::string state_dir = "/var/lib/regen";              // state_dir
   std::string control_socket = "/run/regen/agent.sock";  // control_socket
   std::string desired_file;         // desired_file: local desired instances (standalone mode)

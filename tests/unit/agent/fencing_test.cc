@@ -3,6 +3,7 @@
 // until the lease is renewed. No ControllerLink runs: the test plays the link's part.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::FakeHypervisor;
 using testing::TempDir;
+using testing::ReadFileOrDie;
 using testing::WaitFor;
 
 constexpr milliseconds kLease(2000);
@@ -162,35 +164,81 @@ TEST_F(FencingTest, InitialLeaseFencesWhenTheControllerNeverAnswers) {
   EXPECT_EQ(hv_.destroys(), 1);
 }
 
-TEST_F(FencingTest, RenewalLiftsFencingAndTheDesiredSetIsCreatedAgain) {
+// A fence is never silent and never undone from a stale desired set: every destroyed instance
+// goes to the fence log (and its file), the old set is forgotten, a renewal alone creates
+// nothing, a set sent before the Hello that reported the fence is ignored, and only the set
+// after it (generation + 1) is created.
+TEST_F(FencingTest, FenceIsRecordedAndOnlyASetAfterTheNextHelloIsCreated) {
   Agent agent(Config(), hv_, clock_, runner_);
   StartRunning(agent);
   clock_.Advance(kLease + milliseconds(1));
   agent.RequestReconcile("test");
   ASSERT_TRUE(
       WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); }, kWait));
-  int destroys = hv_.destroys();
-  EXPECT_EQ(destroys, 2);
+  EXPECT_EQ(hv_.destroys(), 2);
 
-  // The controller answers again: the lease runs into the future and the set comes back.
+  auto log = agent.fence_log().Take();
+  ASSERT_EQ(log.records.size(), 2u);
+  EXPECT_EQ(log.records[0].instance, "web-0");
+  EXPECT_EQ(log.records[1].instance, "web-1");
+  for (const auto& r : log.records) {
+    EXPECT_EQ(r.generation, 1);
+    EXPECT_EQ(r.fenced_unix_ms, clock_.WallMillis());
+    EXPECT_EQ(r.reason, "no lease renewal for " + std::to_string((kLease + milliseconds(1)).count()) +
+                            " ms");
+  }
+  // On disk too (an agent restart keeps it), written whole (no temporary file left behind).
+  std::string file = ReadFileOrDie(dir_.File("fenced.json"));
+  EXPECT_NE(file.find("\"web-1\""), std::string::npos) << file;
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("fenced.json.tmp")));
+  EXPECT_EQ(agent.StatusJson()["fenced_unreported"].size(), 2u);
+
+  // The controller answers again: fencing ends, but the old set is not created again.
   agent.RenewLease(clock_.Now() + kLease);
   ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
-  ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, kWait));
-  EXPECT_EQ(hv_.defines(), 4);
-  EXPECT_EQ(hv_.XmlOf("web-0").find("generation>1</") != std::string::npos, true);
-  auto status = agent.StatusJson();
-  EXPECT_FALSE(status["fenced"].get<bool>());
-  EXPECT_EQ(status["desired_count"], 2);
-  EXPECT_GT(status["lease_remaining_ms"].get<int64_t>(), 0);
+  clock_.Advance(milliseconds(100));  // past a poll
+  Settle(agent);
+  EXPECT_FALSE(Exists("web-0"));
+  EXPECT_EQ(hv_.defines(), 2);
+  EXPECT_FALSE(agent.StatusJson()["desired_known"].get<bool>());
   bool unfenced = false;
   for (const auto& c : agent.Changes()) unfenced |= c.what == "unfenced";
   EXPECT_TRUE(unfenced);
 
-  // A newer desired set after un-fencing is followed as usual.
-  agent.SetControllerDesired({Spec("web-1")});
-  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0"); }, kWait));
-  EXPECT_TRUE(Running("web-1"));
-  EXPECT_EQ(hv_.destroys(), destroys + 1);
+  // A set the controller sent before it heard of the fence (still generation 1): ignored.
+  agent.SetControllerDesired({Spec("web-0"), Spec("web-1")});
+  Settle(agent);
+  EXPECT_FALSE(Exists("web-0"));
+  EXPECT_EQ(hv_.defines(), 2);
+
+  // The Hello reporting the fence went out; the controller's answer (generation + 1) is created.
+  agent.NoteHello(log.seq);
+  agent.SetControllerDesired({Spec("web-0", 2), Spec("web-1", 2)});
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, kWait));
+  EXPECT_NE(hv_.XmlOf("web-0").find("generation>2</"), std::string::npos);
+  EXPECT_EQ(hv_.defines(), 4);
+
+  // The controller accepted that Hello: the log and its file are empty again.
+  agent.fence_log().Accept(log);
+  EXPECT_TRUE(agent.fence_log().Take().records.empty());
+  EXPECT_EQ(ReadFileOrDie(dir_.File("fenced.json")), "[]\n");
+}
+
+// The fence log outlives the agent: a new agent (a restart) loads it for its first Hello.
+TEST_F(FencingTest, FenceLogSurvivesAnAgentRestart) {
+  {
+    Agent agent(Config(), hv_, clock_, runner_);
+    StartRunning(agent);
+    clock_.Advance(kLease + milliseconds(1));
+    agent.RequestReconcile("test");
+    ASSERT_TRUE(WaitFor([&] { return agent.fence_log().Take().records.size() == 2; }, kWait));
+  }
+  Agent restarted(Config(), hv_, clock_, runner_);
+  auto log = restarted.fence_log().Take();
+  ASSERT_EQ(log.records.size(), 2u);
+  EXPECT_EQ(log.records[0].instance, "web-0");
+  EXPECT_EQ(log.records[0].generation, 1);
+  EXPECT_EQ(log.records[1].instance, "web-1");
 }
 
 // libvirt is unreachable when the lease runs out: the agent counts as fenced at once (it

@@ -28,6 +28,9 @@ TEST(AgentConfigTest, MinimalFileGivesDefaults) {
   EXPECT_EQ(c->ovs_db_socket, d.ovs_db_socket);
   EXPECT_FALSE(c->capacity.has_value());
   EXPECT_EQ(c->fencing_lease, d.fencing_lease);
+  EXPECT_EQ(d.fencing_lease, milliseconds(3000)) << "the controller's default lease";
+  EXPECT_EQ(c->fencing_backstop_after, milliseconds(0)) << "0: min(1s, fencing_lease / 2)";
+  EXPECT_EQ(c->watchdog_device, "");
   EXPECT_EQ(c->state_dir, d.state_dir);
   EXPECT_EQ(c->control_socket, d.control_socket);
   EXPECT_EQ(c->desired_file, "");
@@ -46,6 +49,8 @@ libvirt_events: false
 ovs: {bridge: br_lab-1, db_socket: "tcp:127.0.0.1:6640"}
 capacity: {vcpus: 4, memory_mib: 8192, disk_gib: 50, bandwidth_mbps: 1000}
 fencing_lease: 1m
+fencing_backstop_after: 400ms
+watchdog_device: /dev/watchdog0
 state_dir: /srv/regen
 control_socket: /run/regen/a.sock
 desired_file: /srv/regen/desired.yaml
@@ -67,6 +72,8 @@ tls: {ca: /etc/regen/tls/ca.crt, cert: /etc/regen/tls/lab-1.crt, key: /etc/regen
   ASSERT_TRUE(c->capacity.has_value());
   EXPECT_EQ(*c->capacity, (Resources{4, 8192, 50, 1000}));
   EXPECT_EQ(c->fencing_lease, milliseconds(60000));
+  EXPECT_EQ(c->fencing_backstop_after, milliseconds(400));
+  EXPECT_EQ(c->watchdog_device, "/dev/watchdog0");
   EXPECT_EQ(c->state_dir, "/srv/regen");
   EXPECT_EQ(c->control_socket, "/run/regen/a.sock");
   EXPECT_EQ(c->desired_file, "/srv/regen/desired.yaml");
@@ -221,6 +228,10 @@ const BadCase kBadAgent[] = {
      "must be a duration between 10ms and 1h, got \"2h\""},
     {"lease too short", "host_name: a\nfencing_lease: 50ms\n", "2:16", "fencing_lease",
      "between 100ms and 10m, got \"50ms\""},
+    {"backstop too short", "host_name: a\nfencing_backstop_after: 5ms\n", "2:25",
+     "fencing_backstop_after", "between 10ms and 10m, got \"5ms\""},
+    {"relative watchdog device", "host_name: a\nwatchdog_device: dev/watchdog\n", "2:18",
+     "watchdog_device", "dev/watchdog"},
     {"list for a bool", "host_name: a\nlibvirt_events: [true]\n", "2:17", "libvirt_events",
      "must be true or false, got a list"},
     {"yes for a bool", "host_name: a\nlibvirt_events: yes\n", "2:17", "libvirt_events",

@@ -1,0 +1,127 @@
+// The agent's fencing (controller mode): the lease and maintenance hold the controller link
+// renews, fencing when both ran out, the record of every domain destroyed for it, and ignoring
+// desired sets sent before the controller heard of a fence. Agent members; they run on the main
+// loop unless they say otherwise.
+#include <algorithm>
+
+#include "agent/agent.h"
+#include "common/log.h"
+
+namespace regen {
+
+void Agent::SetControllerDesired(std::vector<InstanceSpec> desired,
+                                 std::map<std::string, HealthCheck> health_checks,
+                                 std::optional<std::vector<StageRequest>> stage) {
+  Post([this, desired = std::move(desired), checks = std::move(health_checks),
+        stage = std::move(stage)]() mutable {
+    if (hello_fence_seq_ < fence_log_.seq()) {
+      // Sent before the controller heard of this host's fence: it may name the generations the
+      // fence destroyed. The link says Hello again; the set sent after that one counts.
+      spdlog::warn(
+          "ignoring a desired set of {} instances from the controller: it predates this host's "
+          "fence report",
+          desired.size());
+      return;
+    }
+    spdlog::info("desired set from the controller: {} instances ({} health-checked)",
+                 desired.size(), checks.size());
+    controller_desired_ = std::move(desired);
+    health_checks_ = std::move(checks);
+    if (stage) stage_wanted_ = std::move(stage);
+    ApplyStaging();
+    reconcile_requested_ = true;
+    if (reconcile_trigger_.empty()) reconcile_trigger_ = "desired set changed";
+  });
+}
+
+void Agent::RenewLease(Clock::TimePoint until) {
+  // The lease itself is thread-safe: the link and the backstop see the renewal at once.
+  lease_.Renew(until);
+  ReconcileIfUnfenced("lease renewed");
+}
+
+void Agent::SetHold(std::optional<Clock::TimePoint> until) {
+  auto before = lease_.Snapshot().hold_until;
+  lease_.SetHold(until);
+  if (until != before) {
+    Post([this, until] {
+      if (until) {
+        spdlog::info("maintenance hold: keeping every domain for {} ms even without the controller",
+                     lease_.HoldRemaining().count());
+        Record("*", "hold", std::to_string(lease_.HoldRemaining().count()) + " ms");
+      } else {
+        spdlog::info("maintenance hold ended by the controller");
+        Record("*", "hold-ended", "");
+      }
+    });
+  }
+  ReconcileIfUnfenced("maintenance hold");
+}
+
+void Agent::ReconcileIfUnfenced(const char* why) {
+  Post([this, why] {
+    if (fenced_ && !lease_.Expired()) {
+      reconcile_requested_ = true;  // un-fence now
+      if (reconcile_trigger_.empty()) reconcile_trigger_ = why;
+    }
+  });
+}
+
+void Agent::NoteHello(uint64_t fence_seq) {
+  Post([this, fence_seq] { hello_fence_seq_ = std::max(hello_fence_seq_, fence_seq); });
+}
+
+bool Agent::fenced() {
+  return Call<bool>([this] { return fenced_; });
+}
+
+void Agent::ApplyLease() {
+  bool expired = lease_.Expired();
+  if (expired && !fenced_) {
+    fenced_ = true;
+    fence_log_.NoteFence();
+    // Never follow the old set again: after un-fencing only a set sent after the controller
+    // heard of this fence is created (it re-instantiates with generation + 1).
+    controller_desired_.reset();
+    health_checks_.clear();
+    int managed = 0;
+    for (const auto& d : last_domains_) managed += d.metadata.managed ? 1 : 0;
+    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        clock_.Now() - lease_.Snapshot().last_renewal);
+    spdlog::error(
+        "fencing: no lease renewal from the controller at {} for {} ms (fencing lease {} ms); "
+        "destroying the {} managed domains of this host so none can run twice",
+        config_.controller_address, silent.count(), config_.fencing_lease.count(), managed);
+    Record("*", "fenced", "no lease renewal for " + std::to_string(silent.count()) + " ms");
+  } else if (!expired && fenced_) {
+    fenced_ = false;
+    spdlog::warn(
+        "lease renewed by the controller: fencing lifted; waiting for its next desired set");
+    Record("*", "unfenced", "lease renewed");
+  }
+  if (fenced_) {
+    desired_ = std::vector<InstanceSpec>();
+  } else {
+    desired_ = controller_desired_;  // unknown until the controller sends one: destroy nothing
+  }
+}
+
+void Agent::RecordFenced(const std::string& name) {
+  FencedRecord r;
+  r.instance = name;
+  for (const auto& d : last_domains_) {
+    if (d.name != name) continue;
+    if (!d.metadata.instance.empty()) r.instance = d.metadata.instance;
+    r.generation = d.metadata.generation;
+  }
+  r.fenced_unix_ms = clock_.WallMillis();
+  auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
+      clock_.Now() - lease_.Snapshot().last_renewal);
+  r.reason = "no lease renewal for " + std::to_string(silent.count()) + " ms";
+  spdlog::error("fencing: destroyed instance {} generation {} ({}); the controller is told in "
+                "the next Hello",
+                r.instance, r.generation, r.reason);
+  fence_log_.Add(std::move(r));
+}
+
+}  // namespace regen
