@@ -45,6 +45,7 @@ nlohmann::json Agent::StatusJson() {
     nlohmann::json domains = nlohmann::json::array();
     for (const auto& d : last_domains_) {
       nlohmann::json dj{{"name", d.name},
+                        {"id", d.id},  // libvirt's: a new one at every start
                         {"state", DomainStateName(d.state)},
                         {"reason", d.reason},
                         {"managed", d.metadata.managed}};
