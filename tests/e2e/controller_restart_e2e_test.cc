@@ -11,10 +11,12 @@
 
 #include <future>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "common/subprocess.h"
 #include "config/controller_config.h"
+#include "ctl/regenctl.h"
 #include "tests/e2e/lab_harness.h"
 
 namespace regen::testing {
@@ -199,6 +201,68 @@ TEST(ControllerRestartE2eTest, TwentyKillsWithTheShippedDefaultsCostNoVm) {
   defaults.restart_allowance = std::to_string(shipped.restart_allowance.count()) + "ms";
   defaults.poll_interval = "1s";
   RunRounds(defaults, shipped.fencing_lease.count());
+}
+
+// regenctl maintenance start: the controller may stay away (a reboot of its machine) for three
+// times the lease; agents hold their domains, nothing fences or restarts, the maintenance is still
+// there after the restart, and its end resumes normal leases.
+TEST(ControllerRestartE2eTest, AMaintenanceLetsTheControllerStayDownPastTheLease) {
+  LabOptions options;
+  options.hosts = 3;
+  Lab lab(options);
+  lab.StartAll();
+  lab.Apply(Lab::ServiceYaml("web", 6, 3));
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
+  auto domains_before = RunningDomainIds(lab, options.hosts);
+  std::vector<std::string> args = {"regenctl", "--controller", lab.controller_address(),
+                                   "maintenance", "start", "--for", "60s", "--reason", "reboot"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  std::ostringstream out, err;
+  ASSERT_EQ(RegenctlMain(static_cast<int>(argv.size()), argv.data(), out, err), 0) << err.str();
+  EXPECT_NE(out.str().find("maintenance until"), std::string::npos) << out.str();
+  // Every agent holds (an ack with the hold reached it), then the controller goes away for 6 s.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (int k = 1; k <= options.hosts; ++k) {
+          auto s = lab.AgentStatus(k);
+          if (s.is_null() || s.value("hold_remaining_ms", int64_t{0}) < 50000) return false;
+        }
+        return true;
+      },
+      milliseconds(5000)))
+      << lab.Logs();
+  lab.KillController();
+  std::this_thread::sleep_for(milliseconds(6000));  // 3 x fencing_lease: a reboot
+  EXPECT_EQ(AgentFences(lab, options.hosts), 0) << lab.Logs();
+  lab.StartController();
+  auto status = lab.client().MaintenanceStatusGet();
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
+  EXPECT_TRUE(status->active());
+  auto hosts = lab.client().ListHosts();
+  ASSERT_TRUE(hosts.ok());
+  EXPECT_TRUE(hosts->maintenance().active());
+  ASSERT_TRUE(lab.client().MaintenanceEnd({}).ok());
+  // Back to normal leases: holds released, every agent renewed.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (int k = 1; k <= options.hosts; ++k) {
+          auto s = lab.AgentStatus(k);
+          if (s.is_null() || s.value("hold_remaining_ms", int64_t{1}) != 0) return false;
+        }
+        return LeasesRenewed(lab, options.hosts, 2000);
+      },
+      milliseconds(5000)))
+      << lab.Logs();
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
+  EXPECT_EQ(AgentFences(lab, options.hosts), 0) << lab.Logs();
+  auto domains_after = RunningDomainIds(lab, options.hosts);
+  for (const auto& [name, where] : domains_before) {
+    EXPECT_EQ(domains_after[name], where) << name << " was restarted during the maintenance";
+  }
+  int maintenance_events = 0;
+  for (const auto& e : lab.Events()) maintenance_events += e.kind() == "maintenance" ? 1 : 0;
+  EXPECT_EQ(maintenance_events, 2);
 }
 
 // Another connection holds SQLite's write lock for 5 s (a backup, an sqlite3 shell) while an
