@@ -57,8 +57,10 @@ Result<std::shared_ptr<EtcdChannels>> EtcdChannels::Create(const EtcdOptions& op
     // A member that comes back is used again within a second (gRPC's default backoff grows to
     // 2 minutes); a dead connection under a long-lived stream is noticed within ~10 s.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    // (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the connect timeout, and
-    // etcd's listener needs more than 100 ms to send its first SETTINGS frame.)
+    // gRPC also takes GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as the connect timeout (20 s by
+    // default): a connection etcd accepted while it was still starting stalls ~10 s before etcd
+    // sends its SETTINGS frame; give up on it after 1 s and connect again.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);

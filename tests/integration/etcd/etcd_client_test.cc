@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/thread_annotations.h"
+#include "etcd/etcd_admin.h"
 #include "etcd/etcd_client.h"
 #include "etcd/etcd_election.h"
 #include "etcd/etcd_keepalive.h"
@@ -268,6 +269,76 @@ TEST(EtcdClientTest, CampaignIsCancelledAndTimesOut) {
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.status().code(), Code::kDeadlineExceeded) << late.status().ToString();
   EXPECT_EQ((*a.Leader())->value, "controller-a");
+}
+
+// The agent's fencing depends on this: with etcd gone, the loss is reported once the TTL since the
+// last renewal has passed (not before, not much after).
+TEST(EtcdClientTest, KeepAliveReportsTheLossWhenEtcdIsGone) {
+  START_ETCD(cluster, 1);
+  auto client = Connect(*cluster);
+  ASSERT_TRUE(client);
+  auto lease = client->GrantLease(2);
+  ASSERT_TRUE(lease.ok());
+  std::promise<Status> lost;
+  EtcdKeepAlive keepalive(client, lease->id, lease->ttl_seconds,
+                          [&](Status s) { lost.set_value(s); });
+  ASSERT_TRUE(WaitFor([&] { return keepalive.renewals() >= 2; }, milliseconds(5000)));
+  auto expiry = keepalive.expiry();
+  cluster->Kill(0);
+  auto future = lost.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(6)), std::future_status::ready);
+  auto reported = std::chrono::steady_clock::now();
+  Status why = future.get();
+  EXPECT_EQ(why.code(), Code::kUnavailable);
+  EXPECT_NE(why.message().find("no renewal succeeded"), std::string::npos) << why.ToString();
+  EXPECT_GE(reported, expiry);
+  EXPECT_LT(reported - expiry, milliseconds(1000));
+}
+
+// Mutual TLS and etcd's users: a host's user may write its own prefix only; a wrong password is
+// refused at Connect; the token lost in a member restart is renewed without the caller noticing.
+TEST(EtcdClientTest, TlsAndUsersLimitedToTheirPrefix) {
+  if (EtcdCluster::FindEtcd().empty()) {
+    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");
+  }
+  testing::EtcdClusterOptions options;
+  options.tls = true;
+  auto started = EtcdCluster::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  auto& cluster = *started;
+  auto admin = Connect(*cluster);
+  ASSERT_TRUE(admin);
+  ASSERT_TRUE(admin->Put("/regen/hosts/host-b/alive", "before").ok());
+  ASSERT_TRUE(AddUser(*admin, "root", "root-pw").ok());
+  ASSERT_TRUE(GrantRole(*admin, "root", "root").ok());
+  ASSERT_TRUE(AddUser(*admin, "host-a", "a-pw").ok());
+  ASSERT_TRUE(AddRole(*admin, "host-a").ok());
+  ASSERT_TRUE(GrantPrefix(*admin, "host-a", "/regen/hosts/host-a/", true).ok());
+  ASSERT_TRUE(GrantRole(*admin, "host-a", "host-a").ok());
+  Status enabled = EnableAuth(*admin);
+  ASSERT_TRUE(enabled.ok()) << enabled.ToString();
+
+  EtcdOptions host_a = cluster->Options();
+  host_a.tls.cert = cluster->certs_dir() + "/host-a.crt";
+  host_a.tls.key = cluster->certs_dir() + "/host-a.key";
+  host_a.user = "host-a";
+  host_a.password = "a-pw";
+  auto a = EtcdClient::Connect(host_a);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE((*a)->Put("/regen/hosts/host-a/alive", "1").ok());
+  auto denied = (*a)->Put("/regen/hosts/host-b/alive", "1");
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.status().code(), Code::kPermissionDenied) << denied.status().ToString();
+  EXPECT_FALSE(admin->Get("/regen/hosts/host-b/alive").ok());  // no user any more
+
+  host_a.password = "wrong";
+  auto refused = EtcdClient::Connect(host_a);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("host-a"), std::string::npos);
+
+  ASSERT_TRUE(cluster->Restart(0).ok());  // simple tokens live in the member's memory
+  auto after = (*a)->Put("/regen/hosts/host-a/alive", "2", 0, milliseconds(10000));
+  EXPECT_TRUE(after.ok()) << after.status().ToString();
 }
 
 // Three members, one killed: writes go on through the other two, the watch resumes on another

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "common/subprocess.h"
 #include "etcd/etcd_client.h"
 
 namespace regen::testing {
@@ -26,6 +27,13 @@ std::string EtcdCluster::FindEtcd() {
 }
 
 Result<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members) {
+  EtcdClusterOptions options;
+  options.members = members;
+  return Start(options);
+}
+
+Result<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(const EtcdClusterOptions& options) {
+  const int members = options.members;
   std::string etcd = FindEtcd();
   if (etcd.empty()) {
     return FailedPrecondition(
@@ -37,9 +45,11 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     std::unique_ptr<EtcdCluster> cluster(new EtcdCluster());
     cluster->etcd_ = etcd;
+    cluster->tls_ = options.tls;
+    if (options.tls) RETURN_IF_ERROR(cluster->MakeCertificates());
     cluster->token_ = "regen-test-" + std::to_string(getpid()) + "-" + std::to_string(attempt);
     for (int i = 0; i < members; ++i) {
-      cluster->members_.push_back({"m" + std::to_string(i), FreePort(), FreePort(), nullptr});
+      cluster->members_.push_back({"m" + std::to_string(i), FreePort(), FreePort(), 0, nullptr});
     }
     last = Status::Ok();
     for (int i = 0; i < members && last.ok(); ++i) last = cluster->Launch(i, true);
@@ -66,7 +76,19 @@ std::vector<std::string> EtcdCluster::endpoints() const {
 etcd::EtcdOptions EtcdCluster::Options() const {
   etcd::EtcdOptions options;
   options.endpoints = endpoints();
+  if (tls_) {
+    options.tls = {certs_dir() + "/ca.crt", certs_dir() + "/admin.crt", certs_dir() + "/admin.key",
+                   ""};
+  }
   return options;
+}
+
+Status EtcdCluster::MakeCertificates() {
+  RealCommandRunner runner;
+  auto out = CheckedRun(
+      runner, {SourceDir() + "/scripts/gen-certs.sh", certs_dir(), "localhost", "host-a", "host-b"},
+      milliseconds(60000));
+  return out.status().WithContext("making the etcd test certificates");
 }
 
 std::string EtcdCluster::InitialCluster() const {
@@ -80,7 +102,8 @@ std::string EtcdCluster::InitialCluster() const {
 
 Status EtcdCluster::Launch(int i, bool new_cluster) {
   Member& m = members_[static_cast<size_t>(i)];
-  std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
+  std::string client =
+      std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(m.client_port);
   std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   // Short heartbeat and election timeouts: a lost leader is replaced in well under a second.
   std::vector<std::string> argv = {
@@ -98,7 +121,17 @@ Status EtcdCluster::Launch(int i, bool new_cluster) {
       "--election-timeout=500",
       "--logger=zap",
       "--log-outputs=stderr"};
-  m.process = std::make_unique<ChildProcess>(argv, dir_.File(m.name + ".log"));
+  if (tls_) {
+    for (std::string flag :
+         {"--cert-file=" + certs_dir() + "/controller.crt",
+          "--key-file=" + certs_dir() + "/controller.key",
+          "--trusted-ca-file=" + certs_dir() + "/ca.crt", std::string("--client-cert-auth")}) {
+      argv.push_back(flag);
+    }
+  }
+  std::string log_path = dir_.File(m.name + ".log");
+  m.log_offset = access(log_path.c_str(), R_OK) == 0 ? ReadFileOrDie(log_path).size() : 0;
+  m.process = std::make_unique<ChildProcess>(argv, log_path);
   if (m.process->pid() <= 0) return Internal("cannot start " + etcd_);
   return Status::Ok();
 }
@@ -112,14 +145,15 @@ Status EtcdCluster::WaitReady(int i) {
       [&] {
         return !m.process->Running() ||
                (access(log_path.c_str(), R_OK) == 0 &&
-                ReadFileOrDie(log_path).find("serving client traffic") != std::string::npos);
+                ReadFileOrDie(log_path).find("serving client traffic", m.log_offset) !=
+                    std::string::npos);
       },
       milliseconds(20000), milliseconds(20));
   if (!serving) {
     return Unavailable("etcd member " + m.name + " does not serve clients within 20 s; log:\n" +
                        Log(i));
   }
-  etcd::EtcdOptions options;
+  etcd::EtcdOptions options = Options();
   options.endpoints = {endpoint(i)};
   options.attempt_timeout = milliseconds(500);
   auto client = etcd::EtcdClient::Connect(options);
@@ -130,7 +164,9 @@ Status EtcdCluster::WaitReady(int i) {
         if (!m.process->Running()) return true;
         auto r = (*client)->Get("/regen-harness-probe", milliseconds(500));
         last = r.status();
-        return r.ok();
+        // An answer that refuses us (auth enabled, no user) is an answer too.
+        return r.ok() || (r.status().code() != Code::kUnavailable &&
+                          r.status().code() != Code::kDeadlineExceeded);
       },
       milliseconds(20000), milliseconds(20));
   if (!m.process->Running()) {
