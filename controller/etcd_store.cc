@@ -230,9 +230,14 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   if (!head.ok()) return head.status().WithContext("store: reading the event counter");
   ASSIGN_OR_RETURN(Counter counter, ParseCounter(*head));
   const int64_t at = head->revision;  // every range at one revision: one consistent snapshot
+  // A record's key is DIR/NAME; keys below it (an agent's lease key hosts/<host>/alive) are not
+  // records and are left out.
   auto read = [&](const std::string& dir) -> Result<etcd::RangeResult> {
     auto r = client_->GetPrefix(p + dir, 0, at, options_.timeout);
     if (!r.ok()) return r.status().WithContext("store: reading " + p + dir);
+    std::erase_if(r->kvs, [&](const etcd::KeyValue& kv) {
+      return kv.key.find('/', p.size() + dir.size()) != std::string::npos;
+    });
     return r;
   };
   StoreSnapshot snap;

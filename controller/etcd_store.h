@@ -7,6 +7,8 @@
 //   hosts/<name>  services/<name>  instances/<name>  operations/<id>  meta/<key> (raw value)
 //   events/<sequence, 20 digits>  dns/<zone>/<name> (empty value)
 //   counter: {"last_event": N, "commit": "<token of the last transaction>"}
+// Keys below a record's key (DESIGN's agent lease key hosts/<host>/alive) are not the store's:
+// LoadAll leaves them out, and a role limited to hosts/<host>/ cannot touch the host's record.
 // Each Transaction: the body's writes are buffered (the last write of a key wins), then sent as
 // one Txn: compare [guard key's create_revision == the guard's revision] and [counter's
 // mod_revision == the one this store last saw]; success = the writes + the counter (new last

@@ -223,6 +223,7 @@ TEST(EtcdStoreTest, LoadAllAfterReopenOfAThousandInstances) {
                   RETURN_IF_ERROR(t.PutInstance(
                       Instance("web-" + std::to_string(batch * 100 + i), "host-a", batch)));
                 }
+                RETURN_IF_ERROR(t.PutHost({"host-a", "10.0.0.1", {}, HostState::kUp, 0, 0}));
                 return t.AppendEvent({0, batch, EventKind::kPlacement, "web", "", "", "batch", ""})
                     .status();
               })
@@ -230,12 +231,14 @@ TEST(EtcdStoreTest, LoadAllAfterReopenOfAThousandInstances) {
     }
   }
   Controller reopened = StartController(*cluster);  // a restarted controller
+  ASSERT_TRUE(reopened.client->Put("/regen/hosts/host-a/alive", "agent lease").ok());
   auto start = std::chrono::steady_clock::now();
   auto snap = reopened.store->LoadAll();
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(snap.ok()) << snap.status().ToString();
   ASSERT_EQ(snap->instances.size(), 1000u);
+  EXPECT_EQ(snap->hosts.size(), 1u);  // the agent's lease key below host-a's record is not one
   EXPECT_EQ(snap->instances.at("web-999"), Instance("web-999", "host-a", 9));
   EXPECT_EQ(snap->last_event_sequence, 10);
   std::printf("etcd_store: LoadAll of 1000 instances: %.1f ms\n", ms);
