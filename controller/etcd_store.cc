@@ -55,7 +55,10 @@ class EtcdStore::Buffer : public StoreTxn {
     return Set("operation", "operations/", o.id, OperationToJson(o).dump());
   }
   Status SetMeta(const std::string& key, const std::string& value) override {
-    return Set("meta key", "meta/", key, value);
+    // Meta keys have '/' of their own ("upgrade/<service>").
+    if (key.empty()) return InvalidArgument("store: empty meta key");
+    writes_[p_ + "meta/" + key] = value;
+    return Status::Ok();
   }
   Result<int64_t> AppendEvent(EventRecord event) override {
     event.sequence = ++last_event_;
@@ -232,12 +235,14 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   const int64_t at = head->revision;  // every range at one revision: one consistent snapshot
   // A record's key is DIR/NAME; keys below it (an agent's lease key hosts/<host>/alive) are not
   // records and are left out.
-  auto read = [&](const std::string& dir) -> Result<etcd::RangeResult> {
+  auto read = [&](const std::string& dir, bool records = true) -> Result<etcd::RangeResult> {
     auto r = client_->GetPrefix(p + dir, 0, at, options_.timeout);
     if (!r.ok()) return r.status().WithContext("store: reading " + p + dir);
-    std::erase_if(r->kvs, [&](const etcd::KeyValue& kv) {
-      return kv.key.find('/', p.size() + dir.size()) != std::string::npos;
-    });
+    if (records) {
+      std::erase_if(r->kvs, [&](const etcd::KeyValue& kv) {
+        return kv.key.find('/', p.size() + dir.size()) != std::string::npos;
+      });
+    }
     return r;
   };
   StoreSnapshot snap;
@@ -270,7 +275,7 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
     OperationRecord op = OperationFromJson(id, j);
     if (op.state == "running") snap.operations[id] = op;  // done ones are not resumed
   }
-  ASSIGN_OR_RETURN(etcd::RangeResult meta, read("meta/"));
+  ASSIGN_OR_RETURN(etcd::RangeResult meta, read("meta/", /*records=*/false));
   for (const auto& kv : meta.kvs) snap.meta[kv.key.substr(p.size() + 5)] = kv.value;
   snap.last_event_sequence = counter.last_event;
   counter_ = counter;

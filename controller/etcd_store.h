@@ -4,13 +4,14 @@
 // (SetWriteGuard/ClearWriteGuard may also be called from another thread).
 //
 // Keys under the prefix (default "/regen/"), values JSON as controller/store_codec.h encodes them:
-//   hosts/<name>  services/<name>  instances/<name>  operations/<id>  meta/<key> (raw value)
+//   hosts/<name>  services/<name>  instances/<name>  operations/<id>
+//   meta/<key> (raw value; the key may have '/': upgrade/<service>)
 //   events/<sequence, 20 digits>  dns/<zone>/<name> (empty value)
 //   counter: {"last_event": N, "commit": "<token of the last transaction>"}
-// Keys below a record's key (DESIGN's agent lease key hosts/<host>/alive) are not the store's:
-// LoadAll leaves them out, and a role limited to hosts/<host>/ cannot touch the host's record.
-// Each Transaction: the body's writes are buffered (the last write of a key wins), then sent as
-// one Txn: compare [guard key's create_revision == the guard's revision] and [counter's
+// Keys below a record's key outside meta/ (DESIGN's agent lease key hosts/<host>/alive) are not the
+// store's: LoadAll leaves them out, and a role limited to hosts/<host>/ cannot touch the host's
+// record. Each Transaction: the body's writes are buffered (the last write of a key wins), then
+// sent as one Txn: compare [guard key's create_revision == the guard's revision] and [counter's
 // mod_revision == the one this store last saw]; success = the writes + the counter (new last
 // event, a unique commit token); failure = read the guard key and the counter. Outcomes:
 //   - committed: OK.

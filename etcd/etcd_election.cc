@@ -83,8 +83,10 @@ Result<std::optional<KeyValue>> EtcdElection::Leader(EtcdClient::Timeout timeout
                                        [&](EtcdStubs& stubs, grpc::ClientContext* ctx) {
                                          return stubs.election->Leader(ctx, request, &response);
                                        });
-  // etcd answers "election: no leader" (NOT_FOUND in 3.4) when nobody leads.
-  if (!s.ok() && s.message().find("no leader") != std::string::npos) {
+  // etcd answers "election: no leader" when nobody leads (not "etcdserver: no leader", an
+  // UNAVAILABLE member without a raft leader).
+  if (!s.ok() && s.code() != Code::kUnavailable &&
+      s.message().find("election: no leader") != std::string::npos) {
     return std::optional<KeyValue>();
   }
   RETURN_IF_ERROR(s);

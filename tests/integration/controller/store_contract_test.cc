@@ -66,6 +66,7 @@ TEST_P(StoreContractTest, RoundTripAcrossReopen) {
               RETURN_IF_ERROR(t.PutInstance(Instance("web-1", "host-a")));
               RETURN_IF_ERROR(t.PutOperation({"op-1", "heal", "web-1", "{}", "running", 1, 2}));
               RETURN_IF_ERROR(t.SetMeta("topology_revision", "42"));
+              RETURN_IF_ERROR(t.SetMeta("upgrade/web", "{\"to\": \"v2\"}"));
               return t
                   .AppendEvent(
                       {0, 5, EventKind::kFailure, "web", "web-1", "host-a", "crashed", "{}"})
@@ -82,6 +83,7 @@ TEST_P(StoreContractTest, RoundTripAcrossReopen) {
   EXPECT_EQ(snap->instances.at("web-1"), Instance("web-1", "host-a"));
   EXPECT_EQ(snap->operations.at("op-1").kind, "heal");
   EXPECT_EQ(snap->meta.at("topology_revision"), "42");
+  EXPECT_EQ(snap->meta.at("upgrade/web"), "{\"to\": \"v2\"}");
   EXPECT_EQ(snap->last_event_sequence, 1);
 }
 
