@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 
 #include "controller/etcd_store.h"
 #include "etcd/etcd_election.h"
+#include "etcd/etcd_keepalive.h"
 #include "tests/fakes/test_util.h"
 #include "tests/integration/etcd/etcd_harness.h"
 
@@ -177,6 +179,36 @@ TEST(EtcdStoreTest, OverEtcdLimitsIsRefusedWholeAndNothingIsWritten) {
   EXPECT_TRUE(c.store->LoadAll()->instances.empty());
   EXPECT_TRUE(many(127, 0).ok());  // at the limit
   EXPECT_EQ(c.store->LoadAll()->instances.size(), 127u);
+}
+
+// "Kill one etcd member: nothing changes": the active controller's lease is renewed through the
+// other members, its guard holds and its transactions go on.
+TEST(EtcdStoreTest, ActiveControllerWritesOnWhenOneOfThreeMembersDies) {
+  START_ETCD(cluster, 3);
+  Controller c = StartController(*cluster);
+  auto lease = c.client->GrantLease(2);
+  ASSERT_TRUE(lease.ok());
+  c.lease = lease->id;
+  std::atomic<bool> lost{false};
+  etcd::EtcdKeepAlive keepalive(c.client, lease->id, lease->ttl_seconds,
+                                [&](Status) { lost = true; });
+  BecomeActive(c, "controller");
+  for (int round = 0; round < 10; ++round) ASSERT_TRUE(Heal(*c.store, round).ok());
+  cluster->Kill(0);  // the member every call went to first
+  int64_t renewed = keepalive.renewals();
+  for (int round = 10; round < 20; ++round) {
+    Status s = Heal(*c.store, round);
+    ASSERT_TRUE(s.ok()) << "round " << round << ": " << s.ToString();
+  }
+  // Two TTLs' worth of renewals without member 0: the leadership held all along.
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return keepalive.renewals() >= renewed + 6; }, milliseconds(10000)));
+  EXPECT_FALSE(lost.load());
+  EXPECT_TRUE(Heal(*c.store, 20).ok());
+  auto leader = c.election->Leader();
+  ASSERT_TRUE(leader.ok() && leader->has_value()) << leader.status().ToString();
+  EXPECT_EQ((*leader)->key, c.leader.key);
+  EXPECT_EQ(c.store->LoadAll()->last_event_sequence, 42);
 }
 
 double Percentile(std::vector<double> v, double p) {

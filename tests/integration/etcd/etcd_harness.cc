@@ -129,6 +129,11 @@ Status EtcdCluster::Launch(int i, bool new_cluster) {
       argv.push_back(flag);
     }
   }
+  // A test killed on its timeout must not leave etcd running: setpriv (util-linux) sets the
+  // parent-death signal and execs etcd (same PID).
+  if (access("/usr/bin/setpriv", X_OK) == 0) {
+    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--pdeathsig", "KILL", "--"});
+  }
   std::string log_path = dir_.File(m.name + ".log");
   m.log_offset = access(log_path.c_str(), R_OK) == 0 ? ReadFileOrDie(log_path).size() : 0;
   m.process = std::make_unique<ChildProcess>(argv, log_path);

@@ -1,7 +1,8 @@
 // A private etcd cluster (Debian's etcd-server 3.4) of 1 or 3 members for integration and HA
 // end-to-end tests: loopback ports chosen free, data dirs under its own temp dir, each member
 // started and stopped by its own PID (also when the test fails: the destructor stops them and
-// removes the dir). Used from the test thread only.
+// removes the dir; a test killed on its timeout takes them along: parent-death signal). Used from
+// the test thread only.
 #pragma once
 
 #include <memory>
