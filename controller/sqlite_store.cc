@@ -5,75 +5,13 @@
 #include <nlohmann/json.hpp>
 
 #include "controller/store.h"
+#include "controller/store_codec.h"
 
 namespace regen {
 
 namespace {
 
 using nlohmann::json;
-
-json ToJson(const Resources& r) {
-  return {{"vcpus", r.vcpus},
-          {"memory_mib", r.memory_mib},
-          {"disk_gib", r.disk_gib},
-          {"bandwidth_mbps", r.bandwidth_mbps}};
-}
-Resources ResourcesFrom(const json& j) {
-  return {j.value("vcpus", int64_t{0}), j.value("memory_mib", int64_t{0}),
-          j.value("disk_gib", int64_t{0}), j.value("bandwidth_mbps", int64_t{0})};
-}
-
-json ToJson(const HostRecord& h) {
-  return {{"address", h.address},
-          {"capacity", ToJson(h.capacity)},
-          {"state", HostStateName(h.state)},
-          {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
-          {"applied_topology_revision", h.applied_topology_revision}};
-}
-Result<HostRecord> HostFrom(const std::string& name, const json& j) {
-  HostRecord h;
-  h.name = name;
-  h.address = j.value("address", "");
-  h.capacity = ResourcesFrom(j.value("capacity", json::object()));
-  ASSIGN_OR_RETURN(h.state, ParseHostState(j.value("state", "up")));
-  h.last_heartbeat_unix_ms = j.value("last_heartbeat_unix_ms", int64_t{0});
-  h.applied_topology_revision = j.value("applied_topology_revision", int64_t{0});
-  return h;
-}
-
-json ToJson(const InstanceRecord& i) {
-  return {{"service", i.service},
-          {"index", i.index},
-          {"update_domain", i.update_domain},
-          {"version", i.version},
-          {"generation", i.generation},
-          {"allocation",
-           {{"host", i.allocation.host},
-            {"resources", ToJson(i.allocation.resources)},
-            {"ip", i.allocation.ip},
-            {"mac", i.allocation.mac}}},
-          {"state", InstanceStateName(i.state)},
-          {"reason", i.reason},
-          {"moving_from", i.moving_from}};
-}
-Result<InstanceRecord> InstanceFrom(const std::string& name, const json& j) {
-  InstanceRecord i;
-  i.name = name;
-  i.service = j.value("service", "");
-  i.index = j.value("index", int64_t{0});
-  i.update_domain = j.value("update_domain", int64_t{0});
-  i.version = j.value("version", "");
-  i.generation = j.value("generation", int64_t{0});
-  json a = j.value("allocation", json::object());
-  i.allocation.host = a.value("host", "");
-  i.allocation.resources = ResourcesFrom(a.value("resources", json::object()));
-  i.allocation.ip = a.value("ip", "");
-  i.allocation.mac = a.value("mac", "");
-  ASSIGN_OR_RETURN(i.state, ParseInstanceState(j.value("state", "pending")));
-  i.reason = j.value("reason", "");
-  i.moving_from = j.value("moving_from", "");
-  return i;
-}
 
 class Stmt {
  public:
@@ -135,7 +73,7 @@ class SqliteTxn : public StoreTxn {
     return Exec(Stmt(db_, "INSERT OR REPLACE INTO hosts VALUES (?1, ?2, ?3)")
                     .Bind(1, h.name)
                     .Bind(2, std::string(HostStateName(h.state)))
-                    .Bind(3, ToJson(h).dump()),
+                    .Bind(3, HostToJson(h).dump()),
                 "host " + h.name);
   }
   Status PutService(const ServiceRecord& s) override {
@@ -155,7 +93,7 @@ class SqliteTxn : public StoreTxn {
                     .Bind(2, i.service)
                     .Bind(3, i.allocation.host)
                     .Bind(4, std::string(InstanceStateName(i.state)))
-                    .Bind(5, ToJson(i).dump()),
+                    .Bind(5, InstanceToJson(i).dump()),
                 "instance " + i.name);
   }
   Status DeleteInstance(const std::string& name) override {
@@ -226,7 +164,7 @@ class SqliteStore : public Store {
       while (s.Step() == SQLITE_ROW) {
         auto j = json::parse(s.Text(1), nullptr, false);
         if (j.is_discarded()) return Internal("store: host " + s.Text(0) + " row is corrupt");
-        auto h = HostFrom(s.Text(0), j);
+        auto h = HostFromJson(s.Text(0), j);
         if (!h.ok()) return h.status().WithContext("store: host " + s.Text(0));
         snap.hosts[s.Text(0)] = *h;
       }
@@ -244,7 +182,7 @@ class SqliteStore : public Store {
       while (s.Step() == SQLITE_ROW) {
         auto j = json::parse(s.Text(1), nullptr, false);
         if (j.is_discarded()) return Internal("store: instance " + s.Text(0) + " row is corrupt");
-        auto i = InstanceFrom(s.Text(0), j);
+        auto i = InstanceFromJson(s.Text(0), j);
         if (!i.ok()) return i.status().WithContext("store: instance " + s.Text(0));
         snap.instances[s.Text(0)] = *i;
       }

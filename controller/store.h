@@ -1,7 +1,8 @@
 // The controller's durable state behind the `Store` seam: SqliteStore (controller/sqlite_store.cc,
-// the only SQLite user, WAL mode) and an in-memory fake in tests/fakes/fake_store.h. Every state
-// change is one Transaction; after a restart LoadAll() returns what was committed. A Store is used
-// from the controller's main thread only (not thread-safe).
+// the only SQLite user, WAL mode), EtcdStore (controller/etcd_store.h, the HA mode) and an
+// in-memory fake in tests/fakes/fake_store.h. Every state change is one Transaction; after a
+// restart LoadAll() returns what was committed. A Store is used from the controller's main thread
+// only (not thread-safe).
 #pragma once
 
 #include <cstdint>

@@ -14,6 +14,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev
   openvswitch-switch knot knot-dnsutils tini iproute2 ethtool procps jq cpio
   prometheus-cpp-dev vagrant vagrant-libvirt
+  etcd-server
 )
 
 missing=()
@@ -32,6 +33,10 @@ if ((${#missing[@]})); then
 else
   echo "install-deps: all ${#PACKAGES[@]} packages present"
 fi
+
+# etcd's gRPC .proto files (the HA mode's etcd client; etcd/CMakeLists.txt needs them to configure):
+# fetched with apt-get download and unpacked, the golang packages are not installed.
+scripts/etcd-protos.sh build/etcd-protos
 
 if [ "${1:-}" != "--no-build" ]; then
   scripts/build.sh

@@ -23,7 +23,7 @@ if [ "$quick" = 0 ]; then
   scripts/build.sh --asan
   # The integration tests without QEMU (each a few seconds; ~30 s together): the daemons' threads
   # against real libvirt (test driver), Knot, SQLite, OVS and sd_notify, under the sanitizers.
-  asan_integration='^(sqlite_store_test|libvirt_test_driver_test|knot_dns_test|controller_knot_test'
+  asan_integration='^(sqlite_store_test|store_contract_test|libvirt_test_driver_test|knot_dns_test|controller_knot_test'
   asan_integration+='|agent_process_test|systemd_watchdog_test|ovs_vswitch_test|network_agent_ovs_test)$'
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 \
     -L unit &&
