@@ -30,6 +30,7 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
       disks_(config_.state_dir, runner),
       lease_(clock),
       fence_log_(config_.state_dir + "/fenced.json"),
+      lease_file_(config_.state_dir + "/lease.json", CurrentBootId()),
       prober_(prober),
       stager_(config_.state_dir) {
   stager_.SetOnChange([this] { Post([this] { ReportIfChanged(); }); });
@@ -58,7 +59,7 @@ Agent::~Agent() { Stop(); }
 void Agent::Start() {
   // Controller mode: the controller must be reached within one lease of starting, or the
   // domains found here are destroyed (the controller may already run them elsewhere).
-  if (controller_mode()) lease_.Start(clock_.Now() + config_.fencing_lease);
+  if (controller_mode()) StartLease();
   next_poll_ = clock_.Now();
   EventLoop::Hooks hooks;
   hooks.next_wake = [this] { return NextWake(); };

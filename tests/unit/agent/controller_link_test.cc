@@ -74,8 +74,7 @@ class ControllerLinkTest : public ::testing::Test {
     auto domains = hv_.ListDomains();
     if (!domains.ok()) return false;
     for (const auto& d : *domains) {
-      if (d.name == name && d.state == DomainState::kRunning &&
-          d.metadata.generation == generation)
+      if (d.name == name && d.state == DomainState::kRunning && d.metadata.generation == generation)
         return true;
     }
     return false;
@@ -118,7 +117,8 @@ TEST_F(ControllerLinkTest, HelloReachesARestartedControllerWithin500Ms) {
     auto listening = std::chrono::steady_clock::now();
     ASSERT_TRUE(controller_.Start(port)) << "port " << port << " taken meanwhile";
     ASSERT_TRUE(WaitFor([&] { return controller_.hellos().size() > hellos; }, kWait));
-    auto took = std::chrono::duration_cast<milliseconds>(controller_.hellos().back().at - listening);
+    auto took =
+        std::chrono::duration_cast<milliseconds>(controller_.hellos().back().at - listening);
     std::printf("round %d: Hello %lld ms after the controller listened again\n", round,
                 static_cast<long long>(took.count()));
     worst = std::max(worst, took);
@@ -146,8 +146,7 @@ TEST_F(ControllerLinkTest, HoldKeepsDomainsFenceIsReportedInTheNextHello) {
       [&] {
         auto hbs = controller_.heartbeats();
         return !hbs.empty() && hbs.back().hold_remaining_ms() > 4000 &&
-               hbs.back().acked_through() > 0 &&
-               hbs.back().acked_through() < hbs.back().sequence();
+               hbs.back().acked_through() > 0 && hbs.back().acked_through() < hbs.back().sequence();
       },
       kWait));
   EXPECT_GT(agent_->StatusJson()["hold_remaining_ms"].get<int64_t>(), 4000);
@@ -163,9 +162,8 @@ TEST_F(ControllerLinkTest, HoldKeepsDomainsFenceIsReportedInTheNextHello) {
   // Back without a hold: the next ack ends it.
   controller_.SetAck(lease.count(), 50, /*hold=*/0);
   ASSERT_TRUE(controller_.Start(controller_.port()));
-  ASSERT_TRUE(
-      WaitFor([&] { return agent_->StatusJson()["hold_remaining_ms"].get<int64_t>() == 0; },
-              kWait));
+  ASSERT_TRUE(WaitFor([&] { return agent_->StatusJson()["hold_remaining_ms"].get<int64_t>() == 0; },
+                      kWait));
   ASSERT_TRUE(WaitFor(
       [&] {
         auto hbs = controller_.heartbeats();

@@ -18,8 +18,8 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::FakeHypervisor;
-using testing::TempDir;
 using testing::ReadFileOrDie;
+using testing::TempDir;
 using testing::WaitFor;
 
 constexpr milliseconds kLease(2000);
@@ -184,8 +184,8 @@ TEST_F(FencingTest, FenceIsRecordedAndOnlyASetAfterTheNextHelloIsCreated) {
   for (const auto& r : log.records) {
     EXPECT_EQ(r.generation, 1);
     EXPECT_EQ(r.fenced_unix_ms, clock_.WallMillis());
-    EXPECT_EQ(r.reason, "no lease renewal for " + std::to_string((kLease + milliseconds(1)).count()) +
-                            " ms");
+    EXPECT_EQ(r.reason,
+              "no lease renewal for " + std::to_string((kLease + milliseconds(1)).count()) + " ms");
   }
   // On disk too (an agent restart keeps it), written whole (no temporary file left behind).
   std::string file = ReadFileOrDie(dir_.File("fenced.json"));
@@ -239,6 +239,45 @@ TEST_F(FencingTest, FenceLogSurvivesAnAgentRestart) {
   EXPECT_EQ(log.records[0].instance, "web-0");
   EXPECT_EQ(log.records[0].generation, 1);
   EXPECT_EQ(log.records[1].instance, "web-1");
+}
+
+// A restarted agent (same boot) does not grant itself a fresh lease: it keeps what the earlier
+// run had left, so it fences before the controller can heal its instances elsewhere.
+TEST_F(FencingTest, RestartedAgentKeepsTheRemainingLeaseNotAFreshOne) {
+  {
+    Agent agent(Config(), hv_, clock_, runner_);
+    StartRunning(agent);  // renewed to now + kLease
+  }
+  clock_.Advance(kLease - milliseconds(100));
+  Agent restarted(Config(), hv_, clock_, runner_);
+  restarted.Start();
+  Settle(restarted);
+  EXPECT_FALSE(restarted.fenced());
+  EXPECT_LE(restarted.StatusJson()["lease_remaining_ms"].get<int64_t>(), 100);
+  clock_.Advance(milliseconds(101));  // a fresh lease would have kLease - 101 ms left
+  restarted.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return restarted.fenced() && !Exists("web-0"); }, kWait));
+}
+
+// A maintenance hold outlives a restart of the agent (an upgrade during maintenance).
+TEST_F(FencingTest, MaintenanceHoldSurvivesAnAgentRestart) {
+  {
+    Agent agent(Config(), hv_, clock_, runner_);
+    StartRunning(agent);
+    agent.SetHold(clock_.Now() + 10 * kLease);
+    EXPECT_GT(agent.StatusJson()["hold_remaining_ms"].get<int64_t>(), 9 * kLease.count());
+  }
+  clock_.Advance(3 * kLease);
+  Agent restarted(Config(), hv_, clock_, runner_);
+  restarted.Start();
+  Settle(restarted);
+  EXPECT_FALSE(restarted.fenced());
+  EXPECT_TRUE(Running("web-0"));
+  EXPECT_EQ(restarted.StatusJson()["hold_remaining_ms"].get<int64_t>(), 7 * kLease.count());
+  // The hold ends (an ack without one): the lease, long over, counts again.
+  restarted.SetHold(std::nullopt);
+  restarted.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return restarted.fenced() && !Exists("web-0"); }, kWait));
 }
 
 // libvirt is unreachable when the lease runs out: the agent counts as fenced at once (it
