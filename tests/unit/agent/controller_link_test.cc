@@ -107,13 +107,15 @@ TEST_F(ControllerLinkTest, HelloReachesARestartedControllerWithin500Ms) {
   ASSERT_TRUE(WaitFor([&] { return !controller_.heartbeats().empty(); }, kWait));
   const int port = controller_.port();
   milliseconds worst(0);
-  for (int round = 0; round < 5; ++round) {
+  for (int round = 0; round < 6; ++round) {
     size_t hellos = controller_.hellos().size();
     controller_.Stop();
     ASSERT_TRUE(WaitFor([&] { return !link_->connected(); }, kWait));
     // Down long enough for the link to be retrying, not still dialling its first attempt.
     int64_t attempts = link_->dial_attempts();
     ASSERT_TRUE(WaitFor([&] { return link_->dial_attempts() >= attempts + 2; }, kWait));
+    // Back at a different moment of the link's retry cycle (a 500 ms dial + 100 ms) each round.
+    WaitUntil(clock_.Now() + round * milliseconds(130));
     auto listening = std::chrono::steady_clock::now();
     ASSERT_TRUE(controller_.Start(port)) << "port " << port << " taken meanwhile";
     ASSERT_TRUE(WaitFor([&] { return controller_.hellos().size() > hellos; }, kWait));
@@ -124,7 +126,7 @@ TEST_F(ControllerLinkTest, HelloReachesARestartedControllerWithin500Ms) {
     worst = std::max(worst, took);
     EXPECT_FALSE(agent_->fenced());
   }
-  std::printf("worst of 5 rounds: %lld ms\n", static_cast<long long>(worst.count()));
+  std::printf("worst of 6 rounds: %lld ms\n", static_cast<long long>(worst.count()));
   EXPECT_LT(worst, 500ms);
 }
 
