@@ -322,6 +322,9 @@ void Agent::Reconcile(const std::string& trigger) {
   bool changed = false;
   for (const auto& action : plan.actions) {
     if (loop_.stopping()) break;  // SIGTERM: do not start another (slow) create
+    // The lease ran out during a batch of (slow) creates: fence now, not after the batch (the
+    // fencing backstop gives the main loop only fencing_backstop_after).
+    if (controller_mode() && !fenced_ && lease_.Expired()) break;
     if (InBackoff(action.name)) continue;
     Execute(action);
     changed = true;

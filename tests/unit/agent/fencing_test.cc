@@ -10,6 +10,7 @@
 #include "agent/agent.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_hypervisor.h"
+#include "tests/fakes/hanging_hypervisor.h"
 #include "tests/fakes/test_util.h"
 
 namespace regen {
@@ -278,6 +279,23 @@ TEST_F(FencingTest, MaintenanceHoldSurvivesAnAgentRestart) {
   restarted.SetHold(std::nullopt);
   restarted.RequestReconcile("test");
   ASSERT_TRUE(WaitFor([&] { return restarted.fenced() && !Exists("web-0"); }, kWait));
+}
+
+// The lease runs out in the middle of a batch of creates: the agent fences after the create in
+// hand, not after the whole batch (the backstop gives it only fencing_backstop_after).
+TEST_F(FencingTest, LeaseRunningOutMidBatchStopsTheBatch) {
+  testing::HangingHypervisor hv;
+  hv.after_define = [&] { clock_.Advance(kLease + milliseconds(1)); };  // a very slow create
+  Agent agent(Config(), hv, clock_, runner_);
+  agent.Start();
+  agent.RenewLease(clock_.Now() + kLease);
+  agent.SetControllerDesired({Spec("web-0"), Spec("web-1"), Spec("web-2"), Spec("web-3")});
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return hv.destroys() == 1; }, kWait));
+  EXPECT_EQ(hv.defines(), 1) << "the rest of the batch was not created";
+  auto listed = hv.FakeHypervisor::ListDomains();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
 }
 
 // libvirt is unreachable when the lease runs out: the agent counts as fenced at once (it
