@@ -228,6 +228,7 @@ void AgentDaemon::StartMetricsRefresher() {
       links.controller_mode = link_ != nullptr;
       links.controller_connected = link_ && link_->connected();
       links.topology_revision_applied = network_ ? network_->applied_revision() : 0;
+      links.backstop_tripped = backstop_ && backstop_->tripped();
       metrics_->Refresh(agent_->StatusJson(), links);
       lock.native().lock();
     }
