@@ -71,6 +71,9 @@ void Agent::AddLeaseStatus(nlohmann::json& j) {
   j["controller"] = config_.controller_address;
   j["fenced"] = fenced_;
   LeaseSnapshot lease = lease_.Snapshot();
+  // Once the lease ran out: has a listing since then shown every managed domain gone? (What the
+  // fencing backstop waits for.)
+  j["fence_confirmed"] = BackstopDecide(lease, clock_.Now(), Clock::Duration::max()).confirmed;
   j["lease_remaining_ms"] =
       std::chrono::duration_cast<std::chrono::milliseconds>(lease.lease_until - clock_.Now())
           .count();

@@ -115,6 +115,7 @@ TEST_F(FencingTest, LeaseRunningOutDestroysManagedDomainsAndBlocksCreation) {
   auto status = agent.StatusJson();
   EXPECT_EQ(status["mode"], "controller");
   EXPECT_TRUE(status["fenced"].get<bool>());
+  EXPECT_TRUE(status["fence_confirmed"].get<bool>());
   EXPECT_LE(status["lease_remaining_ms"].get<int64_t>(), 0);
   bool recorded = false;
   for (const auto& c : agent.Changes()) recorded |= c.what == "fenced";
@@ -308,6 +309,7 @@ TEST_F(FencingTest, LeaseRunningOutWhileLibvirtIsDownFencesWhenItReturns) {
   agent.RequestReconcile("test");
   ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
   EXPECT_EQ(hv_.destroys(), 0);  // nothing can be done yet
+  EXPECT_FALSE(agent.StatusJson()["fence_confirmed"].get<bool>());
 
   // libvirt comes back: the fenced agent destroys what still runs.
   hv_.SetDown(false);
