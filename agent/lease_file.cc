@@ -38,12 +38,52 @@ std::optional<PersistedLease> LeaseFile::Load() const {
   return p;
 }
 
+LeaseFile::LeaseFile(std::string path, std::string boot_id)
+    : path_(std::move(path)), boot_id_(std::move(boot_id)), thread_([this] { Run(); }) {}
+
+LeaseFile::~LeaseFile() {
+  {
+    MutexLock lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
 void LeaseFile::Save(const LeaseSnapshot& lease) {
+  MutexLock lock(mu_);
+  pending_ = PersistedLease{lease.lease_until, lease.hold_until};
+  ++saved_;
+  cv_.notify_all();
+}
+
+void LeaseFile::Flush() {
+  MutexLock lock(mu_);
+  const uint64_t target = saved_;
+  while (written_ < target) cv_.wait(lock.native());
+}
+
+void LeaseFile::Run() {
+  MutexLock lock(mu_);
+  while (true) {
+    while (!stop_ && !pending_) cv_.wait(lock.native());
+    if (!pending_) return;  // stopping, nothing left to write
+    PersistedLease latest = *pending_;
+    pending_.reset();
+    const uint64_t covers = saved_;
+    lock.native().unlock();
+    Write(latest);
+    lock.native().lock();
+    written_ = covers;
+    cv_.notify_all();
+  }
+}
+
+void LeaseFile::Write(const PersistedLease& lease) {
   nlohmann::json j{{"boot_id", boot_id_}, {"lease_until", Ticks(lease.lease_until)}};
   if (lease.hold_until) j["hold_until"] = Ticks(*lease.hold_until);
   const std::string text = j.dump() + "\n";
   const std::string tmp = path_ + ".tmp";
-  MutexLock lock(mu_);
   std::string error;
   {
     std::ofstream out(tmp, std::ios::trunc);
