@@ -30,6 +30,7 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
       disks_(config_.state_dir, runner),
       lease_(clock),
       fence_log_(config_.state_dir + "/fenced.json"),
+      lease_file_(config_.state_dir + "/lease.json", CurrentBootId()),
       prober_(prober),
       stager_(config_.state_dir) {
   stager_.SetOnChange([this] { Post([this] { ReportIfChanged(); }); });
@@ -58,7 +59,7 @@ Agent::~Agent() { Stop(); }
 void Agent::Start() {
   // Controller mode: the controller must be reached within one lease of starting, or the
   // domains found here are destroyed (the controller may already run them elsewhere).
-  if (controller_mode()) lease_.Start(clock_.Now() + config_.fencing_lease);
+  if (controller_mode()) StartLease();
   next_poll_ = clock_.Now();
   EventLoop::Hooks hooks;
   hooks.next_wake = [this] { return NextWake(); };
@@ -321,6 +322,9 @@ void Agent::Reconcile(const std::string& trigger) {
   bool changed = false;
   for (const auto& action : plan.actions) {
     if (loop_.stopping()) break;  // SIGTERM: do not start another (slow) create
+    // The lease ran out during a batch of (slow) creates: fence now, not after the batch (the
+    // fencing backstop gives the main loop only fencing_backstop_after).
+    if (controller_mode() && !fenced_ && lease_.Expired()) break;
     if (InBackoff(action.name)) continue;
     Execute(action);
     changed = true;

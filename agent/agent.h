@@ -24,6 +24,7 @@
 #include "agent/hypervisor.h"
 #include "agent/image_stager.h"
 #include "agent/lease.h"
+#include "agent/lease_file.h"
 #include "agent/reconciler.h"
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -156,11 +157,16 @@ class Agent {
   // accordingly; records a managed domain destroyed while fenced; asks for a reconcile when a
   // renewal may un-fence.
   void ApplyLease();
+  // At Start: a fresh lease, never longer than what an earlier run of this agent (same boot)
+  // still had, and its maintenance hold.
+  void StartLease();
   void RecordFenced(const std::string& name);
   void ReconcileIfUnfenced(const char* why);
   // Replaces last_domains_ with a successful listing and tells the lease what it showed.
   void SetListing(std::vector<DomainInfo> listed);
   void ReportIfChanged();
+  // StatusJson's lease part: fenced, lease and hold left, fences not yet reported.
+  void AddLeaseStatus(nlohmann::json& j);
   // Staging: hands the wanted set and the images in use to the stager (controller mode).
   void RetryFailedStaging();
   void ApplyStaging();
@@ -198,8 +204,9 @@ class Agent {
   std::optional<std::vector<InstanceSpec>> controller_desired_;
   std::map<std::string, HealthCheck> health_checks_;  // instance -> its check (controller's word)
   HealthMonitor health_;
-  Lease lease_;          // thread-safe; the main loop fences by it
-  FenceLog fence_log_;   // thread-safe
+  Lease lease_;           // thread-safe; the main loop fences by it
+  FenceLog fence_log_;    // thread-safe
+  LeaseFile lease_file_;  // thread-safe
   bool fenced_ = false;
   uint64_t hello_fence_seq_ = 0;  // fence_log_.seq() that the last Hello reported
   std::string reported_digest_;

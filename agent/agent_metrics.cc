@@ -48,6 +48,23 @@ struct AgentMetrics::Families {
                    .Help("1 while this host is fenced (no lease from the controller)")
                    .Register(r)
                    .Add({})),
+        hold_seconds(prometheus::BuildGauge()
+                         .Name("regen_agent_hold_remaining_seconds")
+                         .Help("What is left of a maintenance hold from the controller (0: none)")
+                         .Register(r)
+                         .Add({})),
+        fences_unreported(prometheus::BuildGauge()
+                              .Name("regen_agent_fences_unreported")
+                              .Help("Instances destroyed by a fence that no Hello has reported to "
+                                    "the controller yet")
+                              .Register(r)
+                              .Add({})),
+        backstop_tripped(prometheus::BuildGauge()
+                             .Name("regen_agent_fence_backstop_tripped")
+                             .Help("1 once the fencing backstop gave up on this host (lease ran "
+                                   "out, domains not confirmed gone): systemd watchdog triggered")
+                             .Register(r)
+                             .Add({})),
         topology(prometheus::BuildGauge()
                      .Name("regen_agent_topology_revision_applied")
                      .Help("The topology revision the network worker last applied (0: none)")
@@ -67,6 +84,9 @@ struct AgentMetrics::Families {
   prometheus::Gauge& controller_connected;
   prometheus::Gauge& libvirt_connected;
   prometheus::Gauge& fenced;
+  prometheus::Gauge& hold_seconds;
+  prometheus::Gauge& fences_unreported;
+  prometheus::Gauge& backstop_tripped;
   prometheus::Gauge& topology;
   prometheus::Counter& reconciles;
   prometheus::Histogram& recreate;
@@ -110,6 +130,10 @@ void AgentMetrics::Refresh(const nlohmann::json& status, const Links& links) {
   f_->controller_connected.Set(links.controller_mode && links.controller_connected ? 1 : 0);
   f_->libvirt_connected.Set(status.value("connected", false) ? 1 : 0);
   f_->fenced.Set(status.value("fenced", false) ? 1 : 0);
+  f_->hold_seconds.Set(static_cast<double>(status.value("hold_remaining_ms", int64_t{0})) / 1000);
+  f_->fences_unreported.Set(
+      static_cast<double>(status.value("fenced_unreported", nlohmann::json::array()).size()));
+  f_->backstop_tripped.Set(links.backstop_tripped ? 1 : 0);
   f_->topology.Set(static_cast<double>(links.topology_revision_applied));
   const int64_t reconciles = status.value("reconciles", int64_t{0});
   if (reconciles_seen_ >= 0 && reconciles > reconciles_seen_) {

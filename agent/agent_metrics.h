@@ -8,9 +8,9 @@
 //                                               (standalone healing)
 //   regen_agent_controller_connected            1 while the controller stream is up
 //   regen_agent_libvirt_connected               1 while libvirt answers
-//   regen_agent_fenced                          1 while fenced (no lease: managed domains destroyed)
-//   regen_agent_topology_revision_applied       the topology revision the network worker applied
-//   regen_agent_reconciles_total                reconcile passes
+//   regen_agent_fenced                          1 while fenced (no lease: managed domains
+//   destroyed) regen_agent_topology_revision_applied       the topology revision the network worker
+//   applied regen_agent_reconciles_total                reconcile passes
 // Counters count what happened since this process started.
 #pragma once
 
@@ -41,6 +41,7 @@ class AgentMetrics {
     bool controller_mode = false;
     bool controller_connected = false;
     int64_t topology_revision_applied = 0;
+    bool backstop_tripped = false;  // the fencing backstop gave up on this host
   };
   // `status` is Agent::StatusJson().
   void Refresh(const nlohmann::json& status, const Links& links);

@@ -16,31 +16,7 @@ nlohmann::json Agent::StatusJson() {
     if (!desired_error_.empty()) j["desired_error"] = desired_error_;
     if (!last_connect_error_.empty()) j["connect_error"] = last_connect_error_;
     j["reconciles"] = reconciles_;
-    if (controller_mode()) {
-      j["controller"] = config_.controller_address;
-      j["fenced"] = fenced_;
-      LeaseSnapshot lease = lease_.Snapshot();
-      j["lease_remaining_ms"] =
-          std::chrono::duration_cast<std::chrono::milliseconds>(lease.lease_until - clock_.Now())
-              .count();
-      // A maintenance hold (regenctl maintenance start): domains are kept until it ends.
-      j["hold_remaining_ms"] = lease_.HoldRemaining().count();
-      if (lease.hold_until) {
-        j["hold_until_unix_ms"] =
-            clock_.WallMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      *lease.hold_until - clock_.Now())
-                                      .count();
-      }
-      // Instances destroyed by a fence that no Hello has reported to the controller yet.
-      nlohmann::json unreported = nlohmann::json::array();
-      for (const auto& r : fence_log_.Take().records) {
-        unreported.push_back({{"instance", r.instance},
-                              {"generation", r.generation},
-                              {"fenced_unix_ms", r.fenced_unix_ms},
-                              {"reason", r.reason}});
-      }
-      j["fenced_unreported"] = unreported;
-    }
+    if (controller_mode()) AddLeaseStatus(j);
     j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
     nlohmann::json domains = nlohmann::json::array();
     for (const auto& d : last_domains_) {
@@ -90,6 +66,35 @@ nlohmann::json Agent::StatusJson() {
     j["changes"] = changes;
     return j;
   });
+}
+
+void Agent::AddLeaseStatus(nlohmann::json& j) {
+  j["controller"] = config_.controller_address;
+  j["fenced"] = fenced_;
+  LeaseSnapshot lease = lease_.Snapshot();
+  // Once the lease ran out: has a listing since then shown every managed domain gone? (What the
+  // fencing backstop waits for.)
+  j["fence_confirmed"] = BackstopDecide(lease, clock_.Now(), Clock::Duration::max()).confirmed;
+  j["lease_remaining_ms"] =
+      std::chrono::duration_cast<std::chrono::milliseconds>(lease.lease_until - clock_.Now())
+          .count();
+  // A maintenance hold (regenctl maintenance start): domains are kept until it ends.
+  j["hold_remaining_ms"] = lease_.HoldRemaining().count();
+  if (lease.hold_until) {
+    j["hold_until_unix_ms"] =
+        clock_.WallMillis() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(*lease.hold_until - clock_.Now())
+            .count();
+  }
+  // Instances destroyed by a fence that no Hello has reported to the controller yet.
+  nlohmann::json unreported = nlohmann::json::array();
+  for (const auto& r : fence_log_.Take().records) {
+    unreported.push_back({{"instance", r.instance},
+                          {"generation", r.generation},
+                          {"fenced_unix_ms", r.fenced_unix_ms},
+                          {"reason", r.reason}});
+  }
+  j["fenced_unreported"] = unreported;
 }
 
 std::vector<FailureRecord> Agent::Failures() {

@@ -42,7 +42,9 @@ void PrintStatusText(const nlohmann::json& s) {
   if (s.contains("controller")) {
     std::printf(
         "controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
-        s.value("fenced", false) ? "FENCED (managed domains destroyed)" : "in contact",
+        !s.value("fenced", false)           ? "in contact"
+        : s.value("fence_confirmed", false) ? "FENCED (managed domains destroyed)"
+                                            : "FENCED (managed domains NOT yet confirmed gone)",
         static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
     if (s.value("hold_remaining_ms", int64_t{0}) > 0) {
       std::printf("maintenance hold: domains kept for %lld ms more even without the controller\n",

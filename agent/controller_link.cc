@@ -337,27 +337,32 @@ void ControllerLink::AcceptHello() {
 
 void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
   AcceptHello();
-  MutexLock lock(mu_);
-  auto it = sent_.find(ack.sequence());
-  if (it == sent_.end()) return;
+  Clock::TimePoint sent;
+  {
+    MutexLock lock(mu_);
+    auto it = sent_.find(ack.sequence());
+    if (it == sent_.end()) return;
+    sent = it->second;
+    if (ack.heartbeat_interval_ms() > 0) {
+      heartbeat_interval_ = std::chrono::milliseconds(ack.heartbeat_interval_ms());
+    }
+    acked_through_ = std::max(acked_through_, ack.sequence());
+    last_ack_ = clock_.Now();
+    sent_.erase(sent_.begin(), std::next(it));
+  }
+  session_answered_ = true;
   auto effective = config_.fencing_lease;
   if (ack.fencing_lease_ms() > 0) {
     effective = std::min(effective, std::chrono::milliseconds(ack.fencing_lease_ms()));
   }
-  if (ack.heartbeat_interval_ms() > 0) {
-    heartbeat_interval_ = std::chrono::milliseconds(ack.heartbeat_interval_ms());
-  }
   // The lease and a hold count from when the acknowledged heartbeat left, never from the ack.
-  agent_.RenewLease(it->second + effective);
+  // (Outside mu_: the agent records them in state_dir.)
+  agent_.RenewLease(sent + effective);
   if (ack.hold_ms() > 0) {
-    agent_.SetHold(it->second + std::chrono::milliseconds(ack.hold_ms()));
+    agent_.SetHold(sent + std::chrono::milliseconds(ack.hold_ms()));
   } else {
     agent_.SetHold(std::nullopt);
   }
-  acked_through_ = std::max(acked_through_, ack.sequence());
-  last_ack_ = clock_.Now();
-  session_answered_ = true;
-  sent_.erase(sent_.begin(), std::next(it));
 }
 
 void ControllerLink::OnControllerMessage(const v1::ControllerMessage& msg) {

@@ -106,14 +106,14 @@ void AgentDaemon::MakeBackstop() {
   FenceBackstopOptions options;
   options.grace = BackstopGrace(config_.fencing_backstop_after, config_.fencing_lease);
   // Several looks per grace, at most 10 a second.
-  options.interval = std::clamp(
-      std::chrono::duration_cast<std::chrono::milliseconds>(options.grace / 4),
-      std::chrono::milliseconds(10), std::chrono::milliseconds(100));
+  options.interval =
+      std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(options.grace / 4),
+                 std::chrono::milliseconds(10), std::chrono::milliseconds(100));
   options.device = config_.watchdog_device;
   // Trips only from its thread, started after watchdog_ exists.
-  backstop_ = std::make_unique<FenceBackstop>(
-      agent_->lease(), *deps_.clock, options,
-      [this](const std::string& why) { watchdog_->Trip(why); });
+  backstop_ =
+      std::make_unique<FenceBackstop>(agent_->lease(), *deps_.clock, options,
+                                      [this](const std::string& why) { watchdog_->Trip(why); });
 }
 
 Status AgentDaemon::StartDnsWatch() {
@@ -228,6 +228,7 @@ void AgentDaemon::StartMetricsRefresher() {
       links.controller_mode = link_ != nullptr;
       links.controller_connected = link_ && link_->connected();
       links.topology_revision_applied = network_ ? network_->applied_revision() : 0;
+      links.backstop_tripped = backstop_ && backstop_->tripped();
       metrics_->Refresh(agent_->StatusJson(), links);
       lock.native().lock();
     }

@@ -33,8 +33,8 @@ Status FenceBackstop::Start() {
   if (!options_.device.empty()) {
     device_fd_ = ::open(options_.device.c_str(), O_WRONLY | O_CLOEXEC);
     if (device_fd_ < 0) {
-      return InvalidArgument("watchdog_device " + options_.device + ": cannot open it: " +
-                             std::strerror(errno) +
+      return InvalidArgument("watchdog_device " + options_.device +
+                             ": cannot open it: " + std::strerror(errno) +
                              " (load a watchdog driver, e.g. modprobe softdog, check that no other "
                              "daemon holds the device, or remove watchdog_device from agent.yaml)");
     }
@@ -82,7 +82,8 @@ void FenceBackstop::CheckOnce() {
   BackstopVerdict v = BackstopDecide(lease_.Snapshot(), clock_.Now(), options_.grace);
   if (v.trip) {
     if (tripped_.exchange(true)) return;
-    std::string why = "fencing backstop: the lease ran out " + std::to_string(Ms(v.unconfirmed_for)) +
+    std::string why = "fencing backstop: the lease ran out " +
+                      std::to_string(Ms(v.unconfirmed_for)) +
                       " ms ago and this agent cannot confirm its managed domains are gone "
                       "(hypervisor hung or failing); giving up on this host";
     spdlog::critical("{}: no more watchdog pings{}", why,

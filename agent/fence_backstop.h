@@ -22,9 +22,9 @@
 namespace regen {
 
 struct FenceBackstopOptions {
-  Clock::Duration grace{std::chrono::seconds(1)};   // fencing_backstop_after
-  std::chrono::milliseconds interval{100};          // how often it looks (and pets the device)
-  std::string device;                               // watchdog_device; "" = none
+  Clock::Duration grace{std::chrono::seconds(1)};  // fencing_backstop_after
+  std::chrono::milliseconds interval{100};         // how often it looks (and pets the device)
+  std::string device;                              // watchdog_device; "" = none
 };
 
 // The grace agent.yaml asks for, or (zero: not set) min(1 s, fencing_lease / 2).

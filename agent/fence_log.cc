@@ -16,7 +16,7 @@ namespace regen {
 
 namespace {
 
-Status WriteFileDurably(const std::string& path, const std::string& text) {
+Status ReplaceFile(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Internal("cannot write " + tmp + ": " + std::strerror(errno));
@@ -31,10 +31,9 @@ Status WriteFileDurably(const std::string& path, const std::string& text) {
     }
     done += static_cast<size_t>(n);
   }
-  bool synced = ::fsync(fd) == 0;
-  std::string err = synced ? "" : std::strerror(errno);
+  // No fsync: the file must outlive the agent (a crash or restart), not the host, and an fsync
+  // stalled behind a slow disk would hold up the fence itself (Add runs on the main loop).
   ::close(fd);
-  if (!synced) return Internal("cannot fsync " + tmp + ": " + err);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     return Internal("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
   }
@@ -117,7 +116,7 @@ Status FenceLog::WriteLocked() {
                  {"fenced_unix_ms", r.fenced_unix_ms},
                  {"reason", r.reason}});
   }
-  return WriteFileDurably(path_, j.dump(1) + "\n");
+  return ReplaceFile(path_, j.dump(1) + "\n");
 }
 
 }  // namespace regen

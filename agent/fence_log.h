@@ -1,6 +1,7 @@
 // The instances this agent destroyed for safety (its lease ran out) that the controller has not
 // yet been told of: kept in a small JSON file in state_dir (written to a temporary file and
-// renamed, so it survives a crash or restart of the agent) and sent in the next Hello
+// renamed, so it survives a crash or restart of the agent; no fsync: a host that crashed runs
+// none of its domains any more, and its controller heals them anyway) and sent in the next Hello
 // (Hello.fenced). Thread-safe (one mutex): the main loop adds, the controller link reads and
 // clears what the controller accepted.
 #pragma once

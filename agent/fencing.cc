@@ -34,23 +34,46 @@ void Agent::SetControllerDesired(std::vector<InstanceSpec> desired,
   });
 }
 
+void Agent::StartLease() {
+  const auto now = clock_.Now();
+  Clock::TimePoint until = now + config_.fencing_lease;
+  std::optional<Clock::TimePoint> hold;
+  if (auto earlier = lease_file_.Load()) {
+    until = std::min(until, earlier->lease_until);
+    if (earlier->hold_until && *earlier->hold_until > now) hold = earlier->hold_until;
+    auto ms = [&](Clock::TimePoint t) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(t - now).count();
+    };
+    spdlog::info(
+        "this agent ran before in this boot: its lease has {} ms left (fencing at once if none "
+        "is), its maintenance hold {} ms",
+        ms(until), hold ? ms(*hold) : 0);
+  }
+  lease_.Start(until);
+  lease_.SetHold(hold);
+  lease_file_.Save(lease_.Snapshot());
+}
+
 void Agent::RenewLease(Clock::TimePoint until) {
   // The lease itself is thread-safe: the link and the backstop see the renewal at once.
-  lease_.Renew(until);
+  if (lease_.Renew(until)) lease_file_.Save(lease_.Snapshot());
   ReconcileIfUnfenced("lease renewed");
 }
 
 void Agent::SetHold(std::optional<Clock::TimePoint> until) {
   auto before = lease_.Snapshot().hold_until;
   lease_.SetHold(until);
-  if (until != before) {
-    Post([this, until] {
-      if (until) {
-        spdlog::info("maintenance hold: keeping every domain for {} ms even without the controller",
-                     lease_.HoldRemaining().count());
+  if (until != before) lease_file_.Save(lease_.Snapshot());
+  if (until.has_value() != before.has_value()) {  // a hold begins or ends (not each extension)
+    Post([this, held = until.has_value()] {
+      if (held) {
+        spdlog::warn(
+            "maintenance hold from the controller: keeping every domain for {} ms even without "
+            "lease renewals",
+            lease_.HoldRemaining().count());
         Record("*", "hold", std::to_string(lease_.HoldRemaining().count()) + " ms");
       } else {
-        spdlog::info("maintenance hold ended by the controller");
+        spdlog::info("maintenance hold ended by the controller: the fencing lease counts again");
         Record("*", "hold-ended", "");
       }
     });
@@ -118,9 +141,10 @@ void Agent::RecordFenced(const std::string& name) {
   auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
       clock_.Now() - lease_.Snapshot().last_renewal);
   r.reason = "no lease renewal for " + std::to_string(silent.count()) + " ms";
-  spdlog::error("fencing: destroyed instance {} generation {} ({}); the controller is told in "
-                "the next Hello",
-                r.instance, r.generation, r.reason);
+  spdlog::error(
+      "fencing: destroyed instance {} generation {} ({}); the controller is told in "
+      "the next Hello",
+      r.instance, r.generation, r.reason);
   fence_log_.Add(std::move(r));
 }
 

@@ -61,9 +61,9 @@ LeaseSnapshot Lease::Snapshot() const {
 std::chrono::milliseconds Lease::HoldRemaining() const {
   LeaseSnapshot s = Snapshot();
   if (!s.hold_until) return std::chrono::milliseconds(0);
-  return std::max(std::chrono::milliseconds(0),
-                  std::chrono::duration_cast<std::chrono::milliseconds>(*s.hold_until -
-                                                                        clock_.Now()));
+  return std::max(
+      std::chrono::milliseconds(0),
+      std::chrono::duration_cast<std::chrono::milliseconds>(*s.hold_until - clock_.Now()));
 }
 
 }  // namespace regen

@@ -13,10 +13,10 @@ namespace regen {
 
 // What the backstop should do now (BackstopDecide).
 struct BackstopVerdict {
-  bool expired = false;      // now >= the end of the lease and hold
-  bool confirmed = false;    // a listing made after that end showed no managed domain alive
-  bool pet_device = true;    // a hardware watchdog may be petted now
-  bool trip = false;         // give up: WATCHDOG=trigger, never pet again
+  bool expired = false;    // now >= the end of the lease and hold
+  bool confirmed = false;  // a listing made after that end showed no managed domain alive
+  bool pet_device = true;  // a hardware watchdog may be petted now
+  bool trip = false;       // give up: WATCHDOG=trigger, never pet again
   Clock::Duration unconfirmed_for{0};
 };
 
@@ -39,8 +39,9 @@ struct LeaseSnapshot {
 };
 
 // The backstop's decision, pure. Before `until()` all is well. After it, the agent must prove
-// its managed domains are gone: the last listing was made after `until()` and showed none alive. Until it does, a hardware watchdog is not petted (its own timeout is its grace),
-// and once that lasts `grace` the agent trips (systemd's WATCHDOG=trigger).
+// its managed domains are gone: the last listing was made after `until()` and showed none alive.
+// Until it does, a hardware watchdog is not petted (its own timeout is its grace), and once that
+// lasts `grace` the agent trips (systemd's WATCHDOG=trigger).
 BackstopVerdict BackstopDecide(const LeaseSnapshot& lease, Clock::TimePoint now,
                                Clock::Duration grace);
 

@@ -95,6 +95,17 @@ Status ParseDns(const FieldMap& top, AgentConfig* out) {
   return Status::Ok();
 }
 
+// fencing_lease, fencing_backstop_after, watchdog_device.
+Status ParseFencing(const FieldMap& top, AgentConfig* c) {
+  RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
+                                  &c->fencing_lease));
+  if (top.Has("fencing_backstop_after")) {
+    RETURN_IF_ERROR(top.GetDuration("fencing_backstop_after", milliseconds(10),
+                                    std::chrono::minutes(10), &c->fencing_backstop_after));
+  }
+  return top.GetAbsolutePath("watchdog_device", &c->watchdog_device, /*allow_empty=*/true);
+}
+
 }  // namespace
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
@@ -142,13 +153,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
     c.capacity = capacity;
   }
 
-  RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
-                                  &c.fencing_lease));
-  if (top.Has("fencing_backstop_after")) {
-    RETURN_IF_ERROR(top.GetDuration("fencing_backstop_after", milliseconds(10),
-                                    std::chrono::minutes(10), &c.fencing_backstop_after));
-  }
-  RETURN_IF_ERROR(top.GetAbsolutePath("watchdog_device", &c.watchdog_device, /*allow_empty=*/true));
+  RETURN_IF_ERROR(ParseFencing(top, &c));
   RETURN_IF_ERROR(top.GetAbsolutePath("state_dir", &c.state_dir));
   RETURN_IF_ERROR(top.GetAbsolutePath("control_socket", &c.control_socket));
   if (c.control_socket.size() > kMaxSocketPath) {

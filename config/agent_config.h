@@ -31,8 +31,8 @@ struct AgentConfig {
   bool libvirt_events = true;                     // libvirt_events: false disables lifecycle events
   std::string ovs_bridge = "br-int";              // ovs.bridge; "" = domains get no NIC
   std::string ovs_db_socket = "unix:/var/run/openvswitch/db.sock";  // ovs.db_socket
-  std::optional<Resources> capacity;                     // capacity: overrides what libvirt reports
-  std::chrono::milliseconds fencing_lease{3000};         // fencing_lease
+  std::optional<Resources> capacity;              // capacity: overrides what libvirt reports
+  std::chrono::milliseconds fencing_lease{3000};  // fencing_lease
   // fencing_backstop_after: how long past the lease the agent may fail to confirm its managed
   // domains are gone before it trips systemd's watchdog (WATCHDOG=trigger); 0 = min(1s,
   // fencing_lease/2).
@@ -50,8 +50,8 @@ struct AgentConfig {
   // tls: {ca, cert, key, server_name}: mutual TLS to the controller. With a controller_address
   // exactly one of tls and insecure is required.
   TlsConfig tls;
-  bool insecure = false;  // insecure: true = plaintext gRPC to the controller (labs, tests)
-  AgentNetworkConfig network;       // network
+  bool insecure = false;       // insecure: true = plaintext gRPC to the controller (labs, tests)
+  AgentNetworkConfig network;  // network
   // dns: the agent watches the names of the services it hosts and tells their instances when
   // the addresses change.
   std::string dns_server;  // dns.server "127.0.0.1:5353"; "" = no DNS watch

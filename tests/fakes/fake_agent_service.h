@@ -32,8 +32,8 @@ class FakeAgentService final : public v1::AgentService::Service {
   bool Start(int port = 0) {
     grpc::ServerBuilder builder;
     int selected = 0;
-    builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                             grpc::InsecureServerCredentials(), &selected);
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                             &selected);
     builder.RegisterService(this);
     auto server = builder.BuildAndStart();
     if (!server || selected == 0) return false;

@@ -1,9 +1,11 @@
 // HangingHypervisor: the FakeHypervisor with the two ways libvirt fails a fence. Hang(): every
 // listing and destroy blocks (as a hung libvirtd does) until Release(); FailDestroys(): every
-// destroy fails at once. Thread-safe; header-only.
+// destroy fails at once. `after_define` (set before use) runs after each successful define, on the
+// caller's thread. Thread-safe; header-only.
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 
 #include "tests/fakes/fake_hypervisor.h"
 
@@ -37,6 +39,13 @@ class HangingHypervisor : public FakeHypervisor {
     return destroy_calls_;
   }
 
+  std::function<void()> after_define;
+
+  Status DefineAndStart(const std::string& name, const std::string& domain_xml) override {
+    Status s = FakeHypervisor::DefineAndStart(name, domain_xml);
+    if (s.ok() && after_define) after_define();
+    return s;
+  }
   Result<std::vector<DomainInfo>> ListDomains() override {
     WaitWhileHung();
     return FakeHypervisor::ListDomains();

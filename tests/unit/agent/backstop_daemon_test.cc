@@ -108,8 +108,8 @@ class BackstopDaemonTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->Start().ok());
     ASSERT_TRUE(WaitFor(
         [&] {
-          return !listener_->Times("READY=1").empty() &&
-                 !listener_->Times("WATCHDOG=1").empty() && DeviceBytes() > 0;
+          return !listener_->Times("READY=1").empty() && !listener_->Times("WATCHDOG=1").empty() &&
+                 DeviceBytes() > 0;
         },
         kWait));
   }
@@ -120,7 +120,8 @@ class BackstopDaemonTest : public ::testing::Test {
   }
   int PingsAfter(Steady::time_point t) {
     auto times = listener_->Times("WATCHDOG=1");
-    return static_cast<int>(std::count_if(times.begin(), times.end(), [&](auto a) { return a > t; }));
+    return static_cast<int>(
+        std::count_if(times.begin(), times.end(), [&](auto a) { return a > t; }));
   }
   std::optional<Steady::time_point> Trigger() {
     auto times = listener_->Times("WATCHDOG=trigger");
@@ -191,8 +192,8 @@ TEST_F(BackstopDaemonTest, FenceThatDestroysEverythingKeepsPinging) {
   auto checked = std::max(Steady::now(), started_ + kLease + kGrace + 300ms);
   WaitUntil(checked);
   int64_t bytes = DeviceBytes();
-  ASSERT_TRUE(WaitFor([&] { return PingsAfter(checked) >= 3 && DeviceBytes() >= bytes + 3; },
-                      kWait));
+  ASSERT_TRUE(
+      WaitFor([&] { return PingsAfter(checked) >= 3 && DeviceBytes() >= bytes + 3; }, kWait));
   EXPECT_FALSE(Trigger().has_value());
 }
 

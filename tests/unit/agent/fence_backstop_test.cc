@@ -200,7 +200,8 @@ TEST_F(FenceBackstopTest, ADeviceThatCannotBeOpenedIsAnErrorNamingIt) {
 TEST(LoopWatchdogTripTest, TriggerGoesOutAndPingsStop) {
   FakeNotifier notifier(std::chrono::milliseconds(20));  // pings every 10 ms
   // The "main loop": runs posted pings inline.
-  LoopWatchdog watchdog(notifier, [](std::function<void()> fn) { fn(); }, nullptr);
+  LoopWatchdog watchdog(
+      notifier, [](std::function<void()> fn) { fn(); }, nullptr);
   watchdog.Start();
   ASSERT_TRUE(WaitFor([&] { return notifier.Count("WATCHDOG=1") >= 2; }, kWait));
   watchdog.Trip("lease ran out");

@@ -10,6 +10,7 @@
 #include "agent/agent.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_hypervisor.h"
+#include "tests/fakes/hanging_hypervisor.h"
 #include "tests/fakes/test_util.h"
 
 namespace regen {
@@ -18,8 +19,8 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::FakeHypervisor;
-using testing::TempDir;
 using testing::ReadFileOrDie;
+using testing::TempDir;
 using testing::WaitFor;
 
 constexpr milliseconds kLease(2000);
@@ -114,6 +115,7 @@ TEST_F(FencingTest, LeaseRunningOutDestroysManagedDomainsAndBlocksCreation) {
   auto status = agent.StatusJson();
   EXPECT_EQ(status["mode"], "controller");
   EXPECT_TRUE(status["fenced"].get<bool>());
+  EXPECT_TRUE(status["fence_confirmed"].get<bool>());
   EXPECT_LE(status["lease_remaining_ms"].get<int64_t>(), 0);
   bool recorded = false;
   for (const auto& c : agent.Changes()) recorded |= c.what == "fenced";
@@ -184,8 +186,8 @@ TEST_F(FencingTest, FenceIsRecordedAndOnlyASetAfterTheNextHelloIsCreated) {
   for (const auto& r : log.records) {
     EXPECT_EQ(r.generation, 1);
     EXPECT_EQ(r.fenced_unix_ms, clock_.WallMillis());
-    EXPECT_EQ(r.reason, "no lease renewal for " + std::to_string((kLease + milliseconds(1)).count()) +
-                            " ms");
+    EXPECT_EQ(r.reason,
+              "no lease renewal for " + std::to_string((kLease + milliseconds(1)).count()) + " ms");
   }
   // On disk too (an agent restart keeps it), written whole (no temporary file left behind).
   std::string file = ReadFileOrDie(dir_.File("fenced.json"));
@@ -241,6 +243,62 @@ TEST_F(FencingTest, FenceLogSurvivesAnAgentRestart) {
   EXPECT_EQ(log.records[1].instance, "web-1");
 }
 
+// A restarted agent (same boot) does not grant itself a fresh lease: it keeps what the earlier
+// run had left, so it fences before the controller can heal its instances elsewhere.
+TEST_F(FencingTest, RestartedAgentKeepsTheRemainingLeaseNotAFreshOne) {
+  {
+    Agent agent(Config(), hv_, clock_, runner_);
+    StartRunning(agent);  // renewed to now + kLease
+  }
+  clock_.Advance(kLease - milliseconds(100));
+  Agent restarted(Config(), hv_, clock_, runner_);
+  restarted.Start();
+  Settle(restarted);
+  EXPECT_FALSE(restarted.fenced());
+  EXPECT_LE(restarted.StatusJson()["lease_remaining_ms"].get<int64_t>(), 100);
+  clock_.Advance(milliseconds(101));  // a fresh lease would have kLease - 101 ms left
+  restarted.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return restarted.fenced() && !Exists("web-0"); }, kWait));
+}
+
+// A maintenance hold outlives a restart of the agent (an upgrade during maintenance).
+TEST_F(FencingTest, MaintenanceHoldSurvivesAnAgentRestart) {
+  {
+    Agent agent(Config(), hv_, clock_, runner_);
+    StartRunning(agent);
+    agent.SetHold(clock_.Now() + 10 * kLease);
+    EXPECT_GT(agent.StatusJson()["hold_remaining_ms"].get<int64_t>(), 9 * kLease.count());
+  }
+  clock_.Advance(3 * kLease);
+  Agent restarted(Config(), hv_, clock_, runner_);
+  restarted.Start();
+  Settle(restarted);
+  EXPECT_FALSE(restarted.fenced());
+  EXPECT_TRUE(Running("web-0"));
+  EXPECT_EQ(restarted.StatusJson()["hold_remaining_ms"].get<int64_t>(), 7 * kLease.count());
+  // The hold ends (an ack without one): the lease, long over, counts again.
+  restarted.SetHold(std::nullopt);
+  restarted.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return restarted.fenced() && !Exists("web-0"); }, kWait));
+}
+
+// The lease runs out in the middle of a batch of creates: the agent fences after the create in
+// hand, not after the whole batch (the backstop gives it only fencing_backstop_after).
+TEST_F(FencingTest, LeaseRunningOutMidBatchStopsTheBatch) {
+  testing::HangingHypervisor hv;
+  hv.after_define = [&] { clock_.Advance(kLease + milliseconds(1)); };  // a very slow create
+  Agent agent(Config(), hv, clock_, runner_);
+  agent.Start();
+  agent.RenewLease(clock_.Now() + kLease);
+  agent.SetControllerDesired({Spec("web-0"), Spec("web-1"), Spec("web-2"), Spec("web-3")});
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return hv.destroys() == 1; }, kWait));
+  EXPECT_EQ(hv.defines(), 1) << "the rest of the batch was not created";
+  auto listed = hv.FakeHypervisor::ListDomains();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+}
+
 // libvirt is unreachable when the lease runs out: the agent counts as fenced at once (it
 // creates nothing) and destroys the domains as soon as libvirt is back.
 TEST_F(FencingTest, LeaseRunningOutWhileLibvirtIsDownFencesWhenItReturns) {
@@ -251,6 +309,7 @@ TEST_F(FencingTest, LeaseRunningOutWhileLibvirtIsDownFencesWhenItReturns) {
   agent.RequestReconcile("test");
   ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
   EXPECT_EQ(hv_.destroys(), 0);  // nothing can be done yet
+  EXPECT_FALSE(agent.StatusJson()["fence_confirmed"].get<bool>());
 
   // libvirt comes back: the fenced agent destroys what still runs.
   hv_.SetDown(false);
