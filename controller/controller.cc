@@ -115,8 +115,12 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
   HostSession* existing = core_.session(hello.host());
   if (existing != nullptr && existing->sink != nullptr && existing->sink != sink) {
+    // A session whose stream already ended (the lease keeper closed it on the gRPC thread; the
+    // main loop hears of it a moment later) is no obstacle: an agent re-says Hello at once after
+    // a fence.
     auto lease = core_.leases.Get(hello.host());
-    if (lease && SessionIsLive(core_.clock.Now() - lease->last_heartbeat, core_.config)) {
+    if (lease && lease->sink == existing->sink &&
+        SessionIsLive(core_.clock.Now() - lease->last_heartbeat, core_.config)) {
       return FailedPrecondition("host " + hello.host() +
                                 " already has a connected agent; a second agent for the same host "
                                 "is refused (stop the other one, or fix host_name in agent.yaml)");

@@ -233,8 +233,9 @@ EOF
   fi
   cat >>"$1" <<EOF
 
-# Must be shorter than the controller's host_down_after minus its heartbeat_interval.
-fencing_lease: 2s
+# As the controller's fencing_lease (default 3s); shorter than its host_down_after minus its
+# heartbeat_interval.
+fencing_lease: 3s
 
 state_dir: /var/lib/regen
 control_socket: /run/regen/agent.sock

@@ -199,8 +199,8 @@ write_new "$root/etc/regen/controller.yaml" 0640 <<EOF
 listen_address: "0.0.0.0:$port"
 database: /var/lib/regen/controller.db
 heartbeat_interval: 500ms
-host_down_after: 3s
-fencing_lease: 2s   # the agents' fencing_lease (regen-install-host writes 2s)
+host_down_after: 4500ms
+fencing_lease: 3s   # the agents' fencing_lease (regen-install-host writes 3s)
 dns:
   server: "127.0.0.1:53"
   zone: $zone.
