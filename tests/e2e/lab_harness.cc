@@ -346,12 +346,39 @@ double MetricValue(const std::string& text, const std::string& name_and_labels) 
   return -1;
 }
 
+int64_t DuplicateWatcher::RunningId(int host, const std::string& instance) {
+  auto s = lab_.AgentStatus(host);
+  if (s.is_null()) return -1;
+  for (const auto& d : s["domains"]) {
+    if (d.value("name", "") == instance && d.value("state", "") == "running") {
+      return d.value("id", int64_t{-1});
+    }
+  }
+  return -1;
+}
+
 void DuplicateWatcher::Loop() {
   while (!stop_) {
-    for (const auto& [name, hosts] : lab_.RunningDomains()) {
-      if (hosts.size() > 1) {
+    // Host by host, in order: the id each listing showed.
+    std::map<std::string, std::vector<std::pair<int, int64_t>>> seen;
+    for (int k = 1; k <= lab_.hosts(); ++k) {
+      auto s = lab_.AgentStatus(k);
+      if (s.is_null()) continue;
+      for (const auto& d : s["domains"]) {
+        if (d.value("state", "") != "running") continue;
+        seen[d.value("name", "")].push_back({k, d.value("id", int64_t{-1})});
+      }
+    }
+    for (const auto& [name, where] : seen) {
+      if (where.size() < 2) continue;
+      // The first host again, after the others were seen running it: the same domain still
+      // running there means both ran at once.
+      if (RunningId(where[0].first, name) == where[0].second && where[0].second >= 0) {
         std::lock_guard lock(mu_);
-        duplicates_.push_back(name + " on " + hosts[0] + " and " + hosts[1]);
+        duplicates_.push_back(name + " on " + lab_.HostName(where[0].first) + " and " +
+                              lab_.HostName(where[1].first));
+      } else {
+        ++cleared_;
       }
     }
     ++samples_;

@@ -65,6 +65,7 @@ class Lab {
   void KillAgent(int host);  // SIGKILL (test driver: its VMs die with it)
   void StartAll();
   std::string HostName(int host) const { return "host-" + std::to_string(host); }
+  int hosts() const { return options_.hosts; }
   std::string AgentConfigPath(int host) const;
   // The agent's state_dir (events/<instance>.jsonl, channels/ ...).
   std::string StateDir(int host) const { return dir_.File(HostName(host) + "/state"); }
@@ -122,7 +123,10 @@ class Lab {
 };
 
 // Samples every agent's domains in the background (every 20 ms, through their control sockets);
-// records any instance running on two hosts at once. Stop() (or the destructor) ends it.
+// records any instance running on two hosts at once. Hosts are listed one after another, so a
+// move between two listings can look like two copies: a suspect is confirmed only when the host
+// listed first still runs the very same libvirt domain (same id) after the second host was seen
+// running it, i.e. both ran at that moment. Stop() (or the destructor) ends it.
 class DuplicateWatcher {
  public:
   explicit DuplicateWatcher(Lab& lab) : lab_(lab), thread_([this] { Loop(); }) {}
@@ -136,12 +140,17 @@ class DuplicateWatcher {
     return duplicates_;
   }
   int samples() const { return samples_; }
+  // Suspects a second look cleared (a move between two listings).
+  int cleared() const { return cleared_; }
 
  private:
   void Loop();
+  // The libvirt id of `instance` running on host `host` now, or -1.
+  int64_t RunningId(int host, const std::string& instance);
   Lab& lab_;
   std::atomic<bool> stop_{false};
   std::atomic<int> samples_{0};
+  std::atomic<int> cleared_{0};
   std::mutex mu_;
   std::vector<std::string> duplicates_;
   std::thread thread_;
