@@ -88,6 +88,111 @@ Status ReadAuth(const FieldMap& top, AuthConfig* auth) {
   return Status::Ok();
 }
 
+// etcd.endpoints: a non-empty list of "host:port".
+Status ReadEtcdEndpoints(const FieldMap& etcd, std::vector<std::string>* endpoints) {
+  const YamlNode* list = nullptr;
+  RETURN_IF_ERROR(etcd.GetList("endpoints", &list, Need::kRequired));
+  if (list == nullptr || list->items.empty()) {
+    return etcd.ErrorAt("endpoints", "must list at least one etcd member's client address, got " +
+                                         DescribeValue(*etcd.Find("endpoints")) +
+                                         " (e.g. [\"127.0.0.1:2379\"])");
+  }
+  for (size_t i = 0; i < list->items.size(); ++i) {
+    const YamlNode& item = list->items[i];
+    if (!item.is_scalar() || !IsValidHostPort(item.value, /*ip_only=*/false)) {
+      return regen::ErrorAt(etcd.file(), item, IndexPath(etcd.PathOf("endpoints"), i),
+                            "must be \"host:port\" with a port from 1 to 65535, got " +
+                                DescribeValue(item) +
+                                " (an etcd member's client URL without the scheme, e.g. "
+                                "\"10.0.0.1:2379\")");
+    }
+    endpoints->push_back(item.value);
+  }
+  return Status::Ok();
+}
+
+// etcd.prefix: "/.../", printable, no spaces.
+Status CheckEtcdPrefix(const FieldMap& etcd, const std::string& prefix) {
+  bool ok = prefix.size() >= 2 && prefix.front() == '/' && prefix.back() == '/';
+  for (char ch : prefix) ok = ok && static_cast<unsigned char>(ch) > 0x20 && ch != 0x7f;
+  if (ok) return Status::Ok();
+  return etcd.ErrorAt("prefix",
+                      "must start and end with '/' and hold no spaces or control "
+                      "characters, got " +
+                          QuoteValue(prefix) +
+                          " (every key of this cluster goes under it; default "
+                          "\"/regen/\")");
+}
+
+Status ReadEtcd(const FieldMap& top, EtcdConfig* etcd) {
+  std::optional<FieldMap> map;
+  RETURN_IF_ERROR(
+      top.GetMap("etcd", {"endpoints", "prefix", "tls", "user", "password_file", "election_ttl"},
+                 &map, Need::kRequired));
+  RETURN_IF_ERROR(ReadEtcdEndpoints(*map, &etcd->endpoints));
+  if (map->Has("prefix")) {
+    RETURN_IF_ERROR(map->GetString("prefix", &etcd->prefix));
+    RETURN_IF_ERROR(CheckEtcdPrefix(*map, etcd->prefix));
+  }
+  std::optional<FieldMap> tls;
+  RETURN_IF_ERROR(map->GetMap("tls", {"ca", "cert", "key"}, &tls));
+  if (tls) {
+    RETURN_IF_ERROR(tls->GetAbsolutePath("ca", &etcd->tls.ca, false, 4095, Need::kRequired));
+    RETURN_IF_ERROR(tls->GetAbsolutePath("cert", &etcd->tls.cert));
+    RETURN_IF_ERROR(tls->GetAbsolutePath("key", &etcd->tls.key));
+    if (etcd->tls.cert.empty() != etcd->tls.key.empty()) {
+      std::string_view missing = etcd->tls.cert.empty() ? "cert" : "key";
+      return tls->ErrorAt(missing, "must be given with " +
+                                       std::string(missing == "cert" ? "key" : "cert") +
+                                       " (a client certificate and its key go together; leave "
+                                       "both out to present none)");
+    }
+  }
+  RETURN_IF_ERROR(map->GetNonEmptyString("user", &etcd->user));
+  RETURN_IF_ERROR(map->GetAbsolutePath("password_file", &etcd->password_file));
+  if (etcd->user.empty() != etcd->password_file.empty()) {
+    std::string_view missing = etcd->user.empty() ? "user" : "password_file";
+    return map->ErrorAt(missing,
+                        "required field is missing: etcd.user and etcd.password_file go "
+                        "together (etcd's own auth), or leave both out");
+  }
+  RETURN_IF_ERROR(map->GetDuration("election_ttl", std::chrono::seconds(1), std::chrono::minutes(1),
+                                   &etcd->election_ttl));
+  if (etcd->election_ttl.count() % 1000 != 0) {
+    return map->ErrorAt("election_ttl",
+                        "must be whole seconds (etcd leases have a TTL in "
+                        "seconds), got " +
+                            DescribeValue(*map->Find("election_ttl")) + " (e.g. \"2s\")");
+  }
+  return Status::Ok();
+}
+
+// store, etcd and advertise_address.
+Status ReadStore(const FieldMap& top, ControllerConfig* c) {
+  RETURN_IF_ERROR(top.GetEnum("store", {"sqlite", "etcd"}, &c->store));
+  if (c->store == "etcd") {
+    RETURN_IF_ERROR(ReadEtcd(top, &c->etcd));
+  } else if (top.Has("etcd")) {
+    return top.ErrorAt("etcd",
+                       "is used only with store: etcd, got an etcd block with store: " + c->store +
+                           " (add store: etcd for the HA mode, or remove the "
+                           "etcd block)");
+  }
+  RETURN_IF_ERROR(top.GetHostPort("advertise_address", &c->advertise_address, false));
+  if (c->advertise_address.empty()) {
+    c->advertise_address = c->listen_address;
+    std::string_view host =
+        std::string_view(c->listen_address).substr(0, c->listen_address.rfind(':'));
+    if (c->store == "etcd" && (host == "0.0.0.0" || host == "[::]")) {
+      return top.ErrorAt("listen_address",
+                         "listens on every address (" + QuoteValue(c->listen_address) +
+                             "): with store: etcd set advertise_address to the \"host:port\" "
+                             "agents and regenctl reach this controller at (a standby names it)");
+    }
+  }
+  return Status::Ok();
+}
+
 // The lease must outlive two heartbeats (one lost heartbeat must not fence a host) and a restart
 // of the controller (restart_allowance after the last acknowledged heartbeat): otherwise every
 // controller restart would stop every VM of the cluster.
@@ -110,6 +215,20 @@ Status CheckLeaseCoversRestart(const FieldMap& top, const ControllerConfig& c) {
                 "): a controller restart would make every agent fence (stop every VM); raise "
                 "fencing_lease (and host_down_after) or lower heartbeat_interval");
   }
+  const auto failover = c.heartbeat_interval + c.restart_allowance + c.etcd.election_ttl;
+  if (c.store == "etcd" && c.fencing_lease < failover) {
+    // The lease is the default: point at `store: etcd`, which asked for more.
+    return top.ErrorAt(
+        top.Has("fencing_lease") ? "fencing_lease" : "store",
+        "with store: etcd, fencing_lease (" + FormatDuration(c.fencing_lease) +
+            ") must cover heartbeat_interval + restart_allowance + etcd.election_ttl (" +
+            FormatDuration(c.heartbeat_interval) + " + " + FormatDuration(c.restart_allowance) +
+            " + " + FormatDuration(c.etcd.election_ttl) + " = " + FormatDuration(failover) +
+            "): a failover waits for the dead controller's election lease to expire before "
+            "a standby takes over, and every agent would fence meanwhile; raise "
+            "fencing_lease (and host_down_after), e.g. fencing_lease: " +
+            FormatDuration(2 * failover) + ", or lower etcd.election_ttl");
+  }
   return Status::Ok();
 }
 
@@ -118,12 +237,13 @@ Status CheckLeaseCoversRestart(const FieldMap& top, const ControllerConfig& c) {
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                                const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(FieldMap top,
-                   FieldMap::Root(file_name, root, "controller configuration",
-                                  {"listen_address", "database", "heartbeat_interval",
-                                   "host_down_after", "fencing_lease", "restart_allowance",
-                                   "maintenance_max", "dns", "upgrade",
-                                   "log_level", "metrics_address", "tls", "insecure", "auth"}));
+  ASSIGN_OR_RETURN(
+      FieldMap top,
+      FieldMap::Root(
+          file_name, root, "controller configuration",
+          {"listen_address", "database", "heartbeat_interval", "host_down_after", "fencing_lease",
+           "restart_allowance", "maintenance_max", "dns", "upgrade", "store", "etcd",
+           "advertise_address", "log_level", "metrics_address", "tls", "insecure", "auth"}));
   ControllerConfig c;
   RETURN_IF_ERROR(top.GetHostPort("listen_address", &c.listen_address, /*allow_empty=*/false));
   RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
@@ -144,6 +264,7 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                   &c.restart_allowance));
   RETURN_IF_ERROR(top.GetDuration("maintenance_max", std::chrono::minutes(1),
                                   std::chrono::hours(24 * 7), &c.maintenance_max));
+  RETURN_IF_ERROR(ReadStore(top, &c));
   RETURN_IF_ERROR(CheckLeaseCoversRestart(top, c));
   if (c.host_down_after <= c.fencing_lease + c.heartbeat_interval) {
     std::string sum = "fencing_lease + heartbeat_interval (" + FormatDuration(c.fencing_lease) +
@@ -189,6 +310,17 @@ Result<ControllerConfig> LoadControllerConfig(const std::string& path) {
   for (size_t i = 0; i < c.auth.tokens.size(); ++i) {
     RETURN_IF_ERROR(
         CheckFileReadable(c.auth.tokens[i].file, IndexPath("auth.tokens", i) + ".file", path));
+  }
+  if (c.store == "etcd") {
+    if (!c.etcd.tls.ca.empty())
+      RETURN_IF_ERROR(CheckFileReadable(c.etcd.tls.ca, "etcd.tls.ca", path));
+    if (!c.etcd.tls.cert.empty()) {
+      RETURN_IF_ERROR(CheckFileReadable(c.etcd.tls.cert, "etcd.tls.cert", path));
+      RETURN_IF_ERROR(CheckFileReadable(c.etcd.tls.key, "etcd.tls.key", path));
+    }
+    if (!c.etcd.password_file.empty()) {
+      RETURN_IF_ERROR(CheckFileReadable(c.etcd.password_file, "etcd.password_file", path));
+    }
   }
   return c;
 }

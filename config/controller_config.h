@@ -35,6 +35,22 @@ struct AuthConfig {
   std::vector<AuthToken> tokens;
 };
 
+// The HA mode's etcd cluster (store: etcd): where the state, the election and (later) the hosts'
+// leases live.
+struct EtcdConfig {
+  std::vector<std::string> endpoints;  // etcd.endpoints: "host:port" of each member's client URL
+  std::string prefix = "/regen/";      // etcd.prefix: every key of this cluster; '/' at both ends
+  // etcd.tls: {ca, cert, key}: ca alone = TLS to the members; cert + key = a client certificate
+  // too (etcd --client-cert-auth). Empty = plaintext.
+  TlsConfig tls;
+  std::string user;           // etcd.user: etcd's own auth ("" = none)
+  std::string password_file;  // etcd.password_file: holds the user's password (read at start)
+  // etcd.election_ttl: the TTL of the etcd lease behind the active controller's election key,
+  // whole seconds: a dead active controller is replaced after at most this (plus etcd's own
+  // rounding: it grants no lease under its minimum TTL, 2s with etcd's default timings).
+  std::chrono::milliseconds election_ttl{2000};
+};
+
 struct ControllerConfig {
   std::string listen_address = "127.0.0.1:7400";          // listen_address
   std::string database = "/var/lib/regen/controller.db";  // database
@@ -42,7 +58,9 @@ struct ControllerConfig {
   // agents at most one heartbeat_interval of lease already used plus restart_allowance (systemd's
   // RestartSec=300ms, the start, every agent's reconnect within 100 ms): the defaults leave the
   // lease twice that (2 x (500ms + 1s) = 3s), and the loader refuses a lease that does not cover
-  // it at all.
+  // it at all. With store: etcd a failover also waits for etcd.election_ttl (the dead active
+  // controller's election lease): the lease must cover heartbeat_interval + restart_allowance +
+  // etcd.election_ttl, so HA needs a longer fencing_lease (and host_down_after) than the defaults.
   std::chrono::milliseconds heartbeat_interval{500};  // heartbeat_interval
   std::chrono::milliseconds host_down_after{4500};    // host_down_after: > lease + heartbeat
   std::chrono::milliseconds fencing_lease{3000};      // fencing_lease
@@ -60,12 +78,18 @@ struct ControllerConfig {
   TlsConfig tls;
   bool insecure = false;  // insecure: true = plaintext gRPC, no certificates (labs, tests)
   AuthConfig auth;        // auth: {certs, tokens}
+  // store: "sqlite" (embedded, `database`) or "etcd" (HA: several controllers, `etcd`).
+  std::string store = "sqlite";
+  EtcdConfig etcd;  // etcd: required with store: etcd, refused otherwise
+  // advertise_address: how agents and regenctl reach this controller (a standby names the
+  // active one's); default listen_address.
+  std::string advertise_address;
 };
 
 // Parses controller.yaml text. Pure: the tls and token files are not looked at.
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                                const std::string& file_name);
-// Reads and parses `path`, then checks that the tls and token files can be read.
+// Reads and parses `path`, then checks that the tls, token and etcd files can be read.
 Result<ControllerConfig> LoadControllerConfig(const std::string& path);
 
 }  // namespace regen

@@ -1,4 +1,5 @@
-// regen-controller run --config FILE
+// regen-controller run --config FILE: the embedded mode (store: sqlite) or the HA mode (store:
+// etcd: a standby until elected, controller/ha_controller.h).
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -6,6 +7,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "common/notify.h"
 #include "common/thread_annotations.h"
 #include "config/controller_config.h"
+#include "controller/ha_controller.h"
 #include "controller/metrics.h"
 #include "controller/server.h"
 #include "controller/store.h"
@@ -72,6 +75,168 @@ class MetricsRefresher {
   std::thread thread_;  // last: started once the rest is ready
 };
 
+// Waits for SIGTERM or SIGINT on its own thread (both are blocked in every thread: Block() before
+// any thread starts) and runs `on_signal` there, once. Wait() returns after it ran. Construct,
+// Wait and destroy from the main thread.
+class SignalWaiter {
+ public:
+  static void Block() {
+    sigset_t set = Set();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
+  explicit SignalWaiter(std::function<void()> on_signal)
+      : on_signal_(std::move(on_signal)), thread_([this] { Loop(); }) {}
+  ~SignalWaiter() {
+    // No signal came (an error path): wake the thread with one of its own.
+    if (!Signalled()) pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+  // The signal's number once one came.
+  int Wait() {
+    MutexLock lock(mu_);
+    while (signal_ == 0) cv_.wait(lock.native());
+    return signal_;
+  }
+
+ private:
+  static sigset_t Set() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return set;
+  }
+  bool Signalled() {
+    MutexLock lock(mu_);
+    return signal_ != 0;
+  }
+  void Loop() {
+    sigset_t set = Set();
+    int sig = 0;
+    sigwait(&set, &sig);
+    on_signal_();
+    {
+      MutexLock lock(mu_);
+      signal_ = sig;
+    }
+    cv_.notify_all();
+  }
+
+  std::function<void()> on_signal_;
+  Mutex mu_;
+  std::condition_variable cv_;
+  int signal_ GUARDED_BY(mu_) = 0;
+  std::thread thread_;  // last: started once the rest is ready
+};
+
+// systemd's READY=1, STATUS= and WATCHDOG=1 over the daemon's whole life: from the main loop of
+// the ControllerServer once one serves, from the watchdog's own thread before (an HA standby,
+// which has no main loop: `standby_status` gives its STATUS= line). Main thread only, except
+// that the ticker calls Post/StatusNow.
+class DaemonWatchdog {
+ public:
+  explicit DaemonWatchdog(std::function<std::string()> standby_status)
+      : standby_status_(std::move(standby_status)),
+        watchdog_(
+            notifier_, [this](std::function<void()> fn) { Post(std::move(fn)); },
+            [this] { return StatusNow(); }) {}
+  void Start() { watchdog_.Start(); }
+  void Stop() { watchdog_.Stop(); }
+  // The server whose main loop pings from now on (null: none); it must outlive Stop().
+  void SetServer(ControllerServer* server) { server_ = server; }
+
+ private:
+  void Post(std::function<void()> fn) {
+    if (ControllerServer* s = server_.load()) {
+      s->Post(std::move(fn));
+    } else {
+      fn();
+    }
+  }
+  std::string StatusNow() {
+    if (ControllerServer* s = server_.load()) {
+      return s->Call<std::string>([s] { return StatusLine(s->controller()); });
+    }
+    return standby_status_();
+  }
+
+  SystemdNotifier notifier_;
+  std::function<std::string()> standby_status_;
+  std::atomic<ControllerServer*> server_{nullptr};
+  LoopWatchdog watchdog_;
+};
+
+// The server on `store` until a signal (and metrics if configured); then the exit status. With
+// `ha`, the leadership is given up once the server stopped.
+int Serve(const ControllerConfig& config, Store& store, Clock& clock, SignalWaiter& signals,
+          DaemonWatchdog& watchdog, HaController* ha) {
+  ControllerServer server(config, store, clock);
+  if (ha != nullptr) server.SetLeadershipCheck([ha] { return ha->Leading(); });
+  if (Status s = server.Start(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    watchdog.Stop();
+    if (ha != nullptr) ha->Resign();
+    return 1;
+  }
+  spdlog::info(
+      "regen-controller started: store={} heartbeat_interval={}ms host_down_after={}ms "
+      "fencing_lease={}ms",
+      config.store == "etcd" ? "etcd " + config.etcd.prefix : "sqlite " + config.database,
+      config.heartbeat_interval.count(), config.host_down_after.count(),
+      config.fencing_lease.count());
+  watchdog.SetServer(&server);
+  watchdog.Start();  // the embedded mode's first start; a no-op after a standby's
+  std::unique_ptr<ControllerMetrics> metrics;
+  std::unique_ptr<MetricsRefresher> refresher;
+  if (!config.metrics_address.empty()) {
+    auto m = ControllerMetrics::Start(config.metrics_address, clock.WallMillis());
+    if (!m.ok()) {
+      spdlog::error("{}", m.status().message());
+      watchdog.Stop();
+      server.Shutdown();
+      if (ha != nullptr) ha->Resign();
+      return 1;
+    }
+    metrics = std::move(*m);
+    spdlog::info("metrics at http://{}/metrics (port {})", config.metrics_address, metrics->port());
+    refresher = std::make_unique<MetricsRefresher>(server, *metrics);
+  }
+  int sig = signals.Wait();
+  spdlog::info("regen-controller stopping on signal {}", strsignal(sig));
+  if (refresher) refresher->Stop();
+  watchdog.Stop();
+  server.Shutdown();
+  if (ha != nullptr) ha->Resign();
+  return 0;
+}
+
+// The HA mode: a standby until elected, then the server on the etcd store.
+int RunHa(const ControllerConfig& config, Clock& clock) {
+  HaController ha(config);
+  SignalWaiter signals([&ha] { ha.Stop(); });
+  DaemonWatchdog watchdog([&ha] {
+    std::string active = ha.ActiveAddress();
+    return "standby; the active controller is at " + (active.empty() ? "unknown" : active);
+  });
+  if (Status s = ha.StartStandby(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  watchdog.Start();
+  Result<Store*> store = ha.WaitUntilActive();
+  if (!store.ok()) {
+    watchdog.Stop();
+    ha.Resign();
+    if (ha.stopped()) {
+      spdlog::info("regen-controller stopping on signal {} (standby)", strsignal(signals.Wait()));
+      return 0;
+    }
+    spdlog::error("{}", store.status().message());
+    return 1;
+  }
+  return Serve(config, **store, clock, signals, watchdog, &ha);
+}
+
 // The store and the server, started; or the exit status.
 int Run(const std::string& config_path) {
   auto config = LoadControllerConfig(config_path);
@@ -80,12 +245,10 @@ int Run(const std::string& config_path) {
     return 2;
   }
   InitLogging("regen-controller", config->log_level);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  SignalWaiter::Block();
   signal(SIGPIPE, SIG_IGN);
+  RealClock clock;
+  if (config->store == "etcd") return RunHa(*config, clock);
 
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(config->database).parent_path(), ec);
@@ -94,47 +257,9 @@ int Run(const std::string& config_path) {
     spdlog::error("{}", store.status().message());
     return 1;
   }
-  RealClock clock;
-  ControllerServer server(*config, **store, clock);
-  if (Status s = server.Start(); !s.ok()) {
-    spdlog::error("{}", s.message());
-    return 1;
-  }
-  spdlog::info(
-      "regen-controller started: database={} heartbeat_interval={}ms host_down_after={}ms "
-      "fencing_lease={}ms",
-      config->database, config->heartbeat_interval.count(), config->host_down_after.count(),
-      config->fencing_lease.count());
-  // systemd (Type=notify): READY=1 now, WATCHDOG=1 from the main loop, STATUS= now and then.
-  SystemdNotifier notifier;
-  LoopWatchdog watchdog(
-      notifier, [&server](std::function<void()> fn) { server.Post(std::move(fn)); },
-      [&server] {
-        return server.Call<std::string>([&server] { return StatusLine(server.controller()); });
-      });
-  watchdog.Start();
-  std::unique_ptr<ControllerMetrics> metrics;
-  std::unique_ptr<MetricsRefresher> refresher;
-  if (!config->metrics_address.empty()) {
-    auto m = ControllerMetrics::Start(config->metrics_address, clock.WallMillis());
-    if (!m.ok()) {
-      spdlog::error("{}", m.status().message());
-      watchdog.Stop();
-      server.Shutdown();
-      return 1;
-    }
-    metrics = std::move(*m);
-    spdlog::info("metrics at http://{}/metrics (port {})", config->metrics_address,
-                 metrics->port());
-    refresher = std::make_unique<MetricsRefresher>(server, *metrics);
-  }
-  int sig = 0;
-  sigwait(&set, &sig);
-  spdlog::info("regen-controller stopping on signal {}", strsignal(sig));
-  if (refresher) refresher->Stop();
-  watchdog.Stop();
-  server.Shutdown();
-  return 0;
+  SignalWaiter signals([] {});
+  DaemonWatchdog watchdog([] { return std::string("starting"); });
+  return Serve(*config, **store, clock, signals, watchdog, nullptr);
 }
 
 int ControllerMain(int argc, char** argv) {

@@ -162,7 +162,9 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     while (stream->Read(&msg)) {
       if (msg.has_heartbeat()) {
         // Acknowledged here, from memory: never behind the main loop (a store write, an fsync,
-        // an admin call). The main loop's Tick sees the time and judges the host.
+        // an admin call). The main loop's Tick sees the time and judges the host. Never by a
+        // controller whose leadership may be gone (HA: its fuse ends the process).
+        if (!server_.Leading()) continue;
         leases.OnHeartbeat(host, sink, msg.heartbeat());
       } else if (msg.has_domains_report()) {
         server_.Post([this, host, r = msg.domains_report()] {
@@ -367,6 +369,17 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
 }  // namespace
 
+Result<std::shared_ptr<grpc::ServerCredentials>> ControllerServerCredentials(
+    const ControllerConfig& config) {
+  if (!config.tls.enabled()) return grpc::InsecureServerCredentials();
+  // Without tokens every caller must present a certificate at the handshake; with tokens a
+  // token-only regenctl may connect without one (a certificate, when presented, is still
+  // verified), and the RPCs themselves refuse callers with neither.
+  bool require_client_cert = config.auth.tokens.empty();
+  return MakeServerCredentials({config.tls.ca, config.tls.cert, config.tls.key, ""},
+                               require_client_cert);
+}
+
 ControllerServer::ControllerServer(const ControllerConfig& config, Store& store, Clock& clock)
     : config_(config), clock_(clock), store_(store), controller_(config, store, clock) {
   controller_.SetEventListener([this](const EventRecord& e) {
@@ -384,17 +397,8 @@ ControllerServer::~ControllerServer() { Shutdown(); }
 Status ControllerServer::Start() {
   ASSIGN_OR_RETURN(Authorizer authorizer, Authorizer::Create(config_));
   authorizer_ = std::make_unique<Authorizer>(std::move(authorizer));
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (config_.tls.enabled()) {
-    // Without tokens every caller must present a certificate at the handshake; with tokens a
-    // token-only regenctl may connect without one (a certificate, when presented, is still
-    // verified), and the RPCs themselves refuse callers with neither.
-    bool require_client_cert = config_.auth.tokens.empty();
-    auto tls = MakeServerCredentials({config_.tls.ca, config_.tls.cert, config_.tls.key, ""},
-                                     require_client_cert);
-    if (!tls.ok()) return tls.status();
-    credentials = *tls;
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   ControllerServerCredentials(config_));
   for (const std::string& warning : authorizer_->StartupWarnings()) spdlog::warn("{}", warning);
   RETURN_IF_ERROR(controller_.Load());
   if (!dns_.wiring) {

@@ -23,10 +23,17 @@
 
 namespace grpc {
 class Server;
+class ServerCredentials;
 class Service;
 }  // namespace grpc
 
 namespace regen {
+
+// What the controller listens with: mutual TLS with config.tls (a client certificate required
+// unless auth has tokens), or plaintext with config.insecure. The standby (controller/ha_standby.h)
+// listens with the same.
+Result<std::shared_ptr<grpc::ServerCredentials>> ControllerServerCredentials(
+    const ControllerConfig& config);
 
 class ControllerServer {
  public:
@@ -39,6 +46,10 @@ class ControllerServer {
   // nothing) when the state cannot be loaded, the certificates or tokens cannot be read or the
   // address cannot be bound.
   Status Start();
+  // The HA mode: heartbeats are acknowledged only while `leading()` (this controller's election
+  // lease still runs; called on gRPC threads, must be cheap). Set before Start.
+  void SetLeadershipCheck(std::function<bool()> leading) { leading_ = std::move(leading); }
+  bool Leading() const { return !leading_ || leading_(); }  // any thread
   void Shutdown();
   // The port actually bound (useful with "127.0.0.1:0").
   int port() const { return port_; }
@@ -65,6 +76,7 @@ class ControllerServer {
   void StartLoop();
 
   const ControllerConfig config_;
+  std::function<bool()> leading_;  // set before Start; null = always (embedded)
   Clock& clock_;
   Store& store_;  // main loop thread only (the controller's and the DNS wiring's)
   Controller controller_;

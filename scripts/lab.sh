@@ -4,7 +4,7 @@
 # (qemu:///embed, one root per host). Every file of the lab (configs, logs, pidfiles, the
 # controller's database, the hosts' state) lives in one directory. See scripts/lab/README.md.
 #
-#   scripts/lab.sh up     [--hosts N] [--driver test|qemu] [--dir DIR]
+#   scripts/lab.sh up     [--hosts N] [--driver test|qemu] [--ha [--controllers N]] [--dir DIR]
 #   scripts/lab.sh status [--dir DIR]
 #   scripts/lab.sh down   [--purge] [--dir DIR]
 #
@@ -17,6 +17,8 @@ PROG=lab.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lab/lib.sh
 . "$REPO/scripts/lab/lib.sh"   # pidfile_of, cmdline_of (they use $DIR, set below)
+# shellcheck source=scripts/lab/ha.sh
+. "$REPO/scripts/lab/ha.sh"    # up --ha: etcd and several controllers
 DEFAULT_DIR=/tmp/regen-lab
 MAX_HOSTS=64
 FIRST_PORT=7400
@@ -44,6 +46,11 @@ Options:
   --driver test|qemu     libvirt driver of the hosts (up only; default test):
                            test  libvirt's test driver, no real VMs, nothing needs root
                            qemu  real QEMU/TCG through qemu:///embed (needs the user libvirt-qemu)
+  --ha                   up only: a 3-member etcd (loopback ports, data in DIR/etcd-K) and
+                         several controllers with store: etcd (one active, the others standbys);
+                         agents get every controller's address ("a:1,b:2,c:3"). etcd's data is
+                         started afresh at every up.
+  --controllers N        with --ha: number of controllers, 2-9 (default 3)
   --dir DIR              the lab directory (default \$REGEN_LAB_DIR, else ${DEFAULT_DIR})
   --purge                down only: also remove DIR entirely
   -h, --help             this help
@@ -76,6 +83,9 @@ dir=${REGEN_LAB_DIR:-$DEFAULT_DIR}
 purge=0
 hosts_given=0
 driver_given=0
+ha=0
+controllers=3
+controllers_given=0
 
 while (($# > 0)); do
   arg=$1
@@ -95,18 +105,23 @@ while (($# > 0)); do
       shift
       continue
       ;;
-    --hosts=* | --driver=* | --dir=*)
+    --ha)
+      ha=1
+      shift
+      continue
+      ;;
+    --hosts=* | --driver=* | --dir=* | --controllers=*)
       opt=${arg%%=*}
       val=${arg#*=}
       shift
       ;;
-    --hosts | --driver | --dir)
+    --hosts | --driver | --dir | --controllers)
       (($# >= 2)) || usage_error "option $arg needs a value"
       opt=$arg
       val=$2
       shift 2
       ;;
-    -*) usage_error "unknown option \"$arg\" (options: --hosts, --driver, --dir, --purge, --help)" ;;
+    -*) usage_error "unknown option \"$arg\" (options: --hosts, --driver, --ha, --controllers, --dir, --purge, --help)" ;;
     *) usage_error "unknown command \"$arg\" (commands: up, down, status)" ;;
   esac
   case $opt in
@@ -127,6 +142,11 @@ while (($# > 0)); do
       [ -n "$val" ] || usage_error "--dir: invalid value \"\" (a directory path)"
       dir=$val
       ;;
+    --controllers)
+      [[ $val =~ ^[2-9]$ ]] || usage_error "--controllers: invalid value \"$val\" (a whole number from 2 to 9)"
+      controllers=$val
+      controllers_given=1
+      ;;
   esac
 done
 
@@ -135,6 +155,8 @@ if [ "$cmd" != up ]; then
   ((hosts_given == 0)) || usage_error "--hosts: only for up, not for $cmd"
   ((driver_given == 0)) || usage_error "--driver: only for up, not for $cmd"
 fi
+if [ "$cmd" != up ] && ((ha)); then usage_error "--ha: only for up, not for $cmd"; fi
+if ((controllers_given)) && ((!ha)); then usage_error "--controllers: only with --ha"; fi
 if [ "$cmd" != down ] && ((purge)); then usage_error "--purge: only for down, not for $cmd"; fi
 
 # The lab directory: absolute, without trailing slashes, and plain enough to go unquoted into
@@ -181,6 +203,11 @@ read_pid() { local p; p=$(cat "$1" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
 # hosts in numeric order.
 recorded_names() {
   local f name names=()
+  for f in "$DIR"/etcd-[0-9]/etcd.pid "$DIR"/controller-[0-9]/controller.pid; do
+    [ -e "$f" ] || continue
+    name=${f%/*}
+    echo "${name##*/}"
+  done
   if [ -e "$(pidfile_of controller)" ]; then echo controller; fi
   for f in "$DIR"/host-*/agent.pid; do
     [ -e "$f" ] || continue
@@ -194,7 +221,8 @@ recorded_names() {
 
 # remove_pidfiles: removes every pidfile of the lab (and any half-written one).
 remove_pidfiles() {
-  rm -f "$DIR"/controller.pid{,.tmp} "$DIR"/host-*/agent.pid{,.tmp}
+  rm -f "$DIR"/controller.pid{,.tmp} "$DIR"/host-*/agent.pid{,.tmp} \
+    "$DIR"/controller-[0-9]/controller.pid{,.tmp} "$DIR"/etcd-[0-9]/etcd.pid{,.tmp}
 }
 
 # The qemu processes of this lab: a qemu-system-* executable with the lab directory on its
@@ -342,7 +370,12 @@ print_logs() {
 }
 
 log_of() {
-  if [ "$1" = controller ]; then echo "$DIR/controller.log"; else echo "$DIR/$1/agent.log"; fi
+  case $1 in
+    controller) echo "$DIR/controller.log" ;;
+    controller-*) echo "$DIR/$1/controller.log" ;;
+    etcd-*) echo "$DIR/$1/etcd.log" ;;
+    *) echo "$DIR/$1/agent.log" ;;
+  esac
 }
 
 labconf_get() { [ -f "$LABCONF" ] || return 0; sed -n "s/^$1=//p" "$LABCONF" | head -n 1; }
@@ -381,8 +414,9 @@ write_node_xml() {  # a small libvirt test-driver host matching the agent's capa
 XML
 }
 
-write_agent_config() {  # write_agent_config NAME CONTROLLER_ADDR
-  local name=$1 hdir=$DIR/$1 uri dtype
+write_agent_config() {  # write_agent_config NAME CONTROLLER_ADDR[,ADDR...]
+  local name=$1 hdir=$DIR/$1 uri dtype agent_lease=2s
+  ((!ha)) || agent_lease=3s  # as the HA controllers' fencing_lease
   mkdir -p "$hdir/state"
   if [ "$driver" = test ]; then
     write_node_xml "$hdir/node.xml"
@@ -406,7 +440,7 @@ libvirt_uri: "$uri"
 domain_type: $dtype
 fault_injection: true     # regen-agent inject crash|hang, for drills
 poll_interval: 200ms
-fencing_lease: 2s
+fencing_lease: $agent_lease
 ovs:
   bridge: ""              # no NICs in the lab
 state_dir: $hdir/state
@@ -417,14 +451,23 @@ insecure: true            # plaintext gRPC to the lab controller (a warning at s
 YAML
 }
 
-print_next_steps() {  # print_next_steps ADDR
-  local dir_opt="" k
+print_next_steps() {  # print_next_steps ADDR[,ADDR...]
+  local dir_opt="" k a
   [ "$DIR" = "$DEFAULT_DIR" ] || dir_opt=" --dir $DIR"
   cat <<EOF
 
 Lab directory: $DIR
-  controller  $1  (config $DIR/controller.yaml, log $DIR/controller.log)
 EOF
+  if [ "$(labconf_get ha)" = 1 ]; then
+    k=0
+    for a in ${1//,/ }; do
+      k=$((k + 1))
+      echo "  controller-$k $a  (config $DIR/controller-$k/controller.yaml, log $DIR/controller-$k/controller.log)"
+    done
+    for ((k = 1; k <= HA_ETCD_MEMBERS; k++)); do echo "  etcd-$k       log $DIR/etcd-$k/etcd.log"; done
+  else
+    echo "  controller  $1  (config $DIR/controller.yaml, log $DIR/controller.log)"
+  fi
   for ((k = 1; k <= $(labconf_get hosts); k++)); do
     echo "  host-$k      config $DIR/host-$k/agent.yaml, log $DIR/host-$k/agent.log"
   done
@@ -518,29 +561,49 @@ cmd_up() {
   chmod 0755 "$DIR"   # qemu runs as libvirt-qemu and must reach its files
   echo "Regen lab directory written by scripts/lab.sh; 'scripts/lab.sh down --purge' removes it." >"$MARKER"
 
-  port=""
-  for ((k = FIRST_PORT; k <= LAST_PORT; k++)); do
-    if port_free "$k"; then port=$k && break; fi
-  done
-  [ -n "$port" ] || die "no free TCP port on 127.0.0.1 from $FIRST_PORT to $LAST_PORT"
-  addr=127.0.0.1:$port
+  local ports=()
+  if ((ha)); then
+    [ -n "$(find_etcd)" ] || die "--ha needs etcd (apt-get install etcd-server)"
+    mapfile -t ports < <(free_ports "$controllers" "$FIRST_PORT" "$LAST_PORT") ||
+      die "no $controllers free TCP ports on 127.0.0.1 from $FIRST_PORT to $LAST_PORT"
+  else
+    mapfile -t ports < <(free_ports 1 "$FIRST_PORT" "$LAST_PORT") ||
+      die "no free TCP port on 127.0.0.1 from $FIRST_PORT to $LAST_PORT"
+  fi
+  port=${ports[0]}
+  addr=""
+  for k in "${ports[@]}"; do addr+="${addr:+,}127.0.0.1:$k"; done
   echo "$addr" >"$DIR/controller.addr"
-  printf 'hosts=%s\ndriver=%s\ncontroller=%s\n' "$hosts" "$driver" "$addr" >"$LABCONF"
-  write_controller_config "$addr"
+  printf 'hosts=%s\ndriver=%s\ncontroller=%s\nha=%s\ncontrollers=%s\n' "$hosts" "$driver" "$addr" \
+    "$ha" "$( ((ha)) && echo "$controllers" || echo 1)" >"$LABCONF"
+  ((ha)) || write_controller_config "$addr"
   for ((k = 1; k <= hosts; k++)); do write_agent_config "host-$k" "$addr"; done
   # Keep the previous run's logs once.
   for f in "$DIR/controller.log" "$DIR"/host-*/agent.log; do
     if [ -e "$f" ]; then mv -f "$f" "$f.prev"; fi
   done
 
-  say "starting a lab in $DIR: controller on $addr, $hosts hosts on driver $driver"
+  if ((ha)); then
+    say "starting an HA lab in $DIR: 3 etcd members, $controllers controllers on $addr, $hosts hosts on driver $driver"
+  else
+    say "starting a lab in $DIR: controller on $addr, $hosts hosts on driver $driver"
+  fi
   up_started=1
   trap on_up_exit EXIT
   trap 'exit 130' INT TERM
   deadline=$((SECONDS + UP_TIMEOUT))
   started_ms=$(now_ms)
 
-  start_process controller "$DIR/controller.log" "$CONTROLLER" run --config "$DIR/controller.yaml"
+  if ((ha)); then
+    ha_start_etcd
+    for ((k = 1; k <= controllers; k++)); do
+      ha_write_controller_config "$k" "127.0.0.1:${ports[k - 1]}"
+    done
+    # shellcheck disable=SC2086 # one argument per address
+    ha_start_controllers "$controllers" ${addr//,/ }
+  else
+    start_process controller "$DIR/controller.log" "$CONTROLLER" run --config "$DIR/controller.yaml"
+  fi
   until port_open "$port"; do
     [ "$(proc_state "$(read_pid "$(pidfile_of controller)")")" = alive ] || {
       print_logs
@@ -567,7 +630,9 @@ cmd_up() {
         die "$name exited during startup (log $(log_of "$name"))"
       }
     done
-    up_names=$(up_host_names "$addr" "$started_ms" || true)
+    local query=$addr
+    if ((ha)); then query=$(active_controller "$addr") || query=${addr%%,*}; fi
+    up_names=$(up_host_names "$query" "$started_ms" || true)
     local count=0
     for ((k = 1; k <= hosts; k++)); do
       if grep -qx "host-$k" <<<"$up_names"; then count=$((count + 1)); fi
@@ -639,7 +704,7 @@ cmd_status() {
     pid=$(read_pid "$(pidfile_of "$name")")
     st=$(proc_state "$pid")
     case $st in
-      alive) [ "$name" != controller ] || ctl_alive=1 ;;
+      alive) [[ $name != controller* ]] || ctl_alive=1 ;;
       other) st="dead (pid reused by another process)" && all_alive=0 ;;
       *) all_alive=0 ;;
     esac
@@ -648,6 +713,10 @@ cmd_status() {
   qemus=$(all_lab_qemu_pids)
   # shellcheck disable=SC2086
   [ -z "$qemus" ] || echo "qemu processes of the lab: $(echo $qemus | wc -w)"
+  if ((ctl_alive)) && [ -n "$addr" ] && [ "$(labconf_get ha)" = 1 ]; then
+    echo "controllers: $addr; active: $(active_controller "$addr" || echo none)"
+    addr=$(active_controller "$addr") || addr=""
+  fi
   if ((ctl_alive)) && [ -n "$addr" ]; then
     if [ -x "$REGENCTL" ]; then
       echo

@@ -2,10 +2,17 @@
 # Shell helpers shared by scripts/lab.sh, scripts/demo.sh and scripts/bench-heal.sh (sourced;
 # needs $DIR, the lab directory).
 
-# pidfile_of NAME: the pidfile of the lab process NAME (controller or host-K), as DESIGN.md lays
-# out the lab directory: DIR/controller.pid, DIR/host-K/agent.pid (next to each process's log).
+# pidfile_of NAME: the pidfile of the lab process NAME (controller, host-K; with lab.sh up --ha
+# controller-K and etcd-K), as DESIGN.md lays out the lab directory: DIR/controller.pid,
+# DIR/host-K/agent.pid, DIR/controller-K/controller.pid, DIR/etcd-K/etcd.pid (next to each
+# process's log).
 pidfile_of() {
-  if [ "$1" = controller ]; then echo "$DIR/controller.pid"; else echo "$DIR/$1/agent.pid"; fi
+  case $1 in
+    controller) echo "$DIR/controller.pid" ;;
+    controller-*) echo "$DIR/$1/controller.pid" ;;
+    etcd-*) echo "$DIR/$1/etcd.pid" ;;
+    *) echo "$DIR/$1/agent.pid" ;;
+  esac
 }
 
 cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }

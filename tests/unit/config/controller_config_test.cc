@@ -1,5 +1,5 @@
 // controller.yaml: defaults, every setting, the fencing rule between host_down_after and the
-// lease, and a table of bad inputs.
+// lease, the HA settings (store: etcd) and their failover rule, and a table of bad inputs.
 #include "config/controller_config.h"
 
 #include <gtest/gtest.h>
@@ -35,6 +35,74 @@ TEST(ControllerConfigTest, EmptyMapGivesDefaults) {
   EXPECT_TRUE(c->insecure);
   EXPECT_FALSE(c->tls.enabled());
   EXPECT_FALSE(c->auth.configured);
+  EXPECT_EQ(c->store, "sqlite");
+  EXPECT_EQ(c->advertise_address, c->listen_address) << "advertise_address defaults to listen";
+}
+
+TEST(ControllerConfigTest, EtcdSettings) {
+  const char* text = R"(insecure: true
+listen_address: "0.0.0.0:7400"
+advertise_address: "ctl-2.lab:7400"
+store: etcd
+fencing_lease: 7s
+host_down_after: 8s
+etcd:
+  endpoints: ["127.0.0.1:2379", "etcd-2.lab:2379", "[::1]:2379"]
+  prefix: /lab-1/
+  tls: {ca: /etc/regen/etcd/ca.crt, cert: /etc/regen/etcd/ctl.crt, key: /etc/regen/etcd/ctl.key}
+  user: regen
+  password_file: /etc/regen/etcd/password
+  election_ttl: 3s
+)";
+  Result<ControllerConfig> c = ParseControllerConfig(text, kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store, "etcd");
+  EXPECT_EQ(c->advertise_address, "ctl-2.lab:7400");
+  EXPECT_EQ(c->etcd.endpoints,
+            (std::vector<std::string>{"127.0.0.1:2379", "etcd-2.lab:2379", "[::1]:2379"}));
+  EXPECT_EQ(c->etcd.prefix, "/lab-1/");
+  EXPECT_EQ(c->etcd.tls.ca, "/etc/regen/etcd/ca.crt");
+  EXPECT_EQ(c->etcd.tls.cert, "/etc/regen/etcd/ctl.crt");
+  EXPECT_EQ(c->etcd.tls.key, "/etc/regen/etcd/ctl.key");
+  EXPECT_EQ(c->etcd.user, "regen");
+  EXPECT_EQ(c->etcd.password_file, "/etc/regen/etcd/password");
+  EXPECT_EQ(c->etcd.election_ttl, milliseconds(3000));
+
+  // The smallest HA file: defaults for the rest (prefix /regen/, election_ttl 2s, no TLS, no
+  // user), advertise_address = listen_address; the lease covers 500ms + 1s + 2s.
+  c = ParseControllerConfig(
+      "insecure: true\nstore: etcd\nfencing_lease: 3500ms\nhost_down_after: 4100ms\n"
+      "etcd: {endpoints: [\"127.0.0.1:2379\"]}\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->etcd.prefix, "/regen/");
+  EXPECT_EQ(c->etcd.election_ttl, milliseconds(2000));
+  EXPECT_TRUE(c->etcd.tls.ca.empty());
+  EXPECT_TRUE(c->etcd.user.empty());
+  EXPECT_EQ(c->advertise_address, "127.0.0.1:7400");
+}
+
+TEST(ControllerConfigTest, LoadRefusesEtcdFilesThatCannotBeRead) {
+  testing::ConfigTempDir dir;
+  testing::WriteWholeFile(dir.File("ca.crt"), "x");
+  testing::WriteWholeFile(
+      dir.File("c.yaml"),
+      "insecure: true\nstore: etcd\nfencing_lease: 4s\nhost_down_after: 5s\netcd:\n"
+      "  endpoints: [\"127.0.0.1:2379\"]\n  tls: {ca: " +
+          dir.File("ca.crt") + "}\n  user: regen\n  password_file: " + dir.File("pw") + "\n");
+  Result<ControllerConfig> c = LoadControllerConfig(dir.File("c.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("etcd.password_file: cannot read \"" + dir.File("pw") + "\""),
+            std::string::npos)
+      << c.status().message();
+  testing::WriteWholeFile(dir.File("pw"), "secret\n");
+  c = LoadControllerConfig(dir.File("c.yaml"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::filesystem::remove(dir.File("ca.crt"));
+  c = LoadControllerConfig(dir.File("c.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("etcd.tls.ca: cannot read"), std::string::npos)
+      << c.status().message();
 }
 
 TEST(ControllerConfigTest, EverySetting) {
@@ -149,8 +217,8 @@ const BadCase kBadController[] = {
     {"lease shorter than two heartbeats",
      "fencing_lease: 1s\nheartbeat_interval: 600ms\nrestart_allowance: 100ms\n", "1:16",
      "fencing_lease", "must be at least two heartbeat_intervals (2 x 600ms)"},
-    {"lease shorter than a controller restart", "fencing_lease: 1s\nhost_down_after: 2s\n",
-     "1:16", "fencing_lease",
+    {"lease shorter than a controller restart", "fencing_lease: 1s\nhost_down_after: 2s\n", "1:16",
+     "fencing_lease",
      "must cover heartbeat_interval + restart_allowance (500ms + 1s): a controller restart would "
      "make every agent fence"},
     {"maintenance_max too short", "maintenance_max: 10s\n", "1:18", "maintenance_max",
@@ -203,6 +271,52 @@ const BadCase kBadController[] = {
     {"log level", "log_level: INFO\n", "1:12", "log_level", "got \"INFO\""},
     {"top-level typo", "listen_adress: 1.2.3.4:5\n", "1:1", "listen_adress",
      "did you mean \"listen_address\"?"},
+    {"store unknown", "store: mysql\n", "1:8", "store",
+     "must be one of sqlite, etcd, got \"mysql\""},
+    {"store etcd without etcd block", "insecure: true\nstore: etcd\n", "1:1", "etcd",
+     "required field is missing"},
+    {"etcd block without store etcd", "insecure: true\netcd: {endpoints: [\"a:1\"]}\n", "2:7",
+     "etcd", "is used only with store: etcd, got an etcd block with store: sqlite"},
+    {"etcd without endpoints", "store: etcd\netcd: {prefix: /r/}\n", "2:7", "etcd.endpoints",
+     "required field is missing"},
+    {"etcd empty endpoints", "store: etcd\netcd: {endpoints: []}\n", "2:19", "etcd.endpoints",
+     "must list at least one etcd member's client address"},
+    {"etcd endpoint without port", "store: etcd\netcd:\n  endpoints: [\"127.0.0.1\"]\n", "3:15",
+     "etcd.endpoints[0]", "must be \"host:port\" with a port from 1 to 65535, got \"127.0.0.1\""},
+    {"etcd endpoints as text", "store: etcd\netcd: {endpoints: \"a:1,b:2\"}\n", "2:19",
+     "etcd.endpoints", "must be a list"},
+    {"etcd prefix without slashes", "store: etcd\netcd: {endpoints: [\"a:1\"], prefix: regen}\n",
+     "2:36", "etcd.prefix", "must start and end with '/'"},
+    {"etcd election_ttl not whole seconds",
+     "store: etcd\netcd: {endpoints: [\"a:1\"], election_ttl: 1500ms}\n", "2:42",
+     "etcd.election_ttl", "must be whole seconds"},
+    {"etcd election_ttl under 1s",
+     "store: etcd\netcd: {endpoints: [\"a:1\"], election_ttl: 500ms}\n", "2:42",
+     "etcd.election_ttl", "got \"500ms\""},
+    {"etcd user without password_file", "store: etcd\netcd: {endpoints: [\"a:1\"], user: regen}\n",
+     "2:7", "etcd.password_file", "etcd.user and etcd.password_file go together"},
+    {"etcd client cert without key",
+     "store: etcd\netcd:\n  endpoints: [\"a:1\"]\n  tls: {ca: /ca, cert: /c}\n", "4:8",
+     "etcd.tls.key", "must be given with cert"},
+    {"etcd tls without ca",
+     "store: etcd\netcd:\n  endpoints: [\"a:1\"]\n  tls: {cert: /c, key: /k}\n", "4:8",
+     "etcd.tls.ca", "required field is missing"},
+    {"etcd unknown key", "store: etcd\netcd: {endpoints: [\"a:1\"], ttl: 2s}\n", "2:28", "etcd.ttl",
+     "unknown key \"ttl\""},
+    {"etcd with the default lease: a failover would fence",
+     "store: etcd\netcd: {endpoints: [\"127.0.0.1:2379\"]}\n", "1:8", "store",
+     "with store: etcd, fencing_lease (3s) must cover heartbeat_interval + restart_allowance + "
+     "etcd.election_ttl (500ms + 1s + 2s = 3500ms): a failover waits for the dead controller's "
+     "election lease"},
+    {"etcd with a lease shorter than a failover",
+     "store: etcd\nfencing_lease: 4s\nhost_down_after: 5s\n"
+     "etcd: {endpoints: [\"127.0.0.1:2379\"], election_ttl: 3s}\n",
+     "2:16", "fencing_lease", "(500ms + 1s + 3s = 4500ms)"},
+    {"etcd on a wildcard listen address without advertise_address",
+     "listen_address: \"0.0.0.0:7400\"\nstore: etcd\netcd: {endpoints: [\"a:1\"]}\n", "1:17",
+     "listen_address", "set advertise_address"},
+    {"advertise_address without port", "advertise_address: ctl\n", "1:20", "advertise_address",
+     "got \"ctl\""},
 };
 
 class ControllerConfigBadTest : public ::testing::TestWithParam<BadCase> {};
