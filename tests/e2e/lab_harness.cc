@@ -76,6 +76,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                   "readonly.token, role: read-only}\n";
     }
   }
+  if (options_.ha_controllers > 0) WriteHaControllerConfigs(security);
   WriteFileOrDie(dir_.File("controller.yaml"),
                  "listen_address: \"" + controller_address_ + "\"\n" +
                      "database: " + dir_.File("controller.db") + "\n" +
@@ -133,6 +134,9 @@ Lab::~Lab() {
     if (a) a->Stop();
   }
   if (controller_) controller_->Stop();
+  for (auto& c : ha_) {
+    if (c) c->Stop();
+  }
   KillProcesses(dir_.path() + "/");  // any qemu of this lab
 }
 
@@ -141,6 +145,10 @@ std::string Lab::AgentConfigPath(int host) const {
 }
 
 void Lab::StartController() {
+  if (options_.ha_controllers > 0) {
+    StartHaControllers();
+    return;
+  }
   controller_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{ControllerBin(), "run", "--config", dir_.File("controller.yaml")},
       dir_.File("controller.log"));
@@ -158,6 +166,10 @@ void Lab::StartController() {
 void Lab::KillController() {
   if (controller_) controller_->Kill();
   controller_.reset();
+  for (auto& c : ha_) {
+    if (c) c->Kill();
+    c.reset();
+  }
 }
 
 void Lab::StartAgent(int host) {
@@ -293,6 +305,9 @@ std::vector<v1::Event> Lab::Events() {
 
 std::string Lab::Logs() {
   std::string out = "--- controller.log\n" + Tail(dir_.File("controller.log"), 30);
+  for (size_t i = 0; i < ha_.size(); ++i) {
+    out += "--- controller-" + std::to_string(i) + ".log\n" + Tail(ControllerLog(i), 20);
+  }
   for (int k = 1; k <= options_.hosts; ++k) {
     out += "--- " + HostName(k) + "/agent.log\n" + Tail(dir_.File(HostName(k) + "/agent.log"), 15);
   }

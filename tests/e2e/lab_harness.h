@@ -52,6 +52,12 @@ struct LabOptions {
   bool tls = false;
   bool tokens = false;  // with tls: auth.tokens lists certs/admin.token and certs/readonly.token
   std::string agent_extra;  // appended to every agent.yaml (e.g. "dns: {...}\n")
+  // HA (lab_harness_ha.cc): this many regen-controllers with store: etcd on `etcd_endpoints`
+  // (the test starts etcd); agents and the harness's client take all their addresses. 0: one
+  // embedded controller (SQLite).
+  int ha_controllers = 0;
+  std::vector<std::string> etcd_endpoints;
+  std::string election_ttl = "1s";
 };
 
 class Lab {
@@ -59,8 +65,12 @@ class Lab {
   explicit Lab(LabOptions options);
   ~Lab();
 
-  void StartController();
-  void KillController();  // SIGKILL, no cleanup: a crash
+  void StartController();  // HA: starts every controller not running, waits for the active one
+  void KillController();   // SIGKILL, no cleanup: a crash (HA: every controller)
+  // HA: the index of the controller that serves (-1: none), and kill -9 of it (its index).
+  int ActiveController();
+  int KillActiveController();
+  std::string ControllerLog(int i) const;
   void StartAgent(int host);
   void KillAgent(int host);  // SIGKILL (test driver: its VMs die with it)
   void StartAll();
@@ -117,6 +127,12 @@ class Lab {
   int metrics_port_ = 0;
   std::string controller_address_;
   std::unique_ptr<ChildProcess> controller_;
+  // HA: one per controller (null: not running), their ports.
+  std::vector<std::unique_ptr<ChildProcess>> ha_;
+  std::vector<int> ha_ports_;
+  void WriteHaControllerConfigs(const std::string& security);
+  void StartHaControllers();
+  std::string ControllerAddress(int i) const { return "127.0.0.1:" + std::to_string(ha_ports_[i]); }
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
   std::map<int, std::unique_ptr<TcpProxy>> proxies_;
   std::unique_ptr<AdminClient> client_;

@@ -1,0 +1,77 @@
+// The HA part of the lab harness (lab_harness.h): N regen-controllers with store: etcd, one
+// active, the others standbys; agents and the harness's AdminClient take every address.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/e2e/lab_harness.h"
+
+namespace regen::testing {
+
+void Lab::WriteHaControllerConfigs(const std::string& security) {
+  std::string endpoints;
+  for (const std::string& e : options_.etcd_endpoints) {
+    endpoints += (endpoints.empty() ? "\"" : ", \"") + e + "\"";
+  }
+  std::string all;
+  for (int i = 0; i < options_.ha_controllers; ++i) {
+    ha_ports_.push_back(i == 0 ? controller_port_ : FreePort());
+    ha_.emplace_back();
+    all += (all.empty() ? "" : ",") + ControllerAddress(i);
+  }
+  for (int i = 0; i < options_.ha_controllers; ++i) {
+    WriteFileOrDie(dir_.File("controller-" + std::to_string(i) + ".yaml"),
+                   "listen_address: \"" + ControllerAddress(i) + "\"\nstore: etcd\netcd:\n" +
+                       "  endpoints: [" + endpoints + "]\n  election_ttl: " +
+                       options_.election_ttl + "\nheartbeat_interval: " +
+                       options_.heartbeat_interval +
+                       "\nhost_down_after: " + options_.host_down_after +
+                       "\nfencing_lease: " + options_.fencing_lease +
+                       "\nrestart_allowance: " + options_.restart_allowance +
+                       "\nlog_level: debug\n" + security + options_.controller_extra);
+  }
+  controller_address_ = all;  // agents and the client follow the active one
+}
+
+std::string Lab::ControllerLog(int i) const {
+  return dir_.File("controller-" + std::to_string(i) + ".log");
+}
+
+void Lab::StartHaControllers() {
+  for (int i = 0; i < options_.ha_controllers; ++i) {
+    if (ha_[i]) continue;
+    ha_[i] = std::make_unique<ChildProcess>(
+        std::vector<std::string>{ControllerBin(), "run", "--config",
+                                 dir_.File("controller-" + std::to_string(i) + ".yaml")},
+        ControllerLog(i));
+  }
+  AdminClientOptions o;
+  o.deadline = std::chrono::seconds(10);
+  if (options_.tls) o.tls = ClientTls("admin");
+  client_ = std::make_unique<AdminClient>(controller_address_, o);
+  bool active = WaitFor([&] { return ActiveController() >= 0; }, std::chrono::milliseconds(20000),
+                        std::chrono::milliseconds(20));
+  ASSERT_TRUE(active) << "no controller became active\n" << Logs();
+}
+
+int Lab::ActiveController() {
+  for (int i = 0; i < static_cast<int>(ha_.size()); ++i) {
+    if (!ha_[i]) continue;
+    AdminClientOptions o;
+    o.deadline = std::chrono::seconds(1);
+    if (options_.tls) o.tls = ClientTls("admin");
+    AdminClient one(ControllerAddress(i), o);
+    if (one.ListHosts().ok()) return i;
+  }
+  return -1;
+}
+
+int Lab::KillActiveController() {
+  int i = ActiveController();
+  if (i < 0) return -1;
+  ha_[i]->Kill();
+  ha_[i].reset();
+  return i;
+}
+
+}  // namespace regen::testing
