@@ -1,5 +1,6 @@
 #include "config/agent_config.h"
 
+#include "common/controller_list.h"
 #include "common/names.h"
 #include "config/fields.h"
 #include "config/yaml_tree.h"
@@ -95,6 +96,39 @@ Status ParseDns(const FieldMap& top, AgentConfig* out) {
   return Status::Ok();
 }
 
+// controller_address: "host:port", "a:7400,b:7400" or a YAML list of "host:port"; "" or absent
+// = standalone.
+Status ParseControllerAddress(const FieldMap& top, AgentConfig* c) {
+  const YamlNode* node = top.Find("controller_address");
+  if (node == nullptr || node->is_null()) return Status::Ok();
+  std::vector<std::string> entries;
+  if (node->is_sequence()) {
+    for (const YamlNode& item : node->items) {
+      if (!item.is_scalar()) {
+        return top.ErrorAt("controller_address", "entry " + std::to_string(entries.size() + 1) +
+                                                     " must be \"host:port\", got " +
+                                                     DescribeValue(item));
+      }
+      entries.push_back(item.value);
+    }
+    if (Status s = ValidateControllerList(entries); !s.ok()) {
+      return top.ErrorAt("controller_address", s.message());
+    }
+  } else if (node->is_scalar() && node->value.find(',') != std::string::npos) {
+    Result<std::vector<std::string>> list = ParseControllerList(node->value);
+    if (!list.ok()) return top.ErrorAt("controller_address", list.status().message());
+    entries = std::move(*list);
+  } else {
+    std::string one;
+    RETURN_IF_ERROR(top.GetHostPort("controller_address", &one, /*allow_empty=*/true));
+    if (one.empty()) return Status::Ok();
+    entries.push_back(std::move(one));
+  }
+  c->controller_addresses = entries;
+  c->controller_address = JoinControllerList(entries);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
@@ -125,8 +159,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
-  RETURN_IF_ERROR(top.GetHostPort("controller_address", &c.controller_address,
-                                  /*allow_empty=*/true));
+  RETURN_IF_ERROR(ParseControllerAddress(top, &c));
   RETURN_IF_ERROR(top.GetNonEmptyString("libvirt_uri", &c.libvirt_uri));
   RETURN_IF_ERROR(
       top.GetDuration("poll_interval", milliseconds(10), std::chrono::hours(1), &c.poll_interval));
