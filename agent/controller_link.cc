@@ -403,7 +403,7 @@ void ControllerLink::OnControllerMessage(const v1::ControllerMessage& msg) {
   }
 }
 
-void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write) {
+bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write) {
   const auto lease = config_.fencing_lease;
   uint64_t sequence = 0;
   uint64_t acked_through = 0;
@@ -458,8 +458,9 @@ void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
       h->set_hold_remaining_ms(agent_.lease().HoldRemaining().count());
       ok = ok && write(hb);
     }
-    if (!ok) break;
+    if (!ok) return false;  // the stream is over: the reader gets its status
   }
+  return true;
 }
 
 ControllerLink::SessionEnd ControllerLink::Session(const ControllerDialer::Ready& ready,
@@ -521,13 +522,16 @@ ControllerLink::SessionEnd ControllerLink::Session(const ControllerDialer::Ready
     reader_done_ = true;
     cv_.notify_all();
   });
-  WriteLoop([&](const v1::AgentMessage& m) { return stream->Write(m); });
+  bool ending = WriteLoop([&](const v1::AgentMessage& m) { return stream->Write(m); });
   connected_ = false;
   {
     MutexLock lock(mu_);
     context_ = nullptr;
+    ending = ending && !reader_done_;
   }
-  ctx.TryCancel();
+  // Cancelled only when this side ends it: a cancel would hide the status the controller sent
+  // (a standby's UNAVAILABLE naming the active one).
+  if (ending || stop_) ctx.TryCancel();
   reader.join();
   grpc::Status status = stream->Finish();
   identity_refused_ = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||

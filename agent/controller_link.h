@@ -102,7 +102,9 @@ class ControllerLink {
   void OnControllerMessage(const v1::ControllerMessage& msg);
   void OnDesired(const v1::DesiredInstances& desired);
   void OnHeartbeatAck(const v1::HeartbeatAck& ack);
-  void WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write);
+  // True when this side ends the session (Stop, no ack, a new Hello due); false when the stream
+  // ended under it (the controller closed it, a write failed).
+  bool WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write);
   void Enqueue(v1::AgentMessage msg);
 
   const AgentConfig config_;

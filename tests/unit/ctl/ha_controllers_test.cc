@@ -71,7 +71,7 @@ TEST_F(RegenctlTest, NoActiveControllerGivesOneErrorNamingEveryAddress) {
   standby.fake.SetStandby("");
   fake_.SetStandby("");
   std::string dead = Closed();
-  CtlResult r = RunRaw({"failover", "web-1"}, dead + "," + standby.address() + "," + address_);
+  CtlResult r = RunRaw({"host", "drain", "host-a"}, dead + "," + standby.address() + "," + address_);
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("regenctl: cannot reach an active controller: " + dead +
@@ -83,8 +83,8 @@ TEST_F(RegenctlTest, NoActiveControllerGivesOneErrorNamingEveryAddress) {
                                ": standby controller; the active controller is at unknown (is "
                                "regen-controller running?"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(standby.fake.StandbyCalls(), std::vector<std::string>{"Failover"});
-  EXPECT_EQ(fake_.StandbyCalls(), std::vector<std::string>{"Failover"});
+  EXPECT_EQ(standby.fake.StandbyCalls(), std::vector<std::string>{"Drain"});
+  EXPECT_EQ(fake_.StandbyCalls(), std::vector<std::string>{"Drain"});
 }
 
 TEST_F(RegenctlTest, ABadControllerListIsRefusedBeforeAnything) {
@@ -119,7 +119,7 @@ TEST_F(RegenctlTest, ACallThatReachedAControllerIsNotSentToAnother) {
   ExtraController second;
   ASSERT_TRUE(second.Start());
   fake_.FailNext(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store is read-only"));
-  CtlResult r = RunRaw({"failover", "web-1"}, address_ + "," + second.address());
+  CtlResult r = RunRaw({"host", "drain", "host-a"}, address_ + "," + second.address());
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot reach the controller at " + address_ +
                                ": store is read-only"));
@@ -128,7 +128,7 @@ TEST_F(RegenctlTest, ACallThatReachedAControllerIsNotSentToAnother) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot reach the controller at " + address_ + ": "));
   EXPECT_TRUE(second.fake.Calls().empty()) << ::testing::PrintToString(second.fake.Calls());
-  EXPECT_EQ(fake_.CallNames(), (std::vector<std::string>{"Failover", "ListServices"}));
+  EXPECT_EQ(fake_.CallNames(), (std::vector<std::string>{"Drain", "ListServices"}));
 }
 
 }  // namespace
