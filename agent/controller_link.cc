@@ -463,6 +463,25 @@ bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
   return true;
 }
 
+void ControllerLink::BeginSession(const FenceLog::Snapshot& fenced, void* context) {
+  // Before the reader starts: the agent learns of this Hello before any desired set it answers.
+  agent_.NoteHello(fenced.seq);
+  {
+    MutexLock lock(mu_);
+    hello_seq_ = fenced.seq;
+    hello_fenced_ = fenced;
+    acked_through_ = 0;
+    context_ = context;
+    outbox_.clear();
+    refusal_.clear();
+    sent_.clear();
+    heartbeat_interval_ = std::max(config_.fencing_lease / 4, std::chrono::milliseconds(50));
+    last_ack_ = clock_.Now();
+    reader_done_ = false;
+  }
+  connected_ = true;
+}
+
 ControllerLink::SessionEnd ControllerLink::Session(const ControllerDialer::Ready& ready,
                                                    std::string* detail) {
   identity_refused_ = false;
@@ -488,22 +507,7 @@ ControllerLink::SessionEnd ControllerLink::Session(const ControllerDialer::Ready
     *detail = "the stream failed before the Hello: " + status.error_message();
     return SessionEnd::kNone;
   }
-  // Before the reader starts: the agent learns of this Hello before any desired set it answers.
-  agent_.NoteHello(fenced.seq);
-  {
-    MutexLock lock(mu_);
-    hello_seq_ = fenced.seq;
-    hello_fenced_ = fenced;
-    acked_through_ = 0;
-    context_ = &ctx;
-    outbox_.clear();
-    refusal_.clear();
-    sent_.clear();
-    heartbeat_interval_ = std::max(config_.fencing_lease / 4, std::chrono::milliseconds(50));
-    last_ack_ = clock_.Now();
-    reader_done_ = false;
-  }
-  connected_ = true;
+  BeginSession(fenced, &ctx);
 
   std::thread reader([&] {
     v1::ControllerMessage msg;

@@ -93,6 +93,8 @@ class ControllerLink {
   void LogUnreachable(const std::string& summary);
   SessionEnd Session(const ControllerDialer::Ready& ready, std::string* detail);
   std::unique_ptr<ControllerDialer> MakeDialer();
+  // The session's state once its Hello (reporting `fenced`) went out on `context`.
+  void BeginSession(const FenceLog::Snapshot& fenced, void* context);
   // The session's parts: the Hello, what the controller sends (reader thread), and the writer
   // (heartbeats and the outbox) until the stream ends, Stop() or no ack for too long.
   v1::AgentMessage BuildHello(const std::vector<DomainInfo>& domains,

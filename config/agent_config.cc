@@ -1,5 +1,9 @@
 #include "config/agent_config.h"
 
+#include <iterator>
+#include <string_view>
+#include <vector>
+
 #include "common/controller_list.h"
 #include "common/names.h"
 #include "config/fields.h"
@@ -96,6 +100,14 @@ Status ParseDns(const FieldMap& top, AgentConfig* out) {
   return Status::Ok();
 }
 
+// Every setting agent.yaml may hold.
+constexpr std::string_view kAgentKeys[] = {
+    "host_name", "address", "controller_address", "libvirt_uri", "poll_interval", "libvirt_events",
+    "ovs", "capacity", "fencing_lease", "fencing_backstop_after", "watchdog_device", "state_dir",
+    "control_socket", "desired_file", "domain_type", "fault_injection", "log_level", "tls",
+    "insecure", "network", "metrics_address", "dns",
+};
+
 // controller_address: "host:port", "a:7400,b:7400" or a YAML list of "host:port"; "" or absent
 // = standalone.
 Status ParseControllerAddress(const FieldMap& top, AgentConfig* c) {
@@ -133,29 +145,9 @@ Status ParseControllerAddress(const FieldMap& top, AgentConfig* c) {
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "agent configuration",
-                                                {"host_name",
-                                                 "address",
-                                                 "controller_address",
-                                                 "libvirt_uri",
-                                                 "poll_interval",
-                                                 "libvirt_events",
-                                                 "ovs",
-                                                 "capacity",
-                                                 "fencing_lease",
-                                                 "fencing_backstop_after",
-                                                 "watchdog_device",
-                                                 "state_dir",
-                                                 "control_socket",
-                                                 "desired_file",
-                                                 "domain_type",
-                                                 "fault_injection",
-                                                 "log_level",
-                                                 "tls",
-                                                 "insecure",
-                                                 "network",
-                                                 "metrics_address",
-                                                 "dns"}));
+  ASSIGN_OR_RETURN(FieldMap top,
+                   FieldMap::Root(file_name, root, "agent configuration",
+                                  {std::begin(kAgentKeys), std::end(kAgentKeys)}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
