@@ -42,7 +42,9 @@ void PrintStatusText(const nlohmann::json& s) {
   if (s.contains("controller")) {
     std::printf(
         "controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
-        s.value("fenced", false) ? "FENCED (managed domains destroyed)" : "in contact",
+        s.value("fenced", false) ? "FENCED (managed domains destroyed)"
+        : s.value("controller_connected_to", "x").empty() ? "not connected"
+                                                           : "in contact",
         static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
     std::string active = s.value("controller_connected_to", "");
     if (!active.empty()) std::printf("connected to the controller at %s\n", active.c_str());

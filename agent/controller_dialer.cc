@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/log.h"
+
 namespace regen {
 
 namespace {
@@ -88,7 +90,7 @@ std::optional<size_t> ControllerDialer::PickReady(SteadyTime now) {
     grpc_connectivity_state s = t.channel->GetState(/*try_to_connect=*/true);
     if (s == GRPC_CHANNEL_READY) return i;
     if (s == GRPC_CHANNEL_TRANSIENT_FAILURE || s == GRPC_CHANNEL_SHUTDOWN) {
-      Fail(t, "connection refused or failed (or the TLS handshake failed)", now);
+      Fail(t, "connection refused or failed: nothing listens, or the TLS handshake failed", now);
     } else if (now - t.dial_started >= kDialWindow) {
       Fail(t, "no connection within " + std::to_string(kDialWindow.count()) + " ms", now);
     }
@@ -133,10 +135,20 @@ void ControllerDialer::Standby(size_t index, const std::string& active) {
   t.failed = true;
   t.retry_at = now + RetryDelay(t);  // the channel is kept: asked again then
   SetState(index, "standby (active at " + (active.empty() ? "unknown" : active) + ")");
+  bool listed = active.empty();
   for (size_t i = 0; i < targets_.size(); ++i) {
-    if (i == index || targets_[i].address != active) continue;
+    if (targets_[i].address != active) continue;
+    listed = true;
+    if (i == index) continue;
     redirect_ = i;
     if (!targets_[i].channel) targets_[i].retry_at = now;
+  }
+  if (!listed && unlisted_warned_.insert(active).second) {
+    spdlog::warn(
+        "the standby controller at {} names {} as the active one, which controller_address does "
+        "not list: add it to controller_address in agent.yaml (until then the agent tries the "
+        "addresses it has)",
+        t.address, active);
   }
   CheckAllFailed();
 }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,7 @@ class ControllerDialer {
   std::optional<size_t> redirect_;   // a standby named it: offered first once
   std::optional<size_t> preferred_;  // the last one that answered
   bool all_failed_reported_ = false;
+  std::set<std::string> unlisted_warned_;  // active addresses named by standbys, not listed
 
   mutable Mutex mu_;
   std::vector<std::string> states_ GUARDED_BY(mu_);

@@ -242,7 +242,7 @@ std::unique_ptr<ControllerDialer> ControllerLink::MakeDialer() {
 
 void ControllerLink::LogUnreachable(const std::string& summary) {
   spdlog::warn(
-      "cannot reach {} ({}){}; retrying every {} ms while the lease runs (fencing after {} ms "
+      "cannot reach {}: {}{}; retrying every {} ms while the lease runs (fencing after {} ms "
       "without it)",
       dialer_->addresses().size() == 1 ? "the controller" : "an active controller", summary,
       config_.tls.enabled()

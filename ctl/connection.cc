@@ -53,8 +53,8 @@ void AddConnectionOptions(CLI::App& app, Args& a) {
                  "file holding a bearer token of the controller's auth.tokens (default: "
                  "$REGEN_TOKEN_FILE)");
   app.add_option("--tls-server-name", a.tls_server_name,
-                 "the name the controller's certificate carries, when it is not the host of "
-                 "--controller");
+                 "the name the controllers' certificates carry, when it is not the host of "
+                 "the --controller address dialled");
 }
 
 Status CredentialOptions(const Args& a, AdminClientOptions* options, std::ostream& err) {
