@@ -5,6 +5,8 @@
 // controller is never sent again to another.
 #include "tests/unit/ctl/regenctl_test_fixture.h"
 
+#include <cstdio>
+
 namespace regen::ctl_test {
 namespace {
 
@@ -111,6 +113,30 @@ TEST_F(RegenctlTest, ABadControllerListIsRefusedBeforeAnything) {
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("REGEN_CONTROLLER) \"a:1,b\": entry 2 of 2 \"b\""));
   EXPECT_TRUE(fake_.Calls().empty());
+}
+
+// A hung controller (TCP accepted by the kernel, nothing answers) costs one connect timeout
+// (at most --timeout), then the next address answers.
+TEST_F(RegenctlTest, AHungControllerIsPassedAfterTheConnectTimeout) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::string hung = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto start = std::chrono::steady_clock::now();
+  CtlResult r = RunRaw({"service", "list", "--timeout", "0.5"}, hung + "," + address_);
+  auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(fake_.CallNames(), std::vector<std::string>{"ListServices"});
+  EXPECT_LT(took, std::chrono::seconds(3));
+  std::printf("past a hung controller in %lld ms (--timeout 0.5)\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
 }
 
 // A controller that got the call and failed it, or did not answer in time, may have applied it:
