@@ -42,10 +42,18 @@ void PrintStatusText(const nlohmann::json& s) {
   if (s.contains("controller")) {
     std::printf(
         "controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
-        !s.value("fenced", false)           ? "in contact"
+        !s.value("fenced", false)
+            ? (s.value("controller_connected_to", "x").empty() ? "not connected" : "in contact")
         : s.value("fence_confirmed", false) ? "FENCED (managed domains destroyed)"
                                             : "FENCED (managed domains NOT yet confirmed gone)",
         static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
+    std::string active = s.value("controller_connected_to", "");
+    if (!active.empty()) std::printf("connected to the controller at %s\n", active.c_str());
+    if (s.contains("controllers") && (active.empty() || s["controllers"].size() > 1)) {
+      for (const auto& c : s["controllers"]) {
+        std::printf("  %s: %s\n", c.value("address", "").c_str(), c.value("state", "").c_str());
+      }
+    }
     if (s.value("hold_remaining_ms", int64_t{0}) > 0) {
       std::printf("maintenance hold: domains kept for %lld ms more even without the controller\n",
                   static_cast<long long>(s.value("hold_remaining_ms", int64_t{0})));
@@ -158,7 +166,7 @@ int FailoverCommand(const std::string& config_path, const std::string& instance,
   }
   auto config = ControllerConfigFor("failover", config_path);
   if (!config) return 2;
-  AdminClient client(config->controller_address, AgentClientOptions(*config));
+  AdminClient client(config->controller_addresses, AgentClientOptions(*config));
   v1::FailoverRequest req;
   req.set_instance(instance);
   req.set_to_host(to);
@@ -175,7 +183,7 @@ int FailoverCommand(const std::string& config_path, const std::string& instance,
 int DrainCommand(const std::string& config_path) {
   auto config = ControllerConfigFor("drain", config_path);
   if (!config) return 2;
-  AdminClient client(config->controller_address, AgentClientOptions(*config));
+  AdminClient client(config->controller_addresses, AgentClientOptions(*config));
   v1::DrainRequest req;
   req.set_host(config->host_name);
   auto r = client.Drain(req);

@@ -20,6 +20,7 @@ nlohmann::json Error(const std::string& message) {
 nlohmann::json StatusReply(const ControlTargets& t) {
   nlohmann::json status = t.agent->StatusJson();
   if (t.metrics_port != 0) status["metrics_port"] = t.metrics_port;
+  if (t.link_status) status.update(t.link_status());
   // What the DNS watch sees (name -> addresses; a name appears once it has been answered).
   if (t.dns_watch != nullptr) status["dns_watch"] = t.dns_watch->Known();
   EventDeliveryStats events = t.delivery->stats();

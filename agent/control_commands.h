@@ -21,6 +21,9 @@ struct ControlTargets {
   Agent* agent = nullptr;             // status, inject-stall
   EventDelivery* delivery = nullptr;  // status: the event counters
   DnsWatch* dns_watch = nullptr;      // status: what the DNS watch sees (null: no watch)
+  // status: which controller the link is connected to and what each address said (null:
+  // standalone).
+  std::function<nlohmann::json()> link_status;
   // inject-hang / inject-resume: hangs or resumes the controller link (null: standalone).
   std::function<void(bool hung)> set_hung;
   // inject-crash: crashes one domain (the hypervisor's fault injection).

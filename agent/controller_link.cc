@@ -4,6 +4,7 @@
 
 #include "agent/network_agent.h"
 #include "common/backoff.h"
+#include "common/controller_list.h"
 #include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
@@ -11,6 +12,9 @@
 namespace regen {
 
 namespace {
+
+std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config,
+                                              const std::string& address, std::string* why);
 
 v1::DomainState StateToProto(DomainState s) {
   switch (s) {
@@ -115,7 +119,9 @@ const InstanceHealth* HealthOf(const HealthReport& health, const std::string& na
 
 ControllerLink::ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor,
                                Clock& clock)
-    : config_(config), agent_(agent), hypervisor_(hypervisor), clock_(clock) {}
+    : config_(config), agent_(agent), hypervisor_(hypervisor), clock_(clock) {
+  dialer_ = MakeDialer();
+}
 
 ControllerLink::~ControllerLink() { Stop(); }
 
@@ -180,14 +186,29 @@ void ControllerLink::Enqueue(v1::AgentMessage msg) {
 }
 
 void ControllerLink::Run() {
-  // After the lease (and any hold) ran out: 100 ms doubling to 1 s.
-  Backoff backoff({std::chrono::milliseconds(100), std::chrono::milliseconds(1000), 2});
   // Refused for what this agent is: slower, up to 30 s.
   Backoff refused_backoff({std::chrono::milliseconds(500), std::chrono::milliseconds(30000), 2});
-  bool logged_down = false;
   while (!stop_) {
-    bool got_going = Session();
+    std::optional<ControllerDialer::Ready> ready = dialer_->Next(&dial_attempts_);
+    if (!ready) break;  // stopped
+    std::string detail;
+    SessionEnd end = Session(*ready, &detail);
     if (stop_) break;
+    switch (end) {
+      case SessionEnd::kStandby:
+        spdlog::debug("the controller at {} is a standby; the active one is at {}",
+                      ready->address, detail.empty() ? "unknown" : detail);
+        dialer_->Standby(ready->index, detail);
+        break;
+      case SessionEnd::kAnswered:
+        // A controller that answered is gone (crash, restart, failover): try again at once.
+        dialer_->SessionEnded(ready->index);
+        break;
+      case SessionEnd::kNone:
+      case SessionEnd::kUnanswered:
+        dialer_->Failed(ready->index, detail);
+        break;
+    }
     if (identity_refused_) {
       // Refused for what this agent is (its certificate, its name): retrying fast changes
       // nothing, so wait longer each time (up to 30 s), until its configuration is fixed.
@@ -196,33 +217,41 @@ void ControllerLink::Run() {
       continue;
     }
     refused_backoff.Reset();
-    if (got_going && session_answered_) {
-      // A controller that answered is gone (crash, restart, failover): try again at once.
-      backoff.Reset();
-      logged_down = false;
-      continue;
-    }
-    if (!logged_down) LogUnreachable();
-    logged_down = true;
-    // While the lease or a maintenance hold runs, every 100 ms: a controller that listens again
-    // has this agent's Hello within ~100 ms, long before the lease runs out.
-    auto wait = agent_.lease().Expired() ? backoff.Next() : kLeaseRetry;
-    MutexLock lock(mu_);
-    cv_.wait_for(lock.native(), wait, [&] { return stop_.load(); });
   }
 }
 
-void ControllerLink::LogUnreachable() {
+std::unique_ptr<ControllerDialer> ControllerLink::MakeDialer() {
+  std::vector<std::string> addresses = config_.controller_addresses;
+  if (addresses.empty()) {
+    auto parsed = ParseControllerList(config_.controller_address);
+    addresses = parsed.ok() ? *parsed : std::vector<std::string>{config_.controller_address};
+  }
+  ControllerDialer::Hooks hooks;
+  hooks.make_channel = [this](const std::string& address, std::string* why) {
+    return DialController(config_, address, why);
+  };
+  hooks.wait_until = [this](ControllerDialer::SteadyTime until) {
+    MutexLock lock(mu_);
+    cv_.wait_until(lock.native(), until, [&] { return stop_.load(); });
+  };
+  hooks.stopped = [this] { return stop_.load(); };
+  hooks.lease_running = [this] { return !agent_.lease().Expired(); };
+  hooks.on_all_failed = [this](const std::string& summary) { LogUnreachable(summary); };
+  return std::make_unique<ControllerDialer>(std::move(addresses), std::move(hooks));
+}
+
+void ControllerLink::LogUnreachable(const std::string& summary) {
   spdlog::warn(
-      "cannot reach the controller at {}{}; retrying every {} ms while the lease runs (fencing "
-      "after {} ms without it)",
-      config_.controller_address,
+      "cannot reach {}: {}{}; retrying every {} ms while the lease runs (fencing after {} ms "
+      "without it)",
+      dialer_->addresses().size() == 1 ? "the controller" : "an active controller", summary,
       config_.tls.enabled()
-          ? " over TLS (or the TLS handshake failed: check tls.ca, tls.cert and tls.key of "
-            "agent.yaml, that the controller's CA signed this host's certificate and that "
-            "the controller's certificate names " +
-                (config_.tls.server_name.empty() ? std::string("the host of controller_address")
-                                                 : config_.tls.server_name) +
+          ? " over TLS (a failed TLS handshake shows as a failed connection: check tls.ca, "
+            "tls.cert and tls.key of agent.yaml, that the controller's CA signed this host's "
+            "certificate and that the controller's certificate names " +
+                (config_.tls.server_name.empty()
+                     ? std::string("the host of the controller_address dialled")
+                     : config_.tls.server_name) +
                 ")"
           : std::string(" (plaintext, insecure: true)"),
       kLeaseRetry.count(), config_.fencing_lease.count());
@@ -237,23 +266,23 @@ void ControllerLink::SendTopologyApplied(int64_t revision) {
 namespace {
 
 constexpr int kGrpcReconnectMs = 80;
-constexpr std::chrono::milliseconds kDialWindow(500);
 
-// A channel to the controller once it answers (null: not reachable within 500 ms, or the TLS
-// files cannot be read). The files are read at each connection: renewed certificates are used
-// without a restart. Within those 500 ms gRPC itself tries again every 80 ms (+-20% jitter:
-// never more than 100 ms), on a subchannel of this channel's own, so no backoff state of an
-// earlier channel delays it.
-std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config) {
+// A channel to the controller at `address`, connecting from now (null when the TLS files cannot be
+// read: *why says so). The files are read at each dial: renewed certificates are used without a
+// restart. The channel has a subchannel of its own, so no backoff state of an earlier channel
+// delays it; one connection attempt (TCP and TLS handshake) may take the dialer's whole window.
+// The TLS name checked is tls.server_name, else the host of `address`.
+std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config,
+                                              const std::string& address, std::string* why) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kGrpcReconnectMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kGrpcReconnectMs);
-  // gRPC 1.51 uses this as the connect (and TLS handshake) timeout of one attempt, not as a wait:
-  // as long as the dial itself, so a slow handshake still completes.
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(kDialWindow.count()));
+  // gRPC 1.51 uses this as the connect (and TLS handshake) timeout of one attempt, not as a wait.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(ControllerDialer::kDialWindow.count()));
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   TlsFiles files;
   if (config.tls.enabled()) {
@@ -261,15 +290,12 @@ std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config) {
   }
   auto credentials = MakeChannelCredentials(files);
   if (!credentials.ok()) {
-    spdlog::error("cannot connect to the controller: {}", credentials.status().message());
+    *why = credentials.status().message();
+    spdlog::error("cannot connect to the controller at {}: {}", address, *why);
     return nullptr;
   }
   ApplyServerName(files, &args);
-  auto channel = grpc::CreateCustomChannel(config.controller_address, *credentials, args);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + kDialWindow)) {
-    return nullptr;
-  }
-  return channel;
+  return grpc::CreateCustomChannel(address, *credentials, args);
 }
 
 }  // namespace
@@ -382,7 +408,7 @@ void ControllerLink::OnControllerMessage(const v1::ControllerMessage& msg) {
   }
 }
 
-void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write) {
+bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write) {
   const auto lease = config_.fencing_lease;
   uint64_t sequence = 0;
   uint64_t acked_through = 0;
@@ -437,30 +463,12 @@ void ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
       h->set_hold_remaining_ms(agent_.lease().HoldRemaining().count());
       ok = ok && write(hb);
     }
-    if (!ok) break;
+    if (!ok) return false;  // the stream is over: the reader gets its status
   }
+  return true;
 }
 
-bool ControllerLink::Session() {
-  identity_refused_ = false;
-  session_answered_ = false;
-  ++dial_attempts_;
-  auto channel = DialController(config_);
-  if (!channel) return false;
-  // Hello carries the host's domains: say it only with a real listing in hand.
-  auto domains = agent_.Domains();
-  if (!domains) {
-    spdlog::warn("not saying hello to the controller yet: the hypervisor cannot be listed");
-    return false;
-  }
-  auto stub = v1::AgentService::NewStub(channel);
-  grpc::ClientContext ctx;
-  auto stream = stub->Connect(&ctx);
-  FenceLog::Snapshot fenced = agent_.fence_log().Take();
-  if (!stream->Write(BuildHello(*domains, fenced))) {
-    (void)stream->Finish();
-    return false;
-  }
+void ControllerLink::BeginSession(const FenceLog::Snapshot& fenced, void* context) {
   // Before the reader starts: the agent learns of this Hello before any desired set it answers.
   agent_.NoteHello(fenced.seq);
   {
@@ -468,7 +476,7 @@ bool ControllerLink::Session() {
     hello_seq_ = fenced.seq;
     hello_fenced_ = fenced;
     acked_through_ = 0;
-    context_ = &ctx;
+    context_ = context;
     outbox_.clear();
     refusal_.clear();
     sent_.clear();
@@ -477,32 +485,78 @@ bool ControllerLink::Session() {
     reader_done_ = false;
   }
   connected_ = true;
-  spdlog::info("connected to the controller at {} as host {}", config_.controller_address,
-               config_.host_name);
+}
+
+ControllerLink::SessionEnd ControllerLink::Session(const ControllerDialer::Ready& ready,
+                                                   std::string* detail) {
+  identity_refused_ = false;
+  session_answered_ = false;
+  // Hello carries the host's domains: say it only with a real listing in hand.
+  auto domains = agent_.Domains();
+  if (!domains) {
+    spdlog::warn("not saying hello to the controller yet: the hypervisor cannot be listed");
+    *detail = "no Hello sent: the hypervisor cannot be listed";
+    return SessionEnd::kNone;
+  }
+  auto stub = v1::AgentService::NewStub(ready.channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Connect(&ctx);
+  FenceLog::Snapshot fenced = agent_.fence_log().Take();
+  if (!stream->Write(BuildHello(*domains, fenced))) {
+    grpc::Status status = stream->Finish();
+    if (auto active = StandbyRedirect(status.error_message());
+        active && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      *detail = *active;
+      return SessionEnd::kStandby;
+    }
+    *detail = "the stream failed before the Hello: " + status.error_message();
+    return SessionEnd::kNone;
+  }
+  BeginSession(fenced, &ctx);
 
   std::thread reader([&] {
     v1::ControllerMessage msg;
-    while (stream->Read(&msg)) OnControllerMessage(msg);
+    bool first = true;
+    while (stream->Read(&msg)) {
+      if (first) {
+        // An answer: this is the active controller (a standby ends the stream at once).
+        first = false;
+        dialer_->Connected(ready.index);
+        spdlog::info("connected to the controller at {} as host {}", ready.address,
+                     config_.host_name);
+      }
+      OnControllerMessage(msg);
+    }
     MutexLock lock(mu_);
     reader_done_ = true;
     cv_.notify_all();
   });
-  WriteLoop([&](const v1::AgentMessage& m) { return stream->Write(m); });
+  bool ending = WriteLoop([&](const v1::AgentMessage& m) { return stream->Write(m); });
   connected_ = false;
   {
     MutexLock lock(mu_);
     context_ = nullptr;
+    ending = ending && !reader_done_;
   }
-  ctx.TryCancel();
+  // Cancelled only when this side ends it: a cancel would hide the status the controller sent
+  // (a standby's UNAVAILABLE naming the active one).
+  if (ending || stop_) ctx.TryCancel();
   reader.join();
   grpc::Status status = stream->Finish();
   identity_refused_ = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                       status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
-  if (!stop_) {
-    spdlog::warn("controller stream ended: {}",
-                 status.ok() ? std::string("closed") : status.error_message());
+  if (!session_answered_) {
+    if (auto active = StandbyRedirect(status.error_message());
+        active && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      *detail = *active;
+      return SessionEnd::kStandby;
+    }
   }
-  return true;
+  std::string how = status.ok() ? std::string("closed") : status.error_message();
+  if (!stop_) spdlog::warn("controller stream from {} ended: {}", ready.address, how);
+  if (session_answered_) return SessionEnd::kAnswered;
+  *detail = "the stream ended before any answer: " + how;
+  return SessionEnd::kUnanswered;
 }
 
 }  // namespace regen

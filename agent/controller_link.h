@@ -1,7 +1,9 @@
 // The agent's connection to the controller: one AgentService.Connect stream (Hello with capacity
 // and domains, heartbeats, domain reports and failure events up; desired sets, heartbeat acks and
-// refusals down). Lost, it is tried again at once and then every 100 ms while the agent's lease
-// (or a maintenance hold) runs, then with backoff up to 1 s. Each acknowledged heartbeat renews
+// refusals down). With several controller addresses (HA) it follows the active one: a standby's
+// UNAVAILABLE "standby controller; the active controller is at X" sends it to X
+// (agent/controller_dialer.h). Lost, it is tried again at once and then every 100 ms while the
+// agent's lease (or a maintenance hold) runs, then with backoff up to 1 s. Each acknowledged heartbeat renews
 // the agent's fencing lease (and sets or ends its maintenance hold) from the moment that
 // heartbeat was sent (never later), so the agent fences before the controller can declare the
 // host down. Each Hello reports the instances the agent destroyed for safety (its fence log);
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/controller_dialer.h"
 #include "agent/hypervisor.h"
 #include "common/clock.h"
 #include "common/proto/regen.pb.h"
@@ -69,15 +72,29 @@ class ControllerLink {
   void SetHung(bool hung);
   // The last refusal from the controller ("" if none).
   std::string refusal();
-  // Connection attempts so far (tests and diagnostics).
+  // Connection attempts so far, over all addresses (tests and diagnostics).
   int64_t dial_attempts() const { return dial_attempts_.load(); }
+  // The address of the controller this agent is connected to ("" if none), and what each
+  // configured address said last (status). Any thread.
+  std::string connected_address() const { return dialer_->connected(); }
+  std::vector<ControllerDialer::View> controller_states() const { return dialer_->Snapshot(); }
   // While the lease runs, a lost controller is tried again this often.
   static constexpr std::chrono::milliseconds kLeaseRetry{100};
 
  private:
+  // How a session with an address that accepted the connection ended.
+  enum class SessionEnd {
+    kNone,        // no Hello went out (the hypervisor cannot be listed, the stream failed)
+    kStandby,     // a standby answered (detail: the active it names, "" = unknown)
+    kUnanswered,  // the stream ended before any answer (detail: how)
+    kAnswered,    // the controller answered; the stream has ended since
+  };
   void Run();
-  void LogUnreachable();
-  bool Session();  // one connection; false if it never got going
+  void LogUnreachable(const std::string& summary);
+  SessionEnd Session(const ControllerDialer::Ready& ready, std::string* detail);
+  std::unique_ptr<ControllerDialer> MakeDialer();
+  // The session's state once its Hello (reporting `fenced`) went out on `context`.
+  void BeginSession(const FenceLog::Snapshot& fenced, void* context);
   // The session's parts: the Hello, what the controller sends (reader thread), and the writer
   // (heartbeats and the outbox) until the stream ends, Stop() or no ack for too long.
   v1::AgentMessage BuildHello(const std::vector<DomainInfo>& domains,
@@ -87,7 +104,9 @@ class ControllerLink {
   void OnControllerMessage(const v1::ControllerMessage& msg);
   void OnDesired(const v1::DesiredInstances& desired);
   void OnHeartbeatAck(const v1::HeartbeatAck& ack);
-  void WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write);
+  // True when this side ends the session (Stop, no ack, a new Hello due); false when the stream
+  // ended under it (the controller closed it, a write failed).
+  bool WriteLoop(const std::function<bool(const v1::AgentMessage&)>& write);
   void Enqueue(v1::AgentMessage msg);
 
   const AgentConfig config_;
@@ -106,6 +125,7 @@ class ControllerLink {
   bool identity_refused_ = false;
   std::atomic<bool> session_answered_{false};  // the session got an ack
   std::atomic<int64_t> dial_attempts_{0};
+  std::unique_ptr<ControllerDialer> dialer_;  // link thread, but for its thread-safe views
 
   Mutex mu_;
   std::condition_variable cv_;

@@ -179,7 +179,17 @@ Status AgentDaemon::StartControlSocket() {
   targets.agent = agent_.get();
   targets.delivery = delivery_.get();
   targets.dns_watch = dns_watch_.get();
-  if (link_) targets.set_hung = [l = link_.get()](bool hung) { l->SetHung(hung); };
+  if (link_) {
+    targets.set_hung = [l = link_.get()](bool hung) { l->SetHung(hung); };
+    targets.link_status = [l = link_.get()] {
+      nlohmann::json controllers = nlohmann::json::array();
+      for (const auto& v : l->controller_states()) {
+        controllers.push_back({{"address", v.address}, {"state", v.state}});
+      }
+      return nlohmann::json{{"controller_connected_to", l->connected_address()},
+                            {"controllers", controllers}};
+    };
+  }
   targets.inject_crash = hypervisor_.inject_crash;
   targets.fault_injection = config_.fault_injection;
   targets.metrics_port = metrics_ ? metrics_->port() : 0;

@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
+
+#include "common/controller_list.h"
 
 namespace regen {
 
@@ -57,8 +61,10 @@ std::string NewOperationId() {
 
 namespace {
 
-// The channel for `options.tls`; a channel that never connects when the credentials cannot be
-// built (*error says why, and the client returns it before any call).
+// The channel to `address` for `options.tls`; a channel that never connects when the credentials
+// cannot be built (*error says why, and the client returns it before any call). One connection
+// attempt lasts at most connect_timeout (gRPC 1.51 takes the minimum reconnect backoff as the
+// connect timeout); a failed one is tried again after 100 ms to 1 s.
 std::shared_ptr<grpc::ChannelInterface> MakeChannel(const std::string& address,
                                                     const AdminClientOptions& options,
                                                     Status* error) {
@@ -69,27 +75,160 @@ std::shared_ptr<grpc::ChannelInterface> MakeChannel(const std::string& address,
   }
   grpc::ChannelArguments args;
   ApplyServerName(options.tls, &args);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(std::min(options.connect_timeout, options.deadline).count()));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(address, *credentials, args);
+}
+
+std::vector<std::string> SplitAddresses(const std::string& text) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (true) {
+    size_t comma = text.find(',', begin);
+    std::string entry = text.substr(begin, comma == std::string::npos ? comma : comma - begin);
+    entry.erase(0, entry.find_first_not_of(" \t"));
+    entry.erase(entry.find_last_not_of(" \t") + 1);
+    if (!entry.empty()) out.push_back(entry);
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  if (out.empty()) out.push_back(text);
+  return out;
 }
 
 }  // namespace
 
+// One controller address and its channel.
+struct AdminClient::Target {
+  std::string address;
+  std::shared_ptr<grpc::ChannelInterface> channel;
+  std::unique_ptr<v1::AdminService::Stub> stub;
+};
+
+// The order one call tries the targets in: the one that answered last, then the others in their
+// order, except that a standby naming another target sends the call there next. Records what
+// each target said, for the error when none answers.
+class AdminClient::Attempts {
+ public:
+  Attempts(const AdminClient& client, size_t first) : client_(client), first_(first) {
+    tried_.assign(client.targets_.size(), false);
+  }
+  // The next target to try; false when every one was tried.
+  bool Next(size_t* index) {
+    if (redirect_ && !tried_[*redirect_]) {
+      *index = *redirect_;
+    } else {
+      size_t n = tried_.size(), i = 0;
+      while (i < n && tried_[(first_ + i) % n]) ++i;
+      if (i == n) return false;
+      *index = (first_ + i) % n;
+    }
+    redirect_.reset();
+    tried_[*index] = true;
+    return true;
+  }
+  void Failed(size_t index, std::string what) {
+    said_.push_back(client_.targets_[index]->address + ": " + what);
+  }
+  // A standby answered with `message`, naming `active` ("" = it does not know).
+  void Standby(size_t index, const std::string& message, const std::string& active) {
+    Failed(index, message);
+    for (size_t i = 0; i < client_.targets_.size(); ++i) {
+      if (client_.targets_[i]->address == active) redirect_ = i;
+    }
+  }
+  // UNAVAILABLE naming every address tried and what it said.
+  Status Error() const {
+    std::string text;
+    if (said_.size() == 1) {
+      text = "cannot reach the controller at " + said_[0];
+    } else {
+      text = "cannot reach an active controller: ";
+      for (size_t i = 0; i < said_.size(); ++i) text += (i ? "; " : "") + said_[i];
+    }
+    if (!client_.options_.unreachable_hint.empty()) {
+      text += " (" + client_.options_.unreachable_hint + ")";
+    }
+    return Unavailable(text);
+  }
+
+ private:
+  const AdminClient& client_;
+  size_t first_;
+  std::vector<bool> tried_;
+  std::optional<size_t> redirect_;
+  std::vector<std::string> said_;
+};
+
 AdminClient::AdminClient(std::string address, AdminClientOptions options)
-    : address_(std::move(address)), options_(std::move(options)) {
-  stub_ = v1::AdminService::NewStub(MakeChannel(address_, options_, &init_error_));
+    : AdminClient(SplitAddresses(address), std::move(options)) {}
+
+AdminClient::AdminClient(std::vector<std::string> addresses, AdminClientOptions options)
+    : options_(std::move(options)) {
+  for (auto& address : addresses) {
+    auto t = std::make_unique<Target>();
+    t->address = std::move(address);
+    Status error;
+    t->channel = MakeChannel(t->address, options_, &error);
+    if (!error.ok()) init_error_ = error;
+    t->stub = v1::AdminService::NewStub(t->channel);
+    targets_.push_back(std::move(t));
+  }
 }
 
 AdminClient::AdminClient(std::string address, std::shared_ptr<grpc::ChannelInterface> channel,
                          AdminClientOptions options)
-    : address_(std::move(address)),
-      options_(std::move(options)),
-      stub_(v1::AdminService::NewStub(std::move(channel))) {}
+    : options_(std::move(options)) {
+  auto t = std::make_unique<Target>();
+  t->address = std::move(address);
+  t->channel = std::move(channel);
+  t->stub = v1::AdminService::NewStub(t->channel);
+  targets_.push_back(std::move(t));
+}
+
+AdminClient::~AdminClient() = default;
+
+std::string AdminClient::address() const { return targets_[Current()]->address; }
+
+size_t AdminClient::Current() const {
+  MutexLock lock(mu_);
+  return current_;
+}
+
+void AdminClient::Remember(size_t index) {
+  MutexLock lock(mu_);
+  current_ = index;
+}
 
 void AdminClient::Authorize(grpc::ClientContext* context) const {
   if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
 }
 
-Status AdminClient::FromGrpc(const char* rpc, const grpc::Status& status) const {
+bool AdminClient::Connect(Target& target, std::string* why) const {
+  auto timeout = std::min(options_.connect_timeout, options_.deadline);
+  auto deadline = std::chrono::system_clock::now() + timeout;
+  grpc_connectivity_state state = target.channel->GetState(/*try_to_connect=*/true);
+  // A channel failed by an earlier call gets one more attempt before it counts as failed.
+  bool fresh = state != GRPC_CHANNEL_TRANSIENT_FAILURE;
+  while (state != GRPC_CHANNEL_READY) {
+    if ((state == GRPC_CHANNEL_TRANSIENT_FAILURE && fresh) || state == GRPC_CHANNEL_SHUTDOWN) {
+      *why = "could not connect (nothing listens there, or the TLS handshake failed)";
+      return false;
+    }
+    if (!target.channel->WaitForStateChange(state, deadline)) {
+      *why = "no connection within " + std::to_string(timeout.count()) + " ms";
+      return false;
+    }
+    fresh = true;
+    state = target.channel->GetState(/*try_to_connect=*/true);
+  }
+  return true;
+}
+
+Status AdminClient::FromGrpc(const char* rpc, const std::string& address,
+                             const grpc::Status& status) const {
   std::string message = status.error_message();
   if (message.empty())
     message = std::string(rpc) + " failed (gRPC code " +
@@ -99,7 +238,7 @@ Status AdminClient::FromGrpc(const char* rpc, const grpc::Status& status) const 
       return Status::Ok();
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED: {
-      std::string text = "cannot reach the controller at " + address_ + ": " + message;
+      std::string text = "cannot reach the controller at " + address + ": " + message;
       if (!options_.unreachable_hint.empty()) text += " (" + options_.unreachable_hint + ")";
       return status.error_code() == grpc::StatusCode::UNAVAILABLE ? Unavailable(text)
                                                                   : DeadlineExceeded(text);
@@ -124,22 +263,48 @@ Status AdminClient::FromGrpc(const char* rpc, const grpc::Status& status) const 
   }
 }
 
+namespace {
+// The active controller a standby names ("" = unknown), or nullopt if `status` is no standby's.
+std::optional<std::string> StandbyAnswer(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return std::nullopt;
+  return StandbyRedirect(status.error_message());
+}
+}  // namespace
+
 template <typename Response, typename Request, typename Call>
 Result<Response> AdminClient::Unary(const char* rpc, const Request& request, Call call) {
   if (!init_error_.ok()) return init_error_;
-  grpc::ClientContext context;
-  Authorize(&context);
-  context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
-  Response response;
-  grpc::Status status = call(&context, request, &response);
-  if (!status.ok()) return FromGrpc(rpc, status);
-  return response;
+  Attempts attempts(*this, Current());
+  for (size_t i = 0; attempts.Next(&i);) {
+    Target& target = *targets_[i];
+    std::string why;
+    if (!Connect(target, &why)) {
+      attempts.Failed(i, why);
+      continue;
+    }
+    grpc::ClientContext context;
+    Authorize(&context);
+    context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
+    Response response;
+    grpc::Status status = call(*target.stub, &context, request, &response);
+    if (status.ok()) {
+      Remember(i);
+      return response;
+    }
+    if (auto active = StandbyAnswer(status)) {
+      attempts.Standby(i, status.error_message(), *active);
+      continue;
+    }
+    Remember(i);
+    return FromGrpc(rpc, target.address, status);
+  }
+  return attempts.Error();
 }
 
 // The stub's blocking method as a callable for Unary.
-#define REGEN_STUB_CALL(method)                                 \
-  [this](grpc::ClientContext* c, const auto& req, auto* resp) { \
-    return stub_->method(c, req, resp);                         \
+#define REGEN_STUB_CALL(method)                                                        \
+  [](v1::AdminService::Stub& stub, grpc::ClientContext* c, const auto& req, auto* resp) { \
+    return stub.method(c, req, resp);                                                   \
   }
 
 Result<v1::ApplyServiceResponse> AdminClient::ApplyService(v1::ApplyServiceRequest request) {
@@ -226,27 +391,43 @@ Result<v1::MaintenanceStatus> AdminClient::MaintenanceStatusGet(
 Status AdminClient::Events(int64_t after_sequence, bool follow,
                            const std::function<bool(const v1::Event&)>& on_event) {
   if (!init_error_.ok()) return init_error_;
-  grpc::ClientContext context;
-  Authorize(&context);
-  if (!follow) context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
   v1::EventsRequest request;
   request.set_after_sequence(after_sequence);
   request.set_follow(follow);
-  std::unique_ptr<grpc::ClientReader<v1::Event>> reader = stub_->Events(&context, request);
-  v1::Event event;
-  bool stopped = false;
-  while (reader->Read(&event)) {
-    if (!on_event(event)) {
-      stopped = true;
-      context.TryCancel();
-      while (reader->Read(&event)) {
-      }
-      break;
+  Attempts attempts(*this, Current());
+  for (size_t i = 0; attempts.Next(&i);) {
+    Target& target = *targets_[i];
+    std::string why;
+    if (!Connect(target, &why)) {
+      attempts.Failed(i, why);
+      continue;
     }
+    grpc::ClientContext context;
+    Authorize(&context);
+    if (!follow) context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
+    std::unique_ptr<grpc::ClientReader<v1::Event>> reader = target.stub->Events(&context, request);
+    v1::Event event;
+    bool stopped = false, received = false;
+    while (reader->Read(&event)) {
+      received = true;
+      if (!on_event(event)) {
+        stopped = true;
+        context.TryCancel();
+        while (reader->Read(&event)) {
+        }
+        break;
+      }
+    }
+    grpc::Status status = reader->Finish();
+    if (stopped) return Status::Ok();  // CANCELLED by us
+    if (auto active = StandbyAnswer(status); active && !received) {
+      attempts.Standby(i, status.error_message(), *active);
+      continue;
+    }
+    Remember(i);
+    return FromGrpc("Events", target.address, status);
   }
-  grpc::Status status = reader->Finish();
-  if (stopped) return Status::Ok();  // CANCELLED by us
-  return FromGrpc("Events", status);
+  return attempts.Error();
 }
 
 }  // namespace regen

@@ -1,14 +1,18 @@
 // AdminClient: a typed client for the controller's AdminService, used by regenctl and by
-// regen-agent's failover/drain subcommands. Thread-safe: one AdminClient may be shared by threads
-// (the gRPC stub is); every call blocks its calling thread until the reply, the deadline or an
-// error.
+// regen-agent's failover/drain subcommands; with several controller addresses (HA) it follows the
+// active one. Thread-safe: one AdminClient may be shared by threads; every call blocks its
+// calling thread until the reply, the deadline or an error.
 #pragma once
+
+// Before grpcpp (see tests/unit/ctl/regenctl_test_fixture.h).
+#include "common/thread_annotations.h"
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/grpc_tls.h"
 #include "common/proto/regen.grpc.pb.h"
@@ -19,6 +23,9 @@ namespace regen {
 struct AdminClientOptions {
   // The deadline of each unary call, and of a whole Events call that does not follow.
   std::chrono::milliseconds deadline{10000};
+  // How long one controller may take to accept the connection (TLS handshake included) before
+  // the next address is tried (each call waits at most `deadline` for it).
+  std::chrono::milliseconds connect_timeout{3000};
   // Put in parentheses after "cannot reach the controller at ADDRESS: ..." when the controller
   // cannot be reached (UNAVAILABLE or DEADLINE_EXCEEDED); a CLI names its own flags here.
   std::string unreachable_hint = "is regen-controller running?";
@@ -30,16 +37,29 @@ struct AdminClientOptions {
 
 class AdminClient {
  public:
-  // `address` is "host:port"; credentials from options.tls. Connecting is lazy: an unreachable
-  // controller shows up as the first call's error, and so does a PEM file that cannot be read
-  // (INVALID_ARGUMENT naming it; nothing is sent).
+  // `address` is "host:port", or several separated by ',' (HA controllers, as
+  // ParseControllerList of common/controller_list.h accepts them; the caller checks them first);
+  // credentials from options.tls. Connecting is lazy: an unreachable controller shows up as the
+  // first call's error, and so does a PEM file that cannot be read (INVALID_ARGUMENT naming it;
+  // nothing is sent).
   explicit AdminClient(std::string address, AdminClientOptions options = {});
+  explicit AdminClient(std::vector<std::string> addresses, AdminClientOptions options = {});
   // Over an existing channel (tests, or other credentials).
   AdminClient(std::string address, std::shared_ptr<grpc::ChannelInterface> channel,
               AdminClientOptions options = {});
+  ~AdminClient();
 
-  const std::string& address() const { return address_; }
+  // The controller that answered last (before any answer: the first address).
+  std::string address() const;
 
+  // Every call goes to the controller that answered last, then to the others in their order. It
+  // moves on only when nothing was sent: no connection within connect_timeout (refused, TLS
+  // handshake failed, no answer), or a standby's UNAVAILABLE "standby controller; the active
+  // controller is at X" (then straight to X when X is one of the addresses). Any other outcome
+  // (a reply, an error, DEADLINE_EXCEEDED after sending) is final: a write is never sent twice.
+  // When no controller answers: UNAVAILABLE "cannot reach the controller at A: ..." (one address)
+  // or "cannot reach an active controller: A: ...; B: ..." naming each address and what it said.
+  //
   // One method per RPC. Errors keep the controller's message and map the gRPC code
   // (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, UNAUTHENTICATED,
   // PERMISSION_DENIED; UNAVAILABLE and
@@ -72,17 +92,24 @@ class AdminClient {
                 const std::function<bool(const v1::Event&)>& on_event);
 
  private:
+  struct Target;
+  class Attempts;
   template <typename Response, typename Request, typename Call>
   Result<Response> Unary(const char* rpc, const Request& request, Call call);
-  Status FromGrpc(const char* rpc, const grpc::Status& status) const;
+  Status FromGrpc(const char* rpc, const std::string& address, const grpc::Status& status) const;
+  // Waits until `target` accepts a connection (false: refused, failed or too slow; *why says).
+  bool Connect(Target& target, std::string* why) const;
+  void Remember(size_t index);
+  size_t Current() const;
 
   // Adds the token metadata, if any.
   void Authorize(grpc::ClientContext* context) const;
 
-  std::string address_;
   AdminClientOptions options_;
   Status init_error_;  // credentials that could not be built: every call returns it
-  std::unique_ptr<v1::AdminService::Stub> stub_;
+  std::vector<std::unique_ptr<Target>> targets_;
+  mutable Mutex mu_;
+  size_t current_ GUARDED_BY(mu_) = 0;  // the target that answered last
 };
 
 // A fresh operation id: 128 random bits as 32 lower-case hex digits (from /dev/urandom, else

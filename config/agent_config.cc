@@ -1,5 +1,10 @@
 #include "config/agent_config.h"
 
+#include <iterator>
+#include <string_view>
+#include <vector>
+
+#include "common/controller_list.h"
 #include "common/names.h"
 #include "config/fields.h"
 #include "config/yaml_tree.h"
@@ -106,38 +111,58 @@ Status ParseFencing(const FieldMap& top, AgentConfig* c) {
   return top.GetAbsolutePath("watchdog_device", &c->watchdog_device, /*allow_empty=*/true);
 }
 
+// Every setting agent.yaml may hold.
+constexpr std::string_view kAgentKeys[] = {
+    "host_name", "address", "controller_address", "libvirt_uri", "poll_interval", "libvirt_events",
+    "ovs", "capacity", "fencing_lease", "fencing_backstop_after", "watchdog_device", "state_dir",
+    "control_socket", "desired_file", "domain_type", "fault_injection", "log_level", "tls",
+    "insecure", "network", "metrics_address", "dns",
+};
+
+// controller_address: "host:port", "a:7400,b:7400" or a YAML list of "host:port"; "" or absent
+// = standalone.
+Status ParseControllerAddress(const FieldMap& top, AgentConfig* c) {
+  const YamlNode* node = top.Find("controller_address");
+  if (node == nullptr || node->is_null()) return Status::Ok();
+  std::vector<std::string> entries;
+  if (node->is_sequence()) {
+    for (const YamlNode& item : node->items) {
+      if (!item.is_scalar()) {
+        return top.ErrorAt("controller_address", "entry " + std::to_string(entries.size() + 1) +
+                                                     " must be \"host:port\", got " +
+                                                     DescribeValue(item));
+      }
+      entries.push_back(item.value);
+    }
+    if (Status s = ValidateControllerList(entries); !s.ok()) {
+      return top.ErrorAt("controller_address", s.message());
+    }
+  } else if (node->is_scalar() && node->value.find(',') != std::string::npos) {
+    Result<std::vector<std::string>> list = ParseControllerList(node->value);
+    if (!list.ok()) return top.ErrorAt("controller_address", list.status().message());
+    entries = std::move(*list);
+  } else {
+    std::string one;
+    RETURN_IF_ERROR(top.GetHostPort("controller_address", &one, /*allow_empty=*/true));
+    if (one.empty()) return Status::Ok();
+    entries.push_back(std::move(one));
+  }
+  c->controller_addresses = entries;
+  c->controller_address = JoinControllerList(entries);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "agent configuration",
-                                                {"host_name",
-                                                 "address",
-                                                 "controller_address",
-                                                 "libvirt_uri",
-                                                 "poll_interval",
-                                                 "libvirt_events",
-                                                 "ovs",
-                                                 "capacity",
-                                                 "fencing_lease",
-                                                 "fencing_backstop_after",
-                                                 "watchdog_device",
-                                                 "state_dir",
-                                                 "control_socket",
-                                                 "desired_file",
-                                                 "domain_type",
-                                                 "fault_injection",
-                                                 "log_level",
-                                                 "tls",
-                                                 "insecure",
-                                                 "network",
-                                                 "metrics_address",
-                                                 "dns"}));
+  ASSIGN_OR_RETURN(FieldMap top,
+                   FieldMap::Root(file_name, root, "agent configuration",
+                                  {std::begin(kAgentKeys), std::end(kAgentKeys)}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));
-  RETURN_IF_ERROR(top.GetHostPort("controller_address", &c.controller_address,
-                                  /*allow_empty=*/true));
+  RETURN_IF_ERROR(ParseControllerAddress(top, &c));
   RETURN_IF_ERROR(top.GetNonEmptyString("libvirt_uri", &c.libvirt_uri));
   RETURN_IF_ERROR(
       top.GetDuration("poll_interval", milliseconds(10), std::chrono::hours(1), &c.poll_interval));

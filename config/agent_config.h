@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/model.h"
 #include "common/status.h"
@@ -25,7 +26,10 @@ struct AgentNetworkConfig {
 struct AgentConfig {
   std::string host_name;              // host_name (required): [a-z][a-z0-9-]{0,62}
   std::string address = "127.0.0.1";  // address: tunnel endpoint / how the controller sees us
-  std::string controller_address;     // controller_address: "host:port"; empty = standalone
+  // controller_address: one "host:port", or several (HA controllers: "a:7400,b:7400" or a YAML
+  // list); here joined with ',' ("" = standalone), and one by one in controller_addresses.
+  std::string controller_address;
+  std::vector<std::string> controller_addresses;
   std::string libvirt_uri = "qemu:///system";     // libvirt_uri
   std::chrono::milliseconds poll_interval{1000};  // poll_interval, e.g. "1s", "250ms"
   bool libvirt_events = true;                     // libvirt_events: false disables lifecycle events

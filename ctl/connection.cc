@@ -38,7 +38,9 @@ Args ArgsFromEnvironment() {
 
 void AddConnectionOptions(CLI::App& app, Args& a) {
   app.add_option("--controller", a.controller,
-                 "controller address host:port (default: $REGEN_CONTROLLER, else " +
+                 "controller address host:port, or several separated by ',' (HA "
+                 "controllers: each call goes to the active one) (default: $REGEN_CONTROLLER, "
+                 "else " +
                      std::string(kDefaultController) + ")");
   app.add_option("--timeout", a.timeout_seconds, "seconds to wait for each reply")
       ->capture_default_str();
@@ -51,8 +53,8 @@ void AddConnectionOptions(CLI::App& app, Args& a) {
                  "file holding a bearer token of the controller's auth.tokens (default: "
                  "$REGEN_TOKEN_FILE)");
   app.add_option("--tls-server-name", a.tls_server_name,
-                 "the name the controller's certificate carries, when it is not the host of "
-                 "--controller");
+                 "the name the controllers' certificates carry, when it is not the host of "
+                 "the --controller address dialled");
 }
 
 Status CredentialOptions(const Args& a, AdminClientOptions* options, std::ostream& err) {
@@ -110,7 +112,7 @@ void SetDeadlineAndHint(const Args& a, AdminClientOptions* options) {
     options->unreachable_hint +=
         "; over TLS the handshake fails too when --ca is not the controller's CA, when the "
         "controller requires a client certificate (--cert/--key) or when its certificate does "
-        "not name the host of --controller (--tls-server-name)";
+        "not name the host of the --controller address dialled (--tls-server-name)";
   } else {
     options->unreachable_hint +=
         "; a controller with tls: in controller.yaml needs --ca (and --cert/--key or "

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/admin_client.h"
+#include "common/controller_list.h"
 #include "common/names.h"
 #include "ctl/command.h"
 #include "ctl/connection.h"
@@ -115,6 +116,11 @@ std::optional<int> Parse(CLI::App& app, int argc, char** argv, const Args& a, st
   if (a.controller.empty()) {
     err << "regenctl: --controller is empty (give host:port, e.g. " << ctl::kDefaultController
         << ")\n";
+    return 2;
+  }
+  if (Result<std::vector<std::string>> list = ParseControllerList(a.controller); !list.ok()) {
+    err << "regenctl: --controller (or REGEN_CONTROLLER) " << QuoteValue(a.controller) << ": "
+        << list.status().message() << "\n";
     return 2;
   }
   return std::nullopt;

@@ -2,7 +2,9 @@
 // AgentService.Connect on loopback with a real gRPC server. It records every Hello (with its
 // arrival time) and heartbeat, acks each heartbeat with the lease, interval and maintenance hold
 // the test sets, answers each Hello with the desired set the test sets, and can go away and come
-// back on the same port (a controller crash and restart). Header-only; link regen_proto.
+// back on the same port (a controller crash and restart). As a standby (HA) it answers every
+// Connect with UNAVAILABLE "standby controller; the active controller is at X" and counts them.
+// Header-only; link regen_proto.
 // Public methods are thread-safe.
 #pragma once
 
@@ -71,6 +73,17 @@ class FakeAgentService final : public v1::AgentService::Service {
     desired_ = std::move(desired);
   }
 
+  // A standby naming `active` ("unknown" when empty); nullopt: the active controller again.
+  void SetStandby(std::optional<std::string> active) {
+    MutexLock lock(mu_);
+    standby_ = std::move(active);
+  }
+  int64_t standby_refusals() {
+    MutexLock lock(mu_);
+    return standby_refusals_;
+  }
+  std::string address() { return "127.0.0.1:" + std::to_string(port()); }
+
   std::vector<HelloSeen> hellos() {
     MutexLock lock(mu_);
     return hellos_;
@@ -83,6 +96,15 @@ class FakeAgentService final : public v1::AgentService::Service {
   grpc::Status Connect(
       grpc::ServerContext* /*context*/,
       grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>* stream) override {
+    {
+      MutexLock lock(mu_);
+      if (standby_) {
+        ++standby_refusals_;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "standby controller; the active controller is at " +
+                                (standby_->empty() ? std::string("unknown") : *standby_));
+      }
+    }
     v1::AgentMessage msg;
     if (!stream->Read(&msg) || !msg.has_hello()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first message must be Hello");
@@ -123,6 +145,8 @@ class FakeAgentService final : public v1::AgentService::Service {
   int64_t interval_ms_ GUARDED_BY(mu_) = 500;
   int64_t hold_ms_ GUARDED_BY(mu_) = 0;
   std::optional<v1::DesiredInstances> desired_ GUARDED_BY(mu_);
+  std::optional<std::string> standby_ GUARDED_BY(mu_);
+  int64_t standby_refusals_ GUARDED_BY(mu_) = 0;
   std::vector<HelloSeen> hellos_ GUARDED_BY(mu_);
   std::vector<v1::Heartbeat> heartbeats_ GUARDED_BY(mu_);
 };

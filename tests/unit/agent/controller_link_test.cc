@@ -3,7 +3,9 @@
 // hypervisor on the real clock: the link is back (Hello received) within 500 ms of the
 // controller listening again; a maintenance hold from the acks keeps the domains past the lease
 // and ends with an ack without one; a fence is reported in the next Hello and cleared once
-// answered, and only the set after that Hello is created.
+// answered, and only the set after that Hello is created. With several controller addresses (HA)
+// the link ends on the active one past a standby, a dead and a hung address, and after the active
+// one dies it says Hello to the next active one within ~100 ms of its taking over.
 #include "agent/controller_link.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +14,12 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <vector>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "tests/fakes/fake_agent_service.h"
@@ -48,9 +56,16 @@ class ControllerLinkTest : public ::testing::Test {
  protected:
   void StartAgent(milliseconds lease) {
     ASSERT_TRUE(controller_.Start());
+    StartAgentWith({controller_.address()}, lease);
+  }
+  // The agent with these controller addresses (HA); the controllers are the test's.
+  void StartAgentWith(const std::vector<std::string>& addresses, milliseconds lease) {
     AgentConfig c;
     c.host_name = "host-a";
-    c.controller_address = "127.0.0.1:" + std::to_string(controller_.port());
+    c.controller_addresses = addresses;
+    for (const auto& a : addresses) {
+      c.controller_address += (c.controller_address.empty() ? "" : ",") + a;
+    }
     c.insecure = true;
     c.libvirt_uri = "fake:///";
     c.domain_type = "test";
@@ -195,6 +210,123 @@ TEST_F(ControllerLinkTest, HoldKeepsDomainsFenceIsReportedInTheNextHello) {
       << hello.fenced(0).reason();
   ASSERT_TRUE(WaitFor([&] { return agent_->fence_log().Take().records.empty(); }, kWait));
   EXPECT_FALSE(agent_->fenced());
+}
+
+
+// A TCP port on 127.0.0.1 that nothing listens on (bound, then closed).
+int ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  return ok ? ntohs(addr.sin_port) : -1;
+}
+
+// A hung controller: the kernel completes TCP handshakes (listen backlog) but nobody ever
+// answers, so a dial hangs until its timeout.
+class HungListener {
+ public:
+  HungListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::listen(fd_, 64) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~HungListener() { ::close(fd_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// Past a standby (naming the active one), a dead and a hung address, the agent ends on the active
+// one, and status names it.
+TEST_F(ControllerLinkTest, EndsOnTheActiveControllerPastStandbyDeadAndHung) {
+  FakeAgentService standby, active;
+  ASSERT_TRUE(standby.Start());
+  ASSERT_TRUE(active.Start());
+  active.SetAck(3000, 100, 0);
+  standby.SetStandby(active.address());
+  HungListener hung;
+  ASSERT_GT(hung.port(), 0);
+  int dead = ClosedPort();
+  ASSERT_GT(dead, 0);
+  const std::string dead_address = "127.0.0.1:" + std::to_string(dead);
+  StartAgentWith({hung.address(), dead_address, standby.address(), active.address()}, 3s);
+  ASSERT_TRUE(WaitFor([&] { return !active.heartbeats().empty(); }, kWait));
+  EXPECT_EQ(link_->connected_address(), active.address());
+  EXPECT_TRUE(link_->connected());
+  EXPECT_GE(standby.standby_refusals(), 1);
+  auto states = link_->controller_states();
+  ASSERT_EQ(states.size(), 4u);
+  EXPECT_EQ(states[3].state, "connected (active)");
+  EXPECT_EQ(states[2].state, "standby (active at " + active.address() + ")");
+  // It stays there: no Hello again.
+  ASSERT_TRUE(WaitFor([&] { return active.heartbeats().size() >= 5; }, kWait));
+  EXPECT_EQ(active.hellos().size(), 1u);
+  EXPECT_FALSE(agent_->fenced());
+  standby.Stop();
+  active.Stop();
+}
+
+// The active controller dies; a standby takes over a little later (as after its election lease):
+// the agent, retrying every 100 ms past a dead and a hung address, says Hello to the new active
+// one within ~100 ms of its taking over. Five failovers, back and forth; the worst must stay under
+// 300 ms.
+TEST_F(ControllerLinkTest, FollowsTheActiveControllerAcrossFailovers) {
+  FakeAgentService a, b;
+  ASSERT_TRUE(a.Start());
+  ASSERT_TRUE(b.Start());
+  a.SetAck(3000, 100, 0);
+  b.SetAck(3000, 100, 0);
+  b.SetStandby(a.address());
+  HungListener hung;
+  int dead = ClosedPort();
+  ASSERT_GT(dead, 0);
+  StartAgentWith({hung.address(), "127.0.0.1:" + std::to_string(dead), a.address(), b.address()},
+                 3s);
+  ASSERT_TRUE(WaitFor([&] { return !a.heartbeats().empty(); }, kWait));
+
+  FakeAgentService* active = &a;
+  FakeAgentService* standby = &b;
+  milliseconds worst(0);
+  for (int round = 0; round < 5; ++round) {
+    const int port = active->port();
+    size_t hellos = standby->hellos().size();
+    active->Stop();  // the active one dies; the standby still names it for a while
+    ASSERT_TRUE(WaitFor([&] { return !link_->connected(); }, kWait));
+    int64_t refusals = standby->standby_refusals();
+    ASSERT_TRUE(WaitFor([&] { return standby->standby_refusals() >= refusals + 2; }, kWait));
+    auto took_over = std::chrono::steady_clock::now();
+    standby->SetStandby(std::nullopt);
+    ASSERT_TRUE(WaitFor([&] { return standby->hellos().size() > hellos; }, kWait));
+    auto took = std::chrono::duration_cast<milliseconds>(standby->hellos().back().at - took_over);
+    std::printf("failover %d: Hello at the new active controller %lld ms after it took over\n",
+                round, static_cast<long long>(took.count()));
+    worst = std::max(worst, took);
+    ASSERT_TRUE(WaitFor([&] { return link_->connected_address() == standby->address(); }, kWait));
+    // The old active one comes back as a standby naming the new one.
+    active->SetStandby(standby->address());
+    ASSERT_TRUE(active->Start(port)) << "port " << port << " taken meanwhile";
+    std::swap(active, standby);
+    EXPECT_FALSE(agent_->fenced());
+  }
+  std::printf("worst of 5 failovers: %lld ms\n", static_cast<long long>(worst.count()));
+  EXPECT_LT(worst, 300ms);
+  a.Stop();
+  b.Stop();
 }
 
 }  // namespace

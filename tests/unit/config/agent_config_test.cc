@@ -163,6 +163,29 @@ TEST(AgentConfigTest, EmptyBridgeAndEmptyControllerAreAllowed) {
   EXPECT_EQ(c->controller_address, "");
 }
 
+// HA controllers: a comma-separated list or a YAML list; one address stays a list of one.
+TEST(AgentConfigTest, SeveralControllerAddresses) {
+  Result<AgentConfig> c = ParseAgentConfig(
+      "host_name: a\ncontroller_address: \"ctl-1:7400, ctl-2:7400,10.0.0.3:7400\"\ninsecure: "
+      "true\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->controller_addresses,
+            (std::vector<std::string>{"ctl-1:7400", "ctl-2:7400", "10.0.0.3:7400"}));
+  EXPECT_EQ(c->controller_address, "ctl-1:7400,ctl-2:7400,10.0.0.3:7400");
+  c = ParseAgentConfig(
+      "host_name: a\ncontroller_address:\n  - ctl-1:7400\n  - \"[::1]:7400\"\ninsecure: true\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->controller_addresses, (std::vector<std::string>{"ctl-1:7400", "[::1]:7400"}));
+  c = ParseAgentConfig("host_name: a\ncontroller_address: ctl:7400\ninsecure: true\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->controller_addresses, std::vector<std::string>{"ctl:7400"});
+  c = ParseAgentConfig("host_name: a\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->controller_addresses.empty());
+}
+
 TEST(AgentConfigTest, FaultInjectionOnTestDriver) {
   Result<AgentConfig> c = ParseAgentConfig(
       "host_name: a\nlibvirt_uri: test:///default\nfault_injection: true\n", kFile);
@@ -247,6 +270,17 @@ const BadCase kBadAgent[] = {
      "controller_address", "got \"ctl.lab\""},
     {"controller port 0", "host_name: a\ncontroller_address: ctl.lab:0\n", "2:21",
      "controller_address", "\"ctl.lab:0\""},
+    {"controller list entry without port",
+     "host_name: a\ncontroller_address: a:7400,ctl.lab,c:7400\n", "2:21", "controller_address",
+     "entry 2 of 3 \"ctl.lab\" must be \"host:port\" with a port from 1 to 65535"},
+    {"controller list twice", "host_name: a\ncontroller_address: a:7400, b:7400,a:7400\n", "2:21",
+     "controller_address", "entry 3 of 3 \"a:7400\" is listed twice"},
+    {"controller list empty entry", "host_name: a\ncontroller_address: a:7400,\n", "2:21",
+     "controller_address", "entry 2 of 2 is empty"},
+    {"controller yaml list bad entry", "host_name: a\ncontroller_address: [a:7400, b:0]\n",
+     "2:21", "controller_address", "entry 2 of 2 \"b:0\" must be \"host:port\""},
+    {"controller yaml list with a map", "host_name: a\ncontroller_address:\n  - {x: 1}\n", "3:3",
+     "controller_address", "entry 1 must be \"host:port\", got a map"},
     {"empty libvirt_uri", "host_name: a\nlibvirt_uri: \"\"\n", "2:14", "libvirt_uri",
      "must not be empty, got \"\""},
     {"bridge too long", "host_name: a\novs:\n  bridge: this-name-is-too-long\n", "3:11",

@@ -177,6 +177,16 @@ class FakeAdminService final : public v1::AdminService::Service {
     MutexLock lock(mu_);
     fail_next_ = std::move(status);
   }
+  // A standby (HA) naming `active` ("" = unknown); nullopt: the active controller again.
+  void SetStandby(std::optional<std::string> active) {
+    MutexLock lock(mu_);
+    standby_ = std::move(active);
+  }
+  // The RPCs answered as a standby.
+  std::vector<std::string> StandbyCalls() const {
+    MutexLock lock(mu_);
+    return standby_calls_;
+  }
   // ListServices then waits until the client gives up (for deadline tests).
   void HangListServices() { hang_list_services_ = true; }
   // Events with follow=true keeps sending new events until the client cancels.
@@ -378,9 +388,16 @@ class FakeAdminService final : public v1::AdminService::Service {
   }
 
  private:
-  // Records the request; returns the status to fail with, if FailNext was called.
+  // Records the request; returns the status to fail with, if FailNext was called. A standby
+  // records nothing and answers UNAVAILABLE naming the active controller.
   std::optional<grpc::Status> Record(const std::string& rpc, const google::protobuf::Message& m) {
     MutexLock lock(mu_);
+    if (standby_) {
+      standby_calls_.push_back(rpc);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "standby controller; the active controller is at " +
+                              (standby_->empty() ? std::string("unknown") : *standby_));
+    }
     calls_.push_back(rpc + " {" + m.ShortDebugString() + "}");
     std::shared_ptr<google::protobuf::Message> copy(m.New());
     copy->CopyFrom(m);
@@ -412,6 +429,8 @@ class FakeAdminService final : public v1::AdminService::Service {
   std::optional<grpc::Status> fail_next_ GUARDED_BY(mu_);
   std::set<std::string> applied_ GUARDED_BY(mu_);
   v1::UpgradeStatus upgrade_ GUARDED_BY(mu_);
+  std::optional<std::string> standby_ GUARDED_BY(mu_);
+  std::vector<std::string> standby_calls_ GUARDED_BY(mu_);
 };
 
 // ---- helpers ----
@@ -456,6 +475,31 @@ inline std::set<std::string> Keys(const json& object) {
   for (auto it = object.begin(); it != object.end(); ++it) keys.insert(it.key());
   return keys;
 }
+
+// One more fake controller on 127.0.0.1 (HA tests): Start() then address().
+class ExtraController {
+ public:
+  ~ExtraController() { Stop(); }
+  bool Start() {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&fake);
+    server_ = builder.BuildAndStart();
+    address_ = "127.0.0.1:" + std::to_string(port);
+    return server_ != nullptr && port > 0;
+  }
+  void Stop() {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+    server_.reset();
+  }
+  const std::string& address() const { return address_; }
+  FakeAdminService fake;
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
 
 class RegenctlTest : public ::testing::Test {
  protected:
