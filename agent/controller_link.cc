@@ -369,8 +369,12 @@ void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
     auto it = sent_.find(ack.sequence());
     if (it == sent_.end()) return;
     sent = it->second;
-    if (ack.heartbeat_interval_ms() > 0) {
+    if (ack.heartbeat_interval_ms() > 0 &&
+        heartbeat_interval_ != std::chrono::milliseconds(ack.heartbeat_interval_ms())) {
+      // The writer's next heartbeat moves to the controller's interval at once (it first
+      // counted with its own guess, a quarter of the lease, which can look like silence).
       heartbeat_interval_ = std::chrono::milliseconds(ack.heartbeat_interval_ms());
+      cv_.notify_all();
     }
     acked_through_ = std::max(acked_through_, ack.sequence());
     last_ack_ = clock_.Now();
@@ -413,15 +417,18 @@ bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
   uint64_t sequence = 0;
   uint64_t acked_through = 0;
   auto next_heartbeat = clock_.Now();
+  std::optional<Clock::TimePoint> last_sent;
   while (!stop_) {
     std::deque<v1::AgentMessage> out;
     bool send_heartbeat = false;
     {
       MutexLock lock(mu_);
+      if (last_sent) next_heartbeat = std::min(next_heartbeat, *last_sent + heartbeat_interval_);
       auto wait = std::max<Clock::Duration>(next_heartbeat - clock_.Now(), Clock::Duration::zero());
       auto deadline = std::chrono::steady_clock::now() + wait;
       while (!stop_ && !reader_done_ && outbox_.empty()) {
         if (cv_.wait_until(lock.native(), deadline) == std::cv_status::timeout) break;
+        if (last_sent && *last_sent + heartbeat_interval_ < next_heartbeat) break;  // sooner now
       }
       if (reader_done_) break;
       out.swap(outbox_);
@@ -443,6 +450,7 @@ bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
         send_heartbeat = true;
         sent_[++sequence] = now;
         next_heartbeat = now + heartbeat_interval_;
+        last_sent = now;
       }
       if (now - last_ack_ > 2 * lease + heartbeat_interval_) {
         spdlog::warn(

@@ -11,7 +11,11 @@
 # The lab lives in a fresh temp dir and is always stopped and removed at the end (also on failure
 # or Ctrl-C); the script checks that no qemu of that dir survives.
 #
-#   scripts/demo.sh [--driver qemu|test]
+#   scripts/demo.sh [--driver qemu|test] [--ha]
+#
+# --ha runs the lab with 3 etcd members and 3 controllers (scripts/lab.sh up --ha) and kills the
+# active controller with kill -9 right after the VM crash: a standby takes over and finishes the
+# heal.
 #
 # --driver test runs the same on libvirt's test driver (no real VMs): the VM crash is
 # `regen-agent inject crash`, the host loss a kill -9 of the agent (its VMs live inside it).
@@ -25,7 +29,7 @@ cd "$REPO"
 
 usage() {
   cat <<EOF
-Usage: scripts/demo.sh [--driver qemu|test]
+Usage: scripts/demo.sh [--driver qemu|test] [--ha]
 
 Starts a 3-host Regen lab in a temp dir, deploys scripts/lab/web.yaml, kills one VM, then one
 whole host, waits for the controller to heal each, prints tables, figures and a timeline, and
@@ -34,6 +38,8 @@ stops and removes the lab.
 Options:
   --driver qemu|test   qemu (default): real QEMU/TCG VMs, the crash is kill -9 of a qemu;
                        test: libvirt's test driver, the crash is regen-agent inject crash
+  --ha                 3 etcd members and 3 controllers; the active controller is killed with
+                       kill -9 in the middle of the first heal and a standby finishes it
   -h, --help           this help
 
 Environment:
@@ -48,8 +54,13 @@ die() {
 }
 
 driver=qemu
+ha=""
 while (($# > 0)); do
   case $1 in
+    --ha)
+      ha=--ha
+      shift
+      ;;
     -h | --help)
       usage
       exit 0
@@ -149,13 +160,23 @@ trap 'exit 143' TERM
 # Controller queries and waits
 
 ctl() { timeout 10 "$REGENCTL" --controller "$ADDR" "$@"; }
+# The address (of the comma-separated list) whose controller serves (HA: the active one).
+active_controller_of() {
+  local a
+  for a in ${1//,/ }; do
+    if timeout 5 "$REGENCTL" --controller "$a" host list >/dev/null 2>&1; then
+      echo "$a" && return 0
+    fi
+  done
+  return 1
+}
 instances() { ctl instance list --service "$SERVICE" -o json 2>/dev/null; }
 last_seq() { ctl events -o json 2>/dev/null | tail -n 1 | jq -r '.sequence // 0' 2>/dev/null || echo 0; }
 pid_of() { local p; p=$(cat "$(pidfile_of "$1")" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
 
 show_logs() {  # the last lines of every log of the lab, on stderr
   local f
-  for f in "$DIR/controller.log" "$DIR"/host-*/agent.log; do
+  for f in "$DIR/controller.log" "$DIR"/controller-*/controller.log "$DIR"/host-*/agent.log; do
     [ -e "$f" ] || continue
     echo "---- last lines of ${f#"$DIR"/} ----" >&2
     tail -n 15 "$f" >&2
@@ -164,13 +185,22 @@ show_logs() {  # the last lines of every log of the lab, on stderr
 
 # wait_for SECONDS WHAT CMD...: runs CMD every 50 ms until it succeeds; after SECONDS prints
 # what it waited for, the instance table and the last log lines, and fails.
+# The controller runs (HA: at least one of the lab's controllers).
+controller_alive() {
+  local pid name
+  for name in controller controller-1 controller-2 controller-3; do
+    pid=$(pid_of "$name")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && return 0
+  done
+  return 1
+}
+
 wait_for() {
-  local secs=$1 what=$2 deadline pid
+  local secs=$1 what=$2 deadline
   shift 2
   deadline=$(($(now_ms) + secs * 1000))
   until "$@"; do
-    pid=$(pid_of controller)
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    if ! controller_alive; then
       show_logs
       die "the controller is not running any more (while waiting for $what)"
     fi
@@ -229,9 +259,10 @@ event_ms() {
 # ---------------------------------------------------------------------------------------------
 # 0. The lab and the service
 
-echo "Regen demo: 3 hosts on driver $driver, lab in $DIR"
-say "starting the lab (scripts/lab.sh up --hosts 3 --driver $driver)"
-if ! up_out=$(scripts/lab.sh up --hosts 3 --driver "$driver" --dir "$DIR" 2>&1); then
+echo "Regen demo: 3 hosts on driver $driver${ha:+, 3 controllers on etcd}, lab in $DIR"
+say "starting the lab (scripts/lab.sh up --hosts 3 --driver $driver $ha)"
+# shellcheck disable=SC2086  # $ha is empty or --ha
+if ! up_out=$(scripts/lab.sh up --hosts 3 --driver "$driver" $ha --dir "$DIR" 2>&1); then
   echo "$up_out" >&2
   die "scripts/lab.sh up failed"
 fi
@@ -274,6 +305,23 @@ else
   "$AGENT" inject crash "$VICTIM" --config "$DIR/$V_HOST/agent.yaml" | sed 's/^/  /'
   MARKS+=("$KILL_MS${TAB}demo${TAB}regen-agent inject crash $VICTIM on $V_HOST")
 fi
+if [ -n "$ha" ]; then
+  # The active controller dies in the middle of the heal: a standby must finish it.
+  active=$(active_controller_of "$ADDR") || die "no active controller among $ADDR"
+  k=0
+  for a in ${ADDR//,/ }; do
+    k=$((k + 1))
+    [ "$a" = "$active" ] && break
+  done
+  cpid=$(pid_of "controller-$k")
+  say "kill -9 of the active controller controller-$k ($active, pid $cpid) in the middle of the heal"
+  CKILL_MS=$(now_ms)
+  kill -9 "$cpid"
+  MARKS+=("$CKILL_MS${TAB}demo${TAB}kill -9 of the active controller controller-$k ($active)")
+  wait_for 30 "a standby controller serving" active_controller_of "$ADDR"
+  CSERVE_MS=$(now_ms)
+  say "$(active_controller_of "$ADDR") is the active controller now"
+fi
 wait_for "$HEAL_TIMEOUT" "$VICTIM running on a host other than $V_HOST with generation $((V_GEN + 1)), ip $V_IP, mac $V_MAC" \
   healed_elsewhere "$VICTIM" "$V_HOST" "$V_GEN" "$V_IP" "$V_MAC"
 SEEN_MS=$(now_ms)
@@ -290,6 +338,10 @@ else
   echo "    (no running event for $VICTIM generation $((V_GEN + 1)) in regenctl events)"
 fi
 printf '    %-50s %6d ms\n' "seen running by this script (polling)" $((SEEN_MS - KILL_MS))
+if [ -n "$ha" ]; then
+  printf '    %-50s %6d ms\n' "active controller killed (after the crash)" $((CKILL_MS - KILL_MS))
+  printf '    %-50s %6d ms\n' "a standby serves (after the controller's kill)" $((CSERVE_MS - CKILL_MS))
+fi
 echo
 
 # ---------------------------------------------------------------------------------------------
