@@ -24,48 +24,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// instance -> "host/libvirt id" of its running domain, from the agents' own listings.
-std::map<std::string, std::string> RunningDomainIds(Lab& lab, int hosts) {
-  std::map<std::string, std::string> out;
-  for (int k = 1; k <= hosts; ++k) {
-    auto s = lab.AgentStatus(k);
-    if (s.is_null()) continue;
-    for (const auto& d : s["domains"]) {
-      if (d.value("state", "") != "running") continue;
-      out[d.value("name", "")] = lab.HostName(k) + "/" + std::to_string(d.value("id", -1));
-    }
-  }
-  return out;
-}
-
-// Every "fenced" the agents recorded in their change logs.
-int AgentFences(Lab& lab, int hosts) {
-  int fences = 0;
-  for (int k = 1; k <= hosts; ++k) {
-    auto s = lab.AgentStatus(k);
-    if (s.is_null()) continue;
-    if (s.value("fenced", false)) ++fences;
-    for (const auto& c : s["changes"]) fences += c.value("what", "") == "fenced" ? 1 : 0;
-  }
-  return fences;
-}
-
-// Every agent's lease runs for nearly all of fencing_lease: it was renewed just now.
-bool LeasesRenewed(Lab& lab, int hosts, int64_t lease_ms) {
-  for (int k = 1; k <= hosts; ++k) {
-    auto s = lab.AgentStatus(k);
-    if (s.is_null() || s.value("lease_remaining_ms", int64_t{0}) < lease_ms - 600) return false;
-  }
-  return true;
-}
-
-std::string UpgradeState(Lab& lab) {
-  v1::UpgradeServiceRequest r;
-  r.set_service("web");
-  auto s = lab.client().UpgradeStatusGet(r);
-  return s.ok() ? s->state() : "none";
-}
-
 std::string ServiceWithTwoVersions() {
   std::string yaml = Lab::ServiceYaml("web", 6, 3);
   const std::string v1 = "versions:\n  v1:\n    metadata: {release: \"1\"}\n";
@@ -100,14 +58,14 @@ void RunRounds(LabOptions options, int64_t lease_ms) {
     SCOPED_TRACE("round " + std::to_string(round));
     std::map<std::string, int64_t> generation_before;
     for (const auto& i : lab.Instances()) generation_before[i.name()] = i.generation();
-    auto domains_before = RunningDomainIds(lab, options.hosts);
+    auto domains_before = lab.RunningDomainIds();
     std::string what;
     std::chrono::steady_clock::time_point listening;  // of the restarted controller
     switch (round % 4) {
       case 0:
         what = "idle";
         listening = KillAndRestart(lab, rng, 300);
-        if (WaitFor([&] { return LeasesRenewed(lab, options.hosts, lease_ms); },
+        if (WaitFor([&] { return lab.LeasesRenewed(lease_ms); },
                     milliseconds(5000), milliseconds(2))) {
           back_ms.push_back(std::chrono::duration_cast<milliseconds>(
                                 std::chrono::steady_clock::now() - listening)
@@ -150,26 +108,26 @@ void RunRounds(LabOptions options, int64_t lease_ms) {
         auto r = lab.client().UpgradeStart(start);
         ASSERT_TRUE(r.ok()) << r.status().ToString();
         listening = KillAndRestart(lab, rng, 300);
-        ASSERT_TRUE(WaitFor([&] { return UpgradeState(lab) == "completed"; }, milliseconds(30000)))
-            << what << ": the upgrade did not finish after the restart: " << UpgradeState(lab)
+        ASSERT_TRUE(WaitFor([&] { return lab.UpgradeState("web") == "completed"; }, milliseconds(30000)))
+            << what << ": the upgrade did not finish after the restart: " << lab.UpgradeState("web")
             << "\n"
             << lab.Logs();
         break;
       }
     }
     ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << what << "\n" << lab.Logs();
-    auto domains_after = RunningDomainIds(lab, options.hosts);
+    auto domains_after = lab.RunningDomainIds();
     for (const auto& i : lab.Instances()) {
       if (i.generation() != generation_before[i.name()]) continue;  // healed, moved, upgraded
       EXPECT_EQ(domains_after[i.name()], domains_before[i.name()])
           << what << ": " << i.name() << " generation " << i.generation()
           << " was destroyed and started again although nothing asked for it";
     }
-    EXPECT_EQ(AgentFences(lab, options.hosts), 0) << what << "\n" << lab.Logs();
-    if (AgentFences(lab, options.hosts) != 0) return;
+    EXPECT_EQ(lab.AgentFences(), 0) << what << "\n" << lab.Logs();
+    if (lab.AgentFences() != 0) return;
     // One restart per round, not a controller in a crash loop: every agent is back and holds a
     // fresh lease before the next kill.
-    ASSERT_TRUE(WaitFor([&] { return LeasesRenewed(lab, options.hosts, lease_ms); },
+    ASSERT_TRUE(WaitFor([&] { return lab.LeasesRenewed(lease_ms); },
                         milliseconds(5000), milliseconds(5)))
         << what << ": not every agent renewed its lease after the restart\n"
         << lab.Logs();
@@ -213,7 +171,7 @@ TEST(ControllerRestartE2eTest, AMaintenanceLetsTheControllerStayDownPastTheLease
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 6, 3));
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
-  auto domains_before = RunningDomainIds(lab, options.hosts);
+  auto domains_before = lab.RunningDomainIds();
   std::vector<std::string> args = {"regenctl", "--controller", lab.controller_address(),
                                    "maintenance", "start", "--for", "60s", "--reason", "reboot"};
   std::vector<char*> argv;
@@ -234,7 +192,7 @@ TEST(ControllerRestartE2eTest, AMaintenanceLetsTheControllerStayDownPastTheLease
       << lab.Logs();
   lab.KillController();
   std::this_thread::sleep_for(milliseconds(6000));  // 3 x fencing_lease: a reboot
-  EXPECT_EQ(AgentFences(lab, options.hosts), 0) << lab.Logs();
+  EXPECT_EQ(lab.AgentFences(), 0) << lab.Logs();
   lab.StartController();
   auto status = lab.client().MaintenanceStatusGet();
   ASSERT_TRUE(status.ok()) << status.status().ToString();
@@ -250,13 +208,13 @@ TEST(ControllerRestartE2eTest, AMaintenanceLetsTheControllerStayDownPastTheLease
           auto s = lab.AgentStatus(k);
           if (s.is_null() || s.value("hold_remaining_ms", int64_t{1}) != 0) return false;
         }
-        return LeasesRenewed(lab, options.hosts, 2000);
+        return lab.LeasesRenewed(2000);
       },
       milliseconds(5000)))
       << lab.Logs();
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
-  EXPECT_EQ(AgentFences(lab, options.hosts), 0) << lab.Logs();
-  auto domains_after = RunningDomainIds(lab, options.hosts);
+  EXPECT_EQ(lab.AgentFences(), 0) << lab.Logs();
+  auto domains_after = lab.RunningDomainIds();
   for (const auto& [name, where] : domains_before) {
     EXPECT_EQ(domains_after[name], where) << name << " was restarted during the maintenance";
   }
@@ -275,7 +233,7 @@ TEST(ControllerRestartE2eTest, AWriteLockHeldForFiveSecondsCostsNoVm) {
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 6, 3));
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
-  auto domains_before = RunningDomainIds(lab, options.hosts);
+  auto domains_before = lab.RunningDomainIds();
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open((lab.dir() + "/controller.db").c_str(), &other), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
@@ -296,8 +254,8 @@ TEST(ControllerRestartE2eTest, AWriteLockHeldForFiveSecondsCostsNoVm) {
   EXPECT_TRUE(applied.ok()) << applied.ToString();
   EXPECT_GE(std::chrono::steady_clock::now() - locked_at, milliseconds(5000));
   ASSERT_TRUE(lab.WaitAllRunning(7, milliseconds(20000))) << lab.Logs();
-  EXPECT_EQ(AgentFences(lab, options.hosts), 0) << lab.Logs();
-  auto domains_after = RunningDomainIds(lab, options.hosts);
+  EXPECT_EQ(lab.AgentFences(), 0) << lab.Logs();
+  auto domains_after = lab.RunningDomainIds();
   for (const auto& [name, where] : domains_before) {
     EXPECT_EQ(domains_after[name], where) << name << " was restarted while the lock was held";
   }

@@ -26,45 +26,6 @@ int64_t MsSince(SteadyClock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - t).count();
 }
 
-std::map<std::string, std::string> DomainIds(Lab& lab) {
-  std::map<std::string, std::string> out;
-  for (int k = 1; k <= lab.hosts(); ++k) {
-    auto s = lab.AgentStatus(k);
-    if (s.is_null()) continue;
-    for (const auto& d : s["domains"]) {
-      if (d.value("state", "") != "running") continue;
-      out[d.value("name", "")] = lab.HostName(k) + "/" + std::to_string(d.value("id", -1));
-    }
-  }
-  return out;
-}
-
-int Fences(Lab& lab) {
-  int n = 0;
-  for (int k = 1; k <= lab.hosts(); ++k) {
-    auto s = lab.AgentStatus(k);
-    if (s.is_null()) continue;
-    n += s.value("fenced", false) ? 1 : 0;
-    for (const auto& c : s["changes"]) n += c.value("what", "") == "fenced" ? 1 : 0;
-  }
-  return n;
-}
-
-bool LeasesFresh(Lab& lab, int64_t lease_ms) {
-  for (int k = 1; k <= lab.hosts(); ++k) {
-    auto s = lab.AgentStatus(k);
-    if (s.is_null() || s.value("lease_remaining_ms", int64_t{0}) < lease_ms - 700) return false;
-  }
-  return true;
-}
-
-std::string UpgradeState(Lab& lab) {
-  v1::UpgradeServiceRequest r;
-  r.set_service("web");
-  auto s = lab.client().UpgradeStatusGet(r);
-  return s.ok() ? s->state() : "none";
-}
-
 int64_t Median(std::vector<int64_t> v) {
   if (v.empty()) return -1;
   std::sort(v.begin(), v.end());
@@ -102,7 +63,7 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
     SCOPED_TRACE("round " + std::to_string(round));
     std::map<std::string, int64_t> gen_before;
     for (const auto& i : lab.Instances()) gen_before[i.name()] = i.generation();
-    auto ids_before = DomainIds(lab);
+    auto ids_before = lab.RunningDomainIds();
     std::string victim;
     int64_t victim_gen = 0;
     if (round % 3 == 1) {  // mid-heal
@@ -137,21 +98,21 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
       heal_ms.push_back(MsSince(killed_at));
     }
     if (round % 3 == 2) {
-      ASSERT_TRUE(WaitFor([&] { return UpgradeState(lab) == "completed"; }, milliseconds(30000)))
-          << "the upgrade did not finish: " << UpgradeState(lab) << "\n"
+      ASSERT_TRUE(WaitFor([&] { return lab.UpgradeState("web") == "completed"; }, milliseconds(30000)))
+          << "the upgrade did not finish: " << lab.UpgradeState("web") << "\n"
           << lab.Logs();
     }
     lab.StartController();  // the killed one comes back, as a standby
     ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
-    ASSERT_TRUE(WaitFor([&] { return LeasesFresh(lab, lease_ms); }, milliseconds(5000)))
+    ASSERT_TRUE(WaitFor([&] { return lab.LeasesRenewed(lease_ms, 700); }, milliseconds(5000)))
         << lab.Logs();
-    auto ids_after = DomainIds(lab);
+    auto ids_after = lab.RunningDomainIds();
     for (const auto& i : lab.Instances()) {
       if (i.generation() != gen_before[i.name()]) continue;
       EXPECT_EQ(ids_after[i.name()], ids_before[i.name()])
           << i.name() << " was destroyed and started again although nothing asked for it";
     }
-    ASSERT_EQ(Fences(lab), 0) << lab.Logs();
+    ASSERT_EQ(lab.AgentFences(), 0) << lab.Logs();
   }
   std::printf("ha: kill -9 of the active controller -> a standby serves: median %lld ms, max "
               "%lld ms (20 kills); kill mid-heal -> healed instance running: median %lld ms\n",
@@ -160,13 +121,13 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
               static_cast<long long>(Median(heal_ms)));
 
   // One etcd member down: the cluster keeps its quorum; nothing fences, everything runs.
-  auto ids_before = DomainIds(lab);
+  auto ids_before = lab.RunningDomainIds();
   (*etcd)->Kill(2);
   std::this_thread::sleep_for(milliseconds(3000));
   ASSERT_TRUE(WaitFor([&] { return lab.ActiveController() >= 0; }, milliseconds(15000)));
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
-  EXPECT_EQ(Fences(lab), 0) << lab.Logs();
-  EXPECT_EQ(DomainIds(lab), ids_before);
+  EXPECT_EQ(lab.AgentFences(), 0) << lab.Logs();
+  EXPECT_EQ(lab.RunningDomainIds(), ids_before);
 
   watcher.Stop();
   EXPECT_TRUE(watcher.duplicates().empty()) << watcher.duplicates().front();

@@ -96,6 +96,15 @@ class Lab {
   nlohmann::json AgentStatus(int host);
   // instance -> hosts where the agent lists it running (as seen now, host by host).
   std::map<std::string, std::vector<std::string>> RunningDomains();
+  // instance -> "host/libvirt id" of its running domain, from the agents' own listings (an id is
+  // new at every start: the same id later means the domain was never restarted).
+  std::map<std::string, std::string> RunningDomainIds();
+  // Fences the agents report: fenced now, plus every "fenced" in their change logs.
+  int AgentFences();
+  // Every agent's lease runs for at least `lease_ms` - `slack_ms` more: it was renewed just now.
+  bool LeasesRenewed(int64_t lease_ms, int64_t slack_ms = 600);
+  // The upgrade state of `service` ("none" when it has none or the call fails).
+  std::string UpgradeState(const std::string& service);
 
   std::vector<v1::InstanceInfo> Instances();
   std::optional<v1::InstanceInfo> Instance(const std::string& name);

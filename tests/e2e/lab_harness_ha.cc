@@ -1,5 +1,6 @@
 // The HA part of the lab harness (lab_harness.h): N regen-controllers with store: etcd, one
-// active, the others standbys; agents and the harness's AdminClient take every address.
+// active, the others standbys; agents and the harness's AdminClient take every address. Also the
+// checks of what really runs that the controller-failure tests share (domain ids, fences).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -72,6 +73,47 @@ int Lab::KillActiveController() {
   ha_[i]->Kill();
   ha_[i].reset();
   return i;
+}
+
+std::map<std::string, std::string> Lab::RunningDomainIds() {
+  std::map<std::string, std::string> out;
+  for (int k = 1; k <= options_.hosts; ++k) {
+    auto s = AgentStatus(k);
+    if (s.is_null()) continue;
+    for (const auto& d : s["domains"]) {
+      if (d.value("state", "") != "running") continue;
+      out[d.value("name", "")] = HostName(k) + "/" + std::to_string(d.value("id", -1));
+    }
+  }
+  return out;
+}
+
+int Lab::AgentFences() {
+  int fences = 0;
+  for (int k = 1; k <= options_.hosts; ++k) {
+    auto s = AgentStatus(k);
+    if (s.is_null()) continue;
+    fences += s.value("fenced", false) ? 1 : 0;
+    for (const auto& c : s["changes"]) fences += c.value("what", "") == "fenced" ? 1 : 0;
+  }
+  return fences;
+}
+
+bool Lab::LeasesRenewed(int64_t lease_ms, int64_t slack_ms) {
+  for (int k = 1; k <= options_.hosts; ++k) {
+    auto s = AgentStatus(k);
+    if (s.is_null() || s.value("lease_remaining_ms", int64_t{0}) < lease_ms - slack_ms) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Lab::UpgradeState(const std::string& service) {
+  v1::UpgradeServiceRequest r;
+  r.set_service(service);
+  auto s = client_->UpgradeStatusGet(r);
+  return s.ok() ? s->state() : "none";
 }
 
 }  // namespace regen::testing
