@@ -26,6 +26,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 # shellcheck source=scripts/lab/lib.sh
 . "$REPO/scripts/lab/lib.sh"
+# shellcheck source=scripts/lab/ha.sh
+. "$REPO/scripts/lab/ha.sh"    # --ha: active_controller
 
 usage() {
   cat <<EOF
@@ -160,16 +162,6 @@ trap 'exit 143' TERM
 # Controller queries and waits
 
 ctl() { timeout 10 "$REGENCTL" --controller "$ADDR" "$@"; }
-# The address (of the comma-separated list) whose controller serves (HA: the active one).
-active_controller_of() {
-  local a
-  for a in ${1//,/ }; do
-    if timeout 5 "$REGENCTL" --controller "$a" host list >/dev/null 2>&1; then
-      echo "$a" && return 0
-    fi
-  done
-  return 1
-}
 instances() { ctl instance list --service "$SERVICE" -o json 2>/dev/null; }
 last_seq() { ctl events -o json 2>/dev/null | tail -n 1 | jq -r '.sequence // 0' 2>/dev/null || echo 0; }
 pid_of() { local p; p=$(cat "$(pidfile_of "$1")" 2>/dev/null || true); echo "${p//[^0-9]/}"; }
@@ -307,7 +299,7 @@ else
 fi
 if [ -n "$ha" ]; then
   # The active controller dies in the middle of the heal: a standby must finish it.
-  active=$(active_controller_of "$ADDR") || die "no active controller among $ADDR"
+  active=$(active_controller "$ADDR") || die "no active controller among $ADDR"
   k=0
   for a in ${ADDR//,/ }; do
     k=$((k + 1))
@@ -318,9 +310,9 @@ if [ -n "$ha" ]; then
   CKILL_MS=$(now_ms)
   kill -9 "$cpid"
   MARKS+=("$CKILL_MS${TAB}demo${TAB}kill -9 of the active controller controller-$k ($active)")
-  wait_for 30 "a standby controller serving" active_controller_of "$ADDR"
+  wait_for 30 "a standby controller serving" active_controller "$ADDR"
   CSERVE_MS=$(now_ms)
-  say "$(active_controller_of "$ADDR") is the active controller now"
+  say "$(active_controller "$ADDR") is the active controller now"
 fi
 wait_for "$HEAL_TIMEOUT" "$VICTIM running on a host other than $V_HOST with generation $((V_GEN + 1)), ip $V_IP, mac $V_MAC" \
   healed_elsewhere "$VICTIM" "$V_HOST" "$V_GEN" "$V_IP" "$V_MAC"
