@@ -36,15 +36,11 @@ int64_t Median(std::vector<int64_t> v) {
 }
 
 TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
-  if (EtcdCluster::FindEtcd().empty()) {
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");
-  }
-  auto etcd = EtcdCluster::Start(3);
-  ASSERT_TRUE(etcd.ok()) << etcd.status().ToString();
+  REGEN_START_ETCD(etcd, 3);
   LabOptions options;
   options.hosts = 4;
   options.ha_controllers = 3;
-  options.etcd_endpoints = (*etcd)->endpoints();
+  options.etcd_endpoints = etcd->endpoints();
   options.election_ttl = "1s";
   // heartbeat + restart_allowance + election_ttl = 200ms + 800ms + 1s, twice inside the lease.
   options.fencing_lease = "4s";
@@ -125,7 +121,7 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
 
   // One etcd member down: the cluster keeps its quorum; nothing fences, everything runs.
   auto ids_before = lab.RunningDomainIds();
-  (*etcd)->Kill(2);
+  etcd->Kill(2);
   std::this_thread::sleep_for(milliseconds(3000));
   ASSERT_TRUE(WaitFor([&] { return lab.ActiveController() >= 0; }, milliseconds(15000)));
   ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
@@ -147,17 +143,13 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
   if (!QemuUsable()) {
     REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
   }
-  if (EtcdCluster::FindEtcd().empty()) {
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");
-  }
-  auto etcd = EtcdCluster::Start(3);
-  ASSERT_TRUE(etcd.ok()) << etcd.status().ToString();
+  REGEN_START_ETCD(etcd, 3);
   LabOptions options;
   options.driver = "qemu";
   options.hosts = 3;
   options.poll_interval = "500ms";
   options.ha_controllers = 3;
-  options.etcd_endpoints = (*etcd)->endpoints();
+  options.etcd_endpoints = etcd->endpoints();
   options.fencing_lease = "4s";
   options.host_down_after = "4500ms";
   Lab lab(options);
@@ -252,15 +244,11 @@ HealFigures MeasureHeals(LabOptions options) {
 }
 
 TEST(HaE2eTest, HealTimesEmbeddedAndHaSideBySide) {
-  if (EtcdCluster::FindEtcd().empty()) {
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");
-  }
   HealFigures embedded = MeasureHeals({});
-  auto etcd = EtcdCluster::Start(3);
-  ASSERT_TRUE(etcd.ok()) << etcd.status().ToString();
+  REGEN_START_ETCD(etcd, 3);
   LabOptions ha;
   ha.ha_controllers = 3;
-  ha.etcd_endpoints = (*etcd)->endpoints();
+  ha.etcd_endpoints = etcd->endpoints();
   HealFigures on_etcd = MeasureHeals(ha);
   std::printf("heal times (test driver, 4 hosts, heartbeat 200 ms, down after 4.5 s):\n"
               "  %-40s %10s %10s\n  %-40s %8lld ms %8lld ms\n  %-40s %8lld ms %8lld ms\n",

@@ -21,14 +21,6 @@ namespace {
 using std::chrono::milliseconds;
 using testing::EtcdCluster;
 
-#define START_ETCD(var, members)                                                      \
-  if (EtcdCluster::FindEtcd().empty()) {                                              \
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)"); \
-  }                                                                                   \
-  auto var##_or = EtcdCluster::Start(members);                                        \
-  ASSERT_TRUE(var##_or.ok()) << var##_or.status().ToString();                         \
-  std::unique_ptr<EtcdCluster> var = std::move(*var##_or)
-
 InstanceRecord Instance(const std::string& name, const std::string& host, int64_t generation) {
   InstanceRecord i;
   i.name = name;
@@ -91,7 +83,7 @@ Status Heal(Store& store, int round) {
 }
 
 TEST(EtcdStoreTest, DeposedControllerCannotWriteAndNothingOfItShows) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   Controller a = StartController(*cluster);
   Controller b = StartController(*cluster);  // opened before a writes: its counter is stale
   BecomeActive(a, "controller-a");
@@ -137,7 +129,7 @@ TEST(EtcdStoreTest, DeposedControllerCannotWriteAndNothingOfItShows) {
 
 // A store opened before another writer committed picks the counter up and numbers after it.
 TEST(EtcdStoreTest, StaleCounterIsReadAgainAndEventsStayInOrder) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   Controller a = StartController(*cluster);
   Controller b = StartController(*cluster);
   ASSERT_TRUE(Heal(*a.store, 1).ok());
@@ -156,7 +148,7 @@ TEST(EtcdStoreTest, StaleCounterIsReadAgainAndEventsStayInOrder) {
 }
 
 TEST(EtcdStoreTest, OverEtcdLimitsIsRefusedWholeAndNothingIsWritten) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   Controller c = StartController(*cluster);
   auto many = [&](int n, size_t reason_bytes) {
     return c.store->Transaction([&](StoreTxn& t) {
@@ -184,7 +176,7 @@ TEST(EtcdStoreTest, OverEtcdLimitsIsRefusedWholeAndNothingIsWritten) {
 // "Kill one etcd member: nothing changes": the active controller's lease is renewed through the
 // other members, its guard holds and its transactions go on.
 TEST(EtcdStoreTest, ActiveControllerWritesOnWhenOneOfThreeMembersDies) {
-  START_ETCD(cluster, 3);
+  REGEN_START_ETCD(cluster, 3);
   Controller c = StartController(*cluster);
   auto lease = c.client->GrantLease(2);
   ASSERT_TRUE(lease.ok());
@@ -236,15 +228,15 @@ void MeasureHeals(const EtcdCluster& cluster, const char* label) {
 
 TEST(EtcdStoreTest, FiguresHealTransactionOnOneAndThreeMembers) {
   {
-    START_ETCD(one, 1);
+    REGEN_START_ETCD(one, 1);
     MeasureHeals(*one, "1 member");
   }
-  START_ETCD(three, 3);
+  REGEN_START_ETCD(three, 3);
   MeasureHeals(*three, "3 members");
 }
 
 TEST(EtcdStoreTest, LoadAllAfterReopenOfAThousandInstances) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   {
     Controller c = StartController(*cluster);
     for (int batch = 0; batch < 10; ++batch) {

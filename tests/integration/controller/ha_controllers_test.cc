@@ -30,14 +30,6 @@ using testing::ChildProcess;
 using testing::EtcdCluster;
 using Clock = std::chrono::steady_clock;
 
-#define START_ETCD(var, members)                                                      \
-  if (EtcdCluster::FindEtcd().empty()) {                                              \
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)"); \
-  }                                                                                   \
-  auto var##_or = EtcdCluster::Start(members);                                        \
-  ASSERT_TRUE(var##_or.ok()) << var##_or.status().ToString();                         \
-  std::unique_ptr<EtcdCluster> var = std::move(*var##_or)
-
 constexpr milliseconds kElectionTtl{1000};  // etcd.election_ttl of every controller
 
 std::string ServiceYaml(const std::string& name) {
@@ -182,7 +174,7 @@ int WaitForActive(Controllers& c, milliseconds timeout) {
 }
 
 TEST(HaControllersTest, OneIsActiveTheOthersAnswerAsStandbys) {
-  START_ETCD(etcd, 1);
+  REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 3);
   for (int i = 0; i < c.size(); ++i) c.Start(i);
   int active = WaitForActive(c, milliseconds(15000));
@@ -211,7 +203,7 @@ TEST(HaControllersTest, OneIsActiveTheOthersAnswerAsStandbys) {
 // kill -9 of the active controller, 10 times (the killed one restarts as a standby): a standby
 // serves within election_ttl + ~1 s, with every service applied before. On 3 etcd members.
 TEST(HaControllersTest, KillingTheActiveOneHandsOverWithTheState) {
-  START_ETCD(etcd, 3);
+  REGEN_START_ETCD(etcd, 3);
   Controllers c(*etcd, 3);
   for (int i = 0; i < c.size(); ++i) c.Start(i);
   int active = WaitForActive(c, milliseconds(15000));
@@ -264,7 +256,7 @@ TEST(HaControllersTest, KillingTheActiveOneHandsOverWithTheState) {
 // A controller frozen past its election lease (a stalled machine) is replaced; when it runs
 // again it exits at once with status 75, never serving as the active one again.
 TEST(HaControllersTest, AControllerThatLostItsLeaseExits) {
-  START_ETCD(etcd, 1);
+  REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 2);
   c.Start(0);
   ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
@@ -290,7 +282,7 @@ TEST(HaControllersTest, AControllerThatLostItsLeaseExits) {
 // etcd down at start: the controller keeps trying (no exit), answers as a standby that knows no
 // active controller, and is elected once etcd is back.
 TEST(HaControllersTest, StartsWhileEtcdIsDownAndWaitsForIt) {
-  START_ETCD(etcd, 1);
+  REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 1);
   etcd->Stop(0);
   c.Start(0);

@@ -21,14 +21,6 @@ using std::chrono::milliseconds;
 using testing::EtcdCluster;
 using testing::WaitFor;
 
-#define START_ETCD(var, members)                                                      \
-  if (EtcdCluster::FindEtcd().empty()) {                                              \
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)"); \
-  }                                                                                   \
-  auto var##_or = EtcdCluster::Start(members);                                        \
-  ASSERT_TRUE(var##_or.ok()) << var##_or.status().ToString();                         \
-  std::unique_ptr<EtcdCluster> var = std::move(*var##_or)
-
 std::shared_ptr<EtcdClient> Connect(const EtcdCluster& cluster) {
   auto client = EtcdClient::Connect(cluster.Options());
   EXPECT_TRUE(client.ok()) << client.status().ToString();
@@ -54,7 +46,7 @@ struct Recorder {
 };
 
 TEST(EtcdClientTest, KeyValueAndTxn) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   ASSERT_TRUE(client->Put("/t/a", "1").ok());
@@ -105,7 +97,7 @@ TEST(EtcdClientTest, KeyValueAndTxn) {
 }
 
 TEST(EtcdClientTest, TxnOverEtcdLimitsIsRefusedClearly) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   TxnRequest many;
@@ -124,7 +116,7 @@ TEST(EtcdClientTest, TxnOverEtcdLimitsIsRefusedClearly) {
 }
 
 TEST(EtcdClientTest, LeaseExpiresAndKeepAliveHoldsIt) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   // Without renewals: the key goes with its lease.
@@ -158,7 +150,7 @@ TEST(EtcdClientTest, LeaseExpiresAndKeepAliveHoldsIt) {
 }
 
 TEST(EtcdClientTest, WatchDeliversEveryEventOfAPrefixInOrder) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   ASSERT_TRUE(client->Put("/w/before", "0").ok());
@@ -192,7 +184,7 @@ std::future<Result<LeaderKey>> CampaignAsync(EtcdElection& election, const std::
 }
 
 TEST(EtcdClientTest, ElectionPassesToTheSecondCampaignerWhenTheFirstLeaseEnds) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   EtcdElection a(client, "/regen/election");
@@ -234,7 +226,7 @@ TEST(EtcdClientTest, ElectionPassesToTheSecondCampaignerWhenTheFirstLeaseEnds) {
 }
 
 TEST(EtcdClientTest, ElectionPassesOnWhenTheLeaderLeaseExpires) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   EtcdElection a(client, "/regen/election");
@@ -250,7 +242,7 @@ TEST(EtcdClientTest, ElectionPassesOnWhenTheLeaderLeaseExpires) {
 }
 
 TEST(EtcdClientTest, CampaignIsCancelledAndTimesOut) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   EtcdElection a(client, "/regen/election");
@@ -274,7 +266,7 @@ TEST(EtcdClientTest, CampaignIsCancelledAndTimesOut) {
 // The agent's fencing depends on this: with etcd gone, the loss is reported once the TTL since the
 // last renewal has passed (not before, not much after).
 TEST(EtcdClientTest, KeepAliveReportsTheLossWhenEtcdIsGone) {
-  START_ETCD(cluster, 1);
+  REGEN_START_ETCD(cluster, 1);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   auto lease = client->GrantLease(2);
@@ -344,7 +336,7 @@ TEST(EtcdClientTest, TlsAndUsersLimitedToTheirPrefix) {
 // Three members, one killed: writes go on through the other two, the watch resumes on another
 // member without losing or repeating an event.
 TEST(EtcdClientTest, ThreeMemberClusterSurvivesLosingOneMember) {
-  START_ETCD(cluster, 3);
+  REGEN_START_ETCD(cluster, 3);
   auto client = Connect(*cluster);
   ASSERT_TRUE(client);
   Recorder seen;

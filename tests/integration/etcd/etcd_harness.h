@@ -73,3 +73,13 @@ class EtcdCluster {
 };
 
 }  // namespace regen::testing
+
+// In a test body: starts `members` members into `var` (a std::unique_ptr<EtcdCluster>), or fails
+// the test. Without an etcd binary it fails under CI=1 (REGEN_REQUIRE_COMPONENT), never skips.
+#define REGEN_START_ETCD(var, members)                                                  \
+  if (::regen::testing::EtcdCluster::FindEtcd().empty()) {                              \
+    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");   \
+  }                                                                                     \
+  auto var##_or = ::regen::testing::EtcdCluster::Start(members);                        \
+  ASSERT_TRUE(var##_or.ok()) << var##_or.status().ToString();                           \
+  std::unique_ptr<::regen::testing::EtcdCluster> var = std::move(*var##_or)
