@@ -215,20 +215,6 @@ Status CheckLeaseCoversRestart(const FieldMap& top, const ControllerConfig& c) {
                 "): a controller restart would make every agent fence (stop every VM); raise "
                 "fencing_lease (and host_down_after) or lower heartbeat_interval");
   }
-  const auto failover = c.heartbeat_interval + c.restart_allowance + c.etcd.election_ttl;
-  if (c.store == "etcd" && c.fencing_lease < failover) {
-    // The lease is the default: point at `store: etcd`, which asked for more.
-    return top.ErrorAt(
-        top.Has("fencing_lease") ? "fencing_lease" : "store",
-        "with store: etcd, fencing_lease (" + FormatDuration(c.fencing_lease) +
-            ") must cover heartbeat_interval + restart_allowance + etcd.election_ttl (" +
-            FormatDuration(c.heartbeat_interval) + " + " + FormatDuration(c.restart_allowance) +
-            " + " + FormatDuration(c.etcd.election_ttl) + " = " + FormatDuration(failover) +
-            "): a failover waits for the dead controller's election lease to expire before "
-            "a standby takes over, and every agent would fence meanwhile; raise "
-            "fencing_lease (and host_down_after), e.g. fencing_lease: " +
-            FormatDuration(2 * failover) + ", or lower etcd.election_ttl");
-  }
   return Status::Ok();
 }
 

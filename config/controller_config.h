@@ -58,9 +58,8 @@ struct ControllerConfig {
   // agents at most one heartbeat_interval of lease already used plus restart_allowance (systemd's
   // RestartSec=300ms, the start, every agent's reconnect within 100 ms): the defaults leave the
   // lease twice that (2 x (500ms + 1s) = 3s), and the loader refuses a lease that does not cover
-  // it at all. With store: etcd a failover also waits for etcd.election_ttl (the dead active
-  // controller's election lease): the lease must cover heartbeat_interval + restart_allowance +
-  // etcd.election_ttl, so HA needs a longer fencing_lease (and host_down_after) than the defaults.
+  // it at all. With store: etcd the agents keep their own leases in etcd (agent.yaml etcd:):
+  // these settings then only pace heartbeats and maintenance holds, and a failover costs no lease.
   std::chrono::milliseconds heartbeat_interval{500};  // heartbeat_interval
   std::chrono::milliseconds host_down_after{4500};    // host_down_after: > lease + heartbeat
   std::chrono::milliseconds fencing_lease{3000};      // fencing_lease

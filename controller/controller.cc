@@ -108,11 +108,13 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
   session = HostSession{};
   session.staged = std::move(staged);
   session.sink = sink;
+  session.etcd_lease_revision = hello.etcd_lease_revision();
 }
 
 Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
+  RETURN_IF_ERROR(CheckLeaseMode(hello));
   HostSession* existing = core_.session(hello.host());
   if (existing != nullptr && existing->sink != nullptr && existing->sink != sink) {
     // A session whose stream already ended (the lease keeper closed it on the gRPC thread; the
@@ -319,6 +321,11 @@ void Controller::OnDisconnect(const std::string& host, AgentSink* sink) {
   HostSession* h = core_.session(host);
   if (h == nullptr || h->sink != sink) return;
   h->sink = nullptr;
+  if (core_.host_leases != nullptr) {
+    spdlog::warn("agent of host {} disconnected; its lease is in etcd: down only when etcd "
+                 "deletes its alive key", host);
+    return;
+  }
   spdlog::warn("agent of host {} disconnected; down after {} ms without heartbeats", host,
                core_.config.host_down_after.count());
 }
@@ -333,10 +340,9 @@ void Controller::OnTopologyApplied(const std::string& host, const v1::TopologyAp
                 core_.state.topology_revision());
 }
 
-void Controller::HostDown(const std::string& host, int64_t silent_ms) {
+void Controller::HostDown(const std::string& host, const std::string& why, int64_t evidence_ms) {
   core_.leases.Suspend(host);  // no new lease before it follows a new desired set
-  moves_.SetHostState(host, regen::HostState::kDown,
-                      "no heartbeat for " + std::to_string(silent_ms) + " ms");
+  moves_.SetHostState(host, regen::HostState::kDown, why);
   std::vector<std::string> lost;
   std::vector<std::string> target_down;  // moves whose new host is down too
   std::set<std::string> touched;
@@ -358,12 +364,10 @@ void Controller::HostDown(const std::string& host, int64_t silent_ms) {
   }
   for (const auto& iname : lost) {
     core_.failed_at_ms[iname] = core_.clock.WallMillis();
-    core_.detection[iname] = {"host_down", silent_ms};  // from its last heartbeat
+    core_.detection[iname] = {"host_down", evidence_ms};  // from the first evidence
   }
   if (!lost.empty()) {
-    healer_.Heal(lost,
-                 "host " + host + " down (no heartbeat for " + std::to_string(silent_ms) + " ms)",
-                 host);
+    healer_.Heal(lost, "host " + host + " down (" + why + ")", host);
   }
   for (const auto& iname : target_down) {
     const std::string target = core_.state.instance(iname)->allocation.host;
@@ -375,8 +379,25 @@ void Controller::HostDown(const std::string& host, int64_t silent_ms) {
 void Controller::Tick() {
   StepGuard step(this);
   if (maintenance_.Expire()) spdlog::info("maintenance over: healing what waited");
-  auto now = core_.clock.Now();
   bool maintenance = core_.InMaintenance();
+  if (core_.host_leases != nullptr) {
+    JudgeByEtcdLeases(maintenance);
+  } else {
+    JudgeByHeartbeats(maintenance);
+  }
+  healer_.PlacePending();
+  if (!maintenance) upgrades_.DriveAll();  // an upgrade step waits for the maintenance's end
+}
+
+bool Controller::DownDeferred(const LeaseKeeper::HostLease* lease, bool maintenance) const {
+  // Maintenance: nobody is declared down while it runs, nor before a hold granted during it can
+  // have run out (the agent keeps its domains until then).
+  return maintenance || (lease != nullptr && lease->hold_bound != Clock::TimePoint{} &&
+                         core_.clock.Now() < lease->hold_bound + core_.config.host_down_after);
+}
+
+void Controller::JudgeByHeartbeats(bool maintenance) {
+  auto now = core_.clock.Now();
   // By name, from a copy: a step below may add sessions or change host records.
   for (const auto& [name, lease] : core_.leases.All()) {
     RecoverIfHeard(name, lease);
@@ -385,17 +406,13 @@ void Controller::Tick() {
     auto silent = now - lease.last_heartbeat;
     auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
     LivenessVerdict verdict = JudgeHost(h->state, silent, core_.config);
-    // Maintenance: nobody is declared down while it runs, nor before a hold granted during it
-    // can have run out (the agent keeps its domains until then).
-    if (verdict == LivenessVerdict::kDown &&
-        (maintenance || (lease.hold_bound != Clock::TimePoint{} &&
-                         now < lease.hold_bound + core_.config.host_down_after))) {
+    if (verdict == LivenessVerdict::kDown && DownDeferred(&lease, maintenance)) {
       verdict = h->state == regen::HostState::kUp ? LivenessVerdict::kSuspect
                                                   : LivenessVerdict::kNoChange;
     }
     switch (verdict) {
       case LivenessVerdict::kDown:
-        HostDown(name, silent_ms);
+        HostDown(name, "no heartbeat for " + std::to_string(silent_ms) + " ms", silent_ms);
         break;
       case LivenessVerdict::kSuspect:
         moves_.SetHostState(name, regen::HostState::kSuspect,
@@ -405,8 +422,6 @@ void Controller::Tick() {
         break;
     }
   }
-  healer_.PlacePending();
-  if (!maintenance) upgrades_.DriveAll();  // an upgrade step waits for the maintenance's end
 }
 
 // ---------------------------------------------------------------------------------------------

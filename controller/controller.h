@@ -72,6 +72,10 @@ class Controller {
                          AgentSink* sink);
   // Timers: suspect/down hosts, pending placements, moves whose old host went away.
   void Tick();
+  // HA mode: the hosts' leases live in etcd (controller/host_leases.h) and a host is down when
+  // etcd deleted its alive key after the last put known of it; heartbeats only carry holds.
+  // Set once, before the server starts; null (the default): embedded mode.
+  void SetHostLeases(const HostLeaseSource* source) { core_.host_leases = source; }
 
   // ---- regenctl ----
   Result<v1::ApplyServiceResponse> ApplyService(const v1::ApplyServiceRequest& request);
@@ -163,7 +167,18 @@ class Controller {
   // Stores the outcome of a report (running instances, finished moves) and heals its failures.
   void ApplyReport(const std::string& host, const ReportOutcome& outcome,
                    std::set<std::string>& services);
-  void HostDown(const std::string& host, int64_t silent_ms);
+  // Declares the host down (`why`: its evidence) and heals its instances elsewhere; `evidence_ms`:
+  // from the first evidence to now, for the heal-time figures.
+  void HostDown(const std::string& host, const std::string& why, int64_t evidence_ms);
+  // Tick's judgement of the hosts: by heartbeat times (embedded) or by their etcd leases (HA,
+  // controller/etcd_liveness.cc).
+  void JudgeByHeartbeats(bool maintenance);
+  void JudgeByEtcdLeases(bool maintenance);
+  // A maintenance, or a hold granted during one that may still run, keeps `host` from being
+  // declared down.
+  bool DownDeferred(const LeaseKeeper::HostLease* lease, bool maintenance) const;
+  // HA: an agent keeps its lease in etcd, and it is not known gone; embedded: it does not.
+  Status CheckLeaseMode(const v1::Hello& hello) const;
   // A suspect or down host whose agent is heard again on its current session comes back up (a
   // down one gets its desired set, then its lease again).
   void RecoverIfHeard(const std::string& host, const LeaseKeeper::HostLease& lease);

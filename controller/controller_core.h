@@ -17,6 +17,7 @@
 #include "config/controller_config.h"
 #include "controller/allocator.h"
 #include "controller/cluster_state.h"
+#include "controller/host_leases.h"
 #include "controller/lease_keeper.h"
 #include "controller/store.h"
 #include "controller/upgrade.h"
@@ -58,6 +59,8 @@ struct HostSession {
   AgentSink* sink = nullptr;  // its heartbeats and lease: leases (LeaseKeeper)
   bool reported = false;                            // a DomainsReport arrived on this session
   std::map<std::string, v1::DomainStatus> domains;  // last report
+  // HA: the etcd revision of the agent's alive key as its Hello named it.
+  int64_t etcd_lease_revision = 0;
   // Images staged on the host (service, version) -> the agent's word (error empty: staged).
   std::map<std::pair<std::string, std::string>, v1::StagedImage> staged;
 };
@@ -101,6 +104,8 @@ class ControllerCore {
   ClusterState state;
   // The hosts' leases: heartbeats are acknowledged there, on gRPC threads (thread-safe).
   LeaseKeeper leases;
+  // HA mode: the hosts' leases in etcd (thread-safe; not owned); null in embedded mode.
+  const HostLeaseSource* host_leases = nullptr;
   std::map<std::string, HostSession> sessions;
   EventListener event_listener;
   // instance -> detection time (time to heal).

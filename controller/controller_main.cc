@@ -17,6 +17,7 @@
 #include "common/thread_annotations.h"
 #include "config/controller_config.h"
 #include "controller/ha_controller.h"
+#include "controller/host_leases.h"
 #include "controller/metrics.h"
 #include "controller/server.h"
 #include "controller/store.h"
@@ -169,9 +170,10 @@ class DaemonWatchdog {
 // The server on `store` until a signal (and metrics if configured); then the exit status. With
 // `ha`, the leadership is given up once the server stopped.
 int Serve(const ControllerConfig& config, Store& store, Clock& clock, SignalWaiter& signals,
-          DaemonWatchdog& watchdog, HaController* ha) {
+          DaemonWatchdog& watchdog, HaController* ha, const HostLeaseSource* host_leases) {
   ControllerServer server(config, store, clock);
   if (ha != nullptr) server.SetLeadershipCheck([ha] { return ha->Leading(); });
+  server.controller().SetHostLeases(host_leases);
   if (Status s = server.Start(); !s.ok()) {
     spdlog::error("{}", s.message());
     watchdog.Stop();
@@ -234,7 +236,18 @@ int RunHa(const ControllerConfig& config, Clock& clock) {
     spdlog::error("{}", store.status().message());
     return 1;
   }
-  return Serve(config, **store, clock, signals, watchdog, &ha);
+  // The hosts' leases: read once, then watched (a broken watch could miss a host's end: a
+  // standby, or this controller restarted, reads them afresh).
+  auto host_leases = HostLeaseWatch::Start(
+      ha.client(), config.etcd.prefix, std::chrono::seconds(10),
+      [](const Status& s) { Deposed("the watch of the hosts' leases in etcd broke: " + s.message()); });
+  if (!host_leases.ok()) {
+    watchdog.Stop();
+    ha.Resign();
+    spdlog::error("{}", host_leases.status().message());
+    return 1;
+  }
+  return Serve(config, **store, clock, signals, watchdog, &ha, host_leases->get());
 }
 
 // The store and the server, started; or the exit status.
@@ -259,7 +272,7 @@ int Run(const std::string& config_path) {
   }
   SignalWaiter signals([] {});
   DaemonWatchdog watchdog([] { return std::string("starting"); });
-  return Serve(*config, **store, clock, signals, watchdog, nullptr);
+  return Serve(*config, **store, clock, signals, watchdog, nullptr, nullptr);
 }
 
 int ControllerMain(int argc, char** argv) {

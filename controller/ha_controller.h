@@ -61,6 +61,8 @@ class HaController {
   // The active controller's advertise_address as the election reports it; "" while unknown.
   std::string ActiveAddress() const EXCLUDES(mu_);
   bool active() const { return active_.load(); }
+  // The etcd client (valid once WaitUntilActive returned a store): for the hosts' leases.
+  std::shared_ptr<etcd::EtcdClient> client() const { return client_; }
   bool stopped() const EXCLUDES(mu_);  // Stop() was called
   // Active and the election lease is not about to run out unrenewed (the fuse's rule): heartbeats
   // may be acknowledged. Any thread, cheap.
