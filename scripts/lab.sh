@@ -415,8 +415,7 @@ XML
 }
 
 write_agent_config() {  # write_agent_config NAME CONTROLLER_ADDR[,ADDR...]
-  local name=$1 hdir=$DIR/$1 uri dtype agent_lease=2s
-  ((!ha)) || agent_lease=3s  # as the HA controllers' fencing_lease
+  local name=$1 hdir=$DIR/$1 uri dtype
   mkdir -p "$hdir/state"
   if [ "$driver" = test ]; then
     write_node_xml "$hdir/node.xml"
@@ -440,7 +439,7 @@ libvirt_uri: "$uri"
 domain_type: $dtype
 fault_injection: true     # regen-agent inject crash|hang, for drills
 poll_interval: 200ms
-fencing_lease: $agent_lease
+fencing_lease: 2s
 ovs:
   bridge: ""              # no NICs in the lab
 state_dir: $hdir/state
@@ -596,6 +595,8 @@ cmd_up() {
 
   if ((ha)); then
     ha_start_etcd
+    # The agents keep their leases in etcd (the members' ports are known only now).
+    for ((k = 1; k <= hosts; k++)); do ha_agent_etcd_block >>"$DIR/host-$k/agent.yaml"; done
     for ((k = 1; k <= controllers; k++)); do
       ha_write_controller_config "$k" "127.0.0.1:${ports[k - 1]}"
     done

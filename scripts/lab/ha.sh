@@ -68,10 +68,17 @@ ha_start_etcd() {
   say "etcd: ${HA_ETCD_MEMBERS} members, client endpoints ${HA_ETCD_ENDPOINTS[*]}"
 }
 
+# ha_endpoints_yaml: the members' client endpoints as a YAML flow list's items.
+ha_endpoints_yaml() {
+  local endpoints="" e
+  for e in "${HA_ETCD_ENDPOINTS[@]}"; do endpoints+="${endpoints:+, }\"$e\""; done
+  echo "$endpoints"
+}
+
 # ha_write_controller_config K ADDR: DIR/controller-K/controller.yaml.
 ha_write_controller_config() {
-  local k=$1 endpoints="" e
-  for e in "${HA_ETCD_ENDPOINTS[@]}"; do endpoints+="${endpoints:+, }\"$e\""; done
+  local k=$1 endpoints
+  endpoints=$(ha_endpoints_yaml)
   mkdir -p "$DIR/controller-$k"
   cat >"$DIR/controller-$k/controller.yaml" <<YAML
 # Written by scripts/lab.sh up --ha: controller $k of the lab's HA cluster (one is active, the
@@ -82,12 +89,27 @@ etcd:
   endpoints: [$endpoints]
   prefix: /regen/
   election_ttl: 2s        # a dead active controller is replaced within ~2 s
+# The agents keep their own leases in etcd (their agent.yaml etcd: block): a host is down when
+# etcd deletes its alive key, and a failover costs no lease. These pace heartbeats and holds.
 heartbeat_interval: 200ms
-host_down_after: 3500ms   # > fencing_lease + heartbeat_interval
-fencing_lease: 3s         # covers heartbeat + restart_allowance + election_ttl (a failover)
+host_down_after: 2500ms
+fencing_lease: 2s
 restart_allowance: 800ms
 log_level: debug
 insecure: true            # plaintext gRPC on loopback (a warning at start)
+YAML
+}
+
+# ha_agent_etcd_block: the etcd: block of an agent.yaml (after ha_start_etcd): its lease and key
+# <prefix>hosts/<host>/alive live in etcd, TTL 4 s (> fencing_lease 2s + backstop 1s + 0.5 s).
+ha_agent_etcd_block() {
+  local endpoints
+  endpoints=$(ha_endpoints_yaml)
+  cat <<YAML
+etcd:                     # this host's lease lives in etcd (HA mode)
+  endpoints: [$endpoints]
+  prefix: /regen/
+  lease_ttl: 4s
 YAML
 }
 

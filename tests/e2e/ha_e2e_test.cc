@@ -1,19 +1,23 @@
 // End to end in HA mode (test driver): 3 etcd members, 3 regen-controllers (store: etcd; one
-// active, two standbys) and 4 agents that take all three addresses. 20 rounds of kill -9 of the
-// ACTIVE controller at a random moment (idle, mid-heal, mid-upgrade); the killed one comes back
-// as a standby. Checked from the agents' libvirt listings: every instance whose generation did not
-// change runs in the very same domain, no agent fenced, nothing ran twice, every heal and upgrade
-// finished on the new active controller. Then one etcd member is killed: nothing fences and
-// everything keeps running. Figures: kill -> a standby serves; kill mid-heal -> the healed
-// instance runs.
+// active, two standbys) and 4 agents that take all three addresses and keep their own leases in
+// etcd. 20 rounds of kill -9 of the ACTIVE controller at a random moment (idle, mid-heal,
+// mid-upgrade), with an election TTL (3 s) longer than the agents' lease (2 s): the killed one
+// comes back as a standby. Checked from the agents' libvirt listings: every instance whose
+// generation did not change runs in the very same domain, no agent fenced, nothing ran twice,
+// every heal and upgrade finished on the new active controller. Then one etcd member is killed:
+// nothing fences and everything keeps running. Also: one agent partitioned from etcd fences
+// before its key expires and is healed elsewhere once; the qemu case; heal times of both modes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "common/subprocess.h"
+#include "etcd/etcd_watch.h"
 #include "tests/e2e/lab_harness.h"
 #include "tests/integration/etcd/etcd_harness.h"
 
@@ -41,11 +45,12 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
   options.hosts = 4;
   options.ha_controllers = 3;
   options.etcd_endpoints = etcd->endpoints();
-  options.election_ttl = "1s";
-  // heartbeat + restart_allowance + election_ttl = 200ms + 800ms + 1s, twice inside the lease.
-  options.fencing_lease = "4s";
-  options.host_down_after = "4500ms";
-  const int64_t lease_ms = 4000;
+  // A failover takes longer than the agents' lease (the dead controller's election lease must
+  // expire first): it costs no lease all the same, the agents renew theirs in etcd.
+  options.election_ttl = "3s";
+  options.fencing_lease = "2s";
+  options.host_down_after = "2500ms";
+  const int64_t lease_ms = 2000;
   Lab lab(options);
   lab.StartAll();
   std::string yaml = Lab::ServiceYaml("web", 6, 3);
@@ -150,8 +155,8 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
   options.poll_interval = "500ms";
   options.ha_controllers = 3;
   options.etcd_endpoints = etcd->endpoints();
-  options.fencing_lease = "4s";
-  options.host_down_after = "4500ms";
+  options.fencing_lease = "2s";
+  options.host_down_after = "2500ms";
   Lab lab(options);
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 3, 3));
@@ -190,8 +195,120 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
   EXPECT_TRUE(watcher.duplicates().empty()) << watcher.duplicates().front();
 }
 
-// Heal times of the two modes side by side, in one run, with the same settings (heartbeat 200 ms,
-// lease 4 s, down after 4.5 s): 5 VM crashes (inject crash -> the healed instance runs elsewhere,
+// Partition one agent from etcd (its endpoints are TcpProxies that drop every byte, both ways;
+// its stream to the controller stays up): it fences (its own libvirt lists none of its instances
+// running) before etcd deletes its alive key; the active controller declares it down on that
+// deletion and heals its instances elsewhere, never two at once; once the partition ends the
+// agent puts its key again and the host is up. Figures: cut -> fenced, cut -> key deleted, cut ->
+// all healed elsewhere.
+TEST(HaE2eTest, AnAgentCutFromEtcdFencesBeforeItsKeyExpiresAndIsHealedElsewhereOnce) {
+  REGEN_START_ETCD(etcd, 3);
+  LabOptions options;
+  options.hosts = 3;
+  options.ha_controllers = 2;
+  options.etcd_endpoints = etcd->endpoints();
+  options.fencing_lease = "2s";
+  options.host_down_after = "2500ms";
+  options.etcd_lease_ttl = "4s";
+  options.etcd_proxied_hosts = {1};
+  Lab lab(options);
+  lab.StartAll();
+  lab.Apply(Lab::ServiceYaml("web", 6, 3));
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
+  std::map<std::string, int64_t> victims;  // on host-1: name -> generation
+  for (const auto& i : lab.Instances()) {
+    if (i.host() == "host-1") victims[i.name()] = i.generation();
+  }
+  ASSERT_FALSE(victims.empty());
+
+  auto client = etcd::EtcdClient::Connect(etcd->Options());
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  std::mutex mu;
+  std::optional<SteadyClock::time_point> deleted_at;
+  auto watch = etcd::EtcdWatch::Start(
+      *client, "/regen/hosts/host-1/", 0,
+      [&](const etcd::WatchEvent& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (e.type == etcd::WatchEvent::Type::kDelete && !deleted_at) {
+          deleted_at = SteadyClock::now();
+        }
+      },
+      nullptr, milliseconds(10000));
+  ASSERT_TRUE(watch.ok()) << watch.status().ToString();
+  DuplicateWatcher watcher(lab);
+
+  auto cut_at = SteadyClock::now();
+  lab.CutEtcd(1);
+  auto fenced = [&] {
+    auto status = lab.AgentStatus(1);
+    if (status.is_null()) return false;
+    for (const auto& d : status["domains"]) {
+      if (victims.count(d.value("name", "")) && d.value("state", "") == "running") return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(WaitFor(fenced, milliseconds(10000), milliseconds(5)))
+      << "host-1 cut from etcd did not fence\n"
+      << lab.Logs();
+  auto fenced_at = SteadyClock::now();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return deleted_at.has_value();
+      },
+      milliseconds(15000), milliseconds(5)))
+      << "etcd never deleted host-1's key\n"
+      << lab.Logs();
+  SteadyClock::time_point deleted;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    deleted = *deleted_at;
+  }
+  EXPECT_LT(fenced_at, deleted) << "host-1's instances still ran when etcd deleted its key";
+  bool healed = WaitFor(
+      [&] {
+        for (const auto& i : lab.Instances()) {
+          auto v = victims.find(i.name());
+          if (v == victims.end()) continue;
+          if (i.generation() <= v->second || i.host() == "host-1" || i.state() != "running") {
+            return false;
+          }
+        }
+        return true;
+      },
+      milliseconds(20000), milliseconds(10));
+  ASSERT_TRUE(healed) << lab.Logs();
+  auto healed_at = SteadyClock::now();
+  EXPECT_EQ(lab.HostState("host-1"), "down");
+
+  lab.HealEtcd(1);
+  ASSERT_TRUE(WaitFor([&] { return lab.HostState("host-1") == "up"; }, milliseconds(20000)))
+      << "host-1 did not come back once etcd was reachable\n"
+      << lab.Logs();
+  auto key = (*client)->Get("/regen/hosts/host-1/alive");
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(key->kvs.size(), 1u) << "host-1's alive key was not put again";
+  ASSERT_TRUE(lab.WaitAllRunning(6, milliseconds(20000))) << lab.Logs();
+  (*watch)->Stop();
+  watcher.Stop();
+  EXPECT_TRUE(watcher.duplicates().empty()) << watcher.duplicates().front();
+  int fenced_events = 0;
+  for (const auto& e : lab.Events()) {
+    fenced_events += e.kind() == "fenced" && e.host() == "host-1" ? 1 : 0;
+  }
+  EXPECT_GE(fenced_events, static_cast<int>(victims.size()))
+      << "the fence of host-1 is not in the controller's event log";
+  auto ms = [&](SteadyClock::time_point t) {
+    return static_cast<long long>(std::chrono::duration_cast<milliseconds>(t - cut_at).count());
+  };
+  std::printf("ha: agent cut from etcd (lease 2 s, TTL 4 s): fenced after %lld ms, key deleted "
+              "after %lld ms, its %zu instances running elsewhere after %lld ms\n",
+              ms(fenced_at), ms(deleted), victims.size(), ms(healed_at));
+}
+
+// Heal times of the two modes side by side, in one run, with the lab's settings (heartbeat 200 ms,
+// lease 2 s; embedded: down after 2.5 s without heartbeats; ha: down when etcd deletes the alive
+// key, TTL 4 s): 5 VM crashes (inject crash -> the healed instance runs elsewhere,
 // as the controller reports it) and one host lost (kill -9 of its agent -> all its instances run
 // elsewhere). Figures only: printed, never asserted as times.
 struct HealFigures {
@@ -202,8 +319,8 @@ struct HealFigures {
 HealFigures MeasureHeals(LabOptions options) {
   HealFigures f;
   options.hosts = 4;
-  options.fencing_lease = "4s";
-  options.host_down_after = "4500ms";
+  options.fencing_lease = "2s";
+  options.host_down_after = "2500ms";
   Lab lab(options);
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 6, 3));
@@ -250,7 +367,8 @@ TEST(HaE2eTest, HealTimesEmbeddedAndHaSideBySide) {
   ha.ha_controllers = 3;
   ha.etcd_endpoints = etcd->endpoints();
   HealFigures on_etcd = MeasureHeals(ha);
-  std::printf("heal times (test driver, 4 hosts, heartbeat 200 ms, down after 4.5 s):\n"
+  std::printf("heal times (test driver, 4 hosts, lease 2 s; embedded: down after 2.5 s, ha: etcd "
+              "lease TTL 4 s):\n"
               "  %-40s %10s %10s\n  %-40s %8lld ms %8lld ms\n  %-40s %8lld ms %8lld ms\n",
               "", "embedded", "ha (etcd)", "VM crash -> running elsewhere (median of 5)",
               static_cast<long long>(embedded.crash_median_ms),

@@ -125,6 +125,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                  ? "tls:\n  ca: " + CertsDir() + "/ca.crt\n  cert: " + CertsDir() + "/" +
                        HostName(k) + ".crt\n  key: " + CertsDir() + "/" + HostName(k) + ".key\n"
                  : std::string("insecure: true\n")) +
+            (options_.ha_controllers > 0 ? AgentEtcdBlock(k) : std::string()) +
             options_.agent_extra);
   }
 }

@@ -58,6 +58,10 @@ struct LabOptions {
   int ha_controllers = 0;
   std::vector<std::string> etcd_endpoints;
   std::string election_ttl = "1s";
+  // HA: every agent keeps its lease in etcd (agent.yaml etcd:) with this TTL; the hosts listed
+  // reach etcd through TcpProxies (one per member) that CutEtcd/HealEtcd partition.
+  std::string etcd_lease_ttl = "4s";
+  std::set<int> etcd_proxied_hosts;
 };
 
 class Lab {
@@ -83,6 +87,9 @@ class Lab {
   static int HostNumber(const std::string& host) { return std::stoi(host.substr(5)); }
   std::string dir() const { return dir_.path(); }
   TcpProxy& proxy(int host) { return *proxies_.at(host); }
+  // HA: partitions host `host` (an etcd_proxied_hosts one) from every etcd member, or heals it.
+  void CutEtcd(int host);
+  void HealEtcd(int host);
   AdminClient& client() { return *client_; }
   const std::string& controller_address() const { return controller_address_; }
   // options.tls: where gen-certs.sh wrote the certificates (DIR/certs).
@@ -140,6 +147,9 @@ class Lab {
   std::vector<std::unique_ptr<ChildProcess>> ha_;
   std::vector<int> ha_ports_;
   void WriteHaControllerConfigs(const std::string& security);
+  // HA: the etcd: block of host k's agent.yaml (proxies made for etcd_proxied_hosts).
+  std::string AgentEtcdBlock(int k);
+  std::map<int, std::vector<std::unique_ptr<TcpProxy>>> etcd_proxies_;
   void StartHaControllers();
   std::string ControllerAddress(int i) const { return "127.0.0.1:" + std::to_string(ha_ports_[i]); }
   std::map<int, std::unique_ptr<ChildProcess>> agents_;

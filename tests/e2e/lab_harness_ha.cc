@@ -34,6 +34,29 @@ void Lab::WriteHaControllerConfigs(const std::string& security) {
   controller_address_ = all;  // agents and the client follow the active one
 }
 
+std::string Lab::AgentEtcdBlock(int k) {
+  std::string endpoints;
+  for (const std::string& e : options_.etcd_endpoints) {
+    std::string endpoint = e;
+    if (options_.etcd_proxied_hosts.count(k)) {
+      auto& p = etcd_proxies_[k].emplace_back(
+          std::make_unique<TcpProxy>(std::stoi(e.substr(e.rfind(':') + 1))));
+      endpoint = "127.0.0.1:" + std::to_string(p->port());
+    }
+    endpoints += (endpoints.empty() ? "\"" : ", \"") + endpoint + "\"";
+  }
+  return "etcd:\n  endpoints: [" + endpoints + "]\n  prefix: /regen/\n  lease_ttl: " +
+         options_.etcd_lease_ttl + "\n";
+}
+
+void Lab::CutEtcd(int host) {
+  for (auto& p : etcd_proxies_.at(host)) p->Cut();
+}
+
+void Lab::HealEtcd(int host) {
+  for (auto& p : etcd_proxies_.at(host)) p->Heal();
+}
+
 std::string Lab::ControllerLog(int i) const {
   return dir_.File("controller-" + std::to_string(i) + ".log");
 }
