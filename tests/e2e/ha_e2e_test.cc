@@ -39,17 +39,21 @@ int64_t Median(std::vector<int64_t> v) {
   return v[v.size() / 2];
 }
 
+// An HA lab on `etcd` with the lab's settings (lease 2 s, the agents' etcd lease TTL 4 s).
+LabOptions HaLab(const EtcdCluster& etcd, int hosts, int controllers) {
+  LabOptions options;
+  options.hosts = hosts;
+  options.ha_controllers = controllers;
+  options.etcd_endpoints = etcd.endpoints();
+  return options;
+}
+
 TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
   REGEN_START_ETCD(etcd, 3);
-  LabOptions options;
-  options.hosts = 4;
-  options.ha_controllers = 3;
-  options.etcd_endpoints = etcd->endpoints();
+  LabOptions options = HaLab(*etcd, 4, 3);
   // A failover takes longer than the agents' lease (the dead controller's election lease must
   // expire first): it costs no lease all the same, the agents renew theirs in etcd.
   options.election_ttl = "3s";
-  options.fencing_lease = "2s";
-  options.host_down_after = "2500ms";
   const int64_t lease_ms = 2000;
   Lab lab(options);
   lab.StartAll();
@@ -149,14 +153,9 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
     REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
   }
   REGEN_START_ETCD(etcd, 3);
-  LabOptions options;
+  LabOptions options = HaLab(*etcd, 3, 3);
   options.driver = "qemu";
-  options.hosts = 3;
   options.poll_interval = "500ms";
-  options.ha_controllers = 3;
-  options.etcd_endpoints = etcd->endpoints();
-  options.fencing_lease = "2s";
-  options.host_down_after = "2500ms";
   Lab lab(options);
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 3, 3));
@@ -203,13 +202,7 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
 // all healed elsewhere.
 TEST(HaE2eTest, AnAgentCutFromEtcdFencesBeforeItsKeyExpiresAndIsHealedElsewhereOnce) {
   REGEN_START_ETCD(etcd, 3);
-  LabOptions options;
-  options.hosts = 3;
-  options.ha_controllers = 2;
-  options.etcd_endpoints = etcd->endpoints();
-  options.fencing_lease = "2s";
-  options.host_down_after = "2500ms";
-  options.etcd_lease_ttl = "4s";
+  LabOptions options = HaLab(*etcd, 3, 2);
   options.etcd_proxied_hosts = {1};
   Lab lab(options);
   lab.StartAll();
@@ -319,8 +312,6 @@ struct HealFigures {
 HealFigures MeasureHeals(LabOptions options) {
   HealFigures f;
   options.hosts = 4;
-  options.fencing_lease = "2s";
-  options.host_down_after = "2500ms";
   Lab lab(options);
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 6, 3));
@@ -363,10 +354,7 @@ HealFigures MeasureHeals(LabOptions options) {
 TEST(HaE2eTest, HealTimesEmbeddedAndHaSideBySide) {
   HealFigures embedded = MeasureHeals({});
   REGEN_START_ETCD(etcd, 3);
-  LabOptions ha;
-  ha.ha_controllers = 3;
-  ha.etcd_endpoints = etcd->endpoints();
-  HealFigures on_etcd = MeasureHeals(ha);
+  HealFigures on_etcd = MeasureHeals(HaLab(*etcd, 4, 3));
   std::printf("heal times (test driver, 4 hosts, lease 2 s; embedded: down after 2.5 s, ha: etcd "
               "lease TTL 4 s):\n"
               "  %-40s %10s %10s\n  %-40s %8lld ms %8lld ms\n  %-40s %8lld ms %8lld ms\n",
