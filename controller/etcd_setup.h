@@ -24,8 +24,10 @@
 // - Reading its key (Range, or a Txn compare on it, or a Watch of it): READ on the key.
 // So READWRITE on `<prefix>hosts/HOST/` is all a host's role gets, and all it needs.
 //
-// Any change to users or roles makes tokens issued before it "old" ("revision of auth store is
-// old"); the etcd client (etcd/etcd_channels.cc) then authenticates again, as etcd's Go client.
+// A change to users or roles can make a token issued before it "old" ("revision of auth store is
+// old": with --auth-token=jwt always, with the default simple tokens when it races a request);
+// the etcd client (etcd/etcd_channels.cc, etcd_watch.cc) then authenticates again, as etcd's Go
+// client does.
 #pragma once
 
 #include <functional>

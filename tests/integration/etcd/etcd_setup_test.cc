@@ -27,17 +27,17 @@ using testing::EtcdCluster;
 using testing::WaitFor;
 using testing::WriteFileOrDie;
 
-struct Run {
+struct CommandRun {
   int exit_code = -1;
   std::string out;
   std::string err;
 };
 
 // A controller.yaml (store: etcd) and the password files, in a temp dir.
-class Setup {
+class EtcdFixture {
  public:
   // `tls`: the controllers use the cluster's TLS and controller.crt (CN localhost), no password.
-  Setup(const EtcdCluster& cluster, bool tls) : dir_("regen-etcd-setup"), cluster_(cluster) {
+  EtcdFixture(const EtcdCluster& cluster, bool tls) : dir_("regen-etcd-setup"), cluster_(cluster) {
     WriteFileOrDie(File("root.pw"), "root-secret\n");
     WriteFileOrDie(File("ctl.pw"), "ctl-secret\n");
     WriteFileOrDie(File("host-a.pw"), "a-secret\n");
@@ -61,7 +61,7 @@ class Setup {
   std::string Config() const { return dir_.File("controller.yaml"); }
 
   // regen-controller --config controller.yaml ARGS...
-  Run Controller(std::vector<std::string> args, bool with_config = true) const {
+  CommandRun Controller(std::vector<std::string> args, bool with_config = true) const {
     std::vector<std::string> argv = {testing::BinaryDir() + "/controller/regen-controller"};
     if (with_config) argv.insert(argv.end(), {"--config", Config()});
     argv.insert(argv.end(), args.begin(), args.end());
@@ -71,14 +71,14 @@ class Setup {
     if (!out.ok()) return {};
     return {out->exit_code, out->stdout_text, out->stderr_text};
   }
-  Run Init() const { return Controller({"etcd", "init", "--root-password-file", File("root.pw")}); }
-  Run AddHost(const std::string& host, bool password) const {
+  CommandRun Init() const { return Controller({"etcd", "init", "--root-password-file", File("root.pw")}); }
+  CommandRun AddHost(const std::string& host, bool password) const {
     std::vector<std::string> args = {"etcd", "add-host", host, "--root-password-file",
                                      File("root.pw")};
     if (password) args.insert(args.end(), {"--password-file", File("host-a.pw")});
     return Controller(args);
   }
-  Run RemoveHost(const std::string& host) const {
+  CommandRun RemoveHost(const std::string& host) const {
     return Controller({"etcd", "remove-host", host, "--root-password-file", File("root.pw")});
   }
 
@@ -97,7 +97,7 @@ class Setup {
   const EtcdCluster& cluster_;
 };
 
-std::string Describe(const Run& r) {
+std::string Describe(const CommandRun& r) {
   return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "stderr:\n" + r.err;
 }
 
@@ -136,7 +136,9 @@ int64_t KeepAliveKey(const std::shared_ptr<EtcdClient>& host, const std::string&
   EXPECT_TRUE(read.ok()) << "Get own key: " << read.status().ToString();
   if (read.ok()) {
     EXPECT_EQ(read->kvs.size(), 1u);
-    if (!read->kvs.empty()) EXPECT_EQ(read->kvs[0].lease, lease->id);
+    if (!read->kvs.empty()) {
+      EXPECT_EQ(read->kvs[0].lease, lease->id);
+    }
   }
   return lease->id;
 }
@@ -179,22 +181,22 @@ void ExpectControllerRights(const std::shared_ptr<EtcdClient>& controller,
 
 TEST(EtcdSetupTest, PasswordsHostConfinedToItsKeyControllerToThePrefix) {
   REGEN_START_ETCD(cluster, 1);
-  Setup setup(*cluster, false);
+  EtcdFixture setup(*cluster, false);
   auto open = setup.Connect("", "");
   ASSERT_TRUE(open->Put("/regen/state/services/web", "before auth").ok());
 
-  Run init = setup.Init();
+  CommandRun init = setup.Init();
   ASSERT_EQ(init.exit_code, 0) << Describe(init);
   EXPECT_NE(init.out.find("user root: created"), std::string::npos) << init.out;
   EXPECT_NE(init.out.find("user regen-ctl: created"), std::string::npos) << init.out;
   EXPECT_NE(init.out.find("auth: enabled"), std::string::npos) << init.out;
   EXPECT_FALSE(open->Get("/regen/state/services/web").ok());  // auth is on: no user, no read
 
-  // Connected before add-host: its token gets "old" when users change and is renewed.
+  // Connected before add-host: its token outlives the change of users.
   auto controller = setup.Connect("regen-ctl", "ctl-secret");
   ASSERT_TRUE(controller);
   ASSERT_TRUE(controller->Put("/regen/state/x", "1").ok());
-  Run add = setup.AddHost("host-a", true);
+  CommandRun add = setup.AddHost("host-a", true);
   ASSERT_EQ(add.exit_code, 0) << Describe(add);
   EXPECT_NE(add.out.find("granted read and write on /regen/hosts/host-a/*"), std::string::npos)
       << add.out;
@@ -223,12 +225,12 @@ TEST(EtcdSetupTest, ClientCertificatesOverTlsWithClientCertAuth) {
   auto started = EtcdCluster::Start(options);
   ASSERT_TRUE(started.ok()) << started.status().ToString();
   auto& cluster = *started;
-  Setup setup(*cluster, true);
-  Run init = setup.Init();
+  EtcdFixture setup(*cluster, true);
+  CommandRun init = setup.Init();
   ASSERT_EQ(init.exit_code, 0) << Describe(init);
   // controller.crt's CN (gen-certs.sh localhost ...): a user without a password.
   EXPECT_NE(init.out.find("user localhost: created (no password"), std::string::npos) << init.out;
-  Run add = setup.AddHost("host-a", false);
+  CommandRun add = setup.AddHost("host-a", false);
   ASSERT_EQ(add.exit_code, 0) << Describe(add);
   EXPECT_NE(add.out.find("user host-a: created (no password"), std::string::npos) << add.out;
 
@@ -260,13 +262,13 @@ TEST(EtcdSetupTest, ClientCertificatesOverTlsWithClientCertAuth) {
 
 TEST(EtcdSetupTest, CommandsRunTwiceRefuseBadNamesAndSayWhatFailed) {
   REGEN_START_ETCD(cluster, 1);
-  Setup setup(*cluster, false);
-  Run early = setup.AddHost("host-a", true);
+  EtcdFixture setup(*cluster, false);
+  CommandRun early = setup.AddHost("host-a", true);
   EXPECT_EQ(early.exit_code, 1) << Describe(early);
   EXPECT_NE(early.err.find("etcd init` first"), std::string::npos) << early.err;
 
   ASSERT_EQ(setup.Init().exit_code, 0);
-  Run again = setup.Init();
+  CommandRun again = setup.Init();
   ASSERT_EQ(again.exit_code, 0) << Describe(again);
   EXPECT_NE(again.out.find("auth is on, authenticated as root"), std::string::npos) << again.out;
   EXPECT_NE(again.out.find("user regen-ctl: exists, its password is the one given"),
@@ -275,7 +277,7 @@ TEST(EtcdSetupTest, CommandsRunTwiceRefuseBadNamesAndSayWhatFailed) {
   EXPECT_NE(again.out.find("auth: on (as before)"), std::string::npos) << again.out;
   EXPECT_EQ(again.out.find("created"), std::string::npos) << again.out;
   ASSERT_EQ(setup.AddHost("host-a", true).exit_code, 0);
-  Run add_again = setup.AddHost("host-a", true);
+  CommandRun add_again = setup.AddHost("host-a", true);
   ASSERT_EQ(add_again.exit_code, 0) << Describe(add_again);
   EXPECT_NE(add_again.out.find("(as before)"), std::string::npos) << add_again.out;
   EXPECT_EQ(add_again.out.find("created"), std::string::npos) << add_again.out;
@@ -283,7 +285,7 @@ TEST(EtcdSetupTest, CommandsRunTwiceRefuseBadNamesAndSayWhatFailed) {
   auto root = setup.Connect("root", "root-secret");
   ASSERT_TRUE(root);
   for (std::string bad : {"Host_A", "host-a/..", "", "root", "regen-ctl"}) {
-    Run refused = setup.AddHost(bad, false);
+    CommandRun refused = setup.AddHost(bad, false);
     EXPECT_EQ(refused.exit_code, 2) << bad << ": " << Describe(refused);
     EXPECT_NE(refused.err.find("HOST"), std::string::npos) << refused.err;
     if (bad != "root" && bad != "regen-ctl" && !bad.empty()) {
@@ -297,32 +299,32 @@ TEST(EtcdSetupTest, CommandsRunTwiceRefuseBadNamesAndSayWhatFailed) {
   EXPECT_EQ(*ctl_roles, std::vector<std::string>{"regen-controller"});
 
   WriteFileOrDie(setup.File("root.pw"), "wrong\n");
-  Run wrong = setup.AddHost("host-b", false);
+  CommandRun wrong = setup.AddHost("host-b", false);
   EXPECT_EQ(wrong.exit_code, 1) << Describe(wrong);
   EXPECT_NE(wrong.err.find("refused user root"), std::string::npos) << wrong.err;
-  Run usage = setup.Controller({"etcd", "add-host"});
+  CommandRun usage = setup.Controller({"etcd", "add-host"});
   EXPECT_EQ(usage.exit_code, 2) << Describe(usage);
-  Run help = setup.Controller({"etcd", "--help"}, false);
+  CommandRun help = setup.Controller({"etcd", "--help"}, false);
   EXPECT_EQ(help.exit_code, 0) << Describe(help);
   EXPECT_NE(help.out.find("add-host"), std::string::npos) << help.out;
 
   cluster->Stop(0);
   WriteFileOrDie(setup.File("root.pw"), "root-secret\n");
-  Run down = setup.AddHost("host-b", false);
+  CommandRun down = setup.AddHost("host-b", false);
   EXPECT_EQ(down.exit_code, 1) << Describe(down);
   EXPECT_NE(down.err.find("cannot reach etcd at 127.0.0.1:"), std::string::npos) << down.err;
 }
 
 TEST(EtcdSetupTest, RemoveHostTakesItsRightsAway) {
   REGEN_START_ETCD(cluster, 1);
-  Setup setup(*cluster, false);
+  EtcdFixture setup(*cluster, false);
   ASSERT_EQ(setup.Init().exit_code, 0);
   ASSERT_EQ(setup.AddHost("host-a", true).exit_code, 0);
   auto host = setup.Connect("host-a", "a-secret");
   ASSERT_TRUE(host);
   ASSERT_TRUE(host->Put("/regen/hosts/host-a/alive", "1").ok());
 
-  Run removed = setup.RemoveHost("host-a");
+  CommandRun removed = setup.RemoveHost("host-a");
   ASSERT_EQ(removed.exit_code, 0) << Describe(removed);
   EXPECT_NE(removed.out.find("user host-a: deleted"), std::string::npos) << removed.out;
   EXPECT_NE(removed.out.find("role regen-host-host-a: deleted"), std::string::npos);
@@ -335,7 +337,7 @@ TEST(EtcdSetupTest, RemoveHostTakesItsRightsAway) {
   a.password = "a-secret";
   EXPECT_FALSE(EtcdClient::Connect(a).ok());
 
-  Run again = setup.RemoveHost("host-a");
+  CommandRun again = setup.RemoveHost("host-a");
   ASSERT_EQ(again.exit_code, 0) << Describe(again);
   EXPECT_NE(again.out.find("user host-a: not there"), std::string::npos) << again.out;
   // Added back, it has its rights again.
@@ -343,11 +345,38 @@ TEST(EtcdSetupTest, RemoveHostTakesItsRightsAway) {
   EXPECT_TRUE(setup.Connect("host-a", "a-secret")->Put("/regen/hosts/host-a/alive", "3").ok());
 }
 
+// The controllers' watch of the hosts' keys outlives a user change and a member restart: etcd
+// refuses to re-create it with the token the restart lost ("invalid auth token"; before the fix
+// in etcd_watch.cc it retried with that token forever); it authenticates again and goes on.
+TEST(EtcdSetupTest, ControllerWatchComesBackAfterAMemberRestart) {
+  REGEN_START_ETCD(cluster, 1);
+  EtcdFixture setup(*cluster, false);
+  ASSERT_EQ(setup.Init().exit_code, 0);
+  auto controller = setup.Connect("regen-ctl", "ctl-secret");
+  ASSERT_TRUE(controller);
+  Keys keys;
+  auto watch = etcd::EtcdWatch::Start(
+      controller, "/regen/hosts/", 0, [&](const etcd::WatchEvent& e) { keys.Add(e); },
+      [](Status) {}, milliseconds(5000));
+  ASSERT_TRUE(watch.ok()) << watch.status().ToString();
+  ASSERT_EQ(setup.AddHost("host-a", true).exit_code, 0);
+  ASSERT_TRUE(cluster->Restart(0).ok());
+  auto host = setup.Connect("host-a", "a-secret");
+  ASSERT_TRUE(host);
+  auto put = host->Put("/regen/hosts/host-a/alive", "1", 0, milliseconds(10000));
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_TRUE(WaitFor([&] { return keys.Has("/regen/hosts/host-a/alive"); }, milliseconds(15000)))
+      << "the watch did not come back (reconnects: " << (*watch)->reconnects() << ")";
+  auto write = controller->Put("/regen/state/x", "1", 0, milliseconds(10000));
+  EXPECT_TRUE(write.ok()) << write.status().ToString();
+  (*watch)->Stop();
+}
+
 // What etcd 3.4 checks for leases (etcd_setup.h's header): LeaseGrant and KeepAlive need no
 // permission at all; a Put or a Revoke needs WRITE on every key attached to the lease.
 TEST(EtcdSetupTest, WhatEtcdChecksForLeases) {
   REGEN_START_ETCD(cluster, 1);
-  Setup setup(*cluster, false);
+  EtcdFixture setup(*cluster, false);
   ASSERT_EQ(setup.Init().exit_code, 0);
   ASSERT_EQ(setup.AddHost("host-a", true).exit_code, 0);
   auto anonymous = setup.Connect("", "");
