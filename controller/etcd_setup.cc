@@ -193,9 +193,10 @@ Result<std::string> CertificateCommonName(const std::string& path) {
       bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr, &X509_free);
   if (!cert) return InvalidArgument("etcd.tls.cert: \"" + path + "\" holds no PEM certificate");
   char cn[256] = {};
-  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn,
-                                    sizeof(cn));
-  if (n <= 0) return InvalidArgument("etcd.tls.cert: the certificate in \"" + path + "\" has no CN");
+  int n =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof(cn));
+  if (n <= 0)
+    return InvalidArgument("etcd.tls.cert: the certificate in \"" + path + "\" has no CN");
   return std::string(cn, static_cast<size_t>(n));
 }
 
@@ -230,7 +231,8 @@ Status EtcdInit(const EtcdConfig& etcd, const std::string& root_password, const 
   }
   std::optional<std::string> controller_password;
   if (!etcd.user.empty()) {
-    ASSIGN_OR_RETURN(controller_password, ReadPasswordFile(etcd.password_file, "etcd.password_file"));
+    ASSIGN_OR_RETURN(controller_password,
+                     ReadPasswordFile(etcd.password_file, "etcd.password_file"));
   }
   ASSIGN_OR_RETURN(RootSession root, ConnectAsRoot(etcd, root_password));
   log(root.auth_enabled ? "etcd: auth is on, authenticated as root"

@@ -44,7 +44,7 @@ class App;
 namespace regen {
 
 inline constexpr char kEtcdControllerRole[] = "regen-controller";
-std::string EtcdHostRole(const std::string& host);  // "regen-host-HOST"
+std::string EtcdHostRole(const std::string& host);                            // "regen-host-HOST"
 std::string EtcdHostPrefix(const EtcdConfig& etcd, const std::string& host);  // <prefix>hosts/HOST/
 
 // The etcd user the controllers authenticate as: etcd.user, else the CN of etcd.tls.cert;

@@ -8,8 +8,8 @@ namespace {
 namespace pb = etcdserverpb;
 
 template <typename Request, typename Response, typename Method>
-Status AuthCall(EtcdClient& client, const std::string& what, const Request& request,
-                Method method, Response* response = nullptr) {
+Status AuthCall(EtcdClient& client, const std::string& what, const Request& request, Method method,
+                Response* response = nullptr) {
   Response local;
   Response* out = response != nullptr ? response : &local;
   return client.channels().Unary(what, client.options().default_timeout,
@@ -51,8 +51,7 @@ Status ChangePassword(EtcdClient& client, const std::string& user, const std::st
   request.set_name(user);
   request.set_password(password);
   return AuthCall<pb::AuthUserChangePasswordRequest, pb::AuthUserChangePasswordResponse>(
-      client, "change the password of user " + user, request,
-      &pb::Auth::Stub::UserChangePassword);
+      client, "change the password of user " + user, request, &pb::Auth::Stub::UserChangePassword);
 }
 
 Status DeleteUser(EtcdClient& client, const std::string& user) {
@@ -116,8 +115,8 @@ Result<std::vector<std::string>> UserRoles(EtcdClient& client, const std::string
   pb::AuthUserGetRequest request;
   request.set_name(user);
   pb::AuthUserGetResponse response;
-  RETURN_IF_ERROR(AsNotFound(AuthCall(client, "get user " + user, request,
-                                      &pb::Auth::Stub::UserGet, &response)));
+  RETURN_IF_ERROR(AsNotFound(
+      AuthCall(client, "get user " + user, request, &pb::Auth::Stub::UserGet, &response)));
   return std::vector<std::string>(response.roles().begin(), response.roles().end());
 }
 
@@ -125,8 +124,8 @@ Result<std::vector<RangePermission>> RolePermissions(EtcdClient& client, const s
   pb::AuthRoleGetRequest request;
   request.set_role(role);
   pb::AuthRoleGetResponse response;
-  RETURN_IF_ERROR(AsNotFound(AuthCall(client, "get role " + role, request,
-                                      &pb::Auth::Stub::RoleGet, &response)));
+  RETURN_IF_ERROR(AsNotFound(
+      AuthCall(client, "get role " + role, request, &pb::Auth::Stub::RoleGet, &response)));
   std::vector<RangePermission> out;
   for (const authpb::Permission& p : response.perm()) {
     const bool rw = p.permtype() == authpb::Permission::READWRITE;

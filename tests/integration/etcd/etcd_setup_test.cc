@@ -71,7 +71,9 @@ class EtcdFixture {
     if (!out.ok()) return {};
     return {out->exit_code, out->stdout_text, out->stderr_text};
   }
-  CommandRun Init() const { return Controller({"etcd", "init", "--root-password-file", File("root.pw")}); }
+  CommandRun Init() const {
+    return Controller({"etcd", "init", "--root-password-file", File("root.pw")});
+  }
   CommandRun AddHost(const std::string& host, bool password) const {
     std::vector<std::string> args = {"etcd", "add-host", host, "--root-password-file",
                                      File("root.pw")};
@@ -290,8 +292,7 @@ TEST(EtcdSetupTest, CommandsRunTwiceRefuseBadNamesAndSayWhatFailed) {
     EXPECT_NE(refused.err.find("HOST"), std::string::npos) << refused.err;
     if (bad != "root" && bad != "regen-ctl" && !bad.empty()) {
       EXPECT_EQ(etcd::UserRoles(*root, bad).status().code(), Code::kNotFound) << bad;
-      EXPECT_EQ(etcd::RolePermissions(*root, "regen-host-" + bad).status().code(),
-                Code::kNotFound);
+      EXPECT_EQ(etcd::RolePermissions(*root, "regen-host-" + bad).status().code(), Code::kNotFound);
     }
   }
   auto ctl_roles = etcd::UserRoles(*root, "regen-ctl");
@@ -383,7 +384,8 @@ TEST(EtcdSetupTest, WhatEtcdChecksForLeases) {
   auto lease = anonymous->GrantLease(5);
   EXPECT_TRUE(lease.ok()) << "anonymous LeaseGrant: " << lease.status().ToString();
   auto renewed = anonymous->KeepAliveOnce(lease.ok() ? lease->id : 1);
-  EXPECT_TRUE(renewed.ok() && *renewed > 0) << "anonymous KeepAlive: " << renewed.status().ToString();
+  EXPECT_TRUE(renewed.ok() && *renewed > 0)
+      << "anonymous KeepAlive: " << renewed.status().ToString();
   EXPECT_FALSE(anonymous->Put("/regen/hosts/host-a/alive", "x").ok());
 
   auto controller = setup.Connect("regen-ctl", "ctl-secret");
