@@ -1,5 +1,6 @@
 // regen-controller run --config FILE: the embedded mode (store: sqlite) or the HA mode (store:
-// etcd: a standby until elected, controller/ha_controller.h).
+// etcd: a standby until elected, controller/ha_controller.h). regen-controller etcd ...: etcd's
+// users and roles for the HA mode (controller/etcd_setup.h).
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 #include "common/notify.h"
 #include "common/thread_annotations.h"
 #include "config/controller_config.h"
+#include "controller/etcd_setup.h"
 #include "controller/ha_controller.h"
 #include "controller/host_leases.h"
 #include "controller/metrics.h"
@@ -281,16 +283,21 @@ int ControllerMain(int argc, char** argv) {
   std::string config_path = "/etc/regen/controller.yaml";
   auto* run = app.add_subcommand("run", "run the controller daemon");
   run->add_option("--config,-c", config_path, "controller.yaml")->capture_default_str();
-  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "run") {
-    std::fprintf(stderr, "regen-controller: unknown command '%s' (commands: run; see --help)\n",
+  app.add_option("--config,-c", config_path, "controller.yaml")->capture_default_str();
+  EtcdSetupCommand etcd_setup(app, &config_path);
+  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "run" &&
+      std::string(argv[1]) != "etcd") {
+    std::fprintf(stderr,
+                 "regen-controller: unknown command '%s' (commands: run, etcd; see --help)\n",
                  argv[1]);
     return 2;
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // --help; else a usage error
   }
+  if (etcd_setup.parsed()) return etcd_setup.Run();
   return Run(config_path);
 }
 

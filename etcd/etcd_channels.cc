@@ -39,9 +39,15 @@ bool IsFailoverError(const grpc::Status& s) {
 }
 
 bool EtcdChannels::IsTokenError(const grpc::Status& s) {
-  // etcd: "etcdserver: invalid auth token" (the token expired or the member restarted).
-  return s.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
-         s.error_message().find("invalid auth token") != std::string::npos;
+  // etcd: "etcdserver: invalid auth token" (the token expired or the member restarted), and
+  // "etcdserver: revision of auth store is old" (INVALID_ARGUMENT): a user or role changed since
+  // the token was issued (e.g. `regen-controller etcd add-host`; with etcd's default simple
+  // tokens only when the change raced the request, with --auth-token=jwt after every change).
+  // etcd's Go client authenticates again for both.
+  return (s.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
+          s.error_message().find("invalid auth token") != std::string::npos) ||
+         (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+          s.error_message().find("revision of auth store is old") != std::string::npos);
 }
 
 Result<std::shared_ptr<EtcdChannels>> EtcdChannels::Create(const EtcdOptions& options) {

@@ -86,6 +86,7 @@ bool EtcdWatch::RunStream(int attempt) {
   create->set_range_end(PrefixEnd(prefix_));
   create->set_start_revision(next_revision_);
   bool keep_going = true;
+  bool reauthenticate = false;
   etcdserverpb::WatchResponse response;
   if (stream->Write(request)) {
     while (stream->Read(&response)) {
@@ -97,13 +98,20 @@ bool EtcdWatch::RunStream(int attempt) {
         keep_going = false;
         break;
       }
+      if (response.canceled()) {
+        // etcd refused the watch (it says created and canceled at once): with an expired token
+        // or one from before a user or role changed, authenticate again before the next attempt.
+        const std::string& why = response.cancel_reason();
+        reauthenticate = why.find("invalid auth token") != std::string::npos ||
+                         why.find("revision of auth store is old") != std::string::npos;
+        break;
+      }
       if (response.created()) {
         if (next_revision_ == 0) next_revision_ = response.header().revision() + 1;
         MutexLock lock(mu_);
         created_ = true;
         cv_.notify_all();
       }
-      if (response.canceled()) break;
       for (const auto& e : response.events()) {
         const auto& kv = e.kv();
         WatchEvent event;
@@ -122,6 +130,9 @@ bool EtcdWatch::RunStream(int attempt) {
     MutexLock lock(mu_);
     stream_ctx_ = nullptr;
     if (stop_) return false;
+  }
+  if (reauthenticate) {
+    (void)channels.Authenticate(EtcdChannels::Clock::now() + client_->options().attempt_timeout);
   }
   channels.Advance(index);
   return keep_going;
