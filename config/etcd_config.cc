@@ -92,7 +92,8 @@ Status ReadEtcdTls(const FieldMap& etcd, const EtcdBlockRules& rules, TlsConfig*
                                      " (a client certificate and its key go together; leave "
                                      "both out to present none)");
   }
-  if (rules.tls_server_name) RETURN_IF_ERROR(tls->GetNonEmptyString("server_name", &out->server_name));
+  if (rules.tls_server_name)
+    RETURN_IF_ERROR(tls->GetNonEmptyString("server_name", &out->server_name));
   return Status::Ok();
 }
 

@@ -15,12 +15,14 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/controller_link.h"
 #include "agent/etcd_lease.h"
 #include "agent/libvirt_hypervisor.h"
 #include "common/clock.h"
 #include "common/subprocess.h"
 #include "etcd/etcd_client.h"
 #include "etcd/etcd_watch.h"
+#include "tests/fakes/fake_agent_service.h"
 #include "tests/fakes/tcp_proxy.h"
 #include "tests/fakes/test_util.h"
 #include "tests/integration/etcd/etcd_harness.h"
@@ -102,138 +104,162 @@ class AgentEtcdLeaseTest : public ::testing::Test {
     return r->kvs[0];
   }
 
+  // The partition test's parts: a real etcd, the agent's link to it through `proxy_`, a direct
+  // client and a watch of the key that records when etcd deletes it.
+  void StartAll() {
+    REGEN_START_ETCD(cluster, 1);
+    cluster_ = std::move(cluster);
+    ASSERT_TRUE(libvirt_.Connect().ok());
+    proxy_ = std::make_unique<testing::TcpProxy>(PortOf(cluster_->endpoint(0)));
+    auto direct = etcd::EtcdClient::Connect(cluster_->Options());
+    ASSERT_TRUE(direct.ok()) << direct.status().ToString();
+    direct_ = *direct;
+    config_ = Config(proxy_->port());
+    hv_ = std::make_unique<LibvirtHypervisor>(config_.libvirt_uri, /*enable_events=*/true);
+    agent_ = std::make_unique<Agent>(config_, *hv_, clock_, runner_);
+    lease_ = std::make_unique<EtcdLease>(config_, *agent_, clock_);
+    EXPECT_EQ(lease_->key(), "/agent-etcd-lease-test/hosts/host-e/alive");
+    agent_->Start();
+    lease_->Start();
+  }
+
+  void Watch() {
+    auto watch = etcd::EtcdWatch::Start(
+        direct_, lease_->key(), 0,
+        [this](const etcd::WatchEvent& e) {
+          std::lock_guard lock(mu_);
+          if (e.type == etcd::WatchEvent::Type::kDelete && !deleted_at_) {
+            deleted_at_ = SteadyClock::now();
+          }
+        },
+        [](Status) {}, milliseconds(5000));
+    ASSERT_TRUE(watch.ok()) << watch.status().ToString();
+    watch_ = std::move(*watch);
+  }
+  std::optional<SteadyClock::time_point> deleted_at() {
+    std::lock_guard lock(mu_);
+    return deleted_at_;
+  }
+
+  // The key stands on the agent's lease (at `revision`) and names this host.
+  void ExpectKey(int64_t lease, int64_t revision) {
+    auto kv = Key(*direct_, lease_->key());
+    ASSERT_TRUE(kv.has_value()) << "the key is not in etcd";
+    EXPECT_EQ(kv->lease, lease);
+    EXPECT_EQ(kv->mod_revision, revision);
+    EXPECT_NE(kv->value.find("\"host\":\"host-e\""), std::string::npos) << kv->value;
+  }
+
+  // (a) The key is put on the agent's lease and stays there while the renewals run.
+  void KeyStaysWhileRenewalsRun() {
+    ASSERT_GT(lease_->WaitRegistered(SteadyClock::now() + kWait), 0) << lease_->StatusJson().dump();
+    first_revision_ = lease_->revision();
+    first_lease_ = lease_->lease_id();
+    ASSERT_NO_FATAL_FAILURE(ExpectKey(first_lease_, first_revision_));
+    Desire(*agent_, 1);
+    ASSERT_TRUE(WaitFor([&] { return ManagedAlive() == 2; }, kWait)) << ManagedAlive();
+    // Two whole TTLs of renewals (each renews the fencing lease: no fence meanwhile).
+    const int64_t renewals_needed = 2 * (kTtl / kRenew);
+    ASSERT_TRUE(WaitFor([&] { return lease_->renewals() >= renewals_needed; }, 3 * kTtl + kWait));
+    ASSERT_NO_FATAL_FAILURE(ExpectKey(first_lease_, first_revision_));
+    EXPECT_FALSE(agent_->fenced());
+    EXPECT_EQ(ManagedAlive(), 2);
+    EXPECT_EQ(agent_->StatusJson()["lease_source"], "etcd");
+  }
+
+  // (b) Partition: the agent fences (libvirt lists no managed domain) strictly before etcd
+  // deletes the key.
+  void PartitionFencesBeforeTheKeyIsDeleted() {
+    const auto cut_at = SteadyClock::now();
+    proxy_->Cut();
+    std::optional<SteadyClock::time_point> gone_at;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          if (ManagedAlive() != 0) return false;
+          gone_at = SteadyClock::now();
+          return true;
+        },
+        kWait));
+    ASSERT_FALSE(deleted_at().has_value()) << "etcd deleted the key before the agent had fenced";
+    EXPECT_TRUE(agent_->fenced());
+    ASSERT_TRUE(WaitFor([&] { return deleted_at().has_value(); }, kTtl + kWait));
+    std::printf(
+        "partition: managed domains gone %lld ms after the cut, key deleted by etcd %lld ms "
+        "after the cut (margin %lld ms)\n",
+        Ms(*gone_at - cut_at), Ms(*deleted_at() - cut_at), Ms(*deleted_at() - *gone_at));
+    EXPECT_LT(*gone_at, *deleted_at());
+    EXPECT_GE(Ms(*gone_at - cut_at), kLease.count() - kRenew.count()) << "fenced too early";
+    EXPECT_EQ(lease_->revision(), first_revision_) << "nothing was put through a cut link";
+  }
+
+  // (c) Heal: etcd says the old lease is gone; the fence is done, so the agent grants a new lease,
+  // puts the key again at a higher revision and renews it.
+  void HealRegistersAgain() {
+    proxy_->Heal();
+    ASSERT_TRUE(WaitFor([&] { return lease_->revision() > first_revision_; }, kWait))
+        << lease_->StatusJson().dump();
+    second_revision_ = lease_->revision();
+    second_lease_ = lease_->lease_id();
+    EXPECT_NE(second_lease_, first_lease_);
+    ASSERT_NO_FATAL_FAILURE(ExpectKey(second_lease_, second_revision_));
+    const int64_t renewals_then = lease_->renewals();
+    ASSERT_TRUE(WaitFor([&] { return lease_->renewals() >= renewals_then + 4; }, kWait));
+    ASSERT_TRUE(WaitFor([&] { return !agent_->fenced(); }, kWait));
+    // The controller's next desired set (after the Hello that reported the fence) counts again.
+    Desire(*agent_, 2);
+    ASSERT_TRUE(WaitFor([&] { return ManagedAlive() == 2; }, kWait));
+  }
+
+  // (d) A revoked lease: etcd deleted the key, a controller may be healing: fence at once (well
+  // inside the fencing lease), then register again once the fence is done.
+  void RevokeFencesAtOnce() {
+    const auto revoke_at = SteadyClock::now();
+    ASSERT_TRUE(direct_->RevokeLease(second_lease_).ok());
+    ASSERT_TRUE(WaitFor([&] { return ManagedAlive() == 0; }, kWait));
+    const long long gone_ms = Ms(SteadyClock::now() - revoke_at);
+    std::printf("revoked lease: managed domains gone %lld ms after the revoke\n", gone_ms);
+    EXPECT_LT(gone_ms, kLease.count()) << "did not fence at once";
+    ASSERT_TRUE(WaitFor([&] { return lease_->revision() > second_revision_; }, kWait));
+    EXPECT_NE(lease_->lease_id(), second_lease_);
+    ASSERT_NO_FATAL_FAILURE(ExpectKey(lease_->lease_id(), lease_->revision()));
+    ASSERT_TRUE(WaitFor([&] { return !agent_->fenced(); }, kWait));
+    auto status = lease_->StatusJson();
+    EXPECT_EQ(status["registrations"], 3);
+    EXPECT_GE(status["last_renewal_age_ms"].get<int64_t>(), 0);
+  }
+
+  static long long Ms(SteadyClock::duration d) {
+    return static_cast<long long>(std::chrono::duration_cast<milliseconds>(d).count());
+  }
+
   TempDir dir_{"regen-agent-etcd-lease"};
   RealClock clock_;
   RealCommandRunner runner_;
   LibvirtHypervisor libvirt_{"test:///default", /*enable_events=*/false};
+  // The partition test's (destroyed in reverse: the lease thread first, etcd last).
+  std::unique_ptr<testing::EtcdCluster> cluster_;
+  std::unique_ptr<testing::TcpProxy> proxy_;
+  std::shared_ptr<etcd::EtcdClient> direct_;
+  AgentConfig config_;
+  std::unique_ptr<LibvirtHypervisor> hv_;
+  std::unique_ptr<Agent> agent_;
+  std::unique_ptr<EtcdLease> lease_;
+  std::unique_ptr<etcd::EtcdWatch> watch_;
+  std::mutex mu_;
+  std::optional<SteadyClock::time_point> deleted_at_;  // guarded by mu_
+  int64_t first_revision_ = 0, first_lease_ = 0, second_revision_ = 0, second_lease_ = 0;
 };
 
 TEST_F(AgentEtcdLeaseTest, PartitionFencesBeforeTheKeyExpiresAndRevokeFencesAtOnce) {
-  REGEN_START_ETCD(cluster, 1);
-  ASSERT_TRUE(libvirt_.Connect().ok());
-  testing::TcpProxy proxy(PortOf(cluster->endpoint(0)));
-  auto direct_or = etcd::EtcdClient::Connect(cluster->Options());
-  ASSERT_TRUE(direct_or.ok()) << direct_or.status().ToString();
-  std::shared_ptr<etcd::EtcdClient> direct = *direct_or;
-
-  AgentConfig config = Config(proxy.port());
-  LibvirtHypervisor hv(config.libvirt_uri, /*enable_events=*/true);
-  Agent agent(config, hv, clock_, runner_);
-  EtcdLease lease(config, agent, clock_);
-  const std::string key = lease.key();
-  EXPECT_EQ(key, "/agent-etcd-lease-test/hosts/host-e/alive");
-  agent.Start();
-  lease.Start();
-
-  // (a) The key is put on the agent's lease and stays there while the renewals run.
-  ASSERT_GT(lease.WaitRegistered(SteadyClock::now() + kWait), 0) << lease.StatusJson().dump();
-  const int64_t first_revision = lease.revision();
-  const int64_t first_lease = lease.lease_id();
-  auto kv = Key(*direct, key);
-  ASSERT_TRUE(kv.has_value());
-  EXPECT_EQ(kv->lease, first_lease);
-  EXPECT_EQ(kv->mod_revision, first_revision);
-  EXPECT_NE(kv->value.find("\"host\":\"host-e\""), std::string::npos) << kv->value;
-  Desire(agent, 1);
-  ASSERT_TRUE(WaitFor([&] { return ManagedAlive() == 2; }, kWait)) << ManagedAlive();
-  // Two whole TTLs of renewals (each renews the fencing lease: no fence meanwhile).
-  const int64_t renewals_needed = 2 * (kTtl / kRenew);
-  ASSERT_TRUE(WaitFor([&] { return lease.renewals() >= renewals_needed; }, 3 * kTtl + kWait));
-  kv = Key(*direct, key);
-  ASSERT_TRUE(kv.has_value()) << "the key expired while renewals ran";
-  EXPECT_EQ(kv->lease, first_lease);
-  EXPECT_EQ(kv->mod_revision, first_revision);
-  EXPECT_FALSE(agent.fenced());
-  EXPECT_EQ(ManagedAlive(), 2);
-  EXPECT_EQ(agent.StatusJson()["lease_source"], "etcd");
-
-  // A direct watch on the key records when etcd deletes it.
-  std::mutex mu;
-  std::vector<std::pair<etcd::WatchEvent::Type, SteadyClock::time_point>> events;
-  auto watch = etcd::EtcdWatch::Start(
-      direct, key, 0,
-      [&](const etcd::WatchEvent& e) {
-        std::lock_guard lock(mu);
-        events.emplace_back(e.type, SteadyClock::now());
-      },
-      [](Status) {}, milliseconds(5000));
-  ASSERT_TRUE(watch.ok()) << watch.status().ToString();
-  auto deleted_at = [&]() -> std::optional<SteadyClock::time_point> {
-    std::lock_guard lock(mu);
-    for (auto& [type, at] : events)
-      if (type == etcd::WatchEvent::Type::kDelete) return at;
-    return std::nullopt;
-  };
-
-  // (b) Partition: the agent fences (libvirt lists no managed domain) strictly before etcd
-  // deletes the key.
-  const auto cut_at = SteadyClock::now();
-  proxy.Cut();
-  std::optional<SteadyClock::time_point> gone_at;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        if (ManagedAlive() != 0) return false;
-        gone_at = SteadyClock::now();
-        return true;
-      },
-      kWait));
-  ASSERT_FALSE(deleted_at().has_value()) << "etcd deleted the key before the agent had fenced";
-  EXPECT_TRUE(agent.fenced());
-  ASSERT_TRUE(WaitFor([&] { return deleted_at().has_value(); }, kTtl + kWait));
-  auto ms = [](SteadyClock::duration d) {
-    return std::chrono::duration_cast<milliseconds>(d).count();
-  };
-  std::printf(
-      "partition: managed domains gone %lld ms after the cut, key deleted by etcd %lld ms "
-      "after the cut (margin %lld ms)\n",
-      static_cast<long long>(ms(*gone_at - cut_at)),
-      static_cast<long long>(ms(*deleted_at() - cut_at)),
-      static_cast<long long>(ms(*deleted_at() - *gone_at)));
-  EXPECT_LT(*gone_at, *deleted_at());
-  EXPECT_GE(ms(*gone_at - cut_at), kLease.count() - kRenew.count()) << "fenced too early";
-  EXPECT_EQ(lease.revision(), first_revision) << "nothing was put through a cut link";
-
-  // (c) Heal: etcd says the old lease is gone; the fence is done, so the agent grants a new lease,
-  // puts the key again at a higher revision and renews it.
-  proxy.Heal();
-  ASSERT_TRUE(WaitFor([&] { return lease.revision() > first_revision; }, kWait))
-      << lease.StatusJson().dump();
-  const int64_t second_revision = lease.revision();
-  const int64_t second_lease = lease.lease_id();
-  EXPECT_NE(second_lease, first_lease);
-  kv = Key(*direct, key);
-  ASSERT_TRUE(kv.has_value());
-  EXPECT_EQ(kv->lease, second_lease);
-  EXPECT_EQ(kv->mod_revision, second_revision);
-  const int64_t renewals_then = lease.renewals();
-  ASSERT_TRUE(WaitFor([&] { return lease.renewals() >= renewals_then + 4; }, kWait));
-  ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
-  // The controller's next desired set (after the Hello that reported the fence) counts again.
-  Desire(agent, 2);
-  ASSERT_TRUE(WaitFor([&] { return ManagedAlive() == 2; }, kWait));
-
-  // (d) A revoked lease: etcd deleted the key, a controller may be healing: fence at once (well
-  // inside the fencing lease), then register again once the fence is done.
-  const auto revoke_at = SteadyClock::now();
-  ASSERT_TRUE(direct->RevokeLease(second_lease).ok());
-  ASSERT_TRUE(WaitFor([&] { return ManagedAlive() == 0; }, kWait));
-  const auto revoked_gone = SteadyClock::now() - revoke_at;
-  std::printf("revoked lease: managed domains gone %lld ms after the revoke\n",
-              static_cast<long long>(ms(revoked_gone)));
-  EXPECT_LT(ms(revoked_gone), kLease.count()) << "did not fence at once";
-  ASSERT_TRUE(WaitFor([&] { return lease.revision() > second_revision; }, kWait));
-  kv = Key(*direct, key);
-  ASSERT_TRUE(kv.has_value());
-  EXPECT_EQ(kv->lease, lease.lease_id());
-  EXPECT_NE(lease.lease_id(), second_lease);
-  ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
-  auto status = lease.StatusJson();
-  EXPECT_EQ(status["registrations"], 3);
-  EXPECT_GE(status["last_renewal_age_ms"].get<int64_t>(), 0);
-
-  (*watch)->Stop();
-  lease.Stop();
-  agent.Stop();
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  ASSERT_NO_FATAL_FAILURE(KeyStaysWhileRenewalsRun());
+  ASSERT_NO_FATAL_FAILURE(Watch());
+  ASSERT_NO_FATAL_FAILURE(PartitionFencesBeforeTheKeyIsDeleted());
+  ASSERT_NO_FATAL_FAILURE(HealRegistersAgain());
+  ASSERT_NO_FATAL_FAILURE(RevokeFencesAtOnce());
+  watch_->Stop();
+  lease_->Stop();
+  agent_->Stop();
 }
 
 // etcd down when the agent starts: no key is put, the agent's fencing lease simply runs out and
@@ -254,6 +280,58 @@ TEST_F(AgentEtcdLeaseTest, EtcdDownAtStartNeverRegistersAndTheAgentFences) {
   ASSERT_TRUE(cluster->Restart(0).ok());
   EXPECT_GT(lease.WaitRegistered(SteadyClock::now() + kWait), 0) << lease.StatusJson().dump();
   ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
+  lease.Stop();
+  agent.Stop();
+}
+
+// The controller link in etcd mode, against a scripted controller: no Hello before the key is
+// put; each Hello carries etcd_lease and the key's revision; acks (even ones granting a long
+// lease) renew nothing; a key put again brings a new Hello with its new revision.
+TEST_F(AgentEtcdLeaseTest, ControllerLinkSaysHelloOnlyWithTheKeyAndAcksRenewNothing) {
+  REGEN_START_ETCD(cluster, 1);
+  ASSERT_TRUE(libvirt_.Connect().ok());
+  testing::FakeAgentService controller;
+  ASSERT_TRUE(controller.Start());
+  controller.SetAck(/*fencing_lease_ms=*/60000, /*heartbeat_interval_ms=*/100, /*hold_ms=*/0);
+  cluster->Stop(0);
+  AgentConfig config = Config(PortOf(cluster->endpoint(0)));
+  config.host_name = "host-g";
+  config.controller_address = controller.address();
+  config.controller_addresses = {config.controller_address};
+  LibvirtHypervisor hv(config.libvirt_uri, /*enable_events=*/true);
+  Agent agent(config, hv, clock_, runner_);
+  EtcdLease lease(config, agent, clock_);
+  ControllerLink link(config, agent, hv, clock_);
+  link.SetEtcdLease(&lease);
+  lease.Start();
+  link.Start();
+  agent.Start();
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  EXPECT_TRUE(controller.hellos().empty()) << "a Hello went out before the key was put";
+
+  ASSERT_TRUE(cluster->Restart(0).ok());
+  ASSERT_TRUE(WaitFor([&] { return !controller.hellos().empty(); }, kWait));
+  v1::Hello hello = controller.hellos().back().hello;
+  EXPECT_TRUE(hello.etcd_lease());
+  EXPECT_EQ(hello.etcd_lease_revision(), lease.revision());
+  EXPECT_GT(hello.etcd_lease_revision(), 0);
+  ASSERT_TRUE(WaitFor([&] { return controller.heartbeats().size() >= 3; }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
+
+  // Acks grant 60 s, but etcd alone renews: a revoked lease fences at once anyway.
+  const int64_t first_revision = lease.revision();
+  auto direct = etcd::EtcdClient::Connect(cluster->Options());
+  ASSERT_TRUE(direct.ok());
+  ASSERT_TRUE((*direct)->RevokeLease(lease.lease_id()).ok());
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  EXPECT_GE(controller.heartbeats().size(), 3u);
+  // Put again (the fence is done: no managed domain): the controller hears the new revision.
+  ASSERT_TRUE(WaitFor([&] { return lease.revision() > first_revision; }, kWait));
+  ASSERT_TRUE(WaitFor(
+      [&] { return controller.hellos().back().hello.etcd_lease_revision() == lease.revision(); },
+      kWait));
+  EXPECT_EQ(agent.StatusJson()["lease_source"], "etcd");
+  link.Stop();
   lease.Stop();
   agent.Stop();
 }
