@@ -110,6 +110,9 @@ class Agent {
   // have run out the agent fences: it destroys every managed domain, records each in the fence
   // log, forgets the controller's desired set and creates nothing until the lease is renewed.
   void RenewLease(Clock::TimePoint until);
+  // The lease ends now (etcd mode: etcd says this host's lease is gone, so a controller may
+  // already be healing its instances): the agent fences at once; a maintenance hold still counts.
+  void EndLease(const std::string& why);
   // A maintenance hold: keep every domain running until `until` even with no renewal; nullopt
   // ends any hold.
   void SetHold(std::optional<Clock::TimePoint> until);

@@ -70,6 +70,8 @@ nlohmann::json Agent::StatusJson() {
 
 void Agent::AddLeaseStatus(nlohmann::json& j) {
   j["controller"] = config_.controller_address;
+  // What renews the lease: this host's own etcd lease (HA mode) or the controller's acks.
+  j["lease_source"] = config_.etcd ? "etcd" : "controller";
   j["fenced"] = fenced_;
   LeaseSnapshot lease = lease_.Snapshot();
   // Once the lease ran out: has a listing since then shown every managed domain gone? (What the

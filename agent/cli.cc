@@ -32,6 +32,24 @@ std::string SocketPath(const std::string& config_path, const std::string& socket
   return config->control_socket;
 }
 
+// The lease's source; in etcd mode this host's etcd lease and key.
+void PrintEtcdLease(const nlohmann::json& s) {
+  std::string source = s.value("lease_source", "controller");
+  if (source != "etcd" || !s.contains("etcd_lease")) {
+    std::printf("lease renewed by: %s\n", source.c_str());
+    return;
+  }
+  const nlohmann::json& e = s["etcd_lease"];
+  auto num = [&](const char* k) { return static_cast<long long>(e.value(k, int64_t{0})); };
+  std::printf(
+      "lease renewed by: etcd  lease %lld  key %s revision %lld  last renewal %lld ms ago  "
+      "renewals %lld\n",
+      num("lease_id"), e.value("key", "").c_str(), num("revision"), num("last_renewal_age_ms"),
+      num("renewals"));
+  if (e.contains("last_error"))
+    std::printf("etcd: %s\n", e["last_error"].get<std::string>().c_str());
+}
+
 void PrintStatusText(const nlohmann::json& s) {
   std::printf("host %s  libvirt %s  %s  mode %s  desired %s\n", s.value("host", "").c_str(),
               s.value("libvirt_uri", "").c_str(),
@@ -47,6 +65,7 @@ void PrintStatusText(const nlohmann::json& s) {
         : s.value("fence_confirmed", false) ? "FENCED (managed domains destroyed)"
                                             : "FENCED (managed domains NOT yet confirmed gone)",
         static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
+    PrintEtcdLease(s);
     std::string active = s.value("controller_connected_to", "");
     if (!active.empty()) std::printf("connected to the controller at %s\n", active.c_str());
     if (s.contains("controllers") && (active.empty() || s["controllers"].size() > 1)) {

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "agent/etcd_lease.h"
 #include "agent/network_agent.h"
 #include "common/backoff.h"
 #include "common/controller_list.h"
@@ -189,6 +190,7 @@ void ControllerLink::Run() {
   // Refused for what this agent is: slower, up to 30 s.
   Backoff refused_backoff({std::chrono::milliseconds(500), std::chrono::milliseconds(30000), 2});
   while (!stop_) {
+    if (etcd_lease_ != nullptr && !etcd_lease_->AwaitKey(stop_)) break;  // stopped
     std::optional<ControllerDialer::Ready> ready = dialer_->Next(&dial_attempts_);
     if (!ready) break;  // stopped
     std::string detail;
@@ -323,6 +325,11 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   for (const auto& d : domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
   AddStaged(agent_.Staged(), hello->mutable_staged());
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
+  if (etcd_lease_ != nullptr) {
+    hello_etcd_revision_ = etcd_lease_->revision();
+    hello->set_etcd_lease(true);
+    hello->set_etcd_lease_revision(hello_etcd_revision_);
+  }
   for (const auto& f : fenced.records) {
     auto* p = hello->add_fenced();
     p->set_instance(f.instance);
@@ -386,8 +393,8 @@ void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
     effective = std::min(effective, std::chrono::milliseconds(ack.fencing_lease_ms()));
   }
   // The lease and a hold count from when the acknowledged heartbeat left, never from the ack.
-  // (Outside mu_: the agent records them in state_dir.)
-  agent_.RenewLease(sent + effective);
+  // (Outside mu_: the agent records them in state_dir.) etcd mode: only etcd renews the lease.
+  if (etcd_lease_ == nullptr) agent_.RenewLease(sent + effective);
   if (ack.hold_ms() > 0) {
     agent_.SetHold(sent + std::chrono::milliseconds(ack.hold_ms()));
   } else {
@@ -443,6 +450,12 @@ bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
         // A fence (or a domain destroyed for it) since this session's Hello: say Hello again,
         // so the controller hears of it now and its next desired set counts.
         spdlog::warn("fenced since the last Hello: saying Hello to the controller again");
+        break;
+      }
+      if (etcd_lease_ != nullptr && etcd_lease_->revision() != 0 &&
+          etcd_lease_->revision() != hello_etcd_revision_) {
+        spdlog::warn("this host's etcd key was put again (revision {}): saying Hello again",
+                     etcd_lease_->revision());
         break;
       }
       acked_through = acked_through_;

@@ -42,6 +42,7 @@ std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p);
 v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health = nullptr);
 
 class NetworkAgent;
+class EtcdLease;
 
 class ControllerLink {
  public:
@@ -51,6 +52,10 @@ class ControllerLink {
   // Topology revisions go to `network` (which must outlive the link; set before Start); Hello
   // carries its applied revision. Without one, topology messages are ignored.
   void SetNetworkAgent(NetworkAgent* network) { network_ = network; }
+  // etcd mode (agent.yaml `etcd:`): `lease` keeps this host's key (must outlive the link; set
+  // before Start). No Hello goes out before the key is put; each carries the key's revision, and
+  // a new one (the key was put again) makes the link say Hello again. Acks then renew nothing.
+  void SetEtcdLease(EtcdLease* lease) { etcd_lease_ = lease; }
   // Tells the controller that topology `revision` is applied (any thread).
   void SendTopologyApplied(int64_t revision);
   // Called on the link's reader thread (must not block): an event for instances on this host,
@@ -114,6 +119,8 @@ class ControllerLink {
   Hypervisor& hypervisor_;
   Clock& clock_;
   NetworkAgent* network_ = nullptr;
+  EtcdLease* etcd_lease_ = nullptr;
+  int64_t hello_etcd_revision_ = 0;  // link thread: the key's revision this session's Hello named
   NotificationHandler on_notification_;
   DesiredObserver on_desired_;
   std::atomic<bool> stop_{false};

@@ -87,6 +87,8 @@ Status AgentDaemon::Start() {
       config_.controller_address.empty() ? "standalone" : "controller",
       config_.poll_interval.count(), config_.libvirt_events, config_.control_socket);
   if (network_) network_->Start();
+  // etcd mode: the host's key first; the link says no Hello before it is put.
+  if (etcd_lease_) etcd_lease_->Start();
   if (link_) link_->Start();  // registers the agent's reporters: before agent.Start()
   agent_->Start();
   if (dns_watch_) {
@@ -133,6 +135,10 @@ Status AgentDaemon::StartDnsWatch() {
 void AgentDaemon::StartLink() {
   if (config_.controller_address.empty()) return;
   link_ = std::make_unique<ControllerLink>(config_, *agent_, *hypervisor_.hypervisor, *deps_.clock);
+  if (config_.etcd) {
+    etcd_lease_ = std::make_unique<EtcdLease>(config_, *agent_, *deps_.clock);
+    link_->SetEtcdLease(etcd_lease_.get());
+  }
   link_->SetObservers(
       [delivery = delivery_.get()](const v1::InstanceNotification& n) {
         std::vector<std::string> instances(n.instances().begin(), n.instances().end());
@@ -188,6 +194,13 @@ Status AgentDaemon::StartControlSocket() {
       }
       return nlohmann::json{{"controller_connected_to", l->connected_address()},
                             {"controllers", controllers}};
+    };
+  }
+  if (etcd_lease_) {
+    targets.link_status = [link_status = targets.link_status, lease = etcd_lease_.get()] {
+      nlohmann::json j = link_status();
+      j["etcd_lease"] = lease->StatusJson();
+      return j;
     };
   }
   targets.inject_crash = hypervisor_.inject_crash;
@@ -261,6 +274,7 @@ void AgentDaemon::Stop() {
   if (watchdog_) watchdog_->Stop();
   if (control_) control_->Stop();
   if (link_) link_->Stop();
+  if (etcd_lease_) etcd_lease_->Stop();  // after the link, which waits on it
   if (network_) network_->Stop();
   if (dns_watch_) dns_watch_->Stop();
   if (delivery_) delivery_->Stop();

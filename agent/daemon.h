@@ -15,6 +15,7 @@
 #include "agent/control_socket.h"
 #include "agent/controller_link.h"
 #include "agent/dns_watch.h"
+#include "agent/etcd_lease.h"
 #include "agent/event_delivery.h"
 #include "agent/fence_backstop.h"
 #include "agent/hypervisor.h"
@@ -85,6 +86,8 @@ class AgentDaemon {
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<ChildReaper> reaper_;
   std::unique_ptr<ControllerLink> link_;
+  // etcd mode (agent.yaml `etcd:`): this host's own lease key in etcd; renews the fencing lease.
+  std::unique_ptr<EtcdLease> etcd_lease_;
   // Events for instances (from the controller, and the DNS watch): JSONL files and channels.
   std::unique_ptr<EventDelivery> delivery_;
   std::unique_ptr<dns::Resolver> resolver_;

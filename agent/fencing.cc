@@ -60,6 +60,14 @@ void Agent::RenewLease(Clock::TimePoint until) {
   ReconcileIfUnfenced("lease renewed");
 }
 
+void Agent::EndLease(const std::string& why) {
+  if (lease_.EndNow()) {
+    spdlog::error("{}: ending this host's fencing lease now", why);
+    lease_file_.Save(lease_.Snapshot());
+  }
+  Post([] {});  // wakes the main loop: it fences in this pass
+}
+
 void Agent::SetHold(std::optional<Clock::TimePoint> until) {
   auto before = lease_.Snapshot().hold_until;
   lease_.SetHold(until);
@@ -112,14 +120,17 @@ void Agent::ApplyLease() {
     auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
         clock_.Now() - lease_.Snapshot().last_renewal);
     spdlog::error(
-        "fencing: no lease renewal from the controller at {} for {} ms (fencing lease {} ms); "
-        "destroying the {} managed domains of this host so none can run twice",
-        config_.controller_address, silent.count(), config_.fencing_lease.count(), managed);
+        "fencing: no lease renewal from {} for {} ms (fencing lease {} ms); destroying the {} "
+        "managed domains of this host so none can run twice",
+        config_.etcd ? "etcd (this host's own etcd lease)"
+                     : "the controller at " + config_.controller_address,
+        silent.count(), config_.fencing_lease.count(), managed);
     Record("*", "fenced", "no lease renewal for " + std::to_string(silent.count()) + " ms");
   } else if (!expired && fenced_) {
     fenced_ = false;
     spdlog::warn(
-        "lease renewed by the controller: fencing lifted; waiting for its next desired set");
+        "lease renewed by {}: fencing lifted; waiting for the controller's next desired set",
+        config_.etcd ? "etcd" : "the controller");
     Record("*", "unfenced", "lease renewed");
   }
   if (fenced_) {

@@ -39,6 +39,14 @@ bool Lease::Renew(Clock::TimePoint until) {
   return true;
 }
 
+bool Lease::EndNow() {
+  Clock::TimePoint now = clock_.Now();
+  MutexLock lock(mu_);
+  if (state_.lease_until <= now) return false;
+  state_.lease_until = now;
+  return true;
+}
+
 void Lease::SetHold(std::optional<Clock::TimePoint> until) {
   MutexLock lock(mu_);
   state_.hold_until = until;

@@ -55,6 +55,9 @@ class Lease {
   // The lease runs until `until` unless it already runs longer (a late, shorter renewal never
   // shortens it). Returns whether it grew.
   bool Renew(Clock::TimePoint until);
+  // The lease ends now (its etcd lease is gone: a controller may already be healing); a
+  // maintenance hold stays. Returns whether it was still running.
+  bool EndNow();
   // A maintenance hold until `until`; nullopt ends any hold.
   void SetHold(std::optional<Clock::TimePoint> until);
   // From the main loop after each successful listing: is any managed domain alive (running,

@@ -9,6 +9,7 @@
 
 #include "common/model.h"
 #include "common/status.h"
+#include "config/etcd_config.h"
 #include "config/tls_config.h"
 
 namespace regen {
@@ -21,6 +22,19 @@ struct AgentNetworkConfig {
   std::string db_socket = "/var/run/openvswitch/db.sock";  // network.db_socket (ovsdb-server)
   std::string run_dir = "/var/run/openvswitch";            // network.run_dir (BRIDGE.mgmt)
   std::chrono::milliseconds resync_interval{5000};         // network.resync_interval
+};
+
+// etcd: the host's own lease in etcd (HA mode; DESIGN "Liveness, fencing and high
+// availability"). The agent keeps the key <prefix>hosts/<host_name>/alive on an etcd lease of
+// lease_ttl and renews it every renew_interval; its fencing lease is renewed by those renewals
+// alone (never by the controller's heartbeat acks).
+struct AgentEtcdConfig : EtcdConnectionConfig {
+  // etcd.lease_ttl: whole seconds, >= 2s, > fencing_lease + the effective fencing_backstop_after
+  // + 500ms (the agent has fenced, and its backstop tripped, before etcd deletes the key).
+  std::chrono::milliseconds lease_ttl{5000};
+  // etcd.renew_interval: < fencing_lease/2; default (and here once parsed) max(50ms,
+  // fencing_lease/4).
+  std::chrono::milliseconds renew_interval{0};
 };
 
 struct AgentConfig {
@@ -61,6 +75,9 @@ struct AgentConfig {
   std::string dns_server;  // dns.server "127.0.0.1:5353"; "" = no DNS watch
   std::string dns_zone;    // dns.zone "lab.example." (required with a server)
   std::chrono::milliseconds dns_poll_interval{5000};  // dns.poll_interval
+  // etcd: the host's lease lives in etcd (needs a controller_address); nullopt = the controller's
+  // heartbeat acks renew it.
+  std::optional<AgentEtcdConfig> etcd;
 };
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").

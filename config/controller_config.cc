@@ -88,74 +88,12 @@ Status ReadAuth(const FieldMap& top, AuthConfig* auth) {
   return Status::Ok();
 }
 
-// etcd.endpoints: a non-empty list of "host:port".
-Status ReadEtcdEndpoints(const FieldMap& etcd, std::vector<std::string>* endpoints) {
-  const YamlNode* list = nullptr;
-  RETURN_IF_ERROR(etcd.GetList("endpoints", &list, Need::kRequired));
-  if (list == nullptr || list->items.empty()) {
-    return etcd.ErrorAt("endpoints", "must list at least one etcd member's client address, got " +
-                                         DescribeValue(*etcd.Find("endpoints")) +
-                                         " (e.g. [\"127.0.0.1:2379\"])");
-  }
-  for (size_t i = 0; i < list->items.size(); ++i) {
-    const YamlNode& item = list->items[i];
-    if (!item.is_scalar() || !IsValidHostPort(item.value, /*ip_only=*/false)) {
-      return regen::ErrorAt(etcd.file(), item, IndexPath(etcd.PathOf("endpoints"), i),
-                            "must be \"host:port\" with a port from 1 to 65535, got " +
-                                DescribeValue(item) +
-                                " (an etcd member's client URL without the scheme, e.g. "
-                                "\"10.0.0.1:2379\")");
-    }
-    endpoints->push_back(item.value);
-  }
-  return Status::Ok();
-}
-
-// etcd.prefix: "/.../", printable, no spaces.
-Status CheckEtcdPrefix(const FieldMap& etcd, const std::string& prefix) {
-  bool ok = prefix.size() >= 2 && prefix.front() == '/' && prefix.back() == '/';
-  for (char ch : prefix) ok = ok && static_cast<unsigned char>(ch) > 0x20 && ch != 0x7f;
-  if (ok) return Status::Ok();
-  return etcd.ErrorAt("prefix",
-                      "must start and end with '/' and hold no spaces or control "
-                      "characters, got " +
-                          QuoteValue(prefix) +
-                          " (every key of this cluster goes under it; default "
-                          "\"/regen/\")");
-}
-
 Status ReadEtcd(const FieldMap& top, EtcdConfig* etcd) {
   std::optional<FieldMap> map;
   RETURN_IF_ERROR(
       top.GetMap("etcd", {"endpoints", "prefix", "tls", "user", "password_file", "election_ttl"},
                  &map, Need::kRequired));
-  RETURN_IF_ERROR(ReadEtcdEndpoints(*map, &etcd->endpoints));
-  if (map->Has("prefix")) {
-    RETURN_IF_ERROR(map->GetString("prefix", &etcd->prefix));
-    RETURN_IF_ERROR(CheckEtcdPrefix(*map, etcd->prefix));
-  }
-  std::optional<FieldMap> tls;
-  RETURN_IF_ERROR(map->GetMap("tls", {"ca", "cert", "key"}, &tls));
-  if (tls) {
-    RETURN_IF_ERROR(tls->GetAbsolutePath("ca", &etcd->tls.ca, false, 4095, Need::kRequired));
-    RETURN_IF_ERROR(tls->GetAbsolutePath("cert", &etcd->tls.cert));
-    RETURN_IF_ERROR(tls->GetAbsolutePath("key", &etcd->tls.key));
-    if (etcd->tls.cert.empty() != etcd->tls.key.empty()) {
-      std::string_view missing = etcd->tls.cert.empty() ? "cert" : "key";
-      return tls->ErrorAt(missing, "must be given with " +
-                                       std::string(missing == "cert" ? "key" : "cert") +
-                                       " (a client certificate and its key go together; leave "
-                                       "both out to present none)");
-    }
-  }
-  RETURN_IF_ERROR(map->GetNonEmptyString("user", &etcd->user));
-  RETURN_IF_ERROR(map->GetAbsolutePath("password_file", &etcd->password_file));
-  if (etcd->user.empty() != etcd->password_file.empty()) {
-    std::string_view missing = etcd->user.empty() ? "user" : "password_file";
-    return map->ErrorAt(missing,
-                        "required field is missing: etcd.user and etcd.password_file go "
-                        "together (etcd's own auth), or leave both out");
-  }
+  RETURN_IF_ERROR(ReadEtcdConnection(*map, EtcdBlockRules{}, etcd));
   RETURN_IF_ERROR(map->GetDuration("election_ttl", std::chrono::seconds(1), std::chrono::minutes(1),
                                    &etcd->election_ttl));
   if (etcd->election_ttl.count() % 1000 != 0) {
@@ -297,17 +235,7 @@ Result<ControllerConfig> LoadControllerConfig(const std::string& path) {
     RETURN_IF_ERROR(
         CheckFileReadable(c.auth.tokens[i].file, IndexPath("auth.tokens", i) + ".file", path));
   }
-  if (c.store == "etcd") {
-    if (!c.etcd.tls.ca.empty())
-      RETURN_IF_ERROR(CheckFileReadable(c.etcd.tls.ca, "etcd.tls.ca", path));
-    if (!c.etcd.tls.cert.empty()) {
-      RETURN_IF_ERROR(CheckFileReadable(c.etcd.tls.cert, "etcd.tls.cert", path));
-      RETURN_IF_ERROR(CheckFileReadable(c.etcd.tls.key, "etcd.tls.key", path));
-    }
-    if (!c.etcd.password_file.empty()) {
-      RETURN_IF_ERROR(CheckFileReadable(c.etcd.password_file, "etcd.password_file", path));
-    }
-  }
+  if (c.store == "etcd") RETURN_IF_ERROR(CheckEtcdFilesReadable(c.etcd, path));
   return c;
 }
 

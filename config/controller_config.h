@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "config/etcd_config.h"
 #include "config/tls_config.h"
 
 namespace regen {
@@ -35,16 +36,10 @@ struct AuthConfig {
   std::vector<AuthToken> tokens;
 };
 
-// The HA mode's etcd cluster (store: etcd): where the state, the election and (later) the hosts'
-// leases live.
-struct EtcdConfig {
-  std::vector<std::string> endpoints;  // etcd.endpoints: "host:port" of each member's client URL
-  std::string prefix = "/regen/";      // etcd.prefix: every key of this cluster; '/' at both ends
-  // etcd.tls: {ca, cert, key}: ca alone = TLS to the members; cert + key = a client certificate
-  // too (etcd --client-cert-auth). Empty = plaintext.
-  TlsConfig tls;
-  std::string user;           // etcd.user: etcd's own auth ("" = none)
-  std::string password_file;  // etcd.password_file: holds the user's password (read at start)
+// The HA mode's etcd cluster (store: etcd): where the state, the election and the hosts'
+// leases live. The connection part (endpoints, prefix, tls, user, password_file):
+// config/etcd_config.h.
+struct EtcdConfig : EtcdConnectionConfig {
   // etcd.election_ttl: the TTL of the etcd lease behind the active controller's election key,
   // whole seconds: a dead active controller is replaced after at most this (plus etcd's own
   // rounding: it grants no lease under its minimum TTL, 2s with etcd's default timings).

@@ -208,7 +208,114 @@ TEST(AgentConfigTest, DnsWatch) {
   EXPECT_EQ(off->dns_poll_interval, std::chrono::milliseconds(5000));
 }
 
+
+// The host's lease in etcd: the block the lab writes, defaults, the text form of endpoints.
+TEST(AgentConfigTest, EtcdBlock) {
+  const char* text = R"(host_name: host-1
+controller_address: ["127.0.0.1:7400", "127.0.0.1:7401"]
+insecure: true
+fencing_lease: 3s
+etcd:
+  endpoints: ["127.0.0.1:2379", "127.0.0.1:2381"]
+  prefix: /lab/
+  tls: {ca: /etc/regen/etcd/ca.crt, cert: /etc/regen/etcd/host-1.crt, key: /etc/regen/etcd/host-1.key, server_name: etcd.lab}
+  user: host-1
+  password_file: /etc/regen/etcd-password
+  lease_ttl: 6s
+  renew_interval: 500ms
+)";
+  Result<AgentConfig> c = ParseAgentConfig(text, kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE(c->etcd.has_value());
+  EXPECT_EQ(c->etcd->endpoints, (std::vector<std::string>{"127.0.0.1:2379", "127.0.0.1:2381"}));
+  EXPECT_EQ(c->etcd->prefix, "/lab/");
+  EXPECT_EQ(c->etcd->tls.ca, "/etc/regen/etcd/ca.crt");
+  EXPECT_EQ(c->etcd->tls.cert, "/etc/regen/etcd/host-1.crt");
+  EXPECT_EQ(c->etcd->tls.key, "/etc/regen/etcd/host-1.key");
+  EXPECT_EQ(c->etcd->tls.server_name, "etcd.lab");
+  EXPECT_EQ(c->etcd->user, "host-1");
+  EXPECT_EQ(c->etcd->password_file, "/etc/regen/etcd-password");
+  EXPECT_EQ(c->etcd->lease_ttl, milliseconds(6000));
+  EXPECT_EQ(c->etcd->renew_interval, milliseconds(500));
+}
+
+TEST(AgentConfigTest, EtcdDefaults) {
+  Result<AgentConfig> none = ParseAgentConfig("host_name: a\n", kFile);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->etcd.has_value()) << "no etcd block: the controller's acks renew the lease";
+  Result<AgentConfig> c = ParseAgentConfig(
+      "host_name: a\ncontroller_address: c:1\ninsecure: true\netcd: {endpoints: \"a:1, b:2\"}\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE(c->etcd.has_value());
+  EXPECT_EQ(c->etcd->endpoints, (std::vector<std::string>{"a:1", "b:2"}));
+  EXPECT_EQ(c->etcd->prefix, "/regen/");
+  EXPECT_TRUE(c->etcd->tls.ca.empty());
+  EXPECT_TRUE(c->etcd->user.empty());
+  EXPECT_EQ(c->etcd->lease_ttl, milliseconds(5000));
+  EXPECT_EQ(c->etcd->renew_interval, milliseconds(750)) << "fencing_lease (3s) / 4";
+  Result<AgentConfig> small = ParseAgentConfig(
+      "host_name: a\ncontroller_address: c:1\ninsecure: true\nfencing_lease: 150ms\n"
+      "etcd: {endpoints: [\"a:1\"], lease_ttl: 2s}\n",
+      kFile);
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  EXPECT_EQ(small->etcd->renew_interval, milliseconds(50)) << "never under 50ms by default";
+}
+
+TEST(AgentConfigTest, LoadRefusesEtcdFilesThatCannotBeRead) {
+  testing::ConfigTempDir dir;
+  testing::WriteWholeFile(
+      dir.File("agent.yaml"),
+      "host_name: a\ncontroller_address: c:1\ninsecure: true\n"
+      "etcd: {endpoints: [\"a:1\"], user: u, password_file: " + dir.File("pw") + "}\n");
+  Result<AgentConfig> c = LoadAgentConfig(dir.File("agent.yaml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("etcd.password_file: cannot read \"" + dir.File("pw") + "\""),
+            std::string::npos)
+      << c.status().message();
+}
+
+#define REGEN_ETCD_AGENT "host_name: a\ncontroller_address: c:1\ninsecure: true\n"
+
 const BadCase kBadAgent[] = {
+    {"etcd without controller_address", "host_name: a\netcd: {endpoints: [\"a:1\"]}\n", "2:7",
+     "etcd", "needs a controller_address"},
+    {"etcd without endpoints", REGEN_ETCD_AGENT "etcd: {prefix: /r/}\n", "4:7",
+     "etcd.endpoints", "required field is missing"},
+    {"etcd endpoint without port", REGEN_ETCD_AGENT "etcd: {endpoints: \"a:1,b\"}\n", "4:19",
+     "etcd.endpoints", "entry 2 must be \"host:port\" with a port from 1 to 65535, got \"b\""},
+    {"etcd list endpoint without port", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a\"]}\n", "4:20",
+     "etcd.endpoints[0]", "got \"a\""},
+    {"etcd prefix without slash", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], prefix: /r}\n",
+     "4:36", "etcd.prefix", "must start and end with '/'"},
+    {"etcd user without password_file",
+     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], user: u}\n", "4:7", "etcd.password_file",
+     "go together"},
+    {"etcd tls cert without key",
+     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], tls: {ca: /c, cert: /d}}\n", "4:33",
+     "etcd.tls.key", "must be given with cert"},
+    {"etcd unknown key", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], ttl: 5s}\n", "4:28",
+     "etcd.ttl", "unknown key \"ttl\""},
+    {"etcd lease_ttl not whole seconds",
+     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], lease_ttl: 5500ms}\n", "4:39",
+     "etcd.lease_ttl", "must be whole seconds (etcd leases have a TTL in seconds), got \"5500ms\""},
+    {"etcd lease_ttl under 2s", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], lease_ttl: 1s}\n",
+     "4:39", "etcd.lease_ttl", "got \"1s\""},
+    {"etcd lease_ttl within fencing_lease + backstop + 500ms",
+     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], lease_ttl: 4s}\n", "4:39", "etcd.lease_ttl",
+     "4s must exceed fencing_lease + fencing_backstop_after + 500ms (3s + 1s + 500ms = 4500ms): "
+     "this host must have fenced, and its fencing backstop tripped, before etcd can delete its key "
+     "and a controller heals its instances elsewhere (set etcd.lease_ttl: 5s"},
+    {"etcd default lease_ttl with a long fencing_lease",
+     REGEN_ETCD_AGENT "fencing_lease: 4s\nfencing_backstop_after: 2s\netcd: {endpoints: [\"a:1\"]}\n",
+     "6:7", "etcd.lease_ttl", "5s (the default) must exceed fencing_lease + fencing_backstop_after "
+     "+ 500ms (4s + 2s + 500ms = 6500ms)"},
+    {"etcd renew_interval half the lease",
+     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], renew_interval: 1500ms}\n", "4:44",
+     "etcd.renew_interval",
+     "must be shorter than half of fencing_lease (3s), got \"1500ms\" (one lost renewal must not "
+     "fence this host"},
+
     {"metrics address without port", "host_name: a\nmetrics_address: 127.0.0.1\n", "2:18",
      "metrics_address", "must be \"host:port\""},
     {"controller without tls or insecure", "host_name: a\ncontroller_address: ctl:7400\n", "1:1",
