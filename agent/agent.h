@@ -113,6 +113,11 @@ class Agent {
   // The lease ends now (etcd mode: etcd says this host's lease is gone, so a controller may
   // already be healing its instances): the agent fences at once; a maintenance hold still counts.
   void EndLease(const std::string& why);
+  // A new etcd lease replaces one that was lost (agent/etcd_lease.h), before it renews the
+  // fencing lease: the controller's desired set is forgotten and only one sent after the next
+  // Hello (which names the new key) is followed; a set received while the old lease was being
+  // lost may name instances healed elsewhere since. Waits for the main loop (any other thread).
+  void ForgetControllerDesired(const std::string& why);
   // A maintenance hold: keep every domain running until `until` even with no renewal; nullopt
   // ends any hold.
   void SetHold(std::optional<Clock::TimePoint> until);

@@ -218,6 +218,11 @@ bool EtcdLease::Register() {
     (void)client_->RevokeLease(grant->id, call_timeout_);
     return false;
   }
+  if (lost_once_) {
+    // Before the fencing lease is renewed (un-fencing): nothing from the old lease's time counts.
+    agent_.ForgetControllerDesired("etcd lease " + std::to_string(grant->id) +
+                                   " replaces a lost one");
+  }
   lease_id_ = grant->id;
   ++registrations_;
   {

@@ -68,6 +68,17 @@ void Agent::EndLease(const std::string& why) {
   Post([] {});  // wakes the main loop: it fences in this pass
 }
 
+void Agent::ForgetControllerDesired(const std::string& why) {
+  Call<bool>([this, &why] {
+    controller_desired_.reset();
+    health_checks_.clear();
+    fence_log_.NoteFence();  // the link says Hello again; sets sent before that one are ignored
+    spdlog::warn("{}: forgetting the controller's desired set until it answers the next Hello",
+                 why);
+    return true;
+  });
+}
+
 void Agent::SetHold(std::optional<Clock::TimePoint> until) {
   auto before = lease_.Snapshot().hold_until;
   lease_.SetHold(until);
