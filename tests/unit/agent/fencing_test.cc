@@ -226,6 +226,41 @@ TEST_F(FencingTest, FenceIsRecordedAndOnlyASetAfterTheNextHelloIsCreated) {
   EXPECT_EQ(ReadFileOrDie(dir_.File("fenced.json")), "[]\n");
 }
 
+// etcd mode: the host fenced and reported it; the controller's answer (web-0 generation 2 here)
+// arrived while the host was still fenced, then etcd deleted the key and the controller healed
+// web-0 elsewhere, but its removal never reached this agent (the stream broke). When the agent's
+// new etcd lease replaces the lost one, that set is forgotten before the lease un-fences it:
+// nothing is created until a set sent after the next Hello.
+TEST_F(FencingTest, ANewEtcdLeaseForgetsTheDesiredSetOfTheLostOne) {
+  Agent agent(Config(), hv_, clock_, runner_);
+  StartRunning(agent);
+  clock_.Advance(kLease + milliseconds(1));
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(
+      WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); }, kWait));
+  auto log = agent.fence_log().Take();
+  agent.NoteHello(log.seq);
+  agent.SetControllerDesired({Spec("web-0", 2)});  // counts: sent after the fence's Hello
+  Settle(agent);
+  EXPECT_FALSE(Exists("web-0")) << "created while fenced";
+
+  agent.ForgetControllerDesired("etcd lease 7 replaces a lost one");
+  agent.RenewLease(clock_.Now() + kLease);
+  ASSERT_TRUE(WaitFor([&] { return !agent.fenced(); }, kWait));
+  clock_.Advance(milliseconds(100));  // past a poll
+  Settle(agent);
+  EXPECT_FALSE(Exists("web-0")) << "created from the set of the lost lease";
+  EXPECT_FALSE(agent.StatusJson()["desired_known"].get<bool>());
+  // A set sent before the next Hello is ignored too; the one after it is followed.
+  agent.SetControllerDesired({Spec("web-0", 2)});
+  Settle(agent);
+  EXPECT_FALSE(Exists("web-0"));
+  agent.NoteHello(agent.fence_log().seq());
+  agent.SetControllerDesired({Spec("web-1", 2)});
+  ASSERT_TRUE(WaitFor([&] { return Running("web-1"); }, kWait));
+  EXPECT_FALSE(Exists("web-0"));
+}
+
 // The fence log outlives the agent: a new agent (a restart) loads it for its first Hello.
 TEST_F(FencingTest, FenceLogSurvivesAnAgentRestart) {
   {
