@@ -24,11 +24,7 @@ int64_t Ms(Clock::Duration d) { return std::chrono::duration_cast<milliseconds>(
 }  // namespace
 
 Result<etcd::EtcdOptions> AgentEtcdOptions(const AgentEtcdConfig& config) {
-  etcd::EtcdOptions o;
-  o.endpoints = config.endpoints;
-  o.tls = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
-  o.user = config.user;
-  ASSIGN_OR_RETURN(o.password, ReadEtcdPassword(config));
+  ASSIGN_OR_RETURN(etcd::EtcdOptions o, EtcdClientOptions(config));
   // A renewal must end well inside renew_interval: each attempt against one member is short, so
   // a dead member is passed over within one renewal.
   const milliseconds call = std::max(milliseconds(20), config.renew_interval * 3 / 4);

@@ -143,4 +143,13 @@ Result<std::string> ReadEtcdPassword(const EtcdConnectionConfig& c) {
   return password;
 }
 
+Result<etcd::EtcdOptions> EtcdClientOptions(const EtcdConnectionConfig& c) {
+  etcd::EtcdOptions o;
+  o.endpoints = c.endpoints;
+  o.tls = {c.tls.ca, c.tls.cert, c.tls.key, c.tls.server_name};
+  o.user = c.user;
+  ASSIGN_OR_RETURN(o.password, ReadEtcdPassword(c));
+  return o;
+}
+
 }  // namespace regen

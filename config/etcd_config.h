@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "config/fields.h"
 #include "config/tls_config.h"
+#include "etcd/etcd_options.h"
 
 namespace regen {
 
@@ -42,5 +43,8 @@ Status ReadEtcdConnection(const FieldMap& etcd, const EtcdBlockRules& rules,
 Status CheckEtcdFilesReadable(const EtcdConnectionConfig& c, const std::string& config_file);
 // The content of password_file without its trailing newline ("" without a password_file).
 Result<std::string> ReadEtcdPassword(const EtcdConnectionConfig& c);
+// etcd's client options for `c`: endpoints, TLS files, user and the password read from its file
+// (the timeouts are left to the caller).
+Result<etcd::EtcdOptions> EtcdClientOptions(const EtcdConnectionConfig& c);
 
 }  // namespace regen

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "common/log.h"
+#include "config/etcd_config.h"
 
 namespace regen {
 namespace {
@@ -72,24 +71,7 @@ void Deposed(const std::string& why) {
 }
 
 Result<etcd::EtcdOptions> EtcdOptionsFromConfig(const EtcdConfig& config) {
-  etcd::EtcdOptions o;
-  o.endpoints = config.endpoints;
-  o.tls.ca = config.tls.ca;
-  o.tls.cert = config.tls.cert;
-  o.tls.key = config.tls.key;
-  o.user = config.user;
-  if (!config.password_file.empty()) {
-    std::ifstream in(config.password_file);
-    if (!in) {
-      return InvalidArgument("etcd.password_file: cannot read \"" + config.password_file + "\"");
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    o.password = text.str();
-    while (!o.password.empty() && (o.password.back() == '\n' || o.password.back() == '\r')) {
-      o.password.pop_back();
-    }
-  }
+  ASSIGN_OR_RETURN(etcd::EtcdOptions o, EtcdClientOptions(config));
   // Short attempts: a member that does not answer must not eat the election lease's TTL.
   const milliseconds ttl = config.election_ttl;
   o.attempt_timeout = std::clamp(ttl / 3, milliseconds(300), milliseconds(2000));
