@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/proto/regen.grpc.pb.h"
+#include "etcd/etcd_client.h"
 #include "tests/fakes/test_util.h"
 #include "tests/integration/etcd/etcd_harness.h"
 
@@ -127,13 +128,22 @@ class Controllers {
     v1::ApplyServiceResponse response;
     return v1::AdminService::NewStub(channels_[i])->ApplyService(&ctx, request, &response);
   }
-  // What AgentService.Connect ends with after a hello.
-  grpc::Status Connect(int i) {
+  // What AgentService.Connect ends with after a hello (an agent that keeps its lease in etcd, as
+  // HA mode wants, with room for a few instances); the session ends at once.
+  grpc::Status Connect(int i, int64_t etcd_lease_revision = 0) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     auto stream = v1::AgentService::NewStub(channels_[i])->Connect(&ctx);
     v1::AgentMessage hello;
     hello.mutable_hello()->set_host("host-1");
+    hello.mutable_hello()->set_address("127.0.0.1");
+    hello.mutable_hello()->set_etcd_lease(true);
+    hello.mutable_hello()->set_etcd_lease_revision(etcd_lease_revision);
+    v1::Resources* capacity = hello.mutable_hello()->mutable_capacity();
+    capacity->set_vcpus(8);
+    capacity->set_memory_mib(8192);
+    capacity->set_disk_gib(100);
+    capacity->set_bandwidth_mbps(1000);
     stream->Write(hello);
     stream->WritesDone();
     v1::ControllerMessage m;
@@ -377,6 +387,8 @@ Reads ReadAll(Controllers& c, int i, const std::string& token = "") {
   grpc::Status s = c.Call(i, &Stub::ListHosts, v1::ListHostsRequest(), &hosts, token);
   out.served_by = hosts.served_by();
   hosts.clear_served_by();
+  // The active one shows the heartbeats it heard (memory), a standby the last one stored.
+  for (v1::HostInfo& host : *hosts.mutable_hosts()) host.clear_last_heartbeat_unix_ms();
   add(s, hosts);
   for (const char* name : {"web", "nope"}) {
     v1::UpgradeServiceRequest request;
@@ -406,8 +418,29 @@ TEST(HaControllersTest, StandbysAnswerReadsAsTheActiveDoes) {
   start.set_reason("standby reads test");
   v1::MaintenanceStatus started;
   ASSERT_TRUE(c.Call(active, &v1::AdminService::Stub::MaintenanceStart, start, &started).ok());
-  const Reads expected = ReadAll(c, active);
+  // A host: its agent puts its alive key, says hello and goes (the maintenance keeps it from being
+  // judged down).
+  auto client = etcd::EtcdClient::Connect(etcd->Options());
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  auto lease = (*client)->GrantLease(60);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  auto put = (*client)->Put("/regen/hosts/host-1/alive", "", lease->id);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  grpc::Status hello = c.Connect(active, *put);
+  EXPECT_TRUE(hello.ok()) << hello.error_message();
+  Reads expected;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        expected = ReadAll(c, active);
+        // The host is known and web-0 placed on it (an IP, a MAC: a state worth comparing).
+        return expected.answers[6].find("host-1") != std::string::npos &&
+               expected.answers[3].find("host: \"host-1\"") != std::string::npos;
+      },
+      milliseconds(5000)))
+      << ::testing::PrintToString(expected.answers) << c.Logs();
   EXPECT_EQ(expected.served_by, "") << "the active controller marked its answer as a standby's";
+  EXPECT_NE(expected.answers[0].find("name: \"web\""), std::string::npos) << expected.answers[0];
+  EXPECT_NE(expected.answers[9].find("active: true"), std::string::npos) << expected.answers[9];
   for (int i = 0; i < c.size(); ++i) {
     if (i == active) continue;
     Reads got;
