@@ -69,8 +69,7 @@ class ReadService final : public ReadsBase {
     return Answer(ctx, "ListHosts", [this, resp](const Controller& c, int64_t revision) {
       *resp = c.ListHosts();
       resp->set_served_by("standby controller at " + advertise_ +
-                          ": the state as stored in etcd at revision " +
-                          std::to_string(revision) +
+                          ": the state as stored in etcd at revision " + std::to_string(revision) +
                           " (host states and heartbeats as last stored, not judged live)");
       return Status::Ok();
     });
@@ -120,8 +119,8 @@ class ReadService final : public ReadsBase {
       spdlog::warn("standby: {} from {} refused: {}", rpc, caller.peer, read.message());
       return Redirect(read.message());
     }
-    spdlog::debug("standby: {} from {} answered from the state stored in etcd at revision {}",
-                  rpc, caller.peer, at);
+    spdlog::debug("standby: {} from {} answered from the state stored in etcd at revision {}", rpc,
+                  caller.peer, at);
     return ToGrpc(answer);
   }
 

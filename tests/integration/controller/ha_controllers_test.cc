@@ -47,8 +47,7 @@ std::string ServiceYaml(const std::string& name) {
 class Controllers {
  public:
   // `extra`: more controller.yaml (an auth: block); `token`: sent on every probe (Events).
-  Controllers(const EtcdCluster& etcd, int n, const std::string& extra = "",
-              std::string token = "")
+  Controllers(const EtcdCluster& etcd, int n, const std::string& extra = "", std::string token = "")
       : dir_("regen-ha"), token_(std::move(token)) {
     for (int i = 0; i < n; ++i) {
       ports_.push_back(testing::FreePort());
@@ -62,7 +61,8 @@ class Controllers {
                          endpoints +
                          "]\n  election_ttl: 1s\nheartbeat_interval: 200ms\n"
                          "restart_allowance: 800ms\nfencing_lease: 2s\nhost_down_after: 2500ms\n"
-                         "log_level: debug\ninsecure: true\n" + extra);
+                         "log_level: debug\ninsecure: true\n" +
+                         extra);
       processes_.emplace_back();
       channels_.push_back(MakeChannel(address(i)));
     }
@@ -344,8 +344,8 @@ TEST(HaControllersTest, StartsWhileEtcdIsDownAndWaitsForIt) {
   EXPECT_FALSE(testing::WaitFor([&] { return !c.process(0).Running(); }, milliseconds(2500)))
       << c.Logs();
   ASSERT_TRUE(etcd->Restart(0).ok());
-  bool active = testing::WaitFor([&] { return c.Events(0).ok(); }, milliseconds(15000),
-                                 milliseconds(20));
+  bool active =
+      testing::WaitFor([&] { return c.Events(0).ok(); }, milliseconds(15000), milliseconds(20));
   ASSERT_TRUE(active) << c.Logs();
 }
 

@@ -67,10 +67,12 @@ TEST(StandbyReadsTest, AnswersAsTheWriterLoadsOnceAndNeverWrites) {
   std::string got;
   int64_t at = 0;
   Steady::time_point t0 = Steady::now();
-  ASSERT_TRUE(reads.Read([&](const Controller& c, int64_t revision) {
-    got = ReadAll(c);
-    at = revision;
-  }).ok());
+  ASSERT_TRUE(reads
+                  .Read([&](const Controller& c, int64_t revision) {
+                    got = ReadAll(c);
+                    at = revision;
+                  })
+                  .ok());
   const double load_ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
   EXPECT_EQ(got, ReadAll(writer));
   EXPECT_GE(at, head->revision);
