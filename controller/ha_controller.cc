@@ -128,6 +128,7 @@ Status HaController::ConnectEtcd() {
     auto client = etcd::EtcdClient::Connect(options);
     if (client.ok()) {
       client_ = *client;
+      if (standby_) standby_->SetEtcdClient(client_);  // it answers reads from etcd from now on
       break;
     }
     LogRetry("connecting to etcd", attempt, client.status());

@@ -12,8 +12,6 @@
 
 namespace regen {
 
-namespace {
-
 grpc::Status ToGrpc(const Status& s) {
   switch (s.code()) {
     case Code::kOk:
@@ -40,10 +38,7 @@ grpc::Status ToGrpc(const Status& s) {
   return {grpc::StatusCode::UNKNOWN, s.message()};
 }
 
-using AgentStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>;
-
-// What the call presented: the verified client certificate's names, the authorization metadata.
-Caller CallerOf(const grpc::ServerContext* context) {
+Caller CallerOf(const grpc::ServerContextBase* context) {
   Caller caller;
   caller.peer = context->peer();
   if (std::shared_ptr<const grpc::AuthContext> auth = context->auth_context()) {
@@ -63,6 +58,10 @@ Caller CallerOf(const grpc::ServerContext* context) {
   }
   return caller;
 }
+
+namespace {
+
+using AgentStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>;
 
 // One agent's stream: the main loop Sends (never blocks), a writer thread writes in order.
 class AgentSession : public AgentSink {

@@ -23,8 +23,10 @@
 
 namespace grpc {
 class Server;
+class ServerContextBase;
 class ServerCredentials;
 class Service;
+class Status;
 }  // namespace grpc
 
 namespace regen {
@@ -34,6 +36,12 @@ namespace regen {
 // listens with the same.
 Result<std::shared_ptr<grpc::ServerCredentials>> ControllerServerCredentials(
     const ControllerConfig& config);
+
+// How the controller's RPCs take a call apart, shared with the standby's reads (controller/
+// ha_standby.h): what the call presented (the verified client certificate's names, the
+// authorization metadata), and a Status as the gRPC status the client gets.
+Caller CallerOf(const grpc::ServerContextBase* context);
+grpc::Status ToGrpc(const Status& s);
 
 class ControllerServer {
  public:
