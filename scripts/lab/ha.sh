@@ -140,12 +140,12 @@ ha_start_controllers() {
   say "controllers listen on $*"
 }
 
-# active_controller ADDRS: the address (of the comma-separated ADDRS) whose controller answers
-# regenctl (the active one); fails when none does.
+# active_controller ADDRS: the address (of the comma-separated ADDRS) whose controller is the
+# active one (standbys answer reads too, but refuse `events`); fails when none is.
 active_controller() {
   local a
   for a in ${1//,/ }; do
-    if timeout 5 "$REGENCTL" --controller "$a" host list >/dev/null 2>&1; then
+    if timeout 5 "$REGENCTL" --controller "$a" events >/dev/null 2>&1; then
       echo "$a" && return 0
     fi
   done

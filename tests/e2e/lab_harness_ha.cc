@@ -85,7 +85,8 @@ int Lab::ActiveController() {
     o.deadline = std::chrono::seconds(1);
     if (options_.tls) o.tls = ClientTls("admin");
     AdminClient one(ControllerAddress(i), o);
-    if (one.ListHosts().ok()) return i;
+    auto hosts = one.ListHosts();  // standbys answer reads too, saying so in served_by
+    if (hosts.ok() && hosts->served_by().empty()) return i;
   }
   return -1;
 }
