@@ -17,6 +17,11 @@ namespace {
 
 constexpr milliseconds kConnectRetry(200);
 constexpr milliseconds kFenceWait(50);    // how often a re-registration looks at the fence
+// gRPC (1.51) may never finish a connection it first tried while etcd was starting (no leader
+// yet: the member stalls before its SETTINGS frame), even after etcd is up; a fresh client in the
+// same process connects at once (its own subchannels: etcd_channels.cc). So after this long with
+// every call failing, the client is made anew.
+constexpr milliseconds kFreshChannelsAfter(2000);
 constexpr milliseconds kWarnEvery(3000);  // rate limit of the repeated warnings
 
 int64_t Ms(Clock::Duration d) { return std::chrono::duration_cast<milliseconds>(d).count(); }
@@ -152,6 +157,13 @@ void EtcdLease::Run() {
       MutexLock lock(mu_);
       if (stop_) return;
     }
+    const SteadyTime now = std::chrono::steady_clock::now();
+    if (client_ && failing_since_ && now - *failing_since_ > kFreshChannelsAfter) {
+      spdlog::debug("etcd: every call failed for {} ms: connecting with fresh channels",
+                    Ms(now - *failing_since_));
+      client_.reset();
+      failing_since_ = now;
+    }
     if (!client_) {
       auto options = AgentEtcdOptions(etcd_);
       auto client = options.ok() ? etcd::EtcdClient::Connect(*options)
@@ -171,16 +183,20 @@ void EtcdLease::Run() {
       }
       SteadyTime tried = std::chrono::steady_clock::now();
       if (!Register()) {
+        if (!failing_since_) failing_since_ = tried;
         if (WaitConnecting(tried + kConnectRetry)) return;
         continue;
       }
+      failing_since_.reset();
     }
     SteadyTime sent = std::chrono::steady_clock::now();
     if (!RenewOnce()) {
       if (lease_id_.load() == 0) continue;  // lost: see at once whether it may register again
+      if (!failing_since_) failing_since_ = sent;
       if (WaitConnecting(sent + etcd_.renew_interval)) return;
       continue;
     }
+    failing_since_.reset();
     if (WaitStopped(sent + etcd_.renew_interval)) return;
   }
 }

@@ -89,6 +89,9 @@ class EtcdLease {
   std::atomic<int64_t> renewals_{0};
   std::atomic<int64_t> registrations_{0};
   bool lost_once_ = false;  // thread: a lease was lost; re-registering waits for the fence
+  // thread: since when every call failed (none: the last one succeeded); past
+  // kFreshChannelsAfter the client is made anew.
+  std::optional<SteadyTime> failing_since_;
 
   mutable Mutex mu_;
   std::condition_variable cv_;

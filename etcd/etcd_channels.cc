@@ -71,6 +71,9 @@ Result<std::shared_ptr<EtcdChannels>> EtcdChannels::Create(const EtcdOptions& op
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    // Its own connections, never shared through gRPC's global subchannel pool with another
+    // client in the process: a client made anew (agent/etcd_lease.cc) starts from scratch.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     // etcd's requests may be up to 1.5 MiB, its responses (a prefix's range) larger.
     args.SetMaxReceiveMessageSize(64 << 20);
     auto stubs = std::make_unique<EtcdStubs>();
