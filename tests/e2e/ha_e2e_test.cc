@@ -195,7 +195,7 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
 }
 
 // Partition one agent from etcd (its endpoints are TcpProxies that drop every byte, both ways;
-// its stream to the controller stays up): it fences (its own libvirt lists none of its instances
+// its stream to the controller stays up; etcd's auth on, every agent its own etcd user): it fences (its own libvirt lists none of its instances
 // running) before etcd deletes its alive key; the active controller declares it down on that
 // deletion and heals its instances elsewhere, never two at once; once the partition ends the
 // agent puts its key again and the host is up. Figures: cut -> fenced, cut -> key deleted, cut ->
@@ -204,6 +204,8 @@ TEST(HaE2eTest, AnAgentCutFromEtcdFencesBeforeItsKeyExpiresAndIsHealedElsewhereO
   REGEN_START_ETCD(etcd, 3);
   LabOptions options = HaLab(*etcd, 3, 2);
   options.etcd_proxied_hosts = {1};
+  // As an operator sets it up: etcd's auth on, each agent its own user limited to its key.
+  options.etcd_auth = true;
   Lab lab(options);
   lab.StartAll();
   lab.Apply(Lab::ServiceYaml("web", 6, 3));
@@ -214,7 +216,10 @@ TEST(HaE2eTest, AnAgentCutFromEtcdFencesBeforeItsKeyExpiresAndIsHealedElsewhereO
   }
   ASSERT_FALSE(victims.empty());
 
-  auto client = etcd::EtcdClient::Connect(etcd->Options());
+  etcd::EtcdOptions root = etcd->Options();
+  root.user = "root";
+  root.password = kEtcdRootPassword;
+  auto client = etcd::EtcdClient::Connect(root);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   std::mutex mu;
   std::optional<SteadyClock::time_point> deleted_at;

@@ -128,6 +128,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
             (options_.ha_controllers > 0 ? AgentEtcdBlock(k) : std::string()) +
             options_.agent_extra);
   }
+  if (options_.ha_controllers > 0 && options_.etcd_auth) SetUpEtcdAuth();
 }
 
 Lab::~Lab() {

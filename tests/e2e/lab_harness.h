@@ -62,7 +62,13 @@ struct LabOptions {
   // reach etcd through TcpProxies (one per member) that CutEtcd/HealEtcd partition.
   std::string etcd_lease_ttl = "4s";
   std::set<int> etcd_proxied_hosts;
+  // HA: etcd's auth on, as an operator sets it up: `regen-controller etcd init` (root's password
+  // kEtcdRootPassword), then `etcd add-host` for every host; the controllers connect as
+  // regen-controller, each agent as its host's own user (a password each).
+  bool etcd_auth = false;
 };
+
+inline constexpr char kEtcdRootPassword[] = "lab-root-pw";
 
 class Lab {
  public:
@@ -149,6 +155,11 @@ class Lab {
   void WriteHaControllerConfigs(const std::string& security);
   // HA: the etcd: block of host k's agent.yaml (proxies made for etcd_proxied_hosts).
   std::string AgentEtcdBlock(int k);
+  // options.etcd_auth: etcd init and add-host for every host, with the binary (test thread).
+  void SetUpEtcdAuth();
+  // options.etcd_auth: the user/password_file lines of an etcd block for `user` (its password
+  // file written), "" without auth.
+  std::string EtcdUser(const std::string& user);
   std::map<int, std::vector<std::unique_ptr<TcpProxy>>> etcd_proxies_;
   void StartHaControllers();
   std::string ControllerAddress(int i) const { return "127.0.0.1:" + std::to_string(ha_ports_[i]); }

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "common/subprocess.h"
 #include "tests/e2e/lab_harness.h"
 
 namespace regen::testing {
@@ -24,7 +25,8 @@ void Lab::WriteHaControllerConfigs(const std::string& security) {
     WriteFileOrDie(dir_.File("controller-" + std::to_string(i) + ".yaml"),
                    "listen_address: \"" + ControllerAddress(i) + "\"\nstore: etcd\netcd:\n" +
                        "  endpoints: [" + endpoints + "]\n  election_ttl: " +
-                       options_.election_ttl + "\nheartbeat_interval: " +
+                       options_.election_ttl + "\n" + EtcdUser("regen-controller") +
+                       "heartbeat_interval: " +
                        options_.heartbeat_interval +
                        "\nhost_down_after: " + options_.host_down_after +
                        "\nfencing_lease: " + options_.fencing_lease +
@@ -46,7 +48,34 @@ std::string Lab::AgentEtcdBlock(int k) {
     endpoints += (endpoints.empty() ? "\"" : ", \"") + endpoint + "\"";
   }
   return "etcd:\n  endpoints: [" + endpoints + "]\n  prefix: /regen/\n  lease_ttl: " +
-         options_.etcd_lease_ttl + "\n";
+         options_.etcd_lease_ttl + "\n" + EtcdUser(HostName(k));
+}
+
+std::string Lab::EtcdUser(const std::string& user) {
+  if (!options_.etcd_auth) return "";
+  const std::string file = dir_.File("etcd-" + user + ".pw");
+  WriteFileOrDie(file, user + "-pw\n");
+  return "  user: " + user + "\n  password_file: " + file + "\n";
+}
+
+void Lab::SetUpEtcdAuth() {
+  const std::string root = dir_.File("etcd-root.pw");
+  WriteFileOrDie(root, std::string(kEtcdRootPassword) + "\n");
+  const std::string config = dir_.File("controller-0.yaml");
+  std::vector<std::vector<std::string>> steps = {
+      {ControllerBin(), "--config", config, "etcd", "init", "--root-password-file", root}};
+  for (int k = 1; k <= options_.hosts; ++k) {
+    steps.push_back({ControllerBin(), "--config", config, "etcd", "add-host", HostName(k),
+                     "--root-password-file", root, "--password-file",
+                     dir_.File("etcd-" + HostName(k) + ".pw")});
+  }
+  RealCommandRunner runner;
+  for (const auto& argv : steps) {
+    auto r = runner.Run(argv, std::chrono::seconds(60));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->exit_code, 0) << argv[3] << " " << argv[4] << " failed:\n"
+                               << r->stdout_text << r->stderr_text;
+  }
 }
 
 void Lab::CutEtcd(int host) {
