@@ -14,8 +14,8 @@ namespace regen {
 
 namespace {
 
-std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config,
-                                              const std::string& address, std::string* why);
+std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const std::string& address,
+                                              std::string* why);
 
 v1::DomainState StateToProto(DomainState s) {
   switch (s) {
@@ -198,8 +198,8 @@ void ControllerLink::Run() {
     if (stop_) break;
     switch (end) {
       case SessionEnd::kStandby:
-        spdlog::debug("the controller at {} is a standby; the active one is at {}",
-                      ready->address, detail.empty() ? "unknown" : detail);
+        spdlog::debug("the controller at {} is a standby; the active one is at {}", ready->address,
+                      detail.empty() ? "unknown" : detail);
         dialer_->Standby(ready->index, detail);
         break;
       case SessionEnd::kAnswered:
@@ -274,8 +274,8 @@ constexpr int kGrpcReconnectMs = 80;
 // restart. The channel has a subchannel of its own, so no backoff state of an earlier channel
 // delays it; one connection attempt (TCP and TLS handshake) may take the dialer's whole window.
 // The TLS name checked is tls.server_name, else the host of `address`.
-std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config,
-                                              const std::string& address, std::string* why) {
+std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const std::string& address,
+                                              std::string* why) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);

@@ -3,11 +3,11 @@
 // refusals down). With several controller addresses (HA) it follows the active one: a standby's
 // UNAVAILABLE "standby controller; the active controller is at X" sends it to X
 // (agent/controller_dialer.h). Lost, it is tried again at once and then every 100 ms while the
-// agent's lease (or a maintenance hold) runs, then with backoff up to 1 s. Each acknowledged heartbeat renews
-// the agent's fencing lease (and sets or ends its maintenance hold) from the moment that
-// heartbeat was sent (never later), so the agent fences before the controller can declare the
-// host down. Each Hello reports the instances the agent destroyed for safety (its fence log);
-// the first ack or desired set after it clears them. Start/Stop from one thread; Send*
+// agent's lease (or a maintenance hold) runs, then with backoff up to 1 s. Each acknowledged
+// heartbeat renews the agent's fencing lease (and sets or ends its maintenance hold) from the
+// moment that heartbeat was sent (never later), so the agent fences before the controller can
+// declare the host down. Each Hello reports the instances the agent destroyed for safety (its fence
+// log); the first ack or desired set after it clears them. Start/Stop from one thread; Send*
 // thread-safe.
 #pragma once
 

@@ -16,7 +16,7 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr milliseconds kConnectRetry(200);
-constexpr milliseconds kFenceWait(50);    // how often a re-registration looks at the fence
+constexpr milliseconds kFenceWait(50);  // how often a re-registration looks at the fence
 // gRPC (1.51) may never finish a connection it first tried while etcd was starting (no leader
 // yet: the member stalls before its SETTINGS frame), even after etcd is up; a fresh client in the
 // same process connects at once (its own subchannels: etcd_channels.cc). So after this long with

@@ -114,27 +114,27 @@ Status ParseFencing(const FieldMap& top, AgentConfig* c) {
 // etcd.lease_ttl: whole seconds, at least 2s, longer than the agent needs to fence and trip its
 // backstop (`c` has fencing_lease and fencing_backstop_after read).
 Status CheckLeaseTtl(const FieldMap& etcd, const AgentConfig& c, AgentEtcdConfig* e) {
-  RETURN_IF_ERROR(etcd.GetDuration("lease_ttl", std::chrono::seconds(2), std::chrono::hours(1),
-                                   &e->lease_ttl));
+  RETURN_IF_ERROR(
+      etcd.GetDuration("lease_ttl", std::chrono::seconds(2), std::chrono::hours(1), &e->lease_ttl));
   if (e->lease_ttl.count() % 1000 != 0) {
     return etcd.ErrorAt("lease_ttl",
                         "must be whole seconds (etcd leases have a TTL in seconds), got " +
                             DescribeValue(*etcd.Find("lease_ttl")) + " (e.g. \"5s\")");
   }
   // The backstop's grace as agent/fence_backstop.h BackstopGrace computes it.
-  const milliseconds backstop = c.fencing_backstop_after > milliseconds::zero()
-                                    ? c.fencing_backstop_after
-                                    : std::min<milliseconds>(milliseconds(1000), c.fencing_lease / 2);
+  const milliseconds backstop =
+      c.fencing_backstop_after > milliseconds::zero()
+          ? c.fencing_backstop_after
+          : std::min<milliseconds>(milliseconds(1000), c.fencing_lease / 2);
   const milliseconds needed = c.fencing_lease + backstop + milliseconds(500);
   if (e->lease_ttl > needed) return Status::Ok();
   const int64_t suggest = needed.count() / 1000 + 1;  // whole seconds, strictly above
   return etcd.ErrorAt(
       "lease_ttl",
-      FormatDuration(e->lease_ttl) +
-          (etcd.Has("lease_ttl") ? "" : " (the default)") +
+      FormatDuration(e->lease_ttl) + (etcd.Has("lease_ttl") ? "" : " (the default)") +
           " must exceed fencing_lease + fencing_backstop_after + 500ms (" +
-          FormatDuration(c.fencing_lease) + " + " + FormatDuration(backstop) + " + 500ms = " +
-          FormatDuration(needed) +
+          FormatDuration(c.fencing_lease) + " + " + FormatDuration(backstop) +
+          " + 500ms = " + FormatDuration(needed) +
           "): this host must have fenced, and its fencing backstop tripped, before etcd can "
           "delete its key and a controller heals its instances elsewhere (set etcd.lease_ttl: " +
           std::to_string(suggest) + "s, or shorten fencing_lease)");
@@ -156,22 +156,20 @@ Status ParseEtcd(const FieldMap& top, AgentConfig* c) {
                        "or set controller_address)");
   }
   AgentEtcdConfig e;
-  RETURN_IF_ERROR(
-      ReadEtcdConnection(*map, EtcdBlockRules{.endpoints_as_text = true, .tls_server_name = true},
-                         &e));
+  RETURN_IF_ERROR(ReadEtcdConnection(
+      *map, EtcdBlockRules{.endpoints_as_text = true, .tls_server_name = true}, &e));
   RETURN_IF_ERROR(CheckLeaseTtl(*map, *c, &e));
   e.renew_interval = std::max(milliseconds(50), c->fencing_lease / 4);
   if (map->Has("renew_interval")) {
     RETURN_IF_ERROR(map->GetDuration("renew_interval", milliseconds(10), std::chrono::minutes(1),
                                      &e.renew_interval));
     if (e.renew_interval * 2 >= c->fencing_lease) {
-      return map->ErrorAt("renew_interval",
-                          "must be shorter than half of fencing_lease (" +
-                              FormatDuration(c->fencing_lease) + "), got " +
-                              DescribeValue(*map->Find("renew_interval")) +
-                              " (one lost renewal must not fence this host; e.g. " +
-                              FormatDuration(std::max(milliseconds(10), c->fencing_lease / 4)) +
-                              ")");
+      return map->ErrorAt(
+          "renew_interval",
+          "must be shorter than half of fencing_lease (" + FormatDuration(c->fencing_lease) +
+              "), got " + DescribeValue(*map->Find("renew_interval")) +
+              " (one lost renewal must not fence this host; e.g. " +
+              FormatDuration(std::max(milliseconds(10), c->fencing_lease / 4)) + ")");
     }
   }
   c->etcd = std::move(e);
@@ -180,10 +178,29 @@ Status ParseEtcd(const FieldMap& top, AgentConfig* c) {
 
 // Every setting agent.yaml may hold.
 constexpr std::string_view kAgentKeys[] = {
-    "host_name", "address", "controller_address", "libvirt_uri", "poll_interval", "libvirt_events",
-    "ovs", "capacity", "fencing_lease", "fencing_backstop_after", "watchdog_device", "state_dir",
-    "control_socket", "desired_file", "domain_type", "fault_injection", "log_level", "tls",
-    "insecure", "network", "metrics_address", "dns", "etcd",
+    "host_name",
+    "address",
+    "controller_address",
+    "libvirt_uri",
+    "poll_interval",
+    "libvirt_events",
+    "ovs",
+    "capacity",
+    "fencing_lease",
+    "fencing_backstop_after",
+    "watchdog_device",
+    "state_dir",
+    "control_socket",
+    "desired_file",
+    "domain_type",
+    "fault_injection",
+    "log_level",
+    "tls",
+    "insecure",
+    "network",
+    "metrics_address",
+    "dns",
+    "etcd",
 };
 
 // controller_address: "host:port", "a:7400,b:7400" or a YAML list of "host:port"; "" or absent
@@ -223,9 +240,8 @@ Status ParseControllerAddress(const FieldMap& top, AgentConfig* c) {
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
-  ASSIGN_OR_RETURN(FieldMap top,
-                   FieldMap::Root(file_name, root, "agent configuration",
-                                  {std::begin(kAgentKeys), std::end(kAgentKeys)}));
+  ASSIGN_OR_RETURN(FieldMap top, FieldMap::Root(file_name, root, "agent configuration",
+                                                {std::begin(kAgentKeys), std::end(kAgentKeys)}));
   AgentConfig c;
   RETURN_IF_ERROR(top.GetName("host_name", &c.host_name, Need::kRequired));
   RETURN_IF_ERROR(top.GetIpv4("address", &c.address));

@@ -61,11 +61,11 @@ struct ControllerConfig {
   std::chrono::milliseconds restart_allowance{1000};  // restart_allowance
   // regenctl maintenance start --for D: D may be at most this long.
   std::chrono::milliseconds maintenance_max{std::chrono::hours(4)};  // maintenance_max
-  DnsConfig dns;                                  // dns
-  std::string manual_upgrade_policy = "block";    // upgrade.manual_policy: block | allow
-  bool auto_rollback = false;                     // upgrade.auto_rollback
-  int64_t max_failed_health_checks = 3;           // upgrade.max_failed
-  std::string log_level = "info";                 // log_level
+  DnsConfig dns;                                                     // dns
+  std::string manual_upgrade_policy = "block";  // upgrade.manual_policy: block | allow
+  bool auto_rollback = false;                   // upgrade.auto_rollback
+  int64_t max_failed_health_checks = 3;         // upgrade.max_failed
+  std::string log_level = "info";               // log_level
   std::string metrics_address;  // metrics_address: Prometheus /metrics "host:port"; "" = off
   // tls: {ca, cert, key}: agents and regenctl must present certificates signed by tls.ca.
   // Exactly one of tls and insecure is required.

@@ -322,8 +322,10 @@ void Controller::OnDisconnect(const std::string& host, AgentSink* sink) {
   if (h == nullptr || h->sink != sink) return;
   h->sink = nullptr;
   if (core_.host_leases != nullptr) {
-    spdlog::warn("agent of host {} disconnected; its lease is in etcd: down only when etcd "
-                 "deletes its alive key", host);
+    spdlog::warn(
+        "agent of host {} disconnected; its lease is in etcd: down only when etcd "
+        "deletes its alive key",
+        host);
     return;
   }
   spdlog::warn("agent of host {} disconnected; down after {} ms without heartbeats", host,

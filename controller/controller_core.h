@@ -57,7 +57,7 @@ struct ControllerChanges {
 // An agent's session and what it last said (memory only: an agent restates it on reconnect).
 struct HostSession {
   AgentSink* sink = nullptr;  // its heartbeats and lease: leases (LeaseKeeper)
-  bool reported = false;                            // a DomainsReport arrived on this session
+  bool reported = false;      // a DomainsReport arrived on this session
   std::map<std::string, v1::DomainStatus> domains;  // last report
   // HA: the etcd revision of the agent's alive key as its Hello named it.
   int64_t etcd_lease_revision = 0;

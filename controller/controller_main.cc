@@ -241,8 +241,9 @@ int RunHa(const ControllerConfig& config, Clock& clock) {
   // The hosts' leases: read once, then watched (a broken watch could miss a host's end: a
   // standby, or this controller restarted, reads them afresh).
   auto host_leases = HostLeaseWatch::Start(
-      ha.client(), config.etcd.prefix, std::chrono::seconds(10),
-      [](const Status& s) { Deposed("the watch of the hosts' leases in etcd broke: " + s.message()); });
+      ha.client(), config.etcd.prefix, std::chrono::seconds(10), [](const Status& s) {
+        Deposed("the watch of the hosts' leases in etcd broke: " + s.message());
+      });
   if (!host_leases.ok()) {
     watchdog.Stop();
     ha.Resign();

@@ -25,11 +25,11 @@ Status Controller::CheckLeaseMode(const v1::Hello& hello) const {
   }
   int64_t gone = 0;
   if (LeaseGone(core_.host_leases->Get(), host, hello.etcd_lease_revision(), &gone)) {
-    return FailedPrecondition("host " + host + ": its etcd lease is gone (its alive key was deleted at revision " +
-                              std::to_string(gone) + ", after revision " +
-                              std::to_string(hello.etcd_lease_revision()) +
-                              " that this Hello names): it is taken back once it fenced and put "
-                              "its key again");
+    return FailedPrecondition(
+        "host " + host + ": its etcd lease is gone (its alive key was deleted at revision " +
+        std::to_string(gone) + ", after revision " + std::to_string(hello.etcd_lease_revision()) +
+        " that this Hello names): it is taken back once it fenced and put "
+        "its key again");
   }
   return Status::Ok();
 }
@@ -50,8 +50,8 @@ void Controller::JudgeByEtcdLeases(bool maintenance) {
       continue;
     }
     auto lease = core_.leases.Get(name);
-    std::string why = "its etcd lease expired (alive key deleted at revision " +
-                      std::to_string(gone) + ")";
+    std::string why =
+        "its etcd lease expired (alive key deleted at revision " + std::to_string(gone) + ")";
     if (DownDeferred(lease ? &*lease : nullptr, maintenance)) {
       if (h->state == regen::HostState::kUp) {
         moves_.SetHostState(name, regen::HostState::kSuspect,

@@ -26,7 +26,8 @@ std::string AliveKey(const std::string& prefix, const std::string& host) {
 
 std::string HostOfAliveKey(const std::string& prefix, const std::string& key) {
   const std::string hosts = prefix + "hosts/";
-  if (key.size() <= hosts.size() + kAliveSuffix.size() || key.compare(0, hosts.size(), hosts) != 0 ||
+  if (key.size() <= hosts.size() + kAliveSuffix.size() ||
+      key.compare(0, hosts.size(), hosts) != 0 ||
       key.compare(key.size() - kAliveSuffix.size(), kAliveSuffix.size(), kAliveSuffix) != 0) {
     return "";
   }
@@ -35,14 +36,13 @@ std::string HostOfAliveKey(const std::string& prefix, const std::string& key) {
 }
 
 Result<std::unique_ptr<HostLeaseWatch>> HostLeaseWatch::Start(
-    std::shared_ptr<etcd::EtcdClient> client, std::string prefix,
-    std::chrono::milliseconds timeout, std::function<void(Status)> on_broken) {
+    std::shared_ptr<etcd::EtcdClient> client, std::string prefix, std::chrono::milliseconds timeout,
+    std::function<void(Status)> on_broken) {
   std::unique_ptr<HostLeaseWatch> w(new HostLeaseWatch(std::move(client), std::move(prefix)));
   const std::string hosts = w->prefix_ + "hosts/";
   auto read = w->client_->GetPrefix(hosts, 0, 0, timeout);
   if (!read.ok()) {
-    return Unavailable("reading the hosts' leases under " + hosts + ": " +
-                       read.status().message());
+    return Unavailable("reading the hosts' leases under " + hosts + ": " + read.status().message());
   }
   {
     MutexLock lock(w->mu_);
@@ -81,7 +81,8 @@ void HostLeaseWatch::OnEvent(bool put, const etcd::KeyValue& kv) {
   MutexLock lock(mu_);
   HostLeaseRecord& r = view_.hosts[host];
   if (put) {
-    if (!r.alive()) spdlog::info("host {}: lease {} in etcd (revision {})", host, kv.lease, kv.mod_revision);
+    if (!r.alive())
+      spdlog::info("host {}: lease {} in etcd (revision {})", host, kv.lease, kv.mod_revision);
     r.put_revision = kv.mod_revision;
     r.lease = kv.lease;
   } else {

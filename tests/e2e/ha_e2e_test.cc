@@ -94,8 +94,8 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
     auto killed_at = SteadyClock::now();
     int killed = lab.KillActiveController();
     ASSERT_GE(killed, 0) << lab.Logs();
-    ASSERT_TRUE(WaitFor([&] { return lab.ActiveController() >= 0; }, milliseconds(15000),
-                        milliseconds(10)))
+    ASSERT_TRUE(
+        WaitFor([&] { return lab.ActiveController() >= 0; }, milliseconds(15000), milliseconds(10)))
         << "no standby took over\n"
         << lab.Logs();
     serve_ms.push_back(MsSince(killed_at));
@@ -106,7 +106,8 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
       heal_ms.push_back(MsSince(killed_at));
     }
     if (round % 3 == 2) {
-      ASSERT_TRUE(WaitFor([&] { return lab.UpgradeState("web") == "completed"; }, milliseconds(30000)))
+      ASSERT_TRUE(
+          WaitFor([&] { return lab.UpgradeState("web") == "completed"; }, milliseconds(30000)))
           << "the upgrade did not finish: " << lab.UpgradeState("web") << "\n"
           << lab.Logs();
     }
@@ -122,11 +123,12 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
     }
     ASSERT_EQ(lab.AgentFences(), 0) << lab.Logs();
   }
-  std::printf("ha: kill -9 of the active controller -> a standby serves: median %lld ms, max "
-              "%lld ms (20 kills); kill mid-heal -> healed instance running: median %lld ms\n",
-              static_cast<long long>(Median(serve_ms)),
-              static_cast<long long>(*std::max_element(serve_ms.begin(), serve_ms.end())),
-              static_cast<long long>(Median(heal_ms)));
+  std::printf(
+      "ha: kill -9 of the active controller -> a standby serves: median %lld ms, max "
+      "%lld ms (20 kills); kill mid-heal -> healed instance running: median %lld ms\n",
+      static_cast<long long>(Median(serve_ms)),
+      static_cast<long long>(*std::max_element(serve_ms.begin(), serve_ms.end())),
+      static_cast<long long>(Median(heal_ms)));
 
   // One etcd member down: the cluster keeps its quorum; nothing fences, everything runs.
   auto ids_before = lab.RunningDomainIds();
@@ -195,11 +197,11 @@ TEST(HaE2eTest, QemuHealsFinishAcrossAKillOfTheActiveController) {
 }
 
 // Partition one agent from etcd (its endpoints are TcpProxies that drop every byte, both ways;
-// its stream to the controller stays up; etcd's auth on, every agent its own etcd user): it fences (its own libvirt lists none of its instances
-// running) before etcd deletes its alive key; the active controller declares it down on that
-// deletion and heals its instances elsewhere, never two at once; once the partition ends the
-// agent puts its key again and the host is up. Figures: cut -> fenced, cut -> key deleted, cut ->
-// all healed elsewhere.
+// its stream to the controller stays up; etcd's auth on, every agent its own etcd user): it fences
+// (its own libvirt lists none of its instances running) before etcd deletes its alive key; the
+// active controller declares it down on that deletion and heals its instances elsewhere, never two
+// at once; once the partition ends the agent puts its key again and the host is up. Figures: cut ->
+// fenced, cut -> key deleted, cut -> all healed elsewhere.
 TEST(HaE2eTest, AnAgentCutFromEtcdFencesBeforeItsKeyExpiresAndIsHealedElsewhereOnce) {
   REGEN_START_ETCD(etcd, 3);
   LabOptions options = HaLab(*etcd, 3, 2);
@@ -299,9 +301,10 @@ TEST(HaE2eTest, AnAgentCutFromEtcdFencesBeforeItsKeyExpiresAndIsHealedElsewhereO
   auto ms = [&](SteadyClock::time_point t) {
     return static_cast<long long>(std::chrono::duration_cast<milliseconds>(t - cut_at).count());
   };
-  std::printf("ha: agent cut from etcd (lease 2 s, TTL 4 s): fenced after %lld ms, key deleted "
-              "after %lld ms, its %zu instances running elsewhere after %lld ms\n",
-              ms(fenced_at), ms(deleted), victims.size(), ms(healed_at));
+  std::printf(
+      "ha: agent cut from etcd (lease 2 s, TTL 4 s): fenced after %lld ms, key deleted "
+      "after %lld ms, its %zu instances running elsewhere after %lld ms\n",
+      ms(fenced_at), ms(deleted), victims.size(), ms(healed_at));
 }
 
 // Heal times of the two modes side by side, in one run, with the lab's settings (heartbeat 200 ms,
@@ -360,15 +363,14 @@ TEST(HaE2eTest, HealTimesEmbeddedAndHaSideBySide) {
   HealFigures embedded = MeasureHeals({});
   REGEN_START_ETCD(etcd, 3);
   HealFigures on_etcd = MeasureHeals(HaLab(*etcd, 4, 3));
-  std::printf("heal times (test driver, 4 hosts, lease 2 s; embedded: down after 2.5 s, ha: etcd "
-              "lease TTL 4 s):\n"
-              "  %-40s %10s %10s\n  %-40s %8lld ms %8lld ms\n  %-40s %8lld ms %8lld ms\n",
-              "", "embedded", "ha (etcd)", "VM crash -> running elsewhere (median of 5)",
-              static_cast<long long>(embedded.crash_median_ms),
-              static_cast<long long>(on_etcd.crash_median_ms),
-              "host lost -> all its instances running",
-              static_cast<long long>(embedded.host_loss_ms),
-              static_cast<long long>(on_etcd.host_loss_ms));
+  std::printf(
+      "heal times (test driver, 4 hosts, lease 2 s; embedded: down after 2.5 s, ha: etcd "
+      "lease TTL 4 s):\n"
+      "  %-40s %10s %10s\n  %-40s %8lld ms %8lld ms\n  %-40s %8lld ms %8lld ms\n",
+      "", "embedded", "ha (etcd)", "VM crash -> running elsewhere (median of 5)",
+      static_cast<long long>(embedded.crash_median_ms),
+      static_cast<long long>(on_etcd.crash_median_ms), "host lost -> all its instances running",
+      static_cast<long long>(embedded.host_loss_ms), static_cast<long long>(on_etcd.host_loss_ms));
   EXPECT_GE(embedded.crash_median_ms, 0);
   EXPECT_GE(on_etcd.crash_median_ms, 0);
   EXPECT_GE(on_etcd.host_loss_ms, 0);

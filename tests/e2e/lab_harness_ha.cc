@@ -22,16 +22,14 @@ void Lab::WriteHaControllerConfigs(const std::string& security) {
     all += (all.empty() ? "" : ",") + ControllerAddress(i);
   }
   for (int i = 0; i < options_.ha_controllers; ++i) {
-    WriteFileOrDie(dir_.File("controller-" + std::to_string(i) + ".yaml"),
-                   "listen_address: \"" + ControllerAddress(i) + "\"\nstore: etcd\netcd:\n" +
-                       "  endpoints: [" + endpoints + "]\n  election_ttl: " +
-                       options_.election_ttl + "\n" + EtcdUser("regen-controller") +
-                       "heartbeat_interval: " +
-                       options_.heartbeat_interval +
-                       "\nhost_down_after: " + options_.host_down_after +
-                       "\nfencing_lease: " + options_.fencing_lease +
-                       "\nrestart_allowance: " + options_.restart_allowance +
-                       "\nlog_level: debug\n" + security + options_.controller_extra);
+    WriteFileOrDie(
+        dir_.File("controller-" + std::to_string(i) + ".yaml"),
+        "listen_address: \"" + ControllerAddress(i) + "\"\nstore: etcd\netcd:\n" +
+            "  endpoints: [" + endpoints + "]\n  election_ttl: " + options_.election_ttl + "\n" +
+            EtcdUser("regen-controller") + "heartbeat_interval: " + options_.heartbeat_interval +
+            "\nhost_down_after: " + options_.host_down_after + "\nfencing_lease: " +
+            options_.fencing_lease + "\nrestart_allowance: " + options_.restart_allowance +
+            "\nlog_level: debug\n" + security + options_.controller_extra);
   }
   controller_address_ = all;  // agents and the client follow the active one
 }
@@ -47,8 +45,9 @@ std::string Lab::AgentEtcdBlock(int k) {
     }
     endpoints += (endpoints.empty() ? "\"" : ", \"") + endpoint + "\"";
   }
-  return "etcd:\n  endpoints: [" + endpoints + "]\n  prefix: /regen/\n  lease_ttl: " +
-         options_.etcd_lease_ttl + "\n" + EtcdUser(HostName(k));
+  return "etcd:\n  endpoints: [" + endpoints +
+         "]\n  prefix: /regen/\n  lease_ttl: " + options_.etcd_lease_ttl + "\n" +
+         EtcdUser(HostName(k));
 }
 
 std::string Lab::EtcdUser(const std::string& user) {

@@ -208,7 +208,6 @@ TEST(AgentConfigTest, DnsWatch) {
   EXPECT_EQ(off->dns_poll_interval, std::chrono::milliseconds(5000));
 }
 
-
 // The host's lease in etcd: the block the lab writes, defaults, the text form of endpoints.
 TEST(AgentConfigTest, EtcdBlock) {
   const char* text = R"(host_name: host-1
@@ -264,10 +263,10 @@ TEST(AgentConfigTest, EtcdDefaults) {
 
 TEST(AgentConfigTest, LoadRefusesEtcdFilesThatCannotBeRead) {
   testing::ConfigTempDir dir;
-  testing::WriteWholeFile(
-      dir.File("agent.yaml"),
-      "host_name: a\ncontroller_address: c:1\ninsecure: true\n"
-      "etcd: {endpoints: [\"a:1\"], user: u, password_file: " + dir.File("pw") + "}\n");
+  testing::WriteWholeFile(dir.File("agent.yaml"),
+                          "host_name: a\ncontroller_address: c:1\ninsecure: true\n"
+                          "etcd: {endpoints: [\"a:1\"], user: u, password_file: " +
+                              dir.File("pw") + "}\n");
   Result<AgentConfig> c = LoadAgentConfig(dir.File("agent.yaml"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("etcd.password_file: cannot read \"" + dir.File("pw") + "\""),
@@ -280,25 +279,24 @@ TEST(AgentConfigTest, LoadRefusesEtcdFilesThatCannotBeRead) {
 const BadCase kBadAgent[] = {
     {"etcd without controller_address", "host_name: a\netcd: {endpoints: [\"a:1\"]}\n", "2:7",
      "etcd", "needs a controller_address"},
-    {"etcd without endpoints", REGEN_ETCD_AGENT "etcd: {prefix: /r/}\n", "4:7",
-     "etcd.endpoints", "required field is missing"},
+    {"etcd without endpoints", REGEN_ETCD_AGENT "etcd: {prefix: /r/}\n", "4:7", "etcd.endpoints",
+     "required field is missing"},
     {"etcd endpoint without port", REGEN_ETCD_AGENT "etcd: {endpoints: \"a:1,b\"}\n", "4:19",
      "etcd.endpoints", "entry 2 must be \"host:port\" with a port from 1 to 65535, got \"b\""},
     {"etcd list endpoint without port", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a\"]}\n", "4:20",
      "etcd.endpoints[0]", "got \"a\""},
     {"etcd prefix without slash", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], prefix: /r}\n",
      "4:36", "etcd.prefix", "must start and end with '/'"},
-    {"etcd user without password_file",
-     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], user: u}\n", "4:7", "etcd.password_file",
-     "go together"},
+    {"etcd user without password_file", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], user: u}\n",
+     "4:7", "etcd.password_file", "go together"},
     {"etcd tls cert without key",
      REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], tls: {ca: /c, cert: /d}}\n", "4:33",
      "etcd.tls.key", "must be given with cert"},
     {"etcd unknown key", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], ttl: 5s}\n", "4:28",
      "etcd.ttl", "unknown key \"ttl\""},
     {"etcd lease_ttl not whole seconds",
-     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], lease_ttl: 5500ms}\n", "4:39",
-     "etcd.lease_ttl", "must be whole seconds (etcd leases have a TTL in seconds), got \"5500ms\""},
+     REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], lease_ttl: 5500ms}\n", "4:39", "etcd.lease_ttl",
+     "must be whole seconds (etcd leases have a TTL in seconds), got \"5500ms\""},
     {"etcd lease_ttl under 2s", REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], lease_ttl: 1s}\n",
      "4:39", "etcd.lease_ttl", "got \"1s\""},
     {"etcd lease_ttl within fencing_lease + backstop + 500ms",
@@ -307,8 +305,10 @@ const BadCase kBadAgent[] = {
      "this host must have fenced, and its fencing backstop tripped, before etcd can delete its key "
      "and a controller heals its instances elsewhere (set etcd.lease_ttl: 5s"},
     {"etcd default lease_ttl with a long fencing_lease",
-     REGEN_ETCD_AGENT "fencing_lease: 4s\nfencing_backstop_after: 2s\netcd: {endpoints: [\"a:1\"]}\n",
-     "6:7", "etcd.lease_ttl", "5s (the default) must exceed fencing_lease + fencing_backstop_after "
+     REGEN_ETCD_AGENT
+     "fencing_lease: 4s\nfencing_backstop_after: 2s\netcd: {endpoints: [\"a:1\"]}\n",
+     "6:7", "etcd.lease_ttl",
+     "5s (the default) must exceed fencing_lease + fencing_backstop_after "
      "+ 500ms (4s + 2s + 500ms = 6500ms)"},
     {"etcd renew_interval half the lease",
      REGEN_ETCD_AGENT "etcd: {endpoints: [\"a:1\"], renew_interval: 1500ms}\n", "4:44",
@@ -384,8 +384,8 @@ const BadCase kBadAgent[] = {
      "controller_address", "entry 3 of 3 \"a:7400\" is listed twice"},
     {"controller list empty entry", "host_name: a\ncontroller_address: a:7400,\n", "2:21",
      "controller_address", "entry 2 of 2 is empty"},
-    {"controller yaml list bad entry", "host_name: a\ncontroller_address: [a:7400, b:0]\n",
-     "2:21", "controller_address", "entry 2 of 2 \"b:0\" must be \"host:port\""},
+    {"controller yaml list bad entry", "host_name: a\ncontroller_address: [a:7400, b:0]\n", "2:21",
+     "controller_address", "entry 2 of 2 \"b:0\" must be \"host:port\""},
     {"controller yaml list with a map", "host_name: a\ncontroller_address:\n  - {x: 1}\n", "3:3",
      "controller_address", "entry 1 must be \"host:port\", got a map"},
     {"empty libvirt_uri", "host_name: a\nlibvirt_uri: \"\"\n", "2:14", "libvirt_uri",

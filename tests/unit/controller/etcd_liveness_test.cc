@@ -82,7 +82,8 @@ TEST_F(EtcdLivenessTest, ADeletedKeyMakesItsHostDownAndItsInstancesAreHealedElse
   }
   bool said = false;
   for (const auto& e : h_.EventsOfKind("host_state")) {
-    said = said || (e.host == "host-1" && e.message.find("etcd lease expired") != std::string::npos);
+    said =
+        said || (e.host == "host-1" && e.message.find("etcd lease expired") != std::string::npos);
   }
   EXPECT_TRUE(said) << "no host_state event names the expired etcd lease";
   EXPECT_EQ(h_.controller().HostState("host-2"), "up");
