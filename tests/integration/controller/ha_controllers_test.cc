@@ -216,11 +216,16 @@ int WaitForActive(Controllers& c, milliseconds timeout) {
   return active;
 }
 
+// Starts every controller of `c`; the active one once there is one (-1: none within 15 s).
+int StartAll(Controllers& c) {
+  for (int i = 0; i < c.size(); ++i) c.Start(i);
+  return WaitForActive(c, milliseconds(15000));
+}
+
 TEST(HaControllersTest, OneIsActiveTheOthersAnswerAsStandbys) {
   REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 3);
-  for (int i = 0; i < c.size(); ++i) c.Start(i);
-  int active = WaitForActive(c, milliseconds(15000));
+  int active = StartAll(c);
   ASSERT_GE(active, 0) << "not exactly one active controller with two standbys\n" << c.Logs();
   ASSERT_TRUE(c.Apply(active, "web").ok()) << c.Logs();
   v1::ListServicesResponse services;
@@ -248,8 +253,7 @@ TEST(HaControllersTest, OneIsActiveTheOthersAnswerAsStandbys) {
 TEST(HaControllersTest, KillingTheActiveOneHandsOverWithTheState) {
   REGEN_START_ETCD(etcd, 3);
   Controllers c(*etcd, 3);
-  for (int i = 0; i < c.size(); ++i) c.Start(i);
-  int active = WaitForActive(c, milliseconds(15000));
+  int active = StartAll(c);
   ASSERT_GE(active, 0) << c.Logs();
   std::vector<double> failover_ms;
   const int kRounds = 10;
@@ -408,8 +412,7 @@ Reads ReadAll(Controllers& c, int i, const std::string& token = "") {
 TEST(HaControllersTest, StandbysAnswerReadsAsTheActiveDoes) {
   REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 3);
-  for (int i = 0; i < c.size(); ++i) c.Start(i);
-  int active = WaitForActive(c, milliseconds(15000));
+  int active = StartAll(c);
   ASSERT_GE(active, 0) << c.Logs();
   ASSERT_TRUE(c.Apply(active, "web").ok()) << c.Logs();
   v1::MaintenanceStartRequest start;

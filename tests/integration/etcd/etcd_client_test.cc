@@ -290,14 +290,9 @@ TEST(EtcdClientTest, KeepAliveReportsTheLossWhenEtcdIsGone) {
 // Mutual TLS and etcd's users: a host's user may write its own prefix only; a wrong password is
 // refused at Connect; the token lost in a member restart is renewed without the caller noticing.
 TEST(EtcdClientTest, TlsAndUsersLimitedToTheirPrefix) {
-  if (EtcdCluster::FindEtcd().empty()) {
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");
-  }
   testing::EtcdClusterOptions options;
   options.tls = true;
-  auto started = EtcdCluster::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status().ToString();
-  auto& cluster = *started;
+  REGEN_START_ETCD(cluster, options);
   auto admin = Connect(*cluster);
   ASSERT_TRUE(admin);
   ASSERT_TRUE(admin->Put("/regen/hosts/host-b/alive", "before").ok());

@@ -74,8 +74,8 @@ class EtcdCluster {
 
 }  // namespace regen::testing
 
-// In a test body: starts `members` members into `var` (a std::unique_ptr<EtcdCluster>), or fails
-// the test. Without an etcd binary it fails under CI=1 (REGEN_REQUIRE_COMPONENT), never skips.
+// In a test body: starts `members` members (a count, or EtcdClusterOptions) into `var` (a
+// std::unique_ptr<EtcdCluster>), or fails the test. Without an etcd binary it fails under CI=1 (REGEN_REQUIRE_COMPONENT), never skips.
 #define REGEN_START_ETCD(var, members)                                                  \
   if (::regen::testing::EtcdCluster::FindEtcd().empty()) {                              \
     REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");   \

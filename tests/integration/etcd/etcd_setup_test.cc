@@ -219,14 +219,9 @@ TEST(EtcdSetupTest, PasswordsHostConfinedToItsKeyControllerToThePrefix) {
 }
 
 TEST(EtcdSetupTest, ClientCertificatesOverTlsWithClientCertAuth) {
-  if (EtcdCluster::FindEtcd().empty()) {
-    REGEN_REQUIRE_COMPONENT("etcd", "install etcd-server (scripts/install-deps.sh)");
-  }
   testing::EtcdClusterOptions options;
   options.tls = true;
-  auto started = EtcdCluster::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status().ToString();
-  auto& cluster = *started;
+  REGEN_START_ETCD(cluster, options);
   EtcdFixture setup(*cluster, true);
   CommandRun init = setup.Init();
   ASSERT_EQ(init.exit_code, 0) << Describe(init);
