@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "common/names.h"
+#include "controller/hello_check.h"
 #include "controller/host_liveness.h"
 
 namespace regen {
@@ -114,6 +115,7 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
 Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
+  RETURN_IF_ERROR(CheckHello(hello));  // nothing of a bad Hello is stored
   RETURN_IF_ERROR(CheckLeaseMode(hello));
   HostSession* existing = core_.session(hello.host());
   if (existing != nullptr && existing->sink != nullptr && existing->sink != sink) {
