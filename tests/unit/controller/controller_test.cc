@@ -553,6 +553,7 @@ TEST_F(ControllerTest, SecondAgentForAHostAndBadHostNamesAreRefused) {
   RecordingSink second;
   v1::Hello hello;
   hello.set_host("host-a");
+  hello.set_address("192.0.2.99");
   hello.mutable_capacity()->set_vcpus(64);
   hello.mutable_capacity()->set_memory_mib(65536);
   Status s = controller_->OnHello(hello, &second);
