@@ -216,6 +216,15 @@ int WaitForActive(Controllers& c, milliseconds timeout) {
   return active;
 }
 
+// Starts controller 0 (it becomes the active one), then 1 as its standby, and applies web.
+void StartZeroActiveOneStandby(Controllers& c) {
+  c.Start(0);
+  ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
+  c.Start(1);
+  ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
+  ASSERT_TRUE(c.Apply(0, "web").ok());
+}
+
 // Starts every controller of `c`; the active one once there is one (-1: none within 15 s).
 int StartAll(Controllers& c) {
   for (int i = 0; i < c.size(); ++i) c.Start(i);
@@ -305,11 +314,7 @@ TEST(HaControllersTest, KillingTheActiveOneHandsOverWithTheState) {
 TEST(HaControllersTest, AControllerThatLostItsLeaseExits) {
   REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 2);
-  c.Start(0);
-  ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
-  c.Start(1);
-  ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
-  ASSERT_TRUE(c.Apply(0, "web").ok());
+  ASSERT_NO_FATAL_FAILURE(StartZeroActiveOneStandby(c));
   kill(c.process(0).pid(), SIGSTOP);
   bool took_over = testing::WaitFor([&] { return c.Events(1).ok(); },
                                     kElectionTtl + milliseconds(5000), milliseconds(10));
@@ -528,11 +533,7 @@ TEST(HaControllersTest, StandbyReadsFollowTheAuthRules) {
 TEST(HaControllersTest, AStandbyCutFromEtcdAnswersUnavailable) {
   REGEN_START_ETCD(etcd, 1);
   Controllers c(*etcd, 2);
-  c.Start(0);
-  ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
-  c.Start(1);
-  ASSERT_EQ(WaitForActive(c, milliseconds(15000)), 0) << c.Logs();
-  ASSERT_TRUE(c.Apply(0, "web").ok());
+  ASSERT_NO_FATAL_FAILURE(StartZeroActiveOneStandby(c));
   ASSERT_TRUE(testing::WaitFor(
       [&] {
         v1::ListServicesResponse services;

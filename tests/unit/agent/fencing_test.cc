@@ -88,6 +88,15 @@ class FencingTest : public ::testing::Test {
     ASSERT_FALSE(agent.fenced());
   }
 
+  // StartRunning, then the lease runs out: returns once web-0 and web-1 are destroyed.
+  void StartRunningThenFence(Agent& agent) {
+    ASSERT_NO_FATAL_FAILURE(StartRunning(agent));
+    clock_.Advance(kLease + milliseconds(1));
+    agent.RequestReconcile("test");
+    ASSERT_TRUE(
+        WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); }, kWait));
+  }
+
   TempDir dir_{"regen-fencing-test"};
   FakeHypervisor hv_;
   FakeClock clock_;
@@ -172,11 +181,7 @@ TEST_F(FencingTest, InitialLeaseFencesWhenTheControllerNeverAnswers) {
 // after it (generation + 1) is created.
 TEST_F(FencingTest, FenceIsRecordedAndOnlyASetAfterTheNextHelloIsCreated) {
   Agent agent(Config(), hv_, clock_, runner_);
-  StartRunning(agent);
-  clock_.Advance(kLease + milliseconds(1));
-  agent.RequestReconcile("test");
-  ASSERT_TRUE(
-      WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); }, kWait));
+  ASSERT_NO_FATAL_FAILURE(StartRunningThenFence(agent));
   EXPECT_EQ(hv_.destroys(), 2);
 
   auto log = agent.fence_log().Take();
@@ -233,11 +238,7 @@ TEST_F(FencingTest, FenceIsRecordedAndOnlyASetAfterTheNextHelloIsCreated) {
 // nothing is created until a set sent after the next Hello.
 TEST_F(FencingTest, ANewEtcdLeaseForgetsTheDesiredSetOfTheLostOne) {
   Agent agent(Config(), hv_, clock_, runner_);
-  StartRunning(agent);
-  clock_.Advance(kLease + milliseconds(1));
-  agent.RequestReconcile("test");
-  ASSERT_TRUE(
-      WaitFor([&] { return agent.fenced() && !Exists("web-0") && !Exists("web-1"); }, kWait));
+  ASSERT_NO_FATAL_FAILURE(StartRunningThenFence(agent));
   auto log = agent.fence_log().Take();
   agent.NoteHello(log.seq);
   agent.SetControllerDesired({Spec("web-0", 2)});  // counts: sent after the fence's Hello
