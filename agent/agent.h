@@ -135,6 +135,9 @@ class Agent {
   bool fenced();
 
   nlohmann::json StatusJson();
+  // A fresh listing from libvirt (not the last reconcile's): [{name, id, state}] or
+  // {"error": ...}. The chaos runner's truth on the test driver, whose domains live in-process.
+  nlohmann::json LibvirtDomainsJson();
   std::vector<FailureRecord> Failures();
   std::vector<ChangeRecord> Changes();
   int64_t reconciles();

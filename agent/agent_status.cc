@@ -4,6 +4,18 @@
 
 namespace regen {
 
+nlohmann::json Agent::LibvirtDomainsJson() {
+  return Call<nlohmann::json>([this] {
+    auto listed = hypervisor_.ListDomains();
+    if (!listed.ok()) return nlohmann::json{{"error", listed.status().message()}};
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& d : *listed) {
+      out.push_back({{"name", d.name}, {"id", d.id}, {"state", DomainStateName(d.state)}});
+    }
+    return out;
+  });
+}
+
 nlohmann::json Agent::StatusJson() {
   return Call<nlohmann::json>([this] {
     nlohmann::json j;

@@ -75,6 +75,11 @@ nlohmann::json InjectStall(const ControlTargets& t, const nlohmann::json& reques
 nlohmann::json HandleControlCommand(const ControlTargets& targets, const nlohmann::json& request) {
   const std::string command = request.value("command", "");
   if (command == "status") return StatusReply(targets);
+  if (command == "libvirt-domains") {
+    nlohmann::json listed = targets.agent->LibvirtDomainsJson();
+    if (listed.is_object()) return Error("libvirt-domains: " + listed.value("error", ""));
+    return nlohmann::json{{"ok", true}, {"domains", listed}};
+  }
   if (command.rfind("inject-", 0) == 0 && !targets.fault_injection) {
     return Error(
         "fault injection is off on this agent (set fault_injection: true in agent.yaml; labs and "
@@ -86,7 +91,8 @@ nlohmann::json HandleControlCommand(const ControlTargets& targets, const nlohman
   if (command == "inject-crash") return InjectCrash(targets, request);
   if (command == "inject-stall") return InjectStall(targets, request);
   return Error("unknown command \"" + command +
-               "\" (known: status, inject-crash, inject-hang, inject-resume, inject-stall, ping)");
+               "\" (known: status, libvirt-domains, inject-crash, inject-hang, inject-resume, "
+               "inject-stall, ping)");
 }
 
 }  // namespace regen

@@ -1,6 +1,6 @@
-// The commands of the agent's control socket (status, inject-crash, inject-hang, inject-resume,
-// inject-stall): one JSON request in, one JSON reply out. Called on the control socket's thread
-// (ControlSocketServer's handler); the targets are thread-safe.
+// The commands of the agent's control socket (status, libvirt-domains, inject-crash, inject-hang,
+// inject-resume, inject-stall): one JSON request in, one JSON reply out. Called on the control
+// socket's thread (ControlSocketServer's handler); the targets are thread-safe.
 #pragma once
 
 #include <functional>

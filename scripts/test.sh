@@ -2,8 +2,9 @@
 # Builds Regen and runs every test: unit, integration (real libvirt test driver, real QEMU/TCG
 # through qemu:///embed), then the clang build (scripts/build.sh --asan: thread-safety analysis as
 # errors, so building it is the check) with the unit tests and the cheap integration tests again
-# under ASan+UBSan, then the benchmarks once (figures printed). A component that cannot run fails
-# the run (CI=1 is set here): nothing passes by skipping.
+# under ASan+UBSan, a short chaos pass (tests/chaos: 3 runs, its daemons under ASan), then the
+# benchmarks once (figures printed). A component that cannot run fails the run (CI=1 is set
+# here): nothing passes by skipping.
 # Usage: scripts/test.sh [--quick]   (--quick: no ASan pass, no benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,8 @@ start=$(date +%s)
 scripts/check-shape.py
 scripts/build.sh
 scripts/guest-image.sh build/guest  # at once when install-deps made it already
-(cd build && ctest --output-on-failure --no-tests=error -j 2 --timeout 300)
+# Everything but the chaos runner, which runs below with the daemons under ASan.
+(cd build && ctest --output-on-failure --no-tests=error -j 2 --timeout 300 -LE chaos)
 
 if [ "$quick" = 0 ]; then
   echo "== clang build: thread-safety analysis + ASan+UBSan; unit and cheap integration tests =="
@@ -29,6 +31,10 @@ if [ "$quick" = 0 ]; then
     -L unit &&
    ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 --timeout 300 \
     -R "$asan_integration")
+  echo "== chaos: 3 runs of random faults, daemons under ASan+UBSan, duplicates counted from qemu =="
+  # Random seed per run of the test command (printed; replay: scripts/chaos.sh --asan --seed S).
+  (cd build-asan && CHAOS_RUNS=3 CHAOS_DRIVER=qemu CHAOS_SECONDS=20 CHAOS_LOG_DIR="$PWD/chaos-logs" \
+    ctest --output-on-failure --no-tests=error -L chaos --timeout 1200)
   echo "== benchmarks =="
   scripts/bench.sh
 fi

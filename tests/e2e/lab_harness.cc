@@ -78,12 +78,12 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
   }
   if (options_.ha_controllers > 0) WriteHaControllerConfigs(security);
   WriteFileOrDie(dir_.File("controller.yaml"),
-                 "listen_address: \"" + controller_address_ + "\"\n" +
-                     "database: " + dir_.File("controller.db") + "\n" +
-                     "heartbeat_interval: " + options_.heartbeat_interval + "\n" +
-                     "host_down_after: " + options_.host_down_after + "\n" + "fencing_lease: " +
-                     options_.fencing_lease + "\nrestart_allowance: " + options_.restart_allowance +
-                     "\nlog_level: debug\n" + security + options_.controller_extra);
+                 "listen_address: \"" + controller_address_ + "\"\n" + "database: " +
+                     DatabasePath() + "\n" + "heartbeat_interval: " + options_.heartbeat_interval +
+                     "\n" + "host_down_after: " + options_.host_down_after + "\n" +
+                     "fencing_lease: " + options_.fencing_lease +
+                     "\nrestart_allowance: " + options_.restart_allowance + "\nlog_level: debug\n" +
+                     security + options_.controller_extra);
   for (int k = 1; k <= options_.hosts; ++k) {
     std::string h = dir_.File(HostName(k));
     std::filesystem::create_directories(h + "/state");
@@ -124,12 +124,19 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                        HostName(k) + ".crt\n  key: " + CertsDir() + "/" + HostName(k) + ".key\n"
                  : std::string("insecure: true\n")) +
             (options_.ha_controllers > 0 ? AgentEtcdBlock(k) : std::string()) +
+            (options_.watchdog_timeout_ms > 0 ? "watchdog_device: " + h + "/watchdog\n"
+                                              : std::string()) +
             options_.agent_extra);
+  }
+  if (options_.watchdog_timeout_ms > 0) {
+    watchdog_ = std::make_unique<LabWatchdog>(
+        dir_.path(), options_.hosts, std::chrono::milliseconds(options_.watchdog_timeout_ms));
   }
   if (options_.ha_controllers > 0 && options_.etcd_auth) SetUpEtcdAuth();
 }
 
 Lab::~Lab() {
+  watchdog_.reset();  // no reset while the lab is taken down
   for (auto& [k, a] : agents_) {
     if (a) a->Stop();
   }

@@ -23,6 +23,7 @@
 
 #include "common/admin_client.h"
 #include "common/proto/regen.pb.h"
+#include "tests/e2e/lab_watchdog.h"
 #include "tests/fakes/tcp_proxy.h"
 #include "tests/fakes/test_util.h"
 
@@ -66,6 +67,13 @@ struct LabOptions {
   // kEtcdRootPassword), then `etcd add-host` for every host; the controllers connect as
   // regen-controller, each agent as its host's own user (a password each).
   bool etcd_auth = false;
+  // The controller's SQLite database ("" = DIR/controller.db); the chaos runner puts it on a
+  // small tmpfs to fill that disk.
+  std::string database;
+  // > 0: every host gets a stand-in hardware watchdog (tests/e2e/lab_watchdog.h, agent.yaml
+  // watchdog_device) that resets the host (kills its qemus and agent) after this many ms without
+  // a pet; must stay below host_down_after so a dead agent's VMs are gone before any heal.
+  int watchdog_timeout_ms = 0;
 };
 
 inline constexpr char kEtcdRootPassword[] = "lab-root-pw";
@@ -83,6 +91,17 @@ class Lab {
   std::string ControllerLog(int i) const;
   void StartAgent(int host);
   void KillAgent(int host);  // SIGKILL (test driver: its VMs die with it)
+  // The (embedded) controller's process / host's agent process is running now (reaped if not).
+  bool ControllerRunning() { return controller_ && controller_->Running(); }
+  bool AgentRunning(int host) {
+    auto it = agents_.find(host);
+    return it != agents_.end() && it->second && it->second->Running();
+  }
+  // options.watchdog_timeout_ms: the stand-in watchdogs (null without).
+  LabWatchdog* watchdog() { return watchdog_.get(); }
+  std::string DatabasePath() const {
+    return options_.database.empty() ? dir_.File("controller.db") : options_.database;
+  }
   void StartAll();
   std::string HostName(int host) const { return "host-" + std::to_string(host); }
   int hosts() const { return options_.hosts; }
@@ -166,6 +185,7 @@ class Lab {
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
   std::map<int, std::unique_ptr<TcpProxy>> proxies_;
   std::unique_ptr<AdminClient> client_;
+  std::unique_ptr<LabWatchdog> watchdog_;
 };
 
 // Samples every agent's domains in the background (every 20 ms, through their control sockets);

@@ -54,11 +54,13 @@ TcpProxy::~TcpProxy() {
   close(wake_[1]);
 }
 
-void TcpProxy::Cut() { cut_ = true; }
+void TcpProxy::Cut() { cut_ = 3; }
+
+void TcpProxy::CutOneWay(bool to_target) { cut_ = to_target ? 1 : 2; }
 
 void TcpProxy::Heal() {
   reset_ = true;
-  cut_ = false;
+  cut_ = 0;
   (void)!write(wake_[1], "x", 1);
 }
 
@@ -116,7 +118,7 @@ void TcpProxy::Loop() {
           dead.push_back(i);
           break;
         }
-        if (cut_) continue;  // partitioned: the bytes are lost
+        if (cut_.load() & (1 << side)) continue;  // partitioned: the bytes are lost
         ssize_t off = 0;
         while (off < n) {
           ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));

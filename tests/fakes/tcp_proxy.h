@@ -20,8 +20,10 @@ class TcpProxy {
 
   int port() const { return port_; }
   void Cut();
+  // Drops the bytes of one direction only (to the target, or from it): a one-way partition.
+  void CutOneWay(bool to_target);
   void Heal();
-  bool cut() const { return cut_.load(); }
+  bool cut() const { return cut_.load() != 0; }
 
  private:
   void Loop();
@@ -29,7 +31,7 @@ class TcpProxy {
   int listen_fd_ = -1;
   int port_ = 0;
   int wake_[2] = {-1, -1};
-  std::atomic<bool> cut_{false};
+  std::atomic<int> cut_{0};  // bit 0: to the target dropped, bit 1: from it
   std::atomic<bool> reset_{false};
   std::atomic<bool> stop_{false};
   std::thread thread_;

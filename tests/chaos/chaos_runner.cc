@@ -1,0 +1,424 @@
+#include "tests/chaos/chaos_runner.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "agent/control_socket.h"
+#include "tests/chaos/running_truth.h"
+#include "tests/e2e/lab_harness.h"
+
+namespace regen::testing {
+
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kLeaseMs = 2000;  // LabOptions' fencing_lease
+
+// A small tmpfs for the controller's database (root only), unmounted and removed at the end.
+class SmallDisk {
+ public:
+  SmallDisk() {
+    char tmpl[] = "/tmp/regen-chaos-disk-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return;
+    path_ = tmpl;
+    if (mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=16m,mode=0755") != 0) {
+      error_ = "mount tmpfs on " + path_ + ": " + std::strerror(errno);
+      rmdir(path_.c_str());
+      path_.clear();
+    }
+  }
+  ~SmallDisk() {
+    if (path_.empty()) return;
+    umount2(path_.c_str(), MNT_DETACH);
+    rmdir(path_.c_str());
+  }
+  bool ok() const { return !path_.empty(); }
+  const std::string& error() const { return error_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+  // Writes a filler until the disk is full; Free() removes it.
+  void Fill() {
+    int fd = open(File("filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    std::string block(1 << 16, 'x');
+    while (write(fd, block.data(), block.size()) > 0) {
+    }
+    close(fd);
+  }
+  void Free() { unlink(File("filler").c_str()); }
+
+ private:
+  std::string path_;
+  std::string error_;
+};
+
+class Run {
+ public:
+  Run(const ChaosOptions& options, int run, uint64_t seed)
+      : options_(options), rng_(seed), lab_(LabFor(options, disk_)) {
+    result_.run = run;
+    result_.seed = seed;
+  }
+
+  ChaosRunResult Go();
+
+ private:
+  static LabOptions LabFor(const ChaosOptions& o, const std::unique_ptr<SmallDisk>& disk) {
+    LabOptions lab;
+    lab.driver = o.driver;
+    lab.hosts = o.hosts;
+    lab.poll_interval = o.driver == "qemu" ? "500ms" : "200ms";
+    for (int k = 1; k <= o.hosts; ++k) lab.proxied_hosts.insert(k);
+    if (disk && disk->ok()) lab.database = disk->File("controller.db");
+    // Agent death is covered by the host's watchdog (DESIGN): a dead agent's qemus must be gone
+    // before host_down_after (2.5 s) lets the controller heal them elsewhere.
+    lab.watchdog_timeout_ms = 1000;
+    return lab;
+  }
+  int64_t Uniform(int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
+  }
+  void Sleep(int64_t ms) { std::this_thread::sleep_for(milliseconds(ms)); }
+  int RandomHost() { return static_cast<int>(Uniform(1, options_.hosts)); }
+  nlohmann::json Control(int host, nlohmann::json request) {
+    auto r = ControlSocketCall(lab_.dir() + "/" + lab_.HostName(host) + "/agent.sock", request,
+                               milliseconds(2000));
+    return r.ok() ? *r : nlohmann::json{{"ok", false}, {"error", r.status().message()}};
+  }
+  // Restarts whatever died by itself (a supervisor's job: systemd Restart=always).
+  void Supervise();
+  // Waits until every instance runs exactly once where the controller says; the time it took
+  // goes into max_converge_ms (a problem after the timeout).
+  bool Converge(const std::string& after);
+  void Fault();
+  void KillVm();
+  void Partition(bool one_way);
+  void Flap();
+  void FillDisk();
+  void HoldSqliteLock();
+  void HangAgent(bool stall);
+  void FinalChecks();
+  // A run with problems: every log of the lab and the fault timeline go to $CHAOS_LOG_DIR/run-N
+  // (default chaos-logs/ in the working directory), since the lab's directory is removed.
+  void KeepLogs();
+
+  const ChaosOptions& options_;
+  std::mt19937_64 rng_;
+  std::unique_ptr<SmallDisk> disk_ =
+      options_.disk_full ? std::make_unique<SmallDisk>() : std::unique_ptr<SmallDisk>();
+  Lab lab_;
+  std::unique_ptr<RunningTruth> truth_;
+  ChaosRunResult result_;
+};
+
+void Run::Supervise() {
+  if (!lab_.ControllerRunning()) {
+    result_.problems.push_back("note: the controller exited by itself (restarted)");
+    lab_.StartController();
+  }
+  for (int k = 1; k <= options_.hosts; ++k) {
+    if (!lab_.AgentRunning(k)) {
+      result_.problems.push_back("note: " + lab_.HostName(k) + "'s agent exited by itself");
+      lab_.StartAgent(k);
+    }
+  }
+}
+
+bool Run::Converge(const std::string& after) {
+  auto start = Clock::now();
+  bool ok = lab_.WaitAllRunning(static_cast<size_t>(options_.instances),
+                                std::chrono::seconds(options_.converge_timeout_s));
+  int64_t ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
+  result_.max_converge_ms = std::max(result_.max_converge_ms, ms);
+  if (!ok) {
+    result_.problems.push_back("not converged " + std::to_string(options_.converge_timeout_s) +
+                               " s after " + after);
+  }
+  return ok;
+}
+
+void Run::KillVm() {
+  auto instances = lab_.Instances();
+  if (instances.empty()) return;
+  const auto& victim = instances[static_cast<size_t>(Uniform(0, instances.size() - 1))];
+  if (options_.driver == "qemu") {
+    (void)lab_.KillQemu(victim.name());
+    return;
+  }
+  auto copies = truth_->Look()[victim.name()];
+  if (copies.empty()) return;
+  (void)Control(Lab::HostNumber(copies[0].host),
+                {{"command", "inject-crash"}, {"domain", victim.name()}});
+}
+
+void Run::Partition(bool one_way) {
+  int k = RandomHost();
+  result_.timeline.back() += " " + lab_.HostName(k);
+  if (one_way) {
+    lab_.proxy(k).CutOneWay(Uniform(0, 1) == 1);
+  } else {
+    lab_.proxy(k).Cut();
+  }
+  Sleep(Uniform(500, 6000));
+  lab_.proxy(k).Heal();
+}
+
+void Run::Flap() {
+  // Only from a settled cluster, so any fence that follows is the flap's.
+  if (!Converge("the fault before a flap")) return;
+  int fences = lab_.AgentFences();
+  int k = RandomHost();
+  lab_.proxy(k).Cut();
+  Sleep(Uniform(100, kLeaseMs / 4));
+  lab_.proxy(k).Heal();
+  Sleep(kLeaseMs + 1000);
+  int after = lab_.AgentFences();
+  if (after > fences) {
+    result_.flap_fences += after - fences;
+    result_.problems.push_back("a link flap shorter than the lease on " + lab_.HostName(k) +
+                               " caused " + std::to_string(after - fences) + " fence(s)");
+  }
+}
+
+void Run::FillDisk() {
+  if (!disk_ || !disk_->ok()) return;
+  disk_->Fill();
+  Sleep(Uniform(1000, 4000));
+  disk_->Free();
+}
+
+void Run::HoldSqliteLock() {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(lab_.DatabasePath().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  if (sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK) {
+    Sleep(Uniform(1000, 5000));
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  }
+  sqlite3_close(db);
+}
+
+void Run::HangAgent(bool stall) {
+  int k = RandomHost();
+  result_.timeline.back() += " " + lab_.HostName(k);
+  if (stall) {
+    // The main loop itself blocks (its reply comes when it is over or never: do not wait).
+    double seconds = static_cast<double>(Uniform(500, 4000)) / 1000.0;
+    std::thread([this, k, seconds] {
+      (void)Control(k, {{"command", "inject-stall"}, {"seconds", seconds}});
+    }).detach();
+    Sleep(static_cast<int64_t>(seconds * 1000) + 200);
+    return;
+  }
+  (void)Control(k, {{"command", "inject-hang"}});
+  Sleep(Uniform(500, 5000));
+  (void)Control(k, {{"command", "inject-resume"}});
+}
+
+void Run::Fault() {
+  static const std::vector<std::string> kinds = {
+      "kill-controller", "kill-agent",  "kill-vm",    "partition",  "partition-one-way", "flap",
+      "disk-full",       "sqlite-lock", "agent-hang", "agent-stall"};
+  std::string kind = kinds[static_cast<size_t>(Uniform(0, kinds.size() - 1))];
+  if (kind == "disk-full" && (!disk_ || !disk_->ok())) kind = "kill-vm";
+  ++result_.faults[kind];
+  result_.timeline.push_back(std::to_string(WallMillis()) + " " + kind);
+  if (kind == "kill-controller") {
+    lab_.KillController();
+    Sleep(Uniform(0, 1000));  // a supervisor's restart delay
+    lab_.StartController();
+  } else if (kind == "kill-agent") {
+    int k = RandomHost();
+    result_.timeline.back() += " " + lab_.HostName(k);
+    lab_.KillAgent(k);
+    Sleep(Uniform(0, 3000));
+    lab_.StartAgent(k);
+  } else if (kind == "kill-vm") {
+    KillVm();
+  } else if (kind == "partition" || kind == "partition-one-way") {
+    Partition(kind == "partition-one-way");
+  } else if (kind == "flap") {
+    Flap();
+  } else if (kind == "disk-full") {
+    FillDisk();
+  } else if (kind == "sqlite-lock") {
+    HoldSqliteLock();
+  } else {
+    HangAgent(kind == "agent-stall");
+  }
+  Supervise();
+  // Half the time the next fault waits for the cluster to settle, half the time it piles on.
+  if (Uniform(0, 1) == 0) (void)Converge(kind);
+  Sleep(Uniform(0, 1500));
+  result_.timeline.push_back(std::to_string(WallMillis()) + " end of " + kind);
+}
+
+void Run::FinalChecks() {
+  auto instances = lab_.Instances();
+  auto running = truth_->Look();
+  std::map<std::string, int> ips;
+  std::map<std::string, int> macs;
+  std::set<std::string> known;
+  for (const auto& i : instances) {
+    known.insert(i.name());
+    if (!i.ip().empty() && ++ips[i.ip()] == 2) ++result_.ips_twice;
+    if (!i.mac().empty() && ++macs[i.mac()] == 2) ++result_.macs_twice;
+    auto copies = running[i.name()];
+    if (i.state() != "running" || copies.size() != 1 || copies[0].host != i.host()) {
+      ++result_.lost;
+      result_.problems.push_back(i.name() + ": " + i.state() + " on " + i.host() +
+                                 " per the controller, " + std::to_string(copies.size()) +
+                                 " running cop(ies)" +
+                                 (copies.empty() ? "" : " (on " + copies[0].host + ")"));
+    }
+  }
+  if (static_cast<int>(instances.size()) != options_.instances) {
+    result_.lost += options_.instances - static_cast<int>(instances.size());
+    result_.problems.push_back("the controller lists " + std::to_string(instances.size()) +
+                               " instances, the spec asks for " +
+                               std::to_string(options_.instances));
+  }
+  for (const auto& [name, copies] : running) {
+    if (!known.count(name)) result_.problems.push_back(name + " runs but the controller has none");
+  }
+  if (result_.ips_twice > 0) result_.problems.push_back("an IP is held twice");
+  if (result_.macs_twice > 0) result_.problems.push_back("a MAC is held twice");
+  for (const auto& e : lab_.Events()) {
+    result_.fences += e.kind() == "fenced" ? 1 : 0;
+    result_.failures += e.kind() == "failure" ? 1 : 0;
+    result_.reallocations += e.kind() == "reallocation" ? 1 : 0;
+  }
+}
+
+void Run::KeepLogs() {
+  namespace fs = std::filesystem;
+  const char* env = std::getenv("CHAOS_LOG_DIR");
+  fs::path out = fs::path(env != nullptr && *env != '\0' ? env : "chaos-logs") /
+                 ("run-" + std::to_string(result_.run));
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  for (auto it = fs::recursive_directory_iterator(lab_.dir(), ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() != ".log") continue;
+    fs::path rel = fs::relative(it->path(), lab_.dir(), ec);
+    std::string flat = rel.string();
+    std::replace(flat.begin(), flat.end(), '/', '_');
+    fs::copy_file(it->path(), out / flat, fs::copy_options::overwrite_existing, ec);
+  }
+  std::ofstream timeline(out / "faults.txt");
+  for (const auto& t : result_.timeline) timeline << t << "\n";
+  if (lab_.watchdog() != nullptr) {
+    for (const auto& t : lab_.watchdog()->log()) timeline << "watchdog " << t << "\n";
+  }
+  for (const auto& p : result_.problems) timeline << p << "\n";
+  result_.logs += "logs kept in " + out.string() + "\n";
+}
+
+ChaosRunResult Run::Go() {
+  if (disk_ && !disk_->ok()) result_.problems.push_back("disk-full fault off: " + disk_->error());
+  lab_.StartAll();
+  lab_.Apply(Lab::ServiceYaml("web", options_.instances, 3));
+  truth_ = std::make_unique<RunningTruth>(lab_.dir(), options_.hosts, options_.driver);
+  if (!lab_.WaitAllRunning(static_cast<size_t>(options_.instances), std::chrono::seconds(120))) {
+    result_.problems.push_back("the service never ran before any fault");
+  } else {
+    auto end = Clock::now() + std::chrono::seconds(options_.fault_seconds);
+    while (Clock::now() < end) Fault();
+    // Everything healed: links, hangs, disk; then the cluster must come back by itself.
+    for (int k = 1; k <= options_.hosts; ++k) {
+      lab_.proxy(k).Heal();
+      (void)Control(k, {{"command", "inject-resume"}});
+    }
+    if (disk_) disk_->Free();
+    Supervise();
+    (void)Converge("the last fault");
+    FinalChecks();
+  }
+  truth_->Stop();
+  if (lab_.watchdog() != nullptr) result_.watchdog_resets = lab_.watchdog()->resets();
+  for (const auto& d : truth_->duplicates()) result_.problems.push_back("DUPLICATE: " + d);
+  result_.duplicates = static_cast<int>(truth_->duplicates().size());
+  bool clean = result_.duplicates == 0 && result_.lost == 0 && result_.ips_twice == 0 &&
+               result_.macs_twice == 0 && result_.flap_fences == 0;
+  if (!clean) {
+    result_.logs = lab_.Logs();
+    for (const auto& t : result_.timeline) result_.logs += "fault " + t + "\n";
+    if (lab_.watchdog() != nullptr) {
+      for (const auto& t : lab_.watchdog()->log()) result_.logs += "watchdog " + t + "\n";
+    }
+    KeepLogs();
+  }
+  return result_;
+}
+
+}  // namespace
+
+ChaosRunResult ChaosRun(const ChaosOptions& options, int run, uint64_t seed) {
+  Run r(options, run, seed);
+  return r.Go();
+}
+
+std::string ChaosTable(const std::vector<ChaosRunResult>& runs) {
+  std::ostringstream out;
+  char line[1024];
+  std::snprintf(line, sizeof line,
+                "%-4s %-12s %-6s %-6s %-6s %-6s %-6s %-10s %-5s %-5s %-5s %-5s %s\n", "run", "seed",
+                "faults", "fences", "resets", "fails", "moves", "converge", "dups", "ips2", "macs2",
+                "lost", "faults injected");
+  out << line;
+  ChaosRunResult total;
+  int faults_total = 0;
+  for (const auto& r : runs) {
+    int faults = 0;
+    std::string kinds;
+    for (const auto& [kind, n] : r.faults) {
+      faults += n;
+      kinds += kind + "=" + std::to_string(n) + " ";
+    }
+    std::snprintf(line, sizeof line,
+                  "%-4d %-12llu %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d %s\n", r.run,
+                  static_cast<unsigned long long>(r.seed), faults, r.fences, r.watchdog_resets,
+                  r.failures, r.reallocations, (std::to_string(r.max_converge_ms) + "ms").c_str(),
+                  r.duplicates, r.ips_twice, r.macs_twice, r.lost, kinds.c_str());
+    out << line;
+    faults_total += faults;
+    total.fences += r.fences;
+    total.watchdog_resets += r.watchdog_resets;
+    total.failures += r.failures;
+    total.reallocations += r.reallocations;
+    total.max_converge_ms = std::max(total.max_converge_ms, r.max_converge_ms);
+    total.duplicates += r.duplicates;
+    total.ips_twice += r.ips_twice;
+    total.macs_twice += r.macs_twice;
+    total.lost += r.lost;
+  }
+  std::snprintf(line, sizeof line,
+                "%-4s %-12s %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d\n", "all", "",
+                faults_total, total.fences, total.watchdog_resets, total.failures,
+                total.reallocations, (std::to_string(total.max_converge_ms) + "ms").c_str(),
+                total.duplicates, total.ips_twice, total.macs_twice, total.lost);
+  out << line;
+  return out.str();
+}
+
+}  // namespace regen::testing

@@ -1,0 +1,50 @@
+// The chaos runner (scripts/chaos.sh, chaos_test): each run starts a lab (tests/e2e/lab_harness),
+// deploys a service, injects random faults at random moments for a while (kill -9 of the
+// controller, of agents, of VMs; partitions in both and in one direction; link flaps shorter than
+// the lease; the controller's disk full; the SQLite lock held; an agent hung or its main loop
+// stalled), heals everything and checks against what really runs (RunningTruth): no instance ran
+// twice, no IP or MAC is held twice, none is lost. The test thread only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace regen::testing {
+
+struct ChaosOptions {
+  std::string driver = "qemu";  // qemu | test
+  int hosts = 3;
+  int instances = 6;
+  int fault_seconds = 20;       // how long each run injects faults
+  bool disk_full = true;        // needs root (a tmpfs for the controller's database)
+  int converge_timeout_s = 60;  // after the last fault, everything must be back within this
+};
+
+struct ChaosRunResult {
+  int run = 0;
+  uint64_t seed = 0;
+  std::map<std::string, int> faults;  // fault kind -> times injected
+  int fences = 0;                     // "fenced" events (a domain destroyed for safety)
+  int failures = 0;                   // "failure" events
+  int reallocations = 0;              // heals and moves onto another host
+  int64_t max_converge_ms = 0;        // longest fault end -> all running once, agents agree
+  int duplicates = 0;                 // from RunningTruth: must be 0
+  int ips_twice = 0;                  // must be 0
+  int macs_twice = 0;                 // must be 0
+  int lost = 0;                       // instances not running (exactly once) at the end: 0
+  int watchdog_resets = 0;            // hosts reset by their (stand-in) watchdog
+  int flap_fences = 0;                // fences after a flap shorter than the lease: must be 0
+  std::vector<std::string> problems;  // what went wrong, in words (empty: a clean run)
+  std::vector<std::string> timeline;  // "unix_ms kind [host]" of every fault, and its end
+  std::string logs;                   // log tails when there were problems
+};
+
+// One run with its own lab and random generator seeded with `seed`.
+ChaosRunResult ChaosRun(const ChaosOptions& options, int run, uint64_t seed);
+
+// The table the runner prints: one line per run, then the totals.
+std::string ChaosTable(const std::vector<ChaosRunResult>& runs);
+
+}  // namespace regen::testing

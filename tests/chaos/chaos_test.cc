@@ -1,0 +1,60 @@
+// The chaos runner as a test: CHAOS_RUNS runs (default 3: the test command's short pass) of
+// random faults against a lab, each checked against what really runs (tests/chaos/chaos_runner.h).
+// scripts/chaos.sh sets the environment: CHAOS_RUNS, CHAOS_SEED (default: the clock; printed),
+// CHAOS_DRIVER (qemu | test; default qemu), CHAOS_SECONDS (faults per run, default 20),
+// CHAOS_HOSTS (3), CHAOS_INSTANCES (6). Prints the table; fails on any duplicate, IP or MAC held
+// twice, lost instance, or fence after a link flap shorter than the lease.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tests/chaos/chaos_runner.h"
+#include "tests/fakes/test_util.h"
+
+namespace regen::testing {
+namespace {
+
+int64_t EnvInt(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::strtoll(v, nullptr, 10) : fallback;
+}
+
+TEST(ChaosTest, RandomFaultsNeverRunAnInstanceTwiceNorLoseOne) {
+  ChaosOptions options;
+  const char* driver = std::getenv("CHAOS_DRIVER");
+  if (driver != nullptr && *driver != '\0') options.driver = driver;
+  ASSERT_TRUE(options.driver == "qemu" || options.driver == "test")
+      << "CHAOS_DRIVER must be qemu or test, not \"" << options.driver << "\"";
+  if (options.driver == "qemu" && !HaveProgram("qemu-system-x86_64")) {
+    REGEN_REQUIRE_COMPONENT("qemu-system-x86_64", "apt-get install qemu-system-x86");
+  }
+  options.fault_seconds = static_cast<int>(EnvInt("CHAOS_SECONDS", 20));
+  options.hosts = static_cast<int>(EnvInt("CHAOS_HOSTS", 3));
+  options.instances = static_cast<int>(EnvInt("CHAOS_INSTANCES", 6));
+  options.disk_full = geteuid() == 0;  // a tmpfs needs root; the table says when it was off
+  const int runs = static_cast<int>(EnvInt("CHAOS_RUNS", 3));
+  const auto seed = static_cast<uint64_t>(EnvInt(
+      "CHAOS_SEED", std::chrono::system_clock::now().time_since_epoch().count() % 1000000007));
+  std::printf("chaos: %d run(s), seed %llu, driver %s, %d hosts, %d instances, %d s of faults\n",
+              runs, static_cast<unsigned long long>(seed), options.driver.c_str(), options.hosts,
+              options.instances, options.fault_seconds);
+  std::vector<ChaosRunResult> results;
+  for (int run = 1; run <= runs; ++run) {
+    results.push_back(ChaosRun(options, run, seed + static_cast<uint64_t>(run) - 1));
+    const auto& r = results.back();
+    for (const auto& p : r.problems) std::printf("run %d: %s\n", run, p.c_str());
+    std::fflush(stdout);
+    EXPECT_EQ(r.duplicates, 0) << "run " << run << " (seed " << r.seed << ")\n" << r.logs;
+    EXPECT_EQ(r.lost, 0) << "run " << run << " (seed " << r.seed << ")\n" << r.logs;
+    EXPECT_EQ(r.ips_twice, 0) << "run " << run;
+    EXPECT_EQ(r.macs_twice, 0) << "run " << run;
+    EXPECT_EQ(r.flap_fences, 0) << "run " << run;
+  }
+  std::printf("%s", ChaosTable(results).c_str());
+}
+
+}  // namespace
+}  // namespace regen::testing
