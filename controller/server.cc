@@ -4,11 +4,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
 #include "controller/rpc_stats.h"
+#include "controller/stream_guards.h"
 
 namespace regen {
 
@@ -66,16 +68,30 @@ using AgentStream = grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMes
 // One agent's stream: the main loop Sends (never blocks), a writer thread writes in order.
 class AgentSession : public AgentSink {
  public:
-  AgentSession(grpc::ServerContext* context, AgentStream* stream, std::string peer)
+  AgentSession(grpc::ServerContext* context, AgentStream* stream, std::string peer,
+               size_t max_queue_bytes)
       : context_(context),
         stream_(stream),
         peer_(std::move(peer)),
+        max_queue_bytes_(max_queue_bytes),
         writer_([this] { WriteLoop(); }) {}
   ~AgentSession() override { Finish(); }
 
   void Send(const v1::ControllerMessage& message) override {
     std::lock_guard lock(mu_);
     if (closed_) return;
+    queued_bytes_ += message.ByteSizeLong();
+    if (queued_bytes_ > max_queue_bytes_) {
+      // An agent that does not read: drop the stream rather than the controller's memory. It
+      // reconnects and gets the whole state again with its Hello.
+      spdlog::warn("agent at {} reads too slowly ({} bytes queued, limit {}): stream closed", peer_,
+                   queued_bytes_, max_queue_bytes_);
+      closed_ = true;
+      queue_.clear();
+      cv_.notify_one();
+      context_->TryCancel();
+      return;
+    }
     queue_.push_back(message);
     cv_.notify_one();
   }
@@ -102,6 +118,7 @@ class AgentSession : public AgentSink {
         if (queue_.empty()) return;
         msg = std::move(queue_.front());
         queue_.pop_front();
+        queued_bytes_ -= std::min(queued_bytes_, msg.ByteSizeLong());
       }
       if (!stream_->Write(msg)) {
         std::lock_guard lock(mu_);
@@ -118,6 +135,8 @@ class AgentSession : public AgentSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<v1::ControllerMessage> queue_;
+  const size_t max_queue_bytes_;
+  size_t queued_bytes_ = 0;
   bool closed_ = false;
   std::thread writer_;
 };
@@ -128,7 +147,27 @@ class AgentServiceImpl final : public v1::AgentService::Service {
 
   grpc::Status Connect(grpc::ServerContext* context, AgentStream* stream) override {
     v1::AgentMessage first;
-    if (!stream->Read(&first)) return grpc::Status::OK;
+    const std::string peer = context->peer();  // "unknown" once cancelled
+    {
+      // Before it says who it is, a connection holds a slot and has hello_timeout to speak.
+      SlotGuard pending(server_.pending_hellos());
+      if (!pending.held()) {
+        spdlog::warn("agent stream from {} refused: {} streams are waiting for their hello", peer,
+                     server_.pending_hellos().max());
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                "too many agent streams without a hello yet; try again"};
+      }
+      server_.hello_timer().Arm(context);
+      bool read = stream->Read(&first);
+      if (!server_.hello_timer().Disarm(context)) {
+        spdlog::warn("agent stream from {} sent no hello within {} ms: closed", peer,
+                     server_.limits().hello_timeout.count());
+        return {
+            grpc::StatusCode::DEADLINE_EXCEEDED,
+            "no hello within " + std::to_string(server_.limits().hello_timeout.count()) + " ms"};
+      }
+      if (!read) return grpc::Status::OK;
+    }
     if (!first.has_hello()) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "the first message on AgentService.Connect must be hello"};
@@ -143,7 +182,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       stream->Write(refusal);
       return ToGrpc(identity);
     }
-    auto session = std::make_unique<AgentSession>(context, stream, context->peer());
+    auto session = std::make_unique<AgentSession>(context, stream, context->peer(),
+                                                  server_.limits().max_agent_queue_bytes);
     AgentSink* sink = session.get();
     Status hello =
         server_.Call<Status>([&] { return server_.controller().OnHello(first.hello(), sink); });
@@ -271,6 +311,15 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status Events(grpc::ServerContext* context, const v1::EventsRequest* req,
                       grpc::ServerWriter<v1::Event>* writer) override {
     if (grpc::Status a = Allowed(context, "Events", false); !a.ok()) return a;
+    std::optional<SlotGuard> follower;
+    if (req->follow()) {
+      follower.emplace(server_.event_followers());
+      if (!follower->held()) {
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                "too many event streams follow already (" +
+                    std::to_string(server_.event_followers().max()) + "); try again later"};
+      }
+    }
     int64_t after = req->after_sequence();
     while (!context->IsCancelled()) {
       auto batch = server_.Call<Result<std::vector<EventRecord>>>(
@@ -428,6 +477,9 @@ Status ControllerServer::Start() {
     }
   }
   StartLoop();
+  hello_timer_ = std::make_unique<HelloTimer>(limits_.hello_timeout);
+  pending_hellos_ = std::make_unique<StreamSlots>(limits_.max_pending_hellos);
+  event_followers_ = std::make_unique<StreamSlots>(limits_.max_event_followers);
   agent_service_ = std::make_unique<AgentServiceImpl>(*this);
   admin_service_ = std::make_unique<AdminServiceImpl>(*this);
   grpc::ServerBuilder builder;
@@ -438,8 +490,13 @@ Status ControllerServer::Start() {
   // Agents hold a stream each; do not let gRPC's default thread cap starve admin calls.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 4);
   // Agents ping every second (keepalive); accept that, and ping them to find dead connections.
+  // A client pinging more often than every 500 ms is sent away after 3 such pings.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 3);
+  // A connection that does not finish its (TLS) handshake in 10 s is closed; no one connection
+  // opens more than 100 streams at once.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 100);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);

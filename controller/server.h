@@ -20,6 +20,7 @@
 #include "controller/dns_wiring.h"
 #include "controller/notifications.h"
 #include "controller/store.h"
+#include "controller/stream_guards.h"
 
 namespace grpc {
 class Server;
@@ -59,6 +60,12 @@ class ControllerServer {
   void SetLeadershipCheck(std::function<bool()> leading) { leading_ = std::move(leading); }
   bool Leading() const { return !leading_ || leading_(); }  // any thread
   void Shutdown();
+  // Bounds on agent streams and event followers (controller/stream_guards.h). Before Start.
+  void SetStreamLimits(const StreamLimits& limits) { limits_ = limits; }
+  const StreamLimits& limits() const { return limits_; }
+  HelloTimer& hello_timer() { return *hello_timer_; }           // set by Start; any thread
+  StreamSlots& pending_hellos() { return *pending_hellos_; }    // likewise
+  StreamSlots& event_followers() { return *event_followers_; }  // likewise
   // The port actually bound (useful with "127.0.0.1:0").
   int port() const { return port_; }
 
@@ -89,6 +96,10 @@ class ControllerServer {
   Store& store_;  // main loop thread only (the controller's and the DNS wiring's)
   Controller controller_;
   std::unique_ptr<Authorizer> authorizer_;
+  StreamLimits limits_;
+  std::unique_ptr<HelloTimer> hello_timer_;
+  std::unique_ptr<StreamSlots> pending_hellos_;
+  std::unique_ptr<StreamSlots> event_followers_;
   std::unique_ptr<grpc::Service> agent_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;

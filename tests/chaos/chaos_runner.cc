@@ -125,6 +125,7 @@ class Run {
   Lab lab_;
   std::unique_ptr<RunningTruth> truth_;
   ChaosRunResult result_;
+  int seen_resets_ = 0;
 };
 
 void Run::Supervise() {
@@ -132,12 +133,17 @@ void Run::Supervise() {
     result_.problems.push_back("note: the controller exited by itself (restarted)");
     lab_.StartController();
   }
+  const int resets = lab_.watchdog() != nullptr ? lab_.watchdog()->resets() : 0;
   for (int k = 1; k <= options_.hosts; ++k) {
     if (!lab_.AgentRunning(k)) {
-      result_.problems.push_back("note: " + lab_.HostName(k) + "'s agent exited by itself");
+      result_.problems.push_back(
+          "note: " + lab_.HostName(k) + "'s agent is gone" +
+          (resets > seen_resets_ ? " (a watchdog reset a host)" : " (it exited by itself)") +
+          "; started again");
       lab_.StartAgent(k);
     }
   }
+  seen_resets_ = resets;
 }
 
 bool Run::Converge(const std::string& after) {

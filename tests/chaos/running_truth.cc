@@ -4,8 +4,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 
 #include "agent/control_socket.h"
 #include "tests/fakes/test_util.h"
@@ -13,16 +11,6 @@
 namespace regen::testing {
 
 namespace {
-
-// /proc/PID/cmdline with NULs as spaces ("" when the process is gone or a zombie).
-std::string Cmdline(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (char& c : s) {
-    if (c == '\0') c = ' ';
-  }
-  return s;
-}
 
 // The guest name of a qemu command line ("" when it has none).
 std::string GuestName(const std::string& cmdline) {
@@ -65,7 +53,7 @@ std::map<std::string, std::vector<RunningCopy>> RunningTruth::LookQemu() {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0') continue;
-    std::string cmd = Cmdline(static_cast<int>(pid));
+    std::string cmd = ProcCmdline(static_cast<int>(pid));
     size_t at = cmd.find(marker);
     if (at == std::string::npos) continue;
     std::string guest = GuestName(cmd);
@@ -107,7 +95,7 @@ std::map<std::string, std::vector<RunningCopy>> RunningTruth::LookLibvirt() {
 }
 
 bool RunningTruth::StillRuns(const std::string& instance, const RunningCopy& copy) {
-  if (driver_ == "qemu") return GuestName(Cmdline(static_cast<int>(copy.id))) == instance;
+  if (driver_ == "qemu") return GuestName(ProcCmdline(static_cast<int>(copy.id))) == instance;
   auto now = LookLibvirt();
   auto it = now.find(instance);
   if (it == now.end()) return false;

@@ -135,6 +135,22 @@ void ChildProcess::Kill() {
   pid_ = -1;
 }
 
+std::string ProcCmdline(int pid) {
+  // read(2), not an ifstream: a process that exits meanwhile fails the read with ESRCH, which
+  // libstdc++'s filebuf turns into an exception.
+  int fd = open(("/proc/" + std::to_string(pid) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string cmd;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) cmd.append(buf, static_cast<size_t>(n));
+  close(fd);
+  for (char& ch : cmd) {
+    if (ch == '\0') ch = ' ';
+  }
+  return cmd;
+}
+
 std::vector<int> FindProcesses(const std::string& needle) {
   std::vector<int> pids;
   DIR* proc = opendir("/proc");
@@ -144,10 +160,7 @@ std::vector<int> FindProcesses(const std::string& needle) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     int pid = std::atoi(e->d_name);
     if (pid == self) continue;
-    std::ifstream in(std::string("/proc/") + e->d_name + "/cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (char& ch : cmd)
-      if (ch == '\0') ch = ' ';
+    std::string cmd = ProcCmdline(pid);
     if (cmd.find(needle) != std::string::npos) pids.push_back(pid);
   }
   closedir(proc);

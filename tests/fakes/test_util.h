@@ -71,6 +71,9 @@ class ChildProcess {
   int status_ = -1;
 };
 
+// /proc/PID/cmdline with NULs as spaces ("" when the process is gone or a zombie).
+std::string ProcCmdline(int pid);
+
 // PIDs of processes whose command line contains `needle` (from /proc/*/cmdline, NULs as spaces).
 std::vector<int> FindProcesses(const std::string& needle);
 
