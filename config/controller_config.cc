@@ -39,9 +39,33 @@ Status ReadDns(const FieldMap& top, DnsConfig* dns) {
   return Status::Ok();
 }
 
+// auth.hosts: a list of host names or patterns ([a-z0-9-] and `*`, starting with a letter or `*`).
+Status ReadAuthHosts(const FieldMap& auth, std::vector<std::string>* hosts) {
+  const YamlNode* list = nullptr;
+  RETURN_IF_ERROR(auth.GetList("hosts", &list));
+  if (list == nullptr) return Status::Ok();
+  for (size_t i = 0; i < list->items.size(); ++i) {
+    const YamlNode& item = list->items[i];
+    const std::string& p = item.value;
+    bool ok = item.is_scalar() && !p.empty() && p.size() <= 63 &&
+              ((p[0] >= 'a' && p[0] <= 'z') || p[0] == '*');
+    for (char ch : p) {
+      ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '*');
+    }
+    if (!ok) {
+      return ErrorAt(auth.file(), item, IndexPath("auth.hosts", i),
+                     "must be a host name or a pattern with * (e.g. \"host-1\" or "
+                     "\"rack1-*\"), got " +
+                         QuoteValue(p));
+    }
+    hosts->push_back(p);
+  }
+  return Status::Ok();
+}
+
 Status ReadAuth(const FieldMap& top, AuthConfig* auth) {
   std::optional<FieldMap> map;
-  RETURN_IF_ERROR(top.GetMap("auth", {"certs", "tokens"}, &map));
+  RETURN_IF_ERROR(top.GetMap("auth", {"certs", "tokens", "hosts"}, &map));
   if (!map) return Status::Ok();
   auth->configured = true;
   const std::vector<std::string_view> roles = {"admin", "read-only"};
@@ -85,7 +109,7 @@ Status ReadAuth(const FieldMap& top, AuthConfig* auth) {
       auth->tokens.push_back(std::move(token));
     }
   }
-  return Status::Ok();
+  return ReadAuthHosts(*map, &auth->hosts);
 }
 
 Status ReadEtcd(const FieldMap& top, EtcdConfig* etcd) {
@@ -157,6 +181,19 @@ Status CheckLeaseCoversRestart(const FieldMap& top, const ControllerConfig& c) {
 }
 
 }  // namespace
+
+bool HostPatternMatches(std::string_view pattern, std::string_view host) {
+  size_t star = pattern.find('*');
+  if (star == std::string_view::npos) return pattern == host;
+  std::string_view head = pattern.substr(0, star);
+  if (host.substr(0, head.size()) != head) return false;
+  std::string_view rest = pattern.substr(star + 1);
+  // `*` takes any run: try every split (names are at most 63 characters).
+  for (size_t at = head.size(); at <= host.size(); ++at) {
+    if (HostPatternMatches(rest, host.substr(at))) return true;
+  }
+  return false;
+}
 
 Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
                                                const std::string& file_name) {

@@ -34,7 +34,13 @@ struct AuthConfig {
   bool configured = false;  // an auth: block was given
   std::vector<AuthCert> certs;
   std::vector<AuthToken> tokens;
+  // auth.hosts: the hosts that may join as agents: names, or patterns with `*` ("rack1-*");
+  // empty = any host whose certificate names it (warned about at start with TLS).
+  std::vector<std::string> hosts;
 };
+
+// Does host name `host` match auth.hosts pattern `pattern` (`*`: any run of characters)?
+bool HostPatternMatches(std::string_view pattern, std::string_view host);
 
 // The HA mode's etcd cluster (store: etcd): where the state, the election and the hosts'
 // leases live. The connection part (endpoints, prefix, tls, user, password_file):

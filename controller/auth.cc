@@ -76,6 +76,7 @@ Authorizer::Authorizer(const ControllerConfig& config,
     : tls_(config.tls.enabled()),
       auth_configured_(config.auth.configured),
       certs_(config.auth.certs),
+      hosts_(config.auth.hosts),
       tokens_(std::move(tokens)) {}
 
 Role Authorizer::CertRole(const std::vector<std::string>& names, std::string* matched) const {
@@ -181,16 +182,35 @@ std::vector<std::string> Authorizer::StartupWarnings() const {
         "no auth: block: every regenctl RPC will be refused (add auth.certs with the names of "
         "admin and read-only client certificates, or auth.tokens)");
   }
+  if (tls_ && hosts_.empty()) {
+    w.push_back(
+        "no auth.hosts: any certificate of the CA that names a host (CN or DNS SAN) may join as "
+        "that host; list the hosts (or patterns such as \"rack1-*\") in auth.hosts");
+  }
   return w;
 }
 
-Status CheckAgentIdentity(bool tls, const std::vector<std::string>& cert_names,
-                          std::string_view host) {
+Status CheckAgentIdentity(bool tls, const AuthConfig& auth,
+                          const std::vector<std::string>& cert_names, std::string_view host) {
+  if (!auth.hosts.empty() &&
+      std::none_of(auth.hosts.begin(), auth.hosts.end(),
+                   [&](const std::string& p) { return HostPatternMatches(p, host); })) {
+    return PermissionDenied("its hello claims host " + QuoteValue(host) +
+                            ", which auth.hosts of controller.yaml does not list (add the host, "
+                            "or a pattern that matches it, to let it join)");
+  }
   if (!tls) return Status::Ok();
   if (cert_names.empty()) {
     return Unauthenticated("its hello claims host " + QuoteValue(host) +
                            " but it presented no client certificate (set tls: {ca, cert, key} in "
                            "its agent.yaml, with a certificate signed by the controller's CA)");
+  }
+  for (const AuthCert& op : auth.certs) {
+    if (std::find(cert_names.begin(), cert_names.end(), op.name) != cert_names.end()) {
+      return PermissionDenied("its certificate " + QuoteValue(op.name) +
+                              " is an operator certificate (auth.certs), not a host's: an agent "
+                              "needs its host's own certificate");
+    }
   }
   if (std::find(cert_names.begin(), cert_names.end(), host) != cert_names.end()) {
     return Status::Ok();

@@ -52,14 +52,16 @@ class Authorizer {
   bool tls_ = false;
   bool auth_configured_ = false;
   std::vector<AuthCert> certs_;
+  std::vector<std::string> hosts_;  // auth.hosts (for the startup warning)
   std::vector<std::pair<std::string, Role>> tokens_;
 };
 
-// May an agent whose certificate carries `cert_names` say hello as `host`? Without TLS anyone
-// may. With TLS the host must be one of the names (CN or DNS SAN): OK, UNAUTHENTICATED (no
-// certificate) or PERMISSION_DENIED naming both the certificate's names and the host claimed.
-Status CheckAgentIdentity(bool tls, const std::vector<std::string>& cert_names,
-                          std::string_view host);
+// May an agent whose certificate carries `cert_names` say hello as `host`? The host must match
+// auth.hosts when it lists any (also without TLS). With TLS the host must be one of the names
+// (CN or DNS SAN) and no name may be an operator's (auth.certs): OK, UNAUTHENTICATED (no
+// certificate) or PERMISSION_DENIED naming the certificate's names and the host claimed.
+Status CheckAgentIdentity(bool tls, const AuthConfig& auth,
+                          const std::vector<std::string>& cert_names, std::string_view host);
 
 // a == b in time that depends only on the lengths.
 bool ConstantTimeEquals(std::string_view a, std::string_view b);

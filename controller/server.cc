@@ -174,7 +174,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     }
     const std::string host = first.hello().host();
     Caller caller = CallerOf(context);
-    if (Status identity = CheckAgentIdentity(server_.tls(), caller.cert_names, host);
+    if (Status identity = CheckAgentIdentity(server_.tls(), server_.config().auth, caller.cert_names, host);
         !identity.ok()) {
       spdlog::warn("agent at {} refused: {}", context->peer(), identity.message());
       v1::ControllerMessage refusal;

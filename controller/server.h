@@ -83,6 +83,7 @@ class ControllerServer {
   LeaseKeeper& leases() { return controller_.leases(); }         // any thread
   const Authorizer& authorizer() const { return *authorizer_; }  // set by Start; any thread
   bool tls() const { return config_.tls.enabled(); }
+  const ControllerConfig& config() const { return config_; }
   // The DNS wiring (null when controller.yaml has no dns.server).
   DnsWiring* dns() { return dns_.wiring.get(); }
 

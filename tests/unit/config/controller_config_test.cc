@@ -139,6 +139,7 @@ auth:
   - {name: readonly@regenctl, role: read-only}
   tokens:
   - {file: /etc/regen/tokens/ops, role: admin}
+  hosts: [kvm-1, "rack1-*"]
 )";
   Result<ControllerConfig> c = ParseControllerConfig(text, kFile);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -173,6 +174,7 @@ auth:
   ASSERT_EQ(c->auth.tokens.size(), 1u);
   EXPECT_EQ(c->auth.tokens[0].file, "/etc/regen/tokens/ops");
   EXPECT_EQ(c->auth.tokens[0].role, "admin");
+  EXPECT_EQ(c->auth.hosts, (std::vector<std::string>{"kvm-1", "rack1-*"}));
 }
 
 TEST(ControllerConfigTest, LoadRefusesTlsAndTokenFilesThatCannotBeRead) {
@@ -221,6 +223,12 @@ const BadCase kBadController[] = {
      "5:12", "auth.certs[1].name", "names a certificate listed before"},
     {"auth unknown key", "insecure: true\nauth: {users: []}\n", "2:8", "auth.users",
      "unknown key \"users\""},
+    {"auth host pattern with a dot", "insecure: true\nauth:\n  hosts: [host-1, kvm.lab]\n", "3:19",
+     "auth.hosts[1]",
+     "must be a host name or a pattern with * (e.g. \"host-1\" or \"rack1-*\"), "
+     "got \"kvm.lab\""},
+    {"auth host empty", "insecure: true\nauth:\n  hosts: [\"\"]\n", "3:11", "auth.hosts[0]",
+     "must be a host name or a pattern"},
     {"host_down_after equal to lease + heartbeat", "host_down_after: 3500ms\n", "1:18",
      "host_down_after",
      "must be longer than fencing_lease + heartbeat_interval (3s + 500ms = 3500ms), got "

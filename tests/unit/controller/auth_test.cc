@@ -109,8 +109,12 @@ TEST(AuthorizerTest, TlsWithoutAuthBlockRefusesEveryone) {
   Status s = a.AuthorizeAdmin(Cert({"admin@regenctl"}), "ListHosts", false);
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
   EXPECT_NE(s.message().find("no auth: block"), std::string::npos) << s.message();
-  ASSERT_EQ(a.StartupWarnings().size(), 1u);
+  ASSERT_EQ(a.StartupWarnings().size(), 2u);
   EXPECT_NE(a.StartupWarnings()[0].find("every regenctl RPC will be refused"), std::string::npos);
+  EXPECT_NE(a.StartupWarnings()[1].find("no auth.hosts: any certificate of the CA"),
+            std::string::npos);
+  c.auth.hosts = {"host-*"};
+  EXPECT_EQ(Authorizer(c, {}).StartupWarnings().size(), 1u) << "the list silences it";
 }
 
 TEST(AuthorizerTest, InsecureWithoutAuthAllowsAllAndWarns) {
@@ -158,19 +162,53 @@ TEST(AuthorizerTest, CreateReadsTokenFilesAndRefusesEmptyOnes) {
 }
 
 TEST(AgentIdentityTest, TheCertificateMustNameTheHost) {
-  EXPECT_TRUE(CheckAgentIdentity(true, {"host-1"}, "host-1").ok());
-  EXPECT_TRUE(CheckAgentIdentity(true, {"kvm-7.lab", "host-1"}, "host-1").ok()) << "a SAN";
-  Status s = CheckAgentIdentity(true, {"host-1"}, "host-2");
+  EXPECT_TRUE(CheckAgentIdentity(true, AuthConfig{}, {"host-1"}, "host-1").ok());
+  EXPECT_TRUE(CheckAgentIdentity(true, AuthConfig{}, {"kvm-7.lab", "host-1"}, "host-1").ok())
+      << "a SAN";
+  Status s = CheckAgentIdentity(true, AuthConfig{}, {"host-1"}, "host-2");
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
   EXPECT_EQ(s.message().rfind("its certificate names \"host-1\" but its hello claims host "
                               "\"host-2\"",
                               0),
             0u)
       << s.message();
-  s = CheckAgentIdentity(true, {}, "host-2");
+  s = CheckAgentIdentity(true, AuthConfig{}, {}, "host-2");
   EXPECT_EQ(s.code(), Code::kUnauthenticated);
   EXPECT_NE(s.message().find("no client certificate"), std::string::npos);
-  EXPECT_TRUE(CheckAgentIdentity(false, {}, "anything").ok()) << "insecure mode";
+  EXPECT_TRUE(CheckAgentIdentity(false, AuthConfig{}, {}, "anything").ok()) << "insecure mode";
+}
+
+TEST(AgentIdentityTest, OnlyListedHostsJoinAndOperatorCertificatesNeverDo) {
+  AuthConfig auth;
+  auth.certs = {{"ops", "admin"}};
+  auth.hosts = {"host-1", "rack1-*"};
+  EXPECT_TRUE(CheckAgentIdentity(true, auth, {"host-1"}, "host-1").ok());
+  EXPECT_TRUE(CheckAgentIdentity(true, auth, {"rack1-kvm7"}, "rack1-kvm7").ok());
+  Status s = CheckAgentIdentity(true, auth, {"host-9"}, "host-9");
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_NE(s.message().find("host \"host-9\", which auth.hosts of controller.yaml does not list"),
+            std::string::npos)
+      << s.message();
+  s = CheckAgentIdentity(false, auth, {}, "rack2-kvm1");
+  EXPECT_EQ(s.code(), Code::kPermissionDenied) << "the list holds without TLS too";
+  // An operator's certificate (auth.certs) cannot join as a host, even one that is allowed.
+  auth.hosts = {"ops"};
+  s = CheckAgentIdentity(true, auth, {"ops"}, "ops");
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_NE(s.message().find("\"ops\" is an operator certificate"), std::string::npos)
+      << s.message();
+}
+
+TEST(AgentIdentityTest, HostPatterns) {
+  EXPECT_TRUE(HostPatternMatches("host-1", "host-1"));
+  EXPECT_FALSE(HostPatternMatches("host-1", "host-10"));
+  EXPECT_TRUE(HostPatternMatches("host-*", "host-10"));
+  EXPECT_TRUE(HostPatternMatches("host-*", "host-"));
+  EXPECT_FALSE(HostPatternMatches("host-*", "hos"));
+  EXPECT_TRUE(HostPatternMatches("*-kvm", "rack1-kvm"));
+  EXPECT_TRUE(HostPatternMatches("r*-k*m", "rack1-kvm"));
+  EXPECT_FALSE(HostPatternMatches("r*-k*m", "rack1-kvx"));
+  EXPECT_TRUE(HostPatternMatches("*", "anything"));
 }
 
 TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
