@@ -147,34 +147,15 @@ class AgentServiceImpl final : public v1::AgentService::Service {
 
   grpc::Status Connect(grpc::ServerContext* context, AgentStream* stream) override {
     v1::AgentMessage first;
-    const std::string peer = context->peer();  // "unknown" once cancelled
-    {
-      // Before it says who it is, a connection holds a slot and has hello_timeout to speak.
-      SlotGuard pending(server_.pending_hellos());
-      if (!pending.held()) {
-        spdlog::warn("agent stream from {} refused: {} streams are waiting for their hello", peer,
-                     server_.pending_hellos().max());
-        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
-                "too many agent streams without a hello yet; try again"};
-      }
-      server_.hello_timer().Arm(context);
-      bool read = stream->Read(&first);
-      if (!server_.hello_timer().Disarm(context)) {
-        spdlog::warn("agent stream from {} sent no hello within {} ms: closed", peer,
-                     server_.limits().hello_timeout.count());
-        return {
-            grpc::StatusCode::DEADLINE_EXCEEDED,
-            "no hello within " + std::to_string(server_.limits().hello_timeout.count()) + " ms"};
-      }
-      if (!read) return grpc::Status::OK;
-    }
+    if (std::optional<grpc::Status> ended = AwaitHello(context, stream, &first)) return *ended;
     if (!first.has_hello()) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "the first message on AgentService.Connect must be hello"};
     }
     const std::string host = first.hello().host();
     Caller caller = CallerOf(context);
-    if (Status identity = CheckAgentIdentity(server_.tls(), server_.config().auth, caller.cert_names, host);
+    if (Status identity =
+            CheckAgentIdentity(server_.tls(), server_.config().auth, caller.cert_names, host);
         !identity.ok()) {
       spdlog::warn("agent at {} refused: {}", context->peer(), identity.message());
       v1::ControllerMessage refusal;
@@ -237,6 +218,31 @@ class AgentServiceImpl final : public v1::AgentService::Service {
   }
 
  private:
+  // Reads the stream's first message. Before it says who it is, a connection holds a slot and
+  // has hello_timeout to speak: the status to end the call with when it did not (or left).
+  std::optional<grpc::Status> AwaitHello(grpc::ServerContext* context, AgentStream* stream,
+                                         v1::AgentMessage* first) {
+    const std::string peer = context->peer();  // "unknown" once cancelled
+    SlotGuard pending(server_.pending_hellos());
+    if (!pending.held()) {
+      spdlog::warn("agent stream from {} refused: {} streams are waiting for their hello", peer,
+                   server_.pending_hellos().max());
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many agent streams without a hello yet; try again");
+    }
+    server_.hello_timer().Arm(context);
+    bool read = stream->Read(first);
+    if (!server_.hello_timer().Disarm(context)) {
+      spdlog::warn("agent stream from {} sent no hello within {} ms: closed", peer,
+                   server_.limits().hello_timeout.count());
+      return grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          "no hello within " + std::to_string(server_.limits().hello_timeout.count()) + " ms");
+    }
+    if (!read) return grpc::Status::OK;
+    return std::nullopt;
+  }
+
   ControllerServer& server_;
 };
 

@@ -8,12 +8,13 @@
 # twice, instances lost (the last four must be 0). Logs of a run with problems are kept under
 # --logs DIR/run-N. Exit 0 only when every run is clean.
 # Usage: scripts/chaos.sh [--runs N] [--seed S] [--driver qemu|test] [--seconds S] [--asan]
-#                         [--logs DIR]
+#                         [--logs DIR] [--faults KIND,...]   (kinds: kill-controller, kill-agent,
+#   kill-vm, partition, partition-one-way, flap, disk-full, sqlite-lock, agent-hang, agent-stall)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROG=scripts/chaos.sh
 runs=3 seed="" driver=qemu seconds=20 build=build logs="$PWD/chaos-logs"
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 need_int() {  # NAME VALUE
   [[ $2 =~ ^[0-9]+$ ]] || { echo "$PROG: $1 must be a whole number, not \"$2\"" >&2; exit 2; }
 }
@@ -26,6 +27,7 @@ while [ $# -gt 0 ]; do
       case "${2:-}" in qemu|test) driver=$2 ;; *) echo "$PROG: --driver must be qemu or test, not \"${2:-}\"" >&2; exit 2 ;; esac
       shift 2 ;;
     --asan) build=build-asan; shift ;;
+    --faults) [ -n "${2:-}" ] || { echo "$PROG: --faults needs a list of kinds" >&2; exit 2; }; export CHAOS_FAULTS=$2; shift 2 ;;
     --logs) [ -n "${2:-}" ] || { echo "$PROG: --logs needs a directory" >&2; exit 2; }; logs=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "$PROG: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;

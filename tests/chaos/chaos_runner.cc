@@ -205,7 +205,16 @@ void Run::Flap() {
 void Run::FillDisk() {
   if (!disk_ || !disk_->ok()) return;
   disk_->Fill();
-  Sleep(Uniform(1000, 4000));
+  // Meanwhile a supervisor restarts a controller that died (systemd: RestartSec=300ms).
+  auto end = Clock::now() + milliseconds(Uniform(1000, 4000));
+  while (Clock::now() < end) {
+    if (!lab_.ControllerRunning()) {
+      result_.problems.push_back("note: the controller exited on a full disk (restarted)");
+      Sleep(300);
+      (void)lab_.RestartControllerQuietly(milliseconds(2000));
+    }
+    Sleep(50);
+  }
   disk_->Free();
 }
 
@@ -242,11 +251,16 @@ void Run::HangAgent(bool stall) {
 }
 
 void Run::Fault() {
-  static const std::vector<std::string> kinds = {
-      "kill-controller", "kill-agent",  "kill-vm",    "partition",  "partition-one-way", "flap",
-      "disk-full",       "sqlite-lock", "agent-hang", "agent-stall"};
+  const std::vector<std::string>& kinds =
+      options_.faults.empty() ? ChaosFaultKinds() : options_.faults;
   std::string kind = kinds[static_cast<size_t>(Uniform(0, kinds.size() - 1))];
   if (kind == "disk-full" && (!disk_ || !disk_->ok())) kind = "kill-vm";
+  // Faults of the controller alone start from a settled cluster: the fences that follow are theirs
+  // (rule 2: none may stop a VM).
+  const bool controller_alone =
+      kind == "kill-controller" || kind == "disk-full" || kind == "sqlite-lock";
+  const bool settled = controller_alone && Converge("the fault before " + kind);
+  const int fences_before = settled ? lab_.AgentFences() : 0;
   ++result_.faults[kind];
   result_.timeline.push_back(std::to_string(WallMillis()) + " " + kind);
   if (kind == "kill-controller") {
@@ -273,6 +287,15 @@ void Run::Fault() {
     HangAgent(kind == "agent-stall");
   }
   Supervise();
+  if (settled) {
+    Sleep(kLeaseMs + 1000);  // a fence it caused has happened by now
+    int caused = lab_.AgentFences() - fences_before;
+    if (caused > 0) {
+      result_.controller_fences += caused;
+      result_.problems.push_back(std::to_string(caused) + " fence(s) after " + kind +
+                                 ", a fault of the controller alone");
+    }
+  }
   // Half the time the next fault waits for the cluster to settle, half the time it piles on.
   if (Uniform(0, 1) == 0) (void)Converge(kind);
   Sleep(Uniform(0, 1500));
@@ -365,7 +388,8 @@ ChaosRunResult Run::Go() {
   for (const auto& d : truth_->duplicates()) result_.problems.push_back("DUPLICATE: " + d);
   result_.duplicates = static_cast<int>(truth_->duplicates().size());
   bool clean = result_.duplicates == 0 && result_.lost == 0 && result_.ips_twice == 0 &&
-               result_.macs_twice == 0 && result_.flap_fences == 0;
+               result_.macs_twice == 0 && result_.flap_fences == 0 &&
+               result_.controller_fences == 0;
   if (!clean) {
     result_.logs = lab_.Logs();
     for (const auto& t : result_.timeline) result_.logs += "fault " + t + "\n";
@@ -379,6 +403,13 @@ ChaosRunResult Run::Go() {
 
 }  // namespace
 
+const std::vector<std::string>& ChaosFaultKinds() {
+  static const std::vector<std::string> kinds = {
+      "kill-controller", "kill-agent",  "kill-vm",    "partition",  "partition-one-way", "flap",
+      "disk-full",       "sqlite-lock", "agent-hang", "agent-stall"};
+  return kinds;
+}
+
 ChaosRunResult ChaosRun(const ChaosOptions& options, int run, uint64_t seed) {
   Run r(options, run, seed);
   return r.Go();
@@ -388,9 +419,9 @@ std::string ChaosTable(const std::vector<ChaosRunResult>& runs) {
   std::ostringstream out;
   char line[1024];
   std::snprintf(line, sizeof line,
-                "%-4s %-12s %-6s %-6s %-6s %-6s %-6s %-10s %-5s %-5s %-5s %-5s %s\n", "run", "seed",
-                "faults", "fences", "resets", "fails", "moves", "converge", "dups", "ips2", "macs2",
-                "lost", "faults injected");
+                "%-4s %-12s %-6s %-6s %-6s %-6s %-6s %-6s %-10s %-5s %-5s %-5s %-5s %s\n", "run",
+                "seed", "faults", "fences", "ctl-f", "resets", "fails", "moves", "converge", "dups",
+                "ips2", "macs2", "lost", "faults injected");
   out << line;
   ChaosRunResult total;
   int faults_total = 0;
@@ -402,13 +433,15 @@ std::string ChaosTable(const std::vector<ChaosRunResult>& runs) {
       kinds += kind + "=" + std::to_string(n) + " ";
     }
     std::snprintf(line, sizeof line,
-                  "%-4d %-12llu %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d %s\n", r.run,
-                  static_cast<unsigned long long>(r.seed), faults, r.fences, r.watchdog_resets,
-                  r.failures, r.reallocations, (std::to_string(r.max_converge_ms) + "ms").c_str(),
-                  r.duplicates, r.ips_twice, r.macs_twice, r.lost, kinds.c_str());
+                  "%-4d %-12llu %-6d %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d %s\n",
+                  r.run, static_cast<unsigned long long>(r.seed), faults, r.fences,
+                  r.controller_fences + r.flap_fences, r.watchdog_resets, r.failures,
+                  r.reallocations, (std::to_string(r.max_converge_ms) + "ms").c_str(), r.duplicates,
+                  r.ips_twice, r.macs_twice, r.lost, kinds.c_str());
     out << line;
     faults_total += faults;
     total.fences += r.fences;
+    total.controller_fences += r.controller_fences + r.flap_fences;
     total.watchdog_resets += r.watchdog_resets;
     total.failures += r.failures;
     total.reallocations += r.reallocations;
@@ -418,11 +451,11 @@ std::string ChaosTable(const std::vector<ChaosRunResult>& runs) {
     total.macs_twice += r.macs_twice;
     total.lost += r.lost;
   }
-  std::snprintf(line, sizeof line,
-                "%-4s %-12s %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d\n", "all", "",
-                faults_total, total.fences, total.watchdog_resets, total.failures,
-                total.reallocations, (std::to_string(total.max_converge_ms) + "ms").c_str(),
-                total.duplicates, total.ips_twice, total.macs_twice, total.lost);
+  std::snprintf(
+      line, sizeof line, "%-4s %-12s %-6d %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d\n",
+      "all", "", faults_total, total.fences, total.controller_fences, total.watchdog_resets,
+      total.failures, total.reallocations, (std::to_string(total.max_converge_ms) + "ms").c_str(),
+      total.duplicates, total.ips_twice, total.macs_twice, total.lost);
   out << line;
   return out.str();
 }

@@ -3,7 +3,8 @@
 // controller, of agents, of VMs; partitions in both and in one direction; link flaps shorter than
 // the lease; the controller's disk full; the SQLite lock held; an agent hung or its main loop
 // stalled), heals everything and checks against what really runs (RunningTruth): no instance ran
-// twice, no IP or MAC is held twice, none is lost. The test thread only.
+// twice, no IP or MAC is held twice, none is lost, and no fault of the controller alone (or link
+// flap shorter than the lease) made an agent fence. The test thread only.
 #pragma once
 
 #include <cstdint>
@@ -17,10 +18,14 @@ struct ChaosOptions {
   std::string driver = "qemu";  // qemu | test
   int hosts = 3;
   int instances = 6;
-  int fault_seconds = 20;       // how long each run injects faults
-  bool disk_full = true;        // needs root (a tmpfs for the controller's database)
-  int converge_timeout_s = 60;  // after the last fault, everything must be back within this
+  int fault_seconds = 20;           // how long each run injects faults
+  bool disk_full = true;            // needs root (a tmpfs for the controller's database)
+  int converge_timeout_s = 60;      // after the last fault, everything must be back within this
+  std::vector<std::string> faults;  // the kinds to draw from (ChaosFaultKinds()); empty = all
 };
+
+// Every fault kind the runner knows.
+const std::vector<std::string>& ChaosFaultKinds();
 
 struct ChaosRunResult {
   int run = 0;
@@ -35,7 +40,9 @@ struct ChaosRunResult {
   int macs_twice = 0;                 // must be 0
   int lost = 0;                       // instances not running (exactly once) at the end: 0
   int watchdog_resets = 0;            // hosts reset by their (stand-in) watchdog
-  int flap_fences = 0;                // fences after a flap shorter than the lease: must be 0
+  int flap_fences = 0;
+  // Fences after a fault of the controller alone (kill -9, full disk, SQLite lock): must be 0.
+  int controller_fences = 0;          // fences after a flap shorter than the lease: must be 0
   std::vector<std::string> problems;  // what went wrong, in words (empty: a clean run)
   std::vector<std::string> timeline;  // "unix_ms kind [host]" of every fault, and its end
   std::string logs;                   // log tails when there were problems

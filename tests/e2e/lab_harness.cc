@@ -170,6 +170,21 @@ void Lab::StartController() {
   ASSERT_TRUE(client_->ListHosts().ok()) << Logs();
 }
 
+bool Lab::RestartControllerQuietly(std::chrono::milliseconds wait) {
+  controller_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{ControllerBin(), "run", "--config", dir_.File("controller.yaml")},
+      dir_.File("controller.log"));
+  bool listening = WaitFor([&] { return PortOpen(controller_port_) || !controller_->Running(); },
+                           wait, std::chrono::milliseconds(10)) &&
+                   controller_->Running();
+  if (!listening) return false;
+  AdminClientOptions o;
+  o.deadline = std::chrono::seconds(10);
+  if (options_.tls) o.tls = ClientTls("admin");
+  client_ = std::make_unique<AdminClient>(controller_address_, o);
+  return true;
+}
+
 void Lab::KillController() {
   if (controller_) controller_->Kill();
   controller_.reset();

@@ -85,6 +85,9 @@ class Lab {
 
   void StartController();  // HA: starts every controller not running, waits for the active one
   void KillController();   // SIGKILL, no cleanup: a crash (HA: every controller)
+  // Embedded: starts the controller as a supervisor would (systemd Restart=), without failing
+  // the test: true once it listens, false when it exited or did not listen within `wait`.
+  bool RestartControllerQuietly(std::chrono::milliseconds wait);
   // HA: the index of the controller that serves (-1: none), and kill -9 of it (its index).
   int ActiveController();
   int KillActiveController();
