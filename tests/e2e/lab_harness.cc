@@ -30,8 +30,16 @@ std::string Tail(const std::string& path, size_t lines) {
   return out;
 }
 
-std::string AgentBin() { return REGEN_AGENT_BIN; }
-std::string ControllerBin() { return REGEN_CONTROLLER_BIN; }
+// $REGEN_AGENT_BIN / $REGEN_CONTROLLER_BIN first: a long chaos run keeps its own copies while the
+// build directory is rebuilt.
+std::string AgentBin() {
+  const char* env = std::getenv("REGEN_AGENT_BIN");
+  return env != nullptr && *env != '\0' ? env : REGEN_AGENT_BIN;
+}
+std::string ControllerBin() {
+  const char* env = std::getenv("REGEN_CONTROLLER_BIN");
+  return env != nullptr && *env != '\0' ? env : REGEN_CONTROLLER_BIN;
+}
 
 void GenerateCerts(const std::string& out, const std::string& controller,
                    const std::vector<std::string>& hosts) {

@@ -231,7 +231,7 @@ std::string HttpGet(int port, const std::string& path);
 // or -1 when it is absent.
 double MetricValue(const std::string& text, const std::string& name_and_labels);
 
-// The regen binaries (from CMake).
+// The regen binaries (from CMake; $REGEN_AGENT_BIN / $REGEN_CONTROLLER_BIN override them).
 std::string AgentBin();
 std::string ControllerBin();
 
