@@ -205,11 +205,15 @@ Status CheckAgentIdentity(bool tls, const AuthConfig& auth,
                            " but it presented no client certificate (set tls: {ca, cert, key} in "
                            "its agent.yaml, with a certificate signed by the controller's CA)");
   }
+  // A certificate auth.certs lists is an operator's: it joins as a host only when auth.hosts
+  // names that host explicitly (a host whose certificate also runs regen-agent failover|drain).
   for (const AuthCert& op : auth.certs) {
-    if (std::find(cert_names.begin(), cert_names.end(), op.name) != cert_names.end()) {
+    if (std::find(cert_names.begin(), cert_names.end(), op.name) != cert_names.end() &&
+        auth.hosts.empty()) {
       return PermissionDenied("its certificate " + QuoteValue(op.name) +
                               " is an operator certificate (auth.certs), not a host's: an agent "
-                              "needs its host's own certificate");
+                              "needs its host's own certificate (or list the host in auth.hosts "
+                              "to let one certificate be both)");
     }
   }
   if (std::find(cert_names.begin(), cert_names.end(), host) != cert_names.end()) {

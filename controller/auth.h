@@ -58,7 +58,8 @@ class Authorizer {
 
 // May an agent whose certificate carries `cert_names` say hello as `host`? The host must match
 // auth.hosts when it lists any (also without TLS). With TLS the host must be one of the names
-// (CN or DNS SAN) and no name may be an operator's (auth.certs): OK, UNAUTHENTICATED (no
+// (CN or DNS SAN), and an operator's certificate (auth.certs) only joins when auth.hosts lists
+// hosts (then the host was matched above): OK, UNAUTHENTICATED (no
 // certificate) or PERMISSION_DENIED naming the certificate's names and the host claimed.
 Status CheckAgentIdentity(bool tls, const AuthConfig& auth,
                           const std::vector<std::string>& cert_names, std::string_view host);

@@ -191,12 +191,15 @@ TEST(AgentIdentityTest, OnlyListedHostsJoinAndOperatorCertificatesNeverDo) {
       << s.message();
   s = CheckAgentIdentity(false, auth, {}, "rack2-kvm1");
   EXPECT_EQ(s.code(), Code::kPermissionDenied) << "the list holds without TLS too";
-  // An operator's certificate (auth.certs) cannot join as a host, even one that is allowed.
-  auth.hosts = {"ops"};
+  // An operator's certificate (auth.certs) joins as a host only when auth.hosts lists the host.
+  auth.hosts = {};
   s = CheckAgentIdentity(true, auth, {"ops"}, "ops");
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
   EXPECT_NE(s.message().find("\"ops\" is an operator certificate"), std::string::npos)
       << s.message();
+  EXPECT_TRUE(CheckAgentIdentity(true, auth, {"host-1"}, "host-1").ok()) << "not an operator's";
+  auth.hosts = {"ops"};
+  EXPECT_TRUE(CheckAgentIdentity(true, auth, {"ops"}, "ops").ok()) << "listed: both on purpose";
 }
 
 TEST(AgentIdentityTest, HostPatterns) {
