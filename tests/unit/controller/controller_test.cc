@@ -118,7 +118,7 @@ class ControllerTest : public ::testing::Test {
                const std::vector<v1::DomainStatus>& domains = {}) {
     v1::Hello hello;
     hello.set_host(host);
-    hello.set_address("192.0.2." + std::to_string(host.size()));
+    hello.set_address(TestAddress(host));
     hello.mutable_capacity()->set_vcpus(vcpus);
     hello.mutable_capacity()->set_memory_mib(memory_mib);
     hello.mutable_capacity()->set_disk_gib(100);
@@ -1516,7 +1516,7 @@ TEST_F(ControllerTopologyTest, DeployPushesRevisionOneWithEveryInstanceAndHostTo
     EXPECT_EQ(t[0].revision(), 1);
     EXPECT_EQ(t[0].instances_size(), 6);
     ASSERT_EQ(t[0].hosts_size(), 3);
-    for (const auto& h : t[0].hosts()) EXPECT_EQ(h.address(), "192.0.2.6") << h.name();
+    for (const auto& h : t[0].hosts()) EXPECT_EQ(h.address(), TestAddress(h.name())) << h.name();
     for (const auto& i : t[0].instances()) {
       const InstanceRecord& rec = Inst(i.name());
       EXPECT_EQ(i.service(), "web");
