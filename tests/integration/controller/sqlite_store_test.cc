@@ -15,6 +15,10 @@
 namespace regen {
 namespace {
 
+using testing::ReadFileOrDie;
+using testing::TempDir;
+using testing::WriteFileOrDie;
+
 TEST(SqliteStoreTest, UnopenablePathIsAClearError) {
   auto store = OpenSqliteStore("/nonexistent-dir/regen/c.db");
   ASSERT_FALSE(store.ok());

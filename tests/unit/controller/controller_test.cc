@@ -32,6 +32,7 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::TempDir;
+using testing::TestAddress;
 
 // Keeps every message the controller sends to one agent session (MessageSink), with lookups.
 class RecordingSink : public testing::MessageSink {

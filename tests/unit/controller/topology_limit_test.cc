@@ -20,6 +20,13 @@ ServiceSpec Spec(const std::string& name, int64_t instances) {
   return spec;
 }
 
+HostRecord Host(const std::string& name, const std::string& address) {
+  HostRecord h;
+  h.name = name;
+  h.address = address;
+  return h;
+}
+
 std::string ApiSpecYaml(int instances) {
   std::string yaml = WebSpecYaml(instances);
   yaml.replace(yaml.find("name: web"), 9, "name: api");
@@ -47,7 +54,7 @@ TEST(TopologyLimitTest, TheEstimateIsAnUpperBoundOfWhatIsSent) {
   std::map<std::string, HostRecord> hosts;
   for (int k = 1; k <= 3; ++k) {
     const std::string host = "host-" + std::to_string(k);
-    hosts[host] = HostRecord{host, TestAddress(host)};
+    hosts[host] = Host(host, TestAddress(host));
   }
   v1::TopologyRevision sent = LastTopology(h.Sink("host-1"));
   ASSERT_EQ(sent.instances_size(), 40);
@@ -59,11 +66,11 @@ TEST(TopologyLimitTest, TheEstimateIsAnUpperBoundOfWhatIsSent) {
               estimate);
 }
 
-TEST(TopologyLimitTest, TheRealLimitHoldsAboutAQuarterMillionInstancesWithLongNames) {
+TEST(TopologyLimitTest, TheRealLimitHoldsAboutThreeHundredThousandInstancesWithLongNames) {
   std::map<std::string, HostRecord> hosts;
   for (int k = 0; k < 100; ++k) {
     std::string name = std::string(40, 'h') + "-" + std::to_string(k);
-    hosts[name] = HostRecord{name, "10.0." + std::to_string(k) + ".1"};
+    hosts[name] = Host(name, "10.0." + std::to_string(k) + ".1");
   }
   // A 10000-instance service with a 40-character name: the bytes per instance.
   const std::string service(40, 's');
@@ -74,10 +81,10 @@ TEST(TopologyLimitTest, TheRealLimitHoldsAboutAQuarterMillionInstancesWithLongNa
       "bytes\n",
       per_instance, (kMaxTopologyBytes - empty) / per_instance, kMaxTopologyBytes);
   EXPECT_TRUE(CheckTopologyFits(Spec(service, 10000), {}, hosts).ok());
-  // 30 such services already placed: the 31st does not fit.
+  // 30 services of 10000 with 63-character names already placed: one more does not fit.
   std::map<std::string, InstanceRecord> instances;
   for (int s = 0; s < 30; ++s) {
-    std::string svc = std::string(38, 's') + std::to_string(10 + s);
+    std::string svc = std::string(61, 's') + std::to_string(10 + s);
     for (int i = 0; i < 10000; ++i) {
       InstanceRecord r;
       r.name = svc + "-" + std::to_string(i);
