@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "controller/store.h"
 #include "controller/store_codec.h"
 
@@ -291,6 +293,7 @@ Status CheckIntegrity(sqlite3* db, const std::string& path) {
   while ((rc = s.Step()) == SQLITE_ROW) {
     std::string line = s.Text(0);
     if (line == "ok") continue;
+    std::replace(line.begin(), line.end(), '\n', ' ');  // one log line
     problems += (problems.empty() ? "" : "; ") + line;
   }
   if (!s.ok() || rc != SQLITE_DONE)

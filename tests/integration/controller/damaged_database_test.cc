@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 
 #include "controller/store.h"
@@ -61,7 +62,9 @@ std::pair<int, std::string> RunController(const TempDir& dir, const std::string&
   bool exited = WaitFor([&] { return !controller.Running(); }, milliseconds(20000));
   int status = controller.Stop();
   EXPECT_TRUE(exited) << "the controller started on a damaged database";
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ReadFileOrDie(dir.File("controller.log"))};
+  std::string log = ReadFileOrDie(dir.File("controller.log"));
+  std::printf("[ log ] %s", log.substr(log.rfind('\n', log.size() - 2) + 1).c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, log};
 }
 
 TEST(DamagedDatabaseTest, AGarbageRowStopsTheControllerNamingTheRow) {
