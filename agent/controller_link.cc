@@ -6,6 +6,7 @@
 #include "agent/network_agent.h"
 #include "common/backoff.h"
 #include "common/controller_list.h"
+#include "common/grpc_limits.h"
 #include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
@@ -286,6 +287,8 @@ std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const s
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
               static_cast<int>(ControllerDialer::kDialWindow.count()));
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetMaxReceiveMessageSize(kMaxTopologyMessageBytes);  // the topology (common/grpc_limits.h)
+  args.SetMaxSendMessageSize(kMaxRequestMessageBytes);
   TlsFiles files;
   if (config.tls.enabled()) {
     files = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
@@ -325,6 +328,7 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   for (const auto& d : domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
   AddStaged(agent_.Staged(), hello->mutable_staged());
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
+  hello->set_network(network_ != nullptr);  // its tunnel address must be its own
   if (etcd_lease_ != nullptr) {
     hello_etcd_revision_ = etcd_lease_->revision();
     hello->set_etcd_lease(true);

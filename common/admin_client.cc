@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/controller_list.h"
+#include "common/grpc_limits.h"
 
 namespace regen {
 
@@ -79,6 +80,8 @@ std::shared_ptr<grpc::ChannelInterface> MakeChannel(const std::string& address,
               static_cast<int>(std::min(options.connect_timeout, options.deadline).count()));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(kMaxTopologyMessageBytes);  // lists of a large cluster
+  args.SetMaxSendMessageSize(kMaxRequestMessageBytes);
   return grpc::CreateCustomChannel(address, *credentials, args);
 }
 

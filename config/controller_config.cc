@@ -200,11 +200,11 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
   ASSIGN_OR_RETURN(
       FieldMap top,
-      FieldMap::Root(
-          file_name, root, "controller configuration",
-          {"listen_address", "database", "heartbeat_interval", "host_down_after", "fencing_lease",
-           "restart_allowance", "maintenance_max", "dns", "upgrade", "store", "etcd",
-           "advertise_address", "log_level", "metrics_address", "tls", "insecure", "auth"}));
+      FieldMap::Root(file_name, root, "controller configuration",
+                     {"listen_address", "database", "heartbeat_interval", "host_down_after",
+                      "fencing_lease", "restart_allowance", "maintenance_max", "dns", "upgrade",
+                      "store", "etcd", "advertise_address", "log_level", "metrics_address", "tls",
+                      "insecure", "auth", "allow_loopback_hosts"}));
   ControllerConfig c;
   RETURN_IF_ERROR(top.GetHostPort("listen_address", &c.listen_address, /*allow_empty=*/false));
   RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
@@ -258,6 +258,7 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
   }
   RETURN_IF_ERROR(
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
+  RETURN_IF_ERROR(top.GetBool("allow_loopback_hosts", &c.allow_loopback_hosts));
   RETURN_IF_ERROR(ReadAuth(top, &c.auth));
   RETURN_IF_ERROR(
       ReadTlsSettings(top, /*allow_server_name=*/false, /*required=*/true, &c.tls, &c.insecure));

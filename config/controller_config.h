@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/grpc_limits.h"
 #include "common/status.h"
 #include "config/etcd_config.h"
 #include "config/tls_config.h"
@@ -84,6 +85,14 @@ struct ControllerConfig {
   // advertise_address: how agents and regenctl reach this controller (a standby names the
   // active one's); default listen_address.
   std::string advertise_address;
+  // allow_loopback_hosts: true lets agents announce a loopback address (127.0.0.0/8), several of
+  // them the same one: a lab with every agent on one machine (scripts/lab.sh, the e2e tests).
+  // Agents that run the network (OVS) still need an address of their own. Default false: a
+  // loopback address, or another host's address, is refused at Hello.
+  bool allow_loopback_hosts = false;
+  // The largest network topology a service spec may lead to (controller/topology_limit.h). Not
+  // read from controller.yaml: the gRPC limits are fixed (common/grpc_limits.h); tests lower it.
+  size_t max_topology_bytes = kMaxTopologyBytes;
 };
 
 // Parses controller.yaml text. Pure: the tls and token files are not looked at.

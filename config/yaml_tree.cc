@@ -84,6 +84,20 @@ size_t CountNodes(const YamlNode& node) {
   return n;
 }
 
+// The text a node holds: scalars and map keys, in bytes (what an alias copies besides nodes).
+size_t CountBytes(const YamlNode& node) {
+  size_t n = node.value.size();
+  for (const YamlNode& item : node.items) n += CountBytes(item);
+  for (const YamlMapEntry& e : node.entries) n += e.key.value.size() + CountBytes(e.value);
+  return n;
+}
+
+// What an anchor's node costs each time an alias copies it.
+struct AnchorCost {
+  size_t nodes = 0;
+  size_t bytes = 0;
+};
+
 // Builds the tree from yaml-cpp's events; throws BuildError to abort the parse.
 class TreeBuilder : public YAML::EventHandler {
  public:
@@ -130,13 +144,21 @@ class TreeBuilder : public YAML::EventHandler {
                                "this alias refers to a map or list that contains it "
                                "(recursive aliases are not supported)")};
     }
-    alias_nodes_ += it->second.second;
+    alias_nodes_ += it->second.second.nodes;
+    alias_bytes_ += it->second.second.bytes;
     if (alias_nodes_ > limits_.max_alias_nodes) {
       throw BuildError{
           mark.line + 1, mark.column + 1,
           Located(Path(), "aliases expand to more than " + std::to_string(limits_.max_alias_nodes) +
                               " nodes (write the values out instead of nesting "
                               "aliases)")};
+    }
+    if (alias_bytes_ > limits_.max_alias_bytes) {
+      throw BuildError{
+          mark.line + 1, mark.column + 1,
+          Located(Path(), "aliases expand to more than " + std::to_string(limits_.max_alias_bytes) +
+                              " bytes of text (write the values out instead of "
+                              "repeating a large anchor)")};
     }
     YamlNode copy = it->second.first;
     copy.line = mark.line + 1;
@@ -245,8 +267,7 @@ class TreeBuilder : public YAML::EventHandler {
 
   void Add(YamlNode node, YAML::anchor_t anchor, bool empty) {
     if (anchor != YAML::NullAnchor) {
-      size_t count = CountNodes(node);
-      anchors_[anchor] = {node, count};
+      anchors_[anchor] = {node, AnchorCost{CountNodes(node), CountBytes(node)}};
     }
     if (stack_.empty()) {
       root_ = std::move(node);
@@ -291,8 +312,9 @@ class TreeBuilder : public YAML::EventHandler {
   YamlLimits limits_;
   std::vector<Frame> stack_;
   std::optional<YamlNode> root_;
-  std::unordered_map<YAML::anchor_t, std::pair<YamlNode, size_t>> anchors_;
+  std::unordered_map<YAML::anchor_t, std::pair<YamlNode, AnchorCost>> anchors_;
   size_t alias_nodes_ = 0;
+  size_t alias_bytes_ = 0;
   int last_line_ = 1;
   int last_column_ = 1;
 };
@@ -399,6 +421,12 @@ Status ErrorAt(const std::string& file, int line, int column, const std::string&
 
 Result<YamlNode> ParseYaml(std::string_view text, const std::string& file_name,
                            const YamlLimits& limits) {
+  if (text.size() > limits.max_input_bytes) {
+    return ErrorAt(file_name, 1, 1,
+                   "the document is " + std::to_string(text.size()) + " bytes, more than " +
+                       std::to_string(limits.max_input_bytes) +
+                       " (Regen's files are a few kilobytes; check that this is the right file)");
+  }
   if (std::optional<BuildError> bad = CheckBytes(text)) {
     return ErrorAt(file_name, bad->line, bad->column, bad->message);
   }

@@ -56,12 +56,17 @@ std::string IndexPath(std::string_view parent, size_t index);
 struct YamlLimits {
   int max_depth = 64;                // nested maps/lists; deeper documents are refused
   size_t max_alias_nodes = 100'000;  // nodes created by expanding aliases (billion laughs guard)
+  // Text (scalars and keys) copied by expanding aliases: one large anchor aliased many times
+  // stays under max_alias_nodes and still fills memory (issue 15, finding 10).
+  size_t max_alias_bytes = size_t{4} << 20;
+  size_t max_input_bytes = size_t{4} << 20;  // the document itself
 };
 
 // Parses one YAML document. An empty document (no text, or only comments) gives a kNull root at
 // 1:1. Errors are INVALID_ARGUMENT "file_name:line:column: message": YAML syntax errors, more
 // than one document, duplicate or non-scalar map keys, NUL bytes, invalid UTF-8, nesting deeper
-// than limits.max_depth, aliases that refer to themselves or expand too much.
+// than limits.max_depth, aliases that refer to themselves or expand too much (nodes or bytes), a
+// document larger than limits.max_input_bytes.
 Result<YamlNode> ParseYaml(std::string_view text, const std::string& file_name,
                            const YamlLimits& limits = YamlLimits());
 

@@ -6,12 +6,23 @@
 #include "common/names.h"
 #include "controller/hello_check.h"
 #include "controller/host_liveness.h"
+#include "controller/topology_limit.h"
 
 namespace regen {
 
 namespace {
 
 using nlohmann::json;
+
+// Every host's tunnel address, and which connected agents run the network (CheckHelloAddress).
+KnownAddresses KnownHostAddresses(const ControllerCore& core) {
+  KnownAddresses known;
+  for (const auto& [name, h] : core.state.hosts()) known.address_of[name] = h.address;
+  for (const auto& [name, session] : core.sessions) {
+    if (session.sink != nullptr && session.network) known.network_hosts.insert(name);
+  }
+  return known;
+}
 
 }  // namespace
 
@@ -110,12 +121,15 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
   session.staged = std::move(staged);
   session.sink = sink;
   session.etcd_lease_revision = hello.etcd_lease_revision();
+  session.network = hello.network();
 }
 
 Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   StepGuard step(this);
   RETURN_IF_ERROR(ValidateName("hello.host", hello.host()));
   RETURN_IF_ERROR(CheckHello(hello));  // nothing of a bad Hello is stored
+  RETURN_IF_ERROR(
+      CheckHelloAddress(hello, KnownHostAddresses(core_), core_.config.allow_loopback_hosts));
   RETURN_IF_ERROR(CheckLeaseMode(hello));
   HostSession* existing = core_.session(hello.host());
   if (existing != nullptr && existing->sink != nullptr && existing->sink != sink) {
@@ -433,6 +447,12 @@ void Controller::JudgeByHeartbeats(bool maintenance) {
 
 Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyServiceRequest& r) {
   StepGuard step(this);
+  // A spec whose topology no agent could receive is refused before anything changes (a spec
+  // that does not parse gets its error from ApplyService).
+  if (auto spec = ParseServiceSpec(r.spec_yaml(), "<request>"); spec.ok()) {
+    RETURN_IF_ERROR(CheckTopologyFits(*spec, core_.state.instances(), core_.state.hosts(),
+                                      core_.config.max_topology_bytes));
+  }
   return admin_.ApplyService(r);
 }
 Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& r) {

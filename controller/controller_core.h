@@ -61,6 +61,7 @@ struct HostSession {
   std::map<std::string, v1::DomainStatus> domains;  // last report
   // HA: the etcd revision of the agent's alive key as its Hello named it.
   int64_t etcd_lease_revision = 0;
+  bool network = false;  // its Hello said it programs OVS (its tunnel address is its own)
   // Images staged on the host (service, version) -> the agent's word (error empty: staged).
   std::map<std::pair<std::string, std::string>, v1::StagedImage> staged;
 };

@@ -130,8 +130,12 @@ std::string EtcdStore::NewToken() { return store_id_ + "-" + std::to_string(++co
 Result<EtcdStore::Counter> EtcdStore::ParseCounter(const etcd::RangeResult& range) {
   if (range.kvs.empty()) return Counter{};
   ASSIGN_OR_RETURN(json j, ParseRecord(range.kvs[0].value, "the event counter"));
-  return Counter{j.value("last_event", int64_t{0}), range.kvs[0].mod_revision,
-                 j.value("commit", "")};
+  try {  // value() throws on a field of the wrong type: a corrupt counter, never an exception
+    return Counter{j.value("last_event", int64_t{0}), range.kvs[0].mod_revision,
+                   j.value("commit", "")};
+  } catch (const json::exception& e) {
+    return Internal(std::string("store: the event counter is corrupt: ") + e.what());
+  }
 }
 
 Result<EtcdStore::Counter> EtcdStore::ReadCounter(int64_t revision) {
@@ -250,29 +254,25 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   for (const auto& kv : hosts.kvs) {
     std::string name = kv.key.substr(p.size() + 6);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "host " + name));
-    auto h = HostFromJson(name, j);
-    if (!h.ok()) return h.status().WithContext("store: host " + name);
-    snap.hosts[name] = *h;
+    ASSIGN_OR_RETURN(snap.hosts[name], HostFromJson(name, j));
   }
   ASSIGN_OR_RETURN(etcd::RangeResult services, read("services/"));
   for (const auto& kv : services.kvs) {
     std::string name = kv.key.substr(p.size() + 9);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "service " + name));
-    snap.services[name] = ServiceFromJson(name, j);
+    ASSIGN_OR_RETURN(snap.services[name], ServiceFromJson(name, j));
   }
   ASSIGN_OR_RETURN(etcd::RangeResult instances, read("instances/"));
   for (const auto& kv : instances.kvs) {
     std::string name = kv.key.substr(p.size() + 10);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "instance " + name));
-    auto i = InstanceFromJson(name, j);
-    if (!i.ok()) return i.status().WithContext("store: instance " + name);
-    snap.instances[name] = *i;
+    ASSIGN_OR_RETURN(snap.instances[name], InstanceFromJson(name, j));
   }
   ASSIGN_OR_RETURN(etcd::RangeResult operations, read("operations/"));
   for (const auto& kv : operations.kvs) {
     std::string id = kv.key.substr(p.size() + 11);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "operation " + id));
-    OperationRecord op = OperationFromJson(id, j);
+    ASSIGN_OR_RETURN(OperationRecord op, OperationFromJson(id, j));
     if (op.state == "running") snap.operations[id] = op;  // done ones are not resumed
   }
   ASSIGN_OR_RETURN(etcd::RangeResult meta, read("meta/", /*records=*/false));
@@ -292,9 +292,8 @@ Result<std::vector<EventRecord>> EtcdStore::EventsAfter(int64_t after, int64_t l
     std::string digits = kv.key.substr(dir.size());
     int64_t sequence = std::strtoll(digits.c_str(), nullptr, 10);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "event " + digits));
-    auto e = EventFromJson(sequence, j);
-    if (!e.ok()) return e.status().WithContext("store: event " + std::to_string(sequence));
-    out.push_back(std::move(*e));
+    ASSIGN_OR_RETURN(EventRecord e, EventFromJson(sequence, j));
+    out.push_back(std::move(e));
   }
   return out;
 }
@@ -304,7 +303,8 @@ Result<std::optional<OperationRecord>> EtcdStore::FindOperation(const std::strin
   if (!range.ok()) return range.status().WithContext("store: reading operation " + id);
   if (range->kvs.empty()) return std::optional<OperationRecord>();
   ASSIGN_OR_RETURN(json j, ParseRecord(range->kvs[0].value, "operation " + id));
-  return std::optional<OperationRecord>(OperationFromJson(id, j));
+  ASSIGN_OR_RETURN(OperationRecord op, OperationFromJson(id, j));
+  return std::optional<OperationRecord>(std::move(op));
 }
 
 Result<std::set<std::string>> EtcdStore::DnsNames(const std::string& zone) {

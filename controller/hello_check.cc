@@ -31,4 +31,46 @@ Status CheckHello(const v1::Hello& hello) {
   return CheckRange("bandwidth_mbps", c.bandwidth_mbps(), kMaxHostBandwidthMbps);
 }
 
+namespace {
+
+// The address's kind when a tunnel cannot use it ("" when it can), loopback apart.
+std::string UnusableKind(uint32_t a) {
+  if ((a >> 24) == 0) return "an unspecified (0.0.0.0/8) address";
+  if (a == 0xffffffffu) return "the broadcast address";
+  if ((a >> 28) == 0xe) return "a multicast address";
+  if ((a >> 28) == 0xf) return "a reserved (240.0.0.0/4) address";
+  return "";
+}
+
+}  // namespace
+
+Status CheckHelloAddress(const v1::Hello& hello, const KnownAddresses& known,
+                         bool allow_loopback_hosts) {
+  in_addr parsed{};
+  if (inet_pton(AF_INET, hello.address().c_str(), &parsed) != 1) return CheckHello(hello);
+  const uint32_t a = ntohl(parsed.s_addr);
+  const std::string where =
+      "hello.address: \"" + hello.address() + "\" (host " + hello.host() + ", agent.yaml address)";
+  if (std::string kind = UnusableKind(a); !kind.empty()) {
+    return InvalidArgument(where + " is " + kind + ": not a tunnel endpoint other hosts can reach");
+  }
+  const bool loopback = (a >> 24) == 127;
+  if (loopback && !allow_loopback_hosts) {
+    return InvalidArgument(where +
+                           " is a loopback address: other hosts cannot reach it (a lab with "
+                           "every agent on one machine sets allow_loopback_hosts: true in "
+                           "controller.yaml)");
+  }
+  for (const auto& [name, address] : known.address_of) {
+    if (name == hello.host() || address != hello.address()) continue;
+    const bool network = hello.network() || known.network_hosts.count(name) > 0;
+    if (loopback && allow_loopback_hosts && !network) continue;  // a lab on one machine
+    return InvalidArgument(
+        where + " is already the address of host " + name + ": hosts " + name + " and " +
+        hello.host() + " cannot share a tunnel address" +
+        (loopback ? " while an agent runs the network (agent.yaml network.enabled)" : ""));
+  }
+  return Status::Ok();
+}
+
 }  // namespace regen

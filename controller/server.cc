@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "common/grpc_limits.h"
 #include "common/grpc_tls.h"
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
@@ -495,6 +496,9 @@ Status ControllerServer::Start() {
   builder.experimental().SetInterceptorCreators(RpcErrorInterceptors());  // regen_rpc_errors_total
   // Agents hold a stream each; do not let gRPC's default thread cap starve admin calls.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 4);
+  // Explicit message limits (common/grpc_limits.h): topologies out, reports and requests in.
+  builder.SetMaxSendMessageSize(kMaxTopologyMessageBytes);
+  builder.SetMaxReceiveMessageSize(kMaxRequestMessageBytes);
   // Agents ping every second (keepalive); accept that, and ping them to find dead connections.
   // A client pinging more often than every 500 ms is sent away after 3 such pings.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);

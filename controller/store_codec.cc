@@ -4,6 +4,27 @@ namespace regen {
 
 using nlohmann::json;
 
+namespace {
+
+// Runs a decoder that may throw (nlohmann's value() on a field of the wrong type, a record that
+// is not an object): a throw becomes INTERNAL naming the record and the field's complaint; no
+// exception leaves the codec.
+template <typename T, typename F>
+Result<T> Decode(const std::string& what, const json& j, F&& decode) {
+  if (!j.is_object()) return Internal("store: " + what + " is corrupt: not a JSON object");
+  try {
+    Result<T> r(decode());
+    if (!r.ok()) return r.status().WithContext("store: " + what);
+    return r;
+  } catch (const json::exception& e) {
+    return Internal("store: " + what + " is corrupt: " + e.what());
+  } catch (const std::exception& e) {
+    return Internal("store: " + what + " cannot be decoded: " + e.what());
+  }
+}
+
+}  // namespace
+
 json ResourcesToJson(const Resources& r) {
   return {{"vcpus", r.vcpus},
           {"memory_mib", r.memory_mib},
@@ -22,7 +43,7 @@ json HostToJson(const HostRecord& h) {
           {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
           {"applied_topology_revision", h.applied_topology_revision}};
 }
-Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
+static Result<HostRecord> HostFromJsonUnchecked(const std::string& name, const json& j) {
   HostRecord h;
   h.name = name;
   h.address = j.value("address", "");
@@ -48,7 +69,7 @@ json InstanceToJson(const InstanceRecord& i) {
           {"reason", i.reason},
           {"moving_from", i.moving_from}};
 }
-Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) {
+static Result<InstanceRecord> InstanceFromJsonUnchecked(const std::string& name, const json& j) {
   InstanceRecord i;
   i.name = name;
   i.service = j.value("service", "");
@@ -70,7 +91,7 @@ Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) 
 json ServiceToJson(const ServiceRecord& s) {
   return {{"spec_yaml", s.spec_yaml}, {"version", s.version}, {"generation", s.generation}};
 }
-ServiceRecord ServiceFromJson(const std::string& name, const json& j) {
+static ServiceRecord ServiceFromJsonUnchecked(const std::string& name, const json& j) {
   return {name, j.value("spec_yaml", ""), j.value("version", ""),
           j.value("generation", int64_t{0})};
 }
@@ -83,7 +104,7 @@ json OperationToJson(const OperationRecord& o) {
           {"created_unix_ms", o.created_unix_ms},
           {"updated_unix_ms", o.updated_unix_ms}};
 }
-OperationRecord OperationFromJson(const std::string& id, const json& j) {
+static OperationRecord OperationFromJsonUnchecked(const std::string& id, const json& j) {
   return {id,
           j.value("kind", ""),
           j.value("subject", ""),
@@ -99,7 +120,7 @@ json EventToJson(const EventRecord& e) {
           {"host", e.host},       {"message", e.message},
           {"json", e.json}};
 }
-Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
+static Result<EventRecord> EventFromJsonUnchecked(int64_t sequence, const json& j) {
   EventRecord e;
   e.sequence = sequence;
   e.unix_ms = j.value("unix_ms", int64_t{0});
@@ -110,6 +131,26 @@ Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
   e.message = j.value("message", "");
   e.json = j.value("json", "");
   return e;
+}
+
+Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
+  return Decode<HostRecord>("host " + name, j, [&] { return HostFromJsonUnchecked(name, j); });
+}
+Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) {
+  return Decode<InstanceRecord>("instance " + name, j,
+                                [&] { return InstanceFromJsonUnchecked(name, j); });
+}
+Result<ServiceRecord> ServiceFromJson(const std::string& name, const json& j) {
+  return Decode<ServiceRecord>("service " + name, j,
+                               [&] { return ServiceFromJsonUnchecked(name, j); });
+}
+Result<OperationRecord> OperationFromJson(const std::string& id, const json& j) {
+  return Decode<OperationRecord>("operation " + id, j,
+                                 [&] { return OperationFromJsonUnchecked(id, j); });
+}
+Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
+  return Decode<EventRecord>("event " + std::to_string(sequence), j,
+                             [&] { return EventFromJsonUnchecked(sequence, j); });
 }
 
 Result<json> ParseRecord(const std::string& text, const std::string& what) {

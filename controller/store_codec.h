@@ -21,13 +21,16 @@ nlohmann::json InstanceToJson(const InstanceRecord& i);  // without the name
 Result<InstanceRecord> InstanceFromJson(const std::string& name, const nlohmann::json& j);
 
 nlohmann::json ServiceToJson(const ServiceRecord& s);  // without the name
-ServiceRecord ServiceFromJson(const std::string& name, const nlohmann::json& j);
+Result<ServiceRecord> ServiceFromJson(const std::string& name, const nlohmann::json& j);
 
 nlohmann::json OperationToJson(const OperationRecord& o);  // without the id
-OperationRecord OperationFromJson(const std::string& id, const nlohmann::json& j);
+Result<OperationRecord> OperationFromJson(const std::string& id, const nlohmann::json& j);
 
 nlohmann::json EventToJson(const EventRecord& e);  // without the sequence
 Result<EventRecord> EventFromJson(int64_t sequence, const nlohmann::json& j);
+
+// Every *FromJson: INTERNAL "store: KIND NAME is corrupt: ..." when `j` is not an object, or a
+// field has the wrong type (the decoders never throw), or a state name is unknown.
 
 // Parses `text` as a JSON object; INTERNAL "store: WHAT is corrupt" otherwise.
 Result<nlohmann::json> ParseRecord(const std::string& text, const std::string& what);

@@ -394,6 +394,7 @@ fencing_lease: 2s         # as the agents' fencing_lease: covers a controller re
 restart_allowance: 800ms  # kill -9, restart after 0.5 s, agents back within 100 ms
 log_level: debug
 insecure: true            # plaintext gRPC on loopback (a warning at start); see README "Security"
+allow_loopback_hosts: true  # every lab agent announces 127.0.0.1 (one machine, no OVS)
 YAML
 }
 

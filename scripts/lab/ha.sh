@@ -97,6 +97,7 @@ fencing_lease: 2s
 restart_allowance: 800ms
 log_level: debug
 insecure: true            # plaintext gRPC on loopback (a warning at start)
+allow_loopback_hosts: true  # every lab agent announces 127.0.0.1 (one machine, no OVS)
 YAML
 }
 

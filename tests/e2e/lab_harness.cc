@@ -91,7 +91,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                      "\n" + "host_down_after: " + options_.host_down_after + "\n" +
                      "fencing_lease: " + options_.fencing_lease +
                      "\nrestart_allowance: " + options_.restart_allowance + "\nlog_level: debug\n" +
-                     security + options_.controller_extra);
+                     kLabLoopback + security + options_.controller_extra);
   for (int k = 1; k <= options_.hosts; ++k) {
     std::string h = dir_.File(HostName(k));
     std::filesystem::create_directories(h + "/state");

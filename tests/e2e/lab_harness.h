@@ -77,6 +77,9 @@ struct LabOptions {
 };
 
 inline constexpr char kEtcdRootPassword[] = "lab-root-pw";
+// Every lab agent announces 127.0.0.1 (one machine): the controller is told to accept that
+// (controller.yaml allow_loopback_hosts; issue 15, finding 3).
+inline constexpr char kLabLoopback[] = "allow_loopback_hosts: true\n";
 
 class Lab {
  public:

@@ -29,7 +29,7 @@ void Lab::WriteHaControllerConfigs(const std::string& security) {
             EtcdUser("regen-controller") + "heartbeat_interval: " + options_.heartbeat_interval +
             "\nhost_down_after: " + options_.host_down_after + "\nfencing_lease: " +
             options_.fencing_lease + "\nrestart_allowance: " + options_.restart_allowance +
-            "\nlog_level: debug\n" + security + options_.controller_extra);
+            "\nlog_level: debug\n" + kLabLoopback + security + options_.controller_extra);
   }
   controller_address_ = all;  // agents and the client follow the active one
 }

@@ -55,10 +55,19 @@ inline std::string WebSpecYaml(int instances, const std::string& ip_policy = "ke
 }
 
 // A host's Hello with room for anything: 64 vCPUs, 64 GiB, 100 GiB disk, 10 Gbps.
+// A tunnel address of `host`'s own (hosts may not share one: controller/hello_check.h):
+// 10.a.b.c from a hash of the name.
+inline std::string TestAddress(const std::string& host) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : host) h = (h ^ c) * 16777619u;
+  return "10." + std::to_string((h >> 16) & 255) + "." + std::to_string((h >> 8) & 255) + "." +
+         std::to_string(h % 254 + 1);
+}
+
 inline v1::Hello TestHello(const std::string& host) {
   v1::Hello hello;
   hello.set_host(host);
-  hello.set_address("192.0.2.1");
+  hello.set_address(TestAddress(host));
   hello.mutable_capacity()->set_vcpus(64);
   hello.mutable_capacity()->set_memory_mib(65536);
   hello.mutable_capacity()->set_disk_gib(100);
@@ -109,6 +118,7 @@ class ControllerHarness {
   }
 
   Controller& controller() { return *controller_; }
+  ControllerConfig& config() { return config_; }  // a change takes effect at Restart()
   Store& store() { return *store_; }
   FakeClock& clock() { return clock_; }
 

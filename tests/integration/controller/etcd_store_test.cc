@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "controller/etcd_store.h"
 #include "etcd/etcd_election.h"
@@ -266,6 +267,34 @@ TEST(EtcdStoreTest, LoadAllAfterReopenOfAThousandInstances) {
   EXPECT_EQ(snap->instances.at("web-999"), Instance("web-999", "host-a", 9));
   EXPECT_EQ(snap->last_event_sequence, 10);
   std::printf("etcd_store: LoadAll of 1000 instances: %.1f ms\n", ms);
+}
+
+// A bad value under the prefix (a hand edit, another program's key; issue 15, finding 5): the
+// load fails naming the record, never throws, never returns the rest as the state.
+TEST(EtcdStoreTest, ABadValueUnderThePrefixFailsTheLoadNamingIt) {
+  REGEN_START_ETCD(cluster, 1);
+  Controller c = StartController(*cluster);
+  BecomeActive(c, "a");
+  ASSERT_TRUE(Heal(*c.store, 1).ok());
+  const std::pair<const char*, const char*> bad[] = {
+      {"/regen/instances/web-9", "{oops"},
+      {"/regen/instances/web-9", "[1, 2]"},
+      {"/regen/instances/web-9", "{\"index\": \"three\"}"},
+      {"/regen/hosts/host-z", "{\"capacity\": {\"vcpus\": []}}"},
+      {"/regen/services/api", "{\"generation\": \"x\"}"},
+      {"/regen/operations/op-1", "{\"created_unix_ms\": {}}"},
+  };
+  for (const auto& [key, value] : bad) {
+    ASSERT_TRUE(c.client->Put(key, value).ok());
+    std::optional<Result<StoreSnapshot>> snap;
+    ASSERT_NO_THROW(snap.emplace(c.store->LoadAll())) << key << " = " << value;
+    ASSERT_FALSE(snap->ok()) << key << " = " << value << " loaded";
+    std::string name = std::string(key).substr(std::string(key).rfind('/') + 1);
+    EXPECT_NE(snap->status().message().find(name + " is corrupt"), std::string::npos)
+        << snap->status().message();
+    ASSERT_TRUE(c.client->Delete(key).ok());
+  }
+  EXPECT_TRUE(c.store->LoadAll().ok());
 }
 
 }  // namespace

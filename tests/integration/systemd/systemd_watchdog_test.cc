@@ -168,8 +168,9 @@ TEST(SystemdWatchdogTest, ControllerIsReadyOnceItListensAndPings) {
   NotifyListener listener(dir.File("notify.sock"));
   int port = FreePort();
   WriteFileOrDie(dir.File("controller.yaml"),
-                 "listen_address: \"127.0.0.1:" + std::to_string(port) + "\"\ndatabase: " +
-                     dir.File("controller.db") + "\nlog_level: debug\ninsecure: true\n");
+                 "listen_address: \"127.0.0.1:" + std::to_string(port) +
+                     "\"\ndatabase: " + dir.File("controller.db") +
+                     "\nlog_level: debug\ninsecure: true\nallow_loopback_hosts: true\n");
   auto controller =
       StartNotifyDaemon({REGEN_CONTROLLER_BIN, "run", "--config", dir.File("controller.yaml")},
                         listener.path(), dir.File("controller.log"));

@@ -37,6 +37,15 @@ TEST(ControllerConfigTest, EmptyMapGivesDefaults) {
   EXPECT_FALSE(c->auth.configured);
   EXPECT_EQ(c->store, "sqlite");
   EXPECT_EQ(c->advertise_address, c->listen_address) << "advertise_address defaults to listen";
+  EXPECT_FALSE(c->allow_loopback_hosts) << "loopback hosts only where a lab asks for them";
+  EXPECT_EQ(c->max_topology_bytes, kMaxTopologyBytes);
+}
+
+TEST(ControllerConfigTest, AllowLoopbackHosts) {
+  Result<ControllerConfig> c =
+      ParseControllerConfig("insecure: true\nallow_loopback_hosts: true\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->allow_loopback_hosts);
 }
 
 TEST(ControllerConfigTest, EtcdWithTheDefaultLeaseIsAccepted) {
@@ -327,6 +336,8 @@ const BadCase kBadController[] = {
      "listen_address", "set advertise_address"},
     {"advertise_address without port", "advertise_address: ctl\n", "1:20", "advertise_address",
      "got \"ctl\""},
+    {"allow_loopback_hosts not a boolean", "allow_loopback_hosts: lab\n", "1:23",
+     "allow_loopback_hosts", "got \"lab\""},
 };
 
 class ControllerConfigBadTest : public ::testing::TestWithParam<BadCase> {};

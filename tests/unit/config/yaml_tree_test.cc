@@ -122,6 +122,27 @@ TEST(YamlTreeTest, AliasBombsAreRefused) {
   EXPECT_NE(m.find("aliases expand to more than"), std::string::npos) << m;
 }
 
+// Billion laughs by bytes (issue 15, finding 10): few nodes, each a copy of a large scalar. 64 KiB
+// aliased 2^12 times is 256 MiB in 4k nodes, under the node limit; refused by bytes.
+TEST(YamlTreeTest, AliasBombsOfLargeScalarsAreRefusedByBytes) {
+  std::string text = "a0: &a0 \"" + std::string(64 << 10, 'x') + "\"\n";
+  for (int i = 1; i <= 12; ++i) {
+    std::string p = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + p + ", " + p + "]\n";
+  }
+  std::string m = ParseError(text);
+  EXPECT_NE(m.find("aliases expand to more than 4194304 bytes"), std::string::npos) << m;
+  // A large anchor used a few times is fine.
+  ParseOk("a: &a \"" + std::string(64 << 10, 'x') + "\"\nb: [*a, *a, *a]\n");
+}
+
+TEST(YamlTreeTest, OversizedDocumentsAreRefused) {
+  std::string text = "a: \"" + std::string((4 << 20) + 1, 'x') + "\"\n";
+  std::string m = ParseError(text);
+  EXPECT_NE(m.find("more than 4194304"), std::string::npos) << m.substr(0, 300);
+  EXPECT_EQ(m.rfind("t.yaml:1:1:", 0), 0u) << m.substr(0, 300);
+}
+
 TEST(YamlTreeTest, DeepNestingIsRefusedWithoutCrashing) {
   for (const std::string& open : {std::string("["), std::string("{a: "), std::string("- ")}) {
     std::string text;

@@ -32,6 +32,7 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::TempDir;
+using testing::TestAddress;
 
 // Keeps every message the controller sends to one agent session (MessageSink), with lookups.
 class RecordingSink : public testing::MessageSink {
@@ -118,7 +119,7 @@ class ControllerTest : public ::testing::Test {
                const std::vector<v1::DomainStatus>& domains = {}) {
     v1::Hello hello;
     hello.set_host(host);
-    hello.set_address("192.0.2." + std::to_string(host.size()));
+    hello.set_address(TestAddress(host));
     hello.mutable_capacity()->set_vcpus(vcpus);
     hello.mutable_capacity()->set_memory_mib(memory_mib);
     hello.mutable_capacity()->set_disk_gib(100);
@@ -1516,7 +1517,7 @@ TEST_F(ControllerTopologyTest, DeployPushesRevisionOneWithEveryInstanceAndHostTo
     EXPECT_EQ(t[0].revision(), 1);
     EXPECT_EQ(t[0].instances_size(), 6);
     ASSERT_EQ(t[0].hosts_size(), 3);
-    for (const auto& h : t[0].hosts()) EXPECT_EQ(h.address(), "192.0.2.6") << h.name();
+    for (const auto& h : t[0].hosts()) EXPECT_EQ(h.address(), TestAddress(h.name())) << h.name();
     for (const auto& i : t[0].instances()) {
       const InstanceRecord& rec = Inst(i.name());
       EXPECT_EQ(i.service(), "web");
