@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "agent/domain_xml.h"
-#include "agent/event_delivery.h"
 #include "common/backoff.h"
 #include "common/log.h"
 #include "config/fields.h"
@@ -13,7 +11,7 @@ namespace regen {
 
 namespace {
 constexpr size_t kMaxChanges = 256;
-constexpr auto kMaxBackoff = std::chrono::seconds(60);
+constexpr auto kLeaseLook = std::chrono::milliseconds(100);
 
 std::vector<DomainInfo> SortedByName(std::vector<DomainInfo> domains) {
   std::sort(domains.begin(), domains.end(),
@@ -28,11 +26,13 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
       hypervisor_(hypervisor),
       clock_(clock),
       disks_(config_.state_dir, runner),
+      image_dirs_(config_.image_dirs.empty() ? DefaultImageDirs(config_.state_dir)
+                                             : config_.image_dirs),
       lease_(clock),
       fence_log_(config_.state_dir + "/fenced.json"),
       lease_file_(config_.state_dir + "/lease.json", CurrentBootId()),
       prober_(prober),
-      stager_(config_.state_dir) {
+      stager_(config_.state_dir, image_dirs_) {
   stager_.SetOnChange([this] { Post([this] { ReportIfChanged(); }); });
   if (Status s = fence_log_.Load(); !s.ok()) spdlog::error("{}", s.message());
   if (prober_ == nullptr) {
@@ -164,6 +164,10 @@ EventLoop::TimePoint Agent::NextWake() {
   auto wake = next_poll_;
   if (controller_mode() && !fenced_) wake = std::min(wake, lease_.until());
   if (auto probe = health_.NextDue()) wake = std::min(wake, *probe);
+  if (next_retry_) wake = std::min(wake, *next_retry_);
+  // The loop sleeps on steady_clock, which stops while the host is suspended; the lease runs on
+  // (CLOCK_BOOTTIME): look again soon, so that a host woken after its lease ran out fences at once.
+  if (controller_mode() && !fenced_) wake = std::min(wake, clock_.Now() + kLeaseLook);
   return std::chrono::steady_clock::now() +
          std::max<Clock::Duration>(wake - clock_.Now(), Clock::Duration::zero());
 }
@@ -175,6 +179,9 @@ void Agent::AfterTasks() {
   } else if (clock_.Now() >= next_poll_) {
     next_poll_ = clock_.Now() + config_.poll_interval;
     Poll();
+  } else if (next_retry_ && clock_.Now() >= *next_retry_) {
+    next_retry_.reset();
+    Reconcile("destroy retry");
   } else if (reconcile_requested_) {
     std::string trigger = reconcile_trigger_;
     Reconcile(trigger.empty() ? "request" : trigger);
@@ -311,7 +318,7 @@ void Agent::Reconcile(const std::string& trigger) {
   for (const auto& c : plan.conflicts) {
     if (!InBackoff(c.name)) {
       spdlog::error("{}", c.message);
-      NoteFailure(c.name);
+      NoteFailure(c.name, /*destroy=*/false);
     }
   }
   auto relist = [this] {
@@ -421,110 +428,10 @@ void Agent::ApplyProcessExits() {
   exited_ = std::move(still_lagging);
 }
 
-void Agent::Execute(const ReconcileAction& action) {
-  const char* kind = ActionKindName(action.kind);
-  if (action.kind != ReconcileAction::Kind::kCreate) {
-    Status s = hypervisor_.DestroyAndUndefine(action.name);
-    if (!s.ok() && s.code() != Code::kNotFound) {
-      spdlog::error("{} {}: destroy failed: {}", kind, action.name, s.message());
-      Record(action.name, std::string(kind) + "-failed", s.message());
-      NoteFailure(action.name);
-      return;
-    }
-    if (action.kind == ReconcileAction::Kind::kDestroy) {
-      if (fenced_) RecordFenced(action.name);
-      disks_.Remove(action.name);
-      open_failures_.erase(action.name);
-      backoff_.erase(action.name);
-      spdlog::info("destroyed instance {}: {}", action.name, action.reason);
-      Record(action.name, "destroyed", action.reason);
-      return;
-    }
-  }
-  Status s = CreateDomain(action.spec);
-  if (!s.ok()) {
-    spdlog::error("{} {}: {}", kind, action.name, s.message());
-    Record(action.name, std::string(kind) + "-failed", s.message());
-    NoteFailure(action.name);
-    return;
-  }
-  backoff_.erase(action.name);
-  int64_t now = clock_.WallMillis();
-  auto open = open_failures_.find(action.name);
-  if (open != open_failures_.end()) {
-    FailureRecord& rec = failures_[open->second];
-    rec.recreated_unix_ms = now;
-    spdlog::info("instance {} re-created generation={} {} ms after detection", action.name,
-                 action.spec.generation, now - rec.detected_unix_ms);
-    open_failures_.erase(open);
-  }
-  std::string what = action.kind == ReconcileAction::Kind::kCreate ? "created" : "recreated";
-  spdlog::info("{} instance {} service={} ud={} version={} generation={}: {}", what, action.name,
-               action.spec.service, action.spec.update_domain, action.spec.version,
-               action.spec.generation, action.reason);
-  Record(action.name, what, action.reason);
-}
-
-Status Agent::CreateDomain(const InstanceSpec& spec) {
-  DomainXmlOptions opts;
-  opts.domain_type = config_.domain_type;
-  opts.bridge = config_.ovs_bridge;
-  // An image staged here for this version (upgrades) backs the overlay; else the source itself.
-  ASSIGN_OR_RETURN(
-      opts.disk_path,
-      disks_.Prepare(spec, stager_.StagedPath(spec.service, spec.version, spec.image)));
-  if (!spec.domain_template.empty()) {
-    // The template is a file on this host, like the image (service spec versions.V).
-    auto text = ReadConfigFile(spec.domain_template);
-    if (!text.ok()) {
-      return InvalidArgument("instance " + spec.name +
-                             ": domain_template: " + text.status().message());
-    }
-    opts.template_text = std::move(*text);
-  }
-  // Every domain gets the org.regen.events.0 channel: the agent writes the instance's events to
-  // its socket (agent/event_delivery.h).
-  opts.events_socket = EventsSocketPath(config_.state_dir, spec.name);
-  if (opts.events_socket.size() > kMaxUnixSocketPath) {
-    spdlog::warn(
-        "instance {}: no events channel: {} is longer than a unix socket path may be "
-        "(choose a shorter state_dir); its events go to its event file only",
-        spec.name, opts.events_socket);
-    opts.events_socket.clear();
-  } else {
-    std::error_code ec;
-    std::filesystem::create_directories(config_.state_dir + "/channels", ec);
-    if (ec) {
-      spdlog::warn("instance {}: no events channel: cannot create {}/channels: {}", spec.name,
-                   config_.state_dir, ec.message());
-      opts.events_socket.clear();
-    } else {
-      // A socket left by an earlier generation would make qemu's bind fail.
-      std::filesystem::remove(opts.events_socket, ec);
-    }
-  }
-  ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(spec, opts));
-  return hypervisor_.DefineAndStart(spec.name, xml);
-}
-
 void Agent::Record(const std::string& instance, const std::string& what,
                    const std::string& detail) {
   changes_.push_back({clock_.WallMillis(), instance, what, detail});
   if (changes_.size() > kMaxChanges) changes_.pop_front();
-}
-
-bool Agent::InBackoff(const std::string& name) {
-  auto it = backoff_.find(name);
-  return it != backoff_.end() && clock_.Now() < it->second.next;
-}
-
-void Agent::NoteFailure(const std::string& name) {
-  // poll_interval doubled per failure in a row, at most 1024 polls and at most kMaxBackoff.
-  const BackoffPolicy policy{
-      config_.poll_interval,
-      std::min<std::chrono::milliseconds>(config_.poll_interval * 1024, kMaxBackoff), 2};
-  Retry& r = backoff_.try_emplace(name, Retry{Backoff(policy), {}}).first->second;
-  r.next = clock_.Now() + r.backoff.Next();
 }
 
 }  // namespace regen

@@ -18,9 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/disk_preparer.h"
+#include "agent/domain_xml.h"
 #include "agent/fence_log.h"
 #include "agent/health_probe.h"
 #include "agent/health_tracker.h"
+#include "agent/host_paths.h"
 #include "agent/hypervisor.h"
 #include "agent/image_stager.h"
 #include "agent/lease.h"
@@ -158,11 +160,23 @@ class Agent {
   void RecordFailure(const std::string& instance, int64_t generation, const std::string& state,
                      const std::string& reason, const std::string& detected_by,
                      int64_t detected_unix_ms);
+  // agent/agent_create.cc: the XML options of a domain for `spec` once every name and path in it
+  // is checked (nothing on disk touched yet), and the checked image (canonical, under
+  // image_dirs; "" without one).
+  struct CheckedCreate {
+    DomainXmlOptions options;
+    std::string image;
+  };
+  Result<CheckedCreate> CheckCreate(const InstanceSpec& spec);
+  // Checks, prepares the disk, checks the lease again (controller mode: FailedPrecondition once
+  // it ran out) and starts the domain.
   Status CreateDomain(const InstanceSpec& spec);
   void OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms);
   void Record(const std::string& instance, const std::string& what, const std::string& detail);
   bool InBackoff(const std::string& name);
-  void NoteFailure(const std::string& name);
+  // One more failure in a row of `name`'s action; returns how many. A failed destroy (controller
+  // mode) is retried within 250 ms, and the main loop wakes for it (next_retry_).
+  int64_t NoteFailure(const std::string& name, bool destroy);
   bool controller_mode() const { return !config_.controller_address.empty(); }
   // Controller mode (agent/fencing.cc): fences or un-fences by the lease, and sets desired_
   // accordingly; records a managed domain destroyed while fenced; asks for a reconcile when a
@@ -190,6 +204,7 @@ class Agent {
   Hypervisor& hypervisor_;
   Clock& clock_;
   DiskPreparer disks_;
+  const ImageDirs image_dirs_;  // where the controller may name files (agent.yaml image_dirs)
 
   EventLoop loop_;  // the main loop
 
@@ -228,6 +243,7 @@ class Agent {
     Clock::TimePoint next;  // no new try before
   };
   std::map<std::string, Retry> backoff_;
+  std::optional<Clock::TimePoint> next_retry_;  // the earliest failed destroy's retry
   int64_t reconciles_ = 0;
   int64_t last_reconcile_unix_ms_ = 0;
   Clock::TimePoint next_poll_{};

@@ -38,18 +38,32 @@ void Agent::StartLease() {
   const auto now = clock_.Now();
   Clock::TimePoint until = now + config_.fencing_lease;
   std::optional<Clock::TimePoint> hold;
+  std::optional<Clock::TimePoint> renewed;
   if (auto earlier = lease_file_.Load()) {
+    // What the earlier run had left, and never more than a lease from its last renewal (the
+    // controller counts host_down_after from there; fencing_lease may be shorter now).
     until = std::min(until, earlier->lease_until);
+    if (earlier->last_renewal) {
+      renewed = std::min(*earlier->last_renewal, now);
+      until = std::min(until, *renewed + config_.fencing_lease);
+    }
     if (earlier->hold_until && *earlier->hold_until > now) hold = earlier->hold_until;
     auto ms = [&](Clock::TimePoint t) {
       return std::chrono::duration_cast<std::chrono::milliseconds>(t - now).count();
     };
-    spdlog::info(
-        "this agent ran before in this boot: its lease has {} ms left (fencing at once if none "
-        "is), its maintenance hold {} ms",
-        ms(until), hold ? ms(*hold) : 0);
+    if (until <= now && !hold) {
+      spdlog::error(
+          "this agent ran before in this boot and its lease ran out {} ms ago (last renewal {} ms "
+          "ago): starting fenced, its managed domains are destroyed until the lease is renewed",
+          -ms(until), renewed ? -ms(*renewed) : -1);
+    } else {
+      spdlog::info(
+          "this agent ran before in this boot: its lease has {} ms left (fencing at once if none "
+          "is), its maintenance hold {} ms",
+          ms(until), hold ? ms(*hold) : 0);
+    }
   }
-  lease_.Start(until);
+  lease_.Start(until, renewed);
   lease_.SetHold(hold);
   lease_file_.Save(lease_.Snapshot());
 }

@@ -23,13 +23,23 @@ std::string ReadFile(const fs::path& path) {
   return ss.str();
 }
 
+// Whether `dir` holds a temporary copy (".copying-*") of this stager.
+bool HasCopyUnderWay(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().rfind(".copying-", 0) == 0) return true;
+  }
+  return false;
+}
+
 std::string ImageName(const std::string& source) {
   std::string name = fs::path(source).filename().string();
   return name.empty() || name == "." || name == ".." ? "image" : name;
 }
 }  // namespace
 
-ImageStager::ImageStager(std::string state_dir) : root_(std::move(state_dir) + "/images") {
+ImageStager::ImageStager(std::string state_dir, ImageDirs image_dirs)
+    : root_(std::move(state_dir) + "/images"), image_dirs_(std::move(image_dirs)) {
   {
     MutexLock lock(mu_);  // no other thread yet: for the analysis only
     Rescan();
@@ -58,15 +68,22 @@ std::string ImageStager::DirOf(const std::string& service, const std::string& ve
 void ImageStager::Rescan() {
   std::error_code ec;
   if (!fs::is_directory(root_, ec)) return;
+  // Only <service>/<version> directories (real ones, valid names) that this stager wrote (a
+  // sidecar or a copy under way) are its own: an operator's images may live here too.
   for (const auto& svc : fs::directory_iterator(root_, ec)) {
-    if (!svc.is_directory()) continue;
+    if (svc.is_symlink() || !svc.is_directory()) continue;
     std::error_code ec2;
     for (const auto& ver : fs::directory_iterator(svc.path(), ec2)) {
-      if (!ver.is_directory()) continue;
+      if (ver.is_symlink() || !ver.is_directory()) continue;
+      if (!ValidateServiceVersion(svc.path().filename().string(), ver.path().filename().string())
+               .ok()) {
+        continue;
+      }
       std::string source = ReadFile(ver.path() / kSidecar);
       fs::path image = ver.path() / ImageName(source);
       std::error_code ec3;
       if (source.empty() || !fs::is_regular_file(image, ec3)) {
+        if (!fs::exists(ver.path() / kSidecar, ec3) && !HasCopyUnderWay(ver.path())) continue;
         spdlog::warn("image staging: removing the unfinished copy in {}", ver.path().string());
         fs::remove_all(ver.path(), ec3);
         continue;
@@ -90,7 +107,11 @@ void ImageStager::SetWanted(const std::vector<StageRequest>& wanted, const std::
     std::set<Key> wanted_keys;
     for (const auto& w : wanted) {
       Key key{w.service, w.version};
-      wanted_keys.insert(key);
+      wanted_keys.insert(key);  // refused or not: its error is reported, a ready copy kept
+      if (Status checked = Check(w); !checked.ok()) {
+        RefuseLocked(w, checked.message());
+        continue;
+      }
       auto it = images_.find(key);
       if (it != images_.end() && it->second.ready && it->second.source == w.source) continue;
       if (PendingLocked(key)) continue;  // being staged (a new source is taken when it is asked again)
@@ -123,6 +144,34 @@ void ImageStager::SetWanted(const std::vector<StageRequest>& wanted, const std::
     }
   }
   if (queued) cv_.notify_all();
+}
+
+Status ImageStager::Check(const StageRequest& r) const {
+  const std::string what = "staging " + r.service + " version " + r.version;
+  RETURN_IF_ERROR(ValidateServiceVersion(r.service, r.version).WithContext("staging"));
+  return image_dirs_.CheckLexically("image", r.source).WithContext(what);
+}
+
+Result<std::string> ImageStager::ConfineSource(const StageRequest& r) const {
+  auto source = image_dirs_.Confine("image", r.source);
+  if (!source.ok() && source.status().code() == Code::kNotFound) {
+    return NotFound("staging " + r.service + " version " + r.version + ": image " + r.source +
+                    " does not exist on this host (or is not a file)");
+  }
+  if (!source.ok()) {
+    return source.status().WithContext("staging " + r.service + " version " + r.version);
+  }
+  return source;
+}
+
+void ImageStager::RefuseLocked(const StageRequest& r, const std::string& error) {
+  spdlog::error("image staging: {}", error);
+  StagedImage& s = images_[{r.service, r.version}];
+  if (s.ready) return;  // a copy made earlier from a good source stays (it may be in use)
+  s.service = r.service;
+  s.version = r.version;
+  s.source = r.source;
+  s.error = error;
 }
 
 bool ImageStager::PendingLocked(const Key& key) const {
@@ -164,7 +213,9 @@ void ImageStager::Worker() {
     busy_ = true;
     busy_key_ = {request.service, request.version};
     lock.native().unlock();
-    std::string error = Copy(request);
+    auto source = ConfineSource(request);  // symlinks resolved: off the caller's thread
+    std::string error = source.ok() ? Copy(request, *source) : source.status().message();
+    if (!source.ok()) spdlog::error("image staging: {}", error);
     lock.native().lock();
     StagedImage& s = images_[{request.service, request.version}];
     s.service = request.service;
@@ -183,15 +234,10 @@ void ImageStager::Worker() {
   }
 }
 
-std::string ImageStager::Copy(const StageRequest& r) {
+std::string ImageStager::Copy(const StageRequest& r, const std::string& source) {
   auto start = std::chrono::steady_clock::now();
   std::error_code ec;
   std::string what = "staging " + r.service + " version " + r.version + ": image " + r.source;
-  if (!fs::is_regular_file(r.source, ec)) {
-    std::string error = what + " does not exist on this host (or is not a file)";
-    spdlog::error("image staging: {}", error);
-    return error;
-  }
   fs::path dir = DirOf(r.service, r.version);
   fs::remove_all(dir, ec);  // an older copy, or one from another source
   fs::create_directories(dir, ec);
@@ -203,7 +249,7 @@ std::string ImageStager::Copy(const StageRequest& r) {
     sidecar << r.source;
     if (!sidecar) return what + ": cannot write " + (dir / kSidecar).string();
   }
-  fs::copy_file(r.source, tmp, fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
   if (ec) {
     std::string error = what + ": copy to " + tmp.string() + " failed: " + ec.message();
     fs::remove_all(dir, ec);

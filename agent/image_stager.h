@@ -2,7 +2,10 @@
 // version's base image is copied onto this host, into <state_dir>/images/<service>/<version>/.
 // Copies run on one worker thread (never on the agent's main loop); a copy is written to a
 // temporary name and renamed, with a sidecar file naming its source, so a half-copied image is
-// never used and a restarted agent finds what it had staged. Thread-safe.
+// never used and a restarted agent finds what it had staged. A request is checked before anything
+// on disk changes: service and version are names (common/names.h), the source a file under
+// image_dirs (agent/host_paths.h); a bad one is refused with an error naming the field and the
+// value, reported like a failed copy. Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -15,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/host_paths.h"
 #include "common/thread_annotations.h"
 
 namespace regen {
@@ -40,8 +44,9 @@ class ImageStager {
  public:
   using Key = std::pair<std::string, std::string>;  // service, version
 
-  // Finds the images staged by an earlier run under <state_dir>/images.
-  explicit ImageStager(std::string state_dir);
+  // Finds the images staged by an earlier run under <state_dir>/images; sources must be under
+  // `image_dirs`.
+  ImageStager(std::string state_dir, ImageDirs image_dirs);
   ~ImageStager();
   ImageStager(const ImageStager&) = delete;
   ImageStager& operator=(const ImageStager&) = delete;
@@ -71,10 +76,18 @@ class ImageStager {
   // Whether `key` is being copied or waits in the queue.
   bool PendingLocked(const Key& key) const REQUIRES(mu_);
   void Worker();
-  // Copies one image; returns "" or the error.
-  std::string Copy(const StageRequest& request);
+  // Copies one image (its source already checked: canonical); returns "" or the error.
+  std::string Copy(const StageRequest& request, const std::string& source);
+  // The request's names and the source's path as text (no file system: the caller's thread), or
+  // an error naming the bad field.
+  Status Check(const StageRequest& request) const;
+  // The source's canonical path, once it is known to be a file under image_dirs (worker).
+  Result<std::string> ConfineSource(const StageRequest& request) const;
+  // Refuses a request that fails Check: its error is reported, nothing is queued.
+  void RefuseLocked(const StageRequest& request, const std::string& error) REQUIRES(mu_);
 
   const std::string root_;
+  const ImageDirs image_dirs_;
   mutable Mutex mu_;
   std::condition_variable cv_;  // with mu_
   std::map<Key, StagedImage> images_ GUARDED_BY(mu_);

@@ -24,11 +24,12 @@ BackstopVerdict BackstopDecide(const LeaseSnapshot& lease, Clock::TimePoint now,
   return v;
 }
 
-void Lease::Start(Clock::TimePoint until) {
+void Lease::Start(Clock::TimePoint until, std::optional<Clock::TimePoint> last_renewal) {
+  const Clock::TimePoint now = clock_.Now();
   MutexLock lock(mu_);
   state_ = LeaseSnapshot{};
   state_.lease_until = until;
-  state_.last_renewal = clock_.Now();
+  state_.last_renewal = last_renewal.value_or(now);
 }
 
 bool Lease::Renew(Clock::TimePoint until) {

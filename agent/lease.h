@@ -50,8 +50,9 @@ class Lease {
   // No lease at all (standalone mode): until() is max(), never expired.
   explicit Lease(const Clock& clock) : clock_(clock) {}
 
-  // Starts a lease that runs until `until` (agent start), dropping any hold.
-  void Start(Clock::TimePoint until);
+  // Starts a lease that runs until `until` (agent start), dropping any hold; it was last renewed
+  // at `last_renewal` (an earlier run's renewal; nullopt: now).
+  void Start(Clock::TimePoint until, std::optional<Clock::TimePoint> last_renewal = std::nullopt);
   // The lease runs until `until` unless it already runs longer (a late, shorter renewal never
   // shortens it). Returns whether it grew.
   bool Renew(Clock::TimePoint until);

@@ -32,9 +32,19 @@ std::optional<PersistedLease> LeaseFile::Load() const {
   if (!j.is_object() || j.value("boot_id", "") != boot_id_ || !j.contains("lease_until")) {
     return std::nullopt;  // another boot (no domain of it runs now), or not ours
   }
+  // Written before the agent measured leases on CLOCK_BOOTTIME: steady_clock's ticks, which lag
+  // boottime by the time this boot spent suspended (as of now: the most the lease can have).
+  Clock::Duration legacy_offset{0};
+  if (j.value("clock", "") != "boottime") {
+    legacy_offset = std::chrono::duration_cast<Clock::Duration>(
+        BootClock::now().time_since_epoch() -
+        std::chrono::steady_clock::now().time_since_epoch());
+  }
+  auto at = [&](const char* key) { return FromTicks(j.value(key, int64_t{0})) + legacy_offset; };
   PersistedLease p;
-  p.lease_until = FromTicks(j.value("lease_until", int64_t{0}));
-  if (j.contains("hold_until")) p.hold_until = FromTicks(j.value("hold_until", int64_t{0}));
+  p.lease_until = at("lease_until");
+  if (j.contains("hold_until")) p.hold_until = at("hold_until");
+  if (j.contains("last_renewal")) p.last_renewal = at("last_renewal");
   return p;
 }
 
@@ -52,7 +62,7 @@ LeaseFile::~LeaseFile() {
 
 void LeaseFile::Save(const LeaseSnapshot& lease) {
   MutexLock lock(mu_);
-  pending_ = PersistedLease{lease.lease_until, lease.hold_until};
+  pending_ = PersistedLease{lease.lease_until, lease.hold_until, lease.last_renewal};
   ++saved_;
   cv_.notify_all();
 }
@@ -80,8 +90,11 @@ void LeaseFile::Run() {
 }
 
 void LeaseFile::Write(const PersistedLease& lease) {
-  nlohmann::json j{{"boot_id", boot_id_}, {"lease_until", Ticks(lease.lease_until)}};
+  nlohmann::json j{{"boot_id", boot_id_},
+                   {"clock", "boottime"},
+                   {"lease_until", Ticks(lease.lease_until)}};
   if (lease.hold_until) j["hold_until"] = Ticks(*lease.hold_until);
+  if (lease.last_renewal) j["last_renewal"] = Ticks(*lease.last_renewal);
   const std::string text = j.dump() + "\n";
   const std::string tmp = path_ + ".tmp";
   std::string error;

@@ -1,8 +1,8 @@
 // The fencing lease and maintenance hold across restarts of the agent (same boot): a restarted
 // agent must not grant itself a fresh lease the controller never gave (the controller may already
 // be healing its instances elsewhere), and must keep a maintenance hold. state_dir/lease.json
-// holds both ends on the steady clock, which runs on across process restarts within one boot,
-// with the boot's id; it is rewritten (temporary file + rename, no fsync: it must outlive the
+// holds both ends and the last renewal on the agent's Clock (CLOCK_BOOTTIME: it runs on across
+// process restarts and suspends within one boot), with the boot's id; it is rewritten (temporary file + rename, no fsync: it must outlive the
 // agent, not the host) whenever they change, by a thread of its own: a write stalled behind a
 // busy disk (the VMs' overlays share it) never holds up the heartbeat acks that renew the lease.
 // Thread-safe (one mutex).
@@ -22,6 +22,8 @@ namespace regen {
 struct PersistedLease {
   Clock::TimePoint lease_until{};
   std::optional<Clock::TimePoint> hold_until;
+  // When the lease last grew; nullopt in a file written before it was recorded.
+  std::optional<Clock::TimePoint> last_renewal;
 };
 
 // This boot's id (/proc/sys/kernel/random/boot_id), "" if it cannot be read.

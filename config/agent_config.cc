@@ -190,6 +190,7 @@ constexpr std::string_view kAgentKeys[] = {
     "fencing_backstop_after",
     "watchdog_device",
     "state_dir",
+    "image_dirs",
     "control_socket",
     "desired_file",
     "domain_type",
@@ -236,7 +237,31 @@ Status ParseControllerAddress(const FieldMap& top, AgentConfig* c) {
   return Status::Ok();
 }
 
+// image_dirs: a list of absolute directories without "..".
+Status ParseImageDirs(const FieldMap& top, AgentConfig* c) {
+  const YamlNode* list = nullptr;
+  RETURN_IF_ERROR(top.GetList("image_dirs", &list));
+  if (list == nullptr) return Status::Ok();
+  for (const YamlNode& item : list->items) {
+    const std::string entry = "entry " + std::to_string(c->image_dirs.size() + 1);
+    if (!item.is_scalar() || !IsAbsolutePath(item.value) || item.value.size() > 4095) {
+      return top.ErrorAt("image_dirs", entry + " must be an absolute directory path, got " +
+                                           DescribeValue(item));
+    }
+    if (("/" + item.value + "/").find("/../") != std::string::npos) {
+      return top.ErrorAt("image_dirs", entry + " must not contain \"..\", got " +
+                                           DescribeValue(item) + " (name the directory itself)");
+    }
+    c->image_dirs.push_back(item.value);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::vector<std::string> DefaultImageDirs(const std::string& state_dir) {
+  return {state_dir + "/images", "/etc/regen/templates"};
+}
 
 Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::string& file_name) {
   ASSIGN_OR_RETURN(YamlNode root, ParseYaml(yaml_text, file_name));
@@ -264,6 +289,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
   RETURN_IF_ERROR(ParseFencing(top, &c));
   RETURN_IF_ERROR(ParseEtcd(top, &c));
   RETURN_IF_ERROR(top.GetAbsolutePath("state_dir", &c.state_dir));
+  RETURN_IF_ERROR(ParseImageDirs(top, &c));
   RETURN_IF_ERROR(top.GetAbsolutePath("control_socket", &c.control_socket));
   if (c.control_socket.size() > kMaxSocketPath) {
     return top.ErrorAt("control_socket", "must be at most " + std::to_string(kMaxSocketPath) +

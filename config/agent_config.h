@@ -59,6 +59,9 @@ struct AgentConfig {
   // this host's domains are safe; "" = none.
   std::string watchdog_device;
   std::string state_dir = "/var/lib/regen";              // state_dir
+  // image_dirs: the only directories whose files the controller may name (a version's image and
+  // domain_template, an image to stage); absolute, no "..". Empty = DefaultImageDirs(state_dir).
+  std::vector<std::string> image_dirs;
   std::string control_socket = "/run/regen/agent.sock";  // control_socket
   std::string desired_file;         // desired_file: local desired instances (standalone mode)
   std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
@@ -79,6 +82,9 @@ struct AgentConfig {
   // heartbeat acks renew it.
   std::optional<AgentEtcdConfig> etcd;
 };
+
+// <state_dir>/images and /etc/regen/templates: image_dirs when agent.yaml has none.
+std::vector<std::string> DefaultImageDirs(const std::string& state_dir);
 
 // Parses agent.yaml text; `file_name` is used in error messages ("file:line:column: field: ...").
 // Pure: the tls files are not looked at.

@@ -120,7 +120,8 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
             "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
             "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
             "\nfencing_lease: " + options_.fencing_lease +
-            "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\ncontrol_socket: " + h +
+            "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\nimage_dirs: [\"" + dir() +
+            "\"]\ncontrol_socket: " + h +
             "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
             ", memory_mib: " + std::to_string(options_.memory_mib) +
             ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n" +

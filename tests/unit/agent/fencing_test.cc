@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/fence_backstop.h"
 #include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_command_runner.h"
 #include "tests/fakes/fake_hypervisor.h"
 #include "tests/fakes/hanging_hypervisor.h"
 #include "tests/fakes/test_util.h"
@@ -381,6 +383,151 @@ TEST_F(FencingTest, ContinuouslyRenewedLeaseKeepsDomainsRunning) {
   clock_.Advance(kLease);
   agent.RequestReconcile("test");
   ASSERT_TRUE(WaitFor([&] { return agent.fenced() && !Exists("web-0"); }, kWait));
+}
+
+// Issue 15 finding 2a: an agent restarted after its lease ran out starts fenced: the managed
+// domains it finds are destroyed before the first renewal, and nothing is created until one.
+TEST_F(FencingTest, RestartedAfterTheLeaseRanOutStartsFenced) {
+  {
+    Agent agent(Config(), hv_, clock_, runner_);
+    StartRunning(agent);  // renewed to now + kLease
+  }
+  clock_.Advance(kLease + milliseconds(1));  // the agent was down past its lease
+  Agent restarted(Config(), hv_, clock_, runner_);
+  restarted.Start();
+  ASSERT_TRUE(WaitFor([&] { return restarted.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0") && !Exists("web-1"); }, kWait));
+  EXPECT_EQ(restarted.fence_log().Take().records.size(), 2u);
+  restarted.NoteHello(restarted.fence_log().seq());
+  restarted.SetControllerDesired({Spec("web-0", 2)});
+  Settle(restarted);
+  EXPECT_FALSE(Exists("web-0")) << "created before a fresh renewal";
+  restarted.RenewLease(clock_.Now() + kLease);
+  ASSERT_TRUE(WaitFor([&] { return !restarted.fenced(); }, kWait));
+  restarted.SetControllerDesired({Spec("web-0", 2)});
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0"); }, kWait));
+}
+
+// The persisted last renewal counts with the lease configured now: an agent restarted with a
+// shorter fencing_lease, longer than that after its last renewal, starts fenced although the
+// earlier run's (longer) lease would still run.
+TEST_F(FencingTest, ARestartCountsTheLeaseFromTheLastRenewal) {
+  {
+    AgentConfig config = Config();
+    config.fencing_lease = 5 * kLease;
+    Agent agent(config, hv_, clock_, runner_);
+    agent.Start();
+    agent.SetControllerDesired({Spec("web-0"), Spec("web-1")});
+    agent.RenewLease(clock_.Now() + 5 * kLease);
+    ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, kWait));
+  }
+  clock_.Advance(kLease + milliseconds(1));
+  Agent restarted(Config(), hv_, clock_, runner_);  // fencing_lease kLease
+  restarted.Start();
+  ASSERT_TRUE(WaitFor([&] { return restarted.fenced(); }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return !Exists("web-0") && !Exists("web-1"); }, kWait));
+  auto log = restarted.fence_log().Take();
+  ASSERT_EQ(log.records.size(), 2u);
+  // Counted from the renewal before the restart, not from the restart.
+  EXPECT_EQ(log.records[0].reason,
+            "no lease renewal for " + std::to_string((kLease + milliseconds(1)).count()) + " ms");
+}
+
+// Issue 15 finding 2b: libvirt hangs when the lease runs out (the main loop is stuck in a call):
+// the backstop, which never waits for the main loop, stops petting the device at the end of the
+// lease and trips after its grace. (Issue 14's code; this test shows it with the fake clock.)
+TEST_F(FencingTest, AHungHypervisorCannotDelayTheBackstop) {
+  testing::HangingHypervisor hv;
+  Agent agent(Config(), hv, clock_, runner_);
+  FenceBackstopOptions options;
+  options.grace = milliseconds(500);
+  FenceBackstop backstop(agent.lease(), clock_, options, nullptr);
+  agent.Start();
+  agent.RenewLease(clock_.Now() + kLease);
+  agent.SetControllerDesired({Spec("web-0")});
+  ASSERT_TRUE(WaitFor([&] { return hv.defines() == 1; }, kWait));
+  hv.Hang();
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return hv.blocked() > 0; }, kWait));
+  backstop.CheckOnce();
+  EXPECT_FALSE(backstop.device_paused());
+  clock_.Advance(kLease);  // the lease ends; the main loop is still stuck
+  backstop.CheckOnce();
+  EXPECT_TRUE(backstop.device_paused());
+  EXPECT_FALSE(backstop.tripped());
+  clock_.Advance(milliseconds(499));
+  backstop.CheckOnce();
+  EXPECT_FALSE(backstop.tripped());
+  clock_.Advance(milliseconds(1));
+  backstop.CheckOnce();
+  EXPECT_TRUE(backstop.tripped());
+  hv.Release();
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced() && hv.destroys() == 1; }, kWait));
+}
+
+// Issue 15 finding 2c: while fenced, a failing destroy is retried at least every 250 ms (it was
+// backed off up to 60 s), without a poll or anything else waking the main loop.
+TEST_F(FencingTest, FailingDestroysWhileFencedAreRetriedWithin250Ms) {
+  testing::HangingHypervisor hv;
+  AgentConfig config = Config();
+  config.poll_interval = std::chrono::seconds(10);  // no poll retries anything here
+  Agent agent(config, hv, clock_, runner_);
+  agent.Start();
+  agent.RenewLease(clock_.Now() + kLease);
+  agent.SetControllerDesired({Spec("web-0")});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto listed = hv.FakeHypervisor::ListDomains();
+        return listed.ok() && listed->size() == 1;
+      },
+      kWait));
+  hv.FailDestroys(true);
+  clock_.Advance(kLease + milliseconds(1));
+  agent.RequestReconcile("test");
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced() && hv.destroy_calls() >= 1; }, kWait));
+  // Two seconds in 250 ms steps: a retry in every step.
+  for (int step = 0; step < 8; ++step) {
+    int calls = hv.destroy_calls();
+    clock_.Advance(milliseconds(250));
+    ASSERT_TRUE(WaitFor([&] { return hv.destroy_calls() > calls; }, milliseconds(3000)))
+        << "no retry within 250 ms at step " << step;
+  }
+  EXPECT_FALSE(agent.StatusJson()["fence_confirmed"].get<bool>());
+  // libvirt destroys again: the next retry confirms the fence.
+  hv.FailDestroys(false);
+  clock_.Advance(milliseconds(250));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto listed = hv.FakeHypervisor::ListDomains();
+        return listed.ok() && listed->empty();
+      },
+      kWait));
+  ASSERT_TRUE(
+      WaitFor([&] { return agent.StatusJson()["fence_confirmed"].get<bool>(); }, kWait));
+}
+
+// Issue 15 finding 2d: the lease runs out while a create prepares its disk (qemu-img can take
+// seconds): the domain is not started; the agent fences.
+TEST_F(FencingTest, LeaseRunningOutWhileTheDiskIsPreparedStartsNothing) {
+  std::filesystem::create_directories(dir_.File("images"));
+  testing::WriteFileOrDie(dir_.File("images/web-v1.qcow2"), "base");
+  testing::FakeCommandRunner runner;
+  runner.SetHandler([&](const testing::FakeCommandRunner::Call& call) -> Result<CommandOutput> {
+    testing::WriteFileOrDie(call.argv.back(), "overlay");  // qemu-img create ... <tmp>
+    clock_.Advance(kLease + milliseconds(1));             // a very slow qemu-img
+    return CommandOutput{0, "", ""};
+  });
+  Agent agent(Config(), hv_, clock_, runner);  // image_dirs: <state_dir>/images
+  agent.Start();
+  agent.RenewLease(clock_.Now() + kLease);
+  InstanceSpec spec = Spec("web-0");
+  spec.image = dir_.File("images/web-v1.qcow2");
+  agent.SetControllerDesired({spec});
+  ASSERT_TRUE(WaitFor([&] { return agent.fenced(); }, kWait));
+  Settle(agent);
+  EXPECT_EQ(runner.calls().size(), 1u);
+  EXPECT_EQ(hv_.defines(), 0) << "a domain was started after the lease ran out";
+  EXPECT_FALSE(Exists("web-0"));
 }
 
 }  // namespace

@@ -474,3 +474,27 @@ TEST(AgentConfigTest, LoadUsesThePathInErrors) {
 
 }  // namespace
 }  // namespace regen
+
+namespace regen {
+namespace {
+
+// image_dirs (issue 15 finding 7): the directories whose files the controller may name.
+TEST(AgentConfigTest, ImageDirs) {
+  Result<AgentConfig> c = ParseAgentConfig("host_name: a\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->image_dirs.empty());
+  EXPECT_EQ(DefaultImageDirs("/var/lib/regen"),
+            (std::vector<std::string>{"/var/lib/regen/images", "/etc/regen/templates"}));
+  c = ParseAgentConfig("host_name: a\nimage_dirs: [/srv/images, /etc/regen/templates]\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->image_dirs, (std::vector<std::string>{"/srv/images", "/etc/regen/templates"}));
+  for (const char* bad : {"image_dirs: [images]\n", "image_dirs: [/srv/../etc]\n",
+                          "image_dirs: /srv/images\n", "image_dirs: [{a: b}]\n"}) {
+    c = ParseAgentConfig(std::string("host_name: a\n") + bad, kFile);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("image_dirs"), std::string::npos) << c.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace regen
