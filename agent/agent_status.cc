@@ -1,6 +1,7 @@
 // The agent's status (control socket, systemd STATUS=, metrics) and its failure and change
 // records: read on the main loop through Call.
 #include "agent/agent.h"
+#include "common/text.h"
 
 namespace regen {
 
@@ -25,8 +26,8 @@ nlohmann::json Agent::StatusJson() {
     j["mode"] = config_.controller_address.empty() ? "standalone" : "controller";
     j["desired_known"] = desired_.has_value();
     j["desired_count"] = desired_ ? desired_->size() : 0;
-    if (!desired_error_.empty()) j["desired_error"] = desired_error_;
-    if (!last_connect_error_.empty()) j["connect_error"] = last_connect_error_;
+    if (!desired_error_.empty()) j["desired_error"] = SanitizeText(desired_error_);
+    if (!last_connect_error_.empty()) j["connect_error"] = SanitizeText(last_connect_error_);
     j["reconciles"] = reconciles_;
     if (controller_mode()) AddLeaseStatus(j);
     j["last_reconcile_unix_ms"] = last_reconcile_unix_ms_;
@@ -35,7 +36,7 @@ nlohmann::json Agent::StatusJson() {
       nlohmann::json dj{{"name", d.name},
                         {"id", d.id},  // libvirt's: a new one at every start
                         {"state", DomainStateName(d.state)},
-                        {"reason", d.reason},
+                        {"reason", SanitizeText(d.reason)},
                         {"managed", d.metadata.managed}};
       if (d.metadata.managed) {
         dj["service"] = d.metadata.service;
@@ -54,7 +55,7 @@ nlohmann::json Agent::StatusJson() {
                         {"passed", h.passed_once},
                         {"consecutive_failures", h.consecutive_failures},
                         {"failed", h.failed},
-                        {"last_error", h.last_error}});
+                        {"last_error", SanitizeText(h.last_error)}});
     }
     j["health"] = health;
     nlohmann::json failures = nlohmann::json::array();
@@ -62,7 +63,7 @@ nlohmann::json Agent::StatusJson() {
       failures.push_back({{"instance", f.instance},
                           {"generation", f.generation},
                           {"state", f.state},
-                          {"reason", f.reason},
+                          {"reason", SanitizeText(f.reason)},
                           {"detected_by", f.detected_by},
                           {"detected_unix_ms", f.detected_unix_ms},
                           {"recreated_unix_ms", f.recreated_unix_ms}});
@@ -73,7 +74,7 @@ nlohmann::json Agent::StatusJson() {
       changes.push_back({{"unix_ms", c.unix_ms},
                          {"instance", c.instance},
                          {"what", c.what},
-                         {"detail", c.detail}});
+                         {"detail", SanitizeText(c.detail)}});
     }
     j["changes"] = changes;
     return j;
@@ -106,7 +107,7 @@ void Agent::AddLeaseStatus(nlohmann::json& j) {
     unreported.push_back({{"instance", r.instance},
                           {"generation", r.generation},
                           {"fenced_unix_ms", r.fenced_unix_ms},
-                          {"reason", r.reason}});
+                          {"reason", SanitizeText(r.reason)}});
   }
   j["fenced_unreported"] = unreported;
 }

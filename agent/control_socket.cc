@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace regen {
 
@@ -148,10 +149,31 @@ void ControlSocketServer::Serve(int fd) {
     } else if (request["command"] == "ping") {
       response = {{"ok", true}};
     } else {
-      response = handler_(request);
+      response = Handle(request);
     }
   }
-  WriteAll(fd, response.dump() + "\n");
+  WriteAll(fd, DumpJson(response) + "\n");
+}
+
+nlohmann::json ControlSocketServer::Handle(const nlohmann::json& request) {
+  // No exception leaves a handler: the agent answers with an error and goes on.
+  std::string command = request["command"].get<std::string>();
+  try {
+    return handler_(request);
+  } catch (const std::exception& e) {
+    std::string what = SanitizeText(e.what(), 512);
+    spdlog::error("control socket: command \"{}\" failed: {}", SanitizeText(command, 64), what);
+    return {{"ok", false}, {"error", "command failed inside the agent: " + what}};
+  } catch (...) {
+    spdlog::error("control socket: command \"{}\" failed", SanitizeText(command, 64));
+    return {{"ok", false}, {"error", "command failed inside the agent"}};
+  }
+}
+
+std::string DumpJson(const nlohmann::json& j) {
+  // Invalid UTF-8 anywhere (text from outside that no one sanitized) becomes U+FFFD instead of
+  // throwing type_error 316.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<nlohmann::json> ControlSocketCall(const std::string& path, const nlohmann::json& request,
@@ -165,7 +187,7 @@ Result<nlohmann::json> ControlSocketCall(const std::string& path, const nlohmann
     close(fd);
     return s;
   }
-  if (!WriteAll(fd, request.dump() + "\n")) {
+  if (!WriteAll(fd, DumpJson(request) + "\n")) {
     close(fd);
     return Unavailable("cannot send to the agent at " + path + ": " + std::strerror(errno));
   }

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "agent/agent_report.h"
 #include "agent/etcd_lease.h"
 #include "agent/network_agent.h"
 #include "common/backoff.h"
@@ -14,109 +15,8 @@
 namespace regen {
 
 namespace {
-
 std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const std::string& address,
                                               std::string* why);
-
-v1::DomainState StateToProto(DomainState s) {
-  switch (s) {
-    case DomainState::kRunning:
-      return v1::DOMAIN_STATE_RUNNING;
-    case DomainState::kPaused:
-      return v1::DOMAIN_STATE_PAUSED;
-    case DomainState::kShutoff:
-      return v1::DOMAIN_STATE_SHUTOFF;
-    case DomainState::kCrashed:
-      return v1::DOMAIN_STATE_CRASHED;
-    case DomainState::kStarting:
-      return v1::DOMAIN_STATE_STARTING;
-    case DomainState::kUnknown:
-      break;
-  }
-  return v1::DOMAIN_STATE_UNKNOWN;
-}
-
-v1::DomainState StateNameToProto(const std::string& name) {
-  for (auto s : {DomainState::kRunning, DomainState::kPaused, DomainState::kShutoff,
-                 DomainState::kCrashed, DomainState::kStarting}) {
-    if (name == DomainStateName(s)) return StateToProto(s);
-  }
-  return v1::DOMAIN_STATE_UNKNOWN;
-}
-
-}  // namespace
-
-InstanceSpec SpecFromProto(const v1::InstanceSpec& p) {
-  InstanceSpec s;
-  s.name = p.name();
-  s.service = p.service();
-  s.update_domain = p.update_domain();
-  s.version = p.version();
-  s.generation = p.generation();
-  s.image = p.image();
-  s.domain_template = p.domain_template();
-  s.dns_name = p.dns_name();
-  for (const auto& [k, v] : p.metadata()) s.metadata[k] = v;
-  s.allocation.host = p.allocation().host();
-  const auto& r = p.allocation().resources();
-  s.allocation.resources = {r.vcpus(), r.memory_mib(), r.disk_gib(), r.bandwidth_mbps()};
-  s.allocation.ip = p.allocation().ip();
-  s.allocation.mac = p.allocation().mac();
-  return s;
-}
-
-std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p) {
-  if (p.type() != "tcp" && p.type() != "http") return std::nullopt;
-  HealthCheck c;
-  c.type = p.type();
-  c.port = p.port();
-  c.path = p.path().empty() ? "/" : p.path();
-  if (p.interval_ms() >= 10) c.interval = std::chrono::milliseconds(p.interval_ms());
-  if (p.timeout_ms() >= 1) c.timeout = std::chrono::milliseconds(p.timeout_ms());
-  if (c.timeout >= c.interval) c.timeout = c.interval / 2;
-  if (p.max_failed() >= 1) c.max_failed = p.max_failed();
-  if (c.port < 1 || c.port > 65535) return std::nullopt;
-  return c;
-}
-
-v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health) {
-  v1::DomainStatus p;
-  p.set_name(d.name);
-  p.set_state(StateToProto(d.state));
-  p.set_reason(d.reason);
-  if (d.metadata.managed) {
-    p.set_service(d.metadata.service);
-    p.set_update_domain(d.metadata.update_domain);
-    p.set_version(d.metadata.version);
-    p.set_generation(d.metadata.generation);
-  }
-  if (health != nullptr && health->generation == d.metadata.generation) {
-    p.set_health(health->state == HealthState::kPassing   ? v1::HEALTH_STATE_PASSING
-                 : health->state == HealthState::kFailing ? v1::HEALTH_STATE_FAILING
-                                                          : v1::HEALTH_STATE_UNKNOWN);
-    p.set_health_passed(health->passed_once);
-    p.set_health_failures(health->consecutive_failures);
-    p.set_health_detail(health->last_error);
-  }
-  return p;
-}
-
-namespace {
-void AddStaged(const std::vector<StagedImage>& staged,
-               google::protobuf::RepeatedPtrField<v1::StagedImage>* out) {
-  for (const auto& s : staged) {
-    auto* p = out->Add();
-    p->set_service(s.service);
-    p->set_version(s.version);
-    p->set_image(s.source);
-    p->set_error(s.error);
-  }
-}
-
-const InstanceHealth* HealthOf(const HealthReport& health, const std::string& name) {
-  auto it = health.find(name);
-  return it == health.end() ? nullptr : &it->second;
-}
 }  // namespace
 
 ControllerLink::ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor,
@@ -130,29 +30,19 @@ ControllerLink::~ControllerLink() { Stop(); }
 void ControllerLink::Start() {
   agent_.SetReporters(
       [this](const std::vector<DomainInfo>& domains, const HealthReport& health) {
+        // Every report is complete and carries each domain's current health (level-triggered).
         v1::AgentMessage msg;
-        auto* r = msg.mutable_domains_report();
-        r->set_host(config_.host_name);
-        for (const auto& d : domains)
-          *r->add_domains() = DomainToProto(d, HealthOf(health, d.name));
-        AddStaged(agent_.Staged(), r->mutable_staged());
+        *msg.mutable_domains_report() =
+            BuildDomainsReport(config_.host_name, domains, health, agent_.Staged());
         Enqueue(std::move(msg));
         // Domains came or went: their OVS ports too; the network worker resyncs.
         if (network_ != nullptr) network_->Poke();
       },
       [this](const FailureRecord& f) {
+        // An edge: lost while disconnected, but the next Hello carries the domain's state and
+        // health, which the controller acts on too.
         v1::AgentMessage msg;
-        auto* e = msg.mutable_domain_event();
-        e->set_host(config_.host_name);
-        e->set_instance(f.instance);
-        e->set_generation(f.generation);
-        e->set_state(StateNameToProto(f.state));
-        e->set_reason(f.reason);
-        e->set_detected_by(f.detected_by == "event"          ? v1::DETECTED_BY_EVENT
-                           : f.detected_by == "poll"         ? v1::DETECTED_BY_POLL
-                           : f.detected_by == "health_check" ? v1::DETECTED_BY_HEALTH_CHECK
-                                                             : v1::DETECTED_BY_UNKNOWN);
-        e->set_detected_unix_ms(f.detected_unix_ms);
+        *msg.mutable_domain_event() = BuildDomainEvent(config_.host_name, f);
         Enqueue(std::move(msg));
       });
   stop_ = false;
@@ -324,9 +214,7 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   pc->set_memory_mib(cap.memory_mib);
   pc->set_disk_gib(cap.disk_gib);
   pc->set_bandwidth_mbps(cap.bandwidth_mbps);
-  HealthReport health = agent_.Health();
-  for (const auto& d : domains) *hello->add_domains() = DomainToProto(d, HealthOf(health, d.name));
-  AddStaged(agent_.Staged(), hello->mutable_staged());
+  AddDomains(domains, agent_.Health(), agent_.Staged(), hello);
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
   hello->set_network(network_ != nullptr);  // its tunnel address must be its own
   if (etcd_lease_ != nullptr) {
@@ -334,13 +222,7 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
     hello->set_etcd_lease(true);
     hello->set_etcd_lease_revision(hello_etcd_revision_);
   }
-  for (const auto& f : fenced.records) {
-    auto* p = hello->add_fenced();
-    p->set_instance(f.instance);
-    p->set_generation(f.generation);
-    p->set_fenced_unix_ms(f.fenced_unix_ms);
-    p->set_reason(f.reason);
-  }
+  AddFenced(fenced.records, hello);
   return hello_msg;
 }
 

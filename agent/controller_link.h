@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/agent_report.h"  // the wire conversions (SpecFromProto, DomainToProto, ...)
 #include "agent/controller_dialer.h"
 #include "agent/hypervisor.h"
 #include "common/clock.h"
@@ -32,14 +33,6 @@
 #include "config/agent_config.h"
 
 namespace regen {
-
-// Conversions between the agent's model and the wire (also used by tests).
-InstanceSpec SpecFromProto(const v1::InstanceSpec& p);
-// The instance's health check, or nullopt when it has none (unset, type "" or none). Missing or
-// out-of-range settings take service.yaml's defaults, so a bad message cannot make probes spin.
-std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p);
-// `health`: the instance's health when the agent probes it (null: not probed).
-v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health = nullptr);
 
 class NetworkAgent;
 class EtcdLease;

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/text.h"
+
 namespace regen {
 
 namespace {
@@ -126,7 +128,9 @@ Status ProbeOnce(const std::string& ip, const HealthCheck& check) {
     if (space != std::string::npos) code = std::atoi(line.c_str() + space + 1);
   }
   if (code == 0) {
-    return Unavailable(what + ": not an HTTP answer: \"" + line.substr(0, 80) + "\"");
+    // The guest's bytes: made valid UTF-8 and bounded here, since this text goes into the
+    // report's proto3 strings (issue 15: raw bytes once broke every report of the host).
+    return Unavailable(what + ": not an HTTP answer: \"" + SanitizeText(line, 120) + "\"");
   }
   if (code < 200 || code > 299) {
     return Unavailable(what + ": HTTP status " + std::to_string(code) + " (2xx expected)");

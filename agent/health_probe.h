@@ -19,7 +19,8 @@ namespace regen {
 
 // One probe of `ip` per `check` (tcp: the connection is accepted; http: GET check.path answers
 // with a 2xx status line), within check.timeout. OK, or UNAVAILABLE / DEADLINE_EXCEEDED /
-// INVALID_ARGUMENT with a message naming the address and what went wrong.
+// INVALID_ARGUMENT with a message naming the address and what went wrong (valid UTF-8, bounded:
+// what the guest answered is quoted through SanitizeText).
 Status ProbeOnce(const std::string& ip, const HealthCheck& check);
 
 class Prober {

@@ -24,20 +24,19 @@ HealthTracker::HealthTracker(int64_t max_failed) : max_failed_(std::max<int64_t>
 
 bool HealthTracker::Record(bool ok, const std::string& detail) {
   ++probes_;
-  if (failed_) return false;  // the verdict stands: the instance is being healed
   if (ok) {
     state_ = HealthState::kPassing;
     passed_once_ = true;
     consecutive_failures_ = 0;
+    failed_ = false;
     last_error_.clear();
     return false;
   }
   state_ = HealthState::kFailing;
   ++consecutive_failures_;
   last_error_ = detail;
-  if (consecutive_failures_ < max_failed_) return false;
-  failed_ = true;
-  return true;
+  failed_ = consecutive_failures_ >= max_failed_;
+  return consecutive_failures_ == max_failed_;
 }
 
 void HealthMonitor::Sync(const std::vector<HealthTarget>& targets, Clock::TimePoint now) {
@@ -59,7 +58,7 @@ void HealthMonitor::Sync(const std::vector<HealthTarget>& targets, Clock::TimePo
 std::vector<HealthTarget> HealthMonitor::TakeDue(Clock::TimePoint now) {
   std::vector<HealthTarget> due;
   for (auto& [name, e] : entries_) {
-    if (e.in_flight || e.tracker.failed() || now < e.next_due) continue;
+    if (e.in_flight || now < e.next_due) continue;
     e.in_flight = true;
     e.next_due = now + std::chrono::duration_cast<Clock::Duration>(e.target.check.interval);
     due.push_back(e.target);
@@ -83,7 +82,7 @@ std::optional<HealthVerdict> HealthMonitor::OnResult(const std::string& instance
 std::optional<Clock::TimePoint> HealthMonitor::NextDue() const {
   std::optional<Clock::TimePoint> out;
   for (const auto& [name, e] : entries_) {
-    if (e.in_flight || e.tracker.failed()) continue;
+    if (e.in_flight) continue;
     if (!out || e.next_due < *out) out = e.next_due;
   }
   return out;

@@ -1,6 +1,6 @@
 // Health checks of the instances an agent runs, as pure state: HealthTracker turns one instance
-// generation's probe results into its health and, at max_failed failures in a row, the verdict
-// "failed"; HealthMonitor keeps one tracker per probed instance and says which probes are due
+// generation's probe results into its health and, while max_failed or more failed in a row, the
+// verdict "failed" (level-triggered: probing goes on, a pass clears it); HealthMonitor keeps one tracker per probed instance and says which probes are due
 // when (time is passed in). No I/O, no clock, no threads: the agent's main loop owns one monitor;
 // the probes themselves run elsewhere (agent/health_probe.h). Not thread-safe.
 #pragma once
@@ -27,9 +27,10 @@ class HealthTracker {
  public:
   explicit HealthTracker(int64_t max_failed);
 
-  // Records one probe's result (`detail`: what failed, ignored on success). Returns true exactly
-  // once: for the result that makes the failures in a row reach max_failed. After that verdict
-  // the tracker stays failed (and failing) whatever comes next: the instance is being healed.
+  // Records one probe's result (`detail`: what failed, ignored on success). Returns true for the
+  // result that makes the failures in a row reach max_failed (the edge, for an event). failed()
+  // is the level: true while the failures in a row are at least max_failed; a pass clears it
+  // (and a new run of failures reaches the verdict again).
   bool Record(bool ok, const std::string& detail);
 
   HealthState state() const { return state_; }
@@ -65,7 +66,7 @@ struct InstanceHealth {
   bool passed_once = false;
   int64_t consecutive_failures = 0;
   std::string last_error;
-  bool failed = false;  // the verdict was reached
+  bool failed = false;  // the verdict holds now: max_failed or more failures in a row
   bool operator==(const InstanceHealth&) const = default;
 };
 using HealthReport = std::map<std::string, InstanceHealth>;  // instance -> health
@@ -87,7 +88,8 @@ class HealthMonitor {
   void Sync(const std::vector<HealthTarget>& targets, Clock::TimePoint now);
 
   // The probes due at `now`: each is marked in flight (never two at once for one instance) and
-  // its next probe is scheduled one interval later. Instances with a verdict are not probed again.
+  // its next probe is scheduled one interval later. Instances with a verdict are probed on (their
+  // health is reported as it is until the controller heals them).
   std::vector<HealthTarget> TakeDue(Clock::TimePoint now);
 
   // The result of a probe handed out by TakeDue. Stale results (another generation, an instance

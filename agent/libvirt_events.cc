@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "agent/libvirt_hypervisor.h"
+#include "common/text.h"
 
 namespace regen {
 namespace libvirt_internal {
@@ -67,7 +68,7 @@ Status AcquireEventLoop() {
     if (virEventRegisterDefaultImpl() < 0) {
       const char* message = virGetLastErrorMessage();
       loop.init_status = Internal(std::string("cannot register libvirt's event loop: ") +
-                                  (message != nullptr ? message : "unknown error"));
+                                  (message != nullptr ? SanitizeText(message) : "unknown error"));
     }
   });
   if (!loop.init_status.ok()) return loop.init_status;

@@ -16,6 +16,7 @@
 
 #include "agent/domain_xml.h"
 #include "agent/libvirt_events.h"
+#include "common/text.h"
 
 namespace regen {
 
@@ -53,8 +54,9 @@ int LastErrorCode() {
 }
 
 std::string LastErrorMessage() {
+  // Text from outside: valid UTF-8 and bounded before it goes into a Status, a report or a log.
   const char* message = virGetLastErrorMessage();
-  return message != nullptr ? message : "unknown libvirt error";
+  return message != nullptr ? SanitizeText(message) : "unknown libvirt error";
 }
 
 }  // namespace

@@ -148,7 +148,7 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
     existing->sink = nullptr;
   }
   RegisterHost(hello, sink);
-  healer_.RecreateFenced(hello.host(), hello.fenced());
+  healer_.RecreateFenced(hello.host(), BoundFenced(hello.fenced()));
   // The latest topology first (a changed tunnel address makes a new revision for everyone).
   if (!desired_.SyncTopology() && core_.state.topology_revision() > 0) {
     desired_.SendTopology(hello.host());
@@ -158,6 +158,7 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   report.set_host(hello.host());
   *report.mutable_domains() = hello.domains();
   *report.mutable_staged() = hello.staged();
+  report.set_complete(true);  // a Hello lists every domain of the host
   OnDomainsReport(hello.host(), report);
   healer_.PlacePending();
   // Its heartbeats are acknowledged from now on, after its desired set on the same stream.
@@ -274,6 +275,14 @@ void Controller::ApplyReport(const std::string& host, const ReportOutcome& outco
     healer_.Heal(name, "domain " + DomainStateWord(d.state()) + " (" + d.reason() + ") on " + host,
                  host);
   }
+  // Level-triggered (issue 15 finding 6): a complete report without a running instance's domain,
+  // a health verdict whose event never came. Each heals once (the instance leaves Active).
+  for (const auto& name : outcome.gone) {
+    healer_.Heal(name, "domain missing from the complete report of " + host, host);
+  }
+  for (const auto& name : outcome.health_failed) {
+    OnDomainEvent(host, HealthFailureEvent(host, h.domains.at(name)));
+  }
   // The old copy is gone but the new host is down: heal it elsewhere (its down host's instances
   // were healed before this one was Active, so nobody else will).
   for (const auto& name : target_down) {
@@ -282,8 +291,9 @@ void Controller::ApplyReport(const std::string& host, const ReportOutcome& outco
   }
 }
 
-void Controller::OnDomainsReport(const std::string& host, const v1::DomainsReport& report) {
+void Controller::OnDomainsReport(const std::string& host, const v1::DomainsReport& raw) {
   StepGuard step(this);
+  const v1::DomainsReport report = BoundReport(raw);
   HostSession* h = core_.session(host);
   if (h == nullptr) return;
   h->reported = true;
@@ -293,13 +303,15 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   // Staged images: an upgrade waiting for one may now re-create instances on this host.
   std::set<std::string> services;
   NoteStaging(host, report, services);
-  ReportOutcome outcome = ClassifyReport(host, before, h->domains, core_.state.instances());
+  ReportOutcome outcome =
+      ClassifyReport(host, before, h->domains, core_.state.instances(), report.complete());
   services.insert(outcome.newly_passed.begin(), outcome.newly_passed.end());
   ApplyReport(host, outcome, services);
 }
 
-void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& event) {
+void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& raw) {
   StepGuard step(this);
+  const v1::DomainEvent event = BoundEvent(raw);
   const InstanceRecord* inst = core_.state.instance(event.instance());
   if (inst == nullptr) return;
   if (inst->allocation.host != host || inst->generation != event.generation() ||

@@ -92,6 +92,14 @@ class FakeAgentService final : public v1::AgentService::Service {
     MutexLock lock(mu_);
     return heartbeats_;
   }
+  std::vector<v1::DomainsReport> reports() {
+    MutexLock lock(mu_);
+    return reports_;
+  }
+  std::vector<v1::DomainEvent> events() {
+    MutexLock lock(mu_);
+    return events_;
+  }
 
   grpc::Status Connect(
       grpc::ServerContext* /*context*/,
@@ -121,6 +129,12 @@ class FakeAgentService final : public v1::AgentService::Service {
       if (!stream->Write(out)) return grpc::Status::OK;
     }
     while (stream->Read(&msg)) {
+      if (msg.has_domains_report() || msg.has_domain_event()) {
+        MutexLock lock(mu_);
+        if (msg.has_domains_report()) reports_.push_back(msg.domains_report());
+        if (msg.has_domain_event()) events_.push_back(msg.domain_event());
+        continue;
+      }
       if (!msg.has_heartbeat()) continue;
       v1::ControllerMessage ack;
       {
@@ -148,6 +162,8 @@ class FakeAgentService final : public v1::AgentService::Service {
   std::optional<std::string> standby_ GUARDED_BY(mu_);
   int64_t standby_refusals_ GUARDED_BY(mu_) = 0;
   std::vector<HelloSeen> hellos_ GUARDED_BY(mu_);
+  std::vector<v1::DomainsReport> reports_ GUARDED_BY(mu_);
+  std::vector<v1::DomainEvent> events_ GUARDED_BY(mu_);
   std::vector<v1::Heartbeat> heartbeats_ GUARDED_BY(mu_);
 };
 

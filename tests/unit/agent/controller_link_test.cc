@@ -11,17 +11,23 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/control_socket.h"
+#include "common/text.h"
 #include "tests/fakes/fake_agent_service.h"
 #include "tests/fakes/fake_hypervisor.h"
 #include "tests/fakes/test_util.h"
@@ -327,6 +333,142 @@ TEST_F(ControllerLinkTest, FollowsTheActiveControllerAcrossFailovers) {
   EXPECT_LT(worst, 300ms);
   a.Stop();
   b.Stop();
+}
+
+}  // namespace
+}  // namespace regen
+
+namespace regen {
+namespace {
+
+// A guest's web server that answers every request with `answer` (127.0.0.1, an ephemeral port).
+class GuestHttp {
+ public:
+  explicit GuestHttp(std::string answer) : answer_(std::move(answer)) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~GuestHttp() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) continue;
+      char buf[1024];
+      pollfd q{c, POLLIN, 0};
+      if (poll(&q, 1, 1000) > 0) (void)!recv(c, buf, sizeof buf, 0);
+      (void)!send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+      close(c);
+    }
+  }
+  std::string answer_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Issue 15 finding 1, as tried: an http check against a guest answering bytes that are not UTF-8
+// once broke the agent's stream at every report (the host fenced again and again) and the first
+// `regen-agent status` killed the agent. Now the stream stays up, the report says why the check
+// fails (valid UTF-8), the failure reaches the controller, and status answers valid JSON.
+// Finding 6: the agent keeps probing after the verdict and each report carries the current health.
+TEST_F(ControllerLinkTest, AGuestAnsweringInvalidUtf8CannotBreakTheLinkOrStatus) {
+  GuestHttp guest("\xff\xfe\xc3\x28 garbage\r\n\r\n");
+  v1::DesiredInstances desired = DesiredWeb0(1);
+  auto* spec = desired.mutable_instances(0);
+  spec->mutable_allocation()->set_ip("127.0.0.1");
+  auto* check = spec->mutable_health_check();
+  check->set_type("http");
+  check->set_port(guest.port());
+  check->set_path("/healthz");
+  check->set_interval_ms(50);
+  check->set_timeout_ms(25);
+  check->set_max_failed(2);
+  controller_.SetAck(3000, /*interval=*/100, /*hold=*/0);
+  controller_.SetDesired(desired);
+  StartAgent(3s);
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0", 1); }, kWait));
+
+  // Failing past max_failed (the verdict), and still probed: four failures in a row reported.
+  auto failing = [&](int64_t failures) {
+    for (const auto& r : controller_.reports()) {
+      for (const auto& d : r.domains()) {
+        if (d.name() == "web-0" && d.health_failed() && d.health_failures() >= failures) {
+          return true;
+        }
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor([&] { return failing(4); }, kWait))
+      << "no report with the check failing 4 times in a row; Hellos: "
+      << controller_.hellos().size();
+  EXPECT_EQ(controller_.hellos().size(), 1u) << "the stream broke and the agent said Hello again";
+  const auto reports = controller_.reports();
+  const v1::DomainsReport& last = reports.back();
+  EXPECT_TRUE(last.complete());
+  ASSERT_EQ(last.domains_size(), 1);
+  EXPECT_NE(last.domains(0).health_detail().find("not an HTTP answer"), std::string::npos)
+      << last.domains(0).health_detail();
+  EXPECT_NE(last.domains(0).health_detail().find("( garbage"), std::string::npos);
+  EXPECT_TRUE(IsValidUtf8(last.domains(0).health_detail()));
+  ASSERT_TRUE(WaitFor([&] { return !controller_.events().empty(); }, kWait));
+  EXPECT_EQ(controller_.events()[0].detected_by(), v1::DETECTED_BY_HEALTH_CHECK);
+  EXPECT_EQ(controller_.events().size(), 1u) << "the verdict is one event; the level is in reports";
+
+  // `regen-agent status` over the control socket: valid JSON with the check's error.
+  ControlSocketServer status(dir_.File("status.sock"),
+                             [&](const nlohmann::json&) { return agent_->StatusJson(); });
+  ASSERT_TRUE(status.Start().ok());
+  auto answer = ControlSocketCall(dir_.File("status.sock"), {{"command", "status"}}, 5s);
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  ASSERT_TRUE((*answer)["health"].is_array());
+  ASSERT_EQ((*answer)["health"].size(), 1u);
+  EXPECT_TRUE((*answer)["health"][0]["failed"].get<bool>());
+  EXPECT_NE((*answer)["health"][0]["last_error"].get<std::string>().find("garbage"),
+            std::string::npos);
+  EXPECT_TRUE(link_->connected());
+}
+
+// The control socket's last line of defence: invalid UTF-8 in an answer is replaced, and a
+// handler that throws gets an error answer while the server goes on.
+TEST(ControlSocketTest, InvalidUtf8AndExceptionsNeverTakeTheServerDown) {
+  TempDir dir("regen-control-test");
+  const std::string path = dir.File("agent.sock");
+  ControlSocketServer server(path, [](const nlohmann::json& request) -> nlohmann::json {
+    if (request["command"] == "throw") throw std::runtime_error("boom \xff");
+    return {{"ok", true}, {"text", std::string("\xff\xfe\xc3\x28 garbage")}};
+  });
+  ASSERT_TRUE(server.Start().ok());
+  for (int i = 0; i < 2; ++i) {
+    auto r = ControlSocketCall(path, {{"command", "status"}}, 5s);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE((*r)["ok"].get<bool>());
+    std::string text = (*r)["text"].get<std::string>();
+    EXPECT_TRUE(IsValidUtf8(text));
+    EXPECT_NE(text.find(" garbage"), std::string::npos);
+    auto t = ControlSocketCall(path, {{"command", "throw"}}, 5s);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_FALSE((*t)["ok"].get<bool>());
+    EXPECT_NE((*t)["error"].get<std::string>().find("boom"), std::string::npos);
+  }
 }
 
 }  // namespace

@@ -18,6 +18,9 @@
 #include <string>
 #include <thread>
 
+#include "common/proto/regen.pb.h"
+#include "common/text.h"
+
 namespace regen {
 namespace {
 
@@ -127,6 +130,31 @@ TEST(HealthProbeTest, HttpPassesOn2xxOnly) {
   s = ProbeOnce("127.0.0.1", Check("http", garbage.port()));
   EXPECT_EQ(s.code(), Code::kUnavailable);
   EXPECT_NE(s.message().find("not an HTTP answer"), std::string::npos) << s.message();
+}
+
+// Issue 15 finding 1: a guest answering bytes that are not UTF-8 once made the error text (and
+// so DomainStatus.health_detail) invalid UTF-8; the controller could not parse the report.
+TEST(HealthProbeTest, AnAnswerThatIsNotUtf8GivesAValidBoundedError) {
+  TinyServer guest(Answer("\xff\xfe\xc3\x28 garbage\r\n\r\n"));
+  Status s = ProbeOnce("127.0.0.1", Check("http", guest.port()));
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_NE(s.message().find("not an HTTP answer"), std::string::npos) << s.message();
+  EXPECT_TRUE(IsValidUtf8(s.message())) << s.message();
+  EXPECT_NE(s.message().find("garbage"), std::string::npos) << s.message();
+  v1::DomainStatus d;
+  d.set_name("web-0");
+  d.set_health_detail(s.message());
+  std::string wire;
+  ASSERT_TRUE(d.SerializeToString(&wire));
+  v1::DomainStatus parsed;
+  EXPECT_TRUE(parsed.ParseFromString(wire)) << "the controller could not parse this report";
+
+  // A long status line of control characters stays bounded.
+  TinyServer noisy(Answer(std::string(3000, '\x01') + "\r\n\r\n"));
+  s = ProbeOnce("127.0.0.1", Check("http", noisy.port()));
+  EXPECT_TRUE(IsValidUtf8(s.message()));
+  EXPECT_LT(s.message().size(), 400u) << s.message();
+  EXPECT_EQ(s.message().find('\x01'), std::string::npos);
 }
 
 TEST(HealthProbeTest, ASilentServerFailsWithinTheTimeout) {

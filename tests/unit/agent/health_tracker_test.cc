@@ -25,7 +25,7 @@ TEST(HealthTrackerTest, StartsUnknownAndPassesOnAPass) {
   EXPECT_FALSE(t.failed());
 }
 
-TEST(HealthTrackerTest, MaxFailedInARowGivesTheVerdictExactlyOnce) {
+TEST(HealthTrackerTest, MaxFailedInARowGivesTheVerdictWhichIsALevel) {
   HealthTracker t(3);
   EXPECT_FALSE(t.Record(false, "refused 1"));
   EXPECT_EQ(t.state(), HealthState::kFailing);
@@ -35,13 +35,23 @@ TEST(HealthTrackerTest, MaxFailedInARowGivesTheVerdictExactlyOnce) {
   EXPECT_TRUE(t.Record(false, "refused 3"));
   EXPECT_TRUE(t.failed());
   EXPECT_EQ(t.last_error(), "refused 3");
-  // The verdict stands: neither another failure nor a pass changes it or repeats it.
+  // Issue 15 finding 6: the verdict is the current state, not a one-time edge. Another failure
+  // keeps it (the edge is not repeated) and updates the detail ...
   EXPECT_FALSE(t.Record(false, "refused 4"));
-  EXPECT_FALSE(t.Record(true, ""));
   EXPECT_TRUE(t.failed());
-  EXPECT_EQ(t.state(), HealthState::kFailing);
-  EXPECT_FALSE(t.passed_once());
-  EXPECT_EQ(t.probes(), 5);
+  EXPECT_EQ(t.consecutive_failures(), 4);
+  EXPECT_EQ(t.last_error(), "refused 4");
+  // ... a pass clears it ...
+  EXPECT_FALSE(t.Record(true, ""));
+  EXPECT_FALSE(t.failed());
+  EXPECT_EQ(t.state(), HealthState::kPassing);
+  EXPECT_TRUE(t.passed_once());
+  // ... and a new run of failures reaches it again.
+  EXPECT_FALSE(t.Record(false, "refused 5"));
+  EXPECT_FALSE(t.Record(false, "refused 6"));
+  EXPECT_TRUE(t.Record(false, "refused 7"));
+  EXPECT_TRUE(t.failed());
+  EXPECT_EQ(t.probes(), 8);
 }
 
 TEST(HealthTrackerTest, APassInBetweenResetsTheCountButPassedOnceStays) {
@@ -118,7 +128,7 @@ TEST_F(HealthMonitorTest, FirstProbeOneIntervalAfterTheDomainRunsThenEveryInterv
   EXPECT_EQ(report["web-0"].generation, 1);
 }
 
-TEST_F(HealthMonitorTest, VerdictAfterMaxFailedAndNoMoreProbes) {
+TEST_F(HealthMonitorTest, VerdictAfterMaxFailedAndProbingGoesOn) {
   HealthMonitor m;
   m.Sync({Target("web-0", 4, 2)}, t0_);
   auto now = t0_ + milliseconds(100);
@@ -132,10 +142,23 @@ TEST_F(HealthMonitorTest, VerdictAfterMaxFailedAndNoMoreProbes) {
   EXPECT_EQ(verdict->generation, 4);
   EXPECT_EQ(verdict->failures, 2);
   EXPECT_EQ(verdict->last_error, "connection refused");
-  EXPECT_TRUE(m.TakeDue(now + milliseconds(1000)).empty());
-  EXPECT_FALSE(m.NextDue().has_value());
   EXPECT_TRUE(m.Report()["web-0"].failed);
   EXPECT_EQ(m.Report()["web-0"].state, HealthState::kFailing);
+  // Issue 15 finding 6: probing goes on after the verdict (the agent once stopped here, so a
+  // verdict lost on a broken link was never seen again, and a recovery never either).
+  ASSERT_TRUE(m.NextDue().has_value());
+  EXPECT_EQ(*m.NextDue(), now + milliseconds(100));
+  now += milliseconds(100);
+  ASSERT_EQ(m.TakeDue(now).size(), 1u);
+  EXPECT_FALSE(m.OnResult("web-0", 4, false, "timeout").has_value()) << "the edge is not repeated";
+  EXPECT_TRUE(m.Report()["web-0"].failed);
+  EXPECT_EQ(m.Report()["web-0"].consecutive_failures, 3);
+  EXPECT_EQ(m.Report()["web-0"].last_error, "timeout");
+  now += milliseconds(100);
+  ASSERT_EQ(m.TakeDue(now).size(), 1u);
+  EXPECT_FALSE(m.OnResult("web-0", 4, true, "").has_value());
+  EXPECT_FALSE(m.Report()["web-0"].failed) << "the report carries the current health";
+  EXPECT_EQ(m.Report()["web-0"].state, HealthState::kPassing);
 }
 
 TEST_F(HealthMonitorTest, StaleResultsAreIgnored) {

@@ -86,6 +86,78 @@ TEST(DomainReportTest, ClassifiesRunningFailedStaleAndFinishedMoves) {
   EXPECT_TRUE(out.newly_passed.empty());
 }
 
+// Issue 15 finding 6: a running instance missing from a complete report is gone; never from a
+// partial one, never a creating or moving one, never another host's.
+TEST(DomainReportTest, ARunningInstanceMissingFromACompleteReportIsGone) {
+  std::map<std::string, InstanceRecord> instances;
+  instances["web-0"] = Inst("web-0", "h1", InstanceState::kRunning, 2);   // missing: gone
+  instances["web-1"] = Inst("web-1", "h1", InstanceState::kCreating, 3);  // not created yet
+  instances["web-2"] = Inst("web-2", "h1", InstanceState::kRunning, 1);   // reported
+  instances["web-3"] = Inst("web-3", "h2", InstanceState::kRunning, 1);   // another host's
+  instances["web-4"] = Inst("web-4", "h1", InstanceState::kFailed, 1);    // being healed
+  instances["web-5"] = Inst("web-5", "h1", InstanceState::kMoving, 2);    // moving here
+  instances["web-5"].moving_from = "h2";
+  std::map<std::string, v1::DomainStatus> now{
+      {"web-2", Domain("web-2", v1::DOMAIN_STATE_RUNNING, 1)}};
+  EXPECT_EQ(ClassifyReport("h1", {}, now, instances, /*complete=*/true).gone,
+            std::vector<std::string>{"web-0"});
+  EXPECT_TRUE(ClassifyReport("h1", {}, now, instances, /*complete=*/false).gone.empty());
+  EXPECT_TRUE(ClassifyReport("h1", {}, now, instances).gone.empty()) << "partial by default";
+}
+
+TEST(DomainReportTest, AHealthVerdictInAReportFailsTheInstanceOncePerSession) {
+  std::map<std::string, InstanceRecord> instances{
+      {"web-0", Inst("web-0", "h1", InstanceState::kRunning, 2)},
+      {"web-1", Inst("web-1", "h1", InstanceState::kRunning, 3)}};  // the report is stale
+  auto failing = [](const std::string& name, int64_t generation) {
+    v1::DomainStatus d = Domain(name, v1::DOMAIN_STATE_RUNNING, generation);
+    d.set_health(v1::HEALTH_STATE_FAILING);
+    d.set_health_failures(3);
+    d.set_health_failed(true);
+    d.set_health_detail("not an HTTP answer");
+    return d;
+  };
+  std::map<std::string, v1::DomainStatus> now{{"web-0", failing("web-0", 2)},
+                                              {"web-1", failing("web-1", 2)}};
+  ReportOutcome out = ClassifyReport("h1", {}, now, instances, true);
+  EXPECT_EQ(out.health_failed, std::vector<std::string>{"web-0"});
+  EXPECT_TRUE(out.failed.empty());
+  // The same level in the next report of the session is not news (the first one was acted on).
+  EXPECT_TRUE(ClassifyReport("h1", now, now, instances, true).health_failed.empty());
+  // After a pass, failing again is.
+  std::map<std::string, v1::DomainStatus> passing{
+      {"web-0", Domain("web-0", v1::DOMAIN_STATE_RUNNING, 2, true)}};
+  EXPECT_EQ(ClassifyReport("h1", passing, now, instances, true).health_failed.size(), 1u);
+  v1::DomainEvent e = HealthFailureEvent("h1", now["web-0"]);
+  EXPECT_EQ(e.instance(), "web-0");
+  EXPECT_EQ(e.generation(), 2);
+  EXPECT_EQ(e.detected_by(), v1::DETECTED_BY_HEALTH_CHECK);
+  EXPECT_NE(e.reason().find("3 times in a row: not an HTTP answer"), std::string::npos);
+}
+
+TEST(DomainReportTest, StringsFromAnAgentAreBounded) {
+  v1::DomainsReport r;
+  r.set_host("h1");
+  auto* d = r.add_domains();
+  d->set_name("web-0");
+  d->set_reason(std::string(100000, 'x'));
+  d->set_health_detail("line one\r\nline two\x1b[2J");
+  auto* s = r.add_staged();
+  s->set_error(std::string(5000, 'e'));
+  v1::DomainsReport b = BoundReport(r);
+  EXPECT_EQ(b.domains(0).name(), "web-0");
+  EXPECT_LE(b.domains(0).reason().size(), 1024u);
+  EXPECT_EQ(b.domains(0).health_detail(), "line one\\r\\nline two\\x1b[2J");
+  EXPECT_LE(b.staged(0).error().size(), 1024u);
+  v1::DomainEvent e;
+  e.set_instance("web-0");
+  e.set_reason(std::string(2000, 'r'));
+  EXPECT_LE(BoundEvent(e).reason().size(), 1024u);
+  google::protobuf::RepeatedPtrField<v1::FencedInstance> fenced;
+  fenced.Add()->set_reason(std::string(3000, 'f'));
+  EXPECT_LE(BoundFenced(fenced)[0].reason().size(), 1024u);
+}
+
 TEST(DomainReportTest, AFirstPassedProbeOfAGenerationIsNewsOnce) {
   std::map<std::string, InstanceRecord> instances{
       {"web-0", Inst("web-0", "h1", InstanceState::kRunning, 2)}};

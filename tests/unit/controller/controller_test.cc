@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/domain_report.h"
 #include "tests/fakes/controller_harness.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/test_util.h"
@@ -1619,9 +1620,18 @@ TEST_F(ControllerTopologyTest, TheRevisionSurvivesARestartAndKeepsGrowing) {
   DeployRunning();
   CrashEvent("web-3");
   ASSERT_EQ(controller_->topology_revision(), 2);
+  // The domains each agent runs (a Hello lists them all: missing ones would be gone).
+  std::map<std::string, std::vector<v1::DomainStatus>> listed;
+  for (const auto& [name, inst] : controller_->instances()) {
+    if (inst.state == InstanceState::kRunning) {
+      listed[inst.allocation.host].push_back(Domain(name, inst.generation));
+    }
+  }
   Restart();
   EXPECT_EQ(controller_->topology_revision(), 2);  // same state: same revision
-  ThreeHosts();
+  for (const char* host : {"host-a", "host-b", "host-c"}) {
+    ASSERT_TRUE(Hello(host, 8, 8192, listed[host]).ok());
+  }
   for (const char* host : {"host-a", "host-b", "host-c"}) EXPECT_EQ(LastRevision(Sink(host)), 2);
   AllRunning();
   CrashEvent("web-4");
@@ -1650,6 +1660,104 @@ TEST_F(ControllerTopologyTest, EachUpgradeStepBumpsTheRevision) {
   EXPECT_EQ(controller_->topology_revision(), deployed + 2);  // done: nothing moved
   const v1::TopologyRevision last = Topologies(Sink("host-b")).back();
   for (const auto& i : last.instances()) EXPECT_EQ(i.generation(), 2) << i.name();
+}
+
+}  // namespace
+}  // namespace regen
+
+namespace regen {
+namespace {
+
+// Issue 15 finding 6: the controller acts on the current state a report gives. A running
+// instance missing from a complete report is gone and healed once; a partial report says
+// nothing of what it leaves out.
+TEST_F(ControllerTest, ADomainMissingFromACompleteReportIsHealedOnce) {
+  DeployRunning();
+  const InstanceRecord old = Inst("web-2");
+  const std::string host = old.allocation.host;
+  v1::DomainsReport report;
+  report.set_host(host);
+  for (const auto& name : InstancesOn(host)) {
+    if (name != "web-2") *report.add_domains() = Domain(name, 1);
+  }
+  int64_t seq = LastEventSequence();
+  auto before = controller_->instances();
+  controller_->OnDomainsReport(host, report);  // partial: not declared complete
+  EXPECT_EQ(controller_->instances(), before);
+
+  report.set_complete(true);
+  controller_->OnDomainsReport(host, report);
+  EXPECT_NE(Inst("web-2").allocation.host, host);
+  EXPECT_EQ(Inst("web-2").generation, 2);
+  EXPECT_EQ(Inst("web-2").allocation.ip, old.allocation.ip);
+  EXPECT_TRUE(HasEvent("failure", "web-2", seq));
+  EXPECT_EQ(Sink(host).LastDesiredNames().count("web-2"), 0u);
+  int failures = 0;
+  for (const auto& e : Events(seq)) failures += e.kind == EventKind::kFailure;
+  EXPECT_EQ(failures, 1);
+
+  // The same report again, and a Hello after a reconnect listing the same: no second heal.
+  before = controller_->instances();
+  seq = LastEventSequence();
+  controller_->OnDomainsReport(host, report);
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_TRUE(Events(seq).empty());
+  // Its new host has not created it yet (creating): missing there is not gone.
+  v1::DomainsReport other;
+  other.set_host(Inst("web-2").allocation.host);
+  other.set_complete(true);
+  for (const auto& name : InstancesOn(other.host())) {
+    if (name != "web-2") *other.add_domains() = Domain(name, 1);
+  }
+  controller_->OnDomainsReport(other.host(), other);
+  EXPECT_EQ(controller_->instances(), before);
+}
+
+// A health verdict whose DomainEvent was lost (the link was down) still heals: the report after
+// the reconnect carries the domain's current health. Once.
+TEST_F(ControllerHealthTest, AHealthVerdictInAReportHealsOnceWithoutItsEvent) {
+  DeployChecked();
+  const InstanceRecord old = Inst("web-0");
+  const std::string host = old.allocation.host;
+  v1::DomainsReport report;
+  report.set_host(host);
+  report.set_complete(true);
+  const auto desired = Sink(host).LastDesired();
+  ASSERT_TRUE(desired.has_value());
+  for (const auto& s : *desired) {
+    v1::DomainStatus d = Domain(s.name(), s.generation());
+    d.set_health(v1::HEALTH_STATE_PASSING);
+    d.set_health_passed(true);
+    if (s.name() == "web-0") {
+      d.set_health(v1::HEALTH_STATE_FAILING);
+      d.set_health_failures(4);
+      d.set_health_failed(true);
+      d.set_health_detail("http GET " + old.allocation.ip + ":8080/healthz: not an HTTP answer");
+    }
+    *report.add_domains() = d;
+  }
+  int64_t seq = LastEventSequence();
+  controller_->OnDomainsReport(host, report);
+  EXPECT_NE(Inst("web-0").allocation.host, host);
+  EXPECT_EQ(Inst("web-0").generation, old.generation + 1);
+  EXPECT_TRUE(HasEvent("failure", "web-0", seq));
+  bool named = false;
+  for (const auto& e : Events(seq)) {
+    named = named || e.message.find("not an HTTP answer") != std::string::npos;
+  }
+  EXPECT_TRUE(named);
+
+  // Reported again, then its (late) event: nothing more.
+  auto before = controller_->instances();
+  seq = LastEventSequence();
+  controller_->OnDomainsReport(host, report);
+  v1::DomainEvent ev = HealthFailureEvent(host, report.domains(0));
+  for (const auto& d : report.domains()) {
+    if (d.name() == "web-0") ev = HealthFailureEvent(host, d);
+  }
+  controller_->OnDomainEvent(host, ev);
+  EXPECT_EQ(controller_->instances(), before);
+  EXPECT_TRUE(Events(seq).empty());
 }
 
 }  // namespace
