@@ -258,7 +258,7 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   for (const auto& kv : services.kvs) {
     std::string name = kv.key.substr(p.size() + 9);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "service " + name));
-    snap.services[name] = ServiceFromJson(name, j);
+    ASSIGN_OR_RETURN(snap.services[name], ServiceFromJson(name, j));
   }
   ASSIGN_OR_RETURN(etcd::RangeResult instances, read("instances/"));
   for (const auto& kv : instances.kvs) {
@@ -272,7 +272,7 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   for (const auto& kv : operations.kvs) {
     std::string id = kv.key.substr(p.size() + 11);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "operation " + id));
-    OperationRecord op = OperationFromJson(id, j);
+    ASSIGN_OR_RETURN(OperationRecord op, OperationFromJson(id, j));
     if (op.state == "running") snap.operations[id] = op;  // done ones are not resumed
   }
   ASSIGN_OR_RETURN(etcd::RangeResult meta, read("meta/", /*records=*/false));
@@ -304,7 +304,8 @@ Result<std::optional<OperationRecord>> EtcdStore::FindOperation(const std::strin
   if (!range.ok()) return range.status().WithContext("store: reading operation " + id);
   if (range->kvs.empty()) return std::optional<OperationRecord>();
   ASSIGN_OR_RETURN(json j, ParseRecord(range->kvs[0].value, "operation " + id));
-  return std::optional<OperationRecord>(OperationFromJson(id, j));
+  ASSIGN_OR_RETURN(OperationRecord op, OperationFromJson(id, j));
+  return std::optional<OperationRecord>(std::move(op));
 }
 
 Result<std::set<std::string>> EtcdStore::DnsNames(const std::string& zone) {

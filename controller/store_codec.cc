@@ -1,8 +1,74 @@
 #include "controller/store_codec.h"
 
+#include <cstdint>
+#include <string>
+
 namespace regen {
 
 using nlohmann::json;
+
+namespace {
+
+// Reads the fields of one row, each with a default when absent. A field of the wrong type (a
+// damaged row) gives "store: WHERE: field FIELD must be KIND, not VALUE"; the first such error is
+// kept in `status` and the row is refused. Never throws (json::value would).
+class RowReader {
+ public:
+  RowReader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  int64_t Int(const char* key, int64_t fallback) {
+    const json* v = Find(key);
+    if (v == nullptr) return fallback;
+    if (v->is_number_integer() && !(v->is_number_unsigned() &&
+                                     v->get<uint64_t>() > uint64_t{INT64_MAX})) {
+      return v->get<int64_t>();
+    }
+    Bad(key, "an integer", *v);
+    return fallback;
+  }
+  std::string Str(const char* key, const char* fallback) {
+    const json* v = Find(key);
+    if (v == nullptr) return fallback;
+    if (v->is_string()) return v->get<std::string>();
+    Bad(key, "a string", *v);
+    return fallback;
+  }
+  const json& Obj(const char* key) {
+    static const json kEmpty = json::object();
+    const json* v = Find(key);
+    if (v == nullptr) return kEmpty;
+    if (v->is_object()) return *v;
+    Bad(key, "an object", *v);
+    return kEmpty;
+  }
+  Resources Res(const char* key) {
+    RowReader r(Obj(key), where_ + ": " + key);
+    Resources out{r.Int("vcpus", 0), r.Int("memory_mib", 0), r.Int("disk_gib", 0),
+                  r.Int("bandwidth_mbps", 0)};
+    if (status_.ok()) status_ = r.status();
+    return out;
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  const json* Find(const char* key) const {
+    if (!j_.is_object()) return nullptr;
+    auto it = j_.find(key);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  void Bad(const char* key, const char* kind, const json& v) {
+    if (!status_.ok()) return;
+    std::string text = v.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
+    if (text.size() > 64) text = text.substr(0, 61) + "...";
+    status_ = Internal("store: " + where_ + ": field " + key + " must be " + kind + ", not " + text);
+  }
+
+  const json& j_;
+  std::string where_;
+  Status status_;
+};
+
+}  // namespace
 
 json ResourcesToJson(const Resources& r) {
   return {{"vcpus", r.vcpus},
@@ -10,9 +76,11 @@ json ResourcesToJson(const Resources& r) {
           {"disk_gib", r.disk_gib},
           {"bandwidth_mbps", r.bandwidth_mbps}};
 }
-Resources ResourcesFromJson(const json& j) {
-  return {j.value("vcpus", int64_t{0}), j.value("memory_mib", int64_t{0}),
-          j.value("disk_gib", int64_t{0}), j.value("bandwidth_mbps", int64_t{0})};
+Result<Resources> ResourcesFromJson(const json& j) {
+  RowReader r(json{{"resources", j}}, "resources");
+  Resources out = r.Res("resources");
+  if (!r.status().ok()) return r.status();
+  return out;
 }
 
 json HostToJson(const HostRecord& h) {
@@ -23,13 +91,16 @@ json HostToJson(const HostRecord& h) {
           {"applied_topology_revision", h.applied_topology_revision}};
 }
 Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
+  RowReader r(j, "host " + name);
   HostRecord h;
   h.name = name;
-  h.address = j.value("address", "");
-  h.capacity = ResourcesFromJson(j.value("capacity", json::object()));
-  ASSIGN_OR_RETURN(h.state, ParseHostState(j.value("state", "up")));
-  h.last_heartbeat_unix_ms = j.value("last_heartbeat_unix_ms", int64_t{0});
-  h.applied_topology_revision = j.value("applied_topology_revision", int64_t{0});
+  h.address = r.Str("address", "");
+  h.capacity = r.Res("capacity");
+  std::string state = r.Str("state", "up");
+  h.last_heartbeat_unix_ms = r.Int("last_heartbeat_unix_ms", 0);
+  h.applied_topology_revision = r.Int("applied_topology_revision", 0);
+  if (!r.status().ok()) return r.status();
+  ASSIGN_OR_RETURN(h.state, ParseHostState(state));
   return h;
 }
 
@@ -49,30 +120,36 @@ json InstanceToJson(const InstanceRecord& i) {
           {"moving_from", i.moving_from}};
 }
 Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) {
+  RowReader r(j, "instance " + name);
   InstanceRecord i;
   i.name = name;
-  i.service = j.value("service", "");
-  i.index = j.value("index", int64_t{0});
-  i.update_domain = j.value("update_domain", int64_t{0});
-  i.version = j.value("version", "");
-  i.generation = j.value("generation", int64_t{0});
-  json a = j.value("allocation", json::object());
-  i.allocation.host = a.value("host", "");
-  i.allocation.resources = ResourcesFromJson(a.value("resources", json::object()));
-  i.allocation.ip = a.value("ip", "");
-  i.allocation.mac = a.value("mac", "");
-  ASSIGN_OR_RETURN(i.state, ParseInstanceState(j.value("state", "pending")));
-  i.reason = j.value("reason", "");
-  i.moving_from = j.value("moving_from", "");
+  i.service = r.Str("service", "");
+  i.index = r.Int("index", 0);
+  i.update_domain = r.Int("update_domain", 0);
+  i.version = r.Str("version", "");
+  i.generation = r.Int("generation", 0);
+  RowReader a(r.Obj("allocation"), "instance " + name + ": allocation");
+  i.allocation.host = a.Str("host", "");
+  i.allocation.resources = a.Res("resources");
+  i.allocation.ip = a.Str("ip", "");
+  i.allocation.mac = a.Str("mac", "");
+  std::string state = r.Str("state", "pending");
+  i.reason = r.Str("reason", "");
+  i.moving_from = r.Str("moving_from", "");
+  if (!r.status().ok()) return r.status();
+  if (!a.status().ok()) return a.status();
+  ASSIGN_OR_RETURN(i.state, ParseInstanceState(state));
   return i;
 }
 
 json ServiceToJson(const ServiceRecord& s) {
   return {{"spec_yaml", s.spec_yaml}, {"version", s.version}, {"generation", s.generation}};
 }
-ServiceRecord ServiceFromJson(const std::string& name, const json& j) {
-  return {name, j.value("spec_yaml", ""), j.value("version", ""),
-          j.value("generation", int64_t{0})};
+Result<ServiceRecord> ServiceFromJson(const std::string& name, const json& j) {
+  RowReader r(j, "service " + name);
+  ServiceRecord s{name, r.Str("spec_yaml", ""), r.Str("version", ""), r.Int("generation", 0)};
+  if (!r.status().ok()) return r.status();
+  return s;
 }
 
 json OperationToJson(const OperationRecord& o) {
@@ -83,14 +160,17 @@ json OperationToJson(const OperationRecord& o) {
           {"created_unix_ms", o.created_unix_ms},
           {"updated_unix_ms", o.updated_unix_ms}};
 }
-OperationRecord OperationFromJson(const std::string& id, const json& j) {
-  return {id,
-          j.value("kind", ""),
-          j.value("subject", ""),
-          j.value("payload_json", ""),
-          j.value("state", "running"),
-          j.value("created_unix_ms", int64_t{0}),
-          j.value("updated_unix_ms", int64_t{0})};
+Result<OperationRecord> OperationFromJson(const std::string& id, const json& j) {
+  RowReader r(j, "operation " + id);
+  OperationRecord o{id,
+                    r.Str("kind", ""),
+                    r.Str("subject", ""),
+                    r.Str("payload_json", ""),
+                    r.Str("state", "running"),
+                    r.Int("created_unix_ms", 0),
+                    r.Int("updated_unix_ms", 0)};
+  if (!r.status().ok()) return r.status();
+  return o;
 }
 
 json EventToJson(const EventRecord& e) {
@@ -100,15 +180,18 @@ json EventToJson(const EventRecord& e) {
           {"json", e.json}};
 }
 Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
+  RowReader r(j, "event " + std::to_string(sequence));
   EventRecord e;
   e.sequence = sequence;
-  e.unix_ms = j.value("unix_ms", int64_t{0});
-  ASSIGN_OR_RETURN(e.kind, ParseEventKind(j.value("kind", "")));
-  e.service = j.value("service", "");
-  e.instance = j.value("instance", "");
-  e.host = j.value("host", "");
-  e.message = j.value("message", "");
-  e.json = j.value("json", "");
+  e.unix_ms = r.Int("unix_ms", 0);
+  std::string kind = r.Str("kind", "");
+  e.service = r.Str("service", "");
+  e.instance = r.Str("instance", "");
+  e.host = r.Str("host", "");
+  e.message = r.Str("message", "");
+  e.json = r.Str("json", "");
+  if (!r.status().ok()) return r.status();
+  ASSIGN_OR_RETURN(e.kind, ParseEventKind(kind));
   return e;
 }
 

@@ -1,6 +1,7 @@
 // The JSON form of the store's records, shared by the Store implementations (SqliteStore keeps
 // hosts and instances as JSON rows, EtcdStore every record as a JSON value). Pure functions; any
-// thread.
+// thread. The decoders never throw: a field of the wrong type (a damaged row) is an INTERNAL error
+// naming the row, the field and the value; an absent field takes its default.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -12,7 +13,7 @@
 namespace regen {
 
 nlohmann::json ResourcesToJson(const Resources& r);
-Resources ResourcesFromJson(const nlohmann::json& j);
+Result<Resources> ResourcesFromJson(const nlohmann::json& j);
 
 nlohmann::json HostToJson(const HostRecord& h);  // without the name (the key)
 Result<HostRecord> HostFromJson(const std::string& name, const nlohmann::json& j);
@@ -21,10 +22,10 @@ nlohmann::json InstanceToJson(const InstanceRecord& i);  // without the name
 Result<InstanceRecord> InstanceFromJson(const std::string& name, const nlohmann::json& j);
 
 nlohmann::json ServiceToJson(const ServiceRecord& s);  // without the name
-ServiceRecord ServiceFromJson(const std::string& name, const nlohmann::json& j);
+Result<ServiceRecord> ServiceFromJson(const std::string& name, const nlohmann::json& j);
 
 nlohmann::json OperationToJson(const OperationRecord& o);  // without the id
-OperationRecord OperationFromJson(const std::string& id, const nlohmann::json& j);
+Result<OperationRecord> OperationFromJson(const std::string& id, const nlohmann::json& j);
 
 nlohmann::json EventToJson(const EventRecord& e);  // without the sequence
 Result<EventRecord> EventFromJson(int64_t sequence, const nlohmann::json& j);
