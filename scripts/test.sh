@@ -2,7 +2,8 @@
 # Builds Regen and runs every test: unit, integration (real libvirt test driver, real QEMU/TCG
 # through qemu:///embed), then the clang build (scripts/build.sh --asan: thread-safety analysis as
 # errors, so building it is the check) with the unit tests and the cheap integration tests again
-# under ASan+UBSan, then the benchmarks once (figures printed). A component that cannot run fails
+# under ASan+UBSan and each libFuzzer target (tests/fuzz) for 30 s, then the benchmarks once
+# (figures printed). A component that cannot run fails
 # the run (CI=1 is set here): nothing passes by skipping.
 # Usage: scripts/test.sh [--quick]   (--quick: no ASan pass, no benchmarks)
 set -euo pipefail
@@ -29,6 +30,8 @@ if [ "$quick" = 0 ]; then
     -L unit &&
    ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 --timeout 300 \
     -R "$asan_integration")
+  echo "== fuzz targets: 30 s each from their seed corpora (tests/fuzz; long runs: scripts/fuzz.sh) =="
+  scripts/fuzz.sh --time 30
   echo "== benchmarks =="
   scripts/bench.sh
 fi
