@@ -54,15 +54,20 @@ std::string Pick(FuzzedDataProvider& in, const char* const* list, size_t n) {
 }
 #define PICK(in, list) Pick(in, list, sizeof(list) / sizeof(list[0]))
 
+// The values are drawn in statement order (the order of operands of + is unspecified).
 std::string SpecYaml(FuzzedDataProvider& in) {
-  std::string service = PICK(in, kServices);
+  const std::string service = PICK(in, kServices);
+  const int instances = in.ConsumeIntegralInRange(0, 12);
+  const int uds = in.ConsumeIntegralInRange(1, 3);
+  const int vcpus = in.ConsumeIntegralInRange(1, 8);
+  const bool keep = in.ConsumeBool();
+  const bool v1 = in.ConsumeBool();
   std::string subnet = service == "web" ? "10.10.0.0/28" : "10.20.0.0/29";
-  return "name: " + service + "\ninstances: " + std::to_string(in.ConsumeIntegralInRange(0, 12)) +
-         "\nupdate_domains: " + std::to_string(in.ConsumeIntegralInRange(1, 3)) +
-         "\nflavor:\n  vcpus: " + std::to_string(in.ConsumeIntegralInRange(1, 8)) +
-         "\n  memory_mib: 256\nnetwork:\n  subnet: " + subnet + "\n  ip_policy: " +
-         (in.ConsumeBool() ? "keep" : "new") + "\nversions:\n  v1: {}\n  v2: {}\nversion: " +
-         (in.ConsumeBool() ? "v1" : "v2") + "\n";
+  return "name: " + service + "\ninstances: " + std::to_string(instances) +
+         "\nupdate_domains: " + std::to_string(uds) + "\nflavor:\n  vcpus: " +
+         std::to_string(vcpus) + "\n  memory_mib: 256\nnetwork:\n  subnet: " + subnet +
+         "\n  ip_policy: " + (keep ? "keep" : "new") + "\nversions:\n  v1: {}\n  v2: {}\nversion: " +
+         (v1 ? "v1" : "v2") + "\n";
 }
 
 class Driver {
@@ -145,7 +150,9 @@ class Driver {
 
   std::string AnInstance() {
     const auto& all = controller_->instances();
-    if (all.empty() || in_.ConsumeIntegralInRange(0, 7) == 0) return "web-" + std::to_string(in_.ConsumeIntegralInRange(0, 20));
+    if (all.empty() || in_.ConsumeIntegralInRange(0, 7) == 0) {
+      return "web-" + std::to_string(in_.ConsumeIntegralInRange(0, 20));
+    }
     auto it = all.begin();
     std::advance(it, in_.ConsumeIntegralInRange<size_t>(0, all.size() - 1));
     return it->first;
