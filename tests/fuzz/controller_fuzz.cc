@@ -1,5 +1,5 @@
 // libFuzzer target: the real controller (controller/controller.h) over an in-memory store that
-// fails the writes the input chooses, fed a sequence of agent messages (Hello, Heartbeat,
+// fails the writes the input chooses (the controller then dies and restarts from the store), fed a sequence of agent messages (Hello, Heartbeat,
 // DomainsReport, DomainEvent, disconnect) and admin requests (apply, scale, drain, failover) and
 // clock ticks, all drawn from the input with FuzzedDataProvider. After every step: no instance is
 // in the desired set of two hosts, no IP is held twice, every instance's host is known; at the end
@@ -23,17 +23,27 @@
 namespace regen::fuzz {
 namespace {
 
-// The FakeStore, with the next write failing when the input says so (a full disk, a lost lock).
+// A failed state write makes the real controller exit (DieOnStoreWriteFailure, std::_Exit) and
+// systemd restart it from the store. Here the failing write throws this instead, the Driver drops
+// the controller where it stood and loads a new one from the store, as the restart would.
+struct ControllerDied {};
+
+// The FakeStore, with the Nth write of the current step failing when the input says so (a full
+// disk, a lost lock): nothing of that write is stored.
 class FlakyStore : public testing::FakeStore {
  public:
   Status Transaction(const std::function<Status(StoreTxn&)>& body) override {
-    if (fail_next) {
-      fail_next = false;
-      return Unavailable("store: injected write failure");
-    }
+    if (++writes_ == fail_at_) throw ControllerDied{};
     return FakeStore::Transaction(body);
   }
-  bool fail_next = false;
+  void FailWrite(int nth) {
+    writes_ = 0;
+    fail_at_ = nth;
+  }
+
+ private:
+  int writes_ = 0;
+  int fail_at_ = 0;  // 0: none
 };
 
 class Sink : public AgentSink {
@@ -81,7 +91,37 @@ class Driver {
   }
 
   void Step() {
-    store_.fail_next = in_.ConsumeIntegralInRange(0, 7) == 0;
+    const int fail = in_.ConsumeIntegralInRange(0, 15);
+    store_.FailWrite(fail < 3 ? fail + 1 : 0);
+    try {
+      Dispatch();
+    } catch (const ControllerDied&) {
+      Restart();
+    }
+    store_.FailWrite(0);
+    CheckInvariants();
+  }
+
+  // A second controller loads the first one's store.
+  void CheckRestart() {
+    Controller again(config_, store_, clock_);
+    Status s = again.Load();
+    Check(s.ok(), "controller: cannot load its own store: " + s.ToString());
+  }
+
+ private:
+  // The controller process died in the middle of a step: a new one loads the store. Agents
+  // reconnect with a new Hello (when the input sends one).
+  void Restart() {
+    store_.FailWrite(0);
+    controller_.reset();
+    sinks_.clear();
+    controller_ = std::make_unique<Controller>(config_, store_, clock_);
+    Status s = controller_->Load();
+    Check(s.ok(), "controller: cannot restart from its own store: " + s.ToString());
+  }
+
+  void Dispatch() {
     switch (in_.ConsumeIntegralInRange(0, 10)) {
       case 0: Hello(); break;
       case 1: {
@@ -124,18 +164,8 @@ class Driver {
         clock_.Advance(std::chrono::milliseconds(in_.ConsumeIntegralInRange(0, 5000)));
         controller_->Tick();
     }
-    store_.fail_next = false;
-    CheckInvariants();
   }
 
-  // A second controller loads the first one's store.
-  void CheckRestart() {
-    Controller again(config_, store_, clock_);
-    Status s = again.Load();
-    Check(s.ok(), "controller: cannot load its own store: " + s.ToString());
-  }
-
- private:
   void Hello() {
     v1::Hello hello;
     hello.set_host(PICK(in_, kHosts));
