@@ -250,9 +250,7 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   for (const auto& kv : hosts.kvs) {
     std::string name = kv.key.substr(p.size() + 6);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "host " + name));
-    auto h = HostFromJson(name, j);
-    if (!h.ok()) return h.status().WithContext("store: host " + name);
-    snap.hosts[name] = *h;
+    ASSIGN_OR_RETURN(snap.hosts[name], HostFromJson(name, j));
   }
   ASSIGN_OR_RETURN(etcd::RangeResult services, read("services/"));
   for (const auto& kv : services.kvs) {
@@ -264,9 +262,7 @@ Result<StoreSnapshot> EtcdStore::LoadAll() {
   for (const auto& kv : instances.kvs) {
     std::string name = kv.key.substr(p.size() + 10);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "instance " + name));
-    auto i = InstanceFromJson(name, j);
-    if (!i.ok()) return i.status().WithContext("store: instance " + name);
-    snap.instances[name] = *i;
+    ASSIGN_OR_RETURN(snap.instances[name], InstanceFromJson(name, j));
   }
   ASSIGN_OR_RETURN(etcd::RangeResult operations, read("operations/"));
   for (const auto& kv : operations.kvs) {
@@ -292,9 +288,8 @@ Result<std::vector<EventRecord>> EtcdStore::EventsAfter(int64_t after, int64_t l
     std::string digits = kv.key.substr(dir.size());
     int64_t sequence = std::strtoll(digits.c_str(), nullptr, 10);
     ASSIGN_OR_RETURN(json j, ParseRecord(kv.value, "event " + digits));
-    auto e = EventFromJson(sequence, j);
-    if (!e.ok()) return e.status().WithContext("store: event " + std::to_string(sequence));
-    out.push_back(std::move(*e));
+    ASSIGN_OR_RETURN(EventRecord e, EventFromJson(sequence, j));
+    out.push_back(std::move(e));
   }
   return out;
 }

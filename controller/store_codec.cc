@@ -9,18 +9,27 @@ using nlohmann::json;
 
 namespace {
 
-// Reads the fields of one row, each with a default when absent. A field of the wrong type (a
-// damaged row) gives "store: WHERE: field FIELD must be KIND, not VALUE"; the first such error is
-// kept in `status` and the row is refused. Never throws (json::value would).
+// Reads the fields of one row, each with a default when absent or null. A row that is not an
+// object, or a field of the wrong type (a damaged row), gives "store: ROW is corrupt: field FIELD
+// must be KIND, not VALUE"; the first such error is kept in status() and the row is refused. Never
+// throws (json::value() would), and never converts a float to an integer (1e300 was undefined
+// behaviour in nlohmann's conversion).
 class RowReader {
  public:
-  RowReader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+  RowReader(const json& j, std::string row, std::string prefix = "")
+      : j_(j), row_(std::move(row)), prefix_(std::move(prefix)) {
+    if (!j_.is_object()) {
+      status_ = Internal("store: " + row_ + " is corrupt: " +
+                         (prefix_.empty() ? std::string("not a JSON object")
+                                          : "field " + prefix_ + " must be an object"));
+    }
+  }
 
   int64_t Int(const char* key, int64_t fallback) {
     const json* v = Find(key);
     if (v == nullptr) return fallback;
-    if (v->is_number_integer() && !(v->is_number_unsigned() &&
-                                     v->get<uint64_t>() > uint64_t{INT64_MAX})) {
+    if (v->is_number_integer() &&
+        !(v->is_number_unsigned() && v->get<uint64_t>() > uint64_t{INT64_MAX})) {
       return v->get<int64_t>();
     }
     Bad(key, "an integer", *v);
@@ -33,24 +42,26 @@ class RowReader {
     Bad(key, "a string", *v);
     return fallback;
   }
-  const json& Obj(const char* key) {
+  // A nested object read with its own reader, whose errors end up in this one's status().
+  template <typename F>
+  auto Nested(const char* key, F&& read) {
     static const json kEmpty = json::object();
     const json* v = Find(key);
-    if (v == nullptr) return kEmpty;
-    if (v->is_object()) return *v;
-    Bad(key, "an object", *v);
-    return kEmpty;
+    RowReader inner(v == nullptr ? kEmpty : *v, row_, Path(key));
+    auto out = read(inner);
+    if (status_.ok()) status_ = inner.status_;
+    return out;
   }
   Resources Res(const char* key) {
-    RowReader r(Obj(key), where_ + ": " + key);
-    Resources out{r.Int("vcpus", 0), r.Int("memory_mib", 0), r.Int("disk_gib", 0),
-                  r.Int("bandwidth_mbps", 0)};
-    if (status_.ok()) status_ = r.status();
-    return out;
+    return Nested(key, [](RowReader& r) {
+      return Resources{r.Int("vcpus", 0), r.Int("memory_mib", 0), r.Int("disk_gib", 0),
+                       r.Int("bandwidth_mbps", 0)};
+    });
   }
   const Status& status() const { return status_; }
 
  private:
+  std::string Path(const char* key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
   const json* Find(const char* key) const {
     if (!j_.is_object()) return nullptr;
     auto it = j_.find(key);
@@ -60,11 +71,13 @@ class RowReader {
     if (!status_.ok()) return;
     std::string text = v.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
     if (text.size() > 64) text = text.substr(0, 61) + "...";
-    status_ = Internal("store: " + where_ + ": field " + key + " must be " + kind + ", not " + text);
+    status_ = Internal("store: " + row_ + " is corrupt: field " + Path(key) + " must be " + kind +
+                       ", not " + text);
   }
 
   const json& j_;
-  std::string where_;
+  std::string row_;
+  std::string prefix_;
   Status status_;
 };
 
@@ -76,11 +89,11 @@ json ResourcesToJson(const Resources& r) {
           {"disk_gib", r.disk_gib},
           {"bandwidth_mbps", r.bandwidth_mbps}};
 }
-Result<Resources> ResourcesFromJson(const json& j) {
-  RowReader r(json{{"resources", j}}, "resources");
-  Resources out = r.Res("resources");
-  if (!r.status().ok()) return r.status();
-  return out;
+// Fields of the wrong type read as 0 here; the row decoders below refuse them.
+Resources ResourcesFromJson(const json& j) {
+  RowReader r(j, "resources");
+  return {r.Int("vcpus", 0), r.Int("memory_mib", 0), r.Int("disk_gib", 0),
+          r.Int("bandwidth_mbps", 0)};
 }
 
 json HostToJson(const HostRecord& h) {
@@ -100,7 +113,9 @@ Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
   h.last_heartbeat_unix_ms = r.Int("last_heartbeat_unix_ms", 0);
   h.applied_topology_revision = r.Int("applied_topology_revision", 0);
   if (!r.status().ok()) return r.status();
-  ASSIGN_OR_RETURN(h.state, ParseHostState(state));
+  auto parsed = ParseHostState(state);
+  if (!parsed.ok()) return parsed.status().WithContext("store: host " + name);
+  h.state = *parsed;
   return h;
 }
 
@@ -128,17 +143,21 @@ Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) 
   i.update_domain = r.Int("update_domain", 0);
   i.version = r.Str("version", "");
   i.generation = r.Int("generation", 0);
-  RowReader a(r.Obj("allocation"), "instance " + name + ": allocation");
-  i.allocation.host = a.Str("host", "");
-  i.allocation.resources = a.Res("resources");
-  i.allocation.ip = a.Str("ip", "");
-  i.allocation.mac = a.Str("mac", "");
+  i.allocation = r.Nested("allocation", [](RowReader& a) {
+    Allocation out;
+    out.host = a.Str("host", "");
+    out.resources = a.Res("resources");
+    out.ip = a.Str("ip", "");
+    out.mac = a.Str("mac", "");
+    return out;
+  });
   std::string state = r.Str("state", "pending");
   i.reason = r.Str("reason", "");
   i.moving_from = r.Str("moving_from", "");
   if (!r.status().ok()) return r.status();
-  if (!a.status().ok()) return a.status();
-  ASSIGN_OR_RETURN(i.state, ParseInstanceState(state));
+  auto parsed = ParseInstanceState(state);
+  if (!parsed.ok()) return parsed.status().WithContext("store: instance " + name);
+  i.state = *parsed;
   return i;
 }
 
@@ -191,7 +210,9 @@ Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
   e.message = r.Str("message", "");
   e.json = r.Str("json", "");
   if (!r.status().ok()) return r.status();
-  ASSIGN_OR_RETURN(e.kind, ParseEventKind(kind));
+  auto parsed = ParseEventKind(kind);
+  if (!parsed.ok()) return parsed.status().WithContext("store: event " + std::to_string(sequence));
+  e.kind = *parsed;
   return e;
 }
 

@@ -1,7 +1,6 @@
 // The JSON form of the store's records, shared by the Store implementations (SqliteStore keeps
 // hosts and instances as JSON rows, EtcdStore every record as a JSON value). Pure functions; any
-// thread. The decoders never throw: a field of the wrong type (a damaged row) is an INTERNAL error
-// naming the row, the field and the value; an absent field takes its default.
+// thread.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -13,7 +12,7 @@
 namespace regen {
 
 nlohmann::json ResourcesToJson(const Resources& r);
-Result<Resources> ResourcesFromJson(const nlohmann::json& j);
+Resources ResourcesFromJson(const nlohmann::json& j);
 
 nlohmann::json HostToJson(const HostRecord& h);  // without the name (the key)
 Result<HostRecord> HostFromJson(const std::string& name, const nlohmann::json& j);
@@ -29,6 +28,9 @@ Result<OperationRecord> OperationFromJson(const std::string& id, const nlohmann:
 
 nlohmann::json EventToJson(const EventRecord& e);  // without the sequence
 Result<EventRecord> EventFromJson(int64_t sequence, const nlohmann::json& j);
+
+// Every *FromJson: INTERNAL "store: KIND NAME is corrupt: ..." when `j` is not an object, or a
+// field has the wrong type (the decoders never throw), or a state name is unknown.
 
 // Parses `text` as a JSON object; INTERNAL "store: WHAT is corrupt" otherwise.
 Result<nlohmann::json> ParseRecord(const std::string& text, const std::string& what);

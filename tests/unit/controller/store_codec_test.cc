@@ -16,21 +16,30 @@ std::string ErrorOf(const Status& s) { return s.ok() ? "ok" : s.ToString(); }
 TEST(StoreCodecTest, HostFieldOfWrongTypeNamesIt) {
   auto h = HostFromJson("host-1", json::parse(R"({"address":"192.0.2.1","capacity":{"vcpus":"4"}})"));
   ASSERT_FALSE(h.ok());
-  EXPECT_NE(ErrorOf(h.status()).find("host host-1: capacity: field vcpus must be an integer, not \"4\""),
+  EXPECT_NE(ErrorOf(h.status()).find("store: host host-1 is corrupt: field capacity.vcpus must be an integer, not \"4\""),
             std::string::npos)
       << ErrorOf(h.status());
   EXPECT_FALSE(HostFromJson("host-1", json::parse(R"({"address":7})")).ok());
   EXPECT_FALSE(HostFromJson("host-1", json::parse(R"({"capacity":[]})")).ok());
+  auto not_object = HostFromJson("host-1", json::parse("[1, 2]"));
+  ASSERT_FALSE(not_object.ok());
+  EXPECT_NE(ErrorOf(not_object.status()).find("host host-1 is corrupt: not a JSON object"),
+            std::string::npos)
+      << ErrorOf(not_object.status());
 }
 
 TEST(StoreCodecTest, InstanceFieldsOfWrongTypeAreRefused) {
   EXPECT_FALSE(InstanceFromJson("web-0", json::parse(R"({"allocation":[1]})")).ok());
-  EXPECT_FALSE(InstanceFromJson("web-0", json::parse(R"({"allocation":{"ip":5}})")).ok());
+  auto ip = InstanceFromJson("web-0", json::parse(R"({"allocation":{"ip":5}})"));
+  ASSERT_FALSE(ip.ok());
+  EXPECT_NE(ErrorOf(ip.status()).find("field allocation.ip must be a string, not 5"),
+            std::string::npos)
+      << ErrorOf(ip.status());
   EXPECT_FALSE(InstanceFromJson("web-0", json::parse(R"({"generation":1.5})")).ok());
   // A float far out of int64's range was undefined behaviour in the conversion.
   auto i = InstanceFromJson("web-0", json::parse(R"({"index":1e300})"));
   ASSERT_FALSE(i.ok());
-  EXPECT_NE(ErrorOf(i.status()).find("field index must be an integer, not 1e+300"),
+  EXPECT_NE(ErrorOf(i.status()).find("instance web-0 is corrupt: field index must be an integer, not 1e+300"),
             std::string::npos)
       << ErrorOf(i.status());
   EXPECT_FALSE(InstanceFromJson("web-0", json::parse(R"({"index":18446744073709551615})")).ok());
