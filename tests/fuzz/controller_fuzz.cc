@@ -1,10 +1,10 @@
 // libFuzzer target: the real controller (controller/controller.h) over an in-memory store that
-// fails the writes the input chooses (the controller then dies and restarts from the store), fed a sequence of agent messages (Hello, Heartbeat,
-// DomainsReport, DomainEvent, disconnect) and admin requests (apply, scale, drain, failover) and
-// clock ticks, all drawn from the input with FuzzedDataProvider. After every step: no instance is
-// in the desired set of two hosts, no IP is held twice, every instance's host is known; at the end
-// a second controller loads what the first one stored (the controller restarts from its own
-// database). Fuzzer thread only.
+// fails the writes the input chooses (the controller then dies and restarts from the store), fed a
+// sequence of agent messages (Hello, Heartbeat, DomainsReport, DomainEvent, disconnect) and admin
+// requests (apply, scale, drain, failover) and clock ticks, all drawn from the input with
+// FuzzedDataProvider. After every step: no instance is in the desired set of two hosts, no IP is
+// held twice, every instance's host is known; at the end a second controller loads what the first
+// one stored (the controller restarts from its own database). Fuzzer thread only.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <chrono>
@@ -74,10 +74,11 @@ std::string SpecYaml(FuzzedDataProvider& in) {
   const bool v1 = in.ConsumeBool();
   std::string subnet = service == "web" ? "10.10.0.0/28" : "10.20.0.0/29";
   return "name: " + service + "\ninstances: " + std::to_string(instances) +
-         "\nupdate_domains: " + std::to_string(uds) + "\nflavor:\n  vcpus: " +
-         std::to_string(vcpus) + "\n  memory_mib: 256\nnetwork:\n  subnet: " + subnet +
-         "\n  ip_policy: " + (keep ? "keep" : "new") + "\nversions:\n  v1: {}\n  v2: {}\nversion: " +
-         (v1 ? "v1" : "v2") + "\n";
+         "\nupdate_domains: " + std::to_string(uds) +
+         "\nflavor:\n  vcpus: " + std::to_string(vcpus) +
+         "\n  memory_mib: 256\nnetwork:\n  subnet: " + subnet +
+         "\n  ip_policy: " + (keep ? "keep" : "new") +
+         "\nversions:\n  v1: {}\n  v2: {}\nversion: " + (v1 ? "v1" : "v2") + "\n";
 }
 
 class Driver {
@@ -123,7 +124,9 @@ class Driver {
 
   void Dispatch() {
     switch (in_.ConsumeIntegralInRange(0, 10)) {
-      case 0: Hello(); break;
+      case 0:
+        Hello();
+        break;
       case 1: {
         v1::Heartbeat hb;
         hb.set_host(PICK(in_, kHosts));
@@ -132,15 +135,22 @@ class Driver {
         controller_->OnHeartbeat(hb.host(), hb, &sinks_[hb.host()]);
         break;
       }
-      case 2: Report(/*faithful=*/true); break;
-      case 3: Report(/*faithful=*/false); break;
-      case 4: Event(); break;
+      case 2:
+        Report(/*faithful=*/true);
+        break;
+      case 3:
+        Report(/*faithful=*/false);
+        break;
+      case 4:
+        Event();
+        break;
       case 5: {
         std::string host = PICK(in_, kHosts);
         controller_->OnDisconnect(host, &sinks_[host]);
         break;
       }
-      case 6: case 7: {
+      case 6:
+      case 7: {
         v1::ApplyServiceRequest req;
         req.set_spec_yaml(SpecYaml(in_));
         req.set_file_name("service.yaml");
@@ -258,7 +268,8 @@ class Driver {
 }  // namespace regen::fuzz
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  regen::InitLogging("controller_fuzz", "off");  // the controller's logs would cost most of the time
+  regen::InitLogging("controller_fuzz",
+                     "off");  // the controller's logs would cost most of the time
   return 0;
 }
 

@@ -38,8 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   spec.generation = m.generation;
   regen::DomainMetadata again = regen::ParseDomainMetadata(regen::BuildMetadataElement(spec));
   auto show = [](const regen::DomainMetadata& d) {
-    return "service=[" + d.service + "] instance=[" + d.instance + "] ud=" +
-           std::to_string(d.update_domain) + " version=[" + d.version +
+    return "service=[" + d.service + "] instance=[" + d.instance +
+           "] ud=" + std::to_string(d.update_domain) + " version=[" + d.version +
            "] generation=" + std::to_string(d.generation);
   };
   Check(again.managed && again.service == m.service && again.instance == m.instance &&

@@ -29,7 +29,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The canonical text parses back to the same flows (the agent compares what it reads with this).
   const std::string canonical = regen::ovs::FormatFlows(*flows);
   auto again = regen::ovs::ParseDumpFlows(canonical);
-  if (!again.ok()) regen::fuzz::Fail("dump-flows: canonical text refused: " + again.status().ToString() + "\n" + canonical);
+  if (!again.ok())
+    regen::fuzz::Fail("dump-flows: canonical text refused: " + again.status().ToString() + "\n" +
+                      canonical);
   for (size_t i = 0; i < flows->size() && i < again->size(); ++i) {
     if (!((*again)[i] == (*flows)[i])) {
       regen::fuzz::Fail("dump-flows: re-parsed differently:\n" + (*flows)[i].ToString() + "\n" +

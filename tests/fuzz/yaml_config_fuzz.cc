@@ -13,14 +13,17 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   auto spec = regen::ParseServiceSpec(text, "fuzz.yaml");
-  if (!spec.ok()) regen::fuzz::Check(!spec.status().ToString().empty(), "service spec: empty error");
+  if (!spec.ok())
+    regen::fuzz::Check(!spec.status().ToString().empty(), "service spec: empty error");
   auto desired = regen::ParseDesiredInstances(text, "fuzz.yaml");
-  if (!desired.ok()) regen::fuzz::Check(!desired.status().ToString().empty(), "desired: empty error");
+  if (!desired.ok())
+    regen::fuzz::Check(!desired.status().ToString().empty(), "desired: empty error");
   auto controller = regen::ParseControllerConfig(text, "fuzz.yaml");
   if (!controller.ok()) {
     regen::fuzz::Check(!controller.status().ToString().empty(), "controller.yaml: empty error");
   }
   auto agent = regen::ParseAgentConfig(text, "fuzz.yaml");
-  if (!agent.ok()) regen::fuzz::Check(!agent.status().ToString().empty(), "agent.yaml: empty error");
+  if (!agent.ok())
+    regen::fuzz::Check(!agent.status().ToString().empty(), "agent.yaml: empty error");
   return 0;
 }

@@ -14,10 +14,14 @@ using nlohmann::json;
 std::string ErrorOf(const Status& s) { return s.ok() ? "ok" : s.ToString(); }
 
 TEST(StoreCodecTest, HostFieldOfWrongTypeNamesIt) {
-  auto h = HostFromJson("host-1", json::parse(R"({"address":"192.0.2.1","capacity":{"vcpus":"4"}})"));
+  auto h =
+      HostFromJson("host-1", json::parse(R"({"address":"192.0.2.1","capacity":{"vcpus":"4"}})"));
   ASSERT_FALSE(h.ok());
-  EXPECT_NE(ErrorOf(h.status()).find("store: host host-1 is corrupt: field capacity.vcpus must be an integer, not \"4\""),
-            std::string::npos)
+  EXPECT_NE(
+      ErrorOf(h.status())
+          .find(
+              "store: host host-1 is corrupt: field capacity.vcpus must be an integer, not \"4\""),
+      std::string::npos)
       << ErrorOf(h.status());
   EXPECT_FALSE(HostFromJson("host-1", json::parse(R"({"address":7})")).ok());
   EXPECT_FALSE(HostFromJson("host-1", json::parse(R"({"capacity":[]})")).ok());
@@ -39,7 +43,8 @@ TEST(StoreCodecTest, InstanceFieldsOfWrongTypeAreRefused) {
   // A float far out of int64's range was undefined behaviour in the conversion.
   auto i = InstanceFromJson("web-0", json::parse(R"({"index":1e300})"));
   ASSERT_FALSE(i.ok());
-  EXPECT_NE(ErrorOf(i.status()).find("instance web-0 is corrupt: field index must be an integer, not 1e+300"),
+  EXPECT_NE(ErrorOf(i.status())
+                .find("instance web-0 is corrupt: field index must be an integer, not 1e+300"),
             std::string::npos)
       << ErrorOf(i.status());
   EXPECT_FALSE(InstanceFromJson("web-0", json::parse(R"({"index":18446744073709551615})")).ok());
