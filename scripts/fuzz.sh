@@ -46,7 +46,7 @@ for t in "${targets[@]}"; do
       -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 \
       -timeout=25 -print_final_stats=1 -artifact_prefix=crashes/ corpus >log 2>&1) || rc=$?
   elapsed=$(( $(date +%s) - started ))
-  last=$(grep -E '^#[0-9]+' "$dir/log" | tail -1)
+  last=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   execs=$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$last")
