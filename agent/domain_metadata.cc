@@ -35,6 +35,16 @@ void AppendUtf8(uint32_t cp, std::string& out) {
   }
 }
 
+// XML 1.0's Char production: what a character reference may name. Anything else (NUL, other
+// controls, surrogates, U+FFFE/U+FFFF) is kept as literal text, so the fields stay valid UTF-8
+// (they go into protobuf string fields).
+bool IsXmlChar(uint32_t cp) {
+  if (cp < 0x20) return cp == 0x9 || cp == 0xa || cp == 0xd;
+  if (cp >= 0xd800 && cp <= 0xdfff) return false;
+  if (cp == 0xfffe || cp == 0xffff) return false;
+  return cp <= 0x10ffff;
+}
+
 std::string XmlUnescape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -65,7 +75,7 @@ std::string XmlUnescape(std::string_view text) {
       uint32_t cp = 0;
       auto [ptr, ec] =
           std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
-      if (ec != std::errc() || ptr != digits.data() + digits.size() || cp > 0x10ffff) {
+      if (ec != std::errc() || ptr != digits.data() + digits.size() || !IsXmlChar(cp)) {
         out += text[i];
         continue;
       }

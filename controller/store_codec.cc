@@ -1,27 +1,85 @@
 #include "controller/store_codec.h"
 
+#include <cstdint>
+#include <string>
+
 namespace regen {
 
 using nlohmann::json;
 
 namespace {
 
-// Runs a decoder that may throw (nlohmann's value() on a field of the wrong type, a record that
-// is not an object): a throw becomes INTERNAL naming the record and the field's complaint; no
-// exception leaves the codec.
-template <typename T, typename F>
-Result<T> Decode(const std::string& what, const json& j, F&& decode) {
-  if (!j.is_object()) return Internal("store: " + what + " is corrupt: not a JSON object");
-  try {
-    Result<T> r(decode());
-    if (!r.ok()) return r.status().WithContext("store: " + what);
-    return r;
-  } catch (const json::exception& e) {
-    return Internal("store: " + what + " is corrupt: " + e.what());
-  } catch (const std::exception& e) {
-    return Internal("store: " + what + " cannot be decoded: " + e.what());
+// Reads the fields of one row, each with a default when absent or null. A row that is not an
+// object, or a field of the wrong type (a damaged row), gives "store: ROW is corrupt: field FIELD
+// must be KIND, not VALUE"; the first such error is kept in status() and the row is refused. Never
+// throws (json::value() would), and never converts a float to an integer (1e300 was undefined
+// behaviour in nlohmann's conversion).
+class RowReader {
+ public:
+  RowReader(const json& j, std::string row, std::string prefix = "")
+      : j_(j), row_(std::move(row)), prefix_(std::move(prefix)) {
+    if (!j_.is_object()) {
+      status_ = Internal("store: " + row_ + " is corrupt: " +
+                         (prefix_.empty() ? std::string("not a JSON object")
+                                          : "field " + prefix_ + " must be an object"));
+    }
   }
-}
+
+  int64_t Int(const char* key, int64_t fallback) {
+    const json* v = Find(key);
+    if (v == nullptr) return fallback;
+    if (v->is_number_integer() &&
+        !(v->is_number_unsigned() && v->get<uint64_t>() > uint64_t{INT64_MAX})) {
+      return v->get<int64_t>();
+    }
+    Bad(key, "an integer", *v);
+    return fallback;
+  }
+  std::string Str(const char* key, const char* fallback) {
+    const json* v = Find(key);
+    if (v == nullptr) return fallback;
+    if (v->is_string()) return v->get<std::string>();
+    Bad(key, "a string", *v);
+    return fallback;
+  }
+  // A nested object read with its own reader, whose errors end up in this one's status().
+  template <typename F>
+  auto Nested(const char* key, F&& read) {
+    static const json kEmpty = json::object();
+    const json* v = Find(key);
+    RowReader inner(v == nullptr ? kEmpty : *v, row_, Path(key));
+    auto out = read(inner);
+    if (status_.ok()) status_ = inner.status_;
+    return out;
+  }
+  Resources Res(const char* key) {
+    return Nested(key, [](RowReader& r) {
+      return Resources{r.Int("vcpus", 0), r.Int("memory_mib", 0), r.Int("disk_gib", 0),
+                       r.Int("bandwidth_mbps", 0)};
+    });
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  std::string Path(const char* key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  const json* Find(const char* key) const {
+    if (!j_.is_object()) return nullptr;
+    auto it = j_.find(key);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  void Bad(const char* key, const char* kind, const json& v) {
+    if (!status_.ok()) return;
+    std::string text = v.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
+    if (text.size() > 64) text = text.substr(0, 61) + "...";
+    status_ = Internal("store: " + row_ + " is corrupt: field " + Path(key) + " must be " + kind +
+                       ", not " + text);
+  }
+
+  const json& j_;
+  std::string row_;
+  std::string prefix_;
+  Status status_;
+};
 
 }  // namespace
 
@@ -31,9 +89,11 @@ json ResourcesToJson(const Resources& r) {
           {"disk_gib", r.disk_gib},
           {"bandwidth_mbps", r.bandwidth_mbps}};
 }
+// Fields of the wrong type read as 0 here; the row decoders below refuse them.
 Resources ResourcesFromJson(const json& j) {
-  return {j.value("vcpus", int64_t{0}), j.value("memory_mib", int64_t{0}),
-          j.value("disk_gib", int64_t{0}), j.value("bandwidth_mbps", int64_t{0})};
+  RowReader r(j, "resources");
+  return {r.Int("vcpus", 0), r.Int("memory_mib", 0), r.Int("disk_gib", 0),
+          r.Int("bandwidth_mbps", 0)};
 }
 
 json HostToJson(const HostRecord& h) {
@@ -43,14 +103,19 @@ json HostToJson(const HostRecord& h) {
           {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
           {"applied_topology_revision", h.applied_topology_revision}};
 }
-static Result<HostRecord> HostFromJsonUnchecked(const std::string& name, const json& j) {
+Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
+  RowReader r(j, "host " + name);
   HostRecord h;
   h.name = name;
-  h.address = j.value("address", "");
-  h.capacity = ResourcesFromJson(j.value("capacity", json::object()));
-  ASSIGN_OR_RETURN(h.state, ParseHostState(j.value("state", "up")));
-  h.last_heartbeat_unix_ms = j.value("last_heartbeat_unix_ms", int64_t{0});
-  h.applied_topology_revision = j.value("applied_topology_revision", int64_t{0});
+  h.address = r.Str("address", "");
+  h.capacity = r.Res("capacity");
+  std::string state = r.Str("state", "up");
+  h.last_heartbeat_unix_ms = r.Int("last_heartbeat_unix_ms", 0);
+  h.applied_topology_revision = r.Int("applied_topology_revision", 0);
+  if (!r.status().ok()) return r.status();
+  auto parsed = ParseHostState(state);
+  if (!parsed.ok()) return parsed.status().WithContext("store: host " + name);
+  h.state = *parsed;
   return h;
 }
 
@@ -69,31 +134,41 @@ json InstanceToJson(const InstanceRecord& i) {
           {"reason", i.reason},
           {"moving_from", i.moving_from}};
 }
-static Result<InstanceRecord> InstanceFromJsonUnchecked(const std::string& name, const json& j) {
+Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) {
+  RowReader r(j, "instance " + name);
   InstanceRecord i;
   i.name = name;
-  i.service = j.value("service", "");
-  i.index = j.value("index", int64_t{0});
-  i.update_domain = j.value("update_domain", int64_t{0});
-  i.version = j.value("version", "");
-  i.generation = j.value("generation", int64_t{0});
-  json a = j.value("allocation", json::object());
-  i.allocation.host = a.value("host", "");
-  i.allocation.resources = ResourcesFromJson(a.value("resources", json::object()));
-  i.allocation.ip = a.value("ip", "");
-  i.allocation.mac = a.value("mac", "");
-  ASSIGN_OR_RETURN(i.state, ParseInstanceState(j.value("state", "pending")));
-  i.reason = j.value("reason", "");
-  i.moving_from = j.value("moving_from", "");
+  i.service = r.Str("service", "");
+  i.index = r.Int("index", 0);
+  i.update_domain = r.Int("update_domain", 0);
+  i.version = r.Str("version", "");
+  i.generation = r.Int("generation", 0);
+  i.allocation = r.Nested("allocation", [](RowReader& a) {
+    Allocation out;
+    out.host = a.Str("host", "");
+    out.resources = a.Res("resources");
+    out.ip = a.Str("ip", "");
+    out.mac = a.Str("mac", "");
+    return out;
+  });
+  std::string state = r.Str("state", "pending");
+  i.reason = r.Str("reason", "");
+  i.moving_from = r.Str("moving_from", "");
+  if (!r.status().ok()) return r.status();
+  auto parsed = ParseInstanceState(state);
+  if (!parsed.ok()) return parsed.status().WithContext("store: instance " + name);
+  i.state = *parsed;
   return i;
 }
 
 json ServiceToJson(const ServiceRecord& s) {
   return {{"spec_yaml", s.spec_yaml}, {"version", s.version}, {"generation", s.generation}};
 }
-static ServiceRecord ServiceFromJsonUnchecked(const std::string& name, const json& j) {
-  return {name, j.value("spec_yaml", ""), j.value("version", ""),
-          j.value("generation", int64_t{0})};
+Result<ServiceRecord> ServiceFromJson(const std::string& name, const json& j) {
+  RowReader r(j, "service " + name);
+  ServiceRecord s{name, r.Str("spec_yaml", ""), r.Str("version", ""), r.Int("generation", 0)};
+  if (!r.status().ok()) return r.status();
+  return s;
 }
 
 json OperationToJson(const OperationRecord& o) {
@@ -104,14 +179,17 @@ json OperationToJson(const OperationRecord& o) {
           {"created_unix_ms", o.created_unix_ms},
           {"updated_unix_ms", o.updated_unix_ms}};
 }
-static OperationRecord OperationFromJsonUnchecked(const std::string& id, const json& j) {
-  return {id,
-          j.value("kind", ""),
-          j.value("subject", ""),
-          j.value("payload_json", ""),
-          j.value("state", "running"),
-          j.value("created_unix_ms", int64_t{0}),
-          j.value("updated_unix_ms", int64_t{0})};
+Result<OperationRecord> OperationFromJson(const std::string& id, const json& j) {
+  RowReader r(j, "operation " + id);
+  OperationRecord o{id,
+                    r.Str("kind", ""),
+                    r.Str("subject", ""),
+                    r.Str("payload_json", ""),
+                    r.Str("state", "running"),
+                    r.Int("created_unix_ms", 0),
+                    r.Int("updated_unix_ms", 0)};
+  if (!r.status().ok()) return r.status();
+  return o;
 }
 
 json EventToJson(const EventRecord& e) {
@@ -120,37 +198,22 @@ json EventToJson(const EventRecord& e) {
           {"host", e.host},       {"message", e.message},
           {"json", e.json}};
 }
-static Result<EventRecord> EventFromJsonUnchecked(int64_t sequence, const json& j) {
+Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
+  RowReader r(j, "event " + std::to_string(sequence));
   EventRecord e;
   e.sequence = sequence;
-  e.unix_ms = j.value("unix_ms", int64_t{0});
-  ASSIGN_OR_RETURN(e.kind, ParseEventKind(j.value("kind", "")));
-  e.service = j.value("service", "");
-  e.instance = j.value("instance", "");
-  e.host = j.value("host", "");
-  e.message = j.value("message", "");
-  e.json = j.value("json", "");
+  e.unix_ms = r.Int("unix_ms", 0);
+  std::string kind = r.Str("kind", "");
+  e.service = r.Str("service", "");
+  e.instance = r.Str("instance", "");
+  e.host = r.Str("host", "");
+  e.message = r.Str("message", "");
+  e.json = r.Str("json", "");
+  if (!r.status().ok()) return r.status();
+  auto parsed = ParseEventKind(kind);
+  if (!parsed.ok()) return parsed.status().WithContext("store: event " + std::to_string(sequence));
+  e.kind = *parsed;
   return e;
-}
-
-Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
-  return Decode<HostRecord>("host " + name, j, [&] { return HostFromJsonUnchecked(name, j); });
-}
-Result<InstanceRecord> InstanceFromJson(const std::string& name, const json& j) {
-  return Decode<InstanceRecord>("instance " + name, j,
-                                [&] { return InstanceFromJsonUnchecked(name, j); });
-}
-Result<ServiceRecord> ServiceFromJson(const std::string& name, const json& j) {
-  return Decode<ServiceRecord>("service " + name, j,
-                               [&] { return ServiceFromJsonUnchecked(name, j); });
-}
-Result<OperationRecord> OperationFromJson(const std::string& id, const json& j) {
-  return Decode<OperationRecord>("operation " + id, j,
-                                 [&] { return OperationFromJsonUnchecked(id, j); });
-}
-Result<EventRecord> EventFromJson(int64_t sequence, const json& j) {
-  return Decode<EventRecord>("event " + std::to_string(sequence), j,
-                             [&] { return EventFromJsonUnchecked(sequence, j); });
 }
 
 Result<json> ParseRecord(const std::string& text, const std::string& what) {

@@ -79,6 +79,16 @@ std::vector<std::string> SplitFields(std::string_view s) {
   return out;
 }
 
+// Every ")" closes an earlier "(" and none is left open (SplitFields needs that).
+bool Balanced(std::string_view s) {
+  int depth = 0;
+  for (char c : s) {
+    if (c == '(') ++depth;
+    if (c == ')' && --depth < 0) return false;
+  }
+  return depth == 0;
+}
+
 std::string Field(std::string_view field, const TopologyInstance& instance, size_t index) {
   return "topology.instances[" + std::to_string(index) + "] (" + QuoteValue(instance.name) + ")." +
          std::string(field);
@@ -394,6 +404,8 @@ Result<std::vector<Flow>> ParseDumpFlows(std::string_view text) {
       return InvalidArgument(where +
                              ": no actions= (not a flow; expected `ovs-ofctl dump-flows` "
                              "output)");
+    if (!Balanced(line.substr(0, at)))
+      return InvalidArgument(where + ": unbalanced parentheses before actions=");
     Flow flow;
     flow.actions = std::string(line.substr(at + 8));
     if (flow.actions.empty()) return InvalidArgument(where + ": empty actions");

@@ -2,7 +2,8 @@
 # Configures and builds Regen. Usage: scripts/build.sh [--asan] [extra cmake args...]
 #   default: build/       (RelWithDebInfo)
 #   --asan:  build-asan/  (clang: thread-safety analysis as errors + AddressSanitizer +
-#                          UndefinedBehaviorSanitizer, Debug; one build for all these checks)
+#                          UndefinedBehaviorSanitizer + libFuzzer targets (tests/fuzz), Debug;
+#                          one build for all these checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build
@@ -10,14 +11,18 @@ args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [ "${1:-}" = "--asan" ]; then
   shift
   dir=build-asan
-  # clang, not gcc: -Wthread-safety exists only in clang. (libFuzzer, issue 15, will use this
-  # build too.) The libraries it links (gRPC, protobuf, ...) are Debian's gcc builds: fine for ASan.
+  # clang, not gcc: -Wthread-safety and libFuzzer exist only in clang. The libraries it links
+  # (gRPC, protobuf, ...) are Debian's gcc builds: fine for ASan (and not coverage-instrumented).
   args=(-DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
-        -DREGEN_SANITIZE=ON -DREGEN_THREAD_SAFETY=ON)
+        -DREGEN_SANITIZE=ON -DREGEN_THREAD_SAFETY=ON -DREGEN_FUZZ=ON)
   # A build-asan/ configured before it was a clang build (gcc) cannot switch compilers in place.
   if [ -f "$dir/CMakeCache.txt" ] && ! grep -q '^REGEN_THREAD_SAFETY:BOOL=ON$' "$dir/CMakeCache.txt"; then
     echo "build.sh: $dir/ is an old gcc sanitizer build; configuring it anew with clang"
     rm -rf "$dir"
+  fi
+  # One configured before the fuzz targets joined it: switch them on in place.
+  if [ -f "$dir/CMakeCache.txt" ] && ! grep -q '^REGEN_FUZZ:BOOL=ON$' "$dir/CMakeCache.txt"; then
+    cmake "$dir" -DREGEN_FUZZ=ON >/dev/null
   fi
 fi
 generator=()

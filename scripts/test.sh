@@ -2,9 +2,9 @@
 # Builds Regen and runs every test: unit, integration (real libvirt test driver, real QEMU/TCG
 # through qemu:///embed), then the clang build (scripts/build.sh --asan: thread-safety analysis as
 # errors, so building it is the check) with the unit tests and the cheap integration tests again
-# under ASan+UBSan, a short chaos pass (tests/chaos: 3 runs, its daemons under ASan), then the
-# benchmarks once (figures printed). A component that cannot run fails the run (CI=1 is set
-# here): nothing passes by skipping.
+# under ASan+UBSan, each libFuzzer target (tests/fuzz) for 30 s, a short chaos pass (tests/chaos:
+# 3 runs, its daemons under ASan), then the benchmarks once (figures printed). A component that
+# cannot run fails the run (CI=1 is set here): nothing passes by skipping.
 # Usage: scripts/test.sh [--quick]   (--quick: no ASan pass, no benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +26,13 @@ if [ "$quick" = 0 ]; then
   # The integration tests without QEMU (each a few seconds; ~30 s together): the daemons' threads
   # against real libvirt (test driver), Knot, SQLite, OVS and sd_notify, under the sanitizers.
   asan_integration='^(sqlite_store_test|store_contract_test|libvirt_test_driver_test|knot_dns_test|controller_knot_test'
-  asan_integration+='|agent_process_test|systemd_watchdog_test|ovs_vswitch_test|network_agent_ovs_test)$'
+  asan_integration+='|agent_process_test|systemd_watchdog_test|ovs_vswitch_test|network_agent_ovs_test|server_limits_test)$'
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 \
     -L unit &&
    ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --no-tests=error -j 2 --timeout 300 \
     -R "$asan_integration")
+  echo "== fuzz targets: 30 s each from their seed corpora (tests/fuzz; long runs: scripts/fuzz.sh) =="
+  scripts/fuzz.sh --time 30
   echo "== chaos: 3 runs of random faults, daemons under ASan+UBSan, duplicates counted from qemu =="
   # Random seed per run of the test command (printed; replay: scripts/chaos.sh --asan --seed S).
   (cd build-asan && CHAOS_RUNS=3 CHAOS_DRIVER=qemu CHAOS_SECONDS=20 CHAOS_LOG_DIR="$PWD/chaos-logs" \

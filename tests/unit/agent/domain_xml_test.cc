@@ -369,6 +369,19 @@ TEST(DomainXmlTest, MetadataWithOtherPrefixAndOrder) {
   EXPECT_EQ(md.version, "");
 }
 
+TEST(DomainXmlTest, MetadataCharacterReferencesGiveValidUtf8) {
+  // Found by tests/fuzz/domain_metadata_fuzz: "&#xD800;" (a surrogate) became the bytes ED A0 80,
+  // invalid UTF-8 that then broke the agent's DomainStatus (a proto3 string field); "&#0;" became
+  // a NUL. References to what XML 1.0 does not allow are kept as text; the others are decoded.
+  const std::string xml =
+      "<instance><service>a&#xD800;b</service><version>&#0;&#1;&#xFFFE;</version>"
+      "<instance>w&#x1F600;&#233;&#9;</instance></instance>";
+  DomainMetadata md = ParseDomainMetadata(xml);
+  EXPECT_EQ(md.service, "a&#xD800;b");
+  EXPECT_EQ(md.version, "&#0;&#1;&#xFFFE;");
+  EXPECT_EQ(md.instance, "w\xf0\x9f\x98\x80\xc3\xa9\t");
+}
+
 TEST(DomainXmlTest, MetadataCutAtFirstInstanceEndTag) {
   // A reader that cuts at the first "</regen:instance>" (tests/fakes does) still sees all fields.
   std::string element = BuildMetadataElement(WebSpec());

@@ -424,6 +424,19 @@ TEST(DumpParserTest, RefusesNonFlowText) {
   EXPECT_THAT(bad_number.status().message(), HasSubstr("cookie=0xZZ"));
 }
 
+TEST(DumpParserTest, RefusesUnbalancedParentheses) {
+  // Found by tests/fuzz/dump_flows_fuzz: a "(" left open swallowed the rest of the match, spaces
+  // and all, into one field, so the flow's text grew a space each time it was printed and read
+  // again (the agent would never see its flows in sync).
+  auto bad = ParseDumpFlows(" cookie=0x7, table=30, (idle_age=2, priority=100,ip actions=drop\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("line 1"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("unbalanced parentheses"));
+  EXPECT_FALSE(ParseDumpFlows(" table=0, priority=1,reg0=1) actions=drop\n").ok());
+  // Balanced ones, in actions or match, are fine.
+  EXPECT_TRUE(ParseDumpFlows(" table=0, priority=1,ip actions=resubmit(,10)\n").ok());
+}
+
 void ExpectRefused(const Topology& t, const LocalSwitch& local, const std::string& field,
                    const std::string& value) {
   auto flows = BuildFlowSet(t, local);
