@@ -13,7 +13,8 @@ Result<v1::HostInfo> Controller::ChangeHost(const v1::HostRequest& r, HostVerb v
   StepGuard step(this);
   RETURN_IF_ERROR(host_ops_.Apply(r, verb));
   if (verb != HostVerb::kCordon) healer_.PlacePending();  // room may have appeared there
-  for (const v1::HostInfo& info : ListHosts().hosts()) {
+  const v1::ListHostsResponse hosts = ListHosts();
+  for (const v1::HostInfo& info : hosts.hosts()) {
     if (info.name() == r.host()) return info;
   }
   return NotFound("host \"" + r.host() + "\" is not known");

@@ -343,14 +343,14 @@ void UpgradeDriver::DriveSteps(const std::string& service) {
       return;
     }
     const bool up = action.kind == UpgradeActionKind::kUpgradeUd;
-    bool done = StepUd(service, u, action.ud, up);
+    bool all_done = StepUd(service, u, action.ud, up);
     // The UDs upgraded before must still run to_version entirely: an instance left behind there
     // (added by a scale-up, restored from an old record) is upgraded too, and the UD (hence the
     // upgrade, at its last UD) is not done before it is.
     if (up) {
-      for (int64_t ud : u.upgraded_uds) done = StepUd(service, u, ud, true) && done;
+      for (int64_t ud : u.upgraded_uds) all_done = StepUd(service, u, ud, true) && all_done;
     }
-    if (!done) return;
+    if (!all_done) return;
     UpgradeEventKind done = up ? UpgradeEventKind(upgrade_event::UdInstancesUpgraded{action.ud})
                                : UpgradeEventKind(upgrade_event::RolledBackUd{action.ud});
     auto next = Apply(u, {done, core_.clock.WallMillis()}, policy_);

@@ -303,7 +303,7 @@ TEST_F(ServiceOpsTest, UndrainLetsADrainedHostTakeInstancesAgain) {
 }
 
 TEST_F(ServiceOpsTest, HostVerbsRefuseUnknownHostsAndWrongStatesAndChangeNothing) {
-  Deploy(2, /*hosts=*/2);
+  Deploy(3, /*hosts=*/2);
   size_t events = h_.Events().size();
   auto unknown = Verb("host-9", HostVerb::kCordon);
   ASSERT_FALSE(unknown.ok());
