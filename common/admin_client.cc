@@ -383,6 +383,27 @@ Result<v1::MaintenanceStatus> AdminClient::MaintenanceEnd(v1::MaintenanceEndRequ
   return Unary<v1::MaintenanceStatus>("MaintenanceEnd", request, REGEN_STUB_CALL(MaintenanceEnd));
 }
 
+Result<v1::DeleteServiceResponse> AdminClient::DeleteService(v1::DeleteServiceRequest request) {
+  EnsureOperationId(request);
+  return Unary<v1::DeleteServiceResponse>("DeleteService", request,
+                                          REGEN_STUB_CALL(DeleteService));
+}
+
+Result<v1::HostInfo> AdminClient::UndrainHost(v1::HostRequest request) {
+  EnsureOperationId(request);
+  return Unary<v1::HostInfo>("UndrainHost", request, REGEN_STUB_CALL(UndrainHost));
+}
+
+Result<v1::HostInfo> AdminClient::CordonHost(v1::HostRequest request) {
+  EnsureOperationId(request);
+  return Unary<v1::HostInfo>("CordonHost", request, REGEN_STUB_CALL(CordonHost));
+}
+
+Result<v1::HostInfo> AdminClient::UncordonHost(v1::HostRequest request) {
+  EnsureOperationId(request);
+  return Unary<v1::HostInfo>("UncordonHost", request, REGEN_STUB_CALL(UncordonHost));
+}
+
 Result<v1::MaintenanceStatus> AdminClient::MaintenanceStatusGet(
     const v1::MaintenanceStatusRequest& request) {
   return Unary<v1::MaintenanceStatus>("MaintenanceStatusGet", request,

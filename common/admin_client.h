@@ -83,6 +83,10 @@ class AdminClient {
   Result<v1::MaintenanceStatus> MaintenanceEnd(v1::MaintenanceEndRequest request);
   Result<v1::MaintenanceStatus> MaintenanceStatusGet(
       const v1::MaintenanceStatusRequest& request = {});
+  Result<v1::DeleteServiceResponse> DeleteService(v1::DeleteServiceRequest request);
+  Result<v1::HostInfo> UndrainHost(v1::HostRequest request);
+  Result<v1::HostInfo> CordonHost(v1::HostRequest request);
+  Result<v1::HostInfo> UncordonHost(v1::HostRequest request);
 
   // Streams the events with a sequence above `after_sequence` to `on_event`, in order. Without
   // `follow` the controller ends the stream after the stored events (and the deadline covers the

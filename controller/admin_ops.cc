@@ -99,9 +99,22 @@ Status AdminOps::UpdateService(const v1::ApplyServiceRequest& request,
     if (!inst->moving_from.empty()) touched.insert(inst->moving_from);
     (void)trial.Release(name);
     change.deleted_instances.push_back(name);
+    core_.failed_at_ms.erase(name);
+    core_.detection.erase(name);
   }
+  // One being healed is not waited for any more: the upgrade it pre-empted resumes.
+  upgrades_.ForgetRemoved(spec.name, change.deleted_instances, change);
   if (!added.empty()) {
     ASSIGN_OR_RETURN(PlacementPlan plan, trial.PlaceInstances(model, added));
+    // During an upgrade a new instance runs what its UD runs (or is about to run): its version
+    // is set here, and RecordPlacement keeps it.
+    for (const auto& r : added) {
+      InstanceRecord inst;
+      inst.name = r.name;
+      inst.service = spec.name;
+      inst.version = upgrades_.VersionForNew(spec.name, r.update_domain, old.version);
+      change.Put(inst);
+    }
     healer_.RecordPlacement(updated, plan, "scaled up", false, change, touched);
   }
   change.services.push_back(std::move(updated));
@@ -144,6 +157,60 @@ Result<v1::ApplyServiceResponse> AdminOps::ApplyService(const v1::ApplyServiceRe
   }
   desired_.PushDesired(touched);
   AddPending(spec.name, resp);
+  return resp;
+}
+
+Result<v1::DeleteServiceResponse> AdminOps::DeleteService(
+    const v1::DeleteServiceRequest& request) {
+  const std::string& name = request.service();
+  RETURN_IF_ERROR(ValidateName("service", name));
+  v1::DeleteServiceResponse resp;
+  resp.set_service(name);
+  if (!request.operation_id().empty()) {
+    ASSIGN_OR_RETURN(auto done, core_.state.FindOperation(request.operation_id()));
+    if (done) return resp;  // deleted before: nothing happens twice
+  }
+  if (core_.state.service(name) == nullptr) {
+    return NotFound("service \"" + name + "\" does not exist");
+  }
+  const UpgradeState* up = core_.state.upgrade(name);
+  const bool abandons_upgrade = up != nullptr && IsActive(*up);
+  if (abandons_upgrade && !request.force()) {
+    return FailedPrecondition("service " + name + " has an active upgrade (" +
+                              DescribeUpgrade(*up) +
+                              "); let it end or roll it back first, or delete with --force");
+  }
+  AllocatorState trial = core_.alloc();
+  StateChange change;
+  std::set<std::string> touched;
+  for (const auto& [iname, inst] : core_.state.instances()) {
+    if (inst.service != name) continue;
+    touched.insert(inst.allocation.host);
+    touched.insert(inst.moving_from);
+    (void)trial.Release(iname);  // a pending instance holds nothing
+    change.deleted_instances.push_back(iname);
+    resp.add_removed(iname);
+  }
+  change.deleted_services.push_back(name);
+  std::string msg = "service " + name + " deleted: " + std::to_string(resp.removed_size()) +
+                    " instances stopped and removed, their addresses freed";
+  if (abandons_upgrade) msg += "; its upgrade was abandoned (--force): " + DescribeUpgrade(*up);
+  EventRecord e = core_.MakeEvent(EventKind::kService, nullptr, "", msg);
+  e.service = name;
+  change.events.push_back(std::move(e));
+  if (!request.operation_id().empty()) {
+    change.operations.push_back({request.operation_id(), "delete", name, "{}", "done",
+                                 core_.clock.WallMillis(), core_.clock.WallMillis()});
+  }
+  core_.set_alloc(std::move(trial));
+  core_.Commit(std::move(change));
+  spdlog::info("op={} kind=delete target={}: {}", request.operation_id(), name, msg);
+  for (const auto& iname : resp.removed()) {
+    core_.failed_at_ms.erase(iname);
+    core_.detection.erase(iname);
+  }
+  upgrades_.Forget(name);
+  desired_.PushDesired(touched);  // their agents destroy the domains; the topology goes first
   return resp;
 }
 

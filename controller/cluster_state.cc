@@ -73,6 +73,7 @@ Status ClusterState::Load() {
   std::map<std::string, UpgradeState> upgrades;
   for (const auto& [key, value] : snap.meta) {
     if (key.rfind(kUpgradePrefix, 0) != 0) continue;
+    if (value.empty()) continue;  // the upgrade record of a deleted service
     auto state = ParseUpgradeStateJson(value);
     if (!state.ok()) return state.status().WithContext("store: " + key);
     upgrades[state->service] = *state;
@@ -102,6 +103,10 @@ Status ClusterState::Write(StoreTxn& txn, StateChange& change) {
   for (const auto& h : change.hosts) RETURN_IF_ERROR(txn.PutHost(h));
   for (const auto& i : change.instances) RETURN_IF_ERROR(txn.PutInstance(i));
   for (const auto& name : change.deleted_instances) RETURN_IF_ERROR(txn.DeleteInstance(name));
+  for (const auto& name : change.deleted_services) {
+    RETURN_IF_ERROR(txn.DeleteService(name));
+    RETURN_IF_ERROR(txn.SetMeta(kUpgradePrefix + name, ""));  // no record (the store has no delete)
+  }
   for (const auto& u : change.upgrades) {
     RETURN_IF_ERROR(txn.SetMeta(kUpgradePrefix + u.service, UpgradeStateToJson(u).dump()));
   }
@@ -133,6 +138,10 @@ void ClusterState::Apply(StateChange&& change) {
   for (auto& h : change.hosts) hosts_[h.name] = std::move(h);
   for (auto& i : change.instances) instances_[i.name] = std::move(i);
   for (const auto& name : change.deleted_instances) instances_.erase(name);
+  for (const auto& name : change.deleted_services) {
+    services_.erase(name);
+    upgrades_.erase(name);
+  }
   for (auto& u : change.upgrades) upgrades_[u.service] = std::move(u);
   if (change.topology) {
     topology_revision_ = change.topology->revision;

@@ -43,6 +43,8 @@ struct StateChange {
   std::vector<ServiceRuntime> services;
   std::vector<InstanceRecord> instances;
   std::vector<std::string> deleted_instances;
+  // Services removed (regenctl service delete), with their upgrade records.
+  std::vector<std::string> deleted_services;
   std::vector<UpgradeState> upgrades;
   std::vector<OperationRecord> operations;
   std::vector<EventRecord> events;  // appended in order; their sequence is assigned
@@ -55,7 +57,7 @@ struct StateChange {
 
   bool empty() const {
     return hosts.empty() && services.empty() && instances.empty() && deleted_instances.empty() &&
-           upgrades.empty() && operations.empty() && events.empty() && !topology && !maintenance;
+           deleted_services.empty() && upgrades.empty() && operations.empty() && events.empty() && !topology && !maintenance;
   }
   // Adds or replaces (by name) an instance in this change.
   void Put(const InstanceRecord& inst);

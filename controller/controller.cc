@@ -32,8 +32,9 @@ Controller::Controller(const ControllerConfig& config, Store& store, Clock& cloc
       upgrades_(core_, desired_),
       healer_(core_, desired_, upgrades_),
       moves_(core_, desired_, healer_),
-      admin_(core_, desired_, healer_),
-      maintenance_(core_) {}
+      admin_(core_, desired_, healer_, upgrades_),
+      maintenance_(core_),
+      host_ops_(core_) {}
 
 Status Controller::Load() {
   RETURN_IF_ERROR(core_.state.Load());
@@ -75,7 +76,7 @@ void Controller::EnsureServiceInstances() {
       inst.service = name;
       inst.index = i;
       inst.update_domain = i % svc.spec.update_domains;
-      inst.version = svc.spec.version;
+      inst.version = upgrades_.VersionForNew(name, inst.update_domain, svc.spec.version);
       inst.state = InstanceState::kPending;
       inst.reason = "not yet placed";
       change.instances.push_back(std::move(inst));
@@ -481,19 +482,19 @@ Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest
 }
 Result<v1::UpgradeStatus> Controller::UpgradePause(const v1::UpgradeServiceRequest& r) {
   StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Pause{});
+  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Pause{}, r.operation_id());
 }
 Result<v1::UpgradeStatus> Controller::UpgradeResume(const v1::UpgradeServiceRequest& r) {
   StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Resume{});
+  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Resume{}, r.operation_id());
 }
 Result<v1::UpgradeStatus> Controller::UpgradeNextUd(const v1::UpgradeServiceRequest& r) {
   StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::NextUd{r.force()});
+  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::NextUd{r.force()}, r.operation_id());
 }
 Result<v1::UpgradeStatus> Controller::UpgradeRollback(const v1::UpgradeServiceRequest& r) {
   StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Rollback{});
+  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Rollback{}, r.operation_id());
 }
 Result<v1::MaintenanceStatus> Controller::MaintenanceStart(const v1::MaintenanceStartRequest& r) {
   StepGuard step(this);

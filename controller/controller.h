@@ -27,6 +27,7 @@
 #include "controller/desired_state.h"
 #include "controller/domain_report.h"
 #include "controller/healer.h"
+#include "controller/host_ops.h"
 #include "controller/maintenance_ops.h"
 #include "controller/moves.h"
 #include "controller/upgrade_driver.h"
@@ -89,6 +90,10 @@ class Controller {
   v1::ListHostsResponse ListHosts() const;
   Result<v1::FailoverResponse> Failover(const v1::FailoverRequest& request);
   Result<v1::DrainResponse> Drain(const v1::DrainRequest& request);
+  // regenctl service delete, host undrain/cordon/uncordon (controller_ops.cc). Undrain and
+  // uncordon place pending instances at once (the host may be where they fit).
+  Result<v1::DeleteServiceResponse> DeleteService(const v1::DeleteServiceRequest& request);
+  Result<v1::HostInfo> ChangeHost(const v1::HostRequest& request, HostVerb verb);
   Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) {
     return core_.state.EventsAfter(after, limit);
   }
@@ -190,6 +195,7 @@ class Controller {
   Moves moves_;
   AdminOps admin_;
   MaintenanceOps maintenance_;
+  HostOps host_ops_;
   std::set<std::string> staging_errors_;  // "host/service/version: error" evented
   std::vector<ChangeListener> change_listeners_;
   int step_depth_ = 0;

@@ -25,7 +25,11 @@ using ReadsBase = AS::WithCallbackMethod_ListServices<AS::WithCallbackMethod_Get
                             AS::WithGenericMethod_UpgradeRollback<
                                 AS::WithGenericMethod_MaintenanceStart<
                                     AS::WithGenericMethod_MaintenanceEnd<
-                                        AS::Service>>>>>>>>>>>>>>>>>;
+                                        AS::WithGenericMethod_DeleteService<
+                                            AS::WithGenericMethod_UndrainHost<
+                                                AS::WithGenericMethod_CordonHost<
+                                                    AS::WithGenericMethod_UncordonHost<
+                                                        AS::Service>>>>>>>>>>>>>>>>>>>>>;
 
 // The read-only AdminService calls, answered from the state stored in etcd.
 class ReadService final : public ReadsBase {

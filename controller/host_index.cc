@@ -26,17 +26,19 @@ const char* HostStateName(HostState state) {
       return "down";
     case HostState::kDraining:
       return "draining";
+    case HostState::kCordoned:
+      return "cordoned";
   }
   return "unknown";
 }
 
 Result<HostState> ParseHostState(std::string_view text) {
-  for (HostState s :
-       {HostState::kUp, HostState::kSuspect, HostState::kDown, HostState::kDraining}) {
+  for (HostState s : {HostState::kUp, HostState::kSuspect, HostState::kDown, HostState::kDraining,
+                      HostState::kCordoned}) {
     if (text == HostStateName(s)) return s;
   }
   return InvalidArgument("host state: unknown value " + QuoteValue(text) +
-                         " (use up, suspect, down or draining)");
+                         " (use up, suspect, down, draining or cordoned)");
 }
 
 Resources& operator+=(Resources& a, const Resources& b) {

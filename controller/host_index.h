@@ -15,9 +15,11 @@
 
 namespace regen {
 
-// Only hosts in state kUp take new instances.
-enum class HostState { kUp, kSuspect, kDown, kDraining };
-const char* HostStateName(HostState state);  // "up", "suspect", "down", "draining"
+// Only hosts in state kUp take new instances. kCordoned (regenctl host cordon): running instances
+// stay, nothing new is placed there.
+enum class HostState { kUp, kSuspect, kDown, kDraining, kCordoned };
+// "up", "suspect", "down", "draining", "cordoned"
+const char* HostStateName(HostState state);
 Result<HostState> ParseHostState(std::string_view text);
 
 struct HostInfo {

@@ -18,7 +18,8 @@
 namespace regen {
 
 namespace {
-const std::vector<std::string> kHostStates = {"up", "suspect", "down", "draining", "joining"};
+const std::vector<std::string> kHostStates = {"up",       "suspect", "down",
+                                              "draining", "joining", "cordoned"};
 const std::vector<std::string> kUpgradeStates = {
     "running",   "preempted",    "paused",      "waiting_for_operator",
     "completed", "rolling_back", "rolled_back", "failed"};

@@ -418,6 +418,34 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
+  // Issue 15, finding 12: service delete, host undrain/cordon/uncordon.
+  grpc::Status DeleteService(grpc::ServerContext* context, const v1::DeleteServiceRequest* req,
+                             v1::DeleteServiceResponse* resp) override {
+    if (grpc::Status a = Allowed(context, "DeleteService", true); !a.ok()) return a;
+    return Reply(server_.Call<Result<v1::DeleteServiceResponse>>(
+                     [&] { return server_.controller().DeleteService(*req); }),
+                 resp);
+  }
+  grpc::Status ChangeHost(grpc::ServerContext* context, const char* rpc, const v1::HostRequest* req,
+                          HostVerb verb, v1::HostInfo* resp) {
+    if (grpc::Status a = Allowed(context, rpc, true); !a.ok()) return a;
+    return Reply(server_.Call<Result<v1::HostInfo>>(
+                     [&] { return server_.controller().ChangeHost(*req, verb); }),
+                 resp);
+  }
+  grpc::Status UndrainHost(grpc::ServerContext* context, const v1::HostRequest* req,
+                           v1::HostInfo* resp) override {
+    return ChangeHost(context, "UndrainHost", req, HostVerb::kUndrain, resp);
+  }
+  grpc::Status CordonHost(grpc::ServerContext* context, const v1::HostRequest* req,
+                          v1::HostInfo* resp) override {
+    return ChangeHost(context, "CordonHost", req, HostVerb::kCordon, resp);
+  }
+  grpc::Status UncordonHost(grpc::ServerContext* context, const v1::HostRequest* req,
+                            v1::HostInfo* resp) override {
+    return ChangeHost(context, "UncordonHost", req, HostVerb::kUncordon, resp);
+  }
+
  private:
   ControllerServer& server_;
 };

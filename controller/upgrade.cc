@@ -203,13 +203,14 @@ class Transition {
     RETURN_IF_ERROR(CheckInstance(s_, event_, e.instance));
     if (!s_.healing_in_progress.contains(e.instance)) return NoOp();
     s_.healing_in_progress.erase(e.instance);
+    const std::string what = e.instance + (e.removed ? " removed" : " healed");
     if (s_.state == Phase::kPreempted && s_.healing_in_progress.empty()) {
       Enter(s_, *s_.resume_to);
-      s_.message = e.instance + " healed; no healing left, resumed: " + EnteredMessage(s_);
+      s_.message = what + "; no healing left, resumed: " + EnteredMessage(s_);
     } else if (s_.healing_in_progress.empty()) {
-      s_.message = e.instance + " healed; no healing left";
+      s_.message = what + "; no healing left";
     } else {
-      s_.message = e.instance + " healed; still healing " + Join(s_.healing_in_progress);
+      s_.message = what + "; still healing " + Join(s_.healing_in_progress);
     }
     return Status::Ok();
   }

@@ -193,6 +193,7 @@ struct InstanceFailed {  // an instance of the service failed; healing begins
 };
 struct HealingDone {  // the instance runs again (healed), on a new host
   std::string instance;
+  bool removed = false;  // it was removed instead (scaled down, service deleted): nothing to heal
 };
 struct UdInstancesUpgraded {  // every instance of `ud` runs to_version and passed its health check
   int64_t ud = 0;

@@ -100,8 +100,37 @@ void UpgradeDriver::Feed(const std::string& service, UpgradeEventKind event) {
   core_.Commit(std::move(change));  // nothing when the upgrade did not change
 }
 
+std::string UpgradeDriver::VersionForNew(const std::string& service, int64_t ud,
+                                         const std::string& service_version) const {
+  const UpgradeState* u = core_.state.upgrade(service);
+  auto v = VersionForHealing(ud, u != nullptr && IsActive(*u) ? u : nullptr, service_version);
+  return v.ok() ? v->version : service_version;
+}
+
+void UpgradeDriver::ForgetRemoved(const std::string& service,
+                                  const std::vector<std::string>& removed, StateChange& change) {
+  for (const auto& name : removed) {
+    Stage(service, upgrade_event::HealingDone{name, /*removed=*/true}, change);
+  }
+}
+
+void UpgradeDriver::DropVanishedHealing(const std::string& service) {
+  const UpgradeState* u = core_.state.upgrade(service);
+  if (u == nullptr || !IsActive(*u)) return;
+  std::vector<std::string> gone;
+  for (const auto& name : u->healing_in_progress) {
+    const InstanceRecord* inst = core_.state.instance(name);
+    if (inst == nullptr || inst->service != service) gone.push_back(name);
+  }
+  if (gone.empty()) return;
+  StateChange change;
+  ForgetRemoved(service, gone, change);
+  core_.Commit(std::move(change));
+}
+
 Result<v1::UpgradeStatus> UpgradeDriver::ApplyOperatorEvent(const std::string& service,
-                                                            UpgradeEventKind event) {
+                                                            UpgradeEventKind event,
+                                                            const std::string& operation_id) {
   RETURN_IF_ERROR(ValidateName("service", service));
   if (!core_.state.service(service)) {
     return NotFound("service \"" + service + "\" does not exist");
@@ -112,9 +141,33 @@ Result<v1::UpgradeStatus> UpgradeDriver::ApplyOperatorEvent(const std::string& s
                               " has no upgrade (start one with `regenctl upgrade start " + service +
                               " --to-version V`)");
   }
-  ASSIGN_OR_RETURN(UpgradeState next,
-                   Apply(*u, {std::move(event), core_.clock.WallMillis()}, policy_));
-  if (!(next == *u)) Save(*u, next);
+  const UpgradeEvent e{std::move(event), core_.clock.WallMillis()};
+  if (!operation_id.empty()) {
+    ASSIGN_OR_RETURN(auto done, core_.state.FindOperation(operation_id));
+    if (done) {
+      spdlog::info("op={} kind=upgrade-{} target={}: applied before; nothing done", operation_id,
+                   UpgradeEventName(e), service);
+      return StatusOf(*u);
+    }
+  }
+  ASSIGN_OR_RETURN(UpgradeState next, Apply(*u, e, policy_));
+  std::optional<OperationRecord> op;
+  if (!operation_id.empty()) {
+    op = OperationRecord{operation_id, std::string("upgrade-") + UpgradeEventName(e), service,
+                         "{}",         "done",       e.unix_ms,
+                         e.unix_ms};
+  }
+  if (!(next == *u)) {
+    Save(*u, next, op);  // the event and its operation id in one commit
+  } else if (op) {
+    StateChange change;
+    change.operations.push_back(std::move(*op));
+    core_.Commit(std::move(change));
+  }
+  if (!operation_id.empty()) {
+    spdlog::info("op={} kind=upgrade-{} target={}: done", operation_id, UpgradeEventName(e),
+                 service);
+  }
   Drive(service);
   return StatusOf(*core_.state.upgrade(service));
 }
@@ -186,6 +239,7 @@ void UpgradeDriver::DriveAll() {
 }
 
 void UpgradeDriver::Drive(const std::string& service) {
+  DropVanishedHealing(service);
   PushStagingIfChanged(service);
   DriveSteps(service);
   PushStagingIfChanged(service);  // the upgrade may have ended or turned back
@@ -242,6 +296,12 @@ bool UpgradeDriver::StepUd(const std::string& service, const UpgradeState& u, in
       continue;
     }
     ud_done = false;
+    if (inst.state == InstanceState::kPending) {
+      InstanceRecord next = inst;  // not placed: it is created with `target` when it is
+      next.version = target;
+      change.instances.push_back(std::move(next));
+      continue;
+    }
     if (inst.state != InstanceState::kRunning || !inst.moving_from.empty()) continue;
     // Staged first: the new version's image must be on the instance's host.
     if (up && !desired_.StagingTarget(service).empty() &&
@@ -283,7 +343,14 @@ void UpgradeDriver::DriveSteps(const std::string& service) {
       return;
     }
     const bool up = action.kind == UpgradeActionKind::kUpgradeUd;
-    if (!StepUd(service, u, action.ud, up)) return;
+    bool all_done = StepUd(service, u, action.ud, up);
+    // The UDs upgraded before must still run to_version entirely: an instance left behind there
+    // (added by a scale-up, restored from an old record) is upgraded too, and the UD (hence the
+    // upgrade, at its last UD) is not done before it is.
+    if (up) {
+      for (int64_t ud : u.upgraded_uds) all_done = StepUd(service, u, ud, true) && all_done;
+    }
+    if (!all_done) return;
     UpgradeEventKind done = up ? UpgradeEventKind(upgrade_event::UdInstancesUpgraded{action.ud})
                                : UpgradeEventKind(upgrade_event::RolledBackUd{action.ud});
     auto next = Apply(u, {done, core_.clock.WallMillis()}, policy_);

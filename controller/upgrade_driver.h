@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "controller/controller_core.h"
 #include "controller/desired_state.h"
@@ -20,8 +21,10 @@ class UpgradeDriver {
 
   Result<v1::UpgradeStatus> Start(const v1::UpgradeStartRequest& request);
   Result<v1::UpgradeStatus> Get(const std::string& service) const;
-  // Pause, resume, next UD, roll back: the operator's events.
-  Result<v1::UpgradeStatus> ApplyOperatorEvent(const std::string& service, UpgradeEventKind event);
+  // Pause, resume, next UD, roll back: the operator's events. A non-empty `operation_id` already
+  // applied answers the current status and changes nothing; otherwise it is stored with the event.
+  Result<v1::UpgradeStatus> ApplyOperatorEvent(const std::string& service, UpgradeEventKind event,
+                                               const std::string& operation_id = "");
 
   // Applies `event` to the service's active upgrade (if any) and stores it; a refusal is logged.
   void Feed(const std::string& service, UpgradeEventKind event);
@@ -35,6 +38,17 @@ class UpgradeDriver {
   void DriveAll();
   // Instances of `service` being healed (an upgrade started now starts pre-empted by them).
   std::set<std::string> HealingOf(const std::string& service) const;
+  // The version a new instance of `service` in `ud` is created with (scale-up): the upgrade's rule
+  // for its UD (upgraded or being upgraded: to_version; not yet: from_version; VersionForHealing),
+  // or `service_version` when no upgrade is active.
+  std::string VersionForNew(const std::string& service, int64_t ud,
+                            const std::string& service_version) const;
+  // Instances of `service` removed in `change` (scale-down, service delete) leave the upgrade's
+  // healing list there; a pre-empted upgrade with nothing left to heal resumes.
+  void ForgetRemoved(const std::string& service, const std::vector<std::string>& removed,
+                     StateChange& change);
+  // The service was deleted: what was last pushed for it is forgotten.
+  void Forget(const std::string& service) { stage_pushed_.erase(service); }
 
  private:
   v1::UpgradeStatus StatusOf(const UpgradeState& state) const;
@@ -44,9 +58,13 @@ class UpgradeDriver {
   void Save(const UpgradeState& previous, const UpgradeState& next,
             std::optional<OperationRecord> op = std::nullopt);
   void PushStagingIfChanged(const std::string& service);
+  // Names in the healing list that are no longer instances of the service (removed before
+  // ForgetRemoved existed) are dropped, so the upgrade does not wait for them forever.
+  void DropVanishedHealing(const std::string& service);
   void DriveSteps(const std::string& service);
-  // Re-creates the instances of one UD with `target` (staged first when it must be); true when
-  // every instance of the UD runs `target` (and passed its first probe when going up).
+  // Re-creates the instances of one UD with `target` (staged first when it must be; a pending one
+  // just takes `target`); true when every instance of the UD runs `target` (and passed its first
+  // probe when going up).
   bool StepUd(const std::string& service, const UpgradeState& u, int64_t ud, bool up);
   void FinishCompleted(const std::string& service, const UpgradeState& u);
 

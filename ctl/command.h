@@ -29,7 +29,7 @@ struct Args {
   bool follow = false;          // events --follow
   std::string to_version;       // upgrade start --to-version
   std::string mode = "auto";    // upgrade start --mode
-  bool force = false;           // upgrade next-ud --force
+  bool force = false;           // upgrade next-ud --force, service delete --force
   std::string duration;         // maintenance start --for
   std::string reason;           // maintenance start --reason
   std::string ca;               // --ca / REGEN_CA: TLS with this CA (else plaintext)
@@ -58,9 +58,9 @@ struct CommandSet {
 };
 
 // The command groups, in the order `regenctl --help` lists them.
-void AddServiceCommands(CommandSet& set);   // service apply, list, show (services_cmd.cc)
+void AddServiceCommands(CommandSet& set);   // service apply, list, show, delete
 void AddInstanceCommands(CommandSet& set);  // instance list (instances_cmd.cc)
-void AddHostCommands(CommandSet& set);      // host list, host drain, failover (hosts_cmd.cc)
+void AddHostCommands(CommandSet& set);      // host list, drain, undrain, cordon, failover
 void AddEventsCommand(CommandSet& set);     // events (events_cmd.cc)
 void AddUpgradeCommands(CommandSet& set);   // upgrade start, status, ... (upgrade_cmd.cc)
 void AddMaintenanceCommands(CommandSet& set);  // maintenance start, end, status

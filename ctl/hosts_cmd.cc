@@ -1,4 +1,5 @@
-// regenctl's host commands and the planned moves: host list, host drain, failover.
+// regenctl's host commands and the planned moves: host list, drain, undrain, cordon, uncordon,
+// failover.
 #include <string>
 
 #include "ctl/command.h"
@@ -60,6 +61,25 @@ Status RunHostDrain(const Args& a, AdminClient& client, std::ostream& out) {
   return Status::Ok();
 }
 
+// undrain, cordon, uncordon: one HostRequest each, answered with the host as it is now.
+using HostCall = Result<v1::HostInfo> (AdminClient::*)(v1::HostRequest);
+
+Status RunHostVerb(const Args& a, const std::string& verb, HostCall call, AdminClient& client,
+                   std::ostream& out) {
+  v1::HostRequest request;
+  request.set_operation_id(NewOperationId());
+  request.set_host(a.name);
+  ASSIGN_OR_RETURN(auto h, (client.*call)(request));
+  if (a.output == "json") {
+    out << HostJson(h).dump(2) << "\n";
+    return Status::Ok();
+  }
+  out << "host " << a.name << " " << verb << "ed: now " << OrDash(h.state())
+      << (h.state() == "up" ? " (takes new instances)" : " (no new instances; running ones stay)")
+      << "\n";
+  return Status::Ok();
+}
+
 Status CheckFailover(const Args& a) {
   RETURN_IF_ERROR(CheckName("INSTANCE", a.name));
   if (!a.to_host.empty()) RETURN_IF_ERROR(CheckName("--to", a.to_host));
@@ -107,7 +127,8 @@ Status RunFailover(const Args& a, AdminClient& client, std::ostream& out) {
 void AddHostCommands(CommandSet& set) {
   Args& a = set.a;
   std::ostream& out = set.out;
-  auto* host = set.app.add_subcommand("host", "hosts: list, drain");
+  auto* host =
+      set.app.add_subcommand("host", "hosts: list, drain, undrain, cordon, uncordon");
   host->require_subcommand(1);
   {
     auto* c = host->add_subcommand("list", "list hosts with their capacity and state");
@@ -121,6 +142,26 @@ void AddHostCommands(CommandSet& set) {
     set.commands.push_back(
         {c, "host drain", [&a] { return CheckName("HOST", a.name); },
          [&a, &out](AdminClient& client) { return RunHostDrain(a, client, out); }});
+  }
+  struct Verb {
+    const char* name;
+    const char* help;
+    HostCall call;
+  };
+  const Verb verbs[] = {
+      {"undrain", "let a drained host take new instances again", &AdminClient::UndrainHost},
+      {"cordon", "place no new instances on a host; those running stay", &AdminClient::CordonHost},
+      {"uncordon", "let a cordoned host take new instances again", &AdminClient::UncordonHost},
+  };
+  for (const Verb& verb : verbs) {
+    auto* c = host->add_subcommand(verb.name, verb.help);
+    c->add_option("HOST", a.name, "the host")->required();
+    set.commands.push_back({c, std::string("host ") + verb.name,
+                            [&a] { return CheckName("HOST", a.name); },
+                            [&a, &out, name = std::string(verb.name), call = verb.call](
+                                AdminClient& client) {
+                              return RunHostVerb(a, name, call, client, out);
+                            }});
   }
 
   {

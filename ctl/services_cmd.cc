@@ -1,4 +1,4 @@
-// regenctl's service commands: service apply, service list, service show.
+// regenctl's service commands: service apply, service list, service show, service delete.
 #include <memory>
 #include <string>
 
@@ -100,12 +100,31 @@ Status RunServiceShow(const Args& a, AdminClient& client, std::ostream& out) {
   return Status::Ok();
 }
 
+// No confirmation prompt: the command is the confirmation. The request's operation id makes a
+// retried call (the client retries on an unreachable controller) change nothing the second time.
+Status RunServiceDelete(const Args& a, AdminClient& client, std::ostream& out) {
+  v1::DeleteServiceRequest request;
+  request.set_operation_id(NewOperationId());
+  request.set_service(a.name);
+  request.set_force(a.force);
+  ASSIGN_OR_RETURN(auto r, client.DeleteService(request));
+  if (a.output == "json") {
+    Json j{{"service", a.name}, {"removed", Json::array()}};
+    for (const auto& i : r.removed()) j["removed"].push_back(i);
+    out << j.dump(2) << "\n";
+    return Status::Ok();
+  }
+  out << "service " << a.name << " deleted: " << Plural(r.removed_size(), "instance")
+      << " stopped and removed\n";
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddServiceCommands(CommandSet& set) {
   Args& a = set.a;
   std::ostream& out = set.out;
-  auto* service = set.app.add_subcommand("service", "services: apply, list, show");
+  auto* service = set.app.add_subcommand("service", "services: apply, list, show, delete");
   service->require_subcommand(1);
   {
     auto* c = service->add_subcommand("apply", "create or update a service from its spec (YAML)");
@@ -129,6 +148,15 @@ void AddServiceCommands(CommandSet& set) {
     set.commands.push_back(
         {c, "service show", [&a] { return CheckName("NAME", a.name); },
          [&a, &out](AdminClient& client) { return RunServiceShow(a, client, out); }});
+  }
+  {
+    auto* c = service->add_subcommand(
+        "delete", "stop and remove every instance of a service, then the service (no prompt)");
+    c->add_option("NAME", a.name, "the service")->required();
+    c->add_flag("--force", a.force, "delete even while an upgrade of the service is active");
+    set.commands.push_back(
+        {c, "service delete", [&a] { return CheckName("NAME", a.name); },
+         [&a, &out](AdminClient& client) { return RunServiceDelete(a, client, out); }});
   }
 }
 

@@ -92,12 +92,12 @@ TEST(HostIndexTest, DescribeShortageNamesEveryShortDimension) {
 }
 
 TEST(HostIndexTest, HostStateNamesRoundTrip) {
-  for (HostState s :
-       {HostState::kUp, HostState::kSuspect, HostState::kDown, HostState::kDraining}) {
+  for (HostState s : {HostState::kUp, HostState::kSuspect, HostState::kDown, HostState::kDraining,
+                      HostState::kCordoned}) {
     EXPECT_EQ(*ParseHostState(HostStateName(s)), s);
   }
   EXPECT_THAT(ParseHostState("gone").status().message(),
-              ::testing::HasSubstr("use up, suspect, down or draining"));
+              ::testing::HasSubstr("use up, suspect, down, draining or cordoned"));
 }
 
 }  // namespace

@@ -48,6 +48,36 @@ TEST_F(RegenctlTest, HostDrainTextAndJson) {
   EXPECT_EQ(r.err, "regenctl: host \"host-z\" unknown\n");
 }
 
+TEST_F(RegenctlTest, HostUndrainCordonUncordon) {
+  CtlResult r = Run({"host", "undrain", "host-a"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "host host-a undrained: now up (takes new instances)\n");
+  auto request = fake_.Last<v1::HostRequest>();
+  EXPECT_EQ(request.host(), "host-a");
+  EXPECT_TRUE(IsHex32(request.operation_id()));
+
+  r = Run({"host", "cordon", "host-a"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "host host-a cordoned: now cordoned (no new instances; running ones stay)\n");
+  json j = RunJson({"host", "uncordon", "host-a"});
+  EXPECT_EQ(j["name"], "host-a");
+  EXPECT_EQ(j["state"], "up");
+  EXPECT_EQ(fake_.CallNames(),
+            (std::vector<std::string>{"UndrainHost", "CordonHost", "UncordonHost"}));
+
+  r = Run({"host", "undrain", "host-b"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "regenctl: host host-b is down, not draining: nothing to undrain\n");
+  r = Run({"host", "cordon", "host-z"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "regenctl: host \"host-z\" is not known\n");
+  // A bad name is refused before anything is sent.
+  r = Run({"host", "uncordon", "Host_A"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("Host_A"));
+  EXPECT_EQ(fake_.CallNames().size(), 5u);
+}
+
 // ---- failover ----
 
 TEST_F(RegenctlTest, FailoverNamesOldAndNewHost) {

@@ -51,8 +51,8 @@ TEST_F(RegenctlTest, UnknownCommandsAreNamed) {
   r = Run({"host", "reboot", "host-a"});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err,
-            "regenctl: host: unknown command \"reboot\" (commands: list, drain; see regenctl host "
-            "--help)\n");
+            "regenctl: host: unknown command \"reboot\" (commands: list, drain, undrain, cordon, "
+            "uncordon; see regenctl host --help)\n");
   r = Run({"service"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("regenctl: service: which command? (commands: apply, list, show"));

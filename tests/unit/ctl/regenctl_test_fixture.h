@@ -323,6 +323,48 @@ class FakeAdminService final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
+  // DeleteService: web removes its three instances; any other service is unknown.
+  grpc::Status DeleteService(grpc::ServerContext*, const v1::DeleteServiceRequest* request,
+                             v1::DeleteServiceResponse* response) override {
+    if (auto s = Record("DeleteService", *request)) return *s;
+    if (request->service() != "web") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "service \"" + request->service() + "\" does not exist");
+    }
+    response->set_service("web");
+    for (const char* i : {"web-0", "web-1", "web-2"}) response->add_removed(i);
+    return grpc::Status::OK;
+  }
+  // Undrain, cordon, uncordon: host-a answers in the state the verb leads to; host-b (down) is
+  // refused; others are unknown.
+  grpc::Status HostVerb(const char* rpc, const v1::HostRequest* request, const char* state,
+                        v1::HostInfo* response) {
+    if (auto s = Record(rpc, *request)) return *s;
+    if (request->host() == "host-b") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "host host-b is down, not draining: nothing to undrain");
+    }
+    if (request->host() != "host-a") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "host \"" + request->host() + "\" is not known");
+    }
+    *response = hosts_[0];
+    response->set_state(state);
+    return grpc::Status::OK;
+  }
+  grpc::Status UndrainHost(grpc::ServerContext*, const v1::HostRequest* request,
+                           v1::HostInfo* response) override {
+    return HostVerb("UndrainHost", request, "up", response);
+  }
+  grpc::Status CordonHost(grpc::ServerContext*, const v1::HostRequest* request,
+                          v1::HostInfo* response) override {
+    return HostVerb("CordonHost", request, "cordoned", response);
+  }
+  grpc::Status UncordonHost(grpc::ServerContext*, const v1::HostRequest* request,
+                            v1::HostInfo* response) override {
+    return HostVerb("UncordonHost", request, "up", response);
+  }
+
   // The Upgrade RPCs answer the canned status (SetUpgrade) for the service asked about, in the
   // state the RPC leads to.
   grpc::Status UpgradeStart(grpc::ServerContext*, const v1::UpgradeStartRequest* request,

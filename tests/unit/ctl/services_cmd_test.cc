@@ -108,5 +108,28 @@ TEST_F(RegenctlTest, ServiceShowJsonAndNotFound) {
   EXPECT_EQ(r.err, "regenctl: service \"nope\" not found\n");
 }
 
+TEST_F(RegenctlTest, ServiceDeleteTextJsonForceAndErrors) {
+  CtlResult r = Run({"service", "delete", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "service web deleted: 3 instances stopped and removed\n");
+  auto request = fake_.Last<v1::DeleteServiceRequest>();
+  EXPECT_EQ(request.service(), "web");
+  EXPECT_FALSE(request.force());
+  EXPECT_TRUE(IsHex32(request.operation_id())) << request.operation_id();
+
+  json j = RunJson({"service", "delete", "web", "--force"});
+  EXPECT_EQ(j, json::parse(R"({"service":"web","removed":["web-0","web-1","web-2"]})"));
+  EXPECT_TRUE(fake_.Last<v1::DeleteServiceRequest>().force());
+
+  r = Run({"service", "delete", "nope"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "regenctl: service \"nope\" does not exist\n");
+  r = Run({"service", "delete", "Bad_Name"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("Bad_Name"));
+  EXPECT_EQ(fake_.CallNames(),
+            (std::vector<std::string>{"DeleteService", "DeleteService", "DeleteService"}));
+}
+
 }  // namespace
 }  // namespace regen::ctl_test
