@@ -86,15 +86,25 @@ class Run {
     lab.poll_interval = o.driver == "qemu" ? "500ms" : "200ms";
     for (int k = 1; k <= o.hosts; ++k) lab.proxied_hosts.insert(k);
     if (disk && disk->ok()) lab.database = disk->File("controller.db");
-    // Agent death is covered by the host's watchdog (DESIGN): a dead agent's qemus must be gone
-    // before host_down_after (2.5 s) lets the controller heal them elsewhere.
+    // Agent death, and a fence libvirt does not finish in time, are covered by the host's
+    // watchdog (DESIGN): the host resets at most fencing_lease (2 s) + the watchdog's timeout
+    // (1 s) after the last renewal, so host_down_after must be longer than that. (The lab's 2.5 s
+    // is not: chaos found a fence of 3 qemus under load that outlasted it, a duplicate for 300 ms.)
     lab.watchdog_timeout_ms = 1000;
+    lab.host_down_after = "3500ms";
     return lab;
   }
   int64_t Uniform(int64_t lo, int64_t hi) {
     return std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
   }
   void Sleep(int64_t ms) { std::this_thread::sleep_for(milliseconds(ms)); }
+  // The controller's "fenced" events: one per domain an agent destroyed for safety (a fence that
+  // found nothing to destroy stops no VM and is not one).
+  int FencedEvents() {
+    int n = 0;
+    for (const auto& e : lab_.Events()) n += e.kind() == "fenced" ? 1 : 0;
+    return n;
+  }
   int RandomHost() { return static_cast<int>(Uniform(1, options_.hosts)); }
   nlohmann::json Control(int host, nlohmann::json request) {
     auto r = ControlSocketCall(lab_.dir() + "/" + lab_.HostName(host) + "/agent.sock", request,
@@ -188,13 +198,13 @@ void Run::Partition(bool one_way) {
 void Run::Flap() {
   // Only from a settled cluster, so any fence that follows is the flap's.
   if (!Converge("the fault before a flap")) return;
-  int fences = lab_.AgentFences();
+  int fences = FencedEvents();
   int k = RandomHost();
   lab_.proxy(k).Cut();
   Sleep(Uniform(100, kLeaseMs / 4));
   lab_.proxy(k).Heal();
   Sleep(kLeaseMs + 1000);
-  int after = lab_.AgentFences();
+  int after = FencedEvents();
   if (after > fences) {
     result_.flap_fences += after - fences;
     result_.problems.push_back("a link flap shorter than the lease on " + lab_.HostName(k) +
@@ -260,7 +270,7 @@ void Run::Fault() {
   const bool controller_alone =
       kind == "kill-controller" || kind == "disk-full" || kind == "sqlite-lock";
   const bool settled = controller_alone && Converge("the fault before " + kind);
-  const int fences_before = settled ? lab_.AgentFences() : 0;
+  const int fences_before = settled ? FencedEvents() : 0;
   ++result_.faults[kind];
   result_.timeline.push_back(std::to_string(WallMillis()) + " " + kind);
   if (kind == "kill-controller") {
@@ -289,7 +299,7 @@ void Run::Fault() {
   Supervise();
   if (settled) {
     Sleep(kLeaseMs + 1000);  // a fence it caused has happened by now
-    int caused = lab_.AgentFences() - fences_before;
+    int caused = FencedEvents() - fences_before;
     if (caused > 0) {
       result_.controller_fences += caused;
       result_.problems.push_back(std::to_string(caused) + " fence(s) after " + kind +
