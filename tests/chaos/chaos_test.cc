@@ -61,6 +61,8 @@ TEST(ChaosTest, RandomFaultsNeverRunAnInstanceTwiceNorLoseOne) {
     results.push_back(ChaosRun(options, run, seed + static_cast<uint64_t>(run) - 1));
     const auto& r = results.back();
     for (const auto& p : r.problems) std::printf("run %d: %s\n", run, p.c_str());
+    // The table so far after every run: a long run that is stopped still leaves its figures.
+    std::printf("%s", ChaosTable(results).c_str());
     std::fflush(stdout);
     EXPECT_EQ(r.duplicates, 0) << "run " << run << " (seed " << r.seed << ")\n" << r.logs;
     EXPECT_EQ(r.lost, 0) << "run " << run << " (seed " << r.seed << ")\n" << r.logs;
