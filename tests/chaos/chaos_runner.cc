@@ -127,6 +127,10 @@ class Run {
   // A run with problems: every log of the lab and the fault timeline go to $CHAOS_LOG_DIR/run-N
   // (default chaos-logs/ in the working directory), since the lab's directory is removed.
   void KeepLogs();
+  // Daemons built with ASan+UBSan (scripts/test.sh runs the chaos pass in build-asan) write their
+  // reports to their logs; a daemon that died of one is restarted like any crash, so the logs are
+  // read at the end. (Leak reports at exit are not counted: libvirt and gRPC keep caches.)
+  void FindSanitizerReports();
 
   const ChaosOptions& options_;
   std::mt19937_64 rng_;
@@ -349,6 +353,26 @@ void Run::FinalChecks() {
   }
 }
 
+void Run::FindSanitizerReports() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(lab_.dir(), ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() != ".log") continue;
+    std::ifstream in(it->path());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.find("ERROR: AddressSanitizer") != std::string::npos ||
+          line.find("runtime error:") != std::string::npos) {
+        ++result_.sanitizer_reports;
+        result_.problems.push_back("sanitizer report in " + it->path().filename().string() + ": " +
+                                   line.substr(0, 200));
+        break;
+      }
+    }
+  }
+}
+
 void Run::KeepLogs() {
   namespace fs = std::filesystem;
   const char* env = std::getenv("CHAOS_LOG_DIR");
@@ -397,9 +421,10 @@ ChaosRunResult Run::Go() {
   if (lab_.watchdog() != nullptr) result_.watchdog_resets = lab_.watchdog()->resets();
   for (const auto& d : truth_->duplicates()) result_.problems.push_back("DUPLICATE: " + d);
   result_.duplicates = static_cast<int>(truth_->duplicates().size());
+  FindSanitizerReports();
   bool clean = result_.duplicates == 0 && result_.lost == 0 && result_.ips_twice == 0 &&
                result_.macs_twice == 0 && result_.flap_fences == 0 &&
-               result_.controller_fences == 0;
+               result_.controller_fences == 0 && result_.sanitizer_reports == 0;
   if (!clean) {
     result_.logs = lab_.Logs();
     for (const auto& t : result_.timeline) result_.logs += "fault " + t + "\n";

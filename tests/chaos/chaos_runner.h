@@ -42,7 +42,9 @@ struct ChaosRunResult {
   int watchdog_resets = 0;            // hosts reset by their (stand-in) watchdog
   int flap_fences = 0;
   // Fences after a fault of the controller alone (kill -9, full disk, SQLite lock): must be 0.
-  int controller_fences = 0;          // fences after a flap shorter than the lease: must be 0
+  int controller_fences = 0;
+  int sanitizer_reports = 0;  // daemon logs with an ASan or UBSan report: must be 0          //
+                              // fences after a flap shorter than the lease: must be 0
   std::vector<std::string> problems;  // what went wrong, in words (empty: a clean run)
   std::vector<std::string> timeline;  // "unix_ms kind [host]" of every fault, and its end
   std::string logs;                   // log tails when there were problems

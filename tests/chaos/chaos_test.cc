@@ -69,6 +69,8 @@ TEST(ChaosTest, RandomFaultsNeverRunAnInstanceTwiceNorLoseOne) {
     EXPECT_EQ(r.ips_twice, 0) << "run " << run;
     EXPECT_EQ(r.macs_twice, 0) << "run " << run;
     EXPECT_EQ(r.flap_fences, 0) << "run " << run << ": a flap shorter than the lease fenced";
+    EXPECT_EQ(r.sanitizer_reports, 0)
+        << "run " << run << ": a daemon's log holds a sanitizer report";
     EXPECT_EQ(r.controller_fences, 0)
         << "run " << run << ": a fault of the controller alone stopped VMs\n"
         << r.logs;
