@@ -100,6 +100,22 @@ class Run {
   void Sleep(int64_t ms) { std::this_thread::sleep_for(milliseconds(ms)); }
   // The controller's "fenced" events: one per domain an agent destroyed for safety (a fence that
   // found nothing to destroy stops no VM and is not one).
+  // Every agent answers, is not fenced and has reported its fences (a fence from an earlier fault
+  // reported later must not count against the next one). Waits up to 10 s.
+  bool FencesReported() {
+    return WaitFor(
+        [&] {
+          for (int k = 1; k <= options_.hosts; ++k) {
+            auto s = lab_.AgentStatus(k);
+            if (s.is_null() || s.value("fenced", false) ||
+                !s.value("fenced_unreported", nlohmann::json::array()).empty()) {
+              return false;
+            }
+          }
+          return true;
+        },
+        milliseconds(10000), milliseconds(50));
+  }
   int FencedEvents() {
     int n = 0;
     for (const auto& e : lab_.Events()) n += e.kind() == "fenced" ? 1 : 0;
@@ -273,7 +289,7 @@ void Run::Fault() {
   // (rule 2: none may stop a VM).
   const bool controller_alone =
       kind == "kill-controller" || kind == "disk-full" || kind == "sqlite-lock";
-  const bool settled = controller_alone && Converge("the fault before " + kind);
+  const bool settled = controller_alone && Converge("the fault before " + kind) && FencesReported();
   const int fences_before = settled ? FencedEvents() : 0;
   ++result_.faults[kind];
   result_.timeline.push_back(std::to_string(WallMillis()) + " " + kind);
