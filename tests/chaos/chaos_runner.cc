@@ -217,7 +217,7 @@ void Run::Partition(bool one_way) {
 
 void Run::Flap() {
   // Only from a settled cluster, so any fence that follows is the flap's.
-  if (!Converge("the fault before a flap")) return;
+  if (!Converge("the fault before a flap") || !FencesReported()) return;
   int fences = FencedEvents();
   int k = RandomHost();
   lab_.proxy(k).Cut();
