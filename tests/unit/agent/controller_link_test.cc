@@ -31,9 +31,13 @@
 #include "tests/fakes/fake_agent_service.h"
 #include "tests/fakes/fake_hypervisor.h"
 #include "tests/fakes/test_util.h"
+#include "tests/fakes/tiny_server.h"
 
 namespace regen {
 namespace {
+
+using testing::Answer;
+using testing::TinyServer;
 
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
@@ -218,7 +222,6 @@ TEST_F(ControllerLinkTest, HoldKeepsDomainsFenceIsReportedInTheNextHello) {
   EXPECT_FALSE(agent_->fenced());
 }
 
-
 // A TCP port on 127.0.0.1 that nothing listens on (bound, then closed).
 int ClosedPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -341,56 +344,13 @@ TEST_F(ControllerLinkTest, FollowsTheActiveControllerAcrossFailovers) {
 namespace regen {
 namespace {
 
-// A guest's web server that answers every request with `answer` (127.0.0.1, an ephemeral port).
-class GuestHttp {
- public:
-  explicit GuestHttp(std::string answer) : answer_(std::move(answer)) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(listen(fd_, 16), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~GuestHttp() {
-    stop_ = true;
-    thread_.join();
-    close(fd_);
-  }
-  int port() const { return port_; }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 20) <= 0) continue;
-      int c = accept(fd_, nullptr, nullptr);
-      if (c < 0) continue;
-      char buf[1024];
-      pollfd q{c, POLLIN, 0};
-      if (poll(&q, 1, 1000) > 0) (void)!recv(c, buf, sizeof buf, 0);
-      (void)!send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
-      close(c);
-    }
-  }
-  std::string answer_;
-  int fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
 // Issue 15 finding 1, as tried: an http check against a guest answering bytes that are not UTF-8
 // once broke the agent's stream at every report (the host fenced again and again) and the first
 // `regen-agent status` killed the agent. Now the stream stays up, the report says why the check
 // fails (valid UTF-8), the failure reaches the controller, and status answers valid JSON.
 // Finding 6: the agent keeps probing after the verdict and each report carries the current health.
 TEST_F(ControllerLinkTest, AGuestAnsweringInvalidUtf8CannotBreakTheLinkOrStatus) {
-  GuestHttp guest("\xff\xfe\xc3\x28 garbage\r\n\r\n");
+  TinyServer guest(Answer("\xff\xfe\xc3\x28 garbage\r\n\r\n"));
   v1::DesiredInstances desired = DesiredWeb0(1);
   auto* spec = desired.mutable_instances(0);
   spec->mutable_allocation()->set_ip("127.0.0.1");
