@@ -147,6 +147,8 @@ class Run {
   // reports to their logs; a daemon that died of one is restarted like any crash, so the logs are
   // read at the end. (Leak reports at exit are not counted: libvirt and gRPC keep caches.)
   void FindSanitizerReports();
+  // Every *.log under the lab's directory (the daemons' and qemu's).
+  std::vector<std::filesystem::path> LabLogs();
 
   const ChaosOptions& options_;
   std::mt19937_64 rng_;
@@ -369,19 +371,26 @@ void Run::FinalChecks() {
   }
 }
 
-void Run::FindSanitizerReports() {
+std::vector<std::filesystem::path> Run::LabLogs() {
   namespace fs = std::filesystem;
+  std::vector<fs::path> logs;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(lab_.dir(), ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().extension() != ".log") continue;
-    std::ifstream in(it->path());
+    if (it->path().extension() == ".log") logs.push_back(it->path());
+  }
+  return logs;
+}
+
+void Run::FindSanitizerReports() {
+  for (const auto& log : LabLogs()) {
+    std::ifstream in(log);
     std::string line;
     while (std::getline(in, line)) {
       if (line.find("ERROR: AddressSanitizer") != std::string::npos ||
           line.find("runtime error:") != std::string::npos) {
         ++result_.sanitizer_reports;
-        result_.problems.push_back("sanitizer report in " + it->path().filename().string() + ": " +
+        result_.problems.push_back("sanitizer report in " + log.filename().string() + ": " +
                                    line.substr(0, 200));
         break;
       }
@@ -396,13 +405,10 @@ void Run::KeepLogs() {
                  ("run-" + std::to_string(result_.run));
   std::error_code ec;
   fs::create_directories(out, ec);
-  for (auto it = fs::recursive_directory_iterator(lab_.dir(), ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().extension() != ".log") continue;
-    fs::path rel = fs::relative(it->path(), lab_.dir(), ec);
-    std::string flat = rel.string();
+  for (const auto& log : LabLogs()) {
+    std::string flat = fs::relative(log, lab_.dir(), ec).string();
     std::replace(flat.begin(), flat.end(), '/', '_');
-    fs::copy_file(it->path(), out / flat, fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(log, out / flat, fs::copy_options::overwrite_existing, ec);
   }
   std::ofstream timeline(out / "faults.txt");
   for (const auto& t : result_.timeline) timeline << t << "\n";

@@ -119,9 +119,8 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
         "host_name: " + HostName(k) + "\naddress: 127.0.0.1\ncontroller_address: \"" + address +
             "\"\nlibvirt_uri: \"" + uri + "\"\ndomain_type: " + type +
             "\nfault_injection: true\npoll_interval: " + options_.poll_interval +
-            "\nfencing_lease: " + options_.fencing_lease +
-            "\novs:\n  bridge: \"\"\nstate_dir: " + h + "/state\nimage_dirs: [\"" + dir() +
-            "\"]\ncontrol_socket: " + h +
+            "\nfencing_lease: " + options_.fencing_lease + "\novs:\n  bridge: \"\"\nstate_dir: " +
+            h + "/state\nimage_dirs: [\"" + dir() + "\"]\ncontrol_socket: " + h +
             "/agent.sock\ncapacity: {vcpus: " + std::to_string(options_.vcpus) +
             ", memory_mib: " + std::to_string(options_.memory_mib) +
             ", disk_gib: 100, bandwidth_mbps: 1000}\nlog_level: debug\n" +
@@ -172,11 +171,15 @@ void Lab::StartController() {
   bool listening = WaitFor([&] { return PortOpen(controller_port_); },
                            std::chrono::milliseconds(10000), std::chrono::milliseconds(10));
   ASSERT_TRUE(listening) << "controller did not start\n" << Logs();
+  NewClient();
+  ASSERT_TRUE(client_->ListHosts().ok()) << Logs();
+}
+
+void Lab::NewClient() {
   AdminClientOptions o;
   o.deadline = std::chrono::seconds(10);
   if (options_.tls) o.tls = ClientTls("admin");
   client_ = std::make_unique<AdminClient>(controller_address_, o);
-  ASSERT_TRUE(client_->ListHosts().ok()) << Logs();
 }
 
 bool Lab::RestartControllerQuietly(std::chrono::milliseconds wait) {
@@ -187,10 +190,7 @@ bool Lab::RestartControllerQuietly(std::chrono::milliseconds wait) {
                            wait, std::chrono::milliseconds(10)) &&
                    controller_->Running();
   if (!listening) return false;
-  AdminClientOptions o;
-  o.deadline = std::chrono::seconds(10);
-  if (options_.tls) o.tls = ClientTls("admin");
-  client_ = std::make_unique<AdminClient>(controller_address_, o);
+  NewClient();
   return true;
 }
 

@@ -191,6 +191,8 @@ class Lab {
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
   std::map<int, std::unique_ptr<TcpProxy>> proxies_;
   std::unique_ptr<AdminClient> client_;
+  // A new client_ for the (embedded) controller's address, as admin under options.tls.
+  void NewClient();
   std::unique_ptr<LabWatchdog> watchdog_;
 };
 
