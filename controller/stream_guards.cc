@@ -25,10 +25,7 @@ void HelloTimer::Arm(grpc::ServerContextBase* context) {
 bool HelloTimer::Disarm(grpc::ServerContextBase* context) {
   MutexLock lock(mu_);
   armed_.erase(context);
-  auto it = fired_.find(context);
-  if (it == fired_.end()) return true;
-  fired_.erase(it);
-  return false;
+  return fired_.erase(context) == 0;
 }
 
 void HelloTimer::Loop() {
@@ -45,7 +42,7 @@ void HelloTimer::Loop() {
       }
       // Cancelling makes the handler's Read fail; the handler Disarms, which sees fired_.
       it->first->TryCancel();
-      fired_[it->first] = true;
+      fired_.insert(it->first);
       it = armed_.erase(it);
     }
   }

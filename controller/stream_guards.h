@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "common/thread_annotations.h"
@@ -44,7 +45,7 @@ class HelloTimer {
   Mutex mu_;
   std::condition_variable cv_;
   std::map<grpc::ServerContextBase*, std::chrono::steady_clock::time_point> armed_ GUARDED_BY(mu_);
-  std::map<grpc::ServerContextBase*, bool> fired_ GUARDED_BY(mu_);  // cancelled, not disarmed
+  std::set<grpc::ServerContextBase*> fired_ GUARDED_BY(mu_);  // cancelled, not yet disarmed
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_ GUARDED_BY(mu_);
 };
