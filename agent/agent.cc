@@ -25,6 +25,7 @@ Agent::Agent(AgentConfig config, Hypervisor& hypervisor, Clock& clock, CommandRu
     : config_(std::move(config)),
       hypervisor_(hypervisor),
       clock_(clock),
+      runner_(runner),
       disks_(config_.state_dir, runner),
       image_dirs_(config_.image_dirs.empty() ? DefaultImageDirs(config_.state_dir)
                                              : config_.image_dirs),
@@ -100,11 +101,18 @@ HealthReport Agent::Health() {
 void Agent::SetListing(std::vector<DomainInfo> listed) {
   last_domains_ = SortedByName(std::move(listed));
   ApplyProcessExits();
-  bool alive = std::any_of(last_domains_.begin(), last_domains_.end(), [](const DomainInfo& d) {
-    return d.metadata.managed && d.state != DomainState::kShutoff &&
-           d.state != DomainState::kCrashed;
-  });
-  lease_.NoteListing(alive);
+  lease_.NoteListing(LiveManagedDomains());
+}
+
+std::vector<std::string> Agent::LiveManagedDomains() const {
+  std::vector<std::string> alive;
+  for (const auto& d : last_domains_) {
+    if (d.metadata.managed && d.state != DomainState::kShutoff &&
+        d.state != DomainState::kCrashed) {
+      alive.push_back(d.name);
+    }
+  }
+  return alive;
 }
 
 void Agent::ApplyStaging() {
@@ -235,6 +243,24 @@ void Agent::EnsureConnected() {
                last_connect_error_.empty() ? "" : " again");
   last_connect_error_.clear();
   connected_ = true;
+  ResolveDomainTypeOnce();
+}
+
+void Agent::ResolveDomainTypeOnce() {
+  if (!domain_type().type.empty()) return;
+  KvmProbeOptions options;
+  options.work_dir = config_.state_dir;
+  options.cache_file = config_.state_dir + "/domain-type.json";
+  options.boot_id = CurrentBootId();
+  DomainTypeChoice choice = ResolveDomainType(config_.domain_type, hypervisor_, runner_, options);
+  spdlog::info("domains are created with type {}: {}", choice.type, choice.reason);
+  MutexLock lock(domain_type_mu_);
+  domain_type_ = std::move(choice);
+}
+
+DomainTypeChoice Agent::domain_type() const {
+  MutexLock lock(domain_type_mu_);
+  return domain_type_;
 }
 
 void Agent::OnDomainEvent(const DomainEvent& event, int64_t seen_unix_ms) {
@@ -291,6 +317,7 @@ void Agent::Reconcile(const std::string& trigger) {
     return;
   }
   SetListing(std::move(listed).value());
+  KillForFence("by a fresh listing");  // while fenced: what the destroys below would wait for
   ++reconciles_;
   last_reconcile_unix_ms_ = clock_.WallMillis();
   if (!desired_) {
@@ -321,28 +348,7 @@ void Agent::Reconcile(const std::string& trigger) {
       NoteFailure(c.name, /*destroy=*/false);
     }
   }
-  auto relist = [this] {
-    // So status and the report show what the actions left, not what they found.
-    auto after = hypervisor_.ListDomains();
-    if (after.ok()) SetListing(std::move(after).value());
-  };
-  bool changed = false;
-  for (const auto& action : plan.actions) {
-    if (loop_.stopping()) break;  // SIGTERM: do not start another (slow) create
-    // The lease ran out during a batch of (slow) creates: fence now, not after the batch (the
-    // fencing backstop gives the main loop only fencing_backstop_after).
-    if (controller_mode() && !fenced_ && lease_.Expired()) break;
-    if (InBackoff(action.name)) continue;
-    Execute(action);
-    changed = true;
-    if (controller_mode() && action.kind != ReconcileAction::Kind::kDestroy) {
-      // Each new domain is reported as it runs, not after the whole batch of creates.
-      relist();
-      ReportIfChanged();
-      changed = false;
-    }
-  }
-  if (changed) relist();
+  ExecutePlan(plan.actions);
   SyncHealth();
   ReportIfChanged();
 }

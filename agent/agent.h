@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/disk_preparer.h"
+#include "agent/domain_type.h"
 #include "agent/domain_xml.h"
 #include "agent/fence_log.h"
 #include "agent/health_probe.h"
@@ -32,6 +33,7 @@
 #include "common/clock.h"
 #include "common/event_loop.h"
 #include "common/subprocess.h"
+#include "common/thread_annotations.h"
 #include "config/agent_config.h"
 
 namespace regen {
@@ -94,6 +96,11 @@ class Agent {
   // Set before Start(). Called on the main loop: the listing whenever it changed, and every newly
   // detected failure (the controller heals it; the agent does not restart it).
   void SetReporters(DomainsReporter domains, FailureReporter failure);
+  // Set before Start() (qemu drivers; agent/qemu_killer.h): SIGKILLs the hypervisor processes of
+  // the named domains and returns how many it killed. When the agent fences it calls this for
+  // every live managed domain first, then destroys them through libvirt as before.
+  using FenceKillFn = std::function<int(const std::vector<std::string>& names)>;
+  void SetFenceKill(FenceKillFn kill) { fence_kill_ = std::move(kill); }
   // The controller's desired set for this host (level-triggered: replaces the previous one), and
   // the health check of each instance that has one (instance -> check). While such an instance's
   // domain runs at its desired generation it is probed at its IP every check.interval (first one
@@ -135,6 +142,9 @@ class Agent {
   // The health of every probed instance (for Hello; reports carry it too).
   HealthReport Health();
   bool fenced();
+  // The domain type this agent creates domains with (domain_type auto: resolved at the first
+  // connect; type "" before). Any thread.
+  DomainTypeChoice domain_type() const;
 
   nlohmann::json StatusJson();
   // A fresh listing from libvirt (not the last reconcile's): [{name, id, state}] or
@@ -152,8 +162,23 @@ class Agent {
   void Poll();
   void ReloadDesiredFile();
   void EnsureConnected();
+  // domain_type auto: asks libvirt and runs the KVM probe once (agent/domain_type.h).
+  void ResolveDomainTypeOnce();
   void Reconcile(const std::string& trigger);
-  void Execute(const ReconcileAction& action);
+  // One action in two halves (agent/agent_create.cc): RunAction does the libvirt and disk work
+  // and touches only thread-safe members (several run at once); FinishAction does the
+  // bookkeeping (logs, records, backoff) on the main loop. RunActions runs a batch of actions for
+  // distinct instances at once, then finishes them in order.
+  struct ActionOutcome {
+    Status destroy;  // the destroy's result (recreate, destroy)
+    Status create;   // the create's result (create, recreate)
+  };
+  ActionOutcome RunAction(const ReconcileAction& action);
+  void FinishAction(const ReconcileAction& action, const ActionOutcome& outcome);
+  void RunActions(const std::vector<const ReconcileAction*>& batch);
+  // A reconcile's actions, those not in backoff, in batches of parallel_starts (stops at
+  // SIGTERM and when the lease runs out); new domains are reported after each batch.
+  void ExecutePlan(const std::vector<ReconcileAction>& actions);
   // Marks listed domains whose qemu is known dead as crashed, until libvirt catches up.
   void ApplyProcessExits();
   // Records (and reports, in controller mode) one detected failure of a desired instance.
@@ -186,9 +211,15 @@ class Agent {
   // still had, and its maintenance hold.
   void StartLease();
   void RecordFenced(const std::string& name);
+  // While fenced: SIGKILLs the processes of the live managed domains of last_domains_
+  // (fence_kill_).
+  void KillForFence(const char* when);
   void ReconcileIfUnfenced(const char* why);
   // Replaces last_domains_ with a successful listing and tells the lease what it showed.
   void SetListing(std::vector<DomainInfo> listed);
+  // The managed domains of last_domains_ that may still run (not shut off, not crashed): what a
+  // fence must kill and what the lease tells the backstop.
+  std::vector<std::string> LiveManagedDomains() const;
   void ReportIfChanged();
   // StatusJson's lease part: fenced, lease and hold left, fences not yet reported.
   void AddLeaseStatus(nlohmann::json& j);
@@ -203,10 +234,14 @@ class Agent {
   const AgentConfig config_;
   Hypervisor& hypervisor_;
   Clock& clock_;
+  CommandRunner& runner_;
   DiskPreparer disks_;
   const ImageDirs image_dirs_;  // where the controller may name files (agent.yaml image_dirs)
 
   EventLoop loop_;  // the main loop
+
+  mutable Mutex domain_type_mu_;
+  DomainTypeChoice domain_type_ GUARDED_BY(domain_type_mu_);  // written by the main loop once
 
   // Owned by the main loop thread.
   bool connected_ = false;
@@ -227,6 +262,7 @@ class Agent {
   // Controller mode.
   DomainsReporter domains_reporter_;
   FailureReporter failure_reporter_;
+  FenceKillFn fence_kill_;
   std::optional<std::vector<InstanceSpec>> controller_desired_;
   std::map<std::string, HealthCheck> health_checks_;  // instance -> its check (controller's word)
   HealthMonitor health_;
@@ -234,6 +270,7 @@ class Agent {
   FenceLog fence_log_;    // thread-safe
   LeaseFile lease_file_;  // thread-safe
   bool fenced_ = false;
+  uint64_t lapses_seen_ = 0;      // LeaseSnapshot::lapses that ApplyLease has fenced for
   uint64_t hello_fence_seq_ = 0;  // fence_log_.seq() that the last Hello reported
   std::string reported_digest_;
   std::vector<FailureRecord> failures_;

@@ -1,10 +1,14 @@
-// The agent's actions on domains (Agent members, main loop only): one reconcile action, the
-// creation of a domain (every name and path the controller sent is checked before anything on
-// disk changes; the lease is checked again right before the domain starts), and the retry
-// backoff of failed actions (a failed destroy is retried within kDestroyRetryMax: it may be all
-// that stands between the instance and a duplicate).
+// The agent's actions on domains (Agent members): a reconcile's actions in batches of
+// parallel_starts (agent.yaml; RunAction touches only thread-safe members and runs on a thread per action
+// when a batch has more than one, inline otherwise; FinishAction's bookkeeping stays on the main
+// loop), the creation of a domain (every name and path the
+// controller sent is checked before anything on disk changes; the lease is checked again right
+// before the domain starts), and the retry backoff of failed actions (a failed destroy is
+// retried within kDestroyRetryMax: it may be all that stands between the instance and a
+// duplicate).
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "agent/agent.h"
 #include "agent/domain_xml.h"
@@ -24,30 +28,41 @@ constexpr auto kDestroyRetryMax = std::chrono::milliseconds(250);
 constexpr int64_t kLogEvery = 20;
 }  // namespace
 
-void Agent::Execute(const ReconcileAction& action) {
-  const char* kind = ActionKindName(action.kind);
+Agent::ActionOutcome Agent::RunAction(const ReconcileAction& action) {
+  ActionOutcome out;
   if (action.kind != ReconcileAction::Kind::kCreate) {
-    Status s = hypervisor_.DestroyAndUndefine(action.name);
-    if (!s.ok() && s.code() != Code::kNotFound) {
-      int64_t failures = NoteFailure(action.name, /*destroy=*/true);
-      if (failures % kLogEvery == 1) {
-        spdlog::error("{} {}: destroy failed ({} times in a row){}: {}", kind, action.name,
-                      failures, fenced_ ? " while fenced" : "", s.message());
-        Record(action.name, std::string(kind) + "-failed", s.message());
-      }
-      return;
-    }
+    out.destroy = hypervisor_.DestroyAndUndefine(action.name);
+    if (!out.destroy.ok() && out.destroy.code() != Code::kNotFound) return out;
     if (action.kind == ReconcileAction::Kind::kDestroy) {
-      if (fenced_) RecordFenced(action.name);
       disks_.Remove(action.name);
-      open_failures_.erase(action.name);
-      backoff_.erase(action.name);
-      spdlog::info("destroyed instance {}: {}", action.name, action.reason);
-      Record(action.name, "destroyed", action.reason);
-      return;
+      return out;
     }
   }
-  Status s = CreateDomain(action.spec);
+  out.create = CreateDomain(action.spec);
+  return out;
+}
+
+void Agent::FinishAction(const ReconcileAction& action, const ActionOutcome& out) {
+  const char* kind = ActionKindName(action.kind);
+  const Status& d = out.destroy;
+  if (!d.ok() && d.code() != Code::kNotFound) {
+    int64_t failures = NoteFailure(action.name, /*destroy=*/true);
+    if (failures % kLogEvery == 1) {
+      spdlog::error("{} {}: destroy failed ({} times in a row){}: {}", kind, action.name, failures,
+                    fenced_ ? " while fenced" : "", d.message());
+      Record(action.name, std::string(kind) + "-failed", d.message());
+    }
+    return;
+  }
+  if (action.kind == ReconcileAction::Kind::kDestroy) {
+    if (fenced_) RecordFenced(action.name);
+    open_failures_.erase(action.name);
+    backoff_.erase(action.name);
+    spdlog::info("destroyed instance {}: {}", action.name, action.reason);
+    Record(action.name, "destroyed", action.reason);
+    return;
+  }
+  const Status& s = out.create;
   if (s.code() == Code::kFailedPrecondition && controller_mode() && lease_.Expired()) {
     // Not the instance's failure: the next pass fences.
     spdlog::warn("{} {}: not started: {}", kind, action.name, s.message());
@@ -77,13 +92,70 @@ void Agent::Execute(const ReconcileAction& action) {
   Record(action.name, what, action.reason);
 }
 
+void Agent::RunActions(const std::vector<const ReconcileAction*>& batch) {
+  std::vector<ActionOutcome> outcomes(batch.size());
+  if (batch.size() == 1) {
+    outcomes[0] = RunAction(*batch[0]);
+  } else {
+    // Each action on a thread of its own (at most parallel_starts at once): libvirt starts
+    // several domains at once, so a host taking over a failed host's instances pays about one
+    // start, not one per instance. Only thread-safe members are touched (RunAction).
+    std::vector<std::thread> threads;
+    threads.reserve(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      threads.emplace_back([this, &outcomes, &batch, i] { outcomes[i] = RunAction(*batch[i]); });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (size_t i = 0; i < batch.size(); ++i) FinishAction(*batch[i], outcomes[i]);
+}
+
+void Agent::ExecutePlan(const std::vector<ReconcileAction>& actions) {
+  auto relist = [this] {
+    // So status and the report show what the actions left, not what they found.
+    auto after = hypervisor_.ListDomains();
+    if (after.ok()) SetListing(std::move(after).value());
+  };
+  // The actions (one per instance) run in batches of up to parallel_starts at once.
+  std::vector<const ReconcileAction*> due;
+  for (const auto& action : actions) {
+    if (!InBackoff(action.name)) due.push_back(&action);
+  }
+  bool changed = false;
+  for (size_t next = 0; next < due.size();) {
+    if (loop_.stopping()) break;  // SIGTERM: do not start another (slow) create
+    // The lease ran out during a batch of (slow) creates: fence now, not after the batch (the
+    // fencing backstop gives the main loop only fencing_backstop_after).
+    if (controller_mode() && !fenced_ && lease_.Expired()) break;
+    const size_t n = std::min(static_cast<size_t>(std::max<int64_t>(1, config_.parallel_starts)),
+                              due.size() - next);
+    std::vector<const ReconcileAction*> batch(due.begin() + next, due.begin() + next + n);
+    next += n;
+    RunActions(batch);
+    changed = true;
+    bool created = std::any_of(batch.begin(), batch.end(), [](const ReconcileAction* a) {
+      return a->kind != ReconcileAction::Kind::kDestroy;
+    });
+    if (controller_mode() && created) {
+      // New domains are reported as they run, not after all the batches.
+      relist();
+      ReportIfChanged();
+      changed = false;
+    }
+  }
+  if (changed) relist();
+}
+
 Result<Agent::CheckedCreate> Agent::CheckCreate(const InstanceSpec& spec) {
   // Names become file names under state_dir; files named must be under image_dirs.
   RETURN_IF_ERROR(ValidateInstanceNames(spec));
   const std::string context = "instance " + spec.name;
   CheckedCreate checked;
   DomainXmlOptions& opts = checked.options;
-  opts.domain_type = config_.domain_type;
+  opts.domain_type = domain_type().type;  // resolved at connect (auto)
+  if (opts.domain_type.empty()) {
+    return Unavailable(context + ": the domain type is not known yet (libvirt not connected)");
+  }
   opts.bridge = config_.ovs_bridge;
   if (!spec.image.empty()) {
     auto image = image_dirs_.Confine("image", spec.image);
@@ -149,6 +221,9 @@ Status Agent::CreateDomain(const InstanceSpec& spec) {
     return FailedPrecondition("instance " + spec.name +
                               ": the fencing lease ran out while its disk was prepared");
   }
+  // Known to the fencing backstop before its qemu exists: a main loop stuck in this start while
+  // the lease runs out cannot keep the backstop from killing it.
+  lease_.NoteStarting(spec.name);
   return hypervisor_.DefineAndStart(spec.name, xml);
 }
 
@@ -165,10 +240,9 @@ int64_t Agent::NoteFailure(const std::string& name, bool destroy) {
       fast ? BackoffPolicy{std::min<std::chrono::milliseconds>(config_.poll_interval,
                                                                kDestroyRetryMin),
                            kDestroyRetryMax, 2}
-           : BackoffPolicy{config_.poll_interval,
-                           std::min<std::chrono::milliseconds>(config_.poll_interval * 1024,
-                                                               kMaxBackoff),
-                           2};
+           : BackoffPolicy{
+                 config_.poll_interval,
+                 std::min<std::chrono::milliseconds>(config_.poll_interval * 1024, kMaxBackoff), 2};
   auto it = backoff_.find(name);
   if (it == backoff_.end() || it->second.backoff.policy().max != policy.max) {
     it = backoff_.insert_or_assign(name, Retry{Backoff(policy), {}}).first;

@@ -1,5 +1,7 @@
 #include "agent/agent_report.h"
 
+#include <algorithm>
+
 #include "common/text.h"
 
 namespace regen {
@@ -82,10 +84,14 @@ std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p) {
   c.type = p.type();
   c.port = p.port();
   c.path = p.path().empty() ? "/" : p.path();
-  if (p.interval_ms() >= 10) c.interval = std::chrono::milliseconds(p.interval_ms());
-  if (p.timeout_ms() >= 1) c.timeout = std::chrono::milliseconds(p.timeout_ms());
+  // Bounded as the service spec bounds them (config/service_spec.cc): a value from a controller
+  // outside them is clamped, never turned into a duration that overflows the clock.
+  constexpr int64_t kMaxMs = 3'600'000;  // 1 h
+  constexpr int64_t kMaxFailed = 100;
+  if (p.interval_ms() >= 10) c.interval = std::chrono::milliseconds(std::min(p.interval_ms(), kMaxMs));
+  if (p.timeout_ms() >= 1) c.timeout = std::chrono::milliseconds(std::min(p.timeout_ms(), kMaxMs));
   if (c.timeout >= c.interval) c.timeout = c.interval / 2;
-  if (p.max_failed() >= 1) c.max_failed = p.max_failed();
+  if (p.max_failed() >= 1) c.max_failed = std::min(p.max_failed(), kMaxFailed);
   if (c.port < 1 || c.port > 65535) return std::nullopt;
   return c;
 }

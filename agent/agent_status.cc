@@ -23,6 +23,9 @@ nlohmann::json Agent::StatusJson() {
     j["host"] = config_.host_name;
     j["libvirt_uri"] = config_.libvirt_uri;
     j["connected"] = connected_;
+    const DomainTypeChoice type = domain_type();
+    j["domain_type"] = type.type;
+    j["domain_type_reason"] = type.reason;
     j["mode"] = config_.controller_address.empty() ? "standalone" : "controller";
     j["desired_known"] = desired_.has_value();
     j["desired_count"] = desired_ ? desired_->size() : 0;

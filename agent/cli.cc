@@ -57,6 +57,10 @@ void PrintStatusText(const nlohmann::json& s) {
               s.value("mode", "").c_str(),
               s.value("desired_known", false) ? std::to_string(s.value("desired_count", 0)).c_str()
                                               : "unknown");
+  if (!s.value("domain_type", "").empty()) {
+    std::printf("domain type %s: %s\n", s.value("domain_type", "").c_str(),
+                s.value("domain_type_reason", "").c_str());
+  }
   if (s.contains("controller")) {
     std::printf(
         "controller %s  %s  lease %lld ms left\n", s.value("controller", "").c_str(),
@@ -66,6 +70,10 @@ void PrintStatusText(const nlohmann::json& s) {
                                             : "FENCED (managed domains NOT yet confirmed gone)",
         static_cast<long long>(std::max<int64_t>(0, s.value("lease_remaining_ms", int64_t{0}))));
     PrintEtcdLease(s);
+    if (s.contains("fence_timing") && s["fence_timing"].contains("problem")) {
+      std::printf("FENCE TIMING UNSAFE: %s\n",
+                  s["fence_timing"]["problem"].get<std::string>().c_str());
+    }
     std::string active = s.value("controller_connected_to", "");
     if (!active.empty()) std::printf("connected to the controller at %s\n", active.c_str());
     if (s.contains("controllers") && (active.empty() || s["controllers"].size() > 1)) {
@@ -165,7 +173,8 @@ AdminClientOptions AgentClientOptions(const AgentConfig& config) {
   o.deadline = std::chrono::seconds(30);
   o.unreachable_hint = "is regen-controller running? check controller_address in agent.yaml";
   if (config.tls.enabled()) {
-    o.tls = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
+    o.tls = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name,
+             config.tls.crl};
     o.unreachable_hint += " and its tls: block";
   }
   return o;

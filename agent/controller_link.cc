@@ -1,9 +1,12 @@
 #include "agent/controller_link.h"
 
+#include <algorithm>
+
 #include <grpcpp/grpcpp.h>
 
 #include "agent/agent_report.h"
 #include "agent/etcd_lease.h"
+#include "agent/host_capacity.h"
 #include "agent/network_agent.h"
 #include "common/backoff.h"
 #include "common/controller_list.h"
@@ -17,6 +20,15 @@ namespace regen {
 namespace {
 std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const std::string& address,
                                               std::string* why);
+
+// A duration in an ack, bounded so that no value a controller sends can overflow the clock
+// (agent_intake_fuzz found the same overflow in health checks). A day bounds the lease, the
+// host-down time and a hold; a heartbeat interval past a minute is a minute.
+constexpr int64_t kMaxAckMs = 24 * 3600 * 1000;
+constexpr int64_t kMaxHeartbeatMs = 60 * 1000;
+std::chrono::milliseconds AckMs(int64_t ms, int64_t max) {
+  return std::chrono::milliseconds(std::clamp<int64_t>(ms, 0, max));
+}
 }  // namespace
 
 ControllerLink::ControllerLink(const AgentConfig& config, Agent& agent, Hypervisor& hypervisor,
@@ -181,7 +193,8 @@ std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const s
   args.SetMaxSendMessageSize(kMaxRequestMessageBytes);
   TlsFiles files;
   if (config.tls.enabled()) {
-    files = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name};
+    files = {config.tls.ca, config.tls.cert, config.tls.key, config.tls.server_name,
+             config.tls.crl};
   }
   auto credentials = MakeChannelCredentials(files);
   if (!credentials.ok()) {
@@ -195,6 +208,34 @@ std::shared_ptr<grpc::Channel> DialController(const AgentConfig& config, const s
 
 }  // namespace
 
+Resources ControllerLink::Capacity() {
+  const Resources configured = config_.capacity.value_or(Resources{});
+  MeasuredCapacity m;
+  if (configured.vcpus <= 0 || configured.memory_mib <= 0) {
+    if (auto c = hypervisor_.Capacity(); c.ok()) {
+      m.vcpus = c->cpus;
+      m.memory_mib = c->memory_mib;
+    }
+  }
+  if (configured.disk_gib <= 0) {
+    m.disk_dir = config_.state_dir;
+    m.disk_gib = DiskRoomGib(config_.state_dir, config_.state_dir + "/disks");
+  }
+  if (configured.bandwidth_mbps <= 0) {
+    NicSpeed nic =
+        NicSpeedOf(config_.network.tunnel_ip.empty() ? config_.address : config_.network.tunnel_ip);
+    m.nic = nic.nic;
+    m.bandwidth_mbps = nic.mbps;
+  }
+  FilledCapacity filled = FillCapacity(configured, config_.reserve, m);
+  if (filled.explained != capacity_explained_) {  // said once, and again when it changes
+    capacity_explained_ = filled.explained;
+    spdlog::info("capacity offered to the controller: {}", filled.explained);
+    if (!filled.warnings.empty()) spdlog::warn("capacity: {}", filled.warnings);
+  }
+  return filled.value;
+}
+
 v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domains,
                                             const FenceLog::Snapshot& fenced) {
   v1::AgentMessage hello_msg;
@@ -202,13 +243,7 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   hello->set_host(config_.host_name);
   hello->set_address(config_.address);
   hello->set_agent_version("0.1");
-  Resources cap;
-  if (config_.capacity) {
-    cap = *config_.capacity;
-  } else if (auto c = hypervisor_.Capacity(); c.ok()) {
-    cap.vcpus = c->cpus;
-    cap.memory_mib = c->memory_mib;
-  }
+  const Resources cap = Capacity();
   auto* pc = hello->mutable_capacity();
   pc->set_vcpus(cap.vcpus);
   pc->set_memory_mib(cap.memory_mib);
@@ -217,6 +252,9 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   AddDomains(domains, agent_.Health(), agent_.Staged(), hello);
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
   hello->set_network(network_ != nullptr);  // its tunnel address must be its own
+  const DomainTypeChoice type = agent_.domain_type();
+  hello->set_domain_type(type.type);
+  hello->set_domain_type_reason(type.reason);
   if (etcd_lease_ != nullptr) {
     hello_etcd_revision_ = etcd_lease_->revision();
     hello->set_etcd_lease(true);
@@ -263,26 +301,29 @@ void ControllerLink::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
     if (it == sent_.end()) return;
     sent = it->second;
     if (ack.heartbeat_interval_ms() > 0 &&
-        heartbeat_interval_ != std::chrono::milliseconds(ack.heartbeat_interval_ms())) {
+        heartbeat_interval_ != AckMs(ack.heartbeat_interval_ms(), kMaxHeartbeatMs)) {
       // The writer's next heartbeat moves to the controller's interval at once (it first
       // counted with its own guess, a quarter of the lease, which can look like silence).
-      heartbeat_interval_ = std::chrono::milliseconds(ack.heartbeat_interval_ms());
+      heartbeat_interval_ = AckMs(ack.heartbeat_interval_ms(), kMaxHeartbeatMs);
       cv_.notify_all();
     }
     acked_through_ = std::max(acked_through_, ack.sequence());
     last_ack_ = clock_.Now();
     sent_.erase(sent_.begin(), std::next(it));
   }
-  session_answered_ = true;
+  bool first_ack = !session_answered_.exchange(true);
   auto effective = config_.fencing_lease;
   if (ack.fencing_lease_ms() > 0) {
-    effective = std::min(effective, std::chrono::milliseconds(ack.fencing_lease_ms()));
+    effective = std::min(effective, AckMs(ack.fencing_lease_ms(), kMaxAckMs));
+  }
+  if (timing_ != nullptr && ack.host_down_after_ms() > 0) {
+    timing_->Note(effective, AckMs(ack.host_down_after_ms(), kMaxAckMs), first_ack);
   }
   // The lease and a hold count from when the acknowledged heartbeat left, never from the ack.
   // (Outside mu_: the agent records them in state_dir.) etcd mode: only etcd renews the lease.
   if (etcd_lease_ == nullptr) agent_.RenewLease(sent + effective);
   if (ack.hold_ms() > 0) {
-    agent_.SetHold(sent + std::chrono::milliseconds(ack.hold_ms()));
+    agent_.SetHold(sent + AckMs(ack.hold_ms(), kMaxAckMs));
   } else {
     agent_.SetHold(std::nullopt);
   }
@@ -319,19 +360,20 @@ bool ControllerLink::WriteLoop(const std::function<bool(const v1::AgentMessage&)
       if (last_sent) next_heartbeat = std::min(next_heartbeat, *last_sent + heartbeat_interval_);
       auto wait = std::max<Clock::Duration>(next_heartbeat - clock_.Now(), Clock::Duration::zero());
       auto deadline = std::chrono::steady_clock::now() + wait;
-      while (!stop_ && !reader_done_ && outbox_.empty()) {
+      while (!stop_ && !reader_done_ && (outbox_.empty() || hung_)) {
         if (cv_.wait_until(lock.native(), deadline) == std::cv_status::timeout) break;
         if (last_sent && *last_sent + heartbeat_interval_ < next_heartbeat) break;  // sooner now
       }
       if (reader_done_) break;
-      out.swap(outbox_);
       auto now = clock_.Now();
       if (hung_) {
-        out.clear();  // silent, but the stream stays open
+        // Silent, but the stream stays open; what was to be sent waits, as in a stalled process
+        // (dropped, a report of domains started meanwhile never came: chaos seed 20261215).
         next_heartbeat = now + heartbeat_interval_;
         last_ack_ = now;
         continue;
       }
+      out.swap(outbox_);
       if (agent_.fence_log().seq() > hello_seq_) {
         // A fence (or a domain destroyed for it) since this session's Hello: say Hello again,
         // so the controller hears of it now and its next desired set counts.

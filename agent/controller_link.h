@@ -26,6 +26,7 @@
 #include "agent/agent.h"
 #include "agent/agent_report.h"  // the wire conversions (SpecFromProto, DomainToProto, ...)
 #include "agent/controller_dialer.h"
+#include "agent/fence_timing.h"
 #include "agent/hypervisor.h"
 #include "common/clock.h"
 #include "common/proto/regen.pb.h"
@@ -49,6 +50,8 @@ class ControllerLink {
   // before Start). No Hello goes out before the key is put; each carries the key's revision, and
   // a new one (the key was put again) makes the link say Hello again. Acks then renew nothing.
   void SetEtcdLease(EtcdLease* lease) { etcd_lease_ = lease; }
+  // Set before Start(): each heartbeat ack's fencing_lease and host_down_after go to `check`.
+  void SetFenceTimingCheck(FenceTimingCheck* check) { timing_ = check; }
   // Tells the controller that topology `revision` is applied (any thread).
   void SendTopologyApplied(int64_t revision);
   // Called on the link's reader thread (must not block): an event for instances on this host,
@@ -95,6 +98,8 @@ class ControllerLink {
   void BeginSession(const FenceLog::Snapshot& fenced, void* context);
   // The session's parts: the Hello, what the controller sends (reader thread), and the writer
   // (heartbeats and the outbox) until the stream ends, Stop() or no ack for too long.
+  // What Hello.capacity offers (agent/host_capacity.h); logged when it changes. Link thread.
+  Resources Capacity();
   v1::AgentMessage BuildHello(const std::vector<DomainInfo>& domains,
                               const FenceLog::Snapshot& fenced);
   // The controller answered this session's Hello: the fences it reported are delivered.
@@ -113,6 +118,7 @@ class ControllerLink {
   Clock& clock_;
   NetworkAgent* network_ = nullptr;
   EtcdLease* etcd_lease_ = nullptr;
+  FenceTimingCheck* timing_ = nullptr;
   int64_t hello_etcd_revision_ = 0;  // link thread: the key's revision this session's Hello named
   NotificationHandler on_notification_;
   DesiredObserver on_desired_;
@@ -143,6 +149,7 @@ class ControllerLink {
   uint64_t hello_seq_ GUARDED_BY(mu_) = 0;
   std::optional<FenceLog::Snapshot> hello_fenced_ GUARDED_BY(mu_);
   bool reader_done_ GUARDED_BY(mu_) = false;
+  std::string capacity_explained_;  // the capacity last logged (the session thread's)
 };
 
 }  // namespace regen

@@ -11,6 +11,7 @@
 
 #include "agent/control_commands.h"
 #include "agent/libvirt_hypervisor.h"
+#include "agent/qemu_killer.h"
 #include "common/log.h"
 #include "dns/cares_resolver.h"
 #include "dns/dns_config.h"
@@ -62,15 +63,23 @@ Status AgentDaemon::Start() {
     if (config_.libvirt_events) {
       // The subreaper's exit notice is the fastest lifecycle event there is (qemu:///embed).
       reaper_->SetExitCallback([agent = agent_.get()](const QemuIdentity& who, int wait_status) {
-        std::string detail = WIFSIGNALED(wait_status)
-                                 ? "killed by signal " + std::to_string(WTERMSIG(wait_status))
-                                 : "exit status " + std::to_string(WEXITSTATUS(wait_status));
-        agent->NoteProcessExit(who.name, who.domain_id, detail);
+        agent->NoteProcessExit(who.name, who.domain_id, DescribeWaitStatus(wait_status));
       });
     }
     if (Status s = reaper_->Start(); !s.ok()) {
       spdlog::warn("{}; a dead qemu will be noticed late", s.message());
     }
+  }
+  if (auto pid_dir = QemuPidDir(config_.libvirt_uri)) {
+    // Fencing SIGKILLs the domains' qemus first (agent/qemu_killer.h); libvirt then cleans up.
+    QemuKiller::KnownPids known;
+    if (reaper_)
+      known = [reaper = reaper_.get()](const std::string& n) { return reaper->PidsOf(n); };
+    auto killer = std::make_shared<QemuKiller>(*pid_dir, std::move(known));
+    fence_kill_ = [killer](const std::vector<std::string>& names) {
+      return static_cast<int>(killer->Kill(names).size());
+    };
+    agent_->SetFenceKill(fence_kill_);  // the backstop gets it too (MakeBackstop)
   }
   delivery_ = std::make_unique<EventDelivery>(config_.state_dir);
   if (Status s = delivery_->EnsureDirectories(); !s.ok()) spdlog::warn("{}", s.message());
@@ -100,6 +109,8 @@ Status AgentDaemon::Start() {
   StartWatchdog();
   // Last: a daemon that fails to start never leaves a watchdog device armed.
   RETURN_IF_ERROR(backstop_->Start());
+  if (!config_.watchdog_device.empty())
+    fence_timing_.SetWatchdogTimeout(backstop_->device_timeout());
   StartMetricsRefresher();
   return Status::Ok();
 }
@@ -112,10 +123,11 @@ void AgentDaemon::MakeBackstop() {
       std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(options.grace / 4),
                  std::chrono::milliseconds(10), std::chrono::milliseconds(100));
   options.device = config_.watchdog_device;
+  options.device_timeout = config_.watchdog_timeout;
   // Trips only from its thread, started after watchdog_ exists.
-  backstop_ =
-      std::make_unique<FenceBackstop>(agent_->lease(), *deps_.clock, options,
-                                      [this](const std::string& why) { watchdog_->Trip(why); });
+  backstop_ = std::make_unique<FenceBackstop>(
+      agent_->lease(), *deps_.clock, options,
+      [this](const std::string& why) { watchdog_->Trip(why); }, fence_kill_);
 }
 
 Status AgentDaemon::StartDnsWatch() {
@@ -135,6 +147,10 @@ Status AgentDaemon::StartDnsWatch() {
 void AgentDaemon::StartLink() {
   if (config_.controller_address.empty()) return;
   link_ = std::make_unique<ControllerLink>(config_, *agent_, *hypervisor_.hypervisor, *deps_.clock);
+  if (!config_.watchdog_device.empty() && config_.watchdog_timeout.count() > 0) {
+    fence_timing_.SetWatchdogTimeout(config_.watchdog_timeout);  // the device's own after Start
+  }
+  link_->SetFenceTimingCheck(&fence_timing_);
   if (config_.etcd) {
     etcd_lease_ = std::make_unique<EtcdLease>(config_, *agent_, *deps_.clock);
     link_->SetEtcdLease(etcd_lease_.get());
@@ -187,13 +203,15 @@ Status AgentDaemon::StartControlSocket() {
   targets.dns_watch = dns_watch_.get();
   if (link_) {
     targets.set_hung = [l = link_.get()](bool hung) { l->SetHung(hung); };
-    targets.link_status = [l = link_.get()] {
+    targets.link_status = [l = link_.get(), fence_timing = &fence_timing_] {
       nlohmann::json controllers = nlohmann::json::array();
       for (const auto& v : l->controller_states()) {
         controllers.push_back({{"address", v.address}, {"state", v.state}});
       }
-      return nlohmann::json{{"controller_connected_to", l->connected_address()},
-                            {"controllers", controllers}};
+      nlohmann::json j{{"controller_connected_to", l->connected_address()},
+                       {"controllers", controllers}};
+      if (auto timing = fence_timing->StatusJson(); !timing.is_null()) j["fence_timing"] = timing;
+      return j;
     };
   }
   if (etcd_lease_) {
@@ -296,11 +314,12 @@ int RunDaemon(const std::string& config_path) {
         "cert, key}} outside labs and tests",
         config->controller_address);
   }
-  // Before any thread exists: SIGCHLD goes to the reaper, SIGTERM/SIGINT to sigwait below.
+  // Before any thread exists: SIGCHLD goes to the reaper, SIGTERM/SIGINT/SIGHUP to sigwait below.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ChildReaper::BlockSigchld();
   signal(SIGPIPE, SIG_IGN);
@@ -311,7 +330,12 @@ int RunDaemon(const std::string& config_path) {
     return s.code() == Code::kInvalidArgument ? 2 : 1;
   }
   int sig = 0;
-  sigwait(&set, &sig);
+  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+    // (A SIGHUP used to end the agent: its default action.)
+    spdlog::info(
+        "SIGHUP: nothing to reload; the agent reads its tls: files at each connection to the "
+        "controller");
+  }
   spdlog::info("regen-agent stopping on signal {}; domains keep running", strsignal(sig));
   daemon.Stop();
   return 0;

@@ -18,6 +18,7 @@
 #include "agent/etcd_lease.h"
 #include "agent/event_delivery.h"
 #include "agent/fence_backstop.h"
+#include "agent/fence_timing.h"
 #include "agent/hypervisor.h"
 #include "agent/network_agent.h"
 #include "agent/reaper.h"
@@ -85,6 +86,8 @@ class AgentDaemon {
   DaemonHypervisor hypervisor_;
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<ChildReaper> reaper_;
+  // host_down_after against fencing_lease + the watchdog's timeout (fed by the link).
+  FenceTimingCheck fence_timing_;
   std::unique_ptr<ControllerLink> link_;
   // etcd mode (agent.yaml `etcd:`): this host's own lease key in etcd; renews the fencing lease.
   std::unique_ptr<EtcdLease> etcd_lease_;
@@ -99,8 +102,11 @@ class AgentDaemon {
   std::unique_ptr<AgentMetrics> metrics_;
   std::unique_ptr<ControlSocketServer> control_;
   std::unique_ptr<LoopWatchdog> watchdog_;
-  // Watches the lease off the main loop: trips watchdog_ and stops petting watchdog_device when
-  // a fence cannot be confirmed.
+  // SIGKILLs managed domains' qemus (QEMU drivers; empty on the test driver): the main loop's
+  // fence and the backstop's.
+  Agent::FenceKillFn fence_kill_;
+  // Watches the lease off the main loop: kills with fence_kill_, trips watchdog_ and stops
+  // petting watchdog_device when a fence cannot be confirmed.
   std::unique_ptr<FenceBackstop> backstop_;
 
   Mutex metrics_mu_;

@@ -307,6 +307,9 @@ Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOption
       {"disk", XmlEscape(options.disk_path)},
       {"metadata", MetadataElement(spec, "")},
       {"events_channel", EventsChannel(options, "    ")},
+      {"ip", XmlEscape(spec.allocation.ip)},
+      {"generation", std::to_string(spec.generation)},
+      {"service", XmlEscape(spec.service)},
   };
   std::string out;
   size_t pos = 0;
@@ -331,7 +334,8 @@ Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOption
       return InvalidArgument(context + ": unknown placeholder " +
                              QuoteValue("{{" + std::string(key) + "}}") +
                              " (known: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} "
-                             "{{bridge}} {{disk}} {{metadata}} {{events_channel}})");
+                             "{{bridge}} {{disk}} {{metadata}} {{events_channel}} {{ip}} "
+                             "{{generation}} {{service}})");
     }
     out.append(text, pos, open - pos);
     out += *value;

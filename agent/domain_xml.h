@@ -29,7 +29,8 @@ struct DomainXmlOptions {
 // When spec.domain_template (a path) is set, options.template_text (that file's contents) is used
 // instead of the built-in layout, with these
 // placeholders replaced: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} {{bridge}} {{disk}}
-// {{metadata}} {{events_channel}} (all values XML-escaped). A template without {{events_channel}}
+// {{metadata}} {{events_channel}} {{ip}} (allocation.ip, "" when none) {{generation}}
+// {{service}} (all values XML-escaped). A template without {{events_channel}}
 // gets the channel before its closing </devices>: every domain has its events channel.
 Result<std::string> BuildDomainXml(const InstanceSpec& spec, const DomainXmlOptions& options);
 

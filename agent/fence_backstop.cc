@@ -1,6 +1,8 @@
 #include "agent/fence_backstop.h"
 
 #include <fcntl.h>
+#include <linux/watchdog.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,8 +26,12 @@ Clock::Duration BackstopGrace(std::chrono::milliseconds configured,
 }
 
 FenceBackstop::FenceBackstop(const Lease& lease, const Clock& clock, FenceBackstopOptions options,
-                             TripFn on_trip)
-    : lease_(lease), clock_(clock), options_(std::move(options)), on_trip_(std::move(on_trip)) {}
+                             TripFn on_trip, KillFn kill)
+    : lease_(lease),
+      clock_(clock),
+      options_(std::move(options)),
+      on_trip_(std::move(on_trip)),
+      kill_(std::move(kill)) {}
 
 FenceBackstop::~FenceBackstop() { Stop(); }
 
@@ -38,10 +44,11 @@ Status FenceBackstop::Start() {
                              " (load a watchdog driver, e.g. modprobe softdog, check that no other "
                              "daemon holds the device, or remove watchdog_device from agent.yaml)");
     }
+    LearnDeviceTimeout();
     spdlog::info(
-        "fencing backstop: petting {} every {} ms while this host's domains are safe; it is "
-        "never closed with the magic 'V'",
-        options_.device, options_.interval.count());
+        "fencing backstop: petting {} (timeout {} ms) every {} ms while this host's domains are "
+        "safe; it is never closed with the magic 'V'",
+        options_.device, device_timeout_ms_.load(), options_.interval.count());
   }
   {
     MutexLock lock(mu_);
@@ -49,6 +56,35 @@ Status FenceBackstop::Start() {
   }
   thread_ = std::thread([this] { Run(); });
   return Status::Ok();
+}
+
+void FenceBackstop::LearnDeviceTimeout() {
+  int configured = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::seconds>(options_.device_timeout).count());
+  if (configured > 0) {
+    int t = configured;
+    if (::ioctl(device_fd_, WDIOC_SETTIMEOUT, &t) != 0) {
+      spdlog::warn(
+          "watchdog_device {}: cannot set its timeout to {} s ({}); counting on "
+          "watchdog_timeout {} s being the device's",
+          options_.device, configured, std::strerror(errno), configured);
+    }
+  }
+  int now = 0;
+  if (::ioctl(device_fd_, WDIOC_GETTIMEOUT, &now) == 0 && now > 0) {
+    if (configured > 0 && now != configured) {
+      spdlog::warn("watchdog_device {}: its timeout is {} s, not watchdog_timeout {} s",
+                   options_.device, now, configured);
+    }
+    device_timeout_ms_ = int64_t{now} * 1000;
+  } else if (configured > 0) {
+    device_timeout_ms_ = int64_t{configured} * 1000;
+  } else {
+    spdlog::warn(
+        "watchdog_device {}: cannot read its timeout ({}); set watchdog_timeout in "
+        "agent.yaml so that host_down_after can be checked against it",
+        options_.device, std::strerror(errno));
+  }
 }
 
 void FenceBackstop::Stop() {
@@ -76,10 +112,27 @@ void FenceBackstop::Run() {
   }
 }
 
+void FenceBackstop::KillUnconfirmed(const BackstopVerdict& v) {
+  if (!kill_) return;
+  std::vector<std::string> names = lease_.ManagedAlive();
+  if (names.empty()) return;
+  int killed = kill_(names);
+  if (killed <= 0) return;
+  kills_ += killed;
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  spdlog::error(
+      "fencing backstop: the lease ran out {} ms ago and the main loop has not confirmed the "
+      "fence: SIGKILLed {} qemu processes of the {} managed domains it last knew alive ({})",
+      Ms(v.unconfirmed_for), killed, names.size(), list);
+}
+
 void FenceBackstop::CheckOnce() {
-  if (tripped_) return;  // for good: no more pets
   // Also paused when the device is absent: status and tests see the verdict the same way.
   BackstopVerdict v = BackstopDecide(lease_.Snapshot(), clock_.Now(), options_.grace);
+  // Even once tripped: giving up on the watchdog is not giving up on the fence.
+  if (!v.pet_device) KillUnconfirmed(v);
+  if (tripped_) return;  // for good: no more pets
   if (v.trip) {
     if (tripped_.exchange(true)) return;
     std::string why = "fencing backstop: the lease ran out " +

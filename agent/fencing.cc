@@ -132,8 +132,15 @@ bool Agent::fenced() {
 }
 
 void Agent::ApplyLease() {
-  bool expired = lease_.Expired();
-  if (expired && !fenced_) {
+  const LeaseSnapshot lease = lease_.Snapshot();
+  const bool expired = clock_.Now() >= lease.until();
+  // The lease ran out and was renewed since, while this loop was busy (a long libvirt call, a
+  // stall): the fencing backstop has killed the domains' qemus and the controller may have healed
+  // them elsewhere, so this is a fence all the same (lifted below at once; nothing is created
+  // before a desired set sent after the controller heard of it).
+  const bool lapsed = lease.lapses > lapses_seen_;
+  lapses_seen_ = lease.lapses;
+  if ((expired || lapsed) && !fenced_) {
     fenced_ = true;
     fence_log_.NoteFence();
     // Never follow the old set again: after un-fencing only a set sent after the controller
@@ -142,15 +149,25 @@ void Agent::ApplyLease() {
     health_checks_.clear();
     int managed = 0;
     for (const auto& d : last_domains_) managed += d.metadata.managed ? 1 : 0;
-    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
-        clock_.Now() - lease_.Snapshot().last_renewal);
-    spdlog::error(
-        "fencing: no lease renewal from {} for {} ms (fencing lease {} ms); destroying the {} "
-        "managed domains of this host so none can run twice",
-        config_.etcd ? "etcd (this host's own etcd lease)"
-                     : "the controller at " + config_.controller_address,
-        silent.count(), config_.fencing_lease.count(), managed);
-    Record("*", "fenced", "no lease renewal for " + std::to_string(silent.count()) + " ms");
+    auto silent =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - lease.last_renewal);
+    const std::string from = config_.etcd ? "etcd (this host's own etcd lease)"
+                                          : "the controller at " + config_.controller_address;
+    if (expired) {
+      spdlog::error(
+          "fencing: no lease renewal from {} for {} ms (fencing lease {} ms); destroying the {} "
+          "managed domains of this host so none can run twice",
+          from, silent.count(), config_.fencing_lease.count(), managed);
+      Record("*", "fenced", "no lease renewal for " + std::to_string(silent.count()) + " ms");
+    } else {
+      spdlog::error(
+          "fencing: the lease ran out while the main loop was busy and was renewed by {} since; "
+          "destroying the {} managed domains of this host all the same (the controller may "
+          "have healed them elsewhere)",
+          from, managed);
+      Record("*", "fenced", "the lease ran out while the main loop was busy");
+    }
+    KillForFence("at the fence, by the last listing");  // before any (slow) libvirt call
   } else if (!expired && fenced_) {
     fenced_ = false;
     spdlog::warn(
@@ -163,6 +180,25 @@ void Agent::ApplyLease() {
   } else {
     desired_ = controller_desired_;  // unknown until the controller sends one: destroy nothing
   }
+}
+
+void Agent::KillForFence(const char* when) {
+  if (!fence_kill_ || !fenced_) return;
+  const std::vector<std::string> names = LiveManagedDomains();
+  if (names.empty()) return;
+  auto started = std::chrono::steady_clock::now();
+  int killed = fence_kill_(names);
+  auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  if (killed == 0) {
+    spdlog::debug("fencing: no qemu process left to kill for {} live managed domains ({})",
+                  names.size(), when);
+    return;
+  }
+  spdlog::error(
+      "fencing: SIGKILLed {} qemu processes of {} live managed domains ({}; {} us); libvirt "
+      "destroys them next",
+      killed, names.size(), when, took.count());
 }
 
 void Agent::RecordFenced(const std::string& name) {

@@ -73,6 +73,11 @@ class Hypervisor {
   // Stops (if running) and undefines the domain. NOT_FOUND if there is none.
   virtual Status DestroyAndUndefine(const std::string& name) = 0;
   virtual Result<HostCapacity> Capacity() = 0;
+  // For domain_type auto (agent/domain_type.h): the driver's name as libvirt gives it ("QEMU",
+  // "TEST"), and libvirt's domain capabilities XML for `virttype` (kvm | qemu), or libvirt's
+  // error when it cannot run that type here.
+  virtual Result<std::string> DriverName() = 0;
+  virtual Result<std::string> DomainCapabilities(const std::string& virttype) = 0;
   // The callbacks are set before Connect().
   virtual void SetEventCallback(EventCallback cb) = 0;
   virtual void SetConnectionCallback(ConnectionCallback cb) = 0;

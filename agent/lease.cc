@@ -33,10 +33,12 @@ void Lease::Start(Clock::TimePoint until, std::optional<Clock::TimePoint> last_r
 }
 
 bool Lease::Renew(Clock::TimePoint until) {
+  const Clock::TimePoint now = clock_.Now();
   MutexLock lock(mu_);
   if (until <= state_.lease_until) return false;
+  if (now >= state_.until()) ++state_.lapses;
   state_.lease_until = until;
-  state_.last_renewal = clock_.Now();
+  state_.last_renewal = now;
   return true;
 }
 
@@ -53,13 +55,27 @@ void Lease::SetHold(std::optional<Clock::TimePoint> until) {
   state_.hold_until = until;
 }
 
-void Lease::NoteListing(bool managed_alive) {
+void Lease::NoteListing(std::vector<std::string> alive) {
   Clock::TimePoint now = clock_.Now();
+  const bool managed_alive = !alive.empty();
   MutexLock lock(mu_);
+  managed_alive_ = std::move(alive);
   if (managed_alive && !state_.last_listing_alive) state_.alive_since = now;
   if (!managed_alive) state_.confirmed_gone_at = now;
   state_.last_listing_at = now;
   state_.last_listing_alive = managed_alive;
+}
+
+void Lease::NoteStarting(const std::string& name) {
+  MutexLock lock(mu_);
+  if (std::find(managed_alive_.begin(), managed_alive_.end(), name) == managed_alive_.end()) {
+    managed_alive_.push_back(name);
+  }
+}
+
+std::vector<std::string> Lease::ManagedAlive() const {
+  MutexLock lock(mu_);
+  return managed_alive_;
 }
 
 LeaseSnapshot Lease::Snapshot() const {

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/thread_annotations.h"
@@ -32,6 +34,9 @@ struct LeaseSnapshot {
   bool last_listing_alive = false;
   Clock::TimePoint confirmed_gone_at = Clock::TimePoint::min();
   Clock::TimePoint alive_since = Clock::TimePoint::min();
+  // Renewals that came after the lease and hold had run out: each is a fence the main loop must
+  // apply even if it was too busy to see the lease run out (Agent::ApplyLease).
+  uint64_t lapses = 0;
   // The domains are protected until then: max(lease_until, hold_until).
   Clock::TimePoint until() const {
     return hold_until && *hold_until > lease_until ? *hold_until : lease_until;
@@ -61,9 +66,15 @@ class Lease {
   bool EndNow();
   // A maintenance hold until `until`; nullopt ends any hold.
   void SetHold(std::optional<Clock::TimePoint> until);
-  // From the main loop after each successful listing: is any managed domain alive (running,
-  // paused, starting, or in a state it cannot tell)?
-  void NoteListing(bool managed_alive);
+  // From the main loop after each successful listing: the managed domains alive in it (running,
+  // paused, starting, or in a state it cannot tell).
+  void NoteListing(std::vector<std::string> managed_alive);
+  // From the main loop before it starts managed domain `name`: alive from now on as far as the
+  // fencing backstop knows, until a listing says otherwise.
+  void NoteStarting(const std::string& name);
+  // The managed domains the main loop last knew alive or starting: what the fencing backstop
+  // kills itself when the lease ran out and the main loop has not fenced.
+  std::vector<std::string> ManagedAlive() const;
 
   LeaseSnapshot Snapshot() const;
   // The end of the lease and hold; now >= until() means fence.
@@ -76,6 +87,7 @@ class Lease {
   const Clock& clock_;
   mutable Mutex mu_;
   LeaseSnapshot state_ GUARDED_BY(mu_) = NoLease();
+  std::vector<std::string> managed_alive_ GUARDED_BY(mu_);
   static LeaseSnapshot NoLease() {
     LeaseSnapshot s;
     s.lease_until = Clock::TimePoint::max();

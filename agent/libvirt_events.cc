@@ -94,10 +94,32 @@ void ReleaseEventLoop() {
   loop.thread.join();
 }
 
-void DeleteCallbackRef(void* opaque) { delete static_cast<CallbackRef*>(opaque); }
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define REGEN_TSAN_BUILD 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define REGEN_TSAN_BUILD 1
+#endif
+#ifdef REGEN_TSAN_BUILD
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+void HandOff(const void* opaque) { __tsan_release(const_cast<void*>(opaque)); }
+void TakeOver(const void* opaque) { __tsan_acquire(const_cast<void*>(opaque)); }
+#else
+void HandOff(const void*) {}
+void TakeOver(const void*) {}
+#endif
+
+void DeleteCallbackRef(void* opaque) {
+  TakeOver(opaque);
+  delete static_cast<CallbackRef*>(opaque);
+}
 
 void OnLifecycleEvent(virConnectPtr /*conn*/, virDomainPtr dom, int event, int detail,
                       void* opaque) {
+  TakeOver(opaque);
   const CallbackRef& state = *static_cast<CallbackRef*>(opaque);
   const char* name = virDomainGetName(dom);
   DomainEvent mapped = LibvirtHypervisor::MapEvent(name != nullptr ? name : "", event, detail);
@@ -106,6 +128,7 @@ void OnLifecycleEvent(virConnectPtr /*conn*/, virDomainPtr dom, int event, int d
 }
 
 void OnConnectionClosed(virConnectPtr /*conn*/, int /*reason*/, void* opaque) {
+  TakeOver(opaque);
   auto* token = static_cast<ConnectionToken*>(opaque);
   token->connected->store(false);
   MutexLock lock(token->callbacks->mu);
@@ -115,6 +138,7 @@ void OnConnectionClosed(virConnectPtr /*conn*/, int /*reason*/, void* opaque) {
 }
 
 void OnConnectedTimer(int timer, void* opaque) {
+  TakeOver(opaque);
   virEventRemoveTimeout(timer);  // one shot
   const CallbackRef& state = *static_cast<CallbackRef*>(opaque);
   MutexLock lock(state->mu);

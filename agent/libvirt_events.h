@@ -39,6 +39,13 @@ struct ConnectionToken {
 // libvirt's free callback for a heap-allocated CallbackRef.
 void DeleteCallbackRef(void* opaque);
 
+// An `opaque` given to libvirt reaches its event loop thread through libvirt's own locks, which
+// ThreadSanitizer cannot see (libvirt is not built with it): HandOff before giving it to libvirt,
+// TakeOver first thing in each callback (and free callback) that receives it. No-ops outside the
+// TSan build (scripts/tsan.sh).
+void HandOff(const void* opaque);
+void TakeOver(const void* opaque);
+
 // Lifecycle events (opaque: CallbackRef*), connection closed (opaque: ConnectionToken*), and the
 // one-shot "connected" timer (opaque: CallbackRef*).
 void OnLifecycleEvent(virConnectPtr conn, virDomainPtr dom, int event, int detail, void* opaque);

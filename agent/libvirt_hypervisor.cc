@@ -48,6 +48,25 @@ class DomainRef {
   virDomainPtr dom_;
 };
 
+// Holds a reference on a connection (virConnectRef) and drops it on scope exit: a create or
+// destroy runs on it without the hypervisor's mutex, so several run at once (libvirt's
+// connections are thread-safe) and a reconnect meanwhile only fails them.
+class ConnectionRef {
+ public:
+  explicit ConnectionRef(virConnectPtr conn) : conn_(conn) {}
+  ~ConnectionRef() {
+    if (conn_ != nullptr) virConnectClose(conn_);
+  }
+  ConnectionRef(ConnectionRef&& other) noexcept : conn_(other.conn_) { other.conn_ = nullptr; }
+  ConnectionRef(const ConnectionRef&) = delete;
+  ConnectionRef& operator=(const ConnectionRef&) = delete;
+  ConnectionRef& operator=(ConnectionRef&&) = delete;
+  virConnectPtr get() const { return conn_; }
+
+ private:
+  virConnectPtr conn_;
+};
+
 int LastErrorCode() {
   virErrorPtr err = virGetLastError();
   return err != nullptr ? err->code : VIR_ERR_OK;
@@ -100,6 +119,7 @@ class LibvirtHypervisor::Impl {
     virConnectSetKeepAlive(conn_, 5, 3);
     virResetLastError();
     token_ = std::make_unique<ConnectionToken>(ConnectionToken{callbacks_, &connected_});
+    libvirt_internal::HandOff(token_.get());
     if (virConnectRegisterCloseCallback(conn_, OnConnectionClosed, token_.get(), nullptr) < 0) {
       Status s = ErrorLocked("register the close callback");
       CloseLocked();
@@ -107,6 +127,7 @@ class LibvirtHypervisor::Impl {
     }
     if (enable_events_) {
       auto* ref = new CallbackRef(callbacks_);
+      libvirt_internal::HandOff(ref);
       event_id_ = virConnectDomainEventRegisterAny(conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                                    VIR_DOMAIN_EVENT_CALLBACK(OnLifecycleEvent), ref,
                                                    DeleteCallbackRef);
@@ -119,6 +140,7 @@ class LibvirtHypervisor::Impl {
     }
     connected_.store(true);
     auto* ref = new CallbackRef(callbacks_);
+    libvirt_internal::HandOff(ref);
     if (virEventAddTimeout(0, OnConnectedTimer, ref, DeleteCallbackRef) < 0) delete ref;
     return Status::Ok();
   }
@@ -152,23 +174,23 @@ class LibvirtHypervisor::Impl {
   }
 
   Status DefineAndStart(const std::string& name, const std::string& domain_xml) {
-    MutexLock lock(mu_);
-    RETURN_IF_ERROR(RequireConnectionLocked());
+    ASSIGN_OR_RETURN(ConnectionRef ref, Acquire());
+    virConnectPtr conn = ref.get();
     {
-      DomainRef existing(virDomainLookupByName(conn_, name.c_str()));
+      DomainRef existing(virDomainLookupByName(conn, name.c_str()));
       if (existing) {
         return AlreadyExists("domain " + name + " already exists on " + uri_ +
                              " (destroy and undefine it first)");
       }
-      if (LastErrorCode() != VIR_ERR_NO_DOMAIN) return ErrorLocked("look up domain " + name);
+      if (LastErrorCode() != VIR_ERR_NO_DOMAIN) return ErrorOn(conn, "look up domain " + name);
     }
     // Defining XML that names another, existing domain would replace that domain's definition.
     if (domain_xml.find("<name>" + XmlEscape(name) + "</name>") == std::string::npos) {
       return InvalidArgument("define domain " + name + " on " + uri_ + ": the XML has no <name>" +
                              name + "</name>");
     }
-    DomainRef dom(virDomainDefineXML(conn_, domain_xml.c_str()));
-    if (!dom) return ErrorLocked("define domain " + name);
+    DomainRef dom(virDomainDefineXML(conn, domain_xml.c_str()));
+    if (!dom) return ErrorOn(conn, "define domain " + name);
     const char* defined_name = virDomainGetName(dom.get());
     if (defined_name == nullptr || name != defined_name) {
       return Internal("define domain " + name + " on " + uri_ + ": libvirt defined " +
@@ -176,8 +198,8 @@ class LibvirtHypervisor::Impl {
                       " instead; left as it is, check the XML");
     }
     if (virDomainCreate(dom.get()) < 0) {
-      Status s = ErrorLocked("start domain " + name);
-      if (Status undo = UndefineLocked(dom.get()); !undo.ok()) {
+      Status s = ErrorOn(conn, "start domain " + name);
+      if (Status undo = Undefine(conn, dom.get()); !undo.ok()) {
         return Status(s.code(),
                       s.message() + "; undefining it again failed too: " + undo.message());
       }
@@ -187,33 +209,33 @@ class LibvirtHypervisor::Impl {
   }
 
   Status DestroyAndUndefine(const std::string& name) {
-    MutexLock lock(mu_);
-    RETURN_IF_ERROR(RequireConnectionLocked());
-    DomainRef dom(virDomainLookupByName(conn_, name.c_str()));
+    ASSIGN_OR_RETURN(ConnectionRef ref, Acquire());
+    virConnectPtr conn = ref.get();
+    DomainRef dom(virDomainLookupByName(conn, name.c_str()));
     if (!dom) {
       if (LastErrorCode() == VIR_ERR_NO_DOMAIN) {
         return NotFound("no domain " + name + " on " + uri_);
       }
-      return ErrorLocked("look up domain " + name);
+      return ErrorOn(conn, "look up domain " + name);
     }
     int active = virDomainIsActive(dom.get());
     if (active < 0) {
       if (LastErrorCode() == VIR_ERR_NO_DOMAIN) return Status::Ok();  // vanished meanwhile
-      return ErrorLocked("query domain " + name);
+      return ErrorOn(conn, "query domain " + name);
     }
     if (active == 1 && virDomainDestroy(dom.get()) < 0) {
       int code = LastErrorCode();
       if (code == VIR_ERR_NO_DOMAIN) return Status::Ok();  // a transient domain, gone
-      if (code != VIR_ERR_OPERATION_INVALID) return ErrorLocked("destroy domain " + name);
+      if (code != VIR_ERR_OPERATION_INVALID) return ErrorOn(conn, "destroy domain " + name);
       virResetLastError();  // "domain is not running": it stopped by itself meanwhile
     }
     int persistent = virDomainIsPersistent(dom.get());
     if (persistent == 0) return Status::Ok();  // transient: destroying removed it
     if (persistent < 0) {
       if (LastErrorCode() == VIR_ERR_NO_DOMAIN) return Status::Ok();
-      return ErrorLocked("query domain " + name);
+      return ErrorOn(conn, "query domain " + name);
     }
-    return UndefineLocked(dom.get());
+    return Undefine(conn, dom.get());
   }
 
   Result<HostCapacity> Capacity() {
@@ -232,6 +254,25 @@ class LibvirtHypervisor::Impl {
     cap.memory_mib = static_cast<int64_t>(info.memory / 1024);  // KiB
     cap.free_memory_mib = static_cast<int64_t>(free_bytes / (1024 * 1024));
     return cap;
+  }
+
+  Result<std::string> DriverName() {
+    MutexLock lock(mu_);
+    RETURN_IF_ERROR(RequireConnectionLocked());
+    const char* type = virConnectGetType(conn_);
+    if (type == nullptr) return ErrorLocked("get the driver type");
+    return std::string(type);
+  }
+
+  Result<std::string> DomainCapabilities(const std::string& virttype) {
+    MutexLock lock(mu_);
+    RETURN_IF_ERROR(RequireConnectionLocked());
+    char* xml =
+        virConnectGetDomainCapabilities(conn_, nullptr, nullptr, nullptr, virttype.c_str(), 0);
+    if (xml == nullptr) return ErrorLocked("get the domain capabilities for type " + virttype);
+    std::string out = xml;
+    free(xml);  // NOLINT: allocated by libvirt with malloc
+    return out;
   }
 
   void SetEventCallback(EventCallback cb) {
@@ -294,13 +335,23 @@ class LibvirtHypervisor::Impl {
     return Status::Ok();
   }
 
-  // Turns libvirt's last error into a Status naming `what` and the URI. Marks the connection
-  // lost when libvirt says it is.
-  Status ErrorLocked(const std::string& what) REQUIRES(mu_) {
+  // A reference on the open connection, for a call made without mu_.
+  Result<ConnectionRef> Acquire() {
+    MutexLock lock(mu_);
+    RETURN_IF_ERROR(RequireConnectionLocked());
+    if (virConnectRef(conn_) < 0) return ErrorLocked("take a reference on the connection");
+    return ConnectionRef(conn_);
+  }
+
+  Status ErrorLocked(const std::string& what) REQUIRES(mu_) { return ErrorOn(conn_, what); }
+
+  // Turns this thread's last libvirt error into a Status naming `what` and the URI. Marks the
+  // connection lost when libvirt says `conn` is.
+  Status ErrorOn(virConnectPtr conn, const std::string& what) {
     int code = LastErrorCode();
     std::string message = what + " on " + uri_ + ": " + LastErrorMessage();
     virResetLastError();
-    if (conn_ != nullptr && virConnectIsAlive(conn_) == 0) {
+    if (conn != nullptr && virConnectIsAlive(conn) == 0) {
       connected_.store(false);
       virResetLastError();
       return Unavailable(message + " (connection lost)");
@@ -367,7 +418,7 @@ class LibvirtHypervisor::Impl {
 
   // Undefines with every cleanup flag the driver knows, falling back to fewer flags (the test
   // driver refuses NVRAM and TPM) and then to plain virDomainUndefine.
-  Status UndefineLocked(virDomainPtr dom) REQUIRES(mu_) {
+  Status Undefine(virConnectPtr conn, virDomainPtr dom) {
     const unsigned int kAll = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                               VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                               VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM |
@@ -387,10 +438,10 @@ class LibvirtHypervisor::Impl {
       }
       bool flags_refused = code == VIR_ERR_INVALID_ARG || code == VIR_ERR_NO_SUPPORT ||
                            code == VIR_ERR_OPERATION_UNSUPPORTED;
-      if (!flags_refused || flags == 0) return ErrorLocked(what);
+      if (!flags_refused || flags == 0) return ErrorOn(conn, what);
       virResetLastError();
     }
-    return ErrorLocked(what);
+    return ErrorOn(conn, what);
   }
 
   // Deregisters the callbacks and closes the connection, if any.
@@ -437,6 +488,10 @@ Status LibvirtHypervisor::DestroyAndUndefine(const std::string& name) {
   return impl_->DestroyAndUndefine(name);
 }
 Result<HostCapacity> LibvirtHypervisor::Capacity() { return impl_->Capacity(); }
+Result<std::string> LibvirtHypervisor::DriverName() { return impl_->DriverName(); }
+Result<std::string> LibvirtHypervisor::DomainCapabilities(const std::string& virttype) {
+  return impl_->DomainCapabilities(virttype);
+}
 void LibvirtHypervisor::SetEventCallback(EventCallback cb) {
   impl_->SetEventCallback(std::move(cb));
 }

@@ -54,6 +54,8 @@ class LibvirtHypervisor : public Hypervisor {
   Status DefineAndStart(const std::string& name, const std::string& domain_xml) override;
   Status DestroyAndUndefine(const std::string& name) override;
   Result<HostCapacity> Capacity() override;
+  Result<std::string> DriverName() override;
+  Result<std::string> DomainCapabilities(const std::string& virttype) override;
   void SetEventCallback(EventCallback cb) override;
   void SetConnectionCallback(ConnectionCallback cb) override;
 

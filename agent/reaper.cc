@@ -1,6 +1,7 @@
 #include "agent/reaper.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -9,8 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,11 +19,6 @@
 namespace regen {
 
 namespace {
-
-std::string ReadWhole(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // qemu option values escape ',' as ",,".
 std::string UntilUnescapedComma(const std::string& text, size_t from) {
@@ -44,6 +38,28 @@ std::string UntilUnescapedComma(const std::string& text, size_t from) {
 }
 
 }  // namespace
+
+std::string ReadProcFile(const std::string& path) {
+  // read(2), not an istreambuf_iterator: a process that exits while its file is read fails the
+  // read with ESRCH, which libstdc++'s filebuf turns into an exception the iterator lets through
+  // (it once ended the agent: "basic_filebuf::underflow error reading the file: No such process").
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) out.clear();  // half a file is no file
+    break;
+  }
+  ::close(fd);
+  return out;
+}
 
 std::optional<QemuIdentity> ParseQemuCmdline(const std::string& cmdline) {
   std::vector<std::string> args;
@@ -113,9 +129,8 @@ int ChildReaper::ScanOnce() {
   if (proc == nullptr) return 0;
   while (dirent* e = readdir(proc)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
+    const std::string line = ReadProcFile(std::string("/proc/") + e->d_name + "/stat");
+    if (line.empty()) continue;
     // pid (comm) state ppid ...; comm may contain spaces and parentheses: use the last ')'.
     auto open = line.find('(');
     auto close = line.rfind(')');
@@ -135,7 +150,7 @@ int ChildReaper::ScanOnce() {
     if (state != 'Z') {
       if (!known_.count(pid)) {
         // A zombie's command line is empty: learn it while the process lives.
-        auto who = ParseQemuCmdline(ReadWhole(std::string("/proc/") + e->d_name + "/cmdline"));
+        auto who = ParseQemuCmdline(ReadProcFile(std::string("/proc/") + e->d_name + "/cmdline"));
         if (who) {
           spdlog::debug("qemu process pid={} runs domain {} (id {})", pid, who->name,
                         who->domain_id);
@@ -178,6 +193,15 @@ int ChildReaper::ScanOnce() {
     it = seen.count(it->first) ? std::next(it) : unknown_zombies_.erase(it);
   }
   return reaped;
+}
+
+std::vector<pid_t> ChildReaper::PidsOf(const std::string& name) {
+  MutexLock lock(mu_);
+  std::vector<pid_t> pids;
+  for (const auto& [pid, who] : known_) {
+    if (who.name == name) pids.push_back(pid);
+  }
+  return pids;
 }
 
 void ChildReaper::Loop() {

@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "common/thread_annotations.h"
@@ -42,6 +43,10 @@ struct QemuIdentity {
 // Parses a qemu command line (NUL-separated, as in /proc/PID/cmdline). nullopt if it has no
 // `-name guest=...` (or `-name NAME`).
 std::optional<QemuIdentity> ParseQemuCmdline(const std::string& cmdline);
+
+// The whole of a /proc file (or any file); "" if it cannot be opened or read (e.g. the process
+// exited meanwhile). Never throws.
+std::string ReadProcFile(const std::string& path);
 
 class ChildReaper {
  public:
@@ -64,13 +69,15 @@ class ChildReaper {
   // Learns new qemu children and reaps every qemu zombie child now; returns how many were reaped.
   int ScanOnce();
   int reaped() const { return reaped_.load(); }
+  // The live qemu children learnt to run domain `name` (fencing kills them first: QemuKiller).
+  std::vector<pid_t> PidsOf(const std::string& name);
 
  private:
   void Loop();
   std::atomic<bool> stop_{false};
   std::atomic<int> reaped_{0};
   ExitCallback exit_cb_;
-  Mutex mu_;  // serialises ScanOnce
+  Mutex mu_;                                             // serialises ScanOnce
   std::map<pid_t, QemuIdentity> known_ GUARDED_BY(mu_);  // live qemu children seen so far
   // Zombie qemu children that are not known domains, and when they were first seen.
   std::map<pid_t, std::chrono::steady_clock::time_point> unknown_zombies_ GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 
 #include "common/controller_list.h"
 #include "common/grpc_limits.h"
+#include "common/store_refusal.h"
 
 namespace regen {
 
@@ -236,6 +237,10 @@ Status AdminClient::FromGrpc(const char* rpc, const std::string& address,
   if (message.empty())
     message = std::string(rpc) + " failed (gRPC code " +
               std::to_string(static_cast<int>(status.error_code())) + ")";
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      message.rfind(kStoreRefusedPrefix, 0) == 0) {
+    return Unavailable(message);  // the controller answered: its store refused (retry later)
+  }
   switch (status.error_code()) {
     case grpc::StatusCode::OK:
       return Status::Ok();

@@ -156,4 +156,9 @@ Result<CommandOutput> CheckedRun(CommandRunner& runner, const std::vector<std::s
   return out;
 }
 
+std::string DescribeWaitStatus(int wait_status) {
+  if (WIFSIGNALED(wait_status)) return "killed by signal " + std::to_string(WTERMSIG(wait_status));
+  return "exit status " + std::to_string(WEXITSTATUS(wait_status));
+}
+
 }  // namespace regen

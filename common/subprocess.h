@@ -40,4 +40,7 @@ Result<CommandOutput> CheckedRun(CommandRunner& runner, const std::vector<std::s
 // "prog 'arg with space' arg2": for messages only, never executed.
 std::string FormatArgv(const std::vector<std::string>& argv);
 
+// How a child ended, from waitpid's status: "killed by signal N" or "exit status N".
+std::string DescribeWaitStatus(int wait_status);
+
 }  // namespace regen

@@ -100,7 +100,7 @@ Status ParseDns(const FieldMap& top, AgentConfig* out) {
   return Status::Ok();
 }
 
-// fencing_lease, fencing_backstop_after, watchdog_device.
+// fencing_lease, fencing_backstop_after, watchdog_device, watchdog_timeout.
 Status ParseFencing(const FieldMap& top, AgentConfig* c) {
   RETURN_IF_ERROR(top.GetDuration("fencing_lease", milliseconds(100), std::chrono::minutes(10),
                                   &c->fencing_lease));
@@ -108,7 +108,24 @@ Status ParseFencing(const FieldMap& top, AgentConfig* c) {
     RETURN_IF_ERROR(top.GetDuration("fencing_backstop_after", milliseconds(10),
                                     std::chrono::minutes(10), &c->fencing_backstop_after));
   }
-  return top.GetAbsolutePath("watchdog_device", &c->watchdog_device, /*allow_empty=*/true);
+  RETURN_IF_ERROR(
+      top.GetAbsolutePath("watchdog_device", &c->watchdog_device, /*allow_empty=*/true));
+  if (!top.Has("watchdog_timeout")) return Status::Ok();
+  RETURN_IF_ERROR(top.GetDuration("watchdog_timeout", std::chrono::seconds(1),
+                                  std::chrono::hours(1), &c->watchdog_timeout));
+  if (c->watchdog_timeout % std::chrono::seconds(1) != milliseconds::zero()) {
+    return top.ErrorAt("watchdog_timeout",
+                       "must be whole seconds (a watchdog device counts in "
+                       "seconds), got " +
+                           DescribeValue(*top.Find("watchdog_timeout")));
+  }
+  if (c->watchdog_device.empty()) {
+    return top.ErrorAt("watchdog_timeout",
+                       "needs watchdog_device (the device it is the timeout "
+                       "of), got " +
+                           DescribeValue(*top.Find("watchdog_timeout")) + " without one");
+  }
+  return Status::Ok();
 }
 
 // etcd.lease_ttl: whole seconds, at least 2s, longer than the agent needs to fence and trip its
@@ -186,14 +203,17 @@ constexpr std::string_view kAgentKeys[] = {
     "libvirt_events",
     "ovs",
     "capacity",
+    "reserve",
     "fencing_lease",
     "fencing_backstop_after",
     "watchdog_device",
+    "watchdog_timeout",
     "state_dir",
     "image_dirs",
     "control_socket",
     "desired_file",
     "domain_type",
+    "parallel_starts",
     "fault_injection",
     "log_level",
     "tls",
@@ -245,8 +265,8 @@ Status ParseImageDirs(const FieldMap& top, AgentConfig* c) {
   for (const YamlNode& item : list->items) {
     const std::string entry = "entry " + std::to_string(c->image_dirs.size() + 1);
     if (!item.is_scalar() || !IsAbsolutePath(item.value) || item.value.size() > 4095) {
-      return top.ErrorAt("image_dirs", entry + " must be an absolute directory path, got " +
-                                           DescribeValue(item));
+      return top.ErrorAt("image_dirs",
+                         entry + " must be an absolute directory path, got " + DescribeValue(item));
     }
     if (("/" + item.value + "/").find("/../") != std::string::npos) {
       return top.ErrorAt("image_dirs", entry + " must not contain \"..\", got " +
@@ -278,12 +298,17 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
 
   RETURN_IF_ERROR(ParseOvs(top, &c));
 
-  const ResourceRule positive{1, int64_t{1} << 40, Need::kRequired};
+  // A value left out of capacity: is measured (agent/host_capacity.h).
+  const ResourceRule positive{1, int64_t{1} << 40, Need::kOptional};
   Resources capacity;
   if (top.Has("capacity")) {
     RETURN_IF_ERROR(
         top.GetResources("capacity", {positive, positive, positive, positive}, &capacity));
     c.capacity = capacity;
+  }
+  const ResourceRule any{0, int64_t{1} << 40, Need::kOptional};
+  if (top.Has("reserve")) {
+    RETURN_IF_ERROR(top.GetResources("reserve", {any, any, any, any}, &c.reserve));
   }
 
   RETURN_IF_ERROR(ParseFencing(top, &c));
@@ -299,7 +324,8 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
                                              " bytes; choose a shorter path)");
   }
   RETURN_IF_ERROR(top.GetAbsolutePath("desired_file", &c.desired_file, /*allow_empty=*/true));
-  RETURN_IF_ERROR(top.GetEnum("domain_type", {"kvm", "qemu", "test"}, &c.domain_type));
+  RETURN_IF_ERROR(top.GetEnum("domain_type", {"auto", "kvm", "qemu", "test"}, &c.domain_type));
+  RETURN_IF_ERROR(top.GetInt("parallel_starts", 1, 32, &c.parallel_starts));
   RETURN_IF_ERROR(top.GetBool("fault_injection", &c.fault_injection));
   if (c.fault_injection && !StartsWith(c.libvirt_uri, "test:") &&
       !StartsWith(c.libvirt_uri, "qemu:///embed")) {
@@ -318,7 +344,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& yaml_text, const std::st
   RETURN_IF_ERROR(ParseDns(top, &c));
   RETURN_IF_ERROR(top.GetHostPort("metrics_address", &c.metrics_address, /*allow_empty=*/true));
   // A standalone agent talks to no controller: it needs neither.
-  RETURN_IF_ERROR(ReadTlsSettings(top, /*allow_server_name=*/true,
+  RETURN_IF_ERROR(ReadTlsSettings(top, TlsSide::kClient,
                                   /*required=*/!c.controller_address.empty(), &c.tls, &c.insecure));
   return c;
 }

@@ -49,7 +49,12 @@ struct AgentConfig {
   bool libvirt_events = true;                     // libvirt_events: false disables lifecycle events
   std::string ovs_bridge = "br-int";              // ovs.bridge; "" = domains get no NIC
   std::string ovs_db_socket = "unix:/var/run/openvswitch/db.sock";  // ovs.db_socket
-  std::optional<Resources> capacity;              // capacity: overrides what libvirt reports
+  // capacity: what this host offers; a value left out (or 0) is measured (agent/host_capacity.h)
+  // less reserve:. Absent: every value measured.
+  std::optional<Resources> capacity;
+  // reserve: kept for the host itself, subtracted from measured capacity only. A reserve: block
+  // replaces this default entirely (keys left out are 0).
+  Resources reserve{0, 512, 5, 0};
   std::chrono::milliseconds fencing_lease{3000};  // fencing_lease
   // fencing_backstop_after: how long past the lease the agent may fail to confirm its managed
   // domains are gone before it trips systemd's watchdog (WATCHDOG=trigger); 0 = min(1s,
@@ -58,16 +63,25 @@ struct AgentConfig {
   // watchdog_device: a kernel watchdog (/dev/watchdog, softdog or hardware) the agent pets while
   // this host's domains are safe; "" = none.
   std::string watchdog_device;
-  std::string state_dir = "/var/lib/regen";              // state_dir
+  // watchdog_timeout: the watchdog device's timeout (whole seconds); the agent sets it on the
+  // device when the driver allows (WDIOC_SETTIMEOUT). 0 = not set: the agent reads the device's.
+  // Needs watchdog_device.
+  std::chrono::milliseconds watchdog_timeout{0};
+  std::string state_dir = "/var/lib/regen";  // state_dir
   // image_dirs: the only directories whose files the controller may name (a version's image and
   // domain_template, an image to stage); absolute, no "..". Empty = DefaultImageDirs(state_dir).
   std::vector<std::string> image_dirs;
   std::string control_socket = "/run/regen/agent.sock";  // control_socket
-  std::string desired_file;         // desired_file: local desired instances (standalone mode)
-  std::string domain_type = "kvm";  // domain_type: kvm | qemu (TCG) | test
-  bool fault_injection = false;     // fault_injection: lab and tests only
-  std::string log_level = "info";   // log_level
-  std::string metrics_address;      // metrics_address: Prometheus /metrics "host:port"; "" = off
+  std::string desired_file;  // desired_file: local desired instances (standalone mode)
+  // domain_type: auto (agent/domain_type.h: kvm when a guest really runs under KVM, else qemu)
+  // | kvm | qemu (TCG) | test.
+  std::string domain_type = "auto";
+  // parallel_starts: how many domains one reconcile pass creates (or destroys) at once, 1-32.
+  // A host taking over a failed host's instances then pays about one start, not one per instance.
+  int64_t parallel_starts = 4;
+  bool fault_injection = false;    // fault_injection: lab and tests only
+  std::string log_level = "info";  // log_level
+  std::string metrics_address;     // metrics_address: Prometheus /metrics "host:port"; "" = off
   // tls: {ca, cert, key, server_name}: mutual TLS to the controller. With a controller_address
   // exactly one of tls and insecure is required.
   TlsConfig tls;

@@ -261,7 +261,7 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
   RETURN_IF_ERROR(top.GetBool("allow_loopback_hosts", &c.allow_loopback_hosts));
   RETURN_IF_ERROR(ReadAuth(top, &c.auth));
   RETURN_IF_ERROR(
-      ReadTlsSettings(top, /*allow_server_name=*/false, /*required=*/true, &c.tls, &c.insecure));
+      ReadTlsSettings(top, TlsSide::kServer, /*required=*/true, &c.tls, &c.insecure));
   return c;
 }
 

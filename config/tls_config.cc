@@ -10,10 +10,11 @@
 
 namespace regen {
 
-Status ReadTlsSettings(const FieldMap& top, bool allow_server_name, bool required, TlsConfig* tls,
+Status ReadTlsSettings(const FieldMap& top, TlsSide side, bool required, TlsConfig* tls,
                        bool* insecure) {
-  std::vector<std::string_view> keys = {"ca", "cert", "key"};
-  if (allow_server_name) keys.push_back("server_name");
+  const bool allow_server_name = side == TlsSide::kClient;
+  std::vector<std::string_view> keys = {"ca", "cert", "key", "crl"};
+  keys.push_back(allow_server_name ? "server_name" : "reload_interval");
   std::optional<FieldMap> map;
   RETURN_IF_ERROR(top.GetMap("tls", keys, &map));
   RETURN_IF_ERROR(top.GetBool("insecure", insecure));
@@ -21,6 +22,11 @@ Status ReadTlsSettings(const FieldMap& top, bool allow_server_name, bool require
     RETURN_IF_ERROR(map->GetAbsolutePath("ca", &tls->ca, false, 4095, Need::kRequired));
     RETURN_IF_ERROR(map->GetAbsolutePath("cert", &tls->cert, false, 4095, Need::kRequired));
     RETURN_IF_ERROR(map->GetAbsolutePath("key", &tls->key, false, 4095, Need::kRequired));
+    RETURN_IF_ERROR(map->GetAbsolutePath("crl", &tls->crl, false, 4095, Need::kOptional));
+    if (!allow_server_name) {
+      RETURN_IF_ERROR(map->GetDuration("reload_interval", std::chrono::milliseconds(100),
+                                       std::chrono::hours(1), &tls->reload_interval));
+    }
     if (allow_server_name) {
       RETURN_IF_ERROR(map->GetString("server_name", &tls->server_name));
       if (!tls->server_name.empty() && !IsValidDnsName(tls->server_name)) {
@@ -65,6 +71,7 @@ Status CheckTlsFilesReadable(const TlsConfig& tls, const std::string& config_fil
   RETURN_IF_ERROR(CheckFileReadable(tls.ca, "tls.ca", config_file));
   RETURN_IF_ERROR(CheckFileReadable(tls.cert, "tls.cert", config_file));
   RETURN_IF_ERROR(CheckFileReadable(tls.key, "tls.key", config_file));
+  if (!tls.crl.empty()) RETURN_IF_ERROR(CheckFileReadable(tls.crl, "tls.crl", config_file));
   return Status::Ok();
 }
 

@@ -99,8 +99,6 @@ Status AdminOps::UpdateService(const v1::ApplyServiceRequest& request,
     if (!inst->moving_from.empty()) touched.insert(inst->moving_from);
     (void)trial.Release(name);
     change.deleted_instances.push_back(name);
-    core_.failed_at_ms.erase(name);
-    core_.detection.erase(name);
   }
   // One being healed is not waited for any more: the upgrade it pre-empted resumes.
   upgrades_.ForgetRemoved(spec.name, change.deleted_instances, change);
@@ -152,7 +150,7 @@ Result<v1::ApplyServiceResponse> AdminOps::ApplyService(const v1::ApplyServiceRe
                                  core_.clock.WallMillis(), core_.clock.WallMillis()});
   }
   core_.Commit(std::move(change));
-  if (!request.operation_id().empty()) {
+  if (!request.operation_id().empty() && !core_.step_store_error) {
     spdlog::info("op={} kind=deploy target={}: done", request.operation_id(), spec.name);
   }
   desired_.PushDesired(touched);
@@ -160,8 +158,7 @@ Result<v1::ApplyServiceResponse> AdminOps::ApplyService(const v1::ApplyServiceRe
   return resp;
 }
 
-Result<v1::DeleteServiceResponse> AdminOps::DeleteService(
-    const v1::DeleteServiceRequest& request) {
+Result<v1::DeleteServiceResponse> AdminOps::DeleteService(const v1::DeleteServiceRequest& request) {
   const std::string& name = request.service();
   RETURN_IF_ERROR(ValidateName("service", name));
   v1::DeleteServiceResponse resp;
@@ -204,6 +201,7 @@ Result<v1::DeleteServiceResponse> AdminOps::DeleteService(
   }
   core_.set_alloc(std::move(trial));
   core_.Commit(std::move(change));
+  if (core_.step_store_error) return resp;  // refused (the caller answers UNAVAILABLE)
   spdlog::info("op={} kind=delete target={}: {}", request.operation_id(), name, msg);
   for (const auto& iname : resp.removed()) {
     core_.failed_at_ms.erase(iname);
@@ -286,6 +284,8 @@ v1::ListHostsResponse AdminOps::ListHosts() const {
     *info->mutable_allocated() = ToProto(allocated[name]);
     info->set_last_heartbeat_unix_ms(h.last_heartbeat_unix_ms);
     info->set_applied_topology_revision(h.applied_topology_revision);
+    info->set_domain_type(h.domain_type);
+    info->set_domain_type_reason(h.domain_type_reason);
   }
   return resp;
 }

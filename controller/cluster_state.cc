@@ -18,8 +18,9 @@ constexpr char kUpgradePrefix[] = "upgrade/";
 
 void DieOnStoreWriteFailure(const Status& status) {
   spdlog::critical(
-      "state store write failed: {}; exiting with status {} (systemd restarts the controller, "
-      "which reloads its state from the store; nothing of the failed step was applied)",
+      "state store write failed: {}; exiting with status {} (this store's refusals are fatal: a "
+      "standby or the restarted controller reloads the state from the store; nothing of the "
+      "failed step was applied)",
       status.message(), kExitStoreWriteFailed);
   spdlog::default_logger()->flush();
   // Also straight to stderr: the last words of a dying daemon must not depend on its log sinks.
@@ -124,10 +125,9 @@ Status ClusterState::Write(StoreTxn& txn, StateChange& change) {
   return Status::Ok();
 }
 
-std::vector<EventRecord> ClusterState::Commit(StateChange change) {
-  if (change.empty()) return {};
-  Status s = store_.Transaction([&](StoreTxn& txn) { return Write(txn, change); });
-  if (!s.ok()) DieOnStoreWriteFailure(s);
+Result<std::vector<EventRecord>> ClusterState::Commit(StateChange change) {
+  if (change.empty()) return std::vector<EventRecord>{};
+  RETURN_IF_ERROR(store_.Transaction([&](StoreTxn& txn) { return Write(txn, change); }));
   std::vector<EventRecord> events = change.events;
   Apply(std::move(change));
   return events;

@@ -1,9 +1,9 @@
 // The controller's durable state in memory (hosts, services, instances, upgrades, the topology
 // revision) and the one path that changes it: Commit writes a StateChange to the store in one
-// transaction and only then applies it to memory. A failed write is fatal (STYLE.md rule 10): the
-// process logs it and exits with kExitStoreWriteFailed; systemd restarts it and it reloads from
-// the store, so memory never holds what the store does not. Not thread-safe: the controller's
-// main loop thread owns it.
+// transaction and only then applies it to memory, so memory never holds what the store does not.
+// A refused write returns its error with nothing applied; what the controller does then is
+// ControllerCore::Commit's policy (stay up and re-read the store, or exit for a store whose
+// refusals are fatal). Not thread-safe: the controller's main loop thread owns it.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,8 @@ namespace regen {
 inline constexpr int kExitStoreWriteFailed = 74;
 
 // Logs `status` as a failed write of the controller's own state and exits the process with
-// kExitStoreWriteFailed (no destructors run: other threads may still be using the state).
+// kExitStoreWriteFailed (no destructors run: other threads may still be using the state). Only
+// for stores whose refusals are fatal (Store::FailedWritesAreFatal: etcd).
 [[noreturn]] void DieOnStoreWriteFailure(const Status& status);
 
 // A stored service with its parsed spec and allocation model.
@@ -57,7 +58,8 @@ struct StateChange {
 
   bool empty() const {
     return hosts.empty() && services.empty() && instances.empty() && deleted_instances.empty() &&
-           deleted_services.empty() && upgrades.empty() && operations.empty() && events.empty() && !topology && !maintenance;
+           deleted_services.empty() && upgrades.empty() && operations.empty() && events.empty() &&
+           !topology && !maintenance;
   }
   // Adds or replaces (by name) an instance in this change.
   void Put(const InstanceRecord& inst);
@@ -74,8 +76,9 @@ class ClusterState {
   Status Load();
 
   // Writes `change` in one transaction, then applies it to memory. Returns its events with their
-  // sequence numbers. Does not return when the write fails (DieOnStoreWriteFailure).
-  std::vector<EventRecord> Commit(StateChange change);
+  // sequence numbers, or the store's error: then nothing of `change` is in memory.
+  Result<std::vector<EventRecord>> Commit(StateChange change);
+  bool FailedWritesAreFatal() const { return store_.FailedWritesAreFatal(); }
 
   // Memory-only updates of fields an agent restates on every connection (stored with the
   // host's next write).

@@ -6,7 +6,6 @@
 #include "common/names.h"
 #include "controller/hello_check.h"
 #include "controller/host_liveness.h"
-#include "controller/topology_limit.h"
 
 namespace regen {
 
@@ -93,7 +92,7 @@ std::string Controller::HostState(const std::string& host) const {
 // ---------------------------------------------------------------------------------------------
 // Agents
 
-void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
+bool Controller::StoreHostRecord(const v1::Hello& hello) {
   const HostRecord* cur = core_.state.host(hello.host());
   bool is_new = cur == nullptr;
   HostRecord h = is_new ? HostRecord{} : *cur;
@@ -103,19 +102,28 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
   h.capacity = FromProto(hello.capacity());
   h.last_heartbeat_unix_ms = core_.clock.WallMillis();
   h.applied_topology_revision = hello.applied_topology_revision();
+  h.domain_type = hello.domain_type();
+  h.domain_type_reason = hello.domain_type_reason();
   if (is_new || h.state == regen::HostState::kDown || h.state == regen::HostState::kSuspect) {
-    h.state = regen::HostState::kUp;
+    h.state = is_new ? regen::HostState::kUp : h.held;  // back to what the operator made it
   }
   std::string msg = is_new ? "host joined" : "agent connected";
   if (!is_new && old_state != HostStateName(h.state)) msg += " (was " + old_state + ")";
   msg += " capacity " + DescribeResources(h.capacity);
+  if (!h.domain_type.empty()) msg += ", domain type " + h.domain_type;
   spdlog::info("host {} {}: {} domains reported", h.name, msg, hello.domains_size());
   StateChange change;
   change.hosts.push_back(h);
   change.events.push_back(core_.MakeEvent(EventKind::kHostState, nullptr, h.name, msg));
   core_.Commit(std::move(change));
+  if (core_.step_store_error) return false;
   Status s = core_.alloc().UpsertHost({h.name, h.state, h.capacity, {}});
   if (!s.ok()) spdlog::error("allocator: host {}: {}", h.name, s.message());
+  return true;
+}
+
+void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
+  bool stored = StoreHostRecord(hello);
   HostSession& session = core_.sessions[hello.host()];
   auto staged = std::move(session.staged);  // kept across sessions: only changes are news
   session = HostSession{};
@@ -123,6 +131,13 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
   session.sink = sink;
   session.etcd_lease_revision = hello.etcd_lease_revision();
   session.network = hello.network();
+  if (!stored) {
+    session.unregistered = hello;
+    spdlog::warn(
+        "host {}: its record is not stored (the store refuses writes); its agent is "
+        "served and its lease renewed, and it is registered once the store writes",
+        hello.host());
+  }
 }
 
 Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
@@ -185,7 +200,7 @@ void Controller::RecoverIfHeard(const std::string& host, const LeaseKeeper::Host
   core_.state.NoteHeartbeat(host, lease.last_heartbeat_unix_ms);
   // A down host's instances were healed elsewhere; its desired set already says so, and it goes
   // out before the lease is renewed again (an agent that fenced follows only a new desired set).
-  moves_.SetHostState(host, regen::HostState::kUp, "heartbeats resumed");
+  moves_.SetHostState(host, h->held, "heartbeats resumed");
   desired_.PushDesired(host);
   core_.leases.Open(host, lease.sink);
 }
@@ -200,9 +215,11 @@ void Controller::NoteStaging(const std::string& host, const v1::DomainsReport& r
       spdlog::info("host {}: {} version {} staged ({})", host, key.first, key.second, s.image());
     }
   }
+  std::vector<std::string> new_errors;
   for (const auto& s : staging.failed) {
     std::string id = host + "/" + s.service() + "/" + s.version() + ": " + s.error();
-    if (!staging_errors_.insert(id).second) continue;
+    if (staging_errors_.count(id)) continue;
+    new_errors.push_back(id);
     spdlog::error("host {}: staging {} version {} failed: {}", host, s.service(), s.version(),
                   s.error());
     EventRecord e = core_.MakeEvent(EventKind::kStagingFailed, nullptr, host, s.error());
@@ -213,6 +230,8 @@ void Controller::NoteStaging(const std::string& host, const v1::DomainsReport& r
     change.events.push_back(std::move(e));
   }
   core_.Commit(std::move(change));
+  // Evented once; a refused event is raised again with the next report.
+  if (!core_.step_store_error) staging_errors_.insert(new_errors.begin(), new_errors.end());
   h.staged = std::move(staging.staged);
   services.insert(staging.changed.begin(), staging.changed.end());
 }
@@ -298,6 +317,7 @@ void Controller::OnDomainsReport(const std::string& host, const v1::DomainsRepor
   HostSession* h = core_.session(host);
   if (h == nullptr) return;
   h->reported = true;
+  h->complete = report.complete();
   std::map<std::string, v1::DomainStatus> before;
   before.swap(h->domains);
   for (const auto& d : report.domains()) h->domains[d.name()] = d;
@@ -334,8 +354,11 @@ void Controller::OnDomainEvent(const std::string& host, const v1::DomainEvent& r
     // An upgraded instance failing its health check counts against the upgrade (which may fail
     // or roll back); then it is healed like any failure.
     const UpgradeState* up = core_.state.upgrade(inst->service);
+    auto counted = core_.health_counted.find(inst->name);
     if (up != nullptr && IsActive(*up) && inst->version == up->to_version &&
-        up->to_version != up->from_version) {
+        up->to_version != up->from_version &&
+        (counted == core_.health_counted.end() || counted->second != inst->generation)) {
+      core_.health_counted[inst->name] = inst->generation;
       upgrades_.Feed(inst->service, upgrade_event::HealthCheckFailed{inst->name});
     }
   }
@@ -409,6 +432,12 @@ void Controller::HostDown(const std::string& host, const std::string& why, int64
 
 void Controller::Tick() {
   StepGuard step(this);
+  int64_t now_ms = core_.clock.WallMillis();
+  if (core_.resync_needed && now_ms - last_resync_ms_ >= resync_interval_ms_) {
+    last_resync_ms_ = now_ms;
+    if (ResyncWithStore()) replay_pending_ = true;
+  }
+  if (replay_pending_ && !core_.resync_needed) ReplayAfterResync();
   if (maintenance_.Expire()) spdlog::info("maintenance over: healing what waited");
   bool maintenance = core_.InMaintenance();
   if (core_.host_leases != nullptr) {
@@ -455,58 +484,6 @@ void Controller::JudgeByHeartbeats(bool maintenance) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// regenctl
-
-Result<v1::ApplyServiceResponse> Controller::ApplyService(const v1::ApplyServiceRequest& r) {
-  StepGuard step(this);
-  // A spec whose topology no agent could receive is refused before anything changes (a spec
-  // that does not parse gets its error from ApplyService).
-  if (auto spec = ParseServiceSpec(r.spec_yaml(), "<request>"); spec.ok()) {
-    RETURN_IF_ERROR(CheckTopologyFits(*spec, core_.state.instances(), core_.state.hosts(),
-                                      core_.config.max_topology_bytes));
-  }
-  return admin_.ApplyService(r);
-}
-Result<v1::FailoverResponse> Controller::Failover(const v1::FailoverRequest& r) {
-  StepGuard step(this);
-  return moves_.Failover(r);
-}
-Result<v1::DrainResponse> Controller::Drain(const v1::DrainRequest& r) {
-  StepGuard step(this);
-  return moves_.Drain(r);
-}
-Result<v1::UpgradeStatus> Controller::UpgradeStart(const v1::UpgradeStartRequest& r) {
-  StepGuard step(this);
-  return upgrades_.Start(r);
-}
-Result<v1::UpgradeStatus> Controller::UpgradePause(const v1::UpgradeServiceRequest& r) {
-  StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Pause{}, r.operation_id());
-}
-Result<v1::UpgradeStatus> Controller::UpgradeResume(const v1::UpgradeServiceRequest& r) {
-  StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Resume{}, r.operation_id());
-}
-Result<v1::UpgradeStatus> Controller::UpgradeNextUd(const v1::UpgradeServiceRequest& r) {
-  StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::NextUd{r.force()}, r.operation_id());
-}
-Result<v1::UpgradeStatus> Controller::UpgradeRollback(const v1::UpgradeServiceRequest& r) {
-  StepGuard step(this);
-  return upgrades_.ApplyOperatorEvent(r.service(), upgrade_event::Rollback{}, r.operation_id());
-}
-Result<v1::MaintenanceStatus> Controller::MaintenanceStart(const v1::MaintenanceStartRequest& r) {
-  StepGuard step(this);
-  return maintenance_.Start(r);
-}
-Result<v1::MaintenanceStatus> Controller::MaintenanceEnd(const v1::MaintenanceEndRequest& r) {
-  StepGuard step(this);
-  auto status = maintenance_.End(r);
-  if (status.ok()) healer_.PlacePending();  // what failed meanwhile is healed now
-  return status;
-}
-
 v1::ListHostsResponse Controller::ListHosts() const {
   v1::ListHostsResponse resp = admin_.ListHosts();
   for (v1::HostInfo& info : *resp.mutable_hosts()) {
@@ -528,6 +505,7 @@ Status Controller::RecordEvent(EventRecord event) {
   StateChange change;
   change.events.push_back(std::move(event));
   core_.Commit(std::move(change));
+  if (core_.step_store_error) return StepRefusal();
   return Status::Ok();
 }
 

@@ -4,8 +4,11 @@
 // allocation -> moves), moves.h (failover, drain), desired_state.h and topology.h (desired sets,
 // the topology and its revision), admin_ops.h (regenctl's requests), upgrade_driver.h (rolling
 // upgrades). Every state change goes through one write path (cluster_state.h: stored in one
-// transaction, then applied to memory; a failed write ends the process). Transport-free and not
-// thread-safe: owned by the controller's main loop thread.
+// transaction, then applied to memory). A write the store refuses (a full disk, a held lock)
+// does not end the process: the step stops writing, admin requests get UNAVAILABLE, the agents'
+// leases are renewed as before, and Tick re-reads the store and replays what the refused steps
+// were about (store_outage.cc). Transport-free and not thread-safe: owned by the controller's main
+// loop thread.
 //
 // Health checks: a service's health_check travels in each instance's spec; the agent probes and
 // reports each instance's health with its domains, and reports max_failed failed probes in a row
@@ -73,6 +76,10 @@ class Controller {
                          AgentSink* sink);
   // Timers: suspect/down hosts, pending placements, moves whose old host went away.
   void Tick();
+  // A step threw (a bug): what it left in memory besides the stored state (the allocator, the
+  // current step's bookkeeping) cannot be trusted, so the store is re-read before the next
+  // write, as after a refused write (store_outage.cc).
+  void OnStepException();
   // HA mode: the hosts' leases live in etcd (controller/host_leases.h) and a host is down when
   // etcd deleted its alive key after the last put known of it; heartbeats only carry holds.
   // Set once, before the server starts; null (the default): embedded mode.
@@ -152,7 +159,9 @@ class Controller {
   // the step's events and topology changes go to the change listeners.
   class StepGuard {
    public:
-    explicit StepGuard(Controller* c) : c_(c) { ++c_->step_depth_; }
+    explicit StepGuard(Controller* c) : c_(c) {
+      if (c_->step_depth_++ == 0) c_->core_.BeginStep();
+    }
     ~StepGuard() {
       if (--c_->step_depth_ == 0) c_->PublishStep();
     }
@@ -165,8 +174,27 @@ class Controller {
   void PublishStep();
   // Records instances a service should have but the store lacks (pending).
   void EnsureServiceInstances();
-  // Stores a (re)connected host's record and event; false for a refused session.
+  // Stores a (re)connected host's record and event, then opens its session. When the store
+  // refuses, the session remembers the Hello (HostSession::unregistered) for the replay.
   void RegisterHost(const v1::Hello& hello, AgentSink* sink);
+  // The host record and event of a Hello; false when the store refused them.
+  bool StoreHostRecord(const v1::Hello& hello);
+
+  // ---- a store that refuses writes (store_outage.cc) ----
+  // Re-reads the store after a refused write (from Tick, every 500 ms to 2 s): memory is made
+  // equal to the store again and the allocator rebuilt. False while it cannot be read.
+  bool ResyncWithStore();
+  // After a resync: what the refused steps were about is done again from what the agents last
+  // said (Hellos not stored, every host's last report as if new), level-triggered like Tick.
+  void ReplayAfterResync();
+  // UNAVAILABLE naming the store's refusal of this step's write.
+  Status StepRefusal() const;
+  // A regenctl answer: `result`, or StepRefusal() when the store refused a write of this step.
+  template <typename T>
+  Result<T> Answer(Result<T> result) const {
+    if (core_.step_store_error) return StepRefusal();
+    return result;
+  }
   void NoteStaging(const std::string& host, const v1::DomainsReport& report,
                    std::set<std::string>& services);
   // Stores the outcome of a report (running instances, finished moves) and heals its failures.
@@ -199,6 +227,9 @@ class Controller {
   std::set<std::string> staging_errors_;  // "host/service/version: error" evented
   std::vector<ChangeListener> change_listeners_;
   int step_depth_ = 0;
+  int64_t last_resync_ms_ = 0;        // the last attempt to re-read the store
+  int64_t resync_interval_ms_ = 500;  // between attempts: 500 ms, doubled while refused, <= 2 s
+  bool replay_pending_ = false;       // re-read, but the replay has not gone through yet
 };
 
 }  // namespace regen

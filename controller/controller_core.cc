@@ -36,15 +36,70 @@ Resources FromProto(const v1::Resources& p) {
 }
 
 std::vector<EventRecord> ControllerCore::Commit(StateChange change) {
+  if (change.empty()) return {};
+  if (step_store_error || resync_needed) {
+    // The step already lost a write, or memory may differ from the store: nothing is written
+    // until the controller has re-read it.
+    if (!step_store_error) {
+      step_store_error = Unavailable(
+          "not tried: the controller has not re-read the store since its last refused write: " +
+          outage_error);
+    }
+    ++outage_refusals;
+    return {};
+  }
   bool topology_inputs_written =
       !change.instances.empty() || !change.deleted_instances.empty() || !change.hosts.empty();
-  std::vector<EventRecord> events = state.Commit(std::move(change));
+  const std::vector<std::string> deleted = change.deleted_instances;
+  auto committed = state.Commit(std::move(change));
+  if (!committed.ok()) {
+    OnStoreRefused(committed.status());
+    return {};
+  }
+  std::vector<EventRecord> events = std::move(committed).value();
+  ++step_commits;
+  for (const auto& name : deleted) {  // what the controller keeps per instance goes with it
+    failed_at_ms.erase(name);
+    detection.erase(name);
+    health_counted.erase(name);
+    failure_logged.erase(name);
+  }
+  if (outage_since_ms != 0) {
+    spdlog::info(
+        "state store writes again, after {} refused writes over {} ms; what they were "
+        "about is replayed from the agents' last reports",
+        outage_refusals, clock.WallMillis() - outage_since_ms);
+    outage_since_ms = 0;
+    outage_refusals = 0;
+  }
   if (topology_inputs_written) topology_dirty = true;
   for (const auto& e : events) {
     if (event_listener) event_listener(e);
     step_events.push_back(e);
   }
   return events;
+}
+
+void ControllerCore::OnStoreRefused(const Status& status) {
+  if (state.FailedWritesAreFatal()) DieOnStoreWriteFailure(status);
+  step_store_error = status;
+  outage_error = status.message();
+  resync_needed = true;
+  ++outage_refusals;
+  int64_t now = clock.WallMillis();
+  if (outage_since_ms == 0) {
+    outage_since_ms = now;
+    outage_logged_ms = now;
+    spdlog::error(
+        "state store write failed: {}; nothing of it was applied. The controller stays up: agents' "
+        "leases are still renewed (no VM is stopped for this), admin requests that need a write "
+        "get UNAVAILABLE, and writes are tried again after the store is re-read",
+        status.message());
+  } else if (now - outage_logged_ms >= 10000) {
+    outage_logged_ms = now;
+    spdlog::error("state store still refuses writes ({} refused in {} ms): {}", outage_refusals,
+                  now - outage_since_ms, status.message());
+  }
 }
 
 EventRecord ControllerCore::MakeEvent(EventKind kind, const InstanceRecord* inst, std::string host,

@@ -1,7 +1,7 @@
 // What the controller's parts share (controller/controller.h wires them): the durable state and
-// its one write path (ClusterState::Commit through ControllerCore::Commit), the allocator, the
-// agents' sessions, and the bookkeeping of the current step. Not thread-safe: the controller's
-// main loop thread owns it and every part.
+// its one write path (ClusterState::Commit through ControllerCore::Commit, with the policy for a
+// store that refuses a write), the allocator, the agents' sessions, and the bookkeeping of the
+// current step. Not thread-safe: the controller's main loop thread owns it and every part.
 #pragma once
 
 #include <functional>
@@ -61,7 +61,10 @@ struct HostSession {
   std::map<std::string, v1::DomainStatus> domains;  // last report
   // HA: the etcd revision of the agent's alive key as its Hello named it.
   int64_t etcd_lease_revision = 0;
-  bool network = false;  // its Hello said it programs OVS (its tunnel address is its own)
+  bool network = false;   // its Hello said it programs OVS (its tunnel address is its own)
+  bool complete = false;  // the last report listed every domain of the host
+  // The Hello whose host record the store refused (issue 15): registered again once it writes.
+  std::optional<v1::Hello> unregistered;
   // Images staged on the host (service, version) -> the agent's word (error empty: staged).
   std::map<std::pair<std::string, std::string>, v1::StagedImage> staged;
 };
@@ -83,9 +86,19 @@ class ControllerCore {
   ControllerCore(const ControllerConfig& config, Store& store, Clock& clock)
       : config(config), clock(clock), state(store), leases(config, clock) {}
 
-  // The parts' one write path: ClusterState::Commit (fatal when the store refuses), then the
-  // events go to the event listener and into the current step.
+  // The parts' one write path: ClusterState::Commit, then the events go to the event listener
+  // and into the current step. When the store refuses (a full disk, a lost lock, an I/O error),
+  // nothing of `change` is applied and {} is returned; the step's later writes are not tried
+  // (step_store_error), and no write is tried until the controller has re-read the store
+  // (resync_needed; Controller::ResyncWithStore). Agents' leases do not depend on the store, so
+  // they keep their VMs meanwhile. For a store whose refusals are fatal (etcd) the process exits
+  // (DieOnStoreWriteFailure).
   std::vector<EventRecord> Commit(StateChange change);
+  // The outermost step begins: its own writes may be tried again.
+  void BeginStep() {
+    step_store_error.reset();
+    step_commits = 0;
+  }
   EventRecord MakeEvent(EventKind kind, const InstanceRecord* inst, std::string host,
                         std::string message) const;
   // Builds the allocator from the state (at load).
@@ -114,13 +127,32 @@ class ControllerCore {
   // instance -> (detected by: event | poll | health_check | host_down, ms from the first evidence
   // (the agent's detection; the host's last heartbeat) to the controller's decision).
   std::map<std::string, std::pair<std::string, int64_t>> detection;
+  // instance -> the generation whose failed health check was counted against the upgrade: the
+  // agent's event and its report's level-triggered verdict are one failure, and during a
+  // maintenance (nothing healed, same generation) they would otherwise count twice.
+  std::map<std::string, int64_t> health_counted;
+  // instance -> the failure last logged (generation, why): a decision replayed after a refused
+  // store write is not logged again.
+  std::map<std::string, std::pair<int64_t, std::string>> failure_logged;
   // The current step's events.
   std::vector<EventRecord> step_events;
+  // The store refused a write of this step (or was not tried: resync_needed); its error.
+  std::optional<Status> step_store_error;
+  int step_commits = 0;  // writes of this step that were stored
+  // A write was refused and the store not re-read since: memory may lag or lead it.
+  bool resync_needed = false;
+  // The current outage: writes refused since `outage_since_ms` (0: none), last logged at.
+  int64_t outage_since_ms = 0;
+  int64_t outage_refusals = 0;
+  std::string outage_error;  // the store's last refusal
+  int64_t outage_logged_ms = 0;
   // Instances or hosts were written since the topology was last checked (DesiredState): only
   // then can it differ, so a step that wrote neither (a heartbeat) costs no topology rebuild.
   bool topology_dirty = true;
 
  private:
+  void OnStoreRefused(const Status& status);
+
   std::optional<AllocatorState> alloc_;
 };
 

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/thread_annotations.h"
+#include "common/tls_reloader.h"
 #include "config/controller_config.h"
 #include "controller/etcd_setup.h"
 #include "controller/ha_controller.h"
@@ -79,8 +80,9 @@ class MetricsRefresher {
 };
 
 // Waits for SIGTERM or SIGINT on its own thread (both are blocked in every thread: Block() before
-// any thread starts) and runs `on_signal` there, once. Wait() returns after it ran. Construct,
-// Wait and destroy from the main thread.
+// any thread starts) and runs `on_signal` there, once. Wait() returns after it ran. SIGHUP
+// (blocked too) only makes every TLS reloader re-read its files now. Construct, Wait and destroy
+// from the main thread.
 class SignalWaiter {
  public:
   static void Block() {
@@ -107,6 +109,7 @@ class SignalWaiter {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     return set;
   }
   bool Signalled() {
@@ -116,7 +119,13 @@ class SignalWaiter {
   void Loop() {
     sigset_t set = Set();
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+      if (int n = TlsReloader::ReloadAll(); n > 0) {
+        spdlog::info("SIGHUP: re-reading the TLS files (tls: in controller.yaml) now");
+      } else {
+        spdlog::info("SIGHUP: nothing to re-read (no tls: in controller.yaml)");
+      }
+    }
     on_signal_();
     {
       MutexLock lock(mu_);

@@ -109,6 +109,10 @@ bool DesiredState::SyncTopology() {
   change.events.push_back(std::move(e));
   // Stored before it is sent: a restart never reuses a revision number an agent has seen.
   core_.Commit(std::move(change));
+  if (core_.step_store_error) {
+    core_.topology_dirty = true;  // refused: neither accepted nor sent; tried again later
+    return false;
+  }
   tracker_.Accept(delta.digest);
   *topology_msg_.mutable_topology() = std::move(delta.topology);
   topology_msg_.mutable_topology()->set_revision(revision);
@@ -200,6 +204,15 @@ v1::InstanceInfo DesiredState::InfoOf(const InstanceRecord& inst) const {
   if (!inst.moving_from.empty()) reason = "moving from " + inst.moving_from + ": " + reason;
   info.set_reason(reason);
   info.set_health(HealthWord(inst));
+  // Each generation gets a fresh overlay on its version's image (agent/disk_preparer.h): a heal
+  // or a move never carries the old disk.
+  info.set_disk("none");
+  if (const ServiceRuntime* svc = core_.state.service(inst.service); svc != nullptr) {
+    auto v = svc->spec.versions.find(inst.version);
+    if (v != svc->spec.versions.end() && !v->second.image.empty()) {
+      info.set_disk("overlay:" + v->second.image);
+    }
+  }
   return info;
 }
 

@@ -81,20 +81,25 @@ void DnsWiring::Resync(const Controller& controller) {
       spdlog::error("DNS: services left out of zone {}: {}", zone_, skipped_text);
     }
   }
-  std::set<std::string> names;
-  for (const auto& [name, ips] : records) names.insert(name);
   if (store_ != nullptr) {
     // Names from before the restart that nothing wants any more: the first update deletes them.
     for (const std::string& name : from_before_) {
-      if (names.count(name)) continue;
+      if (records.count(name)) continue;
       spdlog::info(
           "op=dns-restart kind=dns_stale target={}: published in zone {} before the restart, no "
           "instance or service has it now; deleting its A records (retried until {} answers)",
           name, zone_, server_);
     }
     from_before_.clear();
-    StorePublished(records);  // before the sync may send them
+    // Before the sync may send them; names the store refused wait for a later update.
+    if (!StorePublished(records)) {
+      for (auto it = records.begin(); it != records.end();) {
+        it = published_.count(it->first) ? std::next(it) : records.erase(it);
+      }
+    }
   }
+  std::set<std::string> names;
+  for (const auto& [name, ips] : records) names.insert(name);
   Status s = sync_.SetDesired(std::move(records));
   if (!s.ok()) {
     spdlog::error("DNS: records of zone {} refused: {}", zone_, s.message());
@@ -120,19 +125,30 @@ Status DnsWiring::TrackPublished(Store& store, PostTask post) {
   return Status::Ok();
 }
 
-void DnsWiring::StorePublished(const dns::ZoneRecords& records) {
+bool DnsWiring::StorePublished(const dns::ZoneRecords& records) {
   std::vector<std::string> added;
   for (const auto& [name, ips] : records) {
     if (!published_.count(name)) added.push_back(name);
   }
-  if (added.empty()) return;
+  if (added.empty()) return true;
   Status s = store_->Transaction([&](StoreTxn& txn) -> Status {
     for (const std::string& name : added) RETURN_IF_ERROR(txn.PutDnsName(zone_, name));
     return Status::Ok();
   });
-  // The controller's own state: a refused write is fatal like any other (cluster_state.h).
-  if (!s.ok()) DieOnStoreWriteFailure(s.WithContext("DNS names published in zone " + zone_));
+  if (!s.ok()) {
+    StoreRefused(s.WithContext("DNS names published in zone " + zone_));
+    return false;
+  }
   published_.insert(added.begin(), added.end());
+  return true;
+}
+
+void DnsWiring::StoreRefused(const Status& status) const {
+  if (store_->FailedWritesAreFatal()) DieOnStoreWriteFailure(status);
+  spdlog::warn(
+      "state store: {}; tried again with the next DNS update (names not stored are "
+      "not sent before they are)",
+      status.message());
 }
 
 void DnsWiring::ForgetDeleted(uint64_t version) {
@@ -147,7 +163,10 @@ void DnsWiring::ForgetDeleted(uint64_t version) {
     for (const std::string& name : gone) RETURN_IF_ERROR(txn.DeleteDnsName(zone_, name));
     return Status::Ok();
   });
-  if (!s.ok()) DieOnStoreWriteFailure(s.WithContext("DNS names deleted from zone " + zone_));
+  if (!s.ok()) {
+    StoreRefused(s.WithContext("DNS names deleted from zone " + zone_));
+    return;  // kept as published: deleted from the store after a later acknowledgement
+  }
   for (const std::string& name : gone) {
     published_.erase(name);
     wanted_at_.erase(name);

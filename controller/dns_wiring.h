@@ -84,11 +84,15 @@ class DnsWiring {
  private:
   void OnAttempt(const dns::ZoneUpdate& update, const Status& result,
                  const dns::DnsSyncReport& report);
-  // Main loop: stores the names of `records` that are not stored yet.
-  void StorePublished(const dns::ZoneRecords& records);
+  // Main loop: stores the names of `records` that are not stored yet; false when the store
+  // refused (those names are then not in published_ and must not be sent).
+  bool StorePublished(const dns::ZoneRecords& records);
   // Main loop: the server acknowledged desired version `version`; drops the stored names no
   // desired version from `version` on contains.
   void ForgetDeleted(uint64_t version);
+  // A refused write of the names: fatal for a store whose refusals are (etcd), else logged; the
+  // names are written with a later update.
+  void StoreRefused(const Status& status) const;
 
   const std::string zone_;
   const std::string server_;

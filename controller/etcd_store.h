@@ -55,6 +55,7 @@ class EtcdStore : public Store {
   void ClearWriteGuard() EXCLUDES(mu_);
 
   Result<StoreSnapshot> LoadAll() override;
+  bool FailedWritesAreFatal() const override { return true; }
   Status Transaction(const std::function<Status(StoreTxn&)>& body) override;
   Result<std::vector<EventRecord>> EventsAfter(int64_t after, int64_t limit) override;
   Result<std::optional<OperationRecord>> FindOperation(const std::string& id) override;

@@ -170,11 +170,12 @@ std::string StandbyMessage(const std::string& active) {
 
 Result<std::unique_ptr<StandbyServer>> StandbyServer::Start(const ControllerConfig& config,
                                                             ActiveAddress active) {
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                   ControllerServerCredentials(config));
+  ASSIGN_OR_RETURN(ServerTls tls, ControllerServerCredentials(config));
+  std::shared_ptr<grpc::ServerCredentials> credentials = tls.credentials;
   ASSIGN_OR_RETURN(Authorizer authorizer, Authorizer::Create(config));
   std::unique_ptr<StandbyServer> s(new StandbyServer());
   s->authorizer_ = std::make_unique<Authorizer>(std::move(authorizer));
+  s->tls_reloader_ = std::move(tls.reloader);
   s->reads_ = std::make_unique<StandbyReads>(config);
   s->read_service_ = std::make_unique<ReadService>(config, *s->authorizer_, *s->reads_, active);
   s->service_ = std::make_unique<RefusingService>(std::move(active));

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "common/grpc_tls.h"
 #include "common/status.h"
 #include "config/controller_config.h"
 #include "etcd/etcd_client.h"
@@ -59,6 +60,7 @@ class StandbyServer {
   StandbyServer() = default;
 
   std::unique_ptr<Authorizer> authorizer_;
+  std::shared_ptr<TlsReloader> tls_reloader_;  // re-reads the tls files
   std::unique_ptr<StandbyReads> reads_;
   std::unique_ptr<grpc::Service> read_service_;
   std::unique_ptr<grpc::CallbackGenericService> service_;

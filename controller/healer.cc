@@ -43,7 +43,16 @@ std::map<std::string, std::vector<InstanceRequest>> Healer::MarkFailed(
     inst.state = InstanceState::kFailed;
     inst.reason = why;
     core_.failed_at_ms.try_emplace(name, now_ms);
-    spdlog::warn("instance {} generation {} failed: {}", name, inst.generation, why);
+    // Once per failure: a replay after a refused store write decides it again (every 0.5-2 s
+    // while the store refuses), which is not news.
+    auto logged = core_.failure_logged.find(name);
+    if (logged == core_.failure_logged.end() || logged->second.first != inst.generation ||
+        logged->second.second != why) {
+      core_.failure_logged[name] = {inst.generation, why};
+      spdlog::warn("instance {} generation {} failed: {}", name, inst.generation, why);
+    } else {
+      spdlog::debug("instance {} generation {} failed (again): {}", name, inst.generation, why);
+    }
     EventRecord failure = core_.MakeEvent(EventKind::kFailure, &inst, failed_host, why);
     if (auto d = core_.detection.find(name); d != core_.detection.end()) {
       // How the failure was found and how long that took until this decision (metrics).
@@ -127,8 +136,8 @@ void Healer::Heal(const std::vector<std::string>& names, const std::string& why,
   desired_.PushDesired(touched);
 }
 
-void Healer::RecreateFenced(
-    const std::string& host, const google::protobuf::RepeatedPtrField<v1::FencedInstance>& fenced) {
+void Healer::RecreateFenced(const std::string& host,
+                            const google::protobuf::RepeatedPtrField<v1::FencedInstance>& fenced) {
   StateChange change;
   for (const v1::FencedInstance& f : fenced) {
     const InstanceRecord* cur = core_.state.instance(f.instance());

@@ -58,14 +58,20 @@ Status HostOps::Apply(const v1::HostRequest& request, HostVerb verb) {
   }
   const HostRecord* cur = core_.state.host(name);
   if (cur == nullptr) return NotFound("host \"" + name + "\" is not known");
-  ASSIGN_OR_RETURN(HostState target, Target(name, cur->state, verb));
+  // A suspect or down host keeps what the operator made it (held): the verb applies to that,
+  // and the host comes back to the result.
+  const bool away = cur->state == HostState::kSuspect || cur->state == HostState::kDown;
+  const HostState as = away ? cur->held : cur->state;
+  ASSIGN_OR_RETURN(HostState target, Target(name, as, verb));
   HostRecord next = *cur;
-  next.state = target;
-  const std::string msg = std::string(HostStateName(cur->state)) + " -> " +
-                          HostStateName(target) + ": " + HostVerbName(verb) +
-                          " requested by operator" +
-                          (target == HostState::kUp ? " (takes new instances again)"
-                                                    : " (no new instances; running ones stay)");
+  next.held = target;
+  if (!away) next.state = target;
+  const std::string msg = std::string(HostStateName(as)) + " -> " + HostStateName(target) + ": " +
+                          HostVerbName(verb) + " requested by operator" +
+                          (away ? std::string(" (the host is ") + HostStateName(cur->state) +
+                                      "; it comes back " + HostStateName(target) + ")"
+                           : target == HostState::kUp ? " (takes new instances again)"
+                                                      : " (no new instances; running ones stay)");
   StateChange change;
   change.hosts.push_back(next);
   change.events.push_back(core_.MakeEvent(EventKind::kHostState, nullptr, name, msg));
@@ -74,7 +80,7 @@ Status HostOps::Apply(const v1::HostRequest& request, HostVerb verb) {
     change.operations.push_back({op, HostVerbName(verb), name, "{}", "done", now, now});
   }
   core_.Commit(std::move(change));
-  Status s = core_.alloc().SetHostState(name, target);
+  Status s = core_.alloc().SetHostState(name, next.state);
   if (!s.ok()) spdlog::error("allocator: host {}: {}", name, s.message());
   spdlog::info("op={} kind={} target={}: host {}", op, HostVerbName(verb), name, msg);
   return Status::Ok();

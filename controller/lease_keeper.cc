@@ -49,6 +49,7 @@ void LeaseKeeper::OnHeartbeat(const std::string& host, AgentSink* sink,
   a->set_sequence(heartbeat.sequence());
   a->set_heartbeat_interval_ms(config_.heartbeat_interval.count());
   a->set_fencing_lease_ms(config_.fencing_lease.count());
+  a->set_host_down_after_ms(config_.host_down_after.count());
   if (hold_until_ && *hold_until_ > now) {
     auto hold = std::chrono::duration_cast<std::chrono::milliseconds>(*hold_until_ - now);
     a->set_hold_ms(std::max<int64_t>(hold.count(), 1));

@@ -20,6 +20,10 @@ void Moves::SetHostState(const std::string& host, HostState state, const std::st
   HostRecord next = *cur;
   std::string old = HostStateName(cur->state);
   next.state = state;
+  // The operator's states are kept through suspect and down (HostRecord::held).
+  if (state == HostState::kUp || state == HostState::kCordoned || state == HostState::kDraining) {
+    next.held = state;
+  }
   spdlog::log(state == HostState::kUp ? spdlog::level::info : spdlog::level::warn,
               "host {} {} -> {}: {}", host, old, HostStateName(state), why);
   StateChange change;

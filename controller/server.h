@@ -11,9 +11,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "common/clock.h"
 #include "common/event_loop.h"
+#include "common/grpc_tls.h"
 #include "config/controller_config.h"
 #include "controller/auth.h"
 #include "controller/controller.h"
@@ -34,9 +36,9 @@ namespace regen {
 
 // What the controller listens with: mutual TLS with config.tls (a client certificate required
 // unless auth has tokens), or plaintext with config.insecure. The standby (controller/ha_standby.h)
-// listens with the same.
-Result<std::shared_ptr<grpc::ServerCredentials>> ControllerServerCredentials(
-    const ControllerConfig& config);
+// listens with the same. The files are re-read every tls.reload_interval while the returned
+// reloader is kept.
+Result<ServerTls> ControllerServerCredentials(const ControllerConfig& config);
 
 // How the controller's RPCs take a call apart, shared with the standby's reads (controller/
 // ha_standby.h): what the call presented (the verified client certificate's names, the
@@ -69,12 +71,35 @@ class ControllerServer {
   // The port actually bound (useful with "127.0.0.1:0").
   int port() const { return port_; }
 
-  // Runs `fn` on the main loop.
-  void Post(std::function<void()> fn) { loop_.Post(std::move(fn)); }
-  // Runs `fn` on the main loop and returns its result (never from the main loop itself).
+  // Runs `fn` on the main loop. An exception it throws (a bug) is caught there and logged, and
+  // the controller re-reads its store before its next write (Controller::OnStepException): the
+  // process, and so every agent's lease, goes on.
+  void Post(std::function<void()> fn) {
+    loop_.Post([this, fn = std::move(fn)] {
+      try {
+        fn();
+      } catch (...) {
+        (void)OnStepException(std::current_exception());
+      }
+    });
+  }
+  // Runs `fn` on the main loop and returns its result (never from the main loop itself). An
+  // exception is handled as Post's; a Status or Result caller gets INTERNAL, any other gets the
+  // exception rethrown on its gRPC thread (gRPC answers UNKNOWN).
   template <typename T>
   T Call(std::function<T()> fn) {
-    return loop_.Call<T>(std::move(fn));
+    return loop_.Call<T>([this, fn = std::move(fn)]() -> T {
+      try {
+        return fn();
+      } catch (...) {
+        Status failed = OnStepException(std::current_exception());
+        if constexpr (std::is_constructible_v<T, Status>) {
+          return T(failed);
+        } else {
+          throw;
+        }
+      }
+    });
   }
   // Waits (up to `timeout`) for an event after `after`; true if one may be there.
   bool WaitForEvent(int64_t after, std::chrono::milliseconds timeout);
@@ -90,6 +115,9 @@ class ControllerServer {
  private:
   // Starts the main loop: posted tasks, and the controller's timers every tick.
   void StartLoop();
+  // Main loop: logs an exception a task threw and has the controller re-read its store; the
+  // INTERNAL status that tells the caller.
+  Status OnStepException(std::exception_ptr error);
 
   const ControllerConfig config_;
   std::function<bool()> leading_;  // set before Start; null = always (embedded)
@@ -97,6 +125,7 @@ class ControllerServer {
   Store& store_;  // main loop thread only (the controller's and the DNS wiring's)
   Controller controller_;
   std::unique_ptr<Authorizer> authorizer_;
+  std::shared_ptr<TlsReloader> tls_reloader_;  // re-reads the tls files (set by Start)
   StreamLimits limits_;
   std::unique_ptr<HelloTimer> hello_timer_;
   std::unique_ptr<StreamSlots> pending_hellos_;

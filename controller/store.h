@@ -28,6 +28,12 @@ struct HostRecord {
   HostState state = HostState::kUp;
   int64_t last_heartbeat_unix_ms = 0;
   int64_t applied_topology_revision = 0;
+  // The libvirt domain type the agent's last Hello reported ("" before one), and why.
+  std::string domain_type{};
+  std::string domain_type_reason{};
+  // What the operator made the host (up, cordoned or draining): the state it comes back to after
+  // it was suspect or down.
+  HostState held = HostState::kUp;
   bool operator==(const HostRecord&) const = default;
 };
 
@@ -120,6 +126,12 @@ class Store {
   virtual Result<std::optional<OperationRecord>> FindOperation(const std::string& id) = 0;
   // The names PutDnsName recorded for `zone` (other zones' names are not returned).
   virtual Result<std::set<std::string>> DnsNames(const std::string& zone) = 0;
+  // Whether a refused Transaction must end the process. False (SQLite, the fakes): the controller
+  // stays up, keeps renewing the agents' leases and re-reads the store before its next write
+  // (ControllerCore::Commit). True (etcd, HA mode): a refusal there means this controller lost
+  // its leadership or cannot know what etcd applied; it exits and a standby, whose agents hold
+  // their leases in etcd, takes over.
+  virtual bool FailedWritesAreFatal() const { return false; }
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode.

@@ -101,7 +101,10 @@ json HostToJson(const HostRecord& h) {
           {"capacity", ResourcesToJson(h.capacity)},
           {"state", HostStateName(h.state)},
           {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms},
-          {"applied_topology_revision", h.applied_topology_revision}};
+          {"applied_topology_revision", h.applied_topology_revision},
+          {"domain_type", h.domain_type},
+          {"domain_type_reason", h.domain_type_reason},
+          {"held", HostStateName(h.held)}};
 }
 Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
   RowReader r(j, "host " + name);
@@ -112,10 +115,21 @@ Result<HostRecord> HostFromJson(const std::string& name, const json& j) {
   std::string state = r.Str("state", "up");
   h.last_heartbeat_unix_ms = r.Int("last_heartbeat_unix_ms", 0);
   h.applied_topology_revision = r.Int("applied_topology_revision", 0);
+  h.domain_type = r.Str("domain_type", "");  // absent before issue 16
+  h.domain_type_reason = r.Str("domain_type_reason", "");
+  std::string held = r.Str("held", "up");  // absent before issue 15: up
   if (!r.status().ok()) return r.status();
   auto parsed = ParseHostState(state);
   if (!parsed.ok()) return parsed.status().WithContext("store: host " + name);
   h.state = *parsed;
+  auto parsed_held = ParseHostState(held);
+  if (!parsed_held.ok()) return parsed_held.status().WithContext("store: host " + name + " held");
+  h.held = *parsed_held;
+  if (h.held != HostState::kUp && h.held != HostState::kCordoned &&
+      h.held != HostState::kDraining) {
+    return InvalidArgument("store: host " + name + ": held is \"" + held +
+                           "\"; must be up, cordoned or draining");
+  }
   return h;
 }
 

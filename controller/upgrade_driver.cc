@@ -153,8 +153,9 @@ Result<v1::UpgradeStatus> UpgradeDriver::ApplyOperatorEvent(const std::string& s
   ASSIGN_OR_RETURN(UpgradeState next, Apply(*u, e, policy_));
   std::optional<OperationRecord> op;
   if (!operation_id.empty()) {
-    op = OperationRecord{operation_id, std::string("upgrade-") + UpgradeEventName(e), service,
-                         "{}",         "done",       e.unix_ms,
+    op = OperationRecord{operation_id, std::string("upgrade-") + UpgradeEventName(e),
+                         service,      "{}",
+                         "done",       e.unix_ms,
                          e.unix_ms};
   }
   if (!(next == *u)) {
@@ -217,7 +218,10 @@ Result<v1::UpgradeStatus> UpgradeDriver::Start(const v1::UpgradeStartRequest& re
   Save(current, next, op);  // the upgrade and its operation id in one commit
   if (op) spdlog::info("op={} kind=upgrade target={}: done", op->id, request.service());
   Drive(request.service());
-  return StatusOf(*core_.state.upgrade(request.service()));
+  const UpgradeState* started = core_.state.upgrade(request.service());
+  if (started == nullptr)
+    return Unavailable("the upgrade of " + request.service() + " is not stored");
+  return StatusOf(*started);
 }
 
 Result<v1::UpgradeStatus> UpgradeDriver::Get(const std::string& service) const {

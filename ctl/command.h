@@ -37,6 +37,7 @@ struct Args {
   std::string key;              // --key / REGEN_KEY: its private key
   std::string token_file;       // --token-file / REGEN_TOKEN_FILE: bearer token
   std::string tls_server_name;  // --tls-server-name: the name in the controller's certificate
+  std::string crl;              // --crl / REGEN_CRL: revoked certificates (PEM CRLs of the CA)
 };
 
 // One leaf command: local checks (nothing is sent when they fail), then the RPCs.
@@ -58,11 +59,11 @@ struct CommandSet {
 };
 
 // The command groups, in the order `regenctl --help` lists them.
-void AddServiceCommands(CommandSet& set);   // service apply, list, show, delete
-void AddInstanceCommands(CommandSet& set);  // instance list (instances_cmd.cc)
-void AddHostCommands(CommandSet& set);      // host list, drain, undrain, cordon, failover
-void AddEventsCommand(CommandSet& set);     // events (events_cmd.cc)
-void AddUpgradeCommands(CommandSet& set);   // upgrade start, status, ... (upgrade_cmd.cc)
+void AddServiceCommands(CommandSet& set);      // service apply, list, show, delete
+void AddInstanceCommands(CommandSet& set);     // instance list (instances_cmd.cc)
+void AddHostCommands(CommandSet& set);         // host list, drain, undrain, cordon, failover
+void AddEventsCommand(CommandSet& set);        // events (events_cmd.cc)
+void AddUpgradeCommands(CommandSet& set);      // upgrade start, status, ... (upgrade_cmd.cc)
 void AddMaintenanceCommands(CommandSet& set);  // maintenance start, end, status
 
 // -o/--output on `app` (the root and every leaf command take it).

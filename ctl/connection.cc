@@ -30,6 +30,7 @@ Args ArgsFromEnvironment() {
     a.controller = env;
   }
   a.ca = EnvOr("REGEN_CA");
+  a.crl = EnvOr("REGEN_CRL");
   a.cert = EnvOr("REGEN_CERT");
   a.key = EnvOr("REGEN_KEY");
   a.token_file = EnvOr("REGEN_TOKEN_FILE");
@@ -52,6 +53,9 @@ void AddConnectionOptions(CLI::App& app, Args& a) {
   app.add_option("--token-file", a.token_file,
                  "file holding a bearer token of the controller's auth.tokens (default: "
                  "$REGEN_TOKEN_FILE)");
+  app.add_option("--crl", a.crl,
+                 "CRLs (PEM) of the CA: refuse a controller whose certificate is revoked "
+                 "(default: $REGEN_CRL)");
   app.add_option("--tls-server-name", a.tls_server_name,
                  "the name the controllers' certificates carry, when it is not the host of "
                  "the --controller address dialled");
@@ -71,11 +75,14 @@ Status CredentialOptions(const Args& a, AdminClientOptions* options, std::ostrea
         "--cert needs --ca (or REGEN_CA): the CA that signed the "
         "controller's certificate (a client certificate only works over TLS)");
   }
+  if (!a.crl.empty() && a.ca.empty()) {
+    return InvalidArgument("--crl needs --ca (or REGEN_CA): it only matters over TLS");
+  }
   if (!a.tls_server_name.empty() && a.ca.empty()) {
     return InvalidArgument("--tls-server-name needs --ca (or REGEN_CA): it only matters over TLS");
   }
   const std::pair<const char*, std::string> files[] = {
-      {"--ca", a.ca}, {"--cert", a.cert}, {"--key", a.key}};
+      {"--ca", a.ca}, {"--cert", a.cert}, {"--key", a.key}, {"--crl", a.crl}};
   for (const auto& [flag, path] : files) {
     if (path.empty()) continue;
     if (Result<std::string> pem = ReadPemFile(path, flag); !pem.ok()) return pem.status();
@@ -101,7 +108,7 @@ Status CredentialOptions(const Args& a, AdminClientOptions* options, std::ostrea
              "can read it\n";
     }
   }
-  options->tls = {a.ca, a.cert, a.key, a.tls_server_name};
+  options->tls = {a.ca, a.cert, a.key, a.tls_server_name, a.crl};
   return Status::Ok();
 }
 
@@ -112,7 +119,10 @@ void SetDeadlineAndHint(const Args& a, AdminClientOptions* options) {
     options->unreachable_hint +=
         "; over TLS the handshake fails too when --ca is not the controller's CA, when the "
         "controller requires a client certificate (--cert/--key) or when its certificate does "
-        "not name the host of the --controller address dialled (--tls-server-name)";
+        "not name the host of the --controller address dialled (--tls-server-name)" +
+        std::string(a.crl.empty() ? ""
+                                  : ", or when --crl says the controller's certificate is "
+                                    "revoked");
   } else {
     options->unreachable_hint +=
         "; a controller with tls: in controller.yaml needs --ca (and --cert/--key or "

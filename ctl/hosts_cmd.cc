@@ -24,12 +24,12 @@ Status RunHostList(const Args& a, AdminClient& client, std::ostream& out) {
   if (r.maintenance().active() || r.maintenance().holds_until_unix_ms() > 0) {
     out << DescribeMaintenance(r.maintenance()) << "\n";
   }
-  Table table(
-      {"NAME", "ADDRESS", "STATE", "VCPUS", "MEMORY_MIB", "LAST_HEARTBEAT", "TOPOLOGY_REV"});
+  Table table({"NAME", "ADDRESS", "STATE", "TYPE", "VCPUS", "MEMORY_MIB", "LAST_HEARTBEAT",
+               "TOPOLOGY_REV"});
   for (const auto& h : r.hosts()) {
     std::string state = OrDash(h.state());
     if (r.maintenance().active()) state += " (maintenance)";
-    table.Add({h.name(), OrDash(h.address()), state,
+    table.Add({h.name(), OrDash(h.address()), state, OrDash(h.domain_type()),
                std::to_string(h.allocated().vcpus()) + "/" + std::to_string(h.capacity().vcpus()),
                std::to_string(h.allocated().memory_mib()) + "/" +
                    std::to_string(h.capacity().memory_mib()),
@@ -127,8 +127,7 @@ Status RunFailover(const Args& a, AdminClient& client, std::ostream& out) {
 void AddHostCommands(CommandSet& set) {
   Args& a = set.a;
   std::ostream& out = set.out;
-  auto* host =
-      set.app.add_subcommand("host", "hosts: list, drain, undrain, cordon, uncordon");
+  auto* host = set.app.add_subcommand("host", "hosts: list, drain, undrain, cordon, uncordon");
   host->require_subcommand(1);
   {
     auto* c = host->add_subcommand("list", "list hosts with their capacity and state");
@@ -156,12 +155,11 @@ void AddHostCommands(CommandSet& set) {
   for (const Verb& verb : verbs) {
     auto* c = host->add_subcommand(verb.name, verb.help);
     c->add_option("HOST", a.name, "the host")->required();
-    set.commands.push_back({c, std::string("host ") + verb.name,
-                            [&a] { return CheckName("HOST", a.name); },
-                            [&a, &out, name = std::string(verb.name), call = verb.call](
-                                AdminClient& client) {
-                              return RunHostVerb(a, name, call, client, out);
-                            }});
+    set.commands.push_back(
+        {c, std::string("host ") + verb.name, [&a] { return CheckName("HOST", a.name); },
+         [&a, &out, name = std::string(verb.name), call = verb.call](AdminClient& client) {
+           return RunHostVerb(a, name, call, client, out);
+         }});
   }
 
   {

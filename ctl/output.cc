@@ -70,7 +70,8 @@ Json InstanceJson(const v1::InstanceInfo& i) {
          {"disk_gib", i.resources().disk_gib()},
          {"bandwidth_mbps", i.resources().bandwidth_mbps()},
          {"ip", i.ip()},
-         {"mac", i.mac()}};
+         {"mac", i.mac()},
+         {"disk", i.disk()}};  // overlay:<image> (fresh per generation) | none
   if (!i.reason().empty()) j["reason"] = i.reason();
   if (!i.health().empty()) j["health"] = i.health();  // none | unknown | passing | failing
   return j;
@@ -82,13 +83,23 @@ Json InstancesJson(const google::protobuf::RepeatedPtrField<v1::InstanceInfo>& i
   return array;
 }
 
+// The DISK column: "fresh" (a new overlay on the version's image for each generation: a healed
+// instance starts from the image, nothing is carried), "none" (no image), "-" (an older
+// controller). --output json has the image.
+namespace {
+std::string DiskWord(const std::string& disk) {
+  if (disk.rfind("overlay:", 0) == 0) return "fresh";
+  return OrDash(disk);
+}
+}  // namespace
+
 void PrintInstanceTable(const google::protobuf::RepeatedPtrField<v1::InstanceInfo>& instances,
                         std::ostream& out) {
   bool any_reason = std::any_of(instances.begin(), instances.end(),
                                 [](const v1::InstanceInfo& i) { return !i.reason().empty(); });
   std::vector<std::string> header = {"NAME",      "SERVICE", "UD",    "VERSION",    "HOST",
                                      "STATE",     "GEN",     "VCPUS", "MEMORY_MIB", "DISK_GIB",
-                                     "BANDWIDTH", "IP",      "MAC"};
+                                     "BANDWIDTH", "IP",      "MAC",   "DISK"};
   if (any_reason) header.push_back("REASON");  // last: it may contain spaces
   Table table(header);
   for (const auto& i : instances) {
@@ -104,7 +115,8 @@ void PrintInstanceTable(const google::protobuf::RepeatedPtrField<v1::InstanceInf
                                     std::to_string(i.resources().disk_gib()),
                                     std::to_string(i.resources().bandwidth_mbps()),
                                     OrDash(i.ip()),
-                                    OrDash(i.mac())};
+                                    OrDash(i.mac()),
+                                    DiskWord(i.disk())};
     if (any_reason) row.push_back(i.reason());
     table.Add(std::move(row));
   }
@@ -125,7 +137,9 @@ Json HostJson(const v1::HostInfo& h) {
               {"capacity", ResourcesJson(h.capacity())},
               {"allocated", ResourcesJson(h.allocated())},
               {"last_heartbeat_unix_ms", h.last_heartbeat_unix_ms()},
-              {"applied_topology_revision", h.applied_topology_revision()}};
+              {"applied_topology_revision", h.applied_topology_revision()},
+              {"domain_type", h.domain_type()},
+              {"domain_type_reason", h.domain_type_reason()}};
 }
 
 Json EventJson(const v1::Event& e) {

@@ -6,6 +6,8 @@
 #              -> the instance running on another host (generation+1);        --runs N (10)
 #   host loss: kill -9 of one host's agent and its qemus (qemu) or of its agent (test; its VMs
 #              live inside it) -> every instance it ran running elsewhere;    --host-runs M (3)
+#   baseline:  (qemu) a bare `virsh create` of a lab domain's own XML on its host's embed root,
+#              N times: the floor without Regen, side by side with the crash figure.
 # Each figure is the controller's own timestamp of the `running` event (read from a background
 # `regenctl events --follow -o json`, field unix_ms) minus the time of the kill, so it does not
 # depend on polling (a regenctl call costs ~0.1 s of CPU: polling would load the machine). For
@@ -381,6 +383,38 @@ host_run() {  # host_run J
   wait_for 60 "all $COUNT instances running" all_running
 }
 
+# The floor: a bare `virsh create` of a lab domain's own XML (dumped from its host's embed root,
+# renamed) on that same root, N times, while nothing else starts: what libvirt and qemu cost
+# without Regen. The host's agent and qemus are killed first (kill -9, as in a host loss) so
+# that virsh may open the root; the lab is torn down after this.
+baseline_run() {
+  local host name uri xml apid qpids i t0 ms
+  host=$(instances | jq -r 'group_by(.host) | max_by(length) | .[0].host')
+  name=$(instances | jq -r --arg h "$host" '[.[] | select(.host == $h)][0].name')
+  uri="qemu:///embed?root=$DIR/$host/root"
+  apid=$(pid_of "$host")
+  qpids=$(lab_qemu_pids "$host" | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  kill -9 "$apid" $qpids
+  wait_for "$HEAL_TIMEOUT" "all $COUNT instances running again after $host's loss" all_running
+  xml=$DIR/baseline.xml
+  virsh -q -c "$uri" dumpxml --inactive "$name" 2>/dev/null |
+    sed -e "s|<name>$name</name>|<name>bench-virsh</name>|" -e '/<uuid>/d' \
+      -e "s|/$name\\.sock|/bench-virsh.sock|g" >"$xml"
+  grep -q "<name>bench-virsh</name>" "$xml" ||
+    { echo "$PROG: virsh dumpxml of $name on $uri failed" >&2; exit 1; }
+  for ((i = 1; i <= runs; i++)); do
+    t0=$(now_ms)
+    # (virsh prints libvirt's own info and taint lines on stderr: kept only for a failure)
+    virsh -q -c "$uri" create "$xml" >/dev/null 2>"$DIR/virsh.err" ||
+      { cat "$DIR/virsh.err" >&2; echo "$PROG: virsh create of $xml on $uri failed" >&2; exit 1; }
+    ms=$(($(now_ms) - t0))
+    record virsh "$ms" ""
+    printf '  virsh create %2d/%d  %5d ms\n' "$i" "$runs" "$ms"
+    virsh -q -c "$uri" destroy bench-virsh >/dev/null 2>&1 || true
+  done
+}
+
 run_driver() {  # in a subshell
   local i out
   DRIVER=$1
@@ -403,6 +437,10 @@ run_driver() {  # in a subshell
   done
   ((host_runs == 0)) || say "[$DRIVER] $host_runs host losses"
   for ((i = 1; i <= host_runs; i++)); do host_run "$i"; done
+  if [ "$DRIVER" = qemu ] && ((runs > 0)); then
+    say "[$DRIVER] $runs bare virsh creates of a lab domain's XML on its own embed root"
+    baseline_run
+  fi
   say "[$DRIVER] done; lab.sh down --purge"
 }
 
@@ -435,10 +473,13 @@ echo "Summary: ms from the kill (kill -9 / inject crash) to the controller's run
 echo "(detect = to the failure event for a crash, to the host's 'down' event for a host loss)"
 printf '%-6s %-44s %4s %7s %7s %7s %14s\n' driver scenario runs median min max "detect median"
 for d in $drivers; do
-  for s in crash host; do
+  for s in crash host virsh; do
+    [ "$s" != virsh ] || [ "$d" = qemu ] || continue
     read -r n med min max <<<"$(stats "$d" "$s" 3)"
     read -r _ dmed _ _ <<<"$(stats "$d" "$s" 4)"
-    if [ "$s" = crash ]; then
+    if [ "$s" = virsh ]; then
+      what="bare virsh create, same XML and embed root"
+    elif [ "$s" = crash ]; then
       if [ "$d" = qemu ]; then what="VM crash (kill -9 qemu) -> running elsewhere"; else what="VM crash (inject crash) -> running elsewhere"; fi
     else
       if [ "$d" = qemu ]; then what="host loss (agent+qemus -9) -> all healed"; else what="host loss (agent -9) -> all healed"; fi

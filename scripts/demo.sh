@@ -12,6 +12,8 @@
 # or Ctrl-C); the script checks that no qemu of that dir survives.
 #
 #   scripts/demo.sh [--driver qemu|test] [--ha]
+#   scripts/demo.sh --network      (scripts/lab/demo-network.sh: traffic between guests across a
+#                                   heal, on a lab with real networking; needs root and OVS)
 #
 # --ha runs the lab with 3 etcd members and 3 controllers (scripts/lab.sh up --ha) and kills the
 # active controller with kill -9 right after the VM crash: a standby takes over and finishes the
@@ -32,6 +34,7 @@ cd "$REPO"
 usage() {
   cat <<EOF
 Usage: scripts/demo.sh [--driver qemu|test] [--ha]
+       scripts/demo.sh --network
 
 Starts a 3-host Regen lab in a temp dir, deploys scripts/lab/web.yaml, kills one VM, then one
 whole host, waits for the controller to heal each, prints tables, figures and a timeline, and
@@ -42,6 +45,8 @@ Options:
                        test: libvirt's test driver, the crash is regen-agent inject crash
   --ha                 3 etcd members and 3 controllers; the active controller is killed with
                        kill -9 in the middle of the first heal and a standby finishes it
+  --network            instead: traffic between guests across a heal, on a lab with real
+                       networking: see scripts/lab/demo-network.sh
   -h, --help           this help
 
 Environment:
@@ -59,6 +64,13 @@ driver=qemu
 ha=""
 while (($# > 0)); do
   case $1 in
+    --network)
+      (($# == 1)) || {
+        echo "$PROG: --network takes no other option" >&2
+        exit 2
+      }
+      exec "$REPO/scripts/lab/demo-network.sh"
+      ;;
     --ha)
       ha=--ha
       shift
@@ -125,14 +137,10 @@ MARKS=()            # our own actions for the timeline: "unix_ms<TAB>demo<TAB>te
 
 
 cleanup() {
-  local rc=$? left keep
+  local rc=$? left
   trap - EXIT INT TERM
   echo
-  if ((rc != 0)) && [ -d "$DIR" ]; then
-    keep=$(mktemp -d /tmp/regen-demo-logs.XXXXXX)
-    (cd "$DIR" && find . -name '*.log' -exec cp --parents {} "$keep" \;) 2>/dev/null || true
-    echo "$PROG: failed (exit $rc); the lab's logs are kept in $keep" >&2
-  fi
+  if ((rc != 0)) && [ -d "$DIR" ]; then lab_keep_logs "$PROG" "failed (exit $rc)"; fi
   say "stopping the lab (scripts/lab.sh down --purge)"
   if [ -e "$DIR/.regen-lab" ]; then
     scripts/lab.sh down --purge --dir "$DIR" 2>&1 | sed 's/^/  /' || rc=1

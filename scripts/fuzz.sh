@@ -6,6 +6,8 @@
 #   --time   seconds per target (default 600)
 #   --keep   keep the run directories (corpus/, crashes/, log) under DIR instead of a temp dir
 #   target   default: every target in tests/fuzz/corpus/
+# A target's own libFuzzer flags, if any, are in tests/fuzz/<target>.options (one or more per
+# line; # starts a comment).
 # Prints per target: execs/s, coverage (cov: edges, ft: features), corpus size, crashes.
 # Exit status 1 if any target crashed (the crashing inputs are listed).
 set -euo pipefail
@@ -17,7 +19,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --time) seconds="$2"; shift 2 ;;
     --keep) keep="$2"; shift 2 ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -39,12 +41,16 @@ for t in "${targets[@]}"; do
   rm -rf "$dir"
   mkdir -p "$dir/corpus" "$dir/crashes"
   cp tests/fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
+  extra=()
+  if [ -f "tests/fuzz/$t.options" ]; then
+    read -r -a extra <<<"$(sed 's/#.*//' "tests/fuzz/$t.options" | tr '\n' ' ')"
+  fi
   # -rss_limit_mb/-malloc_limit_mb: a huge allocation is a finding too; -timeout: so is a hang.
   rc=0
   started=$(date +%s)
   (cd "$dir" && ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" "$OLDPWD/$bin/$t" \
       -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 \
-      -timeout=25 -print_final_stats=1 -artifact_prefix=crashes/ corpus >log 2>&1) || rc=$?
+      -timeout=25 -print_final_stats=1 -artifact_prefix=crashes/ "${extra[@]}" corpus >log 2>&1) || rc=$?
   elapsed=$(( $(date +%s) - started ))
   last=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")

@@ -11,6 +11,14 @@
 #   admin.token readonly.token     random bearer tokens for auth.tokens / regenctl --token-file
 #
 #   scripts/gen-certs.sh OUTDIR CONTROLLER_NAME HOST [HOST...]
+#   scripts/gen-certs.sh --revoke OUTDIR NAME [NAME...]   revoke OUTDIR/NAME.crt, write crl.pem
+#   scripts/gen-certs.sh --crl OUTDIR                     write crl.pem anew (same revocations)
+#
+# Revocation keeps an openssl ca database next to the CA (ca.index, ca.crlnumber) and writes
+# crl.pem, the certificate revocation list for tls.crl (controller.yaml and agent.yaml), valid
+# for $REGEN_CRL_DAYS days (default 365): write it anew before then (--crl), as an expired CRL
+# fails every handshake. To replace a revoked certificate, delete NAME.crt and NAME.key and run
+# the first form again (a new serial); copy crl.pem wherever tls.crl points.
 #
 # An existing ca.crt/ca.key in OUTDIR is reused, so hosts can be added later; existing
 # certificates and tokens are kept (delete a file to make it again). Keys and tokens are written
@@ -19,21 +27,85 @@ set -euo pipefail
 
 PROG=gen-certs.sh
 DAYS=${REGEN_CERT_DAYS:-825}
+CRL_DAYS=${REGEN_CRL_DAYS:-365}
 
 usage() {
   cat <<EOF
 Usage: scripts/$PROG OUTDIR CONTROLLER_NAME HOST [HOST...]
+       scripts/$PROG --revoke OUTDIR NAME [NAME...]
+       scripts/$PROG --crl OUTDIR
 
 Makes a lab CA (or reuses OUTDIR/ca.crt and ca.key), the controller's certificate (CN and SAN
 CONTROLLER_NAME, plus localhost and 127.0.0.1), one certificate per HOST (CN = the agent's
 host_name), admin and read-only client certificates for regenctl, and two bearer tokens.
 Certificates are valid for \$REGEN_CERT_DAYS days (default 825).
+
+--revoke adds OUTDIR/NAME.crt (e.g. host-2, admin) to the CA's revocation list and writes
+OUTDIR/crl.pem; --crl writes crl.pem again (e.g. before it expires: \$REGEN_CRL_DAYS days,
+default 365). Point tls.crl of controller.yaml and agent.yaml at crl.pem; the controller re-reads
+it every tls.reload_interval, agents at their next connection.
 EOF
 }
 die() { echo "$PROG: $*" >&2; exit 1; }
 usage_error() { echo "$PROG: $*" >&2; echo "(see scripts/$PROG --help)" >&2; exit 2; }
 
-case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+# The CA's openssl ca database (ca.index) and crl.pem: --revoke and --crl.
+crl_mode() {  # MODE OUTDIR [NAME...]
+  local mode=$1 out=$2
+  shift 2
+  [ -f "$out/ca.crt" ] && [ -f "$out/ca.key" ] ||
+    die "$out has no ca.crt and ca.key: run $PROG OUTDIR CONTROLLER_NAME HOST first"
+  umask 077
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/regen-gen-certs.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  [ -f "$out/ca.index" ] || : >"$out/ca.index"
+  [ -f "$out/ca.crlnumber" ] || echo 01 >"$out/ca.crlnumber"
+  cat >"$tmp/ca.cnf" <<EOF
+[ ca ]
+default_ca = regen
+[ regen ]
+database = $out/ca.index
+crlnumber = $out/ca.crlnumber
+default_md = sha256
+default_crl_days = $CRL_DAYS
+unique_subject = no
+EOF
+  local ca=(-config "$tmp/ca.cnf" -cert "$out/ca.crt" -keyfile "$out/ca.key")
+  if [ "$mode" = revoke ]; then
+    local name serial
+    for name in "$@"; do
+      [ -f "$out/$name.crt" ] || die "no certificate $out/$name.crt to revoke"
+      serial=$(openssl x509 -in "$out/$name.crt" -noout -serial | cut -d= -f2)
+      if grep -q "^R.*[[:space:]]$serial[[:space:]]" "$out/ca.index"; then
+        echo "$name: already revoked (serial $serial)"
+        continue
+      fi
+      openssl ca "${ca[@]}" -revoke "$out/$name.crt" >"$tmp/log" 2>&1 ||
+        die "openssl cannot revoke $out/$name.crt: $(cat "$tmp/log")"
+      echo "$name: revoked serial $serial"
+    done
+  fi
+  openssl ca "${ca[@]}" -gencrl -out "$tmp/crl.pem" >"$tmp/log" 2>&1 ||
+    die "openssl cannot write the CRL: $(cat "$tmp/log")"
+  chmod 0644 "$tmp/crl.pem"
+  mv "$tmp/crl.pem" "$out/crl.pem"
+  echo "crl: wrote $out/crl.pem ($(grep -c '^R' "$out/ca.index" || true) revoked, valid $CRL_DAYS days)"
+}
+
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  --revoke)
+    [ $# -ge 3 ] || usage_error "--revoke takes OUTDIR and at least one NAME (e.g. host-2)"
+    command -v openssl >/dev/null || die "openssl not found: install the openssl package"
+    crl_mode revoke "${@:2}"
+    exit 0 ;;
+  --crl)
+    [ $# -eq 2 ] || usage_error "--crl takes OUTDIR only"
+    command -v openssl >/dev/null || die "openssl not found: install the openssl package"
+    crl_mode crl "$2"
+    exit 0 ;;
+  -*) usage_error "unknown option '$1'" ;;
+esac
 [ $# -ge 3 ] || usage_error "give OUTDIR, CONTROLLER_NAME and at least one HOST"
 command -v openssl >/dev/null || die "openssl not found: install the openssl package"
 

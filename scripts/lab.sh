@@ -4,7 +4,8 @@
 # (qemu:///embed, one root per host). Every file of the lab (configs, logs, pidfiles, the
 # controller's database, the hosts' state) lives in one directory. See scripts/lab/README.md.
 #
-#   scripts/lab.sh up     [--hosts N] [--driver test|qemu] [--ha [--controllers N]] [--dir DIR]
+#   scripts/lab.sh up     [--hosts N] [--driver test|qemu] [--network none|ovs]
+#                         [--ha [--controllers N]] [--dir DIR]
 #   scripts/lab.sh status [--dir DIR]
 #   scripts/lab.sh down   [--purge] [--dir DIR]
 #
@@ -19,6 +20,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$REPO/scripts/lab/lib.sh"   # pidfile_of, cmdline_of (they use $DIR, set below)
 # shellcheck source=scripts/lab/ha.sh
 . "$REPO/scripts/lab/ha.sh"    # up --ha: etcd and several controllers
+# shellcheck source=scripts/lab/net.sh
+. "$REPO/scripts/lab/net.sh"   # up --network ovs: namespaces, Open vSwitch, VXLAN
 DEFAULT_DIR=/tmp/regen-lab
 MAX_HOSTS=64
 FIRST_PORT=7400
@@ -46,6 +49,13 @@ Options:
   --driver test|qemu     libvirt driver of the hosts (up only; default test):
                            test  libvirt's test driver, no real VMs, nothing needs root
                            qemu  real QEMU/TCG through qemu:///embed (needs the user libvirt-qemu)
+  --network none|ovs     up only, with --driver qemu (default none): ovs puts every host in a
+                         network namespace of its own with its own Open vSwitch (userspace
+                         datapath), joined by an underlay bridge and VXLAN; VMs get a NIC on
+                         their host's br-int, the agents program its flows (agent.yaml network:).
+                         The controller listens on a veth of this lab (10.249.X.254), not on
+                         127.0.0.1; domain templates go in DIR/templates (agent.yaml
+                         image_dirs). Needs root, iproute2, ethtool and openvswitch-switch.
   --ha                   up only: a 3-member etcd (loopback ports, data in DIR/etcd-K) and
                          several controllers with store: etcd (one active, the others standbys);
                          agents get every controller's address ("a:1,b:2,c:3"). etcd's data is
@@ -84,6 +94,8 @@ purge=0
 hosts_given=0
 driver_given=0
 ha=0
+network=none
+network_given=0
 controllers=3
 controllers_given=0
 
@@ -110,18 +122,18 @@ while (($# > 0)); do
       shift
       continue
       ;;
-    --hosts=* | --driver=* | --dir=* | --controllers=*)
+    --hosts=* | --driver=* | --dir=* | --controllers=* | --network=*)
       opt=${arg%%=*}
       val=${arg#*=}
       shift
       ;;
-    --hosts | --driver | --dir | --controllers)
+    --hosts | --driver | --dir | --controllers | --network)
       (($# >= 2)) || usage_error "option $arg needs a value"
       opt=$arg
       val=$2
       shift 2
       ;;
-    -*) usage_error "unknown option \"$arg\" (options: --hosts, --driver, --ha, --controllers, --dir, --purge, --help)" ;;
+    -*) usage_error "unknown option \"$arg\" (options: --hosts, --driver, --network, --ha, --controllers, --dir, --purge, --help)" ;;
     *) usage_error "unknown command \"$arg\" (commands: up, down, status)" ;;
   esac
   case $opt in
@@ -137,6 +149,12 @@ while (($# > 0)); do
         usage_error "--driver: invalid value \"$val\" (test or qemu)"
       driver=$val
       driver_given=1
+      ;;
+    --network)
+      [[ $val == none || $val == ovs ]] ||
+        usage_error "--network: invalid value \"$val\" (none or ovs)"
+      network=$val
+      network_given=1
       ;;
     --dir)
       [ -n "$val" ] || usage_error "--dir: invalid value \"\" (a directory path)"
@@ -156,6 +174,11 @@ if [ "$cmd" != up ]; then
   ((driver_given == 0)) || usage_error "--driver: only for up, not for $cmd"
 fi
 if [ "$cmd" != up ] && ((ha)); then usage_error "--ha: only for up, not for $cmd"; fi
+if [ "$cmd" != up ] && ((network_given)); then usage_error "--network: only for up, not for $cmd"; fi
+if [ "$network" = ovs ] && [ "$driver" != qemu ]; then
+  usage_error "--network ovs: only with --driver qemu (the test driver has no NICs)"
+fi
+if [ "$network" = ovs ] && ((ha)); then usage_error "--network ovs: not with --ha (not wired yet)"; fi
 if ((controllers_given)) && ((!ha)); then usage_error "--controllers: only with --ha"; fi
 if [ "$cmd" != down ] && ((purge)); then usage_error "--purge: only for down, not for $cmd"; fi
 
@@ -300,6 +323,9 @@ stop_all() {
     [ "$(proc_state "$pid")" != alive ] || left+=("$name (pid $pid)")
   done
   for pid in $(all_lab_qemu_pids); do left+=("qemu (pid $pid)"); done
+  # The network of --network ovs (namespaces, veths, OVS daemons), after the VMs.
+  net_down
+  for pid in $(net_pids); do left+=("Open vSwitch daemon (pid $pid)"); done
   for i in "${left[@]}"; do echo "$PROG: still running after SIGKILL: $i" >&2; done
   ((${#left[@]} == 0))
 }
@@ -333,7 +359,8 @@ kill_and_wait() {
 # ---------------------------------------------------------------------------------------------
 # Controller queries
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+CTL_HOST=127.0.0.1   # where the controller listens (--network ovs: the lab's veth)
+port_open() { (exec 3<>"/dev/tcp/$CTL_HOST/$1") 2>/dev/null; }
 
 port_free() {
   if command -v ss >/dev/null; then
@@ -389,7 +416,7 @@ write_controller_config() {
 listen_address: "$1"
 database: $DIR/controller.db
 heartbeat_interval: 200ms
-host_down_after: 2500ms   # > fencing_lease + heartbeat_interval
+host_down_after: 2500ms   # > fencing_lease + heartbeat_interval (no watchdog here; with one: > fencing_lease + its timeout + 250ms)
 fencing_lease: 2s         # as the agents' fencing_lease: covers a controller restart twice
 restart_allowance: 800ms  # kill -9, restart after 0.5 s, agents back within 100 ms
 log_level: debug
@@ -429,20 +456,25 @@ write_agent_config() {  # write_agent_config NAME CONTROLLER_ADDR[,ADDR...]
     # valid and every start probes again (tests/fakes/test_util.h kEmbedQemuConf).
     printf 'stdio_handler = "file"\nuser = "root"\ngroup = "root"\n' >"$hdir/root/etc/qemu.conf"
     uri="qemu:///embed?root=$hdir/root"
-    dtype=qemu
+    dtype=auto   # kvm when a test guest runs under KVM here, else TCG (agent/domain_type.h)
+  fi
+  local address=127.0.0.1 ovs_block='ovs:
+  bridge: ""              # no NICs in the lab'
+  if [ "$network" = ovs ]; then
+    address=$(net_tunnel_ip "${name#host-}")
+    ovs_block=$(net_agent_yaml "${name#host-}")
   fi
   cat >"$hdir/agent.yaml" <<YAML
 # Written by scripts/lab.sh up: simulated host $name of the lab in $DIR.
 host_name: $name
-address: 127.0.0.1
+address: $address
 controller_address: "$2"
 libvirt_uri: "$uri"
 domain_type: $dtype
 fault_injection: true     # regen-agent inject crash|hang, for drills
 poll_interval: 200ms
 fencing_lease: 2s
-ovs:
-  bridge: ""              # no NICs in the lab
+$ovs_block
 state_dir: $hdir/state
 control_socket: $hdir/agent.sock
 capacity: {vcpus: 8, memory_mib: 8192, disk_gib: 100, bandwidth_mbps: 1000}
@@ -514,6 +546,7 @@ cmd_up() {
       die "--driver qemu needs the user libvirt-qemu (apt-get install libvirt-daemon-system)"
     command -v qemu-system-x86_64 >/dev/null ||
       die "--driver qemu needs qemu-system-x86_64 (apt-get install qemu-system-x86)"
+    [ "$network" != ovs ] || net_require "$hosts"
     # qemu runs as libvirt-qemu: every directory above DIR must let others through.
     local d=${DIR%/*}
     while [ -n "$d" ]; do
@@ -538,7 +571,8 @@ cmd_up() {
       dead+=("${other[@]}")
       die "a lab in $DIR is partly running (alive: ${alive[*]}; dead: ${dead[*]}); run scripts/lab.sh down --dir $DIR first"
     fi
-    if { ((hosts_given)) && [ "$hosts" != "$(labconf_get hosts)" ]; } ||
+    if { ((network_given)) && [ "$network" != "$(labconf_get network)" ]; } ||
+      { ((hosts_given)) && [ "$hosts" != "$(labconf_get hosts)" ]; } ||
       { ((driver_given)) && [ "$driver" != "$(labconf_get driver)" ]; }; then
       die "a lab with $(labconf_get hosts) hosts on driver $(labconf_get driver) is running in $DIR; run scripts/lab.sh down --dir $DIR first to start one with $hosts hosts on driver $driver"
     fi
@@ -571,11 +605,12 @@ cmd_up() {
       die "no free TCP port on 127.0.0.1 from $FIRST_PORT to $LAST_PORT"
   fi
   port=${ports[0]}
+  [ "$network" != ovs ] || CTL_HOST=$(net_controller_ip)
   addr=""
-  for k in "${ports[@]}"; do addr+="${addr:+,}127.0.0.1:$k"; done
+  for k in "${ports[@]}"; do addr+="${addr:+,}$CTL_HOST:$k"; done
   echo "$addr" >"$DIR/controller.addr"
-  printf 'hosts=%s\ndriver=%s\ncontroller=%s\nha=%s\ncontrollers=%s\n' "$hosts" "$driver" "$addr" \
-    "$ha" "$( ((ha)) && echo "$controllers" || echo 1)" >"$LABCONF"
+  printf 'hosts=%s\ndriver=%s\ncontroller=%s\nha=%s\ncontrollers=%s\nnetwork=%s\n' "$hosts" \
+    "$driver" "$addr" "$ha" "$( ((ha)) && echo "$controllers" || echo 1)" "$network" >"$LABCONF"
   ((ha)) || write_controller_config "$addr"
   for ((k = 1; k <= hosts; k++)); do write_agent_config "host-$k" "$addr"; done
   # Keep the previous run's logs once.
@@ -586,11 +621,13 @@ cmd_up() {
   if ((ha)); then
     say "starting an HA lab in $DIR: 3 etcd members, $controllers controllers on $addr, $hosts hosts on driver $driver"
   else
-    say "starting a lab in $DIR: controller on $addr, $hosts hosts on driver $driver"
+    say "starting a lab in $DIR: controller on $addr, $hosts hosts on driver $driver, network $network"
   fi
   up_started=1
   trap on_up_exit EXIT
   trap 'exit 130' INT TERM
+  net_down   # what a previous lab in DIR may have left
+  [ "$network" != ovs ] || net_up "$hosts"
   deadline=$((SECONDS + UP_TIMEOUT))
   started_ms=$(now_ms)
 
@@ -620,7 +657,13 @@ cmd_up() {
   say "controller accepts connections on $addr"
 
   for ((k = 1; k <= hosts; k++)); do
-    start_process "host-$k" "$DIR/host-$k/agent.log" "$AGENT" run --config "$DIR/host-$k/agent.yaml"
+    if [ "$network" = ovs ]; then
+      # In its host's namespace; libvirt's ovs-vsctl finds that host's OVS through OVS_RUNDIR.
+      start_process "host-$k" "$DIR/host-$k/agent.log" env "OVS_RUNDIR=$(net_ovs_dir "$k")" \
+        ip netns exec "$(net_ns_host "$k")" "$AGENT" run --config "$DIR/host-$k/agent.yaml"
+    else
+      start_process "host-$k" "$DIR/host-$k/agent.log" "$AGENT" run --config "$DIR/host-$k/agent.yaml"
+    fi
   done
 
   want=$hosts
@@ -655,7 +698,7 @@ cmd_up() {
   up_ok=1
   local range=host-1
   ((hosts == 1)) || range="host-1..host-$hosts"
-  say "lab is up: controller $addr, hosts $range (driver $driver)"
+  say "lab is up: controller $addr, hosts $range (driver $driver, network $network)"
   print_next_steps "$addr"
 }
 
@@ -700,7 +743,7 @@ cmd_status() {
     return 1
   fi
   addr=$(labconf_get controller)
-  echo "lab $DIR: $(labconf_get hosts) hosts, driver $(labconf_get driver), controller ${addr:-?}"
+  echo "lab $DIR: $(labconf_get hosts) hosts, driver $(labconf_get driver), network $(labconf_get network), controller ${addr:-?}"
   printf '%-12s %-8s %s\n' NAME PID STATE
   for name in $names; do
     pid=$(read_pid "$(pidfile_of "$name")")

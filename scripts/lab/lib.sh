@@ -17,6 +17,15 @@ pidfile_of() {
 
 cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 
+# lab_keep_logs PROG WHAT: copies every *.log under DIR to a new /tmp/regen-demo-logs.XXXXXX and
+# says where, for a run that failed (WHAT: e.g. "failed (exit 3)").
+lab_keep_logs() {
+  local keep
+  keep=$(mktemp -d /tmp/regen-demo-logs.XXXXXX)
+  (cd "$DIR" && find . -name '*.log' -exec cp --parents {} "$keep" \;) 2>/dev/null || true
+  echo "$1: $2; the lab's logs are kept in $keep" >&2
+}
+
 # lab_qemu_pids [SUBDIR]: the live qemu processes whose command line names DIR/ (or DIR/SUBDIR/).
 lab_qemu_pids() {
   local want=$DIR/${1:+$1/} p comm stat

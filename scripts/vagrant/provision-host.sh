@@ -35,8 +35,9 @@ Options:
                           OVS datapath of br-int: system needs the openvswitch kernel module,
                           netdev is the userspace one; auto (default) picks system when the
                           module is available, else netdev
-  --domain-type auto|kvm|qemu  kvm needs /dev/kvm; auto (default) picks kvm when /dev/kvm
-                          exists, else qemu (TCG, slow but works without nested virtualisation)
+  --domain-type auto|kvm|qemu  kvm needs a working /dev/kvm; auto (default) is written to
+                          agent.yaml: the agent uses kvm when a test guest runs under KVM, else
+                          qemu (TCG, slow but works without nested virtualisation)
   --dry-run               print the steps without doing anything
   -h, --help              this help
 EOF
@@ -82,14 +83,8 @@ find_deb() {  # NAME
 deb_ctl=$(find_deb regenctl)
 deb_agent=$(find_deb regen-agent)
 
-if [ "$domain_type" = auto ]; then
-  if [ -e /dev/kvm ]; then
-    domain_type=kvm
-  else
-    domain_type=qemu
-    say "warning: no /dev/kvm (nested virtualisation off?): instances run under QEMU's TCG, slowly"
-  fi
-fi
+# domain_type auto goes to agent.yaml as it is: the agent picks kvm only when a test guest really
+# runs under KVM (a /dev/kvm that is there may still not run guests), and logs why.
 
 if [ "$datapath" = auto ]; then
   if modinfo openvswitch >/dev/null 2>&1; then

@@ -1,9 +1,9 @@
 #include "tests/chaos/chaos_runner.h"
 
-#include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
-#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,8 +19,10 @@
 #include <thread>
 
 #include "agent/control_socket.h"
+#include "common/subprocess.h"
 #include "tests/chaos/running_truth.h"
 #include "tests/e2e/lab_harness.h"
+#include "tests/e2e/small_disk.h"
 
 namespace regen::testing {
 
@@ -30,43 +32,6 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 constexpr int64_t kLeaseMs = 2000;  // LabOptions' fencing_lease
-
-// A small tmpfs for the controller's database (root only), unmounted and removed at the end.
-class SmallDisk {
- public:
-  SmallDisk() {
-    char tmpl[] = "/tmp/regen-chaos-disk-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) return;
-    path_ = tmpl;
-    if (mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=16m,mode=0755") != 0) {
-      error_ = "mount tmpfs on " + path_ + ": " + std::strerror(errno);
-      rmdir(path_.c_str());
-      path_.clear();
-    }
-  }
-  ~SmallDisk() {
-    if (path_.empty()) return;
-    umount2(path_.c_str(), MNT_DETACH);
-    rmdir(path_.c_str());
-  }
-  bool ok() const { return !path_.empty(); }
-  const std::string& error() const { return error_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  // Writes a filler until the disk is full; Free() removes it.
-  void Fill() {
-    int fd = open(File("filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    std::string block(1 << 16, 'x');
-    while (write(fd, block.data(), block.size()) > 0) {
-    }
-    close(fd);
-  }
-  void Free() { unlink(File("filler").c_str()); }
-
- private:
-  std::string path_;
-  std::string error_;
-};
 
 class Run {
  public:
@@ -144,11 +109,9 @@ class Run {
   // (default chaos-logs/ in the working directory), since the lab's directory is removed.
   void KeepLogs();
   // Daemons built with ASan+UBSan (scripts/test.sh runs the chaos pass in build-asan) write their
-  // reports to their logs; a daemon that died of one is restarted like any crash, so the logs are
-  // read at the end. (Leak reports at exit are not counted: libvirt and gRPC keep caches.)
+  // reports to their logs (Lab::SanitizerReports); a daemon that died of one is restarted like any
+  // crash, so the logs are read at the end.
   void FindSanitizerReports();
-  // Every *.log under the lab's directory (the daemons' and qemu's).
-  std::vector<std::filesystem::path> LabLogs();
 
   const ChaosOptions& options_;
   std::mt19937_64 rng_;
@@ -158,6 +121,7 @@ class Run {
   std::unique_ptr<RunningTruth> truth_;
   ChaosRunResult result_;
   int seen_resets_ = 0;
+  bool keep_logs_ = false;  // an agent exited by itself
 };
 
 void Run::Supervise() {
@@ -168,10 +132,17 @@ void Run::Supervise() {
   const int resets = lab_.watchdog() != nullptr ? lab_.watchdog()->resets() : 0;
   for (int k = 1; k <= options_.hosts; ++k) {
     if (!lab_.AgentRunning(k)) {
-      result_.problems.push_back(
-          "note: " + lab_.HostName(k) + "'s agent is gone" +
-          (resets > seen_resets_ ? " (a watchdog reset a host)" : " (it exited by itself)") +
-          "; started again");
+      const std::optional<int> status = lab_.AgentWaitStatus(k);
+      // Only a watchdog reset kills an agent here (SIGKILL); anything else is the agent's own
+      // doing (a crash, an error exit): the run keeps its logs.
+      const bool by_itself = !status || !WIFSIGNALED(*status) || WTERMSIG(*status) != SIGKILL;
+      keep_logs_ = keep_logs_ || by_itself;
+      result_.problems.push_back("note: " + lab_.HostName(k) + "'s agent is gone (" +
+                                 (status ? DescribeWaitStatus(*status) : "?") +
+                                 (by_itself               ? ": it exited by itself, logs kept"
+                                  : resets > seen_resets_ ? ": a watchdog reset its host"
+                                                          : "") +
+                                 "); started again");
       lab_.StartAgent(k);
     }
   }
@@ -297,7 +268,12 @@ void Run::Fault() {
   result_.timeline.push_back(std::to_string(WallMillis()) + " " + kind);
   if (kind == "kill-controller") {
     lab_.KillController();
-    Sleep(Uniform(0, 1000));  // a supervisor's restart delay
+    // systemd's restart delay (RestartSec=300ms in regen-controller.service). The lab's
+    // restart_allowance (800 ms) covers that, the start and every agent's reconnect; a delay of
+    // up to 1 s, as here before, is a restart slower than the controller is configured for (chaos
+    // run 17 of 2026-12-07: 1.2 s of delay + start, then a reconnect slowed by a load of 14,
+    // outlasted the 2 s lease: 2 VMs fenced).
+    Sleep(Uniform(0, 300));
     lab_.StartController();
   } else if (kind == "kill-agent") {
     int k = RandomHost();
@@ -371,30 +347,10 @@ void Run::FinalChecks() {
   }
 }
 
-std::vector<std::filesystem::path> Run::LabLogs() {
-  namespace fs = std::filesystem;
-  std::vector<fs::path> logs;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(lab_.dir(), ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().extension() == ".log") logs.push_back(it->path());
-  }
-  return logs;
-}
-
 void Run::FindSanitizerReports() {
-  for (const auto& log : LabLogs()) {
-    std::ifstream in(log);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.find("ERROR: AddressSanitizer") != std::string::npos ||
-          line.find("runtime error:") != std::string::npos) {
-        ++result_.sanitizer_reports;
-        result_.problems.push_back("sanitizer report in " + log.filename().string() + ": " +
-                                   line.substr(0, 200));
-        break;
-      }
-    }
+  for (const auto& report : lab_.SanitizerReports()) {
+    ++result_.sanitizer_reports;
+    result_.problems.push_back("sanitizer report in " + report.substr(0, 400));
   }
 }
 
@@ -405,7 +361,7 @@ void Run::KeepLogs() {
                  ("run-" + std::to_string(result_.run));
   std::error_code ec;
   fs::create_directories(out, ec);
-  for (const auto& log : LabLogs()) {
+  for (const auto& log : lab_.LogFiles()) {
     std::string flat = fs::relative(log, lab_.dir(), ec).string();
     std::replace(flat.begin(), flat.end(), '/', '_');
     fs::copy_file(log, out / flat, fs::copy_options::overwrite_existing, ec);
@@ -426,6 +382,7 @@ ChaosRunResult Run::Go() {
   truth_ = std::make_unique<RunningTruth>(lab_.dir(), options_.hosts, options_.driver);
   if (!lab_.WaitAllRunning(static_cast<size_t>(options_.instances), std::chrono::seconds(120))) {
     result_.problems.push_back("the service never ran before any fault");
+    result_.never_ran = true;  // a run without faults proves nothing: it fails, logs kept
   } else {
     auto end = Clock::now() + std::chrono::seconds(options_.fault_seconds);
     while (Clock::now() < end) Fault();
@@ -440,14 +397,28 @@ ChaosRunResult Run::Go() {
     FinalChecks();
   }
   truth_->Stop();
-  if (lab_.watchdog() != nullptr) result_.watchdog_resets = lab_.watchdog()->resets();
+  if (lab_.watchdog() != nullptr) {
+    result_.watchdog_resets = lab_.watchdog()->resets();
+    result_.watchdog_late = lab_.watchdog()->late_resets();
+    result_.watchdog_max_late_ms = lab_.watchdog()->max_late_ms();
+    if (result_.watchdog_late > 0) {
+      result_.problems.push_back(
+          "HARNESS: the lab's stand-in watchdog reset " + std::to_string(result_.watchdog_late) +
+          " host(s) more than " + std::to_string(LabWatchdog::kLateMs) +
+          " ms after its timeout (latest " + std::to_string(result_.watchdog_max_late_ms) +
+          " ms late; a hardware watchdog is not late): the machine is too loaded for this run's "
+          "figures");
+    }
+  }
   for (const auto& d : truth_->duplicates()) result_.problems.push_back("DUPLICATE: " + d);
   result_.duplicates = static_cast<int>(truth_->duplicates().size());
   FindSanitizerReports();
   bool clean = result_.duplicates == 0 && result_.lost == 0 && result_.ips_twice == 0 &&
                result_.macs_twice == 0 && result_.flap_fences == 0 &&
                result_.controller_fences == 0 && result_.sanitizer_reports == 0;
-  if (!clean) {
+  // A run that did not converge keeps its logs too (it counts as clean when nothing was lost).
+  const bool converged = result_.max_converge_ms < options_.converge_timeout_s * 1000;
+  if (!clean || !converged || keep_logs_ || result_.never_ran) {
     result_.logs = lab_.Logs();
     for (const auto& t : result_.timeline) result_.logs += "fault " + t + "\n";
     if (lab_.watchdog() != nullptr) {
@@ -507,6 +478,8 @@ std::string ChaosTable(const std::vector<ChaosRunResult>& runs) {
     total.ips_twice += r.ips_twice;
     total.macs_twice += r.macs_twice;
     total.lost += r.lost;
+    total.watchdog_late += r.watchdog_late;
+    total.watchdog_max_late_ms = std::max(total.watchdog_max_late_ms, r.watchdog_max_late_ms);
   }
   std::snprintf(
       line, sizeof line, "%-4s %-12s %-6d %-6d %-6d %-6d %-6d %-6d %-10s %-5d %-5d %-5d %-5d\n",
@@ -514,6 +487,10 @@ std::string ChaosTable(const std::vector<ChaosRunResult>& runs) {
       total.failures, total.reallocations, (std::to_string(total.max_converge_ms) + "ms").c_str(),
       total.duplicates, total.ips_twice, total.macs_twice, total.lost);
   out << line;
+  out << "stand-in watchdog: " << total.watchdog_resets << " resets, " << total.watchdog_late
+      << " more than " << LabWatchdog::kLateMs << " ms late (latest " << total.watchdog_max_late_ms
+      << " ms after its timeout)"
+      << (total.watchdog_late > 0 ? ": HARNESS PROBLEM, the machine was too loaded" : "") << "\n";
   return out.str();
 }
 

@@ -30,6 +30,7 @@ const std::vector<std::string>& ChaosFaultKinds();
 struct ChaosRunResult {
   int run = 0;
   uint64_t seed = 0;
+  bool never_ran = false;  // the service never ran before the first fault: no fault injected
   std::map<std::string, int> faults;  // fault kind -> times injected
   int fences = 0;                     // "fenced" events (a domain destroyed for safety)
   int failures = 0;                   // "failure" events
@@ -43,8 +44,11 @@ struct ChaosRunResult {
   int flap_fences = 0;
   // Fences after a fault of the controller alone (kill -9, full disk, SQLite lock): must be 0.
   int controller_fences = 0;
-  int sanitizer_reports = 0;  // daemon logs with an ASan or UBSan report: must be 0          //
-                              // fences after a flap shorter than the lease: must be 0
+  int sanitizer_reports = 0;  // daemon logs with an ASan or UBSan report: must be 0
+  // Resets the lab's stand-in watchdog sent more than LabWatchdog::kLateMs after its timeout (a
+  // loaded machine; a real watchdog is not late): the harness's problem, reported apart.
+  int watchdog_late = 0;
+  int64_t watchdog_max_late_ms = 0;
   std::vector<std::string> problems;  // what went wrong, in words (empty: a clean run)
   std::vector<std::string> timeline;  // "unix_ms kind [host]" of every fault, and its end
   std::string logs;                   // log tails when there were problems

@@ -64,6 +64,9 @@ TEST(ChaosTest, RandomFaultsNeverRunAnInstanceTwiceNorLoseOne) {
     // The table so far after every run: a long run that is stopped still leaves its figures.
     std::printf("%s", ChaosTable(results).c_str());
     std::fflush(stdout);
+    EXPECT_FALSE(r.never_ran) << "run " << run << " (seed " << r.seed
+                              << "): the service never ran, so no fault was injected\n"
+                              << r.logs;
     EXPECT_EQ(r.duplicates, 0) << "run " << run << " (seed " << r.seed << ")\n" << r.logs;
     EXPECT_EQ(r.lost, 0) << "run " << run << " (seed " << r.seed << ")\n" << r.logs;
     EXPECT_EQ(r.ips_twice, 0) << "run " << run;

@@ -14,7 +14,9 @@
 #include <sstream>
 
 #include "agent/control_socket.h"
+#include "agent/fence_timing.h"
 #include "common/subprocess.h"
+#include "config/fields.h"
 
 namespace regen::testing {
 
@@ -61,7 +63,39 @@ TlsFiles Lab::ClientTls(const std::string& name) const {
   return t;
 }
 
-Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
+std::string FitHostDownAfter(LabOptions& options) {
+  if (options.watchdog_timeout_ms <= 0) return "";
+  auto lease = ParseDuration(options.fencing_lease);
+  auto down = ParseDuration(options.host_down_after);
+  if (!lease || !down) return "";  // the controller refuses it, naming the field
+  const std::chrono::milliseconds watchdog(options.watchdog_timeout_ms);
+  std::string problem = FenceTimingProblem(*lease, *down, watchdog);
+  if (problem.empty()) return "";
+  if (options.host_down_after != LabOptions().host_down_after) {
+    return "LabOptions (watchdog_timeout_ms " + std::to_string(options.watchdog_timeout_ms) +
+           "): " + problem;
+  }
+  options.host_down_after =
+      FormatDuration(*lease + watchdog + kFenceTimingMargin + std::chrono::milliseconds(250));
+  return "";
+}
+
+namespace {
+LabOptions Fitted(LabOptions options) {
+  if (std::string problem = FitHostDownAfter(options); !problem.empty()) ADD_FAILURE() << problem;
+  return options;
+}
+
+// The stand-in (a FIFO) has no timeout to read: the agent takes agent.yaml's (whole seconds,
+// rounded up) for its host_down_after check.
+std::string WatchdogYaml(const LabOptions& options, const std::string& host_dir) {
+  if (options.watchdog_timeout_ms <= 0) return "";
+  return "watchdog_device: " + host_dir + "/watchdog\nwatchdog_timeout: " +
+         std::to_string((options.watchdog_timeout_ms + 999) / 1000) + "s\n";
+}
+}  // namespace
+
+Lab::Lab(LabOptions options) : options_(Fitted(std::move(options))), dir_("regen-lab") {
   chmod(dir_.path().c_str(), 0755);  // qemu runs as libvirt-qemu and must reach its files
   controller_port_ = FreePort();
   controller_address_ = "127.0.0.1:" + std::to_string(controller_port_);
@@ -132,9 +166,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)), dir_("regen-lab") {
                        HostName(k) + ".crt\n  key: " + CertsDir() + "/" + HostName(k) + ".key\n"
                  : std::string("insecure: true\n")) +
             (options_.ha_controllers > 0 ? AgentEtcdBlock(k) : std::string()) +
-            (options_.watchdog_timeout_ms > 0 ? "watchdog_device: " + h + "/watchdog\n"
-                                              : std::string()) +
-            options_.agent_extra);
+            WatchdogYaml(options_, h) + options_.agent_extra);
   }
   if (options_.watchdog_timeout_ms > 0) {
     watchdog_ = std::make_unique<LabWatchdog>(
@@ -153,6 +185,41 @@ Lab::~Lab() {
     if (c) c->Stop();
   }
   KillProcesses(dir_.path() + "/");  // any qemu of this lab
+  for (const auto& report : SanitizerReports()) {
+    ADD_FAILURE() << "sanitizer report in a daemon's log " << report;
+  }
+}
+
+std::vector<std::filesystem::path> Lab::LogFiles() const {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> logs;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir_.path(), ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() == ".log") logs.push_back(it->path());
+  }
+  return logs;
+}
+
+std::vector<std::string> Lab::SanitizerReports() const {
+  std::vector<std::string> reports;
+  for (const auto& log : LogFiles()) {
+    std::ifstream in(log);
+    std::string line;
+    std::string report;
+    int lines = 0;  // of the report kept so far (the first 40)
+    while (std::getline(in, line) && lines < 40) {
+      if (lines == 0 && line.find("ERROR: AddressSanitizer") == std::string::npos &&
+          line.find("runtime error:") == std::string::npos &&
+          line.find("WARNING: ThreadSanitizer") == std::string::npos) {
+        continue;
+      }
+      report += line.substr(0, 300) + "\n";
+      ++lines;
+    }
+    if (lines > 0) reports.push_back(log.lexically_relative(dir_.path()).string() + ":\n" + report);
+  }
+  return reports;
 }
 
 std::string Lab::AgentConfigPath(int host) const {
@@ -170,8 +237,10 @@ void Lab::StartController() {
   // Wait for the port itself: a gRPC channel that failed once backs off for seconds.
   bool listening = WaitFor([&] { return PortOpen(controller_port_); },
                            std::chrono::milliseconds(10000), std::chrono::milliseconds(10));
-  ASSERT_TRUE(listening) << "controller did not start\n" << Logs();
+  // A client even when it did not start: callers go on with errors, not a null client (the
+  // chaos runner segfaulted on one).
   NewClient();
+  ASSERT_TRUE(listening) << "controller did not start\n" << Logs();
   ASSERT_TRUE(client_->ListHosts().ok()) << Logs();
 }
 

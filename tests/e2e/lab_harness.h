@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,6 +77,12 @@ struct LabOptions {
   int watchdog_timeout_ms = 0;
 };
 
+// With stand-in watchdogs (watchdog_timeout_ms > 0) host_down_after must exceed fencing_lease +
+// the watchdog's timeout + kFenceTimingMargin (agent/fence_timing.h; the agents check the same
+// rule): the default host_down_after grows to fit; a value the test set that does not fit is
+// returned as an error naming the three values (the Lab then fails the test).
+std::string FitHostDownAfter(LabOptions& options);
+
 inline constexpr char kEtcdRootPassword[] = "lab-root-pw";
 // Every lab agent announces 127.0.0.1 (one machine): the controller is told to accept that
 // (controller.yaml allow_loopback_hosts; issue 15, finding 3).
@@ -102,6 +109,17 @@ class Lab {
   bool AgentRunning(int host) {
     auto it = agents_.find(host);
     return it != agents_.end() && it->second && it->second->Running();
+  }
+  // host's agent's waitpid status once AgentRunning() said false (ChildProcess::wait_status).
+  std::optional<int> AgentWaitStatus(int host) const {
+    auto it = agents_.find(host);
+    return it != agents_.end() && it->second ? it->second->wait_status() : std::nullopt;
+  }
+  // The (embedded) controller's / host's agent's pid; -1 when it was not started.
+  int ControllerPid() const { return controller_ ? controller_->pid() : -1; }
+  int AgentPid(int host) const {
+    auto it = agents_.find(host);
+    return it != agents_.end() && it->second ? it->second->pid() : -1;
   }
   // options.watchdog_timeout_ms: the stand-in watchdogs (null without).
   LabWatchdog* watchdog() { return watchdog_.get(); }
@@ -162,6 +180,13 @@ class Lab {
   std::vector<v1::Event> Events();
   // Log tails for failure messages.
   std::string Logs();
+  // Every *.log under the lab's directory (the daemons' and qemu's).
+  std::vector<std::filesystem::path> LogFiles() const;
+  // Daemons built with sanitizers (build-asan's, build-tsan's) write their reports to their logs:
+  // one entry per log holding an ASan, UBSan or TSan report ("FILE: the report's first lines").
+  // Leak reports at exit are not counted (libvirt and gRPC keep caches). The destructor fails the
+  // test for each, after stopping the daemons.
+  std::vector<std::string> SanitizerReports() const;
 
   // A service spec (no disk image) with `instances` in `uds` update domains.
   static std::string ServiceYaml(const std::string& name, int instances, int uds,

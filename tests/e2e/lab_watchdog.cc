@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,15 +39,25 @@ std::vector<std::string> LabWatchdog::log() {
   return log_;
 }
 
-void LabWatchdog::Reset(int host, int64_t silent_ms) {
+void LabWatchdog::Reset(int host, SteadyClock::time_point last_pet) {
   const std::string needle = dir_ + "/host-" + std::to_string(host) + "/";
   auto victims = FindProcesses(needle);
-  KillProcesses(needle);
+  for (int pid : victims) kill(pid, SIGKILL);
+  // Late by: from the moment the timeout ran out to the signals sent.
+  const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                          (last_pet + timeout_))
+                        .count();
   ++resets_;
+  if (late > kLateMs) ++late_resets_;
+  int64_t seen = max_late_ms_.load();
+  while (late > seen && !max_late_ms_.compare_exchange_weak(seen, late)) {
+  }
   std::lock_guard lock(mu_);
   log_.push_back(std::to_string(WallMillis()) + " host-" + std::to_string(host) +
-                 " reset by its watchdog: not petted for " + std::to_string(silent_ms) + " ms, " +
-                 std::to_string(victims.size()) + " process(es) killed");
+                 " reset by its watchdog: not petted for " +
+                 std::to_string(timeout_.count() + late) + " ms (" + std::to_string(late) +
+                 " ms after its timeout" + (late > kLateMs ? ": LATE, the harness's fault" : "") +
+                 "), " + std::to_string(victims.size()) + " process(es) killed");
 }
 
 void LabWatchdog::Loop() {
@@ -71,10 +82,9 @@ void LabWatchdog::Loop() {
         close(fds_[i]);
         fds_[i] = open(Device(static_cast<int>(i) + 1).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
       }
-      auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - last[i]);
-      if (armed[i] && silent > timeout_) {
+      if (armed[i] && now - last[i] > timeout_) {
         armed[i] = false;
-        Reset(static_cast<int>(i) + 1, silent.count());
+        Reset(static_cast<int>(i) + 1, last[i]);
       }
     }
   }

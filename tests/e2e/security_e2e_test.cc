@@ -8,6 +8,7 @@
 // neither tls nor insecure does not start, and insecure mode warns.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -15,6 +16,7 @@
 
 #include "common/grpc_tls.h"
 #include "common/proto/regen.grpc.pb.h"
+#include "common/subprocess.h"
 #include "ctl/regenctl.h"
 #include "tests/e2e/lab_harness.h"
 
@@ -201,6 +203,42 @@ TEST(SecurityE2eTest, OnlyAnAgentWithItsOwnCertificateFromTheCaJoins) {
   EXPECT_TRUE(Contains(ro.out, "host-1")) << ro.out;
 }
 
+// SIGHUP (an operator's `systemctl reload`, or `kill -HUP` after replacing certificates): the
+// controller re-reads its tls: files at once instead of at the next reload_interval, and neither
+// daemon ends (SIGHUP's default action ended both before); the host stays up.
+TEST(SecurityE2eTest, SighupReReadsTheCertificatesAndEndsNoDaemon) {
+  LabOptions o;
+  o.hosts = 1;
+  o.tls = true;
+  Lab lab(o);
+  lab.StartController();
+  lab.StartAgent(1);
+  ASSERT_TRUE(WaitFor([&] { return lab.HostState("host-1") == "up"; }, milliseconds(20000),
+                      milliseconds(50)))
+      << lab.Logs();
+  ASSERT_EQ(kill(lab.ControllerPid(), SIGHUP), 0);
+  ASSERT_EQ(kill(lab.AgentPid(1), SIGHUP), 0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Contains(ReadFileOrDie(lab.dir() + "/controller.log"),
+                        "SIGHUP: re-reading the TLS files");
+      },
+      milliseconds(10000)))
+      << lab.Logs();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Contains(ReadFileOrDie(lab.dir() + "/host-1/agent.log"),
+                        "SIGHUP: nothing to reload");
+      },
+      milliseconds(10000)))
+      << lab.Logs();
+  // The re-read found the same files: nothing refused, nothing new.
+  EXPECT_FALSE(Contains(ReadFileOrDie(lab.dir() + "/controller.log"), "keeping the certificates"));
+  EXPECT_TRUE(lab.ControllerRunning());
+  EXPECT_TRUE(lab.AgentRunning(1));
+  EXPECT_EQ(lab.HostState("host-1"), "up");
+}
+
 TEST(SecurityE2eTest, RegenctlNeedsCredentialsAndTheRoleForTheCall) {
   LabOptions o;
   o.hosts = 2;
@@ -337,6 +375,25 @@ TEST(SecurityE2eTest, RegenctlNeedsCredentialsAndTheRoleForTheCall) {
       with({"--ca", ca, "--token-file", lab.dir() + "/nope.token"}, {"host", "list"});
   EXPECT_EQ(no_token.code, 2);
   EXPECT_TRUE(Contains(no_token.err, "--token-file")) << no_token.err;
+
+  // --crl: a controller whose certificate the CA revoked is refused; without --crl it is not.
+  CtlResult crl_alone = with({"--crl", certs + "crl.pem"}, {"host", "list"});
+  EXPECT_EQ(crl_alone.code, 2);
+  EXPECT_TRUE(Contains(crl_alone.err, "--crl needs --ca")) << crl_alone.err;
+  RealCommandRunner runner;
+  auto revoked = CheckedRun(
+      runner, {SourceDir() + "/scripts/gen-certs.sh", "--revoke", lab.CertsDir(), "controller"},
+      milliseconds(60000));
+  ASSERT_TRUE(revoked.ok()) << revoked.status().ToString();
+  std::vector<std::string> with_crl = readonly_token;
+  with_crl.insert(with_crl.end(), {"--crl", certs + "crl.pem"});
+  CtlResult refused = with(with_crl, {"host", "list"});
+  EXPECT_EQ(refused.code, 1) << refused.out;
+  EXPECT_FALSE(Contains(refused.out, "host-1")) << refused.out;
+  EXPECT_TRUE(Contains(refused.err, "--crl says the controller's certificate is revoked"))
+      << refused.err;
+  CtlResult without_crl = with(readonly_token, {"host", "list"});
+  EXPECT_EQ(without_crl.code, 0) << without_crl.err;
 
   // The environment works like the flags.
   setenv("REGEN_CA", ca.c_str(), 1);

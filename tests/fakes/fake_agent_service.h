@@ -67,6 +67,11 @@ class FakeAgentService final : public v1::AgentService::Service {
     interval_ms_ = heartbeat_interval_ms;
     hold_ms_ = hold_ms;
   }
+  // What each ack says as host_down_after_ms from now on (0: not said).
+  void SetHostDownAfter(int64_t host_down_after_ms) {
+    MutexLock lock(mu_);
+    host_down_after_ms_ = host_down_after_ms;
+  }
   // Sent right after each Hello (nullopt: none).
   void SetDesired(std::optional<v1::DesiredInstances> desired) {
     MutexLock lock(mu_);
@@ -145,6 +150,7 @@ class FakeAgentService final : public v1::AgentService::Service {
         a->set_fencing_lease_ms(lease_ms_);
         a->set_heartbeat_interval_ms(interval_ms_);
         a->set_hold_ms(hold_ms_);
+        a->set_host_down_after_ms(host_down_after_ms_);
       }
       if (!stream->Write(ack)) break;
     }
@@ -158,6 +164,7 @@ class FakeAgentService final : public v1::AgentService::Service {
   int64_t lease_ms_ GUARDED_BY(mu_) = 3000;
   int64_t interval_ms_ GUARDED_BY(mu_) = 500;
   int64_t hold_ms_ GUARDED_BY(mu_) = 0;
+  int64_t host_down_after_ms_ GUARDED_BY(mu_) = 0;
   std::optional<v1::DesiredInstances> desired_ GUARDED_BY(mu_);
   std::optional<std::string> standby_ GUARDED_BY(mu_);
   int64_t standby_refusals_ GUARDED_BY(mu_) = 0;

@@ -19,6 +19,11 @@ class FakeHypervisor : public Hypervisor {
   Status DefineAndStart(const std::string& name, const std::string& domain_xml) override;
   Status DestroyAndUndefine(const std::string& name) override;
   Result<HostCapacity> Capacity() override;
+  // driver_name and domain_capabilities (the same answer for every virttype), as set below.
+  Result<std::string> DriverName() override { return driver_name; }
+  Result<std::string> DomainCapabilities(const std::string&) override {
+    return domain_capabilities;
+  }
   void SetEventCallback(EventCallback cb) override;
   void SetConnectionCallback(ConnectionCallback cb) override;
 
@@ -35,6 +40,8 @@ class FakeHypervisor : public Hypervisor {
   int defines() const;
   int destroys() const;
   HostCapacity capacity;
+  std::string driver_name = "TEST";
+  Result<std::string> domain_capabilities = Status(Code::kFailedPrecondition, "not supported");
 
  private:
   struct Domain {

@@ -119,15 +119,16 @@ class FakeStore : public Store {
 };
 
 // Wraps a Store; transaction number `fail_at` (1-based, counted from construction) fails with
-// UNAVAILABLE before anything of it is written; 0 = never. Reads pass through.
+// UNAVAILABLE before anything of it is written; 0 = never. FailAll(true) fails every one until
+// FailAll(false) (a full disk). Reads pass through.
 class FaultyStore : public Store {
  public:
   FaultyStore(Store& inner, int fail_at) : inner_(inner), fail_at_(fail_at) {}
 
   Result<StoreSnapshot> LoadAll() override { return inner_.LoadAll(); }
   Status Transaction(const std::function<Status(StoreTxn&)>& body) override {
-    if (++transactions_ == fail_at_) {
-      return Unavailable("store: injected failure of write " + std::to_string(fail_at_) +
+    if (++transactions_ == fail_at_ || fail_all_) {
+      return Unavailable("store: injected failure of write " + std::to_string(transactions_) +
                          " (disk I/O error)");
     }
     return inner_.Transaction(body);
@@ -142,10 +143,12 @@ class FaultyStore : public Store {
     return inner_.DnsNames(zone);
   }
   int transactions() const { return transactions_; }
+  void FailAll(bool on) { fail_all_ = on; }
 
  private:
   Store& inner_;
   int fail_at_;
+  bool fail_all_ = false;
   int transactions_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -99,9 +100,10 @@ ChildProcess::~ChildProcess() { Stop(); }
 bool ChildProcess::Running() {
   if (pid_ <= 0 || reaped_) return false;
   int status = 0;
-  if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
-  reaped_ = true;
-  status_ = status;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == 0 || (r < 0 && errno == EINTR)) return true;
+  reaped_ = true;  // exited; or reaped by someone else (ECHILD): gone either way
+  status_ = r == pid_ ? status : -1;
   return false;
 }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,11 @@ class ChildProcess {
   int Stop();
   // Sends SIGKILL (unless it already exited) and reaps.
   void Kill();
+  // Its waitpid status once Running() said false; nullopt while it runs (or when someone else
+  // reaped it). DescribeWaitStatus (common/subprocess.h) puts it in words.
+  std::optional<int> wait_status() const {
+    return reaped_ && status_ >= 0 ? std::optional<int>(status_) : std::nullopt;
+  }
 
  private:
   int pid_ = -1;

@@ -1,12 +1,12 @@
 // libFuzzer target: the real controller (controller/controller.h) over an in-memory store that
-// fails the writes the input chooses (the controller then dies and restarts from the store), fed a
+// refuses the writes the input chooses (the controller stays up and re-reads the store) or dies at
+// a write (kill -9: a new controller loads the store), fed a
 // sequence of agent messages (Hello, Heartbeat, DomainsReport, DomainEvent, disconnect) and admin
-// requests (apply, scale, drain, failover) and clock ticks, all drawn from the input with
-// FuzzedDataProvider. After every step: no instance is in the desired set of two hosts, no IP is
-// held twice, every instance's host is known; at the end a second controller loads what the first
-// one stored (the controller restarts from its own database). Fuzzer thread only.
-#include <fuzzer/FuzzedDataProvider.h>
-
+// requests (apply, drain, failover, service delete, host undrain/cordon, upgrades, maintenance)
+// and clock ticks. The input is a regen.fuzz.ControllerInput (fuzz_input.proto), mutated field by
+// field by proto_mutator.h; the seeds are text protos. After every step: no instance is in the
+// desired set of two hosts, no IP is held twice, memory holds what the store holds; at the end a
+// second controller loads what the first one stored. Fuzzer thread only.
 #include <chrono>
 #include <map>
 #include <memory>
@@ -14,36 +14,45 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "common/log.h"
 #include "controller/controller.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_store.h"
+#include "tests/fuzz/fuzz_input.pb.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/proto_mutator.h"
 
 namespace regen::fuzz {
 namespace {
 
-// A failed state write makes the real controller exit (DieOnStoreWriteFailure, std::_Exit) and
-// systemd restart it from the store. Here the failing write throws this instead, the Driver drops
-// the controller where it stood and loads a new one from the store, as the restart would.
+// The controller process killed at a write (kill -9): the Driver drops the controller where it
+// stood and loads a new one from the store, as the restart would.
 struct ControllerDied {};
 
-// The FakeStore, with the Nth write of the current step failing when the input says so (a full
-// disk, a lost lock): nothing of that write is stored.
+// The FakeStore, with the Nth write of the current step refused when the input says so (a full
+// disk, a lost lock: nothing of that write is stored, the controller goes on) or the process
+// killed there.
 class FlakyStore : public testing::FakeStore {
  public:
   Status Transaction(const std::function<Status(StoreTxn&)>& body) override {
-    if (++writes_ == fail_at_) throw ControllerDied{};
+    if (++writes_ == fail_at_) {
+      if (die_) throw ControllerDied{};
+      return Unavailable("store: refused write (fuzz)");
+    }
     return FakeStore::Transaction(body);
   }
-  void FailWrite(int nth) {
+  void FailWrite(int nth, bool die = false) {
     writes_ = 0;
     fail_at_ = nth;
+    die_ = die;
   }
 
  private:
   int writes_ = 0;
   int fail_at_ = 0;  // 0: none
+  bool die_ = false;
 };
 
 class Sink : public AgentSink {
@@ -54,36 +63,52 @@ class Sink : public AgentSink {
   v1::ControllerMessage last_desired;
 };
 
+// The hosts whose desired sets the invariants look at (the dictionary's hosts).
 const char* const kHosts[] = {"host-1", "host-2", "host-3", "host-4", "", "Host_5", "h/../6"};
-const char* const kAddresses[] = {"192.0.2.1", "192.0.2.2", "192.0.2.3", "127.0.0.1",
-                                  "",          "::1",       "300.1.1.1", "192.0.2.1 "};
-const char* const kServices[] = {"web", "db"};
 
-std::string Pick(FuzzedDataProvider& in, const char* const* list, size_t n) {
-  return list[in.ConsumeIntegralInRange<size_t>(0, n - 1)];
+// What the mutator puts into string fields: the hosts, addresses, services, instances and
+// versions the controller knows, and bad ones.
+const std::vector<std::string>& Dictionary() {
+  static const auto* words = [] {
+    auto* w = new std::vector<std::string>{"host-1",    "host-2",
+                                           "host-3",    "host-4",
+                                           "",          "Host_5",
+                                           "h/../6",    "192.0.2.1",
+                                           "192.0.2.2", "192.0.2.3",
+                                           "127.0.0.1", "::1",
+                                           "300.1.1.1", "192.0.2.1 ",
+                                           "web",       "db",
+                                           "v1",        "v2",
+                                           "v3",        "auto",
+                                           "manual",    "../../etc",
+                                           "-x",        "web-",
+                                           "10.10.0.2", "52:54:00:00:00:01",
+                                           "op-1",      "op-2",
+                                           "crashed",   "health check failed"};
+    for (int i = 0; i < 14; ++i) w->push_back("web-" + std::to_string(i));
+    for (int i = 0; i < 7; ++i) w->push_back("db-" + std::to_string(i));
+    return w;
+  }();
+  return *words;
 }
-#define PICK(in, list) Pick(in, list, sizeof(list) / sizeof(list[0]))
 
 // The values are drawn in statement order (the order of operands of + is unspecified).
-std::string SpecYaml(FuzzedDataProvider& in) {
-  const std::string service = PICK(in, kServices);
-  const int instances = in.ConsumeIntegralInRange(0, 12);
-  const int uds = in.ConsumeIntegralInRange(1, 3);
-  const int vcpus = in.ConsumeIntegralInRange(1, 8);
-  const bool keep = in.ConsumeBool();
-  const bool v1 = in.ConsumeBool();
-  std::string subnet = service == "web" ? "10.10.0.0/28" : "10.20.0.0/29";
-  return "name: " + service + "\ninstances: " + std::to_string(instances) +
-         "\nupdate_domains: " + std::to_string(uds) +
+std::string SpecYaml(const ServiceKnobs& k) {
+  const bool web = k.service() == 0;
+  const int instances = static_cast<int>(static_cast<uint32_t>(k.instances()) % 16);
+  const int uds = 1 + static_cast<int>(static_cast<uint32_t>(k.update_domains()) % 3);
+  const int vcpus = 1 + static_cast<int>(static_cast<uint32_t>(k.vcpus()) % 8);
+  return std::string("name: ") + (web ? "web" : "db") +
+         "\ninstances: " + std::to_string(instances) + "\nupdate_domains: " + std::to_string(uds) +
          "\nflavor:\n  vcpus: " + std::to_string(vcpus) +
-         "\n  memory_mib: 256\nnetwork:\n  subnet: " + subnet +
-         "\n  ip_policy: " + (keep ? "keep" : "new") +
-         "\nversions:\n  v1: {}\n  v2: {}\nversion: " + (v1 ? "v1" : "v2") + "\n";
+         "\n  memory_mib: 256\nnetwork:\n  subnet: " + (web ? "10.10.0.0/28" : "10.20.0.0/29") +
+         "\n  ip_policy: " + (k.keep_ips() ? "keep" : "new") +
+         "\nversions:\n  v1: {}\n  v2: {}\nversion: " + (k.version() == "v2" ? "v2" : "v1") + "\n";
 }
 
 class Driver {
  public:
-  explicit Driver(FuzzedDataProvider& in) : in_(in) {
+  Driver() {
     config_.heartbeat_interval = std::chrono::milliseconds(500);
     config_.fencing_lease = std::chrono::milliseconds(2000);
     config_.host_down_after = std::chrono::milliseconds(3000);
@@ -91,11 +116,12 @@ class Driver {
     Check(controller_->Load().ok(), "controller: empty store does not load");
   }
 
-  void Step() {
-    const int fail = in_.ConsumeIntegralInRange(0, 15);
-    store_.FailWrite(fail < 3 ? fail + 1 : 0);
+  void Step(const ControllerStep& step) {
+    // 1-3: that write of the step is refused; 4-6: the process dies at write 1-3.
+    const int64_t f = step.fail_write();
+    store_.FailWrite(f >= 1 && f <= 6 ? static_cast<int>((f - 1) % 3 + 1) : 0, f >= 4 && f <= 6);
     try {
-      Dispatch();
+      Dispatch(step);
     } catch (const ControllerDied&) {
       Restart();
     }
@@ -122,124 +148,114 @@ class Driver {
     Check(s.ok(), "controller: cannot restart from its own store: " + s.ToString());
   }
 
-  void Dispatch() {
-    switch (in_.ConsumeIntegralInRange(0, 10)) {
-      case 0:
-        Hello();
+  void Dispatch(const ControllerStep& step) {
+    switch (step.op_case()) {
+      case ControllerStep::kHello:
+        (void)controller_->OnHello(step.hello(), &sinks_[step.hello().host()]);
         break;
-      case 1: {
-        v1::Heartbeat hb;
-        hb.set_host(PICK(in_, kHosts));
-        hb.set_sequence(++sequence_);
-        hb.set_sent_unix_ms(clock_.WallMillis());
-        controller_->OnHeartbeat(hb.host(), hb, &sinks_[hb.host()]);
+      case ControllerStep::kHeartbeat:
+        controller_->OnHeartbeat(step.heartbeat().host(), step.heartbeat(),
+                                 &sinks_[step.heartbeat().host()]);
         break;
-      }
-      case 2:
-        Report(/*faithful=*/true);
+      case ControllerStep::kReport:
+        controller_->OnDomainsReport(step.report().host(), step.report());
         break;
-      case 3:
-        Report(/*faithful=*/false);
+      case ControllerStep::kFaithfulReport:
+        FaithfulReport(step.faithful_report());
         break;
-      case 4:
-        Event();
+      case ControllerStep::kEvent:
+        controller_->OnDomainEvent(step.event().host(), step.event());
         break;
-      case 5: {
-        std::string host = PICK(in_, kHosts);
-        controller_->OnDisconnect(host, &sinks_[host]);
+      case ControllerStep::kDisconnect:
+        controller_->OnDisconnect(step.disconnect(), &sinks_[step.disconnect()]);
         break;
-      }
-      case 6:
-      case 7: {
+      case ControllerStep::kApply: {
         v1::ApplyServiceRequest req;
-        req.set_spec_yaml(SpecYaml(in_));
+        req.set_spec_yaml(SpecYaml(step.apply()));
         req.set_file_name("service.yaml");
         (void)controller_->ApplyService(req);
         break;
       }
-      case 8: {
-        v1::DrainRequest req;
-        req.set_host(PICK(in_, kHosts));
-        (void)controller_->Drain(req);
+      case ControllerStep::kDrain:
+        (void)controller_->Drain(step.drain());
         break;
-      }
-      case 9: {
-        v1::FailoverRequest req;
-        req.set_instance(AnInstance());
-        if (in_.ConsumeBool()) req.set_to_host(PICK(in_, kHosts));
-        (void)controller_->Failover(req);
+      case ControllerStep::kFailover:
+        (void)controller_->Failover(step.failover());
+        break;
+      case ControllerStep::kDeleteService:
+        (void)controller_->DeleteService(step.delete_service());
+        break;
+      case ControllerStep::kHostChange: {
+        const uint32_t v = step.host_change().verb();
+        (void)controller_->ChangeHost(step.host_change().request(), v == 0   ? HostVerb::kUndrain
+                                                                    : v == 1 ? HostVerb::kCordon
+                                                                             : HostVerb::kUncordon);
         break;
       }
       default:
-        clock_.Advance(std::chrono::milliseconds(in_.ConsumeIntegralInRange(0, 5000)));
+        DispatchMore(step);
+    }
+  }
+
+  void DispatchMore(const ControllerStep& step) {
+    switch (step.op_case()) {
+      case ControllerStep::kUpgradeStart:
+        (void)controller_->UpgradeStart(step.upgrade_start());
+        break;
+      case ControllerStep::kUpgradeStep: {
+        const auto& req = step.upgrade_step().request();
+        switch (step.upgrade_step().what()) {
+          case 0:
+            (void)controller_->UpgradePause(req);
+            break;
+          case 1:
+            (void)controller_->UpgradeResume(req);
+            break;
+          case 2:
+            (void)controller_->UpgradeNextUd(req);
+            break;
+          default:
+            (void)controller_->UpgradeRollback(req);
+        }
+        break;
+      }
+      case ControllerStep::kMaintenanceStart:
+        (void)controller_->MaintenanceStart(step.maintenance_start());
+        break;
+      case ControllerStep::kMaintenanceEnd:
+        (void)controller_->MaintenanceEnd(step.maintenance_end());
+        break;
+      case ControllerStep::kTickMs:
+      default:  // an empty step is a tick too
+        clock_.Advance(std::chrono::milliseconds(step.tick_ms() % 10000));
         controller_->Tick();
     }
   }
 
-  void Hello() {
-    v1::Hello hello;
-    hello.set_host(PICK(in_, kHosts));
-    hello.set_address(PICK(in_, kAddresses));
-    auto* cap = hello.mutable_capacity();
-    cap->set_vcpus(in_.ConsumeIntegralInRange<int64_t>(-4, 64));
-    cap->set_memory_mib(in_.ConsumeIntegralInRange<int64_t>(-1, 65536));
-    cap->set_disk_gib(in_.ConsumeIntegralInRange<int64_t>(0, 100));
-    cap->set_bandwidth_mbps(in_.ConsumeIntegralInRange<int64_t>(0, 10000));
-    (void)controller_->OnHello(hello, &sinks_[hello.host()]);
-  }
-
-  std::string AnInstance() {
-    const auto& all = controller_->instances();
-    if (all.empty() || in_.ConsumeIntegralInRange(0, 7) == 0) {
-      return "web-" + std::to_string(in_.ConsumeIntegralInRange(0, 20));
-    }
-    auto it = all.begin();
-    std::advance(it, in_.ConsumeIntegralInRange<size_t>(0, all.size() - 1));
-    return it->first;
-  }
-
-  // faithful: the host's last desired set, running; otherwise arbitrary domains in any state.
-  void Report(bool faithful) {
-    std::string host = PICK(in_, kHosts);
+  // The host's last desired set, running (but the skipped ones).
+  void FaithfulReport(const regen::fuzz::FaithfulReport& f) {
     v1::DomainsReport report;
-    report.set_host(host);
-    if (faithful) {
-      for (const auto& s : sinks_[host].last_desired.action().desired().instances()) {
-        if (in_.ConsumeIntegralInRange(0, 5) == 0) continue;
-        auto* d = report.add_domains();
-        d->set_name(s.name());
-        d->set_state(v1::DOMAIN_STATE_RUNNING);
-        d->set_generation(s.generation());
-        d->set_service(s.service());
-        d->set_update_domain(s.update_domain());
-        d->set_version(s.version());
-      }
-    } else {
-      int n = in_.ConsumeIntegralInRange(0, 4);
-      for (int i = 0; i < n; ++i) {
-        auto* d = report.add_domains();
-        d->set_name(AnInstance());
-        d->set_state(static_cast<v1::DomainState>(in_.ConsumeIntegralInRange(0, 5)));
-        d->set_generation(in_.ConsumeIntegralInRange<int64_t>(-1, 5));
-        d->set_service(PICK(in_, kServices));
-        d->set_health(static_cast<v1::HealthState>(in_.ConsumeIntegralInRange(0, 3)));
-      }
+    report.set_host(f.host());
+    report.set_complete(true);
+    int i = 0;
+    for (const auto& s : sinks_[f.host()].last_desired.action().desired().instances()) {
+      if ((f.skip_mask() >> (i++ % 64)) & 1) continue;
+      auto* d = report.add_domains();
+      d->set_name(s.name());
+      d->set_state(v1::DOMAIN_STATE_RUNNING);
+      d->set_generation(s.generation());
+      d->set_service(s.service());
+      d->set_update_domain(s.update_domain());
+      d->set_version(s.version());
     }
-    controller_->OnDomainsReport(host, report);
-  }
-
-  void Event() {
-    v1::DomainEvent ev;
-    ev.set_host(PICK(in_, kHosts));
-    ev.set_instance(AnInstance());
-    ev.set_generation(in_.ConsumeIntegralInRange<int64_t>(-1, 5));
-    ev.set_state(static_cast<v1::DomainState>(in_.ConsumeIntegralInRange(0, 5)));
-    ev.set_reason("crashed");
-    ev.set_detected_by(v1::DETECTED_BY_EVENT);
-    controller_->OnDomainEvent(ev.host(), ev);
+    controller_->OnDomainsReport(f.host(), report);
   }
 
   void CheckInvariants() {
+    ClusterState stored(store_);
+    Check(stored.Load().ok(), "controller: its store does not load");
+    Check(stored.instances() == controller_->instances(),
+          "controller: memory holds other instances than the store");
     std::map<std::string, std::string> where;  // instance -> host whose desired set has it
     for (const char* host : kHosts) {
       for (const auto& spec : controller_->DesiredFor(host)) {
@@ -255,28 +271,35 @@ class Driver {
     }
   }
 
-  FuzzedDataProvider& in_;
   ControllerConfig config_;
   testing::FakeClock clock_;
   FlakyStore store_;
   std::map<std::string, Sink> sinks_;
   std::unique_ptr<Controller> controller_;
-  uint64_t sequence_ = 0;
 };
 
 }  // namespace
 }  // namespace regen::fuzz
 
+REGEN_FUZZ_PROTO_MUTATOR(regen::fuzz::ControllerInput)
+
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   regen::InitLogging("controller_fuzz",
-                     "off");  // the controller's logs would cost most of the time
+                     "off");                 // the controller's logs would cost most of the time
+  google::protobuf::SetLogHandler(nullptr);  // text-format seeds that do not parse, ...
+  regen::fuzz::SetStringDictionary(&regen::fuzz::Dictionary());
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  FuzzedDataProvider in(data, size);
-  regen::fuzz::Driver driver(in);
-  for (int step = 0; step < 64 && in.remaining_bytes() > 0; ++step) driver.Step();
+  regen::fuzz::ControllerInput input;
+  if (!regen::fuzz::ParseInput(data, size, &input)) return -1;  // not a ControllerInput: skip
+  regen::fuzz::Driver driver;
+  int steps = 0;
+  for (const auto& step : input.steps()) {
+    if (++steps > 64) break;
+    driver.Step(step);
+  }
   driver.CheckRestart();
   return 0;
 }

@@ -17,7 +17,8 @@ AgentHarness::AgentHarness(AgentSetup setup) : setup_(std::move(setup)), dir_("r
       "\n" + "libvirt_events: " + (setup_.events ? "true" : "false") + "\n" + "ovs:\n  bridge: \"" +
       setup_.bridge + "\"\n" + "state_dir: " + dir_.File("state") + "\n" +
       "control_socket: " + dir_.File("agent.sock") + "\n" +
-      "desired_file: " + dir_.File("desired.yaml") + "\n" + "log_level: debug\n";
+      "desired_file: " + dir_.File("desired.yaml") + "\n" + "log_level: debug\n" +
+      setup_.extra_yaml;
   WriteFileOrDie(config_path(), yaml);
   if (!setup_.desired_yaml.empty()) WriteDesired(setup_.desired_yaml);
 }
@@ -37,9 +38,10 @@ void AgentHarness::Stop() {
   process_.reset();
 }
 
-nlohmann::json AgentHarness::Status() {
-  auto r =
-      ControlSocketCall(dir_.File("agent.sock"), {{"command", "status"}}, std::chrono::seconds(5));
+nlohmann::json AgentHarness::Status() { return Command({{"command", "status"}}); }
+
+nlohmann::json AgentHarness::Command(const nlohmann::json& request) {
+  auto r = ControlSocketCall(dir_.File("agent.sock"), request, std::chrono::seconds(5));
   if (!r.ok()) return nullptr;
   return *r;
 }

@@ -19,6 +19,7 @@ struct AgentSetup {
   std::string poll_interval = "100ms";
   bool events = true;
   std::string desired_yaml = {};  // content of the desired file
+  std::string extra_yaml = {};    // appended to agent.yaml (e.g. controller_address)
 };
 
 class AgentHarness {
@@ -32,6 +33,8 @@ class AgentHarness {
   void Stop();
   // The agent's status (via the control socket); null json on failure.
   nlohmann::json Status();
+  // Any control socket command ({"command": ...}); null json on failure.
+  nlohmann::json Command(const nlohmann::json& request);
   // Waits until the named domain is running per the agent's status.
   bool WaitRunning(const std::string& name, std::chrono::milliseconds timeout);
   void WriteDesired(const std::string& yaml);
@@ -40,6 +43,17 @@ class AgentHarness {
   AgentSetup setup_;
   TempDir dir_;
   std::unique_ptr<ChildProcess> process_;
+};
+
+// Whatever happens to the test, on scope exit: the agent stops first (so it re-creates nothing),
+// then no process under `root` (its qemus) survives.
+struct StopAgentThenKillRoot {
+  AgentHarness& agent;
+  std::string root;
+  ~StopAgentThenKillRoot() {
+    agent.Stop();
+    KillProcesses(root);
+  }
 };
 
 // A single-instance desired file: 64 MiB, 1 vCPU, no disk.

@@ -44,17 +44,7 @@ TEST_P(AgentQemuCrashTest, KilledQemuIsDetectedAndRecreated) {
   setup.poll_interval = events ? "2s" : "100ms";
   setup.desired_yaml = OneInstanceDesired("crash-0");
   AgentHarness agent(setup);
-  // Whatever happens, no qemu of this root survives the test.
-  // Whatever happens, the agent stops first (so it re-creates nothing), then no qemu of this
-  // root survives the test.
-  struct Cleanup {
-    AgentHarness& agent;
-    std::string root;
-    ~Cleanup() {
-      agent.Stop();
-      KillProcesses(root);
-    }
-  } cleanup{agent, root.path()};
+  StopAgentThenKillRoot cleanup{agent, root.path()};
 
   agent.Start();
   ASSERT_TRUE(agent.WaitRunning("crash-0", milliseconds(60000))) << agent.log();

@@ -1,11 +1,14 @@
 // The controller's bounds on streams (controller/stream_guards.h) on a real ControllerServer over
 // SQLite and real gRPC: an agent stream that never says hello is closed after hello_timeout;
 // streams waiting for their hello and `events --follow` streams are limited in number (the next
-// gets RESOURCE_EXHAUSTED, a slot given back is usable again); a real hello still connects.
+// gets RESOURCE_EXHAUSTED, a slot given back is usable again); a real hello still connects. An
+// exception thrown by a step on the main loop (a bug) is caught at that boundary: the caller gets
+// INTERNAL and the server goes on serving.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "common/proto/regen.grpc.pb.h"
@@ -156,6 +159,24 @@ TEST_F(ServerLimitsTest, EventFollowersAreBoundedAndSlotsComeBack) {
       milliseconds(10000), milliseconds(50));
   EXPECT_TRUE(let_in);
   b->context.TryCancel();
+}
+
+TEST_F(ServerLimitsTest, AnExceptionInAStepIsCaughtAndTheServerGoesOn) {
+  Start(StreamLimits{});
+  server_->Post([] { throw std::runtime_error("boom in a posted step"); });
+  Status failed =
+      server_->Call<Status>([]() -> Status { throw std::out_of_range("boom in a call"); });
+  EXPECT_EQ(failed.code(), Code::kInternal);
+  EXPECT_NE(failed.message().find("boom in a call"), std::string::npos) << failed.ToString();
+  EXPECT_THROW(server_->Call<int>([]() -> int { throw std::runtime_error("boom"); }),
+               std::runtime_error);
+  // The main loop and the RPCs go on.
+  EXPECT_EQ(server_->Call<int>([] { return 7; }), 7);
+  grpc::ClientContext context;
+  v1::ListServicesRequest req;
+  v1::ListServicesResponse resp;
+  grpc::Status st = admin_->ListServices(&context, req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
 }  // namespace

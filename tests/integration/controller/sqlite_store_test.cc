@@ -142,14 +142,14 @@ TEST(SqliteStoreTest, OverwrittenPageIsRefusedAtOpen) {
 TEST(SqliteStoreTest, IntegrityCheckFigure) {
   TempDir dir;
   const std::string db = dir.File("c.db");
-  // 200k rows give the figure; under ASan (Debug, the test command's second pass) the time means
-  // nothing and 200k rows take minutes, so the same check runs on 20k.
+  // 200k rows give the figure; under ASan or TSan (the test command's sanitizer passes) the time
+  // means nothing and 200k rows take minutes, so the same check runs on 20k.
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define REGEN_UNDER_ASAN 1
 #endif
 #endif
-#if defined(__SANITIZE_ADDRESS__) || defined(REGEN_UNDER_ASAN)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(REGEN_UNDER_ASAN)
   const int n = 20000;
 #else
   const int n = 200000;

@@ -530,10 +530,10 @@ TEST(LibvirtRemoteTest, ConnectionLossIsReportedAndConnectReconnects) {
   ASSERT_TRUE(daemon.Start()) << testing::ReadFileOrDie(dir.File("libvirtd.log"));
 
   const std::string uri = "test+unix://" + dir.File("host.xml") + "?socket=" + daemon.socket();
-  LibvirtHypervisor hv(uri, true);
   EventLog log;
   std::mutex mu;
   std::vector<bool> connection_changes;
+  LibvirtHypervisor hv(uri, true);  // after what its callbacks use: destroyed (stops them) first
   hv.SetEventCallback([&](const DomainEvent& e) { log.Add(e); });
   hv.SetConnectionCallback([&](bool up) {
     std::lock_guard lock(mu);

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # scripts/install-host.sh: argument errors, --dry-run (prints the steps, changes nothing), a real
-# run under --root in a temporary directory (directories, agent.yaml accepted by regen-agent's
-# config loader, never overwritten), and the bridge step against a private Open vSwitch
+# run under --root in a temporary directory (directories, the softdog files and watchdog settings,
+# the printed host_down_after, agent.yaml accepted by regen-agent's config loader, never
+# overwritten), and the bridge step against a private Open vSwitch
 # (ovsdb-server + ovs-vswitchd, userspace datapath) in a network namespace of its own.
-# Usage: install_host_test.sh SOURCE_DIR REGEN_AGENT_BINARY   (ctest passes both; needs root for
-# the network namespace)
+# Then a host set up that way runs the example service (agent, controller, OVS, libvirt's test
+# driver).
+# Usage: install_host_test.sh SOURCE_DIR REGEN_AGENT REGEN_CONTROLLER REGENCTL   (ctest passes
+# them; needs root for the network namespace)
 set -uo pipefail
 
 src=${1:?source dir}
 agent_bin=${2:?regen-agent binary}
+controller_bin=${3:?regen-controller binary}
+regenctl_bin=${4:?regenctl binary}
 script="$src/scripts/install-host.sh"
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -25,7 +30,11 @@ need ovsdb-server openvswitch-switch
 need ovs-vswitchd openvswitch-switch
 need ovsdb-tool openvswitch-common
 need unshare util-linux
-[ -x "$agent_bin" ] || { echo "FAIL: $agent_bin not built"; exit 1; }
+for b in "$agent_bin" "$controller_bin" "$regenctl_bin"; do
+  [ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
+done
+need qemu-img qemu-utils
+need python3 python3
 [ -x "$script" ] || { echo "FAIL: $script missing or not executable"; exit 1; }
 
 # The OVS part runs in a network namespace of its own, so the bridge it creates (a tap device
@@ -36,7 +45,10 @@ if [ "${REGEN_IN_NETNS:-}" != 1 ]; then
 fi
 
 work=$(mktemp -d /tmp/regen-install-host-test.XXXXXX)
+agent_pid=""
+controller_pid=""
 cleanup() {
+  for p in $agent_pid $controller_pid; do kill "$p" 2>/dev/null; done
   for f in "$work/ovs/ovs-vswitchd.pid" "$work/ovs/ovsdb-server.pid"; do
     [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
   done
@@ -81,6 +93,11 @@ run_ih --address 300.1.2 --dry-run --host-name h1
 expect_rc 2 "--address 300.1.2"
 run_ih --bridge this-name-is-too-long --dry-run --host-name h1 --address 192.0.2.1
 expect_rc 2 "--bridge too long"
+for bad in 0 abc 3601 -5 1.5; do
+  run_ih --watchdog-timeout "$bad" --dry-run --host-name h1 --address 192.0.2.1
+  expect_rc 2 "--watchdog-timeout $bad"
+  expect_out "--watchdog-timeout '$bad': give whole seconds from 1 to 3600" "--watchdog-timeout $bad"
+done
 
 # --- dry run: prints every step, changes nothing ----------------------------------------------
 root1="$work/root1"
@@ -94,6 +111,9 @@ expect_out "would run: install -d -m 0755 $root1/etc/regen" "dry run"
 expect_out "would run: install -d -m 0755 $root1/var/lib/regen" "dry run"
 expect_out "would run: install -d -m 0755 $root1/var/lib/regen/images" "dry run"
 expect_out "would write: $root1/etc/regen/agent.yaml" "dry run"
+expect_out "would write: $root1/etc/modules-load.d/regen-softdog.conf" "dry run"
+expect_out "would write: $root1/etc/modprobe.d/regen-softdog.conf" "dry run"
+expect_out "set host_down_after: 14s (or more)" "dry run"
 check "dry run created nothing" "dry run created: $(find "$root1" -mindepth 1)" \
   test -z "$(find "$root1" -mindepth 1)"
 
@@ -107,10 +127,23 @@ done
 cfg="$root1/etc/regen/agent.yaml"
 check "agent.yaml is 0640" "agent.yaml mode $(stat -c %a "$cfg" 2>&1)" test "$(stat -c %a "$cfg" 2>/dev/null)" = 640
 for line in "host_name: kvm-07" "address: 192.0.2.17" 'controller_address: "regen-ctl.lab.example:7400"' \
-  'libvirt_uri: "qemu:///system"' "domain_type: kvm" '  bridge: ""' "insecure: true"; do
+  'libvirt_uri: "qemu:///system"' "domain_type: auto" '  bridge: ""' "insecure: true" \
+  "  enabled: false"; do
   check "agent.yaml has '$line'" "agent.yaml lacks '$line': $(cat "$cfg")" grep -qxF -- "$line" <(sed 's/ *#.*//' "$cfg")
 done
 check "no temporary file left" "left: $(ls "$root1/etc/regen")" test "$(ls "$root1/etc/regen")" = agent.yaml
+
+# The watchdog: softdog at every boot with the timeout, agent.yaml names the device and timeout,
+# and the host_down_after the controller needs is printed.
+for line in "watchdog_device: /dev/watchdog" "watchdog_timeout: 10s"; do
+  check "agent.yaml has '$line'" "agent.yaml lacks '$line': $(cat "$cfg")" grep -qxF -- "$line" <(sed 's/ *#.*//' "$cfg")
+done
+check "modules-load.d loads softdog" "modules-load.d: $(cat "$root1/etc/modules-load.d/regen-softdog.conf" 2>&1)" \
+  grep -qx softdog "$root1/etc/modules-load.d/regen-softdog.conf"
+check "modprobe.d sets soft_margin=10" "modprobe.d: $(cat "$root1/etc/modprobe.d/regen-softdog.conf" 2>&1)" \
+  grep -qx "options softdog soft_margin=10" "$root1/etc/modprobe.d/regen-softdog.conf"
+expect_out "set host_down_after: 14s (or more) in the controller's controller.yaml: it must exceed fencing_lease 3s + watchdog_timeout 10s + 250ms" "real run"
+expect_out "not loading softdog under --root" "real run"
 
 # regen-agent's own loader accepts the file: `status` loads it (exit 2 with file:line:column on
 # a bad file) before it tries the control socket (exit 1: no agent runs).
@@ -157,6 +190,48 @@ check "regen-agent accepts the agent.yaml with tls" "regen-agent refused it (exi
 run_ih "${common[@]}" --root "$root4" --no-bridge --tls-dir etc/tls
 expect_rc 2 "relative --tls-dir"
 expect_out "--tls-dir 'etc/tls': give an absolute path" "relative --tls-dir"
+
+# --watchdog-timeout 30: the module option, agent.yaml and the printed host_down_after follow.
+root5="$work/root5"
+mkdir -p "$root5"
+run_ih "${common[@]}" --root "$root5" --no-bridge --watchdog-timeout 30
+expect_rc 0 "run with --watchdog-timeout 30"
+expect_out "set host_down_after: 34s (or more)" "run with --watchdog-timeout 30"
+check "--watchdog-timeout 30: soft_margin=30" "modprobe.d: $(cat "$root5/etc/modprobe.d/regen-softdog.conf" 2>&1)" \
+  grep -qx "options softdog soft_margin=30" "$root5/etc/modprobe.d/regen-softdog.conf"
+check "--watchdog-timeout 30: agent.yaml says 30s" "agent.yaml: $(cat "$root5/etc/regen/agent.yaml")" \
+  grep -qx "watchdog_timeout: 30s" "$root5/etc/regen/agent.yaml"
+validate "$root5/etc/regen/agent.yaml"
+check "regen-agent accepts the agent.yaml with a watchdog" "regen-agent refused it (exit $vrc): $vout" \
+  test "$vrc" != 2
+# --no-watchdog: nothing for softdog, no watchdog in agent.yaml; host_down_after without it.
+root6="$work/root6"
+mkdir -p "$root6"
+run_ih "${common[@]}" --root "$root6" --no-bridge --no-watchdog
+expect_rc 0 "run with --no-watchdog"
+expect_out "watchdog: skipped (--no-watchdog)" "run with --no-watchdog"
+expect_out "set host_down_after: 4s (or more)" "run with --no-watchdog"
+check "--no-watchdog: no softdog files" "found: $(ls "$root6/etc")" \
+  test ! -e "$root6/etc/modules-load.d" -a ! -e "$root6/etc/modprobe.d"
+check "--no-watchdog: no watchdog in agent.yaml" "agent.yaml: $(cat "$root6/etc/regen/agent.yaml")" \
+  bash -c "! grep -q '^watchdog' '$root6/etc/regen/agent.yaml'"
+# A hardware watchdog already there (/dev/watchdog under the root): used, no softdog files.
+root7="$work/root7"
+mkdir -p "$root7/dev" && touch "$root7/dev/watchdog"
+run_ih "${common[@]}" --root "$root7" --no-bridge
+expect_rc 0 "run with /dev/watchdog present"
+expect_out "watchdog: $root7/dev/watchdog exists (a watchdog driver is loaded): used as it is" "/dev/watchdog present"
+check "/dev/watchdog present: no softdog files" "found: $(ls "$root7/etc")" test ! -e "$root7/etc/modprobe.d"
+check "/dev/watchdog present: agent.yaml names it" "agent.yaml: $(cat "$root7/etc/regen/agent.yaml")" \
+  grep -qx "watchdog_device: /dev/watchdog" "$root7/etc/regen/agent.yaml"
+# Standalone (no --controller): no watchdog (nothing fences).
+root8="$work/root8"
+mkdir -p "$root8"
+run_ih --host-name kvm-07 --address 192.0.2.17 --root "$root8" --no-bridge
+expect_rc 0 "standalone run"
+expect_out "watchdog: skipped (no --controller" "standalone run"
+check "standalone: no watchdog in agent.yaml" "agent.yaml: $(cat "$root8/etc/regen/agent.yaml")" \
+  bash -c "! grep -q '^watchdog' '$root8/etc/regen/agent.yaml'"
 
 # A file where a directory belongs is an error naming it.
 root2="$work/root2"
@@ -219,6 +294,102 @@ expect_rc 1 "bridge with another datapath"
 expect_out "bridge br-int exists with datapath_type=netdev, not system" "bridge with another datapath"
 dp=$(ovs-vsctl --db="$db" get bridge br-int datapath_type 2>&1)
 check "the mismatch changed nothing" "datapath_type now $dp" test "$dp" = netdev
+
+# --- a host set up as the README says runs the example service ------------------------------
+# install-host with a controller and the bridge (network on, the address from the route to the
+# controller, domain_type auto), regen-agent on the agent.yaml it wrote (only libvirt_uri set to
+# the test driver, and state_dir and control_socket moved under this test's directory), a
+# controller, and config/examples/service.yaml (its images under that state_dir): every
+# instance places and runs, libvirt lists its domain, the host offers disk and bandwidth, and the
+# agent programs br-int from the controller's topology.
+# No route anywhere yet (this namespace's lo is down): the address cannot be guessed.
+run_ih --host-name h1 --controller nosuch.invalid:7400 --dry-run
+expect_rc 2 "no route to the controller"
+expect_out "cannot find this host's address (no route to the controller, no IPv4 default route): pass --address IP" \
+  "no route to the controller"
+ip link set lo up || fail "ip link set lo up"
+root9="$work/root9"
+mkdir -p "$root9"
+run_ih --host-name kvm-07 --controller 127.0.0.1:7400 --root "$root9" --ovs-db "$db" \
+  --datapath netdev --no-watchdog
+expect_rc 0 "install-host for the running host"
+expect_out "address: 127.0.0.1, the source address of the route to the controller 127.0.0.1" \
+  "install-host for the running host"
+expect_out "network: on in agent.yaml (bridge br-int, VXLAN endpoint 127.0.0.1)" "install-host for the running host"
+cfg9="$root9/etc/regen/agent.yaml"
+for line in "domain_type: auto" "network:" "  enabled: true" "  tunnel_ip: 127.0.0.1" \
+  "  db_socket: $ovs/db.sock" "  run_dir: $ovs"; do
+  check "agent.yaml has '$line'" "agent.yaml lacks '$line': $(cat "$cfg9")" grep -qxF -- "$line" <(sed 's/ *#.*//' "$cfg9")
+done
+check "no capacity block (the agent measures it)" "agent.yaml: $(cat "$cfg9")" \
+  bash -c "! grep -q '^capacity:' '$cfg9'"
+run_ih --host-name kvm-08 --controller 127.0.0.1:7400 --root "$root9" --no-bridge --dry-run
+expect_out "network: off in agent.yaml (--no-bridge: no bridge for the flows)" "--no-bridge turns the network off"
+run_ih --host-name kvm-08 --root "$root9" --dry-run --address 192.0.2.8
+expect_out "network: off in agent.yaml (no --controller" "standalone: network off"
+run_ih --domain-type xen --dry-run --host-name h1 --address 192.0.2.1
+expect_rc 2 "--domain-type xen"
+expect_out "--domain-type 'xen': use auto, kvm or qemu" "--domain-type xen"
+
+agent9="$work/agent9.yaml"
+sed -e 's|^libvirt_uri: .*|libvirt_uri: "test:///default"|' \
+  -e "s|^state_dir: .*|state_dir: $root9/var/lib/regen|" \
+  -e "s|^control_socket: .*|control_socket: $work/agent9.sock|" "$cfg9" >"$agent9"
+cat >"$work/controller.yaml" <<EOF
+listen_address: "127.0.0.1:7400"
+database: $work/controller.db
+insecure: true
+allow_loopback_hosts: true
+EOF
+images="$root9/var/lib/regen/images"
+qemu-img create -q -f qcow2 "$images/web-v1.qcow2" 16M || fail "qemu-img create"
+sed "s|/var/lib/regen/images/|$images/|" "$src/config/examples/service.yaml" >"$work/web.yaml"
+"$controller_bin" run --config "$work/controller.yaml" >"$work/controller.log" 2>&1 &
+controller_pid=$!
+"$agent_bin" run --config "$agent9" >"$work/agent.log" 2>&1 &
+agent_pid=$!
+ctl=("$regenctl_bin" --controller 127.0.0.1:7400)
+json_count() {  # PYTHON-EXPRESSION-ON-rows -> prints its value (0 on any error)
+  python3 -c "import json,sys; rows=json.load(sys.stdin); print($1)" 2>/dev/null || echo 0
+}
+up=0
+for _ in $(seq 100); do
+  up=$("${ctl[@]}" host list -o json 2>/dev/null | json_count "sum(1 for h in rows if h['state'] == 'up')")
+  [ "$up" = 1 ] && break
+  sleep 0.1
+done
+check "the host joined" "no host up after 10 s; agent log: $(tail -5 "$work/agent.log")" test "$up" = 1
+applied=$("${ctl[@]}" service apply -f "$work/web.yaml" 2>&1)
+check "the example service applies" "service apply: $applied" test $? = 0
+running=0
+for _ in $(seq 150); do
+  running=$("${ctl[@]}" instance list -o json 2>/dev/null |
+    json_count "sum(1 for i in rows if i['state'] == 'running' and i['host'] == 'kvm-07')")
+  [ "$running" = 6 ] && break
+  sleep 0.2
+done
+check "the 6 instances of web run on kvm-07" \
+  "$running of 6 running; $("${ctl[@]}" instance list 2>&1 | head -8)" test "$running" = 6
+status=$("$agent_bin" status --config "$agent9" -o json 2>&1)
+live=$(json_count "sum(1 for d in rows['domains'] if d['managed'] and d['state'] == 'running')" <<<"$status")
+check "libvirt runs 6 managed domains on the host" "libvirt's listing: $status" test "$live" = 6
+hosts=$("${ctl[@]}" host list -o json 2>&1)
+check "the host offers disk and bandwidth" "host list: $hosts" test "$(json_count \
+  "int(rows[0]['capacity']['disk_gib'] > 0 and rows[0]['capacity']['bandwidth_mbps'] > 0)" <<<"$hosts")" = 1
+check "regenctl host list shows the domain type" "host list: $hosts" \
+  test "$(json_count "rows[0]['domain_type']" <<<"$hosts")" = test
+check "the topology reached the host" "host list: $hosts" \
+  test "$(json_count "int(rows[0]['applied_topology_revision'] >= 1)" <<<"$hosts")" = 1
+flows=$(ovs-ofctl dump-flows br-int 2>&1 | grep -c "cookie=0x[1-9a-f]")
+check "br-int carries the project's flows" "br-int flows: $(ovs-ofctl dump-flows br-int 2>&1 | head -5)" \
+  test "$flows" -gt 0
+text=$("$agent_bin" status --config "$agent9" 2>&1)
+check "regen-agent status says the domain type and why" "status: $text" \
+  grep -qF "domain type test: auto: libvirt's test driver" <<<"$text"
+disk=$("${ctl[@]}" instance list -o json 2>/dev/null | json_count "rows[0]['disk']")
+check "instance list says what the disk is" "disk: $disk" test "$disk" = "overlay:$images/web-v1.qcow2"
+kill "$agent_pid" "$controller_pid" 2>/dev/null
+wait "$agent_pid" "$controller_pid" 2>/dev/null
 
 echo
 if ((fails)); then

@@ -120,9 +120,9 @@ provision-host.sh: would run: systemctl enable --now regen-agent.service"
 check "provision-host.sh --dry-run prints the 5 steps in order" \
   "provision-host.sh --dry-run steps differ:
 $(diff <(echo "$expected") <(echo "$steps"))" test "$steps" = "$expected"
-# auto (the default) picks kvm / the kernel datapath only where they exist.
-want_dt=qemu
-[ -e /dev/kvm ] && want_dt=kvm
+# auto (the default) picks the kernel datapath only where it exists; domain type auto goes to
+# agent.yaml as it is (the agent probes KVM at start).
+want_dt=auto
 want_dp=netdev
 modinfo openvswitch >/dev/null 2>&1 && want_dp=system
 run "$rig/provision-host.sh" --name kvm-1 --address 10.77.0.11 --controller 10.77.0.10:7400 \

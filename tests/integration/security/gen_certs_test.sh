@@ -2,7 +2,8 @@
 # scripts/gen-certs.sh: every certificate chains to the CA (openssl verify), names what it should
 # (controller SANs, host CN and DNS SAN, client CNs), has the right key usage, keys and tokens are
 # mode 0600, a second run reuses the CA and keeps what exists (adding a host), and bad arguments
-# are refused. Prints one "ok:"/"FAIL:" line per check; fails on any FAIL.
+# are refused; --revoke/--crl write a CRL that revokes what they name. Prints one "ok:"/"FAIL:"
+# line per check; fails on any FAIL.
 # Usage: gen_certs_test.sh SOURCE_DIR
 set -uo pipefail
 
@@ -90,6 +91,30 @@ check "another run's CA is another CA" "other/host-1.crt verifies against the fi
 "$script" "$work/ip" 192.0.2.10 host-1 >/dev/null 2>&1
 check "an IP controller name becomes an IP SAN" "controller SAN: '$(san "$work/ip/controller.crt")'" \
   test "$(san "$work/ip/controller.crt")" = "IPAddress:192.0.2.10,DNS:localhost,IPAddress:127.0.0.1"
+
+# Revocation: --revoke lists a certificate in crl.pem (openssl verify -crl_check refuses it, the
+# others still verify), a second --revoke of it is a no-op, --crl rewrites the same list, and the
+# certificates of the first run are untouched.
+h2_before=$(openssl x509 -in "$out/host-2.crt" -noout -fingerprint)
+if "$script" --revoke "$out" host-2 >"$work/log3" 2>&1; then
+  pass "--revoke host-2 succeeded"
+else
+  fail "--revoke host-2 failed: $(cat "$work/log3")"
+fi
+crl_verify() { openssl verify -crl_check -CAfile "$out/ca.crt" -CRLfile "$out/crl.pem" "$1" >/dev/null 2>&1; }
+revoked() { ! crl_verify "$1"; }
+check "crl.pem is a CRL of the CA" "crl.pem does not verify against ca.crt" \
+  openssl crl -in "$out/crl.pem" -CAfile "$out/ca.crt" -noout -out /dev/null 2>/dev/null
+check "host-2.crt is revoked by crl.pem" "host-2.crt still verifies with the CRL" revoked "$out/host-2.crt"
+check "host-1.crt still verifies with the CRL" "host-1.crt is refused with the CRL" crl_verify "$out/host-1.crt"
+check "host-2.crt itself is kept" "host-2.crt changed" \
+  test "$(openssl x509 -in "$out/host-2.crt" -noout -fingerprint)" = "$h2_before"
+"$script" --revoke "$out" host-2 >"$work/log4" 2>&1
+check "a second --revoke says already revoked" "second --revoke: $(cat "$work/log4")" grep -q "already revoked" "$work/log4"
+"$script" --crl "$out" >/dev/null 2>&1
+check "--crl keeps the revocation" "host-2.crt verifies after --crl" revoked "$out/host-2.crt"
+check "--revoke of a missing certificate fails" "--revoke nosuch succeeded" \
+  bash -c "! '$script' --revoke '$out' nosuch >/dev/null 2>&1"
 
 # Bad arguments.
 refuses() {  # MESSAGE-FRAGMENT ARGS...: exit code 2 and a message naming the problem

@@ -7,6 +7,7 @@
 // ControllerLink runs: the test plays the link's part.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/agent_report.h"
+#include "tests/fakes/agent_test_config.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_hypervisor.h"
 #include "tests/fakes/test_util.h"
@@ -82,18 +85,7 @@ HealthCheck Tcp(int64_t max_failed) {
 
 class AgentHealthTest : public ::testing::Test {
  protected:
-  AgentConfig Config() {
-    AgentConfig c;
-    c.host_name = "host-a";
-    c.controller_address = "127.0.0.1:1";  // never dialled
-    c.libvirt_uri = "fake:///";
-    c.poll_interval = milliseconds(50);
-    c.fencing_lease = milliseconds(2000);
-    c.domain_type = "test";
-    c.state_dir = dir_.path();
-    c.control_socket = dir_.File("agent.sock");
-    return c;
-  }
+  AgentConfig Config() { return testing::ControllerModeConfig(dir_, milliseconds(2000)); }
 
   void Wire(Agent& agent) {
     agent.SetReporters(
@@ -270,6 +262,44 @@ TEST_F(AgentHealthTest, AnInstanceLeavingTheDesiredSetIsNoLongerProbed) {
   EXPECT_EQ(prober_.probes("10.0.0.2"), 0);
   EXPECT_TRUE(Failures().empty());
   EXPECT_TRUE(agent.Health().empty());
+}
+
+}  // namespace
+}  // namespace regen
+
+namespace regen {
+namespace {
+
+// Found by agent_intake_fuzz (UBSan, chrono overflow): a check from a controller with an interval
+// of INT64_MAX ms overflowed the clock's nanoseconds. Values past the service spec's bounds
+// (interval and timeout 1 h, max_failed 100) are clamped; a bad type or port gives no check.
+TEST(HealthCheckFromProtoTest, OutOfRangeValuesAreClampedToTheSpecBounds) {
+  v1::HealthCheckSpec p;
+  p.set_type("http");
+  p.set_port(8080);
+  p.set_interval_ms(std::numeric_limits<int64_t>::max());
+  p.set_timeout_ms(std::numeric_limits<int64_t>::max());
+  p.set_max_failed(std::numeric_limits<int64_t>::max());
+  std::optional<HealthCheck> c = HealthCheckFromProto(p);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->interval, std::chrono::hours(1));
+  EXPECT_EQ(c->timeout, std::chrono::minutes(30));  // half the interval, below it
+  EXPECT_EQ(c->max_failed, 100);
+
+  p.set_interval_ms(1000);
+  p.set_timeout_ms(200);
+  p.set_max_failed(3);
+  c = HealthCheckFromProto(p);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->interval, milliseconds(1000));
+  EXPECT_EQ(c->timeout, milliseconds(200));
+  EXPECT_EQ(c->max_failed, 3);
+
+  p.set_port(70000);
+  EXPECT_FALSE(HealthCheckFromProto(p).has_value());
+  p.set_port(80);
+  p.set_type("udp");
+  EXPECT_FALSE(HealthCheckFromProto(p).has_value());
 }
 
 }  // namespace

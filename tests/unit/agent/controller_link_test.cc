@@ -86,6 +86,7 @@ class ControllerLinkTest : public ::testing::Test {
     c.capacity = Resources{8, 8192, 100, 1000};
     agent_ = std::make_unique<Agent>(c, hv_, clock_, runner_);
     link_ = std::make_unique<ControllerLink>(c, *agent_, hv_, clock_);
+    link_->SetFenceTimingCheck(&timing_);
     link_->Start();
     agent_->Start();
   }
@@ -121,9 +122,29 @@ class ControllerLinkTest : public ::testing::Test {
   FakeHypervisor hv_;
   RealClock clock_;
   RealCommandRunner runner_;
+  FenceTimingCheck timing_;
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<ControllerLink> link_;
 };
+
+// The controller's host_down_after comes with each ack; against the agent's lease and its
+// watchdog's timeout it is found too short (2.5 s < 2 s + 1 s + 250 ms), then long enough.
+TEST_F(ControllerLinkTest, HostDownAfterFromTheAcksIsCheckedAgainstLeaseAndWatchdog) {
+  timing_.SetWatchdogTimeout(1s);
+  controller_.SetAck(/*lease=*/2000, /*interval=*/50, /*hold=*/0);
+  controller_.SetHostDownAfter(2500);
+  StartAgent(3s);  // the controller's shorter lease counts
+  ASSERT_TRUE(WaitFor([&] { return !timing_.StatusJson().is_null(); }, kWait));
+  nlohmann::json j = timing_.StatusJson();
+  EXPECT_EQ(j["fencing_lease_ms"], 2000);
+  EXPECT_EQ(j["host_down_after_ms"], 2500);
+  EXPECT_EQ(j["watchdog_timeout_ms"], 1000);
+  std::string problem = timing_.problem();
+  EXPECT_NE(problem.find("host_down_after 2500ms"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("above 3250ms"), std::string::npos) << problem;
+  controller_.SetHostDownAfter(3500);
+  EXPECT_TRUE(WaitFor([&] { return timing_.problem().empty(); }, kWait));
+}
 
 // The goal of issue 14: a controller that listens again has the agent's Hello within 500 ms.
 TEST_F(ControllerLinkTest, HelloReachesARestartedControllerWithin500Ms) {

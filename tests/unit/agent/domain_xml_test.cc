@@ -195,6 +195,43 @@ TEST(DomainXmlTest, TemplateUnknownPlaceholderIsNamed) {
   EXPECT_THAT(xml.status().message(), HasSubstr("unknown placeholder \"{{cpu_model}}\""));
 }
 
+// {{ip}} {{generation}} {{service}} (issue 16): what a guest needs on its kernel command line to
+// configure its NIC and say who it is.
+TEST(DomainXmlTest, TemplateIpGenerationAndService) {
+  InstanceSpec spec = WebSpec();
+  spec.domain_template = "/etc/regen/web.xml";
+  spec.generation = 7;
+  DomainXmlOptions opts = FullOptions();
+  opts.template_text =
+      "<domain><name>{{name}}</name>{{metadata}}<cmdline>regen.ip={{ip}}/24 "
+      "regen.generation={{generation}} regen.service={{service}}</cmdline></domain>";
+  std::string xml = BuildOrDie(spec, opts);
+  EXPECT_THAT(xml, HasSubstr("<cmdline>regen.ip=" + spec.allocation.ip +
+                             "/24 regen.generation=7 regen.service=web</cmdline>"));
+  spec.allocation.ip = "";  // a service without a network: {{ip}} is empty
+  xml = BuildOrDie(spec, opts);
+  EXPECT_THAT(xml, HasSubstr("<cmdline>regen.ip=/24 regen.generation=7"));
+}
+
+TEST(DomainXmlTest, TemplateUnknownPlaceholderListsEveryKnownOne) {
+  InstanceSpec spec = WebSpec();
+  spec.domain_template = "/etc/regen/web.xml";
+  DomainXmlOptions opts = FullOptions();
+  opts.template_text = "<domain><name>{{name}}</name>{{metadata}}{{nope}}</domain>";
+  auto xml = BuildDomainXml(spec, opts);
+  ASSERT_FALSE(xml.ok());
+  for (const char* known :
+       {"{{name}}", "{{uuid}}", "{{vcpus}}", "{{memory_kib}}", "{{mac}}", "{{bridge}}", "{{disk}}",
+        "{{metadata}}", "{{events_channel}}", "{{ip}}", "{{generation}}", "{{service}}"}) {
+    EXPECT_THAT(xml.status().message(), HasSubstr(known));
+    // Every placeholder the message names is accepted.
+    opts.template_text =
+        std::string("<domain><name>{{name}}</name>{{metadata}}") + known + "</domain>";
+    EXPECT_TRUE(BuildDomainXml(spec, opts).ok()) << known;
+    opts.template_text = "<domain><name>{{name}}</name>{{metadata}}{{nope}}</domain>";
+  }
+}
+
 TEST(DomainXmlTest, TemplateMustHaveNameAndMetadata) {
   InstanceSpec spec = WebSpec();
   spec.domain_template = "/etc/regen/web.xml";  // read by the agent into template_text

@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "common/notify.h"
+#include "common/thread_annotations.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_notifier.h"
 #include "tests/fakes/test_util.h"
@@ -46,6 +49,50 @@ TEST(LeaseTest, RenewalsNeverShortenAndAHoldExtendsUntilItEnds) {
   lease.Renew(clock.Now() + milliseconds(3000));
   lease.SetHold(clock.Now() + milliseconds(1000));
   EXPECT_EQ(lease.until(), clock.Now() + milliseconds(3000));
+}
+
+// A renewal that comes after the lease (and hold) ran out is a lapse: the main loop fences for
+// it even if it never saw the lease run out. Renewals in time, stale ones and renewals during a
+// hold are not.
+TEST(LeaseTest, ARenewalAfterTheLeaseRanOutCountsALapse) {
+  FakeClock clock;
+  Lease lease(clock);
+  auto t0 = clock.Now();
+  lease.Start(t0 + milliseconds(2000));
+  clock.Advance(milliseconds(1000));
+  EXPECT_TRUE(lease.Renew(clock.Now() + milliseconds(2000)));
+  EXPECT_EQ(lease.Snapshot().lapses, 0u) << "renewed in time";
+  clock.Advance(milliseconds(2000));  // exactly at the end: ran out
+  EXPECT_FALSE(lease.Renew(clock.Now() - milliseconds(1))) << "stale: does not grow it";
+  EXPECT_EQ(lease.Snapshot().lapses, 0u);
+  EXPECT_TRUE(lease.Renew(clock.Now() + milliseconds(2000)));
+  EXPECT_EQ(lease.Snapshot().lapses, 1u);
+  // A hold covers the gap: no lapse.
+  lease.SetHold(clock.Now() + milliseconds(10000));
+  clock.Advance(milliseconds(5000));
+  EXPECT_TRUE(lease.Renew(clock.Now() + milliseconds(2000)));
+  EXPECT_EQ(lease.Snapshot().lapses, 1u);
+  // Ended now (etcd says the host's lease is gone), renewed: a lapse.
+  lease.SetHold(std::nullopt);
+  EXPECT_TRUE(lease.EndNow());
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(lease.Renew(clock.Now() + milliseconds(2000)));
+  EXPECT_EQ(lease.Snapshot().lapses, 2u);
+}
+
+// What the backstop would kill: the last listing's live managed domains plus those started since.
+TEST(LeaseTest, ManagedAliveIsTheLastListingPlusDomainsStartedSince) {
+  FakeClock clock;
+  Lease lease(clock);
+  EXPECT_TRUE(lease.ManagedAlive().empty());
+  lease.NoteListing({"web-0", "web-1"});
+  lease.NoteStarting("web-2");
+  lease.NoteStarting("web-0");  // already known: once
+  EXPECT_EQ(lease.ManagedAlive(), (std::vector<std::string>{"web-0", "web-1", "web-2"}));
+  EXPECT_TRUE(lease.Snapshot().last_listing_alive);
+  lease.NoteListing({});
+  EXPECT_TRUE(lease.ManagedAlive().empty());
+  EXPECT_FALSE(lease.Snapshot().last_listing_alive);
 }
 
 TEST(BackstopDecideTest, OnlyAListingAfterTheEndThatShowsNothingAliveConfirms) {
@@ -127,7 +174,7 @@ class FenceBackstopTest : public ::testing::Test {
 TEST_F(FenceBackstopTest, UnconfirmedFencePausesTheDeviceThenTripsAfterTheGrace) {
   testing::WriteFileOrDie(device_, "");
   lease_.Start(clock_.Now() + milliseconds(3000));
-  lease_.NoteListing(/*managed_alive=*/true);
+  lease_.NoteListing({"web-0"});
   std::atomic<int> trips{0};
   std::string why;
   FenceBackstopOptions o;
@@ -148,7 +195,7 @@ TEST_F(FenceBackstopTest, UnconfirmedFencePausesTheDeviceThenTripsAfterTheGrace)
   backstop.CheckOnce();
   EXPECT_EQ(DeviceBytes(), before);
   EXPECT_EQ(trips.load(), 0);
-  lease_.NoteListing(true);  // a listing after the end shows a domain still alive
+  lease_.NoteListing({"web-0"});  // a listing after the end shows a domain still alive
   clock_.Advance(milliseconds(999));
   backstop.CheckOnce();
   EXPECT_EQ(trips.load(), 0);
@@ -159,7 +206,7 @@ TEST_F(FenceBackstopTest, UnconfirmedFencePausesTheDeviceThenTripsAfterTheGrace)
   EXPECT_TRUE(backstop.tripped());
   EXPECT_NE(why.find("cannot confirm"), std::string::npos) << why;
   // For good: a later confirmation neither pets nor trips again.
-  lease_.NoteListing(false);
+  lease_.NoteListing({});
   backstop.CheckOnce();
   backstop.CheckOnce();
   EXPECT_EQ(trips.load(), 1);
@@ -180,12 +227,63 @@ TEST_F(FenceBackstopTest, ConfirmedFenceKeepsPettingAndNeverTrips) {
   FenceBackstop backstop(lease_, clock_, o, [&](const std::string&) { ++trips; });
   ASSERT_TRUE(backstop.Start().ok());
   clock_.Advance(milliseconds(3100));
-  lease_.NoteListing(false);  // the fence destroyed everything
+  lease_.NoteListing({});  // the fence destroyed everything
   clock_.Advance(milliseconds(5000));
   int64_t bytes = DeviceBytes();
   ASSERT_TRUE(WaitFor([&] { return DeviceBytes() >= bytes + 3; }, kWait));
   EXPECT_EQ(trips.load(), 0);
   EXPECT_FALSE(backstop.tripped());
+}
+
+// The backstop kills the managed domains' qemus itself from its own thread once the lease ran out
+// and no listing confirmed them gone (a main loop stuck in a libvirt call lists nothing): at
+// every look until a listing confirms, even after it tripped; never before the end, never
+// during a hold, never once confirmed.
+TEST_F(FenceBackstopTest, KillsTheLastKnownManagedDomainsUntilAListingConfirms) {
+  lease_.Start(clock_.Now() + milliseconds(2000));
+  lease_.NoteListing({"web-0"});
+  lease_.NoteStarting("web-3");  // the main loop went on to start web-3 and got stuck there
+  Mutex mu;
+  std::vector<std::vector<std::string>> calls;
+  FenceBackstopOptions o;
+  o.grace = milliseconds(1000);
+  o.interval = milliseconds(5);
+  std::atomic<int> trips{0};
+  FenceBackstop backstop(
+      lease_, clock_, o, [&](const std::string&) { ++trips; },
+      [&](const std::vector<std::string>& names) {
+        MutexLock lock(mu);
+        calls.push_back(names);
+        return 2;
+      });
+  auto count = [&] {
+    MutexLock lock(mu);
+    return calls.size();
+  };
+  backstop.CheckOnce();
+  lease_.SetHold(clock_.Now() + milliseconds(5000));
+  clock_.Advance(milliseconds(3000));  // the lease ran out, the hold runs
+  backstop.CheckOnce();
+  EXPECT_EQ(count(), 0u) << "before the end of the lease and hold";
+  lease_.SetHold(std::nullopt);
+
+  ASSERT_TRUE(backstop.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return count() >= 1; }, kWait));
+  {
+    MutexLock lock(mu);
+    EXPECT_EQ(calls[0], (std::vector<std::string>{"web-0", "web-3"}));
+  }
+  EXPECT_GE(backstop.kills(), 2);
+  clock_.Advance(milliseconds(1000));
+  ASSERT_TRUE(WaitFor([&] { return trips.load() == 1; }, kWait));
+  size_t after_trip = count();
+  ASSERT_TRUE(WaitFor([&] { return count() > after_trip; }, kWait)) << "kills after the trip";
+
+  lease_.NoteListing({});  // a listing after the end: all gone
+  backstop.Stop();
+  size_t before = count();
+  backstop.CheckOnce();
+  EXPECT_EQ(count(), before) << "confirmed: nothing more to kill";
 }
 
 TEST_F(FenceBackstopTest, ADeviceThatCannotBeOpenedIsAnErrorNamingIt) {
@@ -195,6 +293,28 @@ TEST_F(FenceBackstopTest, ADeviceThatCannotBeOpenedIsAnErrorNamingIt) {
   Status s = backstop.Start();
   EXPECT_EQ(s.code(), Code::kInvalidArgument);
   EXPECT_NE(s.message().find("watchdog_device " + o.device), std::string::npos) << s.message();
+}
+
+// The device's timeout for the host_down_after check: a device without the watchdog ioctls (a
+// plain file here, the lab's FIFO) has the configured one, or none when none is configured.
+TEST_F(FenceBackstopTest, DeviceTimeoutIsTheConfiguredOneWhenTheDeviceCannotSay) {
+  testing::WriteFileOrDie(device_, "");
+  lease_.Start(clock_.Now() + milliseconds(3000));
+  FenceBackstopOptions o;
+  o.device = device_;
+  o.device_timeout = milliseconds(7000);
+  FenceBackstop with(lease_, clock_, o, nullptr);
+  ASSERT_TRUE(with.Start().ok());
+  EXPECT_EQ(with.device_timeout(), std::optional<milliseconds>(milliseconds(7000)));
+  with.Stop();
+  o.device_timeout = milliseconds(0);
+  FenceBackstop without(lease_, clock_, o, nullptr);
+  ASSERT_TRUE(without.Start().ok());
+  EXPECT_EQ(without.device_timeout(), std::nullopt);
+  without.Stop();
+  FenceBackstopOptions none;
+  FenceBackstop no_device(lease_, clock_, none, nullptr);
+  EXPECT_EQ(no_device.device_timeout(), std::nullopt);
 }
 
 TEST(LoopWatchdogTripTest, TriggerGoesOutAndPingsStop) {

@@ -152,10 +152,14 @@ TEST_F(NetworkLinkTest, RevisionsReachTheSwitchAndAcksReachTheController) {
 
   // A new session (agent reconnect): its Hello restates the applied revision at once.
   network_->SetAppliedCallback(nullptr);
+  // The agent is stopped while its link is replaced: its reporters point into the link and are set
+  // before Agent::Start (a running agent raced with SetReporters and could call the freed link).
+  agent_->Stop();
   link_->Stop();
   link_.reset();
   const int64_t reconnect_ms = clock_.WallMillis();
   StartLink();
+  agent_->Start();
   // The new session's Hello (or a heartbeat after it) has been handled.
   ASSERT_TRUE(testing::WaitFor([&] { return LastHeard() >= reconnect_ms; }, 10s, 5ms));
   EXPECT_EQ(ControllerSaysApplied(), network_->applied_revision());

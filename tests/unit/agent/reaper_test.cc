@@ -61,6 +61,19 @@ TEST(ParseQemuCmdlineTest, DomainDirectoryWithoutIdIsIgnored) {
   EXPECT_EQ(who->domain_id, -1);
 }
 
+// A read that fails once the file is open (a /proc file of a process that exited meanwhile
+// fails with ESRCH; a directory with EISDIR) gives "", never an exception: with an
+// istreambuf_iterator it ended the agent (std::terminate on the reaper thread).
+TEST(ReadProcFileTest, AFailedReadGivesNothingAndNeverThrows) {
+  testing::TempDir dir("regen-reaper-read");
+  EXPECT_EQ(ReadProcFile(dir.path()), "");  // opens, then read() fails with EISDIR
+  EXPECT_EQ(ReadProcFile(dir.File("missing")), "");
+  testing::WriteFileOrDie(dir.File("f"), std::string(10000, 'x') + "end");
+  EXPECT_EQ(ReadProcFile(dir.File("f")).size(), 10003u);
+  const std::string self = ReadProcFile("/proc/self/cmdline");
+  EXPECT_NE(self.find("reaper_test"), std::string::npos);
+}
+
 // Starts `script` (its name begins with "qemu", so its process is named so) with `args`.
 pid_t Spawn(const std::string& script, std::vector<std::string> args, bool new_session = false) {
   pid_t pid = fork();

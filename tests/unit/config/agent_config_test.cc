@@ -31,10 +31,12 @@ TEST(AgentConfigTest, MinimalFileGivesDefaults) {
   EXPECT_EQ(d.fencing_lease, milliseconds(3000)) << "the controller's default lease";
   EXPECT_EQ(c->fencing_backstop_after, milliseconds(0)) << "0: min(1s, fencing_lease / 2)";
   EXPECT_EQ(c->watchdog_device, "");
+  EXPECT_EQ(c->watchdog_timeout, milliseconds(0));
   EXPECT_EQ(c->state_dir, d.state_dir);
   EXPECT_EQ(c->control_socket, d.control_socket);
   EXPECT_EQ(c->desired_file, "");
   EXPECT_EQ(c->domain_type, d.domain_type);
+  EXPECT_EQ(c->parallel_starts, 4);
   EXPECT_FALSE(c->fault_injection);
   EXPECT_EQ(c->log_level, d.log_level);
 }
@@ -51,10 +53,12 @@ capacity: {vcpus: 4, memory_mib: 8192, disk_gib: 50, bandwidth_mbps: 1000}
 fencing_lease: 1m
 fencing_backstop_after: 400ms
 watchdog_device: /dev/watchdog0
+watchdog_timeout: 20s
 state_dir: /srv/regen
 control_socket: /run/regen/a.sock
 desired_file: /srv/regen/desired.yaml
 domain_type: qemu
+parallel_starts: 2
 fault_injection: true
 log_level: trace
 tls: {ca: /etc/regen/tls/ca.crt, cert: /etc/regen/tls/lab-1.crt, key: /etc/regen/tls/lab-1.key,
@@ -74,10 +78,12 @@ tls: {ca: /etc/regen/tls/ca.crt, cert: /etc/regen/tls/lab-1.crt, key: /etc/regen
   EXPECT_EQ(c->fencing_lease, milliseconds(60000));
   EXPECT_EQ(c->fencing_backstop_after, milliseconds(400));
   EXPECT_EQ(c->watchdog_device, "/dev/watchdog0");
+  EXPECT_EQ(c->watchdog_timeout, milliseconds(20000));
   EXPECT_EQ(c->state_dir, "/srv/regen");
   EXPECT_EQ(c->control_socket, "/run/regen/a.sock");
   EXPECT_EQ(c->desired_file, "/srv/regen/desired.yaml");
   EXPECT_EQ(c->domain_type, "qemu");
+  EXPECT_EQ(c->parallel_starts, 2);
   EXPECT_TRUE(c->fault_injection);
   EXPECT_EQ(c->log_level, "trace");
   EXPECT_TRUE(c->tls.enabled());
@@ -362,6 +368,15 @@ const BadCase kBadAgent[] = {
      "fencing_backstop_after", "between 10ms and 10m, got \"5ms\""},
     {"relative watchdog device", "host_name: a\nwatchdog_device: dev/watchdog\n", "2:18",
      "watchdog_device", "dev/watchdog"},
+    {"watchdog timeout not whole seconds",
+     "host_name: a\nwatchdog_device: /dev/watchdog\nwatchdog_timeout: 1500ms\n", "3:19",
+     "watchdog_timeout",
+     "must be whole seconds (a watchdog device counts in seconds), got \"1500ms\""},
+    {"watchdog timeout too short",
+     "host_name: a\nwatchdog_device: /dev/watchdog\nwatchdog_timeout: 500ms\n", "3:19",
+     "watchdog_timeout", "between 1s and 1h, got \"500ms\""},
+    {"watchdog timeout without a device", "host_name: a\nwatchdog_timeout: 10s\n", "2:19",
+     "watchdog_timeout", "needs watchdog_device (the device it is the timeout of), got \"10s\""},
     {"list for a bool", "host_name: a\nlibvirt_events: [true]\n", "2:17", "libvirt_events",
      "must be true or false, got a list"},
     {"yes for a bool", "host_name: a\nlibvirt_events: yes\n", "2:17", "libvirt_events",
@@ -400,8 +415,6 @@ const BadCase kBadAgent[] = {
      "must be a map of \"key: value\" settings, got a list"},
     {"unknown ovs key", "host_name: a\novs:\n  brige: br0\n", "3:3", "ovs.brige",
      "unknown key \"brige\" (did you mean \"bridge\"? allowed keys in ovs: bridge, db_socket)"},
-    {"capacity field missing", "host_name: a\ncapacity: {vcpus: 1, memory_mib: 2, disk_gib: 3}\n",
-     "2:11", "capacity.bandwidth_mbps", "required field is missing"},
     {"capacity zero",
      "host_name: a\ncapacity:\n  vcpus: 0\n  memory_mib: 2\n  disk_gib: 3\n  bandwidth_mbps: 4\n",
      "3:10", "capacity.vcpus", "got \"0\""},
@@ -420,7 +433,9 @@ const BadCase kBadAgent[] = {
     {"relative desired_file", "host_name: a\ndesired_file: desired.yaml\n", "2:15", "desired_file",
      "\"desired.yaml\""},
     {"domain type xen", "host_name: a\ndomain_type: xen\n", "2:14", "domain_type",
-     "must be one of kvm, qemu, test, got \"xen\""},
+     "must be one of auto, kvm, qemu, test, got \"xen\""},
+    {"parallel starts 0", "host_name: a\nparallel_starts: 0\n", "2:18", "parallel_starts",
+     "an integer between 1 and 32"},
     {"log level verbose", "host_name: a\nlog_level: verbose\n", "2:12", "log_level",
      "must be one of trace, debug, info, warn, error, got \"verbose\""},
     {"duplicate key", "host_name: a\naddress: 10.0.0.1\nhost_name: b\n", "3:1", "host_name",

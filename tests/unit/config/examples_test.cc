@@ -70,7 +70,7 @@ TEST(ExamplesTest, ProductionAgentIsNotALab) {
   EXPECT_FALSE(c->insecure);
   EXPECT_FALSE(c->fault_injection);
   EXPECT_FALSE(c->controller_address.empty());
-  EXPECT_EQ(c->domain_type, "kvm");
+  EXPECT_EQ(c->domain_type, "auto");
 }
 
 TEST(ExamplesTest, LabAgentInjectsFaultsOnTheTestDriver) {

@@ -1,6 +1,7 @@
 // Unit tests of the controller's pure parts and its one write path: typed states (states.h), host
 // liveness (host_liveness.h), report classification (domain_report.h), the topology's "what
 // changed" check (topology.h) and ClusterState::Commit over the in-memory FakeStore.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "controller/cluster_state.h"
@@ -228,7 +229,9 @@ TEST(ClusterStateTest, CommitWritesOneTransactionThenMemory) {
   change.events.push_back(e);
   change.events.push_back(e);
   change.topology = StateChange::Topology{7, "abc"};
-  auto events = state.Commit(change);
+  auto committed = state.Commit(change);
+  ASSERT_TRUE(committed.ok());
+  const std::vector<EventRecord>& events = *committed;
   EXPECT_EQ(store.commits(), 1);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].sequence, 1);
@@ -242,21 +245,25 @@ TEST(ClusterStateTest, CommitWritesOneTransactionThenMemory) {
   EXPECT_EQ(again.hosts(), state.hosts());
   EXPECT_EQ(again.topology_digest(), "abc");
   // Nothing to write: no transaction.
-  state.Commit(StateChange{});
+  EXPECT_TRUE(state.Commit(StateChange{}).ok());
   EXPECT_EQ(store.commits(), 1);
 }
 
-TEST(ClusterStateDeathTest, AFailedWriteEndsTheProcessBeforeMemoryChanges) {
+TEST(ClusterStateTest, AFailedWriteLeavesMemoryAsTheStoreIs) {
   testing::FakeStore inner;
   testing::FaultyStore store(inner, 1);
   ClusterState state(store);
   ASSERT_TRUE(state.Load().ok());
   StateChange change;
   change.instances.push_back(Inst("web-0", "h1", InstanceState::kCreating, 1));
-  EXPECT_EXIT(state.Commit(change), ::testing::ExitedWithCode(kExitStoreWriteFailed),
-              "state store write failed: store: injected failure of write 1");
+  auto refused = state.Commit(change);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("injected failure of write 1"));
   EXPECT_EQ(state.instance("web-0"), nullptr);
   EXPECT_EQ(inner.commits(), 0);
+  auto stored = state.Commit(change);  // the store writes again
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(state.instance("web-0")->state, InstanceState::kCreating);
 }
 
 }  // namespace

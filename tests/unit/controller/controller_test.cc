@@ -323,7 +323,8 @@ TEST_F(ControllerTest, DeploySpreadsInstancesAndSendsEachHostItsSet) {
   EXPECT_TRUE(HasEvent("running", "web-0"));
   EXPECT_EQ(Inst("web-3").state, InstanceState::kCreating);
   AllRunning();
-  for (const auto& [name, inst] : controller_->instances()) EXPECT_EQ(inst.state, InstanceState::kRunning);
+  for (const auto& [name, inst] : controller_->instances())
+    EXPECT_EQ(inst.state, InstanceState::kRunning);
   auto services = controller_->ListServices();
   ASSERT_EQ(services.services_size(), 1);
   EXPECT_EQ(services.services(0).running(), 6);
@@ -860,7 +861,8 @@ TEST_F(ControllerTest, RestartResumesFromTheStore) {
   ASSERT_TRUE(Hello("host-b", 4, 8192).ok());
   ASSERT_TRUE(Apply(WebSpec(4, 2)).ok());
   AllRunning();
-  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, InstanceState::kRunning);
+  for (const auto& [name, inst] : controller_->instances())
+    ASSERT_EQ(inst.state, InstanceState::kRunning);
   const InstanceRecord crashed = Inst("web-0");
   v1::DomainEvent ev;
   ev.set_instance("web-0");
@@ -915,7 +917,8 @@ TEST_F(ControllerTest, RestartPlacesInstancesLeftPending) {
   // Deployed while no host could take it, then the controller restarts.
   ASSERT_TRUE(Hello("host-a", 1, 1024).ok());
   ASSERT_TRUE(Apply(WebSpec(3, 3)).ok());
-  for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, InstanceState::kPending);
+  for (const auto& [name, inst] : controller_->instances())
+    ASSERT_EQ(inst.state, InstanceState::kPending);
   auto before = controller_->instances();
   Restart();
   EXPECT_EQ(controller_->instances(), before);
@@ -991,7 +994,8 @@ TEST_F(ControllerTest, ScaleUpAndDownByReapplying) {
     EXPECT_FALSE(inst.allocation.host.empty()) << inst.name;
     EXPECT_EQ(Sink(inst.allocation.host).LastDesiredNames().count(inst.name), 1u) << inst.name;
   }
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(Inst("web-" + std::to_string(i)).state, InstanceState::kRunning);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(Inst("web-" + std::to_string(i)).state, InstanceState::kRunning);
   for (const char* h : {"host-a", "host-b", "host-c"}) EXPECT_EQ(InstancesOn(h).size(), 3u) << h;
   ExpectDistinctAddresses();
 
@@ -1074,7 +1078,8 @@ class ControllerHealthTest : public ControllerTest {
     auto resp = Apply(yaml);
     ASSERT_TRUE(resp.ok()) << resp.status().ToString();
     ReportAllHealthy();
-    for (const auto& [name, inst] : controller_->instances()) ASSERT_EQ(inst.state, InstanceState::kRunning);
+    for (const auto& [name, inst] : controller_->instances())
+      ASSERT_EQ(inst.state, InstanceState::kRunning);
   }
 
   v1::UpgradeStatus StartUpgrade() {
@@ -1114,7 +1119,8 @@ class ControllerHealthTest : public ControllerTest {
   std::string UpgradeMessages(int64_t after) {
     std::string out;
     for (const auto& e : Events(after))
-      if (e.kind == EventKind::kUpgrade || e.kind == EventKind::kUpgradePreempted) out += e.message + "\n";
+      if (e.kind == EventKind::kUpgrade || e.kind == EventKind::kUpgradePreempted)
+        out += e.message + "\n";
     return out;
   }
 
@@ -1151,7 +1157,8 @@ TEST_F(ControllerHealthTest, TheCheckTravelsToTheAgentAndHealthShowsInTheInstanc
   EXPECT_EQ(InfoHealth("web-0"), "passing");
   ReportHealth(host, {{"web-0", {v1::HEALTH_STATE_FAILING, true}}});
   EXPECT_EQ(InfoHealth("web-0"), "failing");
-  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning) << "a failing probe alone is not a failure";
+  EXPECT_EQ(Inst("web-0").state, InstanceState::kRunning)
+      << "a failing probe alone is not a failure";
 }
 
 TEST_F(ControllerHealthTest, AServiceWithoutACheckShowsNoneAndSendsNoCheck) {
@@ -1254,6 +1261,79 @@ TEST_F(ControllerHealthTest, WithoutACheckRunningIsEnoughForTheUpgrade) {
   EXPECT_EQ(UpgradeStatus().current_ud(), 1);
   Report(Inst("web-1").allocation.host, {Domain("web-1", 2)});
   EXPECT_EQ(UpgradeStatus().state(), "completed");
+}
+
+// During a maintenance nothing is healed, so the failing instance keeps its generation: the
+// agent's event and the verdict in its next report are one failure, counted once.
+TEST_F(ControllerHealthTest, InAMaintenanceOneHealthFailureCountsOnceAgainstTheUpgrade) {
+  config_.max_failed_health_checks = 2;
+  Restart();
+  DeployChecked();
+  StartUpgrade();
+  // web-0 (UD 0) runs v2, its probe has not passed: UD 0 is not done.
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kFailingNeverPassed}});
+  ASSERT_EQ(Inst("web-0").version, "v2");
+  ASSERT_EQ(UpgradeStatus().state(), "running");
+  v1::MaintenanceStartRequest m;
+  m.set_duration_ms(600000);
+  m.set_reason("switch firmware");
+  ASSERT_TRUE(controller_->MaintenanceStart(m).ok());
+  int64_t seq = LastEventSequence();
+  const std::string host = Inst("web-0").allocation.host;
+  HealthCheckFails("web-0", /*stop_there=*/true);
+  // Its report says the same (level-triggered: health_failed), twice.
+  for (int i = 0; i < 2; ++i) {
+    v1::DomainStatus d = Domain("web-0", Inst("web-0").generation);
+    d.set_health(v1::HEALTH_STATE_FAILING);
+    d.set_health_failed(true);
+    d.set_health_failures(3);
+    std::vector<v1::DomainStatus> domains{d};
+    const auto desired = Sink(host).LastDesired();
+    ASSERT_TRUE(desired.has_value());
+    for (const auto& s : *desired) {
+      if (s.name() != "web-0") domains.push_back(Domain(s.name(), s.generation()));
+    }
+    Report(host, domains);
+  }
+  const v1::UpgradeStatus st = UpgradeStatus();
+  EXPECT_EQ(st.message(), "web-0 failed its health check (1 of max_failed 2)") << st.DebugString();
+  EXPECT_NE(st.state(), "failed") << "one failure counted twice failed the upgrade";
+  EXPECT_EQ(UpgradeMessages(seq).find("upgrade failed"), std::string::npos) << UpgradeMessages(seq);
+  EXPECT_EQ(Inst("web-0").generation, 2) << "maintenance: not healed";
+}
+
+// What the controller keeps per instance goes when the instance does: web-0's failure counted
+// at generation 2 in an upgrade of a service that is then deleted must not hide the failure of
+// the new web-0 at generation 2 in the next upgrade of the re-created service.
+TEST_F(ControllerHealthTest, AFailureCountedForADeletedInstanceDoesNotHideItsNamesakes) {
+  config_.max_failed_health_checks = 2;
+  Restart();
+  DeployChecked();
+  StartUpgrade();
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kFailingNeverPassed}});
+  ASSERT_EQ(Inst("web-0").generation, 2);
+  int64_t seq = LastEventSequence();
+  HealthCheckFails("web-0");
+  ASSERT_NE(UpgradeMessages(seq).find("web-0 failed its health check (1 of max_failed 2)"),
+            std::string::npos)
+      << UpgradeMessages(seq);
+  v1::DeleteServiceRequest del;
+  del.set_service("web");
+  del.set_force(true);
+  ASSERT_TRUE(controller_->DeleteService(del).ok());
+  ASSERT_TRUE(controller_->instances().empty());
+  ReportAllHealthy();
+
+  DeployChecked();
+  StartUpgrade();
+  ReportHealth(Inst("web-0").allocation.host, {{"web-0", kFailingNeverPassed}});
+  ASSERT_EQ(Inst("web-0").version, "v2");
+  ASSERT_EQ(Inst("web-0").generation, 2);
+  seq = LastEventSequence();
+  HealthCheckFails("web-0");
+  EXPECT_NE(UpgradeMessages(seq).find("web-0 failed its health check (1 of max_failed 2)"),
+            std::string::npos)
+      << UpgradeMessages(seq);
 }
 
 TEST_F(ControllerHealthTest, UpgradedInstanceFailingItsHealthChecksFailsTheUpgradeThenRollsBack) {

@@ -76,6 +76,7 @@ TEST_F(LeaseTest, AHeartbeatIsAckedFromTheKeeperAfterTheDesiredSetAndOnlyOnItsSe
   EXPECT_TRUE(msgs.back().has_heartbeat_ack());
   EXPECT_EQ(msgs.back().heartbeat_ack().sequence(), 7u);
   EXPECT_EQ(msgs.back().heartbeat_ack().fencing_lease_ms(), 2000);
+  EXPECT_EQ(msgs.back().heartbeat_ack().host_down_after_ms(), 3000);  // the agent checks it
   EXPECT_EQ(msgs.back().heartbeat_ack().hold_ms(), 0);
   bool desired_first = false;
   for (const auto& m : msgs) {

@@ -15,8 +15,8 @@
 namespace regen {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::ControllerHarness;
+using ::testing::HasSubstr;
 
 // "web": `instances` instances in 3 UDs, versions v1 (current) and v2.
 std::string Web(int instances) {
@@ -284,6 +284,44 @@ TEST_F(ServiceOpsTest, CordonKeepsWhatRunsAndPlacesNothingNewThere) {
   EXPECT_EQ(HostState("host-1"), "up");
   ASSERT_TRUE(h_.Apply(Web(12)).ok());
   EXPECT_GT(InstancesOn("host-1").size(), on_host1.size()) << "uncordoned, it takes instances";
+}
+
+// host-1 stops heartbeating until the controller declares it down (the others go on).
+void LoseHost1(ControllerHarness& h) {
+  for (int i = 0; i < 8; ++i) {
+    h.clock().Advance(std::chrono::milliseconds(500));
+    for (const char* host : {"host-2", "host-3"}) {
+      h.controller().OnHeartbeat(host, v1::Heartbeat(), &h.Sink(host));
+    }
+    h.controller().Tick();
+  }
+}
+
+TEST_F(ServiceOpsTest, ACordonOrDrainOutlastsTheHostGoingDownAndComingBack) {
+  Deploy(3, /*hosts=*/3);
+  ASSERT_TRUE(Verb("host-1", HostVerb::kCordon).ok());
+  LoseHost1(h_);
+  ASSERT_EQ(HostState("host-1"), "down");
+  ASSERT_TRUE(h_.Hello("host-1").ok());
+  EXPECT_EQ(HostState("host-1"), "cordoned") << "the cordon was lost when the host came back";
+  ASSERT_TRUE(h_.Apply(Web(9)).ok());
+  EXPECT_TRUE(InstancesOn("host-1").empty()) << "placed on a cordoned host";
+  // Uncordoned while down: it comes back up, and takes instances.
+  LoseHost1(h_);
+  ASSERT_EQ(HostState("host-1"), "down");
+  auto up = Verb("host-1", HostVerb::kUncordon);
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  EXPECT_EQ(up->state(), "down");
+  ASSERT_TRUE(h_.Hello("host-1").ok());
+  EXPECT_EQ(HostState("host-1"), "up");
+  // A drained host that goes down comes back draining (and stored so: a restart keeps it).
+  v1::DrainRequest drain;
+  drain.set_host("host-1");
+  ASSERT_TRUE(c().Drain(drain).ok());
+  LoseHost1(h_);
+  h_.Restart();
+  h_.Hosts(3);
+  EXPECT_EQ(HostState("host-1"), "draining");
 }
 
 TEST_F(ServiceOpsTest, UndrainLetsADrainedHostTakeInstancesAgain) {

@@ -10,10 +10,10 @@ TEST_F(RegenctlTest, HostListText) {
   CtlResult r = Run({"host", "list"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "NAME    ADDRESS       STATE  VCPUS  MEMORY_MIB  LAST_HEARTBEAT            "
+            "NAME    ADDRESS       STATE  TYPE  VCPUS  MEMORY_MIB  LAST_HEARTBEAT            "
             "TOPOLOGY_REV\n"
-            "host-a  192.168.0.11  up     3/8    2112/16384  2024-05-01T12:00:00.250Z  7\n"
-            "host-b  192.168.0.12  down   1/4    64/8192     -                         0\n");
+            "host-a  192.168.0.11  up     kvm   3/8    2112/16384  2024-05-01T12:00:00.250Z  7\n"
+            "host-b  192.168.0.12  down   -     1/4    64/8192     -                         0\n");
 }
 
 TEST_F(RegenctlTest, HostListJson) {
@@ -23,6 +23,7 @@ TEST_F(RegenctlTest, HostListJson) {
       "capacity":{"vcpus":8,"memory_mib":16384,"disk_gib":200,"bandwidth_mbps":10000},
       "allocated":{"vcpus":3,"memory_mib":2112,"disk_gib":21,"bandwidth_mbps":100},
       "last_heartbeat_unix_ms":1714564800250,"applied_topology_revision":7,
+      "domain_type":"kvm","domain_type_reason":"auto: libvirt offers kvm and a test guest ran under KVM",
       "maintenance":false})"));
 }
 
@@ -98,7 +99,7 @@ TEST_F(RegenctlTest, FailoverToAHostJson) {
   EXPECT_EQ(j["name"], "web-0");
   EXPECT_EQ(j["host"], "host-b");
   EXPECT_EQ(j["generation"], 2);
-  EXPECT_EQ(j.size(), 13u);  // no "reason" when it is empty
+  EXPECT_EQ(j.size(), 14u);  // no "reason" when it is empty
 }
 
 TEST_F(RegenctlTest, FailoverWhenTheOldHostIsUnknownNamesTheNewOne) {

@@ -66,6 +66,7 @@ inline v1::InstanceInfo MakeInstance(const std::string& name, const std::string&
   i.set_ip(ip);
   i.set_mac(mac);
   i.set_reason(reason);
+  i.set_disk(service == "web" ? "overlay:/var/lib/regen/images/web-v1.qcow2" : "none");
   return i;
 }
 
@@ -124,6 +125,8 @@ class FakeAdminService final : public v1::AdminService::Service {
     *a.mutable_allocated() = MakeResources(3, 2112, 21, 100);
     a.set_last_heartbeat_unix_ms(1714564800250);  // 2024-05-01T12:00:00.250Z
     a.set_applied_topology_revision(7);
+    a.set_domain_type("kvm");
+    a.set_domain_type_reason("auto: libvirt offers kvm and a test guest ran under KVM");
     hosts_.push_back(a);
     v1::HostInfo b;
     b.set_name("host-b");
