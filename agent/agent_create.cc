@@ -1,11 +1,10 @@
 // The agent's actions on domains (Agent members): a reconcile's actions in batches of
-// parallel_starts (agent.yaml; RunAction touches only thread-safe members and runs on a thread per action
-// when a batch has more than one, inline otherwise; FinishAction's bookkeeping stays on the main
-// loop), the creation of a domain (every name and path the
-// controller sent is checked before anything on disk changes; the lease is checked again right
-// before the domain starts), and the retry backoff of failed actions (a failed destroy is
-// retried within kDestroyRetryMax: it may be all that stands between the instance and a
-// duplicate).
+// parallel_starts (agent.yaml; RunAction touches only thread-safe members and runs on a thread per
+// action when a batch has more than one, inline otherwise; FinishAction's bookkeeping stays on the
+// main loop), the creation of a domain (every name and path the controller sent is checked before
+// anything on disk changes; the lease is checked again right before the domain starts), and the
+// retry backoff of failed actions (a failed destroy is retried within kDestroyRetryMax: it may be
+// all that stands between the instance and a duplicate).
 #include <algorithm>
 #include <filesystem>
 #include <thread>
@@ -13,6 +12,7 @@
 #include "agent/agent.h"
 #include "agent/domain_xml.h"
 #include "agent/event_delivery.h"
+#include "agent/nocloud_seed.h"
 #include "common/log.h"
 #include "config/fields.h"
 
@@ -35,6 +35,7 @@ Agent::ActionOutcome Agent::RunAction(const ReconcileAction& action) {
     if (!out.destroy.ok() && out.destroy.code() != Code::kNotFound) return out;
     if (action.kind == ReconcileAction::Kind::kDestroy) {
       disks_.Remove(action.name);
+      RemoveNoCloudSeeds(config_.state_dir, action.name);
       return out;
     }
   }
@@ -176,6 +177,11 @@ Result<Agent::CheckedCreate> Agent::CheckCreate(const InstanceSpec& spec) {
       return InvalidArgument(context + ": domain_template: " + text.status().message());
     }
     opts.template_text = std::move(*text);
+    // A template that attaches the cloud-init seed ({{seed}}: real cloud images) gets one per
+    // generation, written once everything is checked (CreateDomain).
+    if (opts.template_text.find("{{seed}}") != std::string::npos) {
+      opts.seed_path = SeedPath(config_.state_dir, spec);
+    }
   }
   // Every domain gets the org.regen.events.0 channel: the agent writes the instance's events to
   // its socket (agent/event_delivery.h).
@@ -201,6 +207,11 @@ Status Agent::CreateDomain(const InstanceSpec& spec) {
     ASSIGN_OR_RETURN(std::string disk,
                      disks_.Prepare(spec, staged.empty() ? checked.image : staged));
     if (disk != opts.disk_path) return Internal("instance " + spec.name + ": overlay " + disk);
+  }
+  if (!opts.seed_path.empty()) {
+    RemoveNoCloudSeeds(config_.state_dir, spec.name);  // earlier generations' seeds
+    ASSIGN_OR_RETURN(std::string seed, WriteNoCloudSeed(runner_, config_.state_dir, spec));
+    if (seed != opts.seed_path) return Internal("instance " + spec.name + ": seed " + seed);
   }
   if (!opts.events_socket.empty()) {
     std::error_code ec;

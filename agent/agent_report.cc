@@ -75,6 +75,8 @@ InstanceSpec SpecFromProto(const v1::InstanceSpec& p) {
   s.allocation.resources = {r.vcpus(), r.memory_mib(), r.disk_gib(), r.bandwidth_mbps()};
   s.allocation.ip = p.allocation().ip();
   s.allocation.mac = p.allocation().mac();
+  s.prefix_len = p.prefix_len() >= 1 && p.prefix_len() <= 32 ? p.prefix_len() : 0;
+  s.gateway = p.gateway();
   return s;
 }
 
@@ -88,7 +90,8 @@ std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p) {
   // outside them is clamped, never turned into a duration that overflows the clock.
   constexpr int64_t kMaxMs = 3'600'000;  // 1 h
   constexpr int64_t kMaxFailed = 100;
-  if (p.interval_ms() >= 10) c.interval = std::chrono::milliseconds(std::min(p.interval_ms(), kMaxMs));
+  if (p.interval_ms() >= 10)
+    c.interval = std::chrono::milliseconds(std::min(p.interval_ms(), kMaxMs));
   if (p.timeout_ms() >= 1) c.timeout = std::chrono::milliseconds(std::min(p.timeout_ms(), kMaxMs));
   if (c.timeout >= c.interval) c.timeout = c.interval / 2;
   if (p.max_failed() >= 1) c.max_failed = std::min(p.max_failed(), kMaxFailed);
@@ -119,7 +122,8 @@ v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health
   return p;
 }
 
-v1::DomainsReport BuildDomainsReport(const std::string& host, const std::vector<DomainInfo>& domains,
+v1::DomainsReport BuildDomainsReport(const std::string& host,
+                                     const std::vector<DomainInfo>& domains,
                                      const HealthReport& health,
                                      const std::vector<StagedImage>& staged) {
   v1::DomainsReport r;

@@ -41,16 +41,20 @@ Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec, const std::s
 }
 
 void DiskPreparer::Remove(const std::string& instance) {
+  RemoveGenerationFiles(state_dir_ + "/disks", instance, ".qcow2");
+}
+
+void RemoveGenerationFiles(const std::string& dir, const std::string& instance,
+                           const std::string& suffix) {
   std::error_code ec;
-  fs::path dir = state_dir_ + "/disks";
   if (!fs::exists(dir, ec)) return;
   std::string prefix = instance + "-g";
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::string file = entry.path().filename().string();
-    if (file.rfind(prefix, 0) != 0 || !file.ends_with(".qcow2")) continue;
-    std::string gen = file.substr(prefix.size(), file.size() - prefix.size() - 6);
+    if (file.rfind(prefix, 0) != 0 || !file.ends_with(suffix)) continue;
+    std::string gen = file.substr(prefix.size(), file.size() - prefix.size() - suffix.size());
     bool digits = !gen.empty() && gen.find_first_not_of("0123456789") == std::string::npos;
-    if (digits) fs::remove(entry.path(), ec);  // not "web-1-g2-g1.qcow2" of instance web-1-g2
+    if (digits) fs::remove(entry.path(), ec);
   }
 }
 

@@ -28,4 +28,9 @@ class DiskPreparer {
   CommandRunner& runner_;
 };
 
+// Removes <dir>/<instance>-g<N><suffix> for every generation N (not the files of an instance
+// whose name merely starts so, e.g. "web-1-g2-g1.qcow2" of instance web-1-g2). Missing is fine.
+void RemoveGenerationFiles(const std::string& dir, const std::string& instance,
+                           const std::string& suffix);
+
 }  // namespace regen

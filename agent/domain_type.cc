@@ -112,15 +112,17 @@ std::optional<DomainTypeChoice> ReadProbeCache(const KvmProbeOptions& options,
       str("emulator") != emulator || (type != "kvm" && type != "qemu")) {
     return std::nullopt;
   }
-  return DomainTypeChoice{type, str("reason") + " (probed earlier this boot, cached in " +
-                                    options.cache_file + ")"};
+  return DomainTypeChoice{
+      type, str("reason") + " (probed earlier this boot, cached in " + options.cache_file + ")"};
 }
 
 void WriteProbeCache(const KvmProbeOptions& options, const std::string& emulator,
                      const DomainTypeChoice& choice) {
   if (options.cache_file.empty() || options.boot_id.empty()) return;
-  nlohmann::json j = {{"boot_id", options.boot_id}, {"dev_kvm", options.dev_kvm},
-                      {"emulator", emulator},       {"type", choice.type},
+  nlohmann::json j = {{"boot_id", options.boot_id},
+                      {"dev_kvm", options.dev_kvm},
+                      {"emulator", emulator},
+                      {"type", choice.type},
                       {"reason", choice.reason}};
   const std::string tmp = options.cache_file + ".tmp";
   bool ok = false;
@@ -186,8 +188,8 @@ DomainTypeChoice ResolveDomainType(const std::string& configured, Hypervisor& hy
   if (std::string problem = RunKvmProbe(emulator, runner, options, took); !problem.empty()) {
     choice = {"qemu", "auto: TCG, " + emulator + ": " + problem};
   } else {
-    choice = {"kvm", "auto: libvirt offers kvm and a test guest ran under KVM (" + emulator +
-                         ", " + std::to_string(took.count()) + " ms)"};
+    choice = {"kvm", "auto: libvirt offers kvm and a test guest ran under KVM (" + emulator + ", " +
+                         std::to_string(took.count()) + " ms)"};
   }
   WriteProbeCache(options, emulator, choice);
   return choice;

@@ -131,6 +131,10 @@ Status ValidateSpec(const InstanceSpec& spec, const DomainXmlOptions& options) {
     return fail("allocation.ip: invalid IPv4 address " + QuoteValue(alloc.ip) +
                 " (expected dotted quad like 10.0.0.5)");
   }
+  if (!spec.gateway.empty() && !IsValidIpv4(spec.gateway)) {
+    return fail("gateway: invalid IPv4 address " + QuoteValue(spec.gateway) +
+                " (expected dotted quad like 10.0.0.1)");
+  }
   const Resources& res = alloc.resources;
   if (res.vcpus < 1 || res.vcpus > kMaxVcpus) {
     return fail("allocation.resources.vcpus: " + std::to_string(res.vcpus) +
@@ -310,6 +314,9 @@ Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOption
       {"ip", XmlEscape(spec.allocation.ip)},
       {"generation", std::to_string(spec.generation)},
       {"service", XmlEscape(spec.service)},
+      {"prefix_len", spec.prefix_len > 0 ? std::to_string(spec.prefix_len) : ""},
+      {"gateway", XmlEscape(spec.gateway)},
+      {"seed", XmlEscape(options.seed_path)},
   };
   std::string out;
   size_t pos = 0;
@@ -335,7 +342,7 @@ Result<std::string> FillTemplate(const InstanceSpec& spec, const DomainXmlOption
                              QuoteValue("{{" + std::string(key) + "}}") +
                              " (known: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} "
                              "{{bridge}} {{disk}} {{metadata}} {{events_channel}} {{ip}} "
-                             "{{generation}} {{service}})");
+                             "{{generation}} {{service}} {{prefix_len}} {{gateway}} {{seed}})");
     }
     out.append(text, pos, open - pos);
     out += *value;

@@ -21,6 +21,7 @@ struct DomainXmlOptions {
   std::string disk_path;            // the instance's qcow2 overlay; "" = no disk
   std::string events_socket;        // unix socket for the org.regen.events.0 channel; "" = none
   std::string emulator;             // "" = libvirt's default
+  std::string seed_path;            // the cloud-init NoCloud seed ISO ({{seed}}); "" = none
   // The contents of the file spec.domain_template names (the agent reads it on its host).
   std::string template_text;
 };
@@ -30,7 +31,8 @@ struct DomainXmlOptions {
 // instead of the built-in layout, with these
 // placeholders replaced: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} {{bridge}} {{disk}}
 // {{metadata}} {{events_channel}} {{ip}} (allocation.ip, "" when none) {{generation}}
-// {{service}} (all values XML-escaped). A template without {{events_channel}}
+// {{service}} {{prefix_len}} {{gateway}} (the service subnet's, "" when none) {{seed}} (the
+// cloud-init NoCloud seed ISO, agent/nocloud_seed.h; options.seed_path) (all values XML-escaped). A template without {{events_channel}}
 // gets the channel before its closing </devices>: every domain has its events channel.
 Result<std::string> BuildDomainXml(const InstanceSpec& spec, const DomainXmlOptions& options);
 

@@ -95,7 +95,7 @@ cluster through regen-controller's admin API. Installed with regen-agent and reg
 set(CPACK_DEBIAN_AGENT_PACKAGE_NAME "regen-agent")
 set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "regenctl (= ${_regen_deb_version})")
 set(CPACK_DEBIAN_AGENT_PACKAGE_RECOMMENDS
-    "libvirt-daemon-system, qemu-system-x86, qemu-utils, openvswitch-switch")
+    "libvirt-daemon-system, qemu-system-x86, qemu-utils, openvswitch-switch, genisoimage")
 set(CPACK_DEBIAN_AGENT_PACKAGE_SUGGESTS "tini")
 set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
     ${_regen_pkg_dir}/debian/regen-agent/postinst

@@ -42,6 +42,10 @@ struct InstanceSpec {
   std::map<std::string, std::string> metadata;  // version metadata, passed into the domain
   std::string dns_name;  // the service's network.dns_name ("" = none); for the DNS watch
   Allocation allocation;
+  // The service subnet's prefix length and gateway (its first address) for the guest's network
+  // configuration; 0 and "" when the service has no subnet.
+  int64_t prefix_len = 0;
+  std::string gateway;
   bool operator==(const InstanceSpec&) const = default;
 };
 

@@ -91,6 +91,7 @@ Result<AddressPool::Subnet> AddressPool::ParseSubnet(std::string_view service,
   s.first = *address + 2;
   s.last = (*address | ~mask) - 1;
   s.key = SubnetKey(*address, prefix);
+  s.prefix_len = prefix;
   return s;
 }
 

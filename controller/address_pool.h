@@ -20,6 +20,7 @@ class AddressPool {
     uint32_t first = 0;  // first address handed out (network + 2; network + 1 is the gateway)
     uint32_t last = 0;   // last address handed out (broadcast - 1)
     uint64_t key = 0;
+    int64_t prefix_len = 0;  // 8..30
   };
 
   // "10.10.0.0/24" (prefix 8..30, no host bits); errors name the service and the value.

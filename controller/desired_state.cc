@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "controller/address_pool.h"
 
 namespace regen {
 
@@ -158,6 +159,10 @@ v1::InstanceSpec DesiredState::SpecOf(const InstanceRecord& inst) const {
   const ServiceRuntime* svc = core_.state.service(inst.service);
   if (svc != nullptr) {
     spec.set_dns_name(svc->spec.dns_name);
+    if (auto net = AddressPool::ParseSubnet(svc->spec.name, svc->spec.subnet); net.ok()) {
+      spec.set_prefix_len(net->prefix_len);
+      spec.set_gateway(AddressPool::FormatIp(net->first - 1));
+    }
     auto v = svc->spec.versions.find(inst.version);
     if (v != svc->spec.versions.end()) {
       spec.set_image(v->second.image);

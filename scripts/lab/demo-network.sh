@@ -84,7 +84,7 @@ template() {  # template NAME EXTRA_CMDLINE: a domain template booting the test 
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$GUEST/vmlinux</kernel>
     <initrd>$GUEST/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet loglevel=1 panic=-1 regen.ip={{ip}}/24 regen.name={{name}} regen.generation={{generation}} $2</cmdline>
+    <cmdline>console=ttyS0 quiet loglevel=1 panic=-1 regen.ip={{ip}}/{{prefix_len}} regen.name={{name}} regen.generation={{generation}} $2</cmdline>
   </os>
   <on_crash>destroy</on_crash>
   <devices>

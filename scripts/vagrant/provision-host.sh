@@ -11,7 +11,7 @@
 set -euo pipefail
 
 PROG=provision-host.sh
-APT_PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
+APT_PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage
   openvswitch-switch tini knot-dnsutils jq)
 
 usage() {

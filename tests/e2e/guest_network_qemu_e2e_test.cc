@@ -211,7 +211,7 @@ std::string GuestTemplate(const std::string& dir, const std::string& extra_cmdli
     << "  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n"
     << "    <kernel>" << kGuestDir << "/vmlinux</kernel>\n"
     << "    <initrd>" << kGuestDir << "/initrd.img</initrd>\n"
-    << "    <cmdline>console=ttyS0 quiet loglevel=1 panic=-1 regen.ip={{ip}}/24 "
+    << "    <cmdline>console=ttyS0 quiet loglevel=1 panic=-1 regen.ip={{ip}}/{{prefix_len}} "
     << "regen.name={{name}} regen.generation={{generation}} " << extra_cmdline
     << "</cmdline>\n  </os>\n  <on_crash>destroy</on_crash>\n  <devices>\n"
     << "    <interface type='bridge'>\n      <mac address='{{mac}}'/>\n"

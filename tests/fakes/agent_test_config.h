@@ -24,4 +24,18 @@ inline AgentConfig ControllerModeConfig(const TempDir& dir, std::chrono::millise
   return c;
 }
 
+// Standalone (no controller): host-a on the fake hypervisor, no NIC bridge, polls every 50 ms,
+// files (and the default image_dirs, <dir>/images) under `dir`.
+inline AgentConfig StandaloneConfig(const TempDir& dir) {
+  AgentConfig c;
+  c.host_name = "host-a";
+  c.libvirt_uri = "fake:///";
+  c.poll_interval = std::chrono::milliseconds(50);
+  c.domain_type = "test";
+  c.ovs_bridge = "";
+  c.state_dir = dir.path();
+  c.control_socket = dir.File("agent.sock");
+  return c;
+}
+
 }  // namespace regen::testing

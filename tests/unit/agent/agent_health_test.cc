@@ -302,5 +302,21 @@ TEST(HealthCheckFromProtoTest, OutOfRangeValuesAreClampedToTheSpecBounds) {
   EXPECT_FALSE(HealthCheckFromProto(p).has_value());
 }
 
+// The subnet's prefix and gateway travel into the spec (NoCloud seed, {{prefix_len}}); a prefix
+// outside 1..32 from a controller is none.
+TEST(SpecFromProtoTest, PrefixAndGateway) {
+  v1::InstanceSpec p;
+  p.set_name("web-0");
+  p.set_prefix_len(24);
+  p.set_gateway("10.10.0.1");
+  InstanceSpec s = SpecFromProto(p);
+  EXPECT_EQ(s.prefix_len, 24);
+  EXPECT_EQ(s.gateway, "10.10.0.1");
+  p.set_prefix_len(99);
+  EXPECT_EQ(SpecFromProto(p).prefix_len, 0);
+  p.set_prefix_len(-1);
+  EXPECT_EQ(SpecFromProto(p).prefix_len, 0);
+}
+
 }  // namespace
 }  // namespace regen

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "tests/fakes/agent_test_config.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_command_runner.h"
 #include "tests/fakes/fake_hypervisor.h"
@@ -41,17 +42,8 @@ class AgentPathsTest : public ::testing::Test {
       return CommandOutput{0, "", ""};
     });
   }
-  AgentConfig Config() {
-    AgentConfig c;
-    c.host_name = "host-a";
-    c.libvirt_uri = "fake:///";
-    c.poll_interval = milliseconds(50);
-    c.domain_type = "test";
-    c.ovs_bridge = "";
-    c.state_dir = dir_.path();  // image_dirs: the default, <state_dir>/images (and templates)
-    c.control_socket = dir_.File("agent.sock");
-    return c;
-  }
+  // image_dirs: the default, <state_dir>/images (and templates)
+  AgentConfig Config() { return testing::StandaloneConfig(dir_); }
   InstanceSpec Spec(const std::string& name) {
     InstanceSpec s;
     s.name = name;

@@ -213,6 +213,44 @@ TEST(DomainXmlTest, TemplateIpGenerationAndService) {
   EXPECT_THAT(xml, HasSubstr("<cmdline>regen.ip=/24 regen.generation=7"));
 }
 
+// Issue 16: a real cloud image gets its address from the NoCloud seed the template attaches.
+TEST(DomainXmlTest, TemplateSeedPrefixAndGateway) {
+  InstanceSpec spec = WebSpec();
+  spec.domain_template = "/etc/regen/cloud.xml";
+  spec.prefix_len = 24;
+  spec.gateway = "10.0.0.1";
+  DomainXmlOptions opts = FullOptions();
+  opts.seed_path = "/var/lib/regen/seeds/web-0-g1.iso";
+  opts.template_text =
+      "<domain><name>{{name}}</name>{{metadata}}<devices><disk type='file' device='cdrom'>"
+      "<source file='{{seed}}'/></disk></devices><x>{{ip}}/{{prefix_len}} via {{gateway}}</x>"
+      "</domain>";
+  std::string xml = BuildOrDie(spec, opts);
+  EXPECT_THAT(xml, HasSubstr("<source file='/var/lib/regen/seeds/web-0-g1.iso'/>"));
+  EXPECT_THAT(xml, HasSubstr("<x>" + spec.allocation.ip + "/24 via 10.0.0.1</x>"));
+  spec.prefix_len = 0;  // a service without a subnet
+  spec.gateway = "";
+  EXPECT_THAT(BuildOrDie(spec, opts), HasSubstr("/ via </x>"));
+  spec.gateway = "10.0.0.999";
+  auto bad = BuildDomainXml(spec, opts);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("gateway: invalid IPv4 address \"10.0.0.999\""));
+}
+
+// config/examples/cloud-image.xml fills into XML with the seed as a cdrom and the NIC.
+TEST(DomainXmlTest, ExampleCloudImageTemplate) {
+  InstanceSpec spec = WebSpec();
+  spec.domain_template = "/etc/regen/templates/cloud-image.xml";
+  DomainXmlOptions opts = FullOptions();
+  opts.seed_path = "/var/lib/regen/seeds/web-0-g1.iso";
+  opts.template_text = testing::ReadFileOrDie(testing::SourceDir() + "/config/examples/cloud-image.xml");
+  std::string xml = BuildOrDie(spec, opts);
+  EXPECT_THAT(xml, HasSubstr("<source file='/var/lib/regen/seeds/web-0-g1.iso'/>"));
+  EXPECT_THAT(xml, HasSubstr("<mac address='" + spec.allocation.mac + "'/>"));
+  EXPECT_THAT(xml, HasSubstr("<source file='" + opts.disk_path + "'/>"));
+  EXPECT_EQ(xml.find("{{"), std::string::npos) << xml;
+}
+
 TEST(DomainXmlTest, TemplateUnknownPlaceholderListsEveryKnownOne) {
   InstanceSpec spec = WebSpec();
   spec.domain_template = "/etc/regen/web.xml";
@@ -222,7 +260,8 @@ TEST(DomainXmlTest, TemplateUnknownPlaceholderListsEveryKnownOne) {
   ASSERT_FALSE(xml.ok());
   for (const char* known :
        {"{{name}}", "{{uuid}}", "{{vcpus}}", "{{memory_kib}}", "{{mac}}", "{{bridge}}", "{{disk}}",
-        "{{metadata}}", "{{events_channel}}", "{{ip}}", "{{generation}}", "{{service}}"}) {
+        "{{metadata}}", "{{events_channel}}", "{{ip}}", "{{generation}}", "{{service}}",
+        "{{prefix_len}}", "{{gateway}}", "{{seed}}"}) {
     EXPECT_THAT(xml.status().message(), HasSubstr(known));
     // Every placeholder the message names is accepted.
     opts.template_text =

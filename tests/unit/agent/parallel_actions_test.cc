@@ -102,8 +102,7 @@ TEST_F(ParallelActionsTest, SixCreatesRunInBatchesOfFourAtOnce) {
   agent.RenewLease(clock_.Now() + std::chrono::hours(1));
   agent.SetControllerDesired(desired);
   ASSERT_TRUE(WaitFor([&] { return Running() == 6; }, kWait)) << Running() << " running";
-  EXPECT_EQ(in_flight.max(), batch)
-      << "the creates of one pass did not run at once";
+  EXPECT_EQ(in_flight.max(), batch) << "the creates of one pass did not run at once";
   EXPECT_EQ(hv_.defines(), 6);
   agent.Stop();
 }

@@ -48,6 +48,14 @@ TEST(ExamplesTest, EveryExampleLoads) {
       status = LoadServiceSpec(path).status();
     } else if (StartsWith(name, "desired") && entry.path().extension() == ".yaml") {
       status = LoadDesiredInstances(path).status();
+    } else if (entry.path().extension() == ".xml") {
+      // A domain template: filled for real in domain_xml_test (ExampleCloudImageTemplate).
+      auto text = ReadConfigFile(path);
+      status = text.status();
+      if (text.ok() && (text->find("{{name}}") == std::string::npos ||
+                        text->find("{{metadata}}") == std::string::npos)) {
+        status = InvalidArgument(path + ": a domain template needs {{name}} and {{metadata}}");
+      }
     } else {
       ADD_FAILURE() << path
                     << ": no loader for this example; name it agent*.yaml, controller*.yaml, "

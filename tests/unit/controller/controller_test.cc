@@ -1148,6 +1148,10 @@ TEST_F(ControllerHealthTest, TheCheckTravelsToTheAgentAndHealthShowsInTheInstanc
   EXPECT_EQ(spec->health_check().interval_ms(), 1000);
   EXPECT_EQ(spec->health_check().timeout_ms(), 500);
   EXPECT_EQ(spec->health_check().max_failed(), 3);
+  // The subnet 10.10.0.0/24 as the guest's network config needs it (issue 16: NoCloud seed).
+  EXPECT_EQ(spec->prefix_len(), 24);
+  EXPECT_EQ(spec->gateway(), "10.10.0.1");
+  EXPECT_EQ(spec->allocation().ip().rfind("10.10.0.", 0), 0u) << spec->allocation().ip();
 
   EXPECT_EQ(InfoHealth("web-0"), "unknown");  // nothing reported yet
   ReportHealth(host, {{"web-0", kUnknown}});
