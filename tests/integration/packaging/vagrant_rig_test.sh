@@ -108,7 +108,7 @@ expect_rc 0 "provision-host.sh --dry-run"
 steps=$(grep -E 'would run|^provision-host.sh: [0-9]/5' <<<"$out")
 expected="provision-host.sh: 1/5 Debian packages
 provision-host.sh: would run: apt-get update -q
-provision-host.sh: would run: apt-get install -y -q --no-install-recommends libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils openvswitch-switch tini knot-dnsutils jq
+provision-host.sh: would run: apt-get install -y -q --no-install-recommends libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage openvswitch-switch tini knot-dnsutils jq
 provision-host.sh: 2/5 Regen packages
 provision-host.sh: would run: apt-get install -y -q --no-install-recommends $debs/regenctl_0.1.0-1_amd64.deb $debs/regen-agent_0.1.0-1_amd64.deb
 provision-host.sh: 3/5 libvirt and Open vSwitch
