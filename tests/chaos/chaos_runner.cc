@@ -65,15 +65,19 @@ class Run {
   void Sleep(int64_t ms) { std::this_thread::sleep_for(milliseconds(ms)); }
   // The controller's "fenced" events: one per domain an agent destroyed for safety (a fence that
   // found nothing to destroy stops no VM and is not one).
-  // Every agent answers, is not fenced and has reported its fences (a fence from an earlier fault
-  // reported later must not count against the next one). Waits up to 10 s.
+  // Every agent answers, is not fenced, has reported its fences (a fence from an earlier fault
+  // reported later must not count against the next one) and holds a lease renewed since it last
+  // started: more than half the lease left (an agent restarted by kill-agent came back with
+  // 125 ms of its old lease, fenced 35 ms into the next fault, and chaos counted that fence
+  // against the controller's full disk). Waits up to 10 s.
   bool FencesReported() {
     return WaitFor(
         [&] {
           for (int k = 1; k <= options_.hosts; ++k) {
             auto s = lab_.AgentStatus(k);
             if (s.is_null() || s.value("fenced", false) ||
-                !s.value("fenced_unreported", nlohmann::json::array()).empty()) {
+                !s.value("fenced_unreported", nlohmann::json::array()).empty() ||
+                s.value("lease_remaining_ms", int64_t{0}) <= kLeaseMs / 2) {
               return false;
             }
           }
