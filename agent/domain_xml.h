@@ -32,8 +32,9 @@ struct DomainXmlOptions {
 // placeholders replaced: {{name}} {{uuid}} {{vcpus}} {{memory_kib}} {{mac}} {{bridge}} {{disk}}
 // {{metadata}} {{events_channel}} {{ip}} (allocation.ip, "" when none) {{generation}}
 // {{service}} {{prefix_len}} {{gateway}} (the service subnet's, "" when none) {{seed}} (the
-// cloud-init NoCloud seed ISO, agent/nocloud_seed.h; options.seed_path) (all values XML-escaped). A template without {{events_channel}}
-// gets the channel before its closing </devices>: every domain has its events channel.
+// cloud-init NoCloud seed ISO, agent/nocloud_seed.h; options.seed_path) (all values XML-escaped). A
+// template without {{events_channel}} gets the channel before its closing </devices>: every domain
+// has its events channel.
 Result<std::string> BuildDomainXml(const InstanceSpec& spec, const DomainXmlOptions& options);
 
 // Parses the <regen:instance> element Regen writes into <metadata>. managed=false if absent.

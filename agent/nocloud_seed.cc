@@ -56,9 +56,9 @@ Result<std::string> WriteNoCloudSeed(CommandRunner& runner, const std::string& s
   fs::create_directories(dir, ec);
   if (ec) return Internal(context + ": cannot create " + dir + ": " + ec.message());
   const NoCloudSeed seed = BuildNoCloudSeed(spec);
-  std::vector<std::string> argv = {"genisoimage", "-quiet", "-output",    iso + ".tmp",
-                                   "-volid",      "cidata", "-joliet",    "-rock",
-                                   dir + "/meta-data",      dir + "/user-data"};
+  std::vector<std::string> argv = {"genisoimage",      "-quiet",          "-output", iso + ".tmp",
+                                   "-volid",           "cidata",          "-joliet", "-rock",
+                                   dir + "/meta-data", dir + "/user-data"};
   Status written = WriteText(dir + "/meta-data", seed.meta_data);
   if (written.ok()) written = WriteText(dir + "/user-data", seed.user_data);
   if (written.ok() && !seed.network_config.empty()) {

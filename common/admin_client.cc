@@ -310,9 +310,9 @@ Result<Response> AdminClient::Unary(const char* rpc, const Request& request, Cal
 }
 
 // The stub's blocking method as a callable for Unary.
-#define REGEN_STUB_CALL(method)                                                        \
+#define REGEN_STUB_CALL(method)                                                           \
   [](v1::AdminService::Stub& stub, grpc::ClientContext* c, const auto& req, auto* resp) { \
-    return stub.method(c, req, resp);                                                   \
+    return stub.method(c, req, resp);                                                     \
   }
 
 Result<v1::ApplyServiceResponse> AdminClient::ApplyService(v1::ApplyServiceRequest request) {
@@ -390,8 +390,7 @@ Result<v1::MaintenanceStatus> AdminClient::MaintenanceEnd(v1::MaintenanceEndRequ
 
 Result<v1::DeleteServiceResponse> AdminClient::DeleteService(v1::DeleteServiceRequest request) {
   EnsureOperationId(request);
-  return Unary<v1::DeleteServiceResponse>("DeleteService", request,
-                                          REGEN_STUB_CALL(DeleteService));
+  return Unary<v1::DeleteServiceResponse>("DeleteService", request, REGEN_STUB_CALL(DeleteService));
 }
 
 Result<v1::HostInfo> AdminClient::UndrainHost(v1::HostRequest request) {

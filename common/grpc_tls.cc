@@ -79,13 +79,12 @@ Result<std::shared_ptr<grpc::ChannelCredentials>> TlsChannelCredentialsWithCrl(
   ASSIGN_OR_RETURN(std::string crl_dir, PublishClientCrls(material));
   std::shared_ptr<grpc::experimental::StaticDataCertificateProvider> provider;
   if (files.cert.empty()) {
-    provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-        material.inputs.ca);
+    provider =
+        std::make_shared<grpc::experimental::StaticDataCertificateProvider>(material.inputs.ca);
   } else {
     provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-        material.inputs.ca,
-        std::vector<grpc::experimental::IdentityKeyCertPair>{
-            {material.inputs.key, material.inputs.cert}});
+        material.inputs.ca, std::vector<grpc::experimental::IdentityKeyCertPair>{
+                                {material.inputs.key, material.inputs.cert}});
   }
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(provider);

@@ -94,8 +94,9 @@ Status CheckCrls(const std::vector<X509Ptr>& cas, const TlsFiles& files, TlsMate
   auto crls = ReadAll<X509_CRL>(m->inputs.crl, PEM_read_bio_X509_CRL);
   const std::string at = Label("tls.crl", files.crl);
   if (crls.empty()) {
-    return InvalidArgument(at + " holds no certificate revocation list (\"-----BEGIN X509 "
-                                "CRL-----\"; make one with scripts/gen-certs.sh --crl)");
+    return InvalidArgument(at +
+                           " holds no certificate revocation list (\"-----BEGIN X509 "
+                           "CRL-----\"; make one with scripts/gen-certs.sh --crl)");
   }
   std::map<unsigned long, int> per_hash;
   size_t revoked = 0;
@@ -116,8 +117,8 @@ Status CheckCrls(const std::vector<X509Ptr>& cas, const TlsFiles& files, TlsMate
     }
     const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
     if (next != nullptr && X509_cmp_current_time(next) < 0) {
-      return InvalidArgument(at + ": the CRL of " + QuoteValue(NameText(issuer)) +
-                             " expired at " + TimeText(next) +
+      return InvalidArgument(at + ": the CRL of " + QuoteValue(NameText(issuer)) + " expired at " +
+                             TimeText(next) +
                              " (every handshake would fail: make a new one with "
                              "scripts/gen-certs.sh --crl)");
     }
@@ -209,8 +210,8 @@ Result<TlsMaterial> CheckTlsMaterial(TlsInputs in, const TlsFiles& files) {
 
 Result<std::unique_ptr<TlsSnapshotDir>> TlsSnapshotDir::Create() {
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                        "/regen-tls.XXXXXX";
+  std::string pattern =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/regen-tls.XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {
     return Internal("cannot make a private directory for the TLS files (" + QuoteValue(pattern) +
                     "): " + std::strerror(errno) + " (set TMPDIR to a writable directory)");
@@ -232,9 +233,8 @@ Status TlsSnapshotDir::Publish(const TlsMaterial& m, bool with_identity) {
   if (::mkdir(snap.c_str(), 0700) != 0 || ::mkdir((snap + "/crl").c_str(), 0700) != 0) {
     return Internal("cannot make " + QuoteValue(snap) + ": " + std::strerror(errno));
   }
-  RETURN_IF_ERROR(WriteWholeFile(snap + "/ca.pem",
-                                 "# regen tls snapshot " + std::to_string(n) + "\n" + m.inputs.ca,
-                                 0600));
+  RETURN_IF_ERROR(WriteWholeFile(
+      snap + "/ca.pem", "# regen tls snapshot " + std::to_string(n) + "\n" + m.inputs.ca, 0600));
   if (with_identity) {
     RETURN_IF_ERROR(WriteWholeFile(snap + "/cert.pem", m.inputs.cert, 0600));
     RETURN_IF_ERROR(WriteWholeFile(snap + "/key.pem", m.inputs.key, 0600));

@@ -260,8 +260,7 @@ Result<ControllerConfig> ParseControllerConfig(const std::string& yaml_text,
       top.GetEnum("log_level", {"trace", "debug", "info", "warn", "error"}, &c.log_level));
   RETURN_IF_ERROR(top.GetBool("allow_loopback_hosts", &c.allow_loopback_hosts));
   RETURN_IF_ERROR(ReadAuth(top, &c.auth));
-  RETURN_IF_ERROR(
-      ReadTlsSettings(top, TlsSide::kServer, /*required=*/true, &c.tls, &c.insecure));
+  RETURN_IF_ERROR(ReadTlsSettings(top, TlsSide::kServer, /*required=*/true, &c.tls, &c.insecure));
   return c;
 }
 

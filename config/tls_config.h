@@ -38,8 +38,9 @@ enum class TlsSide { kClient, kServer };
 Status ReadTlsSettings(const FieldMap& top, TlsSide side, bool required, TlsConfig* tls,
                        bool* insecure);
 
-// Each file of an enabled `tls` (crl too when set) can be opened for reading; otherwise INVALID_ARGUMENT
-// "CONFIG_FILE: tls.ca: cannot read "PATH": strerror (...)". Reads nothing when TLS is off.
+// Each file of an enabled `tls` (crl too when set) can be opened for reading; otherwise
+// INVALID_ARGUMENT "CONFIG_FILE: tls.ca: cannot read "PATH": strerror (...)". Reads nothing when
+// TLS is off.
 Status CheckTlsFilesReadable(const TlsConfig& tls, const std::string& config_file);
 
 // `path` can be opened for reading; otherwise INVALID_ARGUMENT

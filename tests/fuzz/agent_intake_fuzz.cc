@@ -198,8 +198,8 @@ class NullProber : public Prober {
 // base under it or the image directory; the fake then writes the overlay.
 Result<CommandOutput> FakeQemuImg(const testing::FakeCommandRunner::Call& call) {
   const auto& argv = call.argv;
-  Check(!argv.empty() && argv[0] == "qemu-img", "an unexpected command: " +
-                                                    (argv.empty() ? "" : argv[0]));
+  Check(!argv.empty() && argv[0] == "qemu-img",
+        "an unexpected command: " + (argv.empty() ? "" : argv[0]));
   for (size_t i = 0; i + 1 < argv.size(); ++i) {
     if (argv[i] == "-b") {
       Check(UnderOurDirs(argv[i + 1]), "qemu-img backing file outside the dirs: " + argv[i + 1]);
@@ -310,19 +310,67 @@ void RunOne(const AgentIntakeInput& input) {
 }
 
 const std::vector<std::string>& Dictionary() {
-  static const auto* words = new std::vector<std::string>{
-      "web", "db", "web-0", "web-1", "db-0", "v1", "v2", "host-a", "host-b", "br-int",
-      "@ROOT@/images/web-v1.qcow2", "@ROOT@/images/web-v2.qcow2", "@ROOT@/images/sub/db-v1.qcow2",
-      "@ROOT@/images/domain.xml", "@ROOT@/images/escape.qcow2", "@ROOT@/images/outdir/secret",
-      "@ROOT@/images/relative-escape.qcow2", "@ROOT@/images/../outside/secret",
-      "@ROOT@/images/sub/../web-v1.qcow2", "@ROOT@/images", "@ROOT@/images/", "@ROOT@/outside/secret",
-      "@ROOT@/a/b/c/state/lease.json", "@ROOT@/a/b/c/state", "images/web-v1.qcow2", "/etc/passwd",
-      "/dev/zero", "/proc/self/mem", "..", "../victim", "../../victim", "../../../victim",
-      "../../../../victim", "../../../../outside/secret", "../outside", "./web-0", "web-0/..",
-      "web-0/../../x", "Web-0", "web_0", "-web", "web.0", "web 0", ".", "a/b", "\\", "web\n0",
-      "10.10.0.2", "10.10.0.3", "192.0.2.10", "192.0.2.11", "52:54:00:00:00:01",
-      "52:54:00:00:00:02", "tcp", "http", "none", "/health", "{\"event\":\"x\"}", "victim",
-      "victim.events", "op-1"};
+  static const auto* words = new std::vector<std::string>{"web",
+                                                          "db",
+                                                          "web-0",
+                                                          "web-1",
+                                                          "db-0",
+                                                          "v1",
+                                                          "v2",
+                                                          "host-a",
+                                                          "host-b",
+                                                          "br-int",
+                                                          "@ROOT@/images/web-v1.qcow2",
+                                                          "@ROOT@/images/web-v2.qcow2",
+                                                          "@ROOT@/images/sub/db-v1.qcow2",
+                                                          "@ROOT@/images/domain.xml",
+                                                          "@ROOT@/images/escape.qcow2",
+                                                          "@ROOT@/images/outdir/secret",
+                                                          "@ROOT@/images/relative-escape.qcow2",
+                                                          "@ROOT@/images/../outside/secret",
+                                                          "@ROOT@/images/sub/../web-v1.qcow2",
+                                                          "@ROOT@/images",
+                                                          "@ROOT@/images/",
+                                                          "@ROOT@/outside/secret",
+                                                          "@ROOT@/a/b/c/state/lease.json",
+                                                          "@ROOT@/a/b/c/state",
+                                                          "images/web-v1.qcow2",
+                                                          "/etc/passwd",
+                                                          "/dev/zero",
+                                                          "/proc/self/mem",
+                                                          "..",
+                                                          "../victim",
+                                                          "../../victim",
+                                                          "../../../victim",
+                                                          "../../../../victim",
+                                                          "../../../../outside/secret",
+                                                          "../outside",
+                                                          "./web-0",
+                                                          "web-0/..",
+                                                          "web-0/../../x",
+                                                          "Web-0",
+                                                          "web_0",
+                                                          "-web",
+                                                          "web.0",
+                                                          "web 0",
+                                                          ".",
+                                                          "a/b",
+                                                          "\\",
+                                                          "web\n0",
+                                                          "10.10.0.2",
+                                                          "10.10.0.3",
+                                                          "192.0.2.10",
+                                                          "192.0.2.11",
+                                                          "52:54:00:00:00:01",
+                                                          "52:54:00:00:00:02",
+                                                          "tcp",
+                                                          "http",
+                                                          "none",
+                                                          "/health",
+                                                          "{\"event\":\"x\"}",
+                                                          "victim",
+                                                          "victim.events",
+                                                          "op-1"};
   return *words;
 }
 

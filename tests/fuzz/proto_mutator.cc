@@ -63,16 +63,26 @@ T MutateInt(T v, std::mt19937_64& rng) {
   using L = std::numeric_limits<T>;
   const uint64_t u = static_cast<uint64_t>(v);
   switch (rng() % 10) {
-    case 0: return static_cast<T>(u + 1);
-    case 1: return static_cast<T>(u - 1);
-    case 2: return 0;
-    case 3: return static_cast<T>(-1);
-    case 4: return L::max();
-    case 5: return L::min();
-    case 6: return static_cast<T>(rng() % 17);
-    case 7: return static_cast<T>(rng());
-    case 8: return static_cast<T>(0 - u);
-    default: return static_cast<T>(u * 2 + 1);
+    case 0:
+      return static_cast<T>(u + 1);
+    case 1:
+      return static_cast<T>(u - 1);
+    case 2:
+      return 0;
+    case 3:
+      return static_cast<T>(-1);
+    case 4:
+      return L::max();
+    case 5:
+      return L::min();
+    case 6:
+      return static_cast<T>(rng() % 17);
+    case 7:
+      return static_cast<T>(rng());
+    case 8:
+      return static_cast<T>(0 - u);
+    default:
+      return static_cast<T>(u * 2 + 1);
   }
 }
 
@@ -84,15 +94,27 @@ std::string Word(std::mt19937_64& rng) {
 std::string MutateString(std::string s, bool bytes, std::mt19937_64& rng) {
   static const char kChars[] = "-./_a0Z \n\0";
   switch (rng() % 12) {
-    case 0: case 1: case 2: case 3: return Word(rng);
-    case 4: return "";
-    case 5: return std::string(64 + rng() % 300, 'a');  // over name limits
-    case 6: return std::string(4096, 'b');
-    case 7: if (!s.empty()) s.resize(rng() % s.size()); return s;
-    case 8: s.insert(s.begin() + (s.empty() ? 0 : rng() % (s.size() + 1)), kChars[rng() % 10]);
-            return s;
-    case 9: return "../" + s;
-    case 10: return Word(rng) + "-" + std::to_string(rng() % 8);
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+      return Word(rng);
+    case 4:
+      return "";
+    case 5:
+      return std::string(64 + rng() % 300, 'a');  // over name limits
+    case 6:
+      return std::string(4096, 'b');
+    case 7:
+      if (!s.empty()) s.resize(rng() % s.size());
+      return s;
+    case 8:
+      s.insert(s.begin() + (s.empty() ? 0 : rng() % (s.size() + 1)), kChars[rng() % 10]);
+      return s;
+    case 9:
+      return "../" + s;
+    case 10:
+      return Word(rng) + "-" + std::to_string(rng() % 8);
     default:
       // Invalid UTF-8 only where the wire can carry it: proto3 string fields refuse it when
       // parsed (gRPC would drop such a message before the code under test sees it).
@@ -107,12 +129,15 @@ void MutateScalar(const Slot& s, std::mt19937_64& rng) {
   const Reflection* r = m->GetReflection();
   const int i = s.index;
   const bool rep = i >= 0;
-#define REGEN_MUT(Type, Getter, Setter, RGetter, RSetter, Expr)      \
-  {                                                                  \
-    Type v = rep ? r->RGetter(*m, f, i) : r->Getter(*m, f);          \
-    Type n = Expr;                                                   \
-    if (rep) r->RSetter(m, f, i, n); else r->Setter(m, f, n);        \
-    return;                                                          \
+#define REGEN_MUT(Type, Getter, Setter, RGetter, RSetter, Expr) \
+  {                                                             \
+    Type v = rep ? r->RGetter(*m, f, i) : r->Getter(*m, f);     \
+    Type n = Expr;                                              \
+    if (rep)                                                    \
+      r->RSetter(m, f, i, n);                                   \
+    else                                                        \
+      r->Setter(m, f, n);                                       \
+    return;                                                     \
   }
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
@@ -139,7 +164,10 @@ void MutateScalar(const Slot& s, std::mt19937_64& rng) {
       const bool open = f->file()->syntax() == google::protobuf::FileDescriptor::SYNTAX_PROTO3;
       int n = e->value(static_cast<int>(rng() % e->value_count()))->number();
       if (open && rng() % 8 == 0) n = static_cast<int>(rng() % 100);
-      if (rep) r->SetRepeatedEnumValue(m, f, i, n); else r->SetEnumValue(m, f, n);
+      if (rep)
+        r->SetRepeatedEnumValue(m, f, i, n);
+      else
+        r->SetEnumValue(m, f, n);
       return;
     }
     case FieldDescriptor::CPPTYPE_STRING: {
@@ -147,7 +175,10 @@ void MutateScalar(const Slot& s, std::mt19937_64& rng) {
       std::string v = rep ? r->GetRepeatedString(*m, f, i) : r->GetString(*m, f);
       std::string n = MutateString(std::move(v), bytes, rng);
       if (!bytes && !IsValidUtf8(n)) n = Word(rng);  // a cut through a multi-byte character
-      if (rep) r->SetRepeatedString(m, f, i, std::move(n)); else r->SetString(m, f, std::move(n));
+      if (rep)
+        r->SetRepeatedString(m, f, i, std::move(n));
+      else
+        r->SetString(m, f, std::move(n));
       return;
     }
     case FieldDescriptor::CPPTYPE_MESSAGE:
@@ -171,16 +202,35 @@ void AddElement(Message* m, const FieldDescriptor* f, std::mt19937_64& rng) {
     return;
   }
   switch (f->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32: r->AddInt32(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_INT64: r->AddInt64(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_UINT32: r->AddUInt32(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_UINT64: r->AddUInt64(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_DOUBLE: r->AddDouble(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_FLOAT: r->AddFloat(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_BOOL: r->AddBool(m, f, false); break;
-    case FieldDescriptor::CPPTYPE_ENUM: r->AddEnumValue(m, f, 0); break;
-    case FieldDescriptor::CPPTYPE_STRING: r->AddString(m, f, Word(rng)); break;
-    default: return;
+    case FieldDescriptor::CPPTYPE_INT32:
+      r->AddInt32(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      r->AddInt64(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_UINT32:
+      r->AddUInt32(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_UINT64:
+      r->AddUInt64(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      r->AddDouble(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      r->AddFloat(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      r->AddBool(m, f, false);
+      break;
+    case FieldDescriptor::CPPTYPE_ENUM:
+      r->AddEnumValue(m, f, 0);
+      break;
+    case FieldDescriptor::CPPTYPE_STRING:
+      r->AddString(m, f, Word(rng));
+      break;
+    default:
+      return;
   }
   MutateScalar({m, f, n}, rng);
 }
@@ -295,8 +345,7 @@ size_t CrossOverInputs(Message& a, Message& b, const uint8_t* data1, size_t size
   const Reflection* r = a.GetReflection();
   std::vector<const FieldDescriptor*> lists;
   for (int i = 0; i < d->field_count(); ++i) {
-    if (d->field(i)->is_repeated() &&
-        d->field(i)->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    if (d->field(i)->is_repeated() && d->field(i)->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
       lists.push_back(d->field(i));
     }
   }

@@ -32,8 +32,8 @@ bool ParseInput(const uint8_t* data, size_t size, google::protobuf::Message* msg
 void MutateMessage(google::protobuf::Message* msg, std::mt19937_64& rng);
 
 // libFuzzer's hooks, for a message of the type of `scratch` (cleared and reused).
-size_t MutateInput(google::protobuf::Message& scratch, uint8_t* data, size_t size,
-                   size_t max_size, unsigned int seed);
+size_t MutateInput(google::protobuf::Message& scratch, uint8_t* data, size_t size, size_t max_size,
+                   unsigned int seed);
 // A prefix of one input's top-level repeated field followed by a suffix of the other's.
 size_t CrossOverInputs(google::protobuf::Message& a, google::protobuf::Message& b,
                        const uint8_t* data1, size_t size1, const uint8_t* data2, size_t size2,
@@ -41,16 +41,16 @@ size_t CrossOverInputs(google::protobuf::Message& a, google::protobuf::Message& 
 
 }  // namespace regen::fuzz
 
-#define REGEN_FUZZ_PROTO_MUTATOR(Type)                                                        \
-  extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,      \
-                                            unsigned int seed) {                              \
-    static Type scratch;                                                                      \
-    return ::regen::fuzz::MutateInput(scratch, data, size, max_size, seed);                   \
-  }                                                                                           \
-  extern "C" size_t LLVMFuzzerCustomCrossOver(const uint8_t* data1, size_t size1,             \
+#define REGEN_FUZZ_PROTO_MUTATOR(Type)                                                          \
+  extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,        \
+                                            unsigned int seed) {                                \
+    static Type scratch;                                                                        \
+    return ::regen::fuzz::MutateInput(scratch, data, size, max_size, seed);                     \
+  }                                                                                             \
+  extern "C" size_t LLVMFuzzerCustomCrossOver(const uint8_t* data1, size_t size1,               \
                                               const uint8_t* data2, size_t size2, uint8_t* out, \
-                                              size_t max_out_size, unsigned int seed) {       \
-    static Type a, b;                                                                         \
-    return ::regen::fuzz::CrossOverInputs(a, b, data1, size1, data2, size2, out,              \
-                                          max_out_size, seed);                                \
+                                              size_t max_out_size, unsigned int seed) {         \
+    static Type a, b;                                                                           \
+    return ::regen::fuzz::CrossOverInputs(a, b, data1, size1, data2, size2, out, max_out_size,  \
+                                          seed);                                                \
   }

@@ -72,8 +72,8 @@ int GrpcRace() {
     }
     CanaryWrite(service.shared, 2);
   });
-  auto stub = regen::v1::AdminService::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto stub = regen::v1::AdminService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   regen::v1::ListServicesResponse response;
   grpc::Status status = stub->ListServices(&ctx, {}, &response);

@@ -133,8 +133,8 @@ TEST_F(AgentPathsTest, AnImageOrTemplateOutsideImageDirsIsRefused) {
        "image: \"" + dir_.File("images/../secret") + "\" contains \"..\""},
       {"images/web-v1.qcow2", "", "image: \"images/web-v1.qcow2\" is not an absolute path"},
       {dir_.File("images/escape.qcow2"), "",
-       "image: \"" + dir_.File("images/escape.qcow2") + "\" resolves to \"" +
-           dir_.File("secret") + "\""},
+       "image: \"" + dir_.File("images/escape.qcow2") + "\" resolves to \"" + dir_.File("secret") +
+           "\""},
       {dir_.File("images/web-v1.qcow2"), dir_.File("secret"),
        "domain_template: \"" + dir_.File("secret") + "\""},
       {dir_.File("images/web-v1.qcow2"), "/etc/passwd", "domain_template: \"/etc/passwd\""},

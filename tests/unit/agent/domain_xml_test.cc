@@ -243,7 +243,8 @@ TEST(DomainXmlTest, ExampleCloudImageTemplate) {
   spec.domain_template = "/etc/regen/templates/cloud-image.xml";
   DomainXmlOptions opts = FullOptions();
   opts.seed_path = "/var/lib/regen/seeds/web-0-g1.iso";
-  opts.template_text = testing::ReadFileOrDie(testing::SourceDir() + "/config/examples/cloud-image.xml");
+  opts.template_text =
+      testing::ReadFileOrDie(testing::SourceDir() + "/config/examples/cloud-image.xml");
   std::string xml = BuildOrDie(spec, opts);
   EXPECT_THAT(xml, HasSubstr("<source file='/var/lib/regen/seeds/web-0-g1.iso'/>"));
   EXPECT_THAT(xml, HasSubstr("<mac address='" + spec.allocation.mac + "'/>"));

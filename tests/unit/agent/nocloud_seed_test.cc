@@ -22,11 +22,11 @@ namespace regen {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
 using testing::FakeClock;
 using testing::FakeCommandRunner;
 using testing::FakeHypervisor;
+using ::testing::HasSubstr;
 using testing::TempDir;
 using testing::WaitFor;
 using testing::WriteFileOrDie;

@@ -285,7 +285,8 @@ class FakeAdminService final : public v1::AdminService::Service {
     *response = maintenance_;
     return grpc::Status::OK;
   }
-  grpc::Status MaintenanceStatusGet(grpc::ServerContext*, const v1::MaintenanceStatusRequest* request,
+  grpc::Status MaintenanceStatusGet(grpc::ServerContext*,
+                                    const v1::MaintenanceStatusRequest* request,
                                     v1::MaintenanceStatus* response) override {
     if (auto s = Record("MaintenanceStatusGet", *request)) return *s;
     *response = maintenance_;
