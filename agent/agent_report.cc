@@ -99,6 +99,16 @@ std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p) {
   return c;
 }
 
+DesiredSet DesiredFromProto(const v1::DesiredInstances& d) {
+  DesiredSet out;
+  for (const auto& p : d.instances()) {
+    out.instances.push_back(SpecFromProto(p));
+    if (auto check = HealthCheckFromProto(p.health_check())) out.checks[p.name()] = *check;
+  }
+  for (const auto& p : d.stage()) out.stage.push_back({p.service(), p.version(), p.image()});
+  return out;
+}
+
 v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health) {
   v1::DomainStatus p;
   p.set_name(Name(d.name));

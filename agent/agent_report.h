@@ -5,6 +5,7 @@
 // strings must be UTF-8). Pure functions; any thread.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,10 +27,19 @@ InstanceSpec SpecFromProto(const v1::InstanceSpec& p);
 // The instance's health check, or nullopt when it has none (unset, type "" or none). Missing or
 // out-of-range settings take service.yaml's defaults, so a bad message cannot make probes spin.
 std::optional<HealthCheck> HealthCheckFromProto(const v1::HealthCheckSpec& p);
+// A desired set as Agent::SetControllerDesired takes it: the specs, their checks, the images to
+// stage (what ControllerLink::OnDesired hands the agent, and agent_intake_fuzz with it).
+struct DesiredSet {
+  std::vector<InstanceSpec> instances;
+  std::map<std::string, HealthCheck> checks;
+  std::vector<StageRequest> stage;
+};
+DesiredSet DesiredFromProto(const v1::DesiredInstances& d);
 // `health`: the instance's health when the agent probes it (null: not probed).
 v1::DomainStatus DomainToProto(const DomainInfo& d, const InstanceHealth* health = nullptr);
 // A complete report of the host's domains (`domains`: a full listing) with their current health.
-v1::DomainsReport BuildDomainsReport(const std::string& host, const std::vector<DomainInfo>& domains,
+v1::DomainsReport BuildDomainsReport(const std::string& host,
+                                     const std::vector<DomainInfo>& domains,
                                      const HealthReport& health,
                                      const std::vector<StagedImage>& staged);
 // Adds `domains` (with their health) and `staged` to a Hello.

@@ -265,19 +265,11 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
 }
 
 void ControllerLink::OnDesired(const v1::DesiredInstances& d) {
-  std::vector<InstanceSpec> desired;
-  std::map<std::string, HealthCheck> checks;
-  for (const auto& p : d.instances()) {
-    desired.push_back(SpecFromProto(p));
-    if (auto check = HealthCheckFromProto(p.health_check())) checks[p.name()] = *check;
-  }
-  std::vector<StageRequest> stage;
-  for (const auto& p : d.stage()) {
-    stage.push_back({p.service(), p.version(), p.image()});
-  }
+  DesiredSet set = DesiredFromProto(d);
   AcceptHello();
-  if (on_desired_) on_desired_(desired);
-  agent_.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
+  if (on_desired_) on_desired_(set.instances);
+  agent_.SetControllerDesired(std::move(set.instances), std::move(set.checks),
+                              std::move(set.stage));
 }
 
 void ControllerLink::AcceptHello() {

@@ -2,8 +2,8 @@
 // regen.fuzz.AgentIntakeInput (fuzz_input.proto: a sequence of ControllerMessages, mutated by
 // proto_mutator.h); each message goes where ControllerLink::OnControllerMessage sends it: a desired
 // set (instances with names, image and template paths, health checks; images to stage) to the real
-// Agent in controller mode (converted as ControllerLink::OnDesired does: SpecFromProto,
-// HealthCheckFromProto), a topology to the real NetworkAgent (over the FakeVSwitch), a notification
+// Agent in controller mode (converted as ControllerLink::OnDesired does: DesiredFromProto, which
+// clamps health checks), a topology to the real NetworkAgent (over the FakeVSwitch), a notification
 // to the real EventDelivery (the daemon's observer). The hypervisor is the FakeHypervisor, qemu-img
 // the FakeCommandRunner (it writes the overlay it is asked for), health probes a prober that never
 // connects: no libvirt, no qemu, no subprocess.
@@ -249,17 +249,10 @@ void Settle(Agent& agent) {
   (void)agent.Call<int>([] { return 0; });  // ...and has finished
 }
 
-// ControllerLink::OnDesired, with the link's own conversions.
+// ControllerLink::OnDesired, with the link's own conversion (DesiredFromProto).
 void Desired(Agent& agent, const v1::DesiredInstances& d) {
-  std::vector<InstanceSpec> desired;
-  std::map<std::string, HealthCheck> checks;
-  for (const auto& p : d.instances()) {
-    desired.push_back(SpecFromProto(p));
-    if (auto check = HealthCheckFromProto(p.health_check())) checks[p.name()] = *check;
-  }
-  std::vector<StageRequest> stage;
-  for (const auto& p : d.stage()) stage.push_back({p.service(), p.version(), p.image()});
-  agent.SetControllerDesired(std::move(desired), std::move(checks), std::move(stage));
+  DesiredSet set = DesiredFromProto(d);
+  agent.SetControllerDesired(std::move(set.instances), std::move(set.checks), std::move(set.stage));
 }
 
 void RunOne(const AgentIntakeInput& input) {
