@@ -9,7 +9,12 @@ namespace fs = std::filesystem;
 
 std::string DiskPreparer::OverlayPath(const InstanceSpec& spec) const {
   if (spec.image.empty()) return "";
-  return state_dir_ + "/disks/" + spec.name + "-g" + std::to_string(spec.generation) + ".qcow2";
+  return GenerationFile(state_dir_ + "/disks", spec, ".qcow2");
+}
+
+std::string GenerationFile(const std::string& dir, const InstanceSpec& spec,
+                           const std::string& suffix) {
+  return dir + "/" + spec.name + "-g" + std::to_string(spec.generation) + suffix;
 }
 
 Result<std::string> DiskPreparer::Prepare(const InstanceSpec& spec, const std::string& backing) {

@@ -28,6 +28,9 @@ class DiskPreparer {
   CommandRunner& runner_;
 };
 
+// <dir>/<spec.name>-g<spec.generation><suffix>: a file of one generation (overlays, seeds).
+std::string GenerationFile(const std::string& dir, const InstanceSpec& spec,
+                           const std::string& suffix);
 // Removes <dir>/<instance>-g<N><suffix> for every generation N (not the files of an instance
 // whose name merely starts so, e.g. "web-1-g2-g1.qcow2" of instance web-1-g2). Missing is fine.
 void RemoveGenerationFiles(const std::string& dir, const std::string& instance,

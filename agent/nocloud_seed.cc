@@ -31,7 +31,7 @@ NoCloudSeed BuildNoCloudSeed(const InstanceSpec& spec) {
 }
 
 std::string SeedPath(const std::string& state_dir, const InstanceSpec& spec) {
-  return state_dir + "/seeds/" + spec.name + "-g" + std::to_string(spec.generation) + ".iso";
+  return GenerationFile(state_dir + "/seeds", spec, ".iso");
 }
 
 namespace {
