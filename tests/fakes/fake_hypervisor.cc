@@ -85,18 +85,19 @@ void FakeHypervisor::SetConnectionCallback(ConnectionCallback cb) {
   conn_cb_ = std::move(cb);
 }
 
-void FakeHypervisor::Crash(const std::string& name, bool emit_event) {
+bool FakeHypervisor::Crash(const std::string& name, bool emit_event) {
   EventCallback cb;
   {
     MutexLock lock(mu_);
     auto it = domains_.find(name);
-    if (it == domains_.end()) return;
+    if (it == domains_.end()) return false;
     it->second.info.state = DomainState::kCrashed;
     it->second.info.reason = "crashed";
     it->second.info.id = -1;
     if (emit_event) cb = event_cb_;
   }
   if (cb) cb(DomainEvent{name, "stopped", "failed", true});
+  return true;
 }
 
 void FakeHypervisor::AddForeignDomain(const std::string& name) {

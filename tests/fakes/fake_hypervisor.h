@@ -30,7 +30,8 @@ class FakeHypervisor : public Hypervisor {
   // Test controls.
   // Marks the domain crashed (state kCrashed, reason "crashed") and emits a "stopped/failed"
   // event with unexpected_stop=true (unless events are off).
-  void Crash(const std::string& name, bool emit_event = true);
+  // False when no such domain exists (a test that crashes nothing must say so).
+  [[nodiscard]] bool Crash(const std::string& name, bool emit_event = true);
   // Adds a domain Regen did not create.
   void AddForeignDomain(const std::string& name);
   // Makes every call fail with UNAVAILABLE until set back (a libvirtd restart).

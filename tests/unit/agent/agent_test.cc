@@ -86,7 +86,7 @@ TEST_F(AgentTest, CrashDetectedByEventIsRecreated) {
   Agent agent(Config(milliseconds(60000)), hv_, clock_, runner_);  // poll only at start
   agent.Start();
   ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, milliseconds(5000)));
-  hv_.Crash("web-0");
+  ASSERT_TRUE(hv_.Crash("web-0"));
   ASSERT_TRUE(WaitFor(
       [&] {
         auto f = agent.Failures();
@@ -149,7 +149,7 @@ TEST_F(AgentTest, CrashWithoutEventIsFoundByPolling) {
   Agent agent(Config(milliseconds(50)), hv_, clock_, runner_);
   agent.Start();
   ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, milliseconds(5000)));
-  hv_.Crash("web-1", /*emit_event=*/false);
+  ASSERT_TRUE(hv_.Crash("web-1", /*emit_event=*/false));
   ASSERT_TRUE(WaitFor(
       [&] {
         auto f = agent.Failures();
@@ -172,7 +172,7 @@ TEST_F(AgentTest, WithAControllerAFailedDomainIsReportedNotRestarted) {
   agent.SetControllerDesired(*desired);
   agent.RenewLease(clock_.Now() + std::chrono::hours(1));
   ASSERT_TRUE(WaitFor([&] { return Running("web-0"); }, milliseconds(5000)));
-  hv_.Crash("web-0");
+  ASSERT_TRUE(hv_.Crash("web-0"));
   ASSERT_TRUE(WaitFor([&] { return agent.Failures().size() == 1; }, milliseconds(5000)));
   ASSERT_TRUE(WaitFor([&] { return agent.reconciles() > 5; }, milliseconds(5000)));
   EXPECT_FALSE(Running("web-0")) << "never restarted locally: the controller heals elsewhere";
@@ -238,13 +238,15 @@ TEST_F(AgentTest, LibvirtOutageThenRelist) {
   WriteFileOrDie(dir_.File("desired.yaml"), kDesired);
   Agent agent(Config(), hv_, clock_, runner_);
   agent.Start();
-  ASSERT_TRUE(WaitFor([&] { return Running("web-0"); }, milliseconds(5000)));
+  // Both must run before libvirt goes away: creates run in parallel, and a create cut off by the
+  // outage leaves web-1 with no domain to crash (seen in CI).
+  ASSERT_TRUE(WaitFor([&] { return Running("web-0") && Running("web-1"); }, milliseconds(5000)));
   hv_.SetDown(true);
   ASSERT_TRUE(
       WaitFor([&] { return !agent.StatusJson()["connected"].get<bool>(); }, milliseconds(5000)));
   // While libvirt was away, a domain died without an event.
   hv_.SetDown(false);
-  hv_.Crash("web-1", /*emit_event=*/false);
+  ASSERT_TRUE(hv_.Crash("web-1", /*emit_event=*/false));
   ASSERT_TRUE(
       WaitFor([&] { return agent.StatusJson()["connected"].get<bool>(); }, milliseconds(5000)));
   ASSERT_TRUE(WaitFor([&] { return Running("web-1"); }, milliseconds(5000)));

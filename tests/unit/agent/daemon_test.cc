@@ -55,7 +55,7 @@ DaemonDeps FakeDeps(Fakes& fakes) {
     fakes.hypervisor = hv.get();
     DaemonHypervisor h;
     h.inject_crash = [hv = hv.get()](const std::string& name) {
-      hv->Crash(name);
+      if (!hv->Crash(name)) return NotFound("no domain " + name);
       return Status::Ok();
     };
     h.hypervisor = std::move(hv);

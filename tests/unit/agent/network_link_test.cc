@@ -140,7 +140,7 @@ TEST_F(NetworkLinkTest, RevisionsReachTheSwitchAndAcksReachTheController) {
         return d.ok() && d->size() == 2;
       },
       10s, 10ms));
-  hv_.Crash("web-0");
+  ASSERT_TRUE(hv_.Crash("web-0"));
   ASSERT_TRUE(testing::WaitFor([&] { return Revision() >= 2; }, 10s, 5ms));
   ASSERT_TRUE(testing::WaitFor(
       [&] {
