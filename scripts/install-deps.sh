@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates clang-format
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev lld
   libvirt-dev libvirt-daemon libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
   genisoimage
   libyaml-cpp-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
