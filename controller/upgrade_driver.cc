@@ -114,18 +114,24 @@ void UpgradeDriver::ForgetRemoved(const std::string& service,
   }
 }
 
-void UpgradeDriver::DropVanishedHealing(const std::string& service) {
+void UpgradeDriver::SettleHealing(const std::string& service) {
   const UpgradeState* u = core_.state.upgrade(service);
   if (u == nullptr || !IsActive(*u)) return;
+  StateChange change;
   std::vector<std::string> gone;
   for (const auto& name : u->healing_in_progress) {
     const InstanceRecord* inst = core_.state.instance(name);
-    if (inst == nullptr || inst->service != service) gone.push_back(name);
+    if (inst == nullptr || inst->service != service) {
+      gone.push_back(name);
+    } else if (inst->state == InstanceState::kRunning) {
+      // Its heal ended but the HealingDone was not stored: the controller died between the two
+      // commits of ApplyReport (the instance's running, then the upgrade's event).
+      spdlog::info("upgrade of {}: {} runs again; its healing is over", service, name);
+      Stage(service, upgrade_event::HealingDone{name}, change);
+    }
   }
-  if (gone.empty()) return;
-  StateChange change;
   ForgetRemoved(service, gone, change);
-  core_.Commit(std::move(change));
+  core_.Commit(std::move(change));  // nothing when nothing changed
 }
 
 Result<v1::UpgradeStatus> UpgradeDriver::ApplyOperatorEvent(const std::string& service,
@@ -243,7 +249,7 @@ void UpgradeDriver::DriveAll() {
 }
 
 void UpgradeDriver::Drive(const std::string& service) {
-  DropVanishedHealing(service);
+  SettleHealing(service);
   PushStagingIfChanged(service);
   DriveSteps(service);
   PushStagingIfChanged(service);  // the upgrade may have ended or turned back

@@ -58,9 +58,10 @@ class UpgradeDriver {
   void Save(const UpgradeState& previous, const UpgradeState& next,
             std::optional<OperationRecord> op = std::nullopt);
   void PushStagingIfChanged(const std::string& service);
-  // Names in the healing list that are no longer instances of the service (removed before
-  // ForgetRemoved existed) are dropped, so the upgrade does not wait for them forever.
-  void DropVanishedHealing(const std::string& service);
+  // Level-triggered, so the upgrade never waits forever for a heal that is over: names in the
+  // healing list that are no longer instances of the service (removed before ForgetRemoved
+  // existed) are dropped, and those that run again are healed (HealingDone).
+  void SettleHealing(const std::string& service);
   void DriveSteps(const std::string& service);
   // Re-creates the instances of one UD with `target` (staged first when it must be; a pending one
   // just takes `target`); true when every instance of the UD runs `target` (and passed its first

@@ -39,6 +39,14 @@ int64_t Median(std::vector<int64_t> v) {
   return v[v.size() / 2];
 }
 
+// The upgrade's whole status (state, UD, healing list, message), for a failure's message.
+std::string UpgradeStatusText(Lab& lab) {
+  v1::UpgradeServiceRequest r;
+  r.set_service("web");
+  auto s = lab.client().UpgradeStatusGet(r);
+  return s.ok() ? s->ShortDebugString() : s.status().ToString();
+}
+
 // An HA lab on `etcd` with the lab's settings (lease 2 s, the agents' etcd lease TTL 4 s).
 LabOptions HaLab(const EtcdCluster& etcd, int hosts, int controllers) {
   LabOptions options;
@@ -108,7 +116,7 @@ TEST(HaE2eTest, TwentyKillsOfTheActiveControllerCostNoVm) {
     if (round % 3 == 2) {
       ASSERT_TRUE(
           WaitFor([&] { return lab.UpgradeState("web") == "completed"; }, milliseconds(30000)))
-          << "the upgrade did not finish: " << lab.UpgradeState("web") << "\n"
+          << "the upgrade did not finish: " << UpgradeStatusText(lab) << "\n"
           << lab.Logs();
     }
     lab.StartController();  // the killed one comes back, as a standby

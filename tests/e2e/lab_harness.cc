@@ -411,6 +411,13 @@ std::string Lab::Logs() {
   for (int k = 1; k <= options_.hosts; ++k) {
     out += "--- " + HostName(k) + "/agent.log\n" + Tail(dir_.File(HostName(k) + "/agent.log"), 15);
   }
+  // What the serving controller holds (a failure's cause is often one instance's record).
+  out += "--- instances (as the serving controller has them)\n";
+  for (const auto& i : Instances()) {
+    out += i.name() + " " + i.host() + " " + i.state() + " generation " +
+           std::to_string(i.generation()) + " version " + i.version() +
+           (i.reason().empty() ? "" : " (" + i.reason() + ")") + "\n";
+  }
   return out;
 }
 

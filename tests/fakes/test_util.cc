@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +34,13 @@ TempDir::TempDir(const std::string& prefix) {
 }
 
 TempDir::~TempDir() {
+  // REGEN_KEEP_FAILED_DIRS=1: a failed test's directory (a lab's logs and databases) stays for
+  // a post-mortem (loops hunting a rare failure).
+  const char* keep = std::getenv("REGEN_KEEP_FAILED_DIRS");
+  if (keep != nullptr && std::string(keep) == "1" && ::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept the failed test's directory %s\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

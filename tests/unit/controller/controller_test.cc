@@ -1258,6 +1258,73 @@ TEST_F(ControllerHealthTest, AnUpgradedInstanceCountsForItsUdOnlyAfterAProbePass
   EXPECT_EQ(controller_->ListServices().services(0).version(), "v2");
 }
 
+// ha_e2e_test (CI, issue 15): an upgrade started on a controller elected a moment before, with no
+// agent connected yet, and killed at once. The next controller finds UD 0's instance re-created in
+// its records (generation 2, not yet running) while its agent still runs generation 1: the agent's
+// Hello must bring it generation 2, and the upgrade must go on to completed.
+TEST_F(ControllerHealthTest, AnUpgradeStartedBeforeAnyAgentConnectedSurvivesAFailover) {
+  DeployChecked(kWebUnchecked);
+  std::map<std::string, std::vector<v1::DomainStatus>> running;  // what each host really runs
+  for (const auto& [name, inst] : controller_->instances())
+    running[inst.allocation.host].push_back(Domain(name, inst.generation));
+  Restart();  // elected: nobody connected yet
+  StartUpgrade();
+  ASSERT_EQ(Inst("web-0").generation, 2);
+  ASSERT_EQ(Inst("web-0").state, InstanceState::kCreating);
+  Restart();  // killed at once; the next one loads the upgrade
+  ASSERT_EQ(UpgradeStatus().state(), "running");
+  for (const auto& [host, domains] : running) ASSERT_TRUE(Hello(host, 8, 8192, domains).ok());
+  const std::string host0 = Inst("web-0").allocation.host;
+  ASSERT_TRUE(Sink(host0).LastDesiredSpec("web-0").has_value()) << "no desired set after the Hello";
+  EXPECT_EQ(Sink(host0).LastDesiredSpec("web-0")->generation(), 2);
+  for (int round = 0; round < 4 && UpgradeStatus().state() != "completed"; ++round) {
+    ReportAllHealthy();  // each agent runs what it was last sent
+    clock_.Advance(milliseconds(500));
+    controller_->Tick();
+  }
+  EXPECT_EQ(UpgradeStatus().state(), "completed") << UpgradeStatus().DebugString();
+  EXPECT_EQ(Inst("web-0").version, "v2");
+  EXPECT_EQ(Inst("web-1").version, "v2");
+}
+
+// The controller died between ApplyReport's two commits: the healed instance's "running" was
+// stored, the upgrade's HealingDone was not. The next controller sees that the heal is over
+// (level-triggered) instead of holding the upgrade pre-empted forever.
+TEST_F(ControllerHealthTest, AHealWhoseEndTheUpgradeMissedDoesNotHoldItForever) {
+  DeployChecked(kWebUnchecked);
+  const InstanceRecord web1 = Inst("web-1");
+  v1::DomainEvent ev;
+  ev.set_host(web1.allocation.host);
+  ev.set_instance("web-1");
+  ev.set_generation(web1.generation);
+  ev.set_state(v1::DOMAIN_STATE_CRASHED);
+  ev.set_reason("crashed");
+  ev.set_detected_by(v1::DETECTED_BY_EVENT);
+  controller_->OnDomainEvent(web1.allocation.host, ev);
+  ASSERT_NE(Inst("web-1").state, InstanceState::kRunning);
+  StartUpgrade();
+  ASSERT_EQ(UpgradeStatus().state(), "preempted");
+  InstanceRecord healed = Inst("web-1");  // runs on its new host; the upgrade never hears of it
+  healed.state = InstanceState::kRunning;
+  healed.reason.clear();
+  controller_.reset();
+  ASSERT_TRUE(store_->Transaction([&](StoreTxn& txn) { return txn.PutInstance(healed); }).ok());
+  Restart();
+  ASSERT_EQ(UpgradeStatus().healing_in_progress_size(), 1) << "the window is not reproduced";
+  std::map<std::string, std::vector<v1::DomainStatus>> running;
+  for (const auto& [name, inst] : controller_->instances())
+    running[inst.allocation.host].push_back(Domain(name, inst.generation));
+  for (const auto& [host, domains] : running) ASSERT_TRUE(Hello(host, 8, 8192, domains).ok());
+  controller_->Tick();
+  EXPECT_EQ(UpgradeStatus().healing_in_progress_size(), 0) << UpgradeStatus().DebugString();
+  EXPECT_NE(UpgradeStatus().state(), "preempted");
+  for (int round = 0; round < 4 && UpgradeStatus().state() != "completed"; ++round) {
+    ReportAllHealthy();
+    controller_->Tick();
+  }
+  EXPECT_EQ(UpgradeStatus().state(), "completed") << UpgradeStatus().DebugString();
+}
+
 TEST_F(ControllerHealthTest, WithoutACheckRunningIsEnoughForTheUpgrade) {
   DeployChecked(kWebUnchecked);
   StartUpgrade();
