@@ -252,6 +252,7 @@ v1::AgentMessage ControllerLink::BuildHello(const std::vector<DomainInfo>& domai
   AddDomains(domains, agent_.Health(), agent_.Staged(), hello);
   if (network_ != nullptr) hello->set_applied_topology_revision(network_->applied_revision());
   hello->set_network(network_ != nullptr);  // its tunnel address must be its own
+  hello->set_topology_deltas(true);         // NetworkAgent::Submit applies them
   const DomainTypeChoice type = agent_.domain_type();
   hello->set_domain_type(type.type);
   hello->set_domain_type_reason(type.reason);
@@ -325,8 +326,14 @@ void ControllerLink::OnControllerMessage(const v1::ControllerMessage& msg) {
   if (msg.has_action() && msg.action().has_desired()) {
     OnDesired(msg.action().desired());
   } else if (msg.has_topology()) {
-    // Applied by the network worker, which acks through SendTopologyApplied.
-    if (network_ != nullptr) network_->Submit(msg.topology());
+    // Applied by the network worker, which acks through SendTopologyApplied. A delta that does
+    // not build on what the worker has: the controller is asked for the whole slice.
+    if (network_ != nullptr && !network_->Submit(msg.topology()) && network_->snapshot_needed()) {
+      v1::AgentMessage ask;
+      ask.mutable_topology_applied()->set_revision(network_->latest_revision());
+      ask.mutable_topology_applied()->set_snapshot_needed(true);
+      Enqueue(std::move(ask));
+    }
   } else if (msg.has_notification()) {
     if (on_notification_) on_notification_(msg.notification());
   } else if (msg.has_heartbeat_ack()) {

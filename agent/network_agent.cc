@@ -6,6 +6,7 @@
 
 #include "common/backoff.h"
 #include "common/log.h"
+#include "common/topology_slices.h"
 
 namespace regen {
 
@@ -70,9 +71,27 @@ bool NetworkAgent::Submit(const v1::TopologyRevision& topology) {
                   latest);
     return false;
   }
-  latest_ = std::make_shared<const v1::TopologyRevision>(topology);
+  if (topology.base_revision() != 0) {
+    if (latest == 0 || topology.base_revision() != latest) {
+      spdlog::warn(
+          "topology revision {} is a delta on revision {}, but this agent has revision {}: asking "
+          "the controller for this host's whole slice",
+          topology.revision(), topology.base_revision(), latest);
+      snapshot_needed_ = true;
+      return false;
+    }
+    latest_ = std::make_shared<const v1::TopologyRevision>(ApplyTopologyDelta(*latest_, topology));
+  } else {
+    latest_ = std::make_shared<const v1::TopologyRevision>(topology);
+  }
+  snapshot_needed_ = false;
   cv_.notify_all();
   return true;
+}
+
+bool NetworkAgent::snapshot_needed() const {
+  MutexLock lock(mu_);
+  return snapshot_needed_;
 }
 
 void NetworkAgent::Poke() {

@@ -73,8 +73,11 @@ class NetworkAgent {
   void Stop();
 
   // Keeps `topology` when it is newer than every revision seen so far and wakes the worker; an
-  // older or equal revision is dropped (false).
+  // older or equal revision is dropped (false). A delta (base_revision set) is applied on top of
+  // the newest revision kept when that is its base; else it is dropped (false) and
+  // snapshot_needed() is true until a whole slice (base_revision 0) is kept.
   bool Submit(const v1::TopologyRevision& topology);
+  bool snapshot_needed() const;
   // Something changed on the host (a domain came or went): sync soon.
   void Poke();
 
@@ -108,6 +111,7 @@ class NetworkAgent {
   std::condition_variable cv_;
   std::shared_ptr<const v1::TopologyRevision> latest_ GUARDED_BY(mu_);
   int64_t applied_revision_ GUARDED_BY(mu_) = 0;
+  bool snapshot_needed_ GUARDED_BY(mu_) = false;
   bool poked_ GUARDED_BY(mu_) = false;
   bool stop_ GUARDED_BY(mu_) = false;
   AppliedCallback on_applied_ GUARDED_BY(mu_);

@@ -131,6 +131,7 @@ void Controller::RegisterHost(const v1::Hello& hello, AgentSink* sink) {
   session.sink = sink;
   session.etcd_lease_revision = hello.etcd_lease_revision();
   session.network = hello.network();
+  session.topology_deltas = hello.topology_deltas();
   if (!stored) {
     session.unregistered = hello;
     spdlog::warn(
@@ -165,10 +166,11 @@ Status Controller::OnHello(const v1::Hello& hello, AgentSink* sink) {
   }
   RegisterHost(hello, sink);
   healer_.RecreateFenced(hello.host(), BoundFenced(hello.fenced()));
-  // The latest topology first (a changed tunnel address makes a new revision for everyone).
-  if (!desired_.SyncTopology() && core_.state.topology_revision() > 0) {
-    desired_.SendTopology(hello.host());
-  }
+  // The latest topology first (a changed tunnel address makes a new revision for everyone): a new
+  // session gets its whole slice, then deltas.
+  desired_.ForgetSent(hello.host());
+  desired_.SyncTopology();
+  if (core_.state.topology_revision() > 0) desired_.SendTopology(hello.host());
   desired_.PushDesired(hello.host());
   v1::DomainsReport report;
   report.set_host(hello.host());
@@ -390,6 +392,14 @@ void Controller::OnTopologyApplied(const std::string& host, const v1::TopologyAp
   if (h == nullptr || h->sink != sink) return;
   // Kept in memory (an agent restates it in every Hello); stored with the host's next write.
   core_.state.NoteAppliedTopology(host, applied.revision());
+  if (applied.snapshot_needed()) {
+    // A delta did not fit what the agent has (it should not happen within one session).
+    spdlog::warn("host {}: the agent at topology revision {} asked for its whole slice", host,
+                 applied.revision());
+    desired_.ForgetSent(host);
+    desired_.SendTopology(host);
+    return;
+  }
   spdlog::debug("host {} applied topology revision {} (latest {})", host, applied.revision(),
                 core_.state.topology_revision());
 }

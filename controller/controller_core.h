@@ -61,8 +61,9 @@ struct HostSession {
   std::map<std::string, v1::DomainStatus> domains;  // last report
   // HA: the etcd revision of the agent's alive key as its Hello named it.
   int64_t etcd_lease_revision = 0;
-  bool network = false;   // its Hello said it programs OVS (its tunnel address is its own)
-  bool complete = false;  // the last report listed every domain of the host
+  bool network = false;          // its Hello said it programs OVS (its tunnel address is its own)
+  bool topology_deltas = false;  // its Hello said it applies topology deltas
+  bool complete = false;         // the last report listed every domain of the host
   // The Hello whose host record the store refused (issue 15): registered again once it writes.
   std::optional<v1::Hello> unregistered;
   // Images staged on the host (service, version) -> the agent's word (error empty: staged).

@@ -9,9 +9,15 @@ namespace regen {
 
 void DesiredState::Reset() {
   tracker_.Reset(core_.state.topology_digest());
-  topology_msg_.Clear();
-  *topology_msg_.mutable_topology() = BuildTopology(core_.state.instances(), core_.state.hosts());
-  topology_msg_.mutable_topology()->set_revision(core_.state.topology_revision());
+  auto t = std::make_shared<v1::TopologyRevision>(
+      BuildTopology(core_.state.instances(), core_.state.hosts()));
+  t->set_revision(core_.state.topology_revision());
+  current_ = TopologyIndex(std::move(t));
+  sent_.clear();
+  // What connected agents have may not be cut from this state (a re-read after a refused write):
+  // the next revision goes whole to every one of them. (At a load nobody is connected yet.)
+  whole_to_all_ = false;
+  for (const auto& [host, session] : core_.sessions) whole_to_all_ |= session.sink != nullptr;
   changed_services_.clear();
 }
 
@@ -115,24 +121,68 @@ bool DesiredState::SyncTopology() {
     return false;
   }
   tracker_.Accept(delta.digest);
-  *topology_msg_.mutable_topology() = std::move(delta.topology);
-  topology_msg_.mutable_topology()->set_revision(revision);
-  // Every connected agent at once: Send only queues on the session's own writer.
+  auto next = std::make_shared<v1::TopologyRevision>(std::move(delta.topology));
+  next->set_revision(revision);
+  TopologyIndex before = std::move(current_);
+  current_ = TopologyIndex(std::move(next));
+  SendSlices(before);
+  return true;
+}
+
+void DesiredState::SendSlices(const TopologyIndex& before) {
+  std::map<std::string, v1::TopologyRevision> deltas;
+  if (whole_to_all_) {
+    whole_to_all_ = false;
+    sent_.clear();  // every session: its whole slice, below
+    for (const auto& [host, session] : core_.sessions) {
+      if (session.sink != nullptr) deltas[host];
+    }
+  } else {
+    deltas = SliceDeltas(before, current_);
+  }
   int sent = 0;
-  for (auto& [name, h] : core_.sessions) {
-    if (h.sink == nullptr) continue;
-    h.sink->Send(topology_msg_);
+  int whole = 0;
+  uint64_t bytes = 0;
+  for (auto& [host, d] : deltas) {
+    const HostSession* h = core_.session(host);
+    if (h == nullptr || h->sink == nullptr) continue;
+    v1::ControllerMessage msg;
+    auto s = sent_.find(host);
+    if (s == sent_.end() || s->second.sink != h->sink || !h->topology_deltas) {
+      // Nothing to build on in this session, or an agent that takes no deltas.
+      *msg.mutable_topology() = current_.SliceFor(host);
+      ++whole;
+    } else {
+      // Its slice did not change between what it was sent and `before` (else it would have
+      // been sent): the delta applies on top of what it has.
+      d.set_base_revision(s->second.revision);
+      *msg.mutable_topology() = std::move(d);
+    }
+    sent_[host] = {h->sink, current_.revision()};
+    bytes += msg.ByteSizeLong();
+    h->sink->Send(msg);  // only queues on the session's own writer
     ++sent;
   }
-  spdlog::info("topology revision {} ({} instances, {} hosts) sent to {} agents", revision,
-               topology_msg_.topology().instances_size(), topology_msg_.topology().hosts_size(),
-               sent);
-  return true;
+  topology_bytes_sent_ += bytes;
+  const v1::TopologyRevision& t = current_.topology();
+  spdlog::info(
+      "topology revision {} ({} instances, {} hosts): sent to the {} agents whose slice changed "
+      "({} whole), {} bytes",
+      current_.revision(), t.instances_size(), t.hosts_size(), sent, whole, bytes);
 }
 
 void DesiredState::SendTopology(const std::string& host) {
   const HostSession* h = core_.session(host);
-  if (h != nullptr && h->sink != nullptr) h->sink->Send(topology_msg_);
+  if (h == nullptr || h->sink == nullptr) return;
+  auto s = sent_.find(host);
+  if (s != sent_.end() && s->second.sink == h->sink && s->second.revision == current_.revision()) {
+    return;  // this session has it
+  }
+  v1::ControllerMessage msg;
+  *msg.mutable_topology() = current_.SliceFor(host);
+  sent_[host] = {h->sink, current_.revision()};
+  topology_bytes_sent_ += msg.ByteSizeLong();
+  h->sink->Send(msg);
 }
 
 bool DesiredState::SendToHost(const std::string& host, const v1::ControllerMessage& message) const {

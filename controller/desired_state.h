@@ -1,10 +1,11 @@
 // Desired state and topology: what each host should run (its desired set and the images it should
-// stage), the network topology sent to every agent, and how instances look to operators
+// stage), each host's slice of the network topology, and how instances look to operators
 // (InstanceInfo). Desired sets are level-triggered: every change sends a host its whole set. The
-// topology goes first: whenever it changed (TopologyTracker) its revision goes up by one, is
-// stored, and is sent to every connected agent at once, before any desired set, while a new
-// domain is still being created; each agent session has its own writer, so no agent waits for
-// another. Main loop thread only.
+// topology goes first: whenever it changed (TopologyTracker) its revision goes up by one and is
+// stored; then every connected agent whose slice changed gets the difference (a delta on what it
+// was last sent; its whole slice after its Hello or when it asks), at once, before any desired
+// set, while a new domain is still being created; each agent session has its own writer, so no
+// agent waits for another (common/topology_slices.h). Main loop thread only.
 #pragma once
 
 #include <map>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/topology_slices.h"
 #include "controller/controller_core.h"
 #include "controller/topology.h"
 
@@ -42,14 +44,19 @@ class DesiredState {
   // Pushes the topology first when it changed (SyncTopology), then each host's desired set.
   void PushDesired(const std::set<std::string>& hosts);
   // When the topology differs from the last one: bumps and stores the revision (with a
-  // "topology" event) and sends it to every connected agent. True when it changed.
+  // "topology" event) and sends each connected agent whose slice changed its delta. True when it
+  // changed.
   bool SyncTopology();
-  // Sends the latest topology to one host (an agent that said Hello).
+  // Sends one host its whole slice of the latest revision, unless its session has it already.
   void SendTopology(const std::string& host);
+  // The host's next topology message is its whole slice (a new session; an agent that asked).
+  void ForgetSent(const std::string& host) { sent_.erase(host); }
+  // Bytes of topology messages sent since the start (all hosts).
+  uint64_t topology_bytes_sent() const { return topology_bytes_sent_; }
   // Sends `message` on the host's agent session; false when the host has none.
   bool SendToHost(const std::string& host, const v1::ControllerMessage& message) const;
-  // The latest revision as sent.
-  const v1::TopologyRevision& Topology() const { return topology_msg_.topology(); }
+  // The latest revision, whole (every host's slice is cut from it).
+  const v1::TopologyRevision& Topology() const { return current_.topology(); }
   // Services whose locations changed since the last call (the step's), and clears them.
   std::set<std::string> TakeChangedServices();
 
@@ -64,9 +71,22 @@ class DesiredState {
  private:
   const v1::DomainStatus* ReportedDomain(const InstanceRecord& inst) const;
 
+  // Sends each connected host whose slice differs between `before` and current_ its delta (its
+  // whole slice when its session has none yet).
+  void SendSlices(const TopologyIndex& before);
+
+  // What a host's session was last sent: the revision its deltas build on.
+  struct SentSlice {
+    const AgentSink* sink = nullptr;
+    int64_t revision = 0;
+  };
+
   ControllerCore& core_;
   TopologyTracker tracker_;
-  v1::ControllerMessage topology_msg_;  // the latest revision, as sent
+  TopologyIndex current_;  // the latest revision, whole
+  std::map<std::string, SentSlice> sent_;
+  bool whole_to_all_ = false;  // after a Reset: the next revision goes whole to every agent
+  uint64_t topology_bytes_sent_ = 0;
   std::set<std::string> changed_services_;
   uint64_t desired_sequence_ = 0;
 };

@@ -1,12 +1,13 @@
 // Topology blast benchmark: a real controller (ControllerServer in this process, SQLite store,
 // gRPC on loopback) and N simulated agents, each with its own AgentService.Connect stream. Every
-// simulated agent acks a topology revision the way the network agent does: it computes its host's
+// simulated agent keeps its host's slice of the topology (snapshots and deltas applied with
+// ApplyTopologyDelta) and acks a revision the way the network agent does: it computes its host's
 // flow set with ovs::BuildFlowSet (no OVS: the apply on a real vswitchd is measured by
 // network_agent_ovs_test / ovs_bench) and answers TopologyApplied. Each round crashes one instance
 // (a DomainEvent from its host's agent): the controller heals it and blasts the new revision.
 // Prints, per N (never asserted):
-//   per agent   event sent -> that agent acked the new revision (median, p99, max over all agents
-//               and rounds)
+//   per agent   event sent -> that agent acked the new revision (median, p99, max over the agents
+//               whose slice changed: those holding an instance before or after, and rounds)
 //   converged   event sent -> the last agent acked (median and max over rounds)
 //   recorded    event sent -> the controller shows every host at the new revision (ListHosts)
 //
@@ -25,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -32,6 +34,7 @@
 
 #include "common/log.h"
 #include "common/proto/regen.grpc.pb.h"
+#include "common/topology_slices.h"
 #include "controller/server.h"
 #include "ovs/flows.h"
 #include "tests/fakes/test_util.h"
@@ -63,6 +66,7 @@ class SimAgent {
     h->set_host(host_);
     h->set_address(address_);
     h->set_agent_version("blast-bench");
+    h->set_topology_deltas(true);  // applied as the network agent does (ApplyTopologyDelta)
     h->mutable_capacity()->set_vcpus(4);
     h->mutable_capacity()->set_memory_mib(4096);
     h->mutable_capacity()->set_disk_gib(100);
@@ -105,6 +109,12 @@ class SimAgent {
     if (it == received_.end()) return std::nullopt;
     return it->second;
   }
+  // The size of the topology message of `revision` (0 if none came).
+  size_t ReceivedBytes(int64_t revision) {
+    std::lock_guard lock(mu_);
+    auto it = received_bytes_.find(revision);
+    return it == received_bytes_.end() ? 0 : it->second;
+  }
   int64_t last_acked() {
     std::lock_guard lock(mu_);
     return acked_.empty() ? 0 : acked_.rbegin()->first;
@@ -127,13 +137,24 @@ class SimAgent {
   void Read() {
     v1::ControllerMessage msg;
     int64_t last = 0;
+    v1::TopologyRevision slice;  // this host's slice as the network agent keeps it
     while (stream_->Read(&msg)) {
       if (!msg.has_topology() || msg.topology().revision() <= last) continue;
-      const auto& wire = msg.topology();
+      if (msg.topology().base_revision() != 0 && msg.topology().base_revision() != last) {
+        std::fprintf(stderr, "%s: revision %lld is a delta on %lld, but this agent has %lld\n",
+                     host_.c_str(), static_cast<long long>(msg.topology().revision()),
+                     static_cast<long long>(msg.topology().base_revision()),
+                     static_cast<long long>(last));
+        continue;
+      }
+      slice = msg.topology().base_revision() == 0 ? msg.topology()
+                                                  : ApplyTopologyDelta(slice, msg.topology());
+      const auto& wire = slice;
       last = wire.revision();
       {
         std::lock_guard lock(mu_);
         received_[last] = Clock_::now();
+        received_bytes_[last] = msg.ByteSizeLong();
       }
       size_t flows = 0;
       if (g_flows) {
@@ -181,6 +202,7 @@ class SimAgent {
   std::mutex mu_;
   std::map<int64_t, Clock_::time_point> acked_;     // guarded by mu_
   std::map<int64_t, Clock_::time_point> received_;  // guarded by mu_
+  std::map<int64_t, size_t> received_bytes_;        // guarded by mu_
   size_t flows_ = 0;                                // guarded by mu_
 };
 
@@ -201,16 +223,33 @@ std::string ServiceSpec(int instances) {
          "versions:\n  v1: {}\nversion: v1\nplacement: spread\n";
 }
 
-// Waits until every agent acked `revision` (true) or `limit` passed.
-bool WaitAllAcked(std::vector<std::unique_ptr<SimAgent>>& agents, int64_t revision,
-                  milliseconds limit) {
+// Waits until every agent in `agents` acked `revision` (true) or `limit` passed.
+bool WaitAllAcked(const std::vector<SimAgent*>& agents, int64_t revision, milliseconds limit) {
   auto deadline = Clock_::now() + limit;
   std::unique_lock lock(g_mu);
   return g_cv.wait_until(lock, deadline, [&] {
-    for (auto& a : agents)
+    for (auto* a : agents)
       if (a->last_acked() < revision) return false;
     return true;
   });
+}
+
+// The agents of the hosts that hold an instance (their slice is the service's: each hears of
+// every change to it; the others hear of none).
+std::vector<SimAgent*> AgentsWithInstances(ControllerServer& server,
+                                           std::map<std::string, SimAgent*>& by_host) {
+  auto hosts = server.Call<std::set<std::string>>([&] {
+    std::set<std::string> out;
+    for (const auto& [name, inst] : server.controller().instances()) {
+      if (!inst.allocation.host.empty()) out.insert(inst.allocation.host);
+    }
+    return out;
+  });
+  std::vector<SimAgent*> out;
+  for (const auto& h : hosts) {
+    if (auto it = by_host.find(h); it != by_host.end()) out.push_back(it->second);
+  }
+  return out;
 }
 
 int RunOnce(int n, int rounds, int instances) {
@@ -290,13 +329,15 @@ int RunOnce(int n, int rounds, int instances) {
     rc = 1;
   }
   int64_t deployed = server.Call<int64_t>([&] { return server.controller().topology_revision(); });
-  if (rc == 0 && !WaitAllAcked(agents, deployed, std::chrono::seconds(60))) {
+  if (rc == 0 &&
+      !WaitAllAcked(AgentsWithInstances(server, by_host), deployed, std::chrono::seconds(60))) {
     std::fprintf(stderr, "N=%d: the deploy revision %lld was not acked by every agent\n", n,
                  static_cast<long long>(deployed));
     rc = 1;
   }
 
   std::vector<double> per_agent, converged, recorded, first_received, last_received;
+  std::vector<double> heal_bytes, heard;  // per round: topology bytes sent, agents that heard
   for (int r = 0; rc == 0 && r < rounds; ++r) {
     struct Victim {
       std::string name, host;
@@ -307,7 +348,8 @@ int RunOnce(int n, int rounds, int instances) {
       Victim v;
       int k = 0;
       for (const auto& [name, inst] : server.controller().instances()) {
-        if (inst.state != InstanceState::kCreating && inst.state != InstanceState::kRunning) continue;
+        if (inst.state != InstanceState::kCreating && inst.state != InstanceState::kRunning)
+          continue;
         if (k++ == r) {
           v = {name, inst.allocation.host, inst.generation, 0};
           break;
@@ -322,9 +364,24 @@ int RunOnce(int n, int rounds, int instances) {
       break;
     }
     const int64_t want = victim.revision + 1;
+    std::vector<SimAgent*> before = AgentsWithInstances(server, by_host);
     auto t0 = Clock_::now();
     by_host[victim.host]->Crash(victim.name, victim.generation);
-    if (!WaitAllAcked(agents, want, std::chrono::seconds(60))) {
+    // Everyone that held an instance, and the healed one's new host (it holds one now).
+    bool healed = testing::WaitFor(
+        [&] {
+          return server.Call<bool>([&] {
+            auto it = server.controller().instances().find(victim.name);
+            return it != server.controller().instances().end() &&
+                   it->second.generation > victim.generation;
+          });
+        },
+        std::chrono::seconds(60), milliseconds(1));
+    std::vector<SimAgent*> expected = AgentsWithInstances(server, by_host);
+    for (auto* a : before) {
+      if (std::find(expected.begin(), expected.end(), a) == expected.end()) expected.push_back(a);
+    }
+    if (!healed || !WaitAllAcked(expected, want, std::chrono::seconds(60))) {
       std::fprintf(stderr, "round %d: revision %lld not acked by every agent within 60 s\n", r,
                    static_cast<long long>(want));
       rc = 1;
@@ -333,7 +390,11 @@ int RunOnce(int n, int rounds, int instances) {
     double last = 0;
     double first_rx = 1e18;
     double last_rx = 0;
-    for (auto& a : agents) {
+    size_t bytes = 0;
+    for (auto& a : agents) bytes += a->ReceivedBytes(want);
+    heal_bytes.push_back(static_cast<double>(bytes));
+    heard.push_back(static_cast<double>(expected.size()));
+    for (auto* a : expected) {
       double ms = Ms(*a->AckedAt(want) - t0);
       per_agent.push_back(ms);
       last = std::max(last, ms);
@@ -345,12 +406,19 @@ int RunOnce(int n, int rounds, int instances) {
     converged.push_back(last);
     first_received.push_back(first_rx);
     last_received.push_back(last_rx);
+    std::set<std::string> expected_hosts;
+    for (const auto& [host, a] : by_host) {
+      if (std::find(expected.begin(), expected.end(), a) != expected.end()) {
+        expected_hosts.insert(host);
+      }
+    }
     bool all = testing::WaitFor(
         [&] {
           auto hosts =
               server.Call<v1::ListHostsResponse>([&] { return server.controller().ListHosts(); });
           for (const auto& h : hosts.hosts())
-            if (h.applied_topology_revision() < want) return false;
+            if (expected_hosts.count(h.name()) && h.applied_topology_revision() < want)
+              return false;
           return true;
         },
         std::chrono::seconds(30), milliseconds(1));
@@ -373,11 +441,14 @@ int RunOnce(int n, int rounds, int instances) {
         "ms\n"
         "[ blast ]   converged  (event -> last ack):   median %7.1f ms  max %7.1f ms\n"
         "[ blast ]   recorded   (event -> ListHosts):  median %7.1f ms  max %7.1f ms\n"
-        "[ blast ]   received   (event -> first / last agent got it): median %7.1f / %7.1f ms\n",
+        "[ blast ]   received   (event -> first / last agent got it): median %7.1f / %7.1f ms\n"
+        "[ blast ]   per heal: %.0f agents heard of it (median), %.0f topology bytes sent "
+        "(median; max %.0f)\n",
         n, rounds, std::min(instances, n * 4), g_flows ? ", flow sets computed" : "", connect_ms,
         Percentile(per_agent, 0.5), Percentile(per_agent, 0.99), Percentile(per_agent, 1.0),
         Percentile(converged, 0.5), Percentile(converged, 1.0), Percentile(recorded, 0.5),
-        Percentile(recorded, 1.0), Percentile(first_received, 0.5), Percentile(last_received, 0.5));
+        Percentile(recorded, 1.0), Percentile(first_received, 0.5), Percentile(last_received, 0.5),
+        Percentile(heard, 0.5), Percentile(heal_bytes, 0.5), Percentile(heal_bytes, 1.0));
     std::fflush(stdout);
   }
   return rc;

@@ -295,8 +295,14 @@ TEST_F(ControllerLinkTest, EndsOnTheActiveControllerPastStandbyDeadAndHung) {
   ASSERT_GT(dead, 0);
   const std::string dead_address = "127.0.0.1:" + std::to_string(dead);
   StartAgentWith({hung.address(), dead_address, standby.address(), active.address()}, 3s);
-  ASSERT_TRUE(WaitFor([&] { return !active.heartbeats().empty(); }, kWait));
-  EXPECT_EQ(link_->connected_address(), active.address());
+  // The first heartbeat may go out before the controller's first answer is read (which is what
+  // makes the address the connected one): wait for both (CI, stop 25's run).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !active.heartbeats().empty() && link_->connected_address() == active.address();
+      },
+      kWait))
+      << "connected to \"" << link_->connected_address() << "\"";
   EXPECT_TRUE(link_->connected());
   EXPECT_GE(standby.standby_refusals(), 1);
   auto states = link_->controller_states();

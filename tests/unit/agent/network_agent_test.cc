@@ -208,6 +208,46 @@ TEST_F(NetworkAgentTest, OlderRevisionsAreDroppedAndANewerOneReplacesOneNotYetAp
   EXPECT_EQ(agent_.latest_revision(), 7);
 }
 
+// Issue 17: deltas build on the newest revision kept; one that does not is dropped and the agent
+// needs its whole slice (the link asks the controller), until one comes.
+TEST_F(NetworkAgentTest, DeltasApplyOnTheirBaseAndAMissingBaseAsksForTheWholeSlice) {
+  ASSERT_TRUE(vswitch_.EnsureBridge(kBridge).ok());
+  int64_t web0 = AddTap("vnet0", "52:54:00:00:00:10", "x");
+  v1::TopologyRevision gap;  // a delta on revision 3, which this agent never had
+  gap.set_revision(4);
+  gap.set_base_revision(3);
+  EXPECT_FALSE(agent_.Submit(gap));
+  EXPECT_TRUE(agent_.snapshot_needed());
+  ASSERT_TRUE(agent_.Submit(Topo(5, "host-2", 1)));  // a whole slice
+  EXPECT_FALSE(agent_.snapshot_needed());
+  // web-1 is healed onto this host (generation 2): a delta with its entry only.
+  v1::TopologyRevision delta;
+  delta.set_revision(6);
+  delta.set_base_revision(5);
+  *delta.add_instances() = Topo(6, "host-1", 2).instances(1);
+  ASSERT_EQ(delta.instances(0).name(), "web-1");
+  ASSERT_TRUE(agent_.Submit(delta));
+  auto r = agent_.SyncNow();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->revision, 6);
+  EXPECT_EQ(
+      ovs::DescribeFlowDifference(Expected(Topo(6, "host-1", 2), {{"web-0", web0}}), Installed()),
+      "")
+      << "the delta on revision 5 gives revision 6's flows";
+  // db-0 goes (its service left this host's slice): removed by name.
+  v1::TopologyRevision drop;
+  drop.set_revision(7);
+  drop.set_base_revision(6);
+  drop.add_removed_instances("db-0");
+  ASSERT_TRUE(agent_.Submit(drop));
+  v1::TopologyRevision without_db = Topo(7, "host-1", 2);
+  without_db.mutable_instances()->RemoveLast();  // db-0 is the last entry
+  without_db.mutable_hosts()->RemoveLast();      // and host-2 then holds nothing of this slice
+  ASSERT_TRUE(agent_.SyncNow().ok());
+  EXPECT_EQ(ovs::DescribeFlowDifference(Expected(without_db, {{"web-0", web0}}), Installed()), "");
+  EXPECT_FALSE(agent_.snapshot_needed());
+}
+
 TEST_F(NetworkAgentTest, OvsRestartAndForeignFlowsAreRepairedByAFullReinstall) {
   ASSERT_TRUE(vswitch_.EnsureBridge(kBridge).ok());
   int64_t web0 = AddTap("vnet0", "52:54:00:00:00:10", "x");

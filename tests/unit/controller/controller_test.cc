@@ -3,6 +3,7 @@
 // placements, failover and drain (destroy first), refused specs, restart and scaling; health
 // checks (ControllerHealthTest): carried to agents, shown, healed, and gating upgrades.
 #include "controller/controller.h"
+#include "common/topology_slices.h"
 
 #include <gtest/gtest.h>
 
@@ -125,6 +126,7 @@ class ControllerTest : public ::testing::Test {
     hello.mutable_capacity()->set_memory_mib(memory_mib);
     hello.mutable_capacity()->set_disk_gib(100);
     hello.mutable_capacity()->set_bandwidth_mbps(10000);
+    hello.set_topology_deltas(true);  // as regen-agent says
     for (const auto& d : domains) *hello.add_domains() = d;
     return controller_->OnHello(hello, &Sink(host));
   }
@@ -1615,8 +1617,26 @@ TEST_F(ControllerStagingTest, VersionsWithoutAnImageNeedNoStaging) {
 
 class ControllerTopologyTest : public ControllerTest {
  protected:
-  // Topology messages the sink received, in order.
+  // The host's slice as its agent has it after each topology message it received, in order
+  // (whole slices and deltas applied as the network agent does).
   static std::vector<v1::TopologyRevision> Topologies(const RecordingSink& sink) {
+    std::vector<v1::TopologyRevision> out;
+    v1::TopologyRevision have;
+    for (const auto& m : sink.messages) {
+      if (!m.has_topology()) continue;
+      const v1::TopologyRevision& t = m.topology();
+      if (t.base_revision() != 0) {
+        EXPECT_EQ(t.base_revision(), have.revision()) << "a delta on a revision it does not have";
+        have = ApplyTopologyDelta(have, t);
+      } else {
+        have = t;
+      }
+      out.push_back(have);
+    }
+    return out;
+  }
+  // The topology messages themselves, as sent.
+  static std::vector<v1::TopologyRevision> Sent(const RecordingSink& sink) {
     std::vector<v1::TopologyRevision> out;
     for (const auto& m : sink.messages)
       if (m.has_topology()) out.push_back(m.topology());
@@ -1790,6 +1810,59 @@ TEST_F(ControllerTopologyTest, TheRevisionSurvivesARestartAndKeepsGrowing) {
   for (const char* host : {"host-a", "host-b", "host-c"}) EXPECT_EQ(LastRevision(Sink(host)), 3);
 }
 
+// Issue 17: a heal reaches only the hosts that run its service, as a delta of what changed; a
+// host that runs nothing of it hears nothing; a host new to the service gets all of it.
+TEST_F(ControllerTopologyTest, AHealSendsOnlyItsChangeToTheHostsOfItsService) {
+  for (const char* h : {"host-a", "host-b", "host-c", "host-d"}) ASSERT_TRUE(Hello(h).ok());
+  ASSERT_TRUE(Apply(WebSpec(2, 2)).ok());
+  AllRunning();
+  const std::string h0 = Inst("web-0").allocation.host;
+  const std::string h1 = Inst("web-1").allocation.host;
+  std::map<std::string, size_t> before;
+  for (auto& host : HostsWithSinks()) before[host] = Sent(Sink(host)).size();
+  CrashEvent("web-0");
+  const std::string now = Inst("web-0").allocation.host;
+  ASSERT_NE(now, h0);
+  ASSERT_NE(now, h1);
+  const int64_t rev = controller_->topology_revision();
+  for (auto& host : HostsWithSinks()) {
+    auto sent = Sent(Sink(host));
+    if (host != h0 && host != h1 && host != now) {
+      EXPECT_EQ(sent.size(), before[host]) << host << " runs no web instance, before or after";
+      continue;
+    }
+    ASSERT_EQ(sent.size(), before[host] + 1) << host;
+    EXPECT_EQ(sent.back().revision(), rev);
+    if (host != now) {  // `now` was sent nothing before (it ran nothing): its whole slice
+      EXPECT_NE(sent.back().base_revision(), 0) << host << ": a delta, not the whole slice";
+    }
+  }
+  // web-1's host: only web-0's new entry.
+  ASSERT_EQ(Sent(Sink(h1)).back().instances_size(), 1);
+  EXPECT_EQ(Sent(Sink(h1)).back().instances(0).host(), now);
+  // The failed host runs nothing any more: web leaves its slice.
+  EXPECT_EQ(Topologies(Sink(h0)).back().instances_size(), 0);
+  // The new host: the whole service.
+  EXPECT_EQ(Topologies(Sink(now)).back().instances_size(), 2);
+}
+
+// An agent whose delta did not apply asks for its whole slice, and gets it at once.
+TEST_F(ControllerTopologyTest, AnAgentThatAsksGetsItsWholeSlice) {
+  DeployRunning();
+  CrashEvent("web-2");
+  const std::string host = Inst("web-2").allocation.host;
+  size_t n = Sent(Sink(host)).size();
+  v1::TopologyApplied ask;
+  ask.set_revision(1);
+  ask.set_snapshot_needed(true);
+  controller_->OnTopologyApplied(host, ask, &Sink(host));
+  auto sent = Sent(Sink(host));
+  ASSERT_EQ(sent.size(), n + 1);
+  EXPECT_EQ(sent.back().base_revision(), 0);
+  EXPECT_EQ(sent.back().revision(), controller_->topology_revision());
+  EXPECT_EQ(sent.back().instances_size(), 6);
+}
+
 TEST_F(ControllerTopologyTest, EachUpgradeStepBumpsTheRevision) {
   ThreeHosts();
   ASSERT_TRUE(Apply(kWebUnchecked).ok());
@@ -1801,16 +1874,24 @@ TEST_F(ControllerTopologyTest, EachUpgradeStepBumpsTheRevision) {
   r.set_to_version("v2");
   r.set_mode("auto");
   ASSERT_TRUE(controller_->UpgradeStart(r).ok());
-  // UD 0 is re-created with v2 at generation 2: a new revision, on every agent.
+  // UD 0 is re-created with v2 at generation 2: a new revision, on every agent of the service
+  // (web's two instances are on two of the three hosts; the third hears of none of this).
   EXPECT_EQ(controller_->topology_revision(), deployed + 1);
-  for (auto& host : HostsWithSinks()) EXPECT_EQ(LastRevision(Sink(host)), deployed + 1) << host;
-  EXPECT_EQ(Find(Topologies(Sink("host-a")).back(), "web-0")->generation(), 2);
+  const std::string h0 = Inst("web-0").allocation.host;
+  const std::string h1 = Inst("web-1").allocation.host;
+  for (auto& host : HostsWithSinks()) {
+    EXPECT_EQ(LastRevision(Sink(host)), host == h0 || host == h1 ? deployed + 1 : 0) << host;
+  }
+  EXPECT_EQ(Find(Topologies(Sink(h1)).back(), "web-0")->generation(), 2);
   AllRunning();  // UD 0 done: UD 1 next
   EXPECT_EQ(controller_->topology_revision(), deployed + 2);
   AllRunning();
   EXPECT_EQ(controller_->topology_revision(), deployed + 2);  // done: nothing moved
-  const v1::TopologyRevision last = Topologies(Sink("host-b")).back();
-  for (const auto& i : last.instances()) EXPECT_EQ(i.generation(), 2) << i.name();
+  for (const std::string& host : {h0, h1}) {
+    const v1::TopologyRevision last = Topologies(Sink(host)).back();
+    EXPECT_EQ(last.instances_size(), 2) << host;
+    for (const auto& i : last.instances()) EXPECT_EQ(i.generation(), 2) << i.name();
+  }
 }
 
 }  // namespace
