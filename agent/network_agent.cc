@@ -66,6 +66,17 @@ void NetworkAgent::Stop() {
 bool NetworkAgent::Submit(const v1::TopologyRevision& topology) {
   MutexLock lock(mu_);
   int64_t latest = latest_ ? latest_->revision() : 0;
+  if (topology.base_revision() == 0 && latest_ && topology.revision() == latest) {
+    // A whole slice at the revision this agent has: a new session's first message. Its content
+    // is what the controller has now, which may differ from what this revision held here (a
+    // controller that reloaded its store after a refused write; one that sent the whole
+    // cluster): it replaces it; unchanged content changes no flow.
+    latest_ = std::make_shared<const v1::TopologyRevision>(topology);
+    snapshot_needed_ = false;
+    poked_ = true;  // same revision: the worker syncs its flows to it now, not at the next resync
+    cv_.notify_all();
+    return true;
+  }
   if (topology.revision() <= latest) {
     spdlog::debug("topology revision {} dropped: revision {} is already known", topology.revision(),
                   latest);

@@ -390,16 +390,17 @@ void Controller::OnTopologyApplied(const std::string& host, const v1::TopologyAp
                                    AgentSink* sink) {
   HostSession* h = core_.session(host);
   if (h == nullptr || h->sink != sink) return;
-  // Kept in memory (an agent restates it in every Hello); stored with the host's next write.
-  core_.state.NoteAppliedTopology(host, applied.revision());
   if (applied.snapshot_needed()) {
-    // A delta did not fit what the agent has (it should not happen within one session).
+    // A delta did not fit what the agent has (it should not happen within one session). Its
+    // revision is the agent's latest, not one it applied: not recorded.
     spdlog::warn("host {}: the agent at topology revision {} asked for its whole slice", host,
                  applied.revision());
     desired_.ForgetSent(host);
     desired_.SendTopology(host);
     return;
   }
+  // Kept in memory (an agent restates it in every Hello); stored with the host's next write.
+  core_.state.NoteAppliedTopology(host, applied.revision());
   spdlog::debug("host {} applied topology revision {} (latest {})", host, applied.revision(),
                 core_.state.topology_revision());
 }

@@ -99,7 +99,12 @@ bool DesiredState::SyncTopology() {
   core_.topology_dirty = false;
   TopologyDelta delta = tracker_.Observe(core_.state.instances(), core_.state.hosts());
   changed_services_.insert(delta.services.begin(), delta.services.end());
-  if (!delta.revision_changed) return false;
+  if (!delta.revision_changed) {
+    // After a re-read of the store (Reset) the stored revision may be newer than what the agents
+    // were sent (a write reported refused that was stored after all): they get it whole now.
+    if (whole_to_all_) SendSlices(current_);
+    return false;
+  }
   const v1::TopologyRevision& t = delta.topology;
   int64_t revision = core_.state.topology_revision() + 1;
   EventRecord e = core_.MakeEvent(EventKind::kTopology, nullptr, "",

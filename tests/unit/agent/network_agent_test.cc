@@ -187,7 +187,9 @@ TEST_F(NetworkAgentTest, OlderRevisionsAreDroppedAndANewerOneReplacesOneNotYetAp
   ASSERT_TRUE(agent_.Submit(Topo(5, "host-2", 1)));
   ASSERT_TRUE(agent_.SyncNow().ok());
   EXPECT_FALSE(agent_.Submit(Topo(4, "host-1", 9)));  // older
-  EXPECT_FALSE(agent_.Submit(Topo(5, "host-1", 9)));  // equal
+  v1::TopologyRevision equal_delta = Topo(5, "host-1", 9);
+  equal_delta.set_base_revision(4);
+  EXPECT_FALSE(agent_.Submit(equal_delta));  // equal, and not a whole slice
   auto r = agent_.SyncNow();
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->revision, 5);
@@ -246,6 +248,24 @@ TEST_F(NetworkAgentTest, DeltasApplyOnTheirBaseAndAMissingBaseAsksForTheWholeSli
   ASSERT_TRUE(agent_.SyncNow().ok());
   EXPECT_EQ(ovs::DescribeFlowDifference(Expected(without_db, {{"web-0", web0}}), Installed()), "");
   EXPECT_FALSE(agent_.snapshot_needed());
+}
+
+// A new session's whole slice at the revision the agent has replaces its content: the content of
+// a revision can differ between controllers (one that reloaded its store after a refused write,
+// one that sent the whole cluster), and deltas build on the new one.
+TEST_F(NetworkAgentTest, AWholeSliceAtTheSameRevisionReplacesTheContent) {
+  ASSERT_TRUE(vswitch_.EnsureBridge(kBridge).ok());
+  int64_t web0 = AddTap("vnet0", "52:54:00:00:00:10", "x");
+  ASSERT_TRUE(agent_.Submit(Topo(5, "host-2", 1)));
+  ASSERT_TRUE(agent_.SyncNow().ok());
+  ASSERT_TRUE(agent_.Submit(Topo(5, "host-1", 2)));  // web-1 here at generation 2, same revision
+  auto r = agent_.SyncNow();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->revision, 5);
+  EXPECT_EQ(
+      ovs::DescribeFlowDifference(Expected(Topo(5, "host-1", 2), {{"web-0", web0}}), Installed()),
+      "");
+  EXPECT_EQ(Acks(), std::vector<int64_t>{5}) << "acked once";
 }
 
 TEST_F(NetworkAgentTest, OvsRestartAndForeignFlowsAreRepairedByAFullReinstall) {
