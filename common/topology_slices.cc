@@ -11,6 +11,21 @@ bool SameEntry(const v1::TopologyInstance& a, const v1::TopologyInstance& b) {
          a.mac() == b.mac() && a.generation() == b.generation() && a.port() == b.port();
 }
 
+// Adds `instances` to `out` (name order), and the host of each with its address in `index`.
+void AddWithHosts(const std::map<std::string, const v1::TopologyInstance*>& instances,
+                  const TopologyIndex& index, v1::TopologyRevision* out) {
+  std::set<std::string> hosts;
+  for (const auto& [name, i] : instances) {
+    *out->add_instances() = *i;
+    hosts.insert(i->host());
+  }
+  for (const auto& h : hosts) {
+    auto* th = out->add_hosts();
+    th->set_name(h);
+    th->set_address(index.address_of(h));
+  }
+}
+
 const std::vector<const v1::TopologyInstance*>& NoInstances() {
   static const std::vector<const v1::TopologyInstance*> none;
   return none;
@@ -62,16 +77,7 @@ v1::TopologyRevision TopologyIndex::SliceFor(const std::string& host) const {
   for (const auto& service : services_on(host)) {
     for (const auto* i : of_service(service)) instances[i->name()] = i;
   }
-  std::set<std::string> hosts;
-  for (const auto& [name, i] : instances) {
-    *out.add_instances() = *i;
-    hosts.insert(i->host());
-  }
-  for (const auto& h : hosts) {
-    auto* th = out.add_hosts();
-    th->set_name(h);
-    th->set_address(address_of(h));
-  }
+  AddWithHosts(instances, *this, &out);
   return out;
 }
 
@@ -133,16 +139,7 @@ std::map<std::string, v1::TopologyRevision> SliceDeltas(const TopologyIndex& bef
     v1::TopologyRevision& d = out[host];
     d.set_revision(after.revision());
     d.set_base_revision(before.revision());
-    std::set<std::string> named_hosts;
-    for (const auto& [name, i] : upserts) {
-      *d.add_instances() = *i;
-      named_hosts.insert(i->host());
-    }
-    for (const auto& h : named_hosts) {
-      auto* th = d.add_hosts();
-      th->set_name(h);
-      th->set_address(after.address_of(h));
-    }
+    AddWithHosts(upserts, after, &d);
     for (const auto& name : removed) d.add_removed_instances(name);
   }
   return out;
