@@ -34,26 +34,40 @@ uint16_t U16(const std::vector<uint8_t>& m, size_t at) { return (m[at] << 8) | m
 class ScriptedServer {
  public:
   ScriptedServer(int rcode, bool truncate_udp) : rcode_(rcode), truncate_udp_(truncate_udp) {
-    udp_ = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(udp_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    getsockname(udp_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    tcp_ = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    EXPECT_EQ(bind(tcp_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    // The kernel picks the UDP port; TCP takes the same number. Another process may hold that
+    // number on TCP (a concurrent test's connection, CI under -j2): then pick again.
+    bool bound = false;
+    for (int attempt = 0; attempt < 50 && !bound; ++attempt) {
+      udp_ = socket(AF_INET, SOCK_DGRAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      EXPECT_EQ(bind(udp_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+      socklen_t len = sizeof(a);
+      getsockname(udp_, reinterpret_cast<sockaddr*>(&a), &len);
+      port_ = ntohs(a.sin_port);
+      tcp_ = socket(AF_INET, SOCK_STREAM, 0);
+      int one = 1;
+      setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      bound = bind(tcp_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+      if (!bound) {
+        close(udp_);
+        close(tcp_);
+        udp_ = tcp_ = -1;
+      }
+    }
+    if (!bound) {
+      ADD_FAILURE() << "no loopback port free on both UDP and TCP in 50 tries";
+      return;
+    }
     EXPECT_EQ(listen(tcp_, 4), 0);
     thread_ = std::thread([this] { Run(); });
   }
   ~ScriptedServer() {
     stop_ = true;
-    thread_.join();
-    close(udp_);
-    close(tcp_);
+    if (thread_.joinable()) thread_.join();
+    if (udp_ >= 0) close(udp_);
+    if (tcp_ >= 0) close(tcp_);
   }
   uint16_t port() const { return port_; }
   int udp_queries() const { return udp_queries_; }
