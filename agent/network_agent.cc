@@ -65,37 +65,31 @@ void NetworkAgent::Stop() {
 
 bool NetworkAgent::Submit(const v1::TopologyRevision& topology) {
   MutexLock lock(mu_);
-  int64_t latest = latest_ ? latest_->revision() : 0;
-  if (topology.base_revision() == 0 && latest_ && topology.revision() == latest) {
-    // A whole slice at the revision this agent has: a new session's first message. Its content
-    // is what the controller has now, which may differ from what this revision held here (a
-    // controller that reloaded its store after a refused write; one that sent the whole
-    // cluster): it replaces it; unchanged content changes no flow.
-    latest_ = std::make_shared<const v1::TopologyRevision>(topology);
-    snapshot_needed_ = false;
-    poked_ = true;  // same revision: the worker syncs its flows to it now, not at the next resync
-    cv_.notify_all();
-    return true;
-  }
-  if (topology.revision() <= latest) {
+  const int64_t latest = latest_ ? latest_->revision() : 0;
+  const bool whole = topology.base_revision() == 0;
+  // A whole slice at the revision this agent has: a new session's first message. Its content is
+  // what the controller has now, which may differ from what this revision held here (a controller
+  // that reloaded its store after a refused write; one that sent the whole cluster): it replaces
+  // it; unchanged content changes no flow.
+  const bool same_revision_again = whole && latest_ && topology.revision() == latest;
+  if (!same_revision_again && topology.revision() <= latest) {
     spdlog::debug("topology revision {} dropped: revision {} is already known", topology.revision(),
                   latest);
     return false;
   }
-  if (topology.base_revision() != 0) {
-    if (latest == 0 || topology.base_revision() != latest) {
-      spdlog::warn(
-          "topology revision {} is a delta on revision {}, but this agent has revision {}: asking "
-          "the controller for this host's whole slice",
-          topology.revision(), topology.base_revision(), latest);
-      snapshot_needed_ = true;
-      return false;
-    }
-    latest_ = std::make_shared<const v1::TopologyRevision>(ApplyTopologyDelta(*latest_, topology));
-  } else {
-    latest_ = std::make_shared<const v1::TopologyRevision>(topology);
+  if (!whole && topology.base_revision() != latest) {
+    spdlog::warn(
+        "topology revision {} is a delta on revision {}, but this agent has revision {}: asking "
+        "the controller for this host's whole slice",
+        topology.revision(), topology.base_revision(), latest);
+    snapshot_needed_ = true;
+    return false;
   }
+  latest_ = std::make_shared<const v1::TopologyRevision>(
+      whole ? topology : ApplyTopologyDelta(*latest_, topology));
   snapshot_needed_ = false;
+  // Same revision: the worker syncs its flows to it now, not at the next resync.
+  if (same_revision_again) poked_ = true;
   cv_.notify_all();
   return true;
 }

@@ -75,8 +75,7 @@ class NetworkAgent {
   // Keeps `topology` when it is newer than every revision seen so far and wakes the worker; an
   // older or equal revision is dropped (false), except a whole slice at the newest revision, which
   // replaces its content (a new session's first message). A delta (base_revision set) is applied
-  // on top of
-  // the newest revision kept when that is its base; else it is dropped (false) and
+  // on top of the newest revision kept when that is its base; else it is dropped (false) and
   // snapshot_needed() is true until a whole slice (base_revision 0) is kept.
   bool Submit(const v1::TopologyRevision& topology);
   bool snapshot_needed() const;

@@ -135,45 +135,53 @@ bool DesiredState::SyncTopology() {
 }
 
 void DesiredState::SendSlices(const TopologyIndex& before) {
-  std::map<std::string, v1::TopologyRevision> deltas;
-  if (whole_to_all_) {
-    whole_to_all_ = false;
-    sent_.clear();  // every session: its whole slice, below
-    for (const auto& [host, session] : core_.sessions) {
-      if (session.sink != nullptr) deltas[host];
-    }
-  } else {
-    deltas = SliceDeltas(before, current_);
-  }
   int sent = 0;
   int whole = 0;
   uint64_t bytes = 0;
-  for (auto& [host, d] : deltas) {
-    const HostSession* h = core_.session(host);
-    if (h == nullptr || h->sink == nullptr) continue;
-    v1::ControllerMessage msg;
-    auto s = sent_.find(host);
-    if (s == sent_.end() || s->second.sink != h->sink || !h->topology_deltas) {
-      // Nothing to build on in this session, or an agent that takes no deltas.
-      *msg.mutable_topology() = current_.SliceFor(host);
+  if (whole_to_all_) {
+    whole_to_all_ = false;
+    sent_.clear();
+    for (const auto& [host, session] : core_.sessions) {
+      if (session.sink == nullptr) continue;
+      bytes += SendWhole(host, session.sink);
+      ++sent;
       ++whole;
-    } else {
-      // Its slice did not change between what it was sent and `before` (else it would have
-      // been sent): the delta applies on top of what it has.
-      d.set_base_revision(s->second.revision);
-      *msg.mutable_topology() = std::move(d);
     }
-    sent_[host] = {h->sink, current_.revision()};
-    bytes += msg.ByteSizeLong();
-    h->sink->Send(msg);  // only queues on the session's own writer
-    ++sent;
+  } else {
+    for (auto& [host, d] : SliceDeltas(before, current_)) {
+      const HostSession* h = core_.session(host);
+      if (h == nullptr || h->sink == nullptr) continue;
+      ++sent;
+      auto s = sent_.find(host);
+      if (s == sent_.end() || s->second.sink != h->sink || !h->topology_deltas) {
+        // Nothing to build on in this session, or an agent that takes no deltas.
+        bytes += SendWhole(host, h->sink);
+        ++whole;
+        continue;
+      }
+      // Its slice did not change between what it was sent and `before` (else it would have been
+      // sent): the delta applies on top of what it has.
+      d.set_base_revision(s->second.revision);
+      s->second.revision = current_.revision();
+      v1::ControllerMessage msg;
+      *msg.mutable_topology() = std::move(d);
+      bytes += msg.ByteSizeLong();
+      h->sink->Send(msg);  // only queues on the session's own writer
+    }
   }
-  topology_bytes_sent_ += bytes;
   const v1::TopologyRevision& t = current_.topology();
   spdlog::info(
       "topology revision {} ({} instances, {} hosts): sent to the {} agents whose slice changed "
       "({} whole), {} bytes",
       current_.revision(), t.instances_size(), t.hosts_size(), sent, whole, bytes);
+}
+
+uint64_t DesiredState::SendWhole(const std::string& host, AgentSink* sink) {
+  v1::ControllerMessage msg;
+  *msg.mutable_topology() = current_.SliceFor(host);
+  sent_[host] = {sink, current_.revision()};
+  sink->Send(msg);
+  return msg.ByteSizeLong();
 }
 
 void DesiredState::SendTopology(const std::string& host) {
@@ -183,11 +191,7 @@ void DesiredState::SendTopology(const std::string& host) {
   if (s != sent_.end() && s->second.sink == h->sink && s->second.revision == current_.revision()) {
     return;  // this session has it
   }
-  v1::ControllerMessage msg;
-  *msg.mutable_topology() = current_.SliceFor(host);
-  sent_[host] = {h->sink, current_.revision()};
-  topology_bytes_sent_ += msg.ByteSizeLong();
-  h->sink->Send(msg);
+  SendWhole(host, h->sink);
 }
 
 bool DesiredState::SendToHost(const std::string& host, const v1::ControllerMessage& message) const {

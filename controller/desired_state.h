@@ -51,8 +51,6 @@ class DesiredState {
   void SendTopology(const std::string& host);
   // The host's next topology message is its whole slice (a new session; an agent that asked).
   void ForgetSent(const std::string& host) { sent_.erase(host); }
-  // Bytes of topology messages sent since the start (all hosts).
-  uint64_t topology_bytes_sent() const { return topology_bytes_sent_; }
   // Sends `message` on the host's agent session; false when the host has none.
   bool SendToHost(const std::string& host, const v1::ControllerMessage& message) const;
   // The latest revision, whole (every host's slice is cut from it).
@@ -74,6 +72,8 @@ class DesiredState {
   // Sends each connected host whose slice differs between `before` and current_ its delta (its
   // whole slice when its session has none yet).
   void SendSlices(const TopologyIndex& before);
+  // Sends the host's whole slice of current_ on `sink` and records it as sent; its bytes.
+  uint64_t SendWhole(const std::string& host, AgentSink* sink);
 
   // What a host's session was last sent: the revision its deltas build on.
   struct SentSlice {
@@ -86,7 +86,6 @@ class DesiredState {
   TopologyIndex current_;  // the latest revision, whole
   std::map<std::string, SentSlice> sent_;
   bool whole_to_all_ = false;  // after a Reset: the next revision goes whole to every agent
-  uint64_t topology_bytes_sent_ = 0;
   std::set<std::string> changed_services_;
   uint64_t desired_sequence_ = 0;
 };

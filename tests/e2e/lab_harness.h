@@ -161,6 +161,8 @@ class Lab {
   bool LeasesRenewed(int64_t lease_ms, int64_t slack_ms = 600);
   // The upgrade state of `service` ("none" when it has none or the call fails).
   std::string UpgradeState(const std::string& service);
+  // The service's whole upgrade status from the serving controller (nullopt: no answer).
+  std::optional<v1::UpgradeStatus> Upgrade(const std::string& service);
 
   std::vector<v1::InstanceInfo> Instances();
   std::optional<v1::InstanceInfo> Instance(const std::string& name);

@@ -161,11 +161,17 @@ bool Lab::LeasesRenewed(int64_t lease_ms, int64_t slack_ms) {
   return true;
 }
 
-std::string Lab::UpgradeState(const std::string& service) {
+std::optional<v1::UpgradeStatus> Lab::Upgrade(const std::string& service) {
   v1::UpgradeServiceRequest r;
   r.set_service(service);
   auto s = client_->UpgradeStatusGet(r);
-  return s.ok() ? s->state() : "none";
+  if (!s.ok()) return std::nullopt;
+  return *s;
+}
+
+std::string Lab::UpgradeState(const std::string& service) {
+  auto u = Upgrade(service);
+  return u ? u->state() : "none";
 }
 
 }  // namespace regen::testing
