@@ -92,6 +92,8 @@ Status ClusterState::Load() {
   hosts_ = std::move(snap.hosts);
   services_ = std::move(services);
   instances_ = std::move(snap.instances);
+  on_host_.clear();
+  for (const auto& [name, inst] : instances_) Reindex(name, nullptr, &inst);
   upgrades_ = std::move(upgrades);
   topology_revision_ = revision;
   topology_digest_ = std::move(digest);
@@ -136,8 +138,17 @@ Result<std::vector<EventRecord>> ClusterState::Commit(StateChange change) {
 void ClusterState::Apply(StateChange&& change) {
   for (auto& s : change.services) services_[s.record.name] = std::move(s);
   for (auto& h : change.hosts) hosts_[h.name] = std::move(h);
-  for (auto& i : change.instances) instances_[i.name] = std::move(i);
-  for (const auto& name : change.deleted_instances) instances_.erase(name);
+  for (auto& i : change.instances) {
+    auto it = instances_.find(i.name);
+    Reindex(i.name, it == instances_.end() ? nullptr : &it->second, &i);
+    instances_[i.name] = std::move(i);
+  }
+  for (const auto& name : change.deleted_instances) {
+    auto it = instances_.find(name);
+    if (it == instances_.end()) continue;
+    Reindex(name, &it->second, nullptr);
+    instances_.erase(it);
+  }
   for (const auto& name : change.deleted_services) {
     services_.erase(name);
     upgrades_.erase(name);
@@ -148,6 +159,29 @@ void ClusterState::Apply(StateChange&& change) {
     topology_digest_ = std::move(change.topology->digest);
   }
   if (change.maintenance) maintenance_ = *change.maintenance;
+}
+
+void ClusterState::Reindex(const std::string& name, const InstanceRecord* before,
+                           const InstanceRecord* after) {
+  if (before != nullptr && after != nullptr && before->allocation.host == after->allocation.host) {
+    return;
+  }
+  if (before != nullptr && !before->allocation.host.empty()) {
+    auto it = on_host_.find(before->allocation.host);
+    if (it != on_host_.end()) {
+      it->second.erase(name);
+      if (it->second.empty()) on_host_.erase(it);
+    }
+  }
+  if (after != nullptr && !after->allocation.host.empty()) {
+    on_host_[after->allocation.host].insert(name);
+  }
+}
+
+const std::set<std::string>& ClusterState::instances_on(const std::string& host) const {
+  static const std::set<std::string> none;
+  auto it = on_host_.find(host);
+  return it == on_host_.end() ? none : it->second;
 }
 
 void ClusterState::NoteHeartbeat(const std::string& host, int64_t unix_ms) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,9 @@ class ClusterState {
   const ServiceRuntime* service(const std::string& name) const;
   const InstanceRecord* instance(const std::string& name) const;
   const UpgradeState* upgrade(const std::string& service) const;
+  // The names of the instances allocated to `host` (any state), in name order: a host's desired
+  // set and staging read these instead of every instance.
+  const std::set<std::string>& instances_on(const std::string& host) const;
   int64_t topology_revision() const { return topology_revision_; }
   // "" when the store holds no digest (nothing was ever placed).
   const std::string& topology_digest() const { return topology_digest_; }
@@ -109,11 +113,14 @@ class ClusterState {
  private:
   static Status Write(StoreTxn& txn, StateChange& change);
   void Apply(StateChange&& change);
+  // Keeps on_host_ right when the instance `name` goes from `before` to `after` (null: none).
+  void Reindex(const std::string& name, const InstanceRecord* before, const InstanceRecord* after);
 
   Store& store_;
   std::map<std::string, HostRecord> hosts_;
   std::map<std::string, ServiceRuntime> services_;
   std::map<std::string, InstanceRecord> instances_;
+  std::map<std::string, std::set<std::string>> on_host_;  // allocation.host -> instance names
   std::map<std::string, UpgradeState> upgrades_;
   int64_t topology_revision_ = 0;
   std::string topology_digest_;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "controller/topology.h"
 
 namespace regen {
 
@@ -48,8 +49,16 @@ std::vector<EventRecord> ControllerCore::Commit(StateChange change) {
     ++outage_refusals;
     return {};
   }
+  // Only writes that can change the topology or an instance's location make the next
+  // SyncTopology compare the whole state (controller/topology.h).
   bool topology_inputs_written =
-      !change.instances.empty() || !change.deleted_instances.empty() || !change.hosts.empty();
+      !change.deleted_instances.empty() || !change.deleted_services.empty();
+  for (const auto& inst : change.instances) {
+    topology_inputs_written |= ChangesTopology(state.instance(inst.name), inst);
+  }
+  for (const auto& host : change.hosts) {
+    topology_inputs_written |= ChangesTopology(state.host(host.name), host);
+  }
   const std::vector<std::string> deleted = change.deleted_instances;
   auto committed = state.Commit(std::move(change));
   if (!committed.ok()) {

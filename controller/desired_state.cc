@@ -23,8 +23,9 @@ void DesiredState::Reset() {
 
 std::vector<v1::InstanceSpec> DesiredState::DesiredFor(const std::string& host) const {
   std::vector<v1::InstanceSpec> out;
-  for (const auto& [name, inst] : core_.state.instances()) {
-    if (inst.allocation.host == host && InDesiredState(inst)) out.push_back(SpecOf(inst));
+  for (const auto& name : core_.state.instances_on(host)) {
+    const InstanceRecord& inst = *core_.state.instance(name);
+    if (InDesiredState(inst)) out.push_back(SpecOf(inst));
   }
   return out;
 }
@@ -45,8 +46,9 @@ std::string DesiredState::StagingTarget(const std::string& service) const {
 
 std::vector<v1::StagedImage> DesiredState::StageFor(const std::string& host) const {
   std::set<std::string> services;
-  for (const auto& [name, inst] : core_.state.instances()) {
-    if (inst.allocation.host == host && InDesiredState(inst)) services.insert(inst.service);
+  for (const auto& name : core_.state.instances_on(host)) {
+    const InstanceRecord& inst = *core_.state.instance(name);
+    if (InDesiredState(inst)) services.insert(inst.service);
   }
   std::vector<v1::StagedImage> out;
   for (const auto& service : services) {

@@ -4,13 +4,35 @@
 
 namespace regen {
 
+namespace {
+
+// The two tests BuildTopology and LocationsOf make of an instance's state.
+bool InTopology(const InstanceRecord& inst) {
+  return !inst.allocation.host.empty() &&
+         (IsActive(inst.state) || inst.state == InstanceState::kMoving);
+}
+bool Placed(const InstanceRecord& inst) { return inst.state != InstanceState::kPending; }
+
+}  // namespace
+
+bool ChangesTopology(const InstanceRecord* before, const InstanceRecord& after) {
+  if (before == nullptr) return true;
+  return InTopology(*before) != InTopology(after) || Placed(*before) != Placed(after) ||
+         before->service != after.service || before->allocation.host != after.allocation.host ||
+         before->allocation.ip != after.allocation.ip ||
+         before->allocation.mac != after.allocation.mac || before->generation != after.generation;
+}
+
+bool ChangesTopology(const HostRecord* before, const HostRecord& after) {
+  return before == nullptr || before->address != after.address;
+}
+
 v1::TopologyRevision BuildTopology(const std::map<std::string, InstanceRecord>& instances,
                                    const std::map<std::string, HostRecord>& hosts) {
   v1::TopologyRevision t;
   std::set<std::string> used_hosts;
   for (const auto& [name, inst] : instances) {
-    if (inst.allocation.host.empty()) continue;
-    if (!IsActive(inst.state) && inst.state != InstanceState::kMoving) continue;
+    if (!InTopology(inst)) continue;
     auto* ti = t.add_instances();
     ti->set_name(name);
     ti->set_service(inst.service);
@@ -48,7 +70,7 @@ std::map<std::string, InstanceLocation> LocationsOf(
   for (const auto& [name, inst] : instances) {
     InstanceLocation& l = out[name];
     l.service = inst.service;
-    if (inst.state != InstanceState::kPending) l.host = inst.allocation.host;
+    if (Placed(inst)) l.host = inst.allocation.host;
     l.ip = inst.allocation.ip;
     l.mac = inst.allocation.mac;
   }

@@ -28,6 +28,14 @@ std::string TopologyDigest(const v1::TopologyRevision& topology);
 std::map<std::string, InstanceLocation> LocationsOf(
     const std::map<std::string, InstanceRecord>& instances);
 
+// Whether writing `after` over `before` (nullptr: a new record) can change what BuildTopology or
+// LocationsOf make of the state: an instance's presence in the topology, its entry there (service,
+// host, IP, MAC, generation) or its location; a host's tunnel address. A step that wrote nothing
+// else (an instance going from creating to running, a host's heartbeat or Hello with the same
+// address) leaves both as they were, and the O(instances) comparison is skipped.
+bool ChangesTopology(const InstanceRecord* before, const InstanceRecord& after);
+bool ChangesTopology(const HostRecord* before, const HostRecord& after);
+
 // What a step changed, as TopologyTracker::Observe finds it.
 struct TopologyDelta {
   bool revision_changed = false;   // `topology` differs from the last revision's content

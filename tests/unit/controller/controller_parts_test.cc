@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "controller/cluster_state.h"
 #include "controller/domain_report.h"
 #include "controller/host_liveness.h"
@@ -217,6 +219,64 @@ TEST(TopologyTest, OneCheckFindsRevisionChangesAndServicesWhoseLocationsMoved) {
   EXPECT_EQ(TopologyDigest(d.topology), d.digest);
 }
 
+// ChangesTopology lets a step skip the O(instances) comparison: it must say "changes" for every
+// write after which TopologyTracker::Observe finds a new revision or a moved location.
+TEST(TopologyTest, ChangesTopologyCoversEveryWriteTheTrackerSees) {
+  std::map<std::string, HostRecord> hosts{{"h1", {"h1", "10.0.0.1", {}, HostState::kUp, 0, 0}},
+                                          {"h2", {"h2", "10.0.0.2", {}, HostState::kUp, 0, 0}}};
+  const InstanceRecord base = Inst("web-0", "h1", InstanceState::kRunning, 1);
+  std::vector<std::pair<std::string, std::function<void(InstanceRecord&)>>> writes = {
+      {"creating", [](InstanceRecord& i) { i.state = InstanceState::kCreating; }},
+      {"pending", [](InstanceRecord& i) { i.state = InstanceState::kPending; }},
+      {"failed", [](InstanceRecord& i) { i.state = InstanceState::kFailed; }},
+      {"moving", [](InstanceRecord& i) { i.state = InstanceState::kMoving; }},
+      {"host", [](InstanceRecord& i) { i.allocation.host = "h2"; }},
+      {"no host", [](InstanceRecord& i) { i.allocation.host = ""; }},
+      {"ip", [](InstanceRecord& i) { i.allocation.ip = "10.9.0.9"; }},
+      {"mac", [](InstanceRecord& i) { i.allocation.mac = "52:54:00:00:00:99"; }},
+      {"generation", [](InstanceRecord& i) { i.generation = 7; }},
+      {"service", [](InstanceRecord& i) { i.service = "db"; }},
+      {"version", [](InstanceRecord& i) { i.version = "v9"; }},
+  };
+  int changes = 0;
+  for (const auto& [what, write] : writes) {
+    for (InstanceState from : {InstanceState::kRunning, InstanceState::kPending,
+                               InstanceState::kMoving, InstanceState::kFailed}) {
+      InstanceRecord before = base;
+      before.state = from;
+      InstanceRecord after = before;
+      write(after);
+      std::map<std::string, InstanceRecord> instances{{"web-0", before}};
+      TopologyTracker tracker;
+      tracker.Reset("");
+      tracker.Accept(tracker.Observe(instances, hosts).digest);
+      instances["web-0"] = after;
+      TopologyDelta d = tracker.Observe(instances, hosts);
+      const bool seen = d.revision_changed || !d.services.empty();
+      changes += seen ? 1 : 0;
+      if (seen) {
+        EXPECT_TRUE(ChangesTopology(&before, after))
+            << what << " from " << InstanceStateName(from) << ": the tracker sees a change";
+      }
+    }
+  }
+  EXPECT_GT(changes, 10) << "the writes above must include ones the tracker sees";
+  EXPECT_FALSE(ChangesTopology(&base, base));
+  InstanceRecord running_again = base;
+  running_again.state = InstanceState::kCreating;
+  EXPECT_FALSE(ChangesTopology(&base, running_again)) << "creating -> running skips the check";
+  EXPECT_TRUE(ChangesTopology(nullptr, base)) << "a new instance";
+  HostRecord h = hosts["h1"];
+  HostRecord heartbeat = h;
+  heartbeat.last_heartbeat_unix_ms = 99;
+  heartbeat.state = HostState::kSuspect;
+  EXPECT_FALSE(ChangesTopology(&h, heartbeat));
+  HostRecord moved = h;
+  moved.address = "10.0.0.9";
+  EXPECT_TRUE(ChangesTopology(&h, moved));
+  EXPECT_TRUE(ChangesTopology(nullptr, h)) << "a new host";
+}
+
 TEST(ClusterStateTest, CommitWritesOneTransactionThenMemory) {
   testing::FakeStore store;
   ClusterState state(store);
@@ -247,6 +307,35 @@ TEST(ClusterStateTest, CommitWritesOneTransactionThenMemory) {
   // Nothing to write: no transaction.
   EXPECT_TRUE(state.Commit(StateChange{}).ok());
   EXPECT_EQ(store.commits(), 1);
+}
+
+TEST(ClusterStateTest, InstancesOnAHostFollowEveryWriteAndALoad) {
+  testing::FakeStore store;
+  ClusterState state(store);
+  ASSERT_TRUE(state.Load().ok());
+  using Names = std::set<std::string>;
+  StateChange change;
+  change.instances.push_back(Inst("web-0", "h1", InstanceState::kRunning, 1));
+  change.instances.push_back(Inst("web-1", "h1", InstanceState::kRunning, 1));
+  change.instances.push_back(Inst("web-2", "", InstanceState::kPending, 0));
+  ASSERT_TRUE(state.Commit(change).ok());
+  EXPECT_EQ(state.instances_on("h1"), (Names{"web-0", "web-1"}));
+  EXPECT_TRUE(state.instances_on("").empty()) << "a pending instance is on no host";
+  // A heal moves web-0 (written twice in one change: the last one counts), web-2 is placed,
+  // web-1 is deleted.
+  StateChange next;
+  next.instances.push_back(Inst("web-0", "h3", InstanceState::kCreating, 2));
+  next.instances.push_back(Inst("web-0", "h2", InstanceState::kCreating, 2));
+  next.instances.push_back(Inst("web-2", "h2", InstanceState::kCreating, 1));
+  next.deleted_instances.push_back("web-1");
+  ASSERT_TRUE(state.Commit(next).ok());
+  EXPECT_TRUE(state.instances_on("h1").empty());
+  EXPECT_TRUE(state.instances_on("h3").empty());
+  EXPECT_EQ(state.instances_on("h2"), (Names{"web-0", "web-2"}));
+  ClusterState again(store);
+  ASSERT_TRUE(again.Load().ok());
+  EXPECT_EQ(again.instances_on("h2"), (Names{"web-0", "web-2"}));
+  EXPECT_TRUE(again.instances_on("h1").empty());
 }
 
 TEST(ClusterStateTest, AFailedWriteLeavesMemoryAsTheStoreIs) {
