@@ -8,5 +8,5 @@ add_dependencies(fleet_bench regen-controller)
 # when a phase does not finish, or a controller restart fences or heals anything.
 add_test(NAME fleet_bench_smoke
          COMMAND fleet_bench --controller $<TARGET_FILE:regen-controller> --hosts 50
-                 --instances 200 --service-size 10 --heals 5 --rack 20)
+                 --instances 200 --service-size 10 --heals 5 --rack 20 --steady-seconds 2)
 set_tests_properties(fleet_bench_smoke PROPERTIES LABELS bench TIMEOUT 300)

@@ -1,7 +1,7 @@
 // Fleet benchmark: a real regen-controller process (embedded mode, SQLite, the default timings)
 // and N simulated agents (fleet_agents.h: real gRPC streams, no hypervisor) in this process. For
 // each N it deploys services of --service-size instances up to --instances, then measures:
-//   steady     controller CPU % and RSS, heartbeats acked per second, over 10 s
+//   steady     controller CPU % and RSS, heartbeats acked per second, over 10 s (--steady-seconds)
 //   heal       one instance crashes (its agent's DomainEvent): event -> a host told to re-create it
 //              (decision), event -> each agent whose slice changed acked the new revision (per
 //              agent p50/p99), event -> the last ack (converged), topology bytes sent
@@ -13,7 +13,7 @@
 // (or a restart fenced or healed anything).
 //
 //   fleet_bench --controller PATH [--hosts N[,N...]] [--instances I] [--service-size S]
-//               [--heals R] [--rack R] [--no-restart]
+//               [--heals R] [--rack R] [--steady-seconds S] [--no-restart]
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -62,6 +62,7 @@ struct Options {
   int service_size = 20;
   int heals = 20;
   int rack = 2000;
+  int steady_seconds = 10;
   bool restart = true;
 };
 
@@ -335,7 +336,7 @@ class Run {
     const double cpu0 = controller_.CpuSeconds();
     const uint64_t acks0 = fleet_->counters().heartbeat_acks;
     auto t0 = Clock::now();
-    std::this_thread::sleep_for(seconds(10));
+    std::this_thread::sleep_for(seconds(o_.steady_seconds));
     const double wall = Ms(Clock::now() - t0) / 1000;
     std::printf(
         "[ fleet ]   steady: controller CPU %.1f %% of one core, RSS %.0f MiB (peak %.0f MiB), "
@@ -536,12 +537,14 @@ int main(int argc, char** argv) {
       o.heals = number(1);
     } else if (a == "--rack") {
       o.rack = number(0);
+    } else if (a == "--steady-seconds") {
+      o.steady_seconds = number(1);
     } else if (a == "--no-restart") {
       o.restart = false;
     } else {
       std::fprintf(stderr,
                    "usage: fleet_bench --controller PATH [--hosts N[,N...]] [--instances I] "
-                   "[--service-size S] [--heals R] [--rack R] [--no-restart]\n");
+                   "[--service-size S] [--heals R] [--rack R] [--steady-seconds S] [--no-restart]\n");
       return 2;
     }
   }
