@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,6 +83,7 @@ class ControllerProcess {
         << "log_level: info\n";
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // it never outlives the benchmark
       int fd = open(dir_.File("controller.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
@@ -542,9 +544,10 @@ int main(int argc, char** argv) {
     } else if (a == "--no-restart") {
       o.restart = false;
     } else {
-      std::fprintf(stderr,
-                   "usage: fleet_bench --controller PATH [--hosts N[,N...]] [--instances I] "
-                   "[--service-size S] [--heals R] [--rack R] [--steady-seconds S] [--no-restart]\n");
+      std::fprintf(
+          stderr,
+          "usage: fleet_bench --controller PATH [--hosts N[,N...]] [--instances I] "
+          "[--service-size S] [--heals R] [--rack R] [--steady-seconds S] [--no-restart]\n");
       return 2;
     }
   }
