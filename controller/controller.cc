@@ -45,9 +45,6 @@ Status Controller::Load() {
     seed[name] = now;  // host_down_after from now to reconnect
   }
   core_.leases.Seed(seed);
-  for (const auto& [name, rec] : core_.state.hosts()) {
-    if (rec.state == regen::HostState::kDown) core_.leases.Suspend(name);  // no Prime for it
-  }
   maintenance_.Load();
   core_.step_events.clear();
   core_.topology_dirty = true;

@@ -12,31 +12,13 @@ void LeaseKeeper::Open(const std::string& host, AgentSink* sink) {
   if (h.sink != sink) h.last_grant_sequence = 0;  // sequences count per session
   h.sink = sink;
   h.open = true;
-  h.suspended = false;
   h.last_heartbeat = clock_.Now();  // a Hello (or a heartbeat just seen) is word from the agent
   h.last_heartbeat_unix_ms = clock_.WallMillis();
 }
 
 void LeaseKeeper::Suspend(const std::string& host) {
   MutexLock lock(mu_);
-  auto it = hosts_.find(host);
-  if (it == hosts_.end()) return;
-  it->second.open = false;
-  it->second.suspended = true;
-}
-
-bool LeaseKeeper::Prime(const std::string& host, AgentSink* sink, bool fenced) {
-  MutexLock lock(mu_);
-  auto it = hosts_.find(host);
-  if (it == hosts_.end() || fenced) return false;
-  HostLease& h = it->second;
-  if (h.sink != nullptr || h.suspended) return false;
-  h.sink = sink;
-  h.open = true;
-  h.last_grant_sequence = 0;  // sequences count per session
-  h.last_heartbeat = clock_.Now();
-  h.last_heartbeat_unix_ms = clock_.WallMillis();
-  return true;
+  if (auto it = hosts_.find(host); it != hosts_.end()) it->second.open = false;
 }
 
 void LeaseKeeper::Close(const std::string& host, AgentSink* sink) {

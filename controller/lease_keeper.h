@@ -28,21 +28,10 @@ class LeaseKeeper {
   // from the host (its heartbeat time is now).
   void Open(const std::string& host, AgentSink* sink);
   // The host's heartbeats are still recorded but no longer acknowledged (the host was declared
-  // down: its lease must run out before it is given a new one with a new desired set). Also at a
-  // load, for hosts stored down.
+  // down: its lease must run out before it is given a new one with a new desired set).
   void Suspend(const std::string& host);
   // The session ended: forget it (its recorded heartbeat time stays).
   void Close(const std::string& host, AgentSink* sink);
-  // ---- a Hello the main loop has not handled yet (gRPC threads) ----
-  // After a controller restart every agent says Hello at once, and the main loop handles them one
-  // by one; an agent whose Hello waits would see no ack and fence, and its host would look silent.
-  // A session whose Hello waits takes the host's lease at once (its heartbeats are recorded and
-  // acknowledged, and now counts as word from the host) when nothing can have changed what its
-  // agent must follow since its last session: the host is known, has no session, was not declared
-  // down since (Suspend), and the agent fenced nothing (`fenced`: its Hello lists fenced domains;
-  // such an agent is un-fenced only after its new desired set, by Open). True when it took it.
-  // A refused Hello gives it back with Close.
-  bool Prime(const std::string& host, AgentSink* sink, bool fenced);
 
   // ---- heartbeats (gRPC threads) ----
   // Records the heartbeat of `host` on `sink` and, when that session is open, sends the ack on
@@ -58,7 +47,6 @@ class LeaseKeeper {
     int64_t last_heartbeat_unix_ms = 0;
     AgentSink* sink = nullptr;  // the current session (null: none)
     bool open = false;          // its heartbeats are acknowledged
-    bool suspended = false;     // declared down: no Prime before an Open
     // The latest time a maintenance hold granted to this host's agent may run to ({}: none
     // outstanding). The host may not be declared down before this + host_down_after.
     Clock::TimePoint hold_bound{};

@@ -4,10 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <future>
-#include <memory>
 #include <optional>
-#include <vector>
 
 #include "common/grpc_limits.h"
 #include "common/grpc_tls.h"
@@ -171,40 +168,9 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     auto session = std::make_unique<AgentSession>(context, stream, context->peer(),
                                                   server_.limits().max_agent_queue_bytes);
     AgentSink* sink = session.get();
-    LeaseKeeper& leases = server_.leases();
-    // While the main loop works through a backlog of Hellos (a controller restart: every agent at
-    // once), this session keeps the host's lease when that is safe (LeaseKeeper::Prime), and its
-    // heartbeats are read and acknowledged here; its other messages wait for the Hello.
-    leases.Prime(host, sink, first.hello().fenced_size() > 0);
-    auto done = std::make_shared<std::promise<Status>>();
-    std::future<Status> hello_done = done->get_future();
-    server_.Post([this, done, &first, sink] {
-      try {
-        done->set_value(server_.controller().OnHello(first.hello(), sink));
-      } catch (...) {
-        done->set_value(Internal("the controller failed while handling this hello (see its log)"));
-        throw;  // Post's handler logs it and has the controller re-read its store
-      }
-    });
-    std::vector<v1::AgentMessage> early;
-    bool gone = false;
-    if (hello_done.wait_for(kHelloPatience) != std::future_status::ready) {
-      v1::AgentMessage msg;
-      while (hello_done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-        if (!stream->Read(&msg)) {
-          gone = true;
-          break;
-        }
-        if (msg.has_heartbeat()) {
-          if (server_.Leading()) leases.OnHeartbeat(host, sink, msg.heartbeat());
-        } else {
-          early.push_back(std::move(msg));
-        }
-      }
-    }
-    Status hello = hello_done.get();  // the loop is done with `first` after this
+    Status hello =
+        server_.Call<Status>([&] { return server_.controller().OnHello(first.hello(), sink); });
     if (!hello.ok()) {
-      leases.Close(host, sink);
       spdlog::warn("agent at {} refused: {}", context->peer(), hello.message());
       v1::ControllerMessage refusal;
       refusal.mutable_refusal()->set_reason(hello.message());
@@ -213,9 +179,35 @@ class AgentServiceImpl final : public v1::AgentService::Service {
       return ToGrpc(hello);
     }
     spdlog::info("agent session for host {} from {}", host, context->peer());
-    for (const auto& msg : early) Dispatch(host, sink, msg);
+    LeaseKeeper& leases = server_.leases();
     v1::AgentMessage msg;
-    while (!gone && stream->Read(&msg)) Dispatch(host, sink, msg);
+    while (stream->Read(&msg)) {
+      if (msg.has_heartbeat()) {
+        // Acknowledged here, from memory: never behind the main loop (a store write, an fsync,
+        // an admin call). The main loop's Tick sees the time and judges the host. Never by a
+        // controller whose leadership may be gone (HA: its fuse ends the process).
+        if (!server_.Leading()) continue;
+        leases.OnHeartbeat(host, sink, msg.heartbeat());
+      } else if (msg.has_domains_report()) {
+        server_.Post([this, host, r = msg.domains_report()] {
+          server_.controller().OnDomainsReport(host, r);
+        });
+      } else if (msg.has_domain_event()) {
+        server_.Post(
+            [this, host, e = msg.domain_event()] { server_.controller().OnDomainEvent(host, e); });
+      } else if (msg.has_topology_applied()) {
+        server_.Post([this, host, sink, a = msg.topology_applied()] {
+          server_.controller().OnTopologyApplied(host, a, sink);
+        });
+      } else if (msg.has_action_result()) {
+        if (!msg.action_result().ok()) {
+          spdlog::warn("host {}: action {} failed: {}", host, msg.action_result().operation_id(),
+                       msg.action_result().error());
+        }
+      } else if (msg.has_hello()) {
+        spdlog::warn("host {}: a second hello on one session ignored", host);
+      }
+    }
     // The loop must stop using the sink before the session goes away.
     leases.Close(host, sink);  // no ack on a session that goes away, even if the loop is busy
     server_.Call<bool>([&] {
@@ -228,38 +220,6 @@ class AgentServiceImpl final : public v1::AgentService::Service {
   }
 
  private:
-  // How long a Connect waits for its Hello to be handled before it reads the stream meanwhile.
-  static constexpr std::chrono::milliseconds kHelloPatience{100};
-
-  // One message of an agent whose Hello was accepted.
-  void Dispatch(const std::string& host, AgentSink* sink, const v1::AgentMessage& msg) {
-    if (msg.has_heartbeat()) {
-      // Acknowledged here, from memory: never behind the main loop (a store write, an fsync,
-      // an admin call). The main loop's Tick sees the time and judges the host. Never by a
-      // controller whose leadership may be gone (HA: its fuse ends the process).
-      if (!server_.Leading()) return;
-      server_.leases().OnHeartbeat(host, sink, msg.heartbeat());
-    } else if (msg.has_domains_report()) {
-      server_.Post([this, host, r = msg.domains_report()] {
-        server_.controller().OnDomainsReport(host, r);
-      });
-    } else if (msg.has_domain_event()) {
-      server_.Post(
-          [this, host, e = msg.domain_event()] { server_.controller().OnDomainEvent(host, e); });
-    } else if (msg.has_topology_applied()) {
-      server_.Post([this, host, sink, a = msg.topology_applied()] {
-        server_.controller().OnTopologyApplied(host, a, sink);
-      });
-    } else if (msg.has_action_result()) {
-      if (!msg.action_result().ok()) {
-        spdlog::warn("host {}: action {} failed: {}", host, msg.action_result().operation_id(),
-                     msg.action_result().error());
-      }
-    } else if (msg.has_hello()) {
-      spdlog::warn("host {}: a second hello on one session ignored", host);
-    }
-  }
-
   // Reads the stream's first message. Before it says who it is, a connection holds a slot and
   // has hello_timeout to speak: the status to end the call with when it did not (or left).
   std::optional<grpc::Status> AwaitHello(grpc::ServerContext* context, AgentStream* stream,

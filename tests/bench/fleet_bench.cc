@@ -247,6 +247,8 @@ class Run {
 
   int Go() {
     if (!controller_.Start()) return Fail("the controller did not start (see its log)");
+    std::fprintf(stderr, "[ fleet ] N=%d: the controller's log: %s\n", n_,
+                 dir_.File("controller.log").c_str());
     FleetOptions fo;
     fo.target = controller_.target();
     fo.hosts = n_;
@@ -287,12 +289,19 @@ class Run {
   }
 
   bool WaitHostsUp(int want, milliseconds limit) {
+    auto report = Clock::now() + seconds(10);
     return testing::WaitFor(
         [&] {
           auto h = admin_->Hosts();
           if (!h) return false;
           int up = 0;
           for (const auto& x : h->hosts()) up += x.state() == "up" ? 1 : 0;
+          if (Clock::now() >= report) {  // progress, for a size that takes long
+            report = Clock::now() + seconds(10);
+            std::fprintf(stderr, "[ fleet ] N=%d: %d hosts up, %d streams open, %llu started\n",
+                         n_, up, fleet_->Connected(),
+                         static_cast<unsigned long long>(fleet_->counters().sessions_started));
+          }
           return up >= want;
         },
         limit, milliseconds(200));

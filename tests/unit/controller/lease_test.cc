@@ -113,51 +113,6 @@ TEST_F(LeaseTest, ADownHostGetsNoLeaseUntilItWasSentItsNewDesiredSet) {
   ASSERT_TRUE(sink.messages.back().has_heartbeat_ack());
 }
 
-// A session whose Hello the main loop has not handled yet (a restart's backlog) keeps the host's
-// lease only where nothing can have changed what its agent must follow.
-TEST_F(LeaseTest, AWaitingHelloKeepsTheLeaseOnlyWhereNothingChanged) {
-  LeaseKeeper& leases = h_.controller().leases();
-  auto acked = [&](const std::string& host, MessageSink& sink, uint64_t seq) {
-    v1::Heartbeat hb;
-    hb.set_host(host);
-    hb.set_sequence(seq);
-    size_t before = sink.messages.size();
-    leases.OnHeartbeat(host, &sink, hb);
-    return sink.messages.size() > before && sink.messages.back().has_heartbeat_ack() &&
-           sink.messages.back().heartbeat_ack().sequence() == seq;
-  };
-  // A host with a live session: another session (a second agent) takes nothing.
-  MessageSink imposter;
-  EXPECT_FALSE(leases.Prime("host-2", &imposter, false));
-  EXPECT_FALSE(acked("host-2", imposter, 1));
-  EXPECT_TRUE(acked("host-2", h_.Sink("host-2"), 2)) << "the live session keeps its lease";
-  // Its session ended: the next one's heartbeats are acked before its Hello is handled.
-  leases.Close("host-1", &h_.Sink("host-1"));
-  h_.controller().OnDisconnect("host-1", &h_.Sink("host-1"));
-  MessageSink next;
-  EXPECT_FALSE(leases.Prime("host-1", &next, /*fenced=*/true)) << "its agent fenced";
-  EXPECT_FALSE(acked("host-1", next, 3));
-  EXPECT_TRUE(leases.Prime("host-1", &next, false));
-  EXPECT_TRUE(acked("host-1", next, 4));
-  EXPECT_FALSE(leases.Prime("host-9", &next, false)) << "an unknown host";
-  // A refused Hello gives the lease back.
-  leases.Close("host-1", &next);
-  EXPECT_FALSE(acked("host-1", next, 5));
-  // A host declared down: no lease before its new desired set, also across a restart.
-  const std::string lost = HostOf("web-0");
-  for (int i = 0; i < 32; ++i) Step(milliseconds(100), lost);
-  ASSERT_EQ(h_.controller().HostState(lost), "down");
-  leases.Close(lost, &h_.Sink(lost));
-  MessageSink back;
-  EXPECT_FALSE(leases.Prime(lost, &back, false));
-  EXPECT_FALSE(acked(lost, back, 6));
-  h_.Restart();
-  MessageSink after_restart;
-  EXPECT_FALSE(h_.controller().leases().Prime(lost, &after_restart, false)) << "stored down";
-  const std::string up = lost == "host-3" ? "host-2" : "host-3";
-  EXPECT_TRUE(h_.controller().leases().Prime(up, &after_restart, false)) << "stored up";
-}
-
 TEST_F(LeaseTest, FencedInstancesAreEventsAndComeBackWithTheNextGeneration) {
   const std::string host = HostOf("web-1");
   const int64_t gen = h_.Inst("web-1").generation;
