@@ -253,18 +253,22 @@ v1::AgentMessage SimHost::HelloMessage() {
   h->mutable_capacity()->set_memory_mib(options_.memory_mib);
   h->mutable_capacity()->set_disk_gib(1000);
   h->mutable_capacity()->set_bandwidth_mbps(100000);
+  AddDomains(h->mutable_domains());
+  for (const auto& f : fenced_) *h->add_fenced() = f;
+  return m;
+}
+
+void SimHost::AddDomains(google::protobuf::RepeatedPtrField<v1::DomainStatus>* out) {
   for (const auto& [instance, generation] : domains_) {
-    auto* d = h->add_domains();
+    auto* d = out->Add();
     const v1::InstanceSpec& spec = specs_[instance];
     d->set_name(instance);
-    d->set_state(v1::DOMAIN_STATE_RUNNING);
+    d->set_state(v1::DOMAIN_STATE_RUNNING);  // everything it runs runs
     d->set_service(spec.service());
     d->set_update_domain(spec.update_domain());
     d->set_version(spec.version());
     d->set_generation(generation);
   }
-  for (const auto& f : fenced_) *h->add_fenced() = f;
-  return m;
 }
 
 v1::AgentMessage SimHost::ReportMessage(const std::string& operation_id) {
@@ -273,16 +277,7 @@ v1::AgentMessage SimHost::ReportMessage(const std::string& operation_id) {
   r->set_host(name_);
   r->set_complete(true);
   r->set_applied_desired_operation_id(operation_id);
-  for (const auto& [instance, generation] : domains_) {
-    auto* d = r->add_domains();
-    const v1::InstanceSpec& spec = specs_[instance];
-    d->set_name(instance);
-    d->set_state(v1::DOMAIN_STATE_RUNNING);
-    d->set_service(spec.service());
-    d->set_update_domain(spec.update_domain());
-    d->set_version(spec.version());
-    d->set_generation(generation);
-  }
+  AddDomains(r->mutable_domains());
   return m;
 }
 

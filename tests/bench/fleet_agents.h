@@ -149,6 +149,8 @@ class SimHost {
   void OnDesired(Session* session, const v1::Action& action);
   void OnSessionDone(Session* session);
   v1::AgentMessage ReportMessage(const std::string& operation_id);
+  // Every domain it runs, as a Hello and a report list them.
+  void AddDomains(google::protobuf::RepeatedPtrField<v1::DomainStatus>* out);
 
   const std::string name_;
   const std::string address_;

@@ -15,10 +15,8 @@
 //   fleet_bench --controller PATH [--hosts N[,N...]] [--instances I] [--service-size S]
 //               [--heals R] [--rack R] [--steady-seconds S] [--no-restart]
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,7 +73,7 @@ class ControllerProcess {
   ~ControllerProcess() { Stop(); }
 
   bool Start() {
-    if (port_ == 0) port_ = FreePort();
+    if (port_ == 0) port_ = testing::FreePort();
     std::ofstream(dir_.File("controller.yaml"))
         << "listen_address: 127.0.0.1:" << port_ << "\n"
         << "database: " << dir_.File("controller.db") << "\n"
@@ -134,17 +132,6 @@ class ControllerProcess {
   }
 
  private:
-  static int FreePort() {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    close(s);
-    return ntohs(a.sin_port);
-  }
   bool WaitListening(milliseconds limit) {
     return testing::WaitFor(
                [&] {
@@ -152,14 +139,7 @@ class ControllerProcess {
                    pid_ = -1;
                    return true;
                  }
-                 int s = socket(AF_INET, SOCK_STREAM, 0);
-                 sockaddr_in a{};
-                 a.sin_family = AF_INET;
-                 a.sin_port = htons(static_cast<uint16_t>(port_));
-                 a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                 bool up = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-                 close(s);
-                 return up;
+                 return testing::PortOpen(port_);
                },
                limit, milliseconds(2)) &&
            pid_ > 0;
@@ -298,8 +278,8 @@ class Run {
           for (const auto& x : h->hosts()) up += x.state() == "up" ? 1 : 0;
           if (Clock::now() >= report) {  // progress, for a size that takes long
             report = Clock::now() + seconds(10);
-            std::fprintf(stderr, "[ fleet ] N=%d: %d hosts up, %d streams open, %llu started\n",
-                         n_, up, fleet_->Connected(),
+            std::fprintf(stderr, "[ fleet ] N=%d: %d hosts up, %d streams open, %llu started\n", n_,
+                         up, fleet_->Connected(),
                          static_cast<unsigned long long>(fleet_->counters().sessions_started));
           }
           return up >= want;
