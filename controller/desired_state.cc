@@ -21,12 +21,18 @@ void DesiredState::Reset() {
   changed_services_.clear();
 }
 
+std::vector<const InstanceRecord*> DesiredState::DesiredOn(const std::string& host) const {
+  std::vector<const InstanceRecord*> out;
+  for (const auto& name : core_.state.instances_on(host)) {
+    const InstanceRecord* inst = core_.state.instance(name);
+    if (InDesiredState(*inst)) out.push_back(inst);
+  }
+  return out;
+}
+
 std::vector<v1::InstanceSpec> DesiredState::DesiredFor(const std::string& host) const {
   std::vector<v1::InstanceSpec> out;
-  for (const auto& name : core_.state.instances_on(host)) {
-    const InstanceRecord& inst = *core_.state.instance(name);
-    if (InDesiredState(inst)) out.push_back(SpecOf(inst));
-  }
+  for (const InstanceRecord* inst : DesiredOn(host)) out.push_back(SpecOf(*inst));
   return out;
 }
 
@@ -46,10 +52,7 @@ std::string DesiredState::StagingTarget(const std::string& service) const {
 
 std::vector<v1::StagedImage> DesiredState::StageFor(const std::string& host) const {
   std::set<std::string> services;
-  for (const auto& name : core_.state.instances_on(host)) {
-    const InstanceRecord& inst = *core_.state.instance(name);
-    if (InDesiredState(inst)) services.insert(inst.service);
-  }
+  for (const InstanceRecord* inst : DesiredOn(host)) services.insert(inst->service);
   std::vector<v1::StagedImage> out;
   for (const auto& service : services) {
     std::string target = StagingTarget(service);

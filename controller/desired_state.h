@@ -67,6 +67,8 @@ class DesiredState {
   std::string HealthWord(const InstanceRecord& inst) const;
 
  private:
+  // The instances `host` should run (allocated there, active, not moving away), in name order.
+  std::vector<const InstanceRecord*> DesiredOn(const std::string& host) const;
   const v1::DomainStatus* ReportedDomain(const InstanceRecord& inst) const;
 
   // Sends each connected host whose slice differs between `before` and current_ its delta (its

@@ -206,14 +206,8 @@ class SimAgent {
   size_t flows_ = 0;                                // guarded by mu_
 };
 
-double Ms(Clock_::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
+using testing::Millis;
+using testing::Percentile;
 
 std::string ServiceSpec(int instances) {
   return "name: web\ninstances: " + std::to_string(instances) +
@@ -311,7 +305,7 @@ int RunOnce(int n, int rounds, int instances) {
         return up == n;
       },
       std::chrono::seconds(120), milliseconds(20));
-  double connect_ms = Ms(Clock_::now() - connect_start);
+  double connect_ms = Millis(Clock_::now() - connect_start);
   int rc = 0;
   if (!joined) {
     std::fprintf(stderr, "N=%d: not every agent joined within 120 s\n", n);
@@ -395,12 +389,12 @@ int RunOnce(int n, int rounds, int instances) {
     heal_bytes.push_back(static_cast<double>(bytes));
     heard.push_back(static_cast<double>(expected.size()));
     for (auto* a : expected) {
-      double ms = Ms(*a->AckedAt(want) - t0);
+      double ms = Millis(*a->AckedAt(want) - t0);
       per_agent.push_back(ms);
       last = std::max(last, ms);
       if (auto rx = a->ReceivedAt(want)) {
-        first_rx = std::min(first_rx, Ms(*rx - t0));
-        last_rx = std::max(last_rx, Ms(*rx - t0));
+        first_rx = std::min(first_rx, Millis(*rx - t0));
+        last_rx = std::max(last_rx, Millis(*rx - t0));
       }
     }
     converged.push_back(last);
@@ -427,7 +421,7 @@ int RunOnce(int n, int rounds, int instances) {
       rc = 1;
       break;
     }
-    recorded.push_back(Ms(Clock_::now() - t0));
+    recorded.push_back(Millis(Clock_::now() - t0));
     std::this_thread::sleep_for(milliseconds(50));  // let the round's stragglers settle
   }
   stop = true;

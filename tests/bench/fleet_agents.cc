@@ -303,7 +303,6 @@ void SimHost::OnMessage(Session* session, const v1::ControllerMessage& msg) {
   } else if (msg.has_topology()) {
     OnTopology(session, msg.topology(), msg.ByteSizeLong());
   } else if (msg.has_action()) {
-    counters_.action_bytes += msg.ByteSizeLong();
     OnDesired(session, msg.action());
   } else if (msg.has_refusal()) {
     counters_.refusals++;
@@ -312,24 +311,17 @@ void SimHost::OnMessage(Session* session, const v1::ControllerMessage& msg) {
 }
 
 void SimHost::OnTopology(Session* session, const v1::TopologyRevision& t, size_t bytes) {
-  counters_.topology_messages++;
   counters_.topology_bytes += bytes;
   if (t.revision() <= revision_ && t.base_revision() != 0) return;
   v1::AgentMessage ack;
-  if (t.base_revision() == 0) {
-    slice_.clear();
-    for (const auto& i : t.instances()) slice_[i.name()] = i.generation();
-  } else if (t.base_revision() != revision_) {
+  if (t.base_revision() != 0 && t.base_revision() != revision_) {
     counters_.delta_mismatches++;
     ack.mutable_topology_applied()->set_revision(revision_);
     ack.mutable_topology_applied()->set_snapshot_needed(true);
     session->Send(std::move(ack));
     return;
-  } else {
-    for (const auto& name : t.removed_instances()) slice_.erase(name);
-    for (const auto& i : t.instances()) slice_[i.name()] = i.generation();
   }
-  revision_ = t.revision();
+  revision_ = t.revision();  // a whole slice, or a delta on the revision it has
   ack.mutable_topology_applied()->set_revision(revision_);
   session->Send(std::move(ack));
   auto now = Clock::now();

@@ -1,10 +1,11 @@
 // Simulated agents for the fleet benchmark (fleet_bench.cc): thousands of hosts in one process,
 // each a real AgentService.Connect stream (gRPC's callback API: no thread per stream) that says
 // Hello, heartbeats, runs what its desired set says (at once, no hypervisor), reports its domains,
-// keeps its slice of the topology (snapshots and deltas, as the network agent does) and acks each
-// revision. A host whose lease is not renewed for the controller's fencing_lease fences: it drops
-// its domains and counts a fence, as the real agent does. A host whose stream ends reconnects
-// after 50-100 ms. Every method is safe from any thread.
+// follows its slice of the topology by revision (a whole slice, or a delta on the revision it has;
+// a delta on another asks for a whole slice, as the network agent does) and acks each revision. A
+// host whose lease is not renewed for the controller's fencing_lease fences: it drops its domains
+// and counts a fence, as the real agent does. A host whose stream ends reconnects after 50-100 ms.
+// Every method is safe from any thread.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -19,7 +20,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "common/proto/regen.grpc.pb.h"
@@ -32,9 +32,7 @@ class SimHost;
 
 // What every host counts into; read by the benchmark between phases.
 struct FleetCounters {
-  std::atomic<uint64_t> topology_messages{0};
   std::atomic<uint64_t> topology_bytes{0};
-  std::atomic<uint64_t> action_bytes{0};
   std::atomic<uint64_t> heartbeat_acks{0};
   std::atomic<uint64_t> fences{0};
   std::atomic<uint64_t> refusals{0};
@@ -176,8 +174,7 @@ class SimHost {
   std::map<std::string, int64_t> domains_;      // instance -> generation
   std::map<std::string, v1::InstanceSpec> specs_;
   std::vector<v1::FencedInstance> fenced_;
-  int64_t revision_ = 0;                            // the slice's revision
-  std::unordered_map<std::string, int64_t> slice_;  // instance -> generation
+  int64_t revision_ = 0;  // the topology revision its slice is at
 };
 
 }  // namespace regen::fleet

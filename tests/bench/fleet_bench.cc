@@ -45,14 +45,8 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
+using testing::Millis;
+using testing::Percentile;
 
 struct Options {
   std::string controller;
@@ -237,7 +231,7 @@ class Run {
     auto t0 = Clock::now();
     fleet_->Start();
     if (!WaitHostsUp(n_, seconds(600))) return Fail("not every host came up");
-    std::printf("[ fleet ] N=%d hosts: all up in %.0f ms\n", n_, Ms(Clock::now() - t0));
+    std::printf("[ fleet ] N=%d hosts: all up in %.0f ms\n", n_, Millis(Clock::now() - t0));
     std::fflush(stdout);
     if (int rc = Deploy(); rc) return rc;
     Steady();
@@ -254,16 +248,17 @@ class Run {
  private:
   int Fail(const std::string& why) {
     std::fprintf(stderr, "[ fleet ] N=%d: %s; the controller log's end:\n", n_, why.c_str());
-    std::ifstream in(dir_.File("controller.log"));
+    // Kept past the temp dir, then its last 30 lines printed from the copy.
+    std::string kept = "/tmp/regen-fleet-bench-failed-" + std::to_string(getpid()) + ".log";
+    std::ofstream(kept, std::ios::binary)
+        << std::ifstream(dir_.File("controller.log"), std::ios::binary).rdbuf();
+    std::ifstream in(kept);
     std::deque<std::string> tail;
     for (std::string line; std::getline(in, line);) {
       tail.push_back(line);
       if (tail.size() > 30) tail.pop_front();
     }
     for (const auto& line : tail) std::fprintf(stderr, "  %s\n", line.c_str());
-    std::string kept = "/tmp/regen-fleet-bench-failed-" + std::to_string(getpid()) + ".log";
-    std::ifstream src(dir_.File("controller.log"), std::ios::binary);
-    std::ofstream(kept, std::ios::binary) << src.rdbuf();
     std::fprintf(stderr, "[ fleet ] the whole controller log: %s\n", kept.c_str());
     return 1;
   }
@@ -296,17 +291,16 @@ class Run {
       int size = std::min(o_.service_size, total - k * o_.service_size);
       auto a0 = Clock::now();
       grpc::Status s = admin_->Apply(ServiceSpec(k, size));
-      apply_ms.push_back(Ms(Clock::now() - a0));
+      apply_ms.push_back(Millis(Clock::now() - a0));
       if (!s.ok()) return Fail("apply of service " + std::to_string(k) + ": " + s.error_message());
     }
-    double applied = Ms(Clock::now() - t0);
+    double applied = Millis(Clock::now() - t0);
     bool running = testing::WaitFor(
         [&] {
           auto list = admin_->Instances();
           if (!list) return false;
           int n = 0;
           for (const auto& i : list->instances()) n += i.state() == "running" ? 1 : 0;
-          instances_ = list->instances_size();
           return n == total;
         },
         seconds(900), milliseconds(1000));
@@ -317,7 +311,7 @@ class Run {
         "ms, "
         "p99 %.1f ms), all running in %.1f s; %.1f MB of topology sent\n",
         services, o_.service_size, total, applied / 1000, Percentile(apply_ms, 0.5),
-        Percentile(apply_ms, 0.99), Ms(Clock::now() - t0) / 1000,
+        Percentile(apply_ms, 0.99), Millis(Clock::now() - t0) / 1000,
         static_cast<double>(fleet_->counters().topology_bytes.load()) / 1e6);
     std::fflush(stdout);
     return 0;
@@ -328,14 +322,17 @@ class Run {
     const uint64_t acks0 = fleet_->counters().heartbeat_acks;
     auto t0 = Clock::now();
     std::this_thread::sleep_for(seconds(o_.steady_seconds));
-    const double wall = Ms(Clock::now() - t0) / 1000;
+    const double wall = Millis(Clock::now() - t0) / 1000;
     std::printf(
         "[ fleet ]   steady: controller CPU %.1f %% of one core, RSS %.0f MiB (peak %.0f MiB), "
-        "%ld threads; %.0f heartbeats acked/s\n",
+        "%ld threads; %.0f heartbeats acked/s; so far %llu refusals, %llu deltas on a revision "
+        "the agent lacked\n",
         100 * (controller_.CpuSeconds() - cpu0) / wall,
         static_cast<double>(controller_.Status("VmRSS")) / 1024,
         static_cast<double>(controller_.Status("VmHWM")) / 1024, controller_.Status("Threads"),
-        static_cast<double>(fleet_->counters().heartbeat_acks - acks0) / wall);
+        static_cast<double>(fleet_->counters().heartbeat_acks - acks0) / wall,
+        static_cast<unsigned long long>(fleet_->counters().refusals.load()),
+        static_cast<unsigned long long>(fleet_->counters().delta_mismatches.load()));
     std::fflush(stdout);
   }
 
@@ -374,7 +371,7 @@ class Run {
                             milliseconds(1))) {
         return Fail(victim + " was not re-created within 60 s");
       }
-      decision.push_back(Ms(fleet_->acks().LastRecreatedAt() - t0));
+      decision.push_back(Millis(fleet_->acks().LastRecreatedAt() - t0));
       WaitQuiet(*fleet_, milliseconds(300), seconds(60));
       fleet_->acks().Close();
       auto lat = fleet_->acks().Latencies();
@@ -421,7 +418,7 @@ class Run {
             if (h)
               for (const auto& x : h->hosts())
                 down += names.count(x.name()) && x.state() == "down" ? 1 : 0;
-            if (down == static_cast<int>(names.size())) down_ms = Ms(Clock::now() - t0);
+            if (down == static_cast<int>(names.size())) down_ms = Millis(Clock::now() - t0);
           }
           return fleet_->acks().Recreated() == lost.size();
         },
@@ -430,7 +427,7 @@ class Run {
       return Fail("rack: " + std::to_string(fleet_->acks().Recreated()) + " of " +
                   std::to_string(lost.size()) + " instances re-created within 300 s");
     }
-    const double placed = Ms(fleet_->acks().LastRecreatedAt() - t0);
+    const double placed = Millis(fleet_->acks().LastRecreatedAt() - t0);
     WaitQuiet(*fleet_, milliseconds(1000), seconds(120));
     fleet_->acks().Close();
     auto lat = fleet_->acks().Latencies();
@@ -455,13 +452,13 @@ class Run {
     auto t0 = Clock::now();
     controller_.Kill9();
     if (!controller_.Start()) return Fail("restart: the controller did not start again");
-    const double listening = Ms(Clock::now() - t0);
+    const double listening = Millis(Clock::now() - t0);
     if (!testing::WaitFor([&] { return fleet_->RenewedSince(t0) == live; }, seconds(120),
                           milliseconds(10))) {
       return Fail("restart: " + std::to_string(fleet_->RenewedSince(t0)) + " of " +
                   std::to_string(live) + " hosts renewed within 120 s");
     }
-    const double renewed = Ms(Clock::now() - t0);
+    const double renewed = Millis(Clock::now() - t0);
     std::this_thread::sleep_for(seconds(6));  // past host_down_after (4.5 s by default)
     auto after = admin_->Instances();
     if (!after) return Fail("restart: no instance list afterwards");
@@ -485,7 +482,6 @@ class Run {
   ControllerProcess controller_;
   std::unique_ptr<Fleet> fleet_;
   std::unique_ptr<Admin> admin_;
-  int instances_ = 0;
 };
 
 }  // namespace

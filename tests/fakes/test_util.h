@@ -25,6 +25,11 @@ class TempDir {
   std::string path_;
 };
 
+// Figures for benchmarks: a duration in milliseconds, and the p-th percentile (0..1, nearest
+// rank, rounded) of `values` (0 when empty).
+double Millis(std::chrono::steady_clock::duration d);
+double Percentile(std::vector<double> values, double p);
+
 // Polls `condition` every `step` until it is true (returns true) or `timeout` passes (false).
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
              std::chrono::milliseconds step = std::chrono::milliseconds(5));
